@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every struct and constant shared between the BPF programs and user space.
+ * User space never keeps a copy of these layouts: the build reads them back from the BTF
+ * of the compiled object (scripts/gen-layout.mjs) into operator/src/datapath/layout.generated.ts.
+ * Constants are enums (not #defines) so that they reach BTF too.
+ */
+#ifndef SLUICE_SHARED_H
+#define SLUICE_SHARED_H
+
+#include <linux/types.h>
+
+/* Bumped whenever a map's key or value layout changes; it is part of every pinned map name. */
+enum sl_layout { SL_LAYOUT_VERSION = 1 };
+
+/* Traffic direction as seen by the endpoint (pod), not by the host interface. */
+enum sl_dir {
+	SL_DIR_INGRESS = 0, /* to the pod: host-side egress hook */
+	SL_DIR_EGRESS = 1,  /* from the pod: host-side ingress hook */
+};
+
+/* The decision stored in policy entries and reported in events. */
+enum sl_verdict {
+	SL_VERDICT_NONE = 0,
+	SL_VERDICT_ALLOW = 1,
+	SL_VERDICT_DENY = 2,
+};
+
+/* Reserved security identities; cluster identities start at SL_ID_CLUSTER_MIN. */
+enum sl_identity {
+	SL_ID_ANY = 0, /* wildcard peer in policy keys */
+	SL_ID_HOST = 1,
+	SL_ID_WORLD = 2,
+	SL_ID_UNMANAGED = 3,
+	SL_ID_INIT = 5,
+	SL_ID_REMOTE_NODE = 6,
+	SL_ID_CLUSTER_MIN = 256,
+};
+
+/* Address families as stored in keys (AF_INET / AF_INET6 values). */
+enum sl_family { SL_FAMILY_V4 = 2, SL_FAMILY_V6 = 10 };
+
+/* Endpoint flags: which directions fall back to deny when no policy entry matches. */
+enum sl_endpoint_flags {
+	SL_EP_DEFAULT_DENY_INGRESS = 1,
+	SL_EP_DEFAULT_DENY_EGRESS = 2,
+};
+
+/* Why an event was emitted or a packet dropped. */
+enum sl_reason {
+	SL_REASON_POLICY = 0,      /* a policy entry decided */
+	SL_REASON_DEFAULT = 1,     /* no entry matched: endpoint default */
+	SL_REASON_CT_REPLY = 2,    /* reply of a tracked flow */
+	SL_REASON_CT_ESTABLISHED = 3, /* tracked forward flow, policy revision unchanged */
+	SL_REASON_CT_RELATED = 4,  /* ICMP error related to a tracked flow */
+	SL_REASON_FRAGMENT = 5,    /* non-first fragment, decided by its first fragment */
+	SL_REASON_MALFORMED = 6,   /* could not be parsed: dropped */
+	SL_REASON_NO_ENDPOINT = 7, /* interface not managed: passed untouched */
+};
+
+/* Bit widths of the policy key's variable tail, for LPM prefix lengths. */
+enum sl_policy_prefix {
+	SL_POLICY_PREFIX_FIXED = 80,  /* ep_id + identity + gen + dir: always matched exactly */
+	SL_POLICY_PREFIX_PROTO = 88,  /* + protocol */
+	SL_POLICY_PREFIX_FULL = 104,  /* + 16-bit destination port (ICMP: type << 8 | code) */
+};
+
+/* ipcache key: LPM over family then address; prefixlen = 32 + address prefix bits. */
+struct sl_ipcache_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16]; /* IPv4 in the first 4 bytes, network order */
+};
+
+/* ipcache value: the security identity of every address in the prefix. */
+struct sl_ipcache_value {
+	__u32 identity;
+	__u32 flags;
+};
+
+/* endpoints key: the host-side interface a program runs on. */
+struct sl_endpoint_key {
+	__u32 ifindex;
+};
+
+/* endpoints value: one local pod; rewriting it is the atomic switch of its policy. */
+struct sl_endpoint_value {
+	__u32 ep_id;      /* owner id used in policy, conntrack and counter keys */
+	__u32 identity;   /* the pod's own identity (for events) */
+	__u32 policy_rev; /* bumped on every policy change; conntrack rechecks forward flows on mismatch */
+	__u8 gen;         /* active policy generation (0 or 1): the half of the policy map in use */
+	__u8 flags;       /* enum sl_endpoint_flags */
+	__u8 pad[2];
+};
+
+/*
+ * policy key: LPM trie. Fixed part (ep_id, identity, gen, dir) always matched; then protocol
+ * (0 = any, prefix stops before it) and destination port in network order (prefix covers a
+ * power-of-two aligned port block, so a range is a few entries).
+ */
+struct sl_policy_key {
+	__u32 prefixlen;
+	__u32 ep_id;    /* big endian */
+	__u32 identity; /* big endian; SL_ID_ANY for the wildcard lookup */
+	__u8 gen;
+	__u8 dir;
+	__u8 proto;
+	__u8 port[2];   /* network order */
+	__u8 pad[3];
+};
+
+/* policy value: the verdict resolved at compile time (tiers, deny, precedence all folded in). */
+struct sl_policy_value {
+	__u8 verdict;   /* enum sl_verdict */
+	__u8 pad[3];
+	__u32 rule_id;  /* opaque id of the deciding rule, for events */
+};
+
+/* conntrack key: one tracked flow at one enforcement point, addresses as sent by the initiator. */
+struct sl_ct_key {
+	__u32 ep_id;
+	__u8 dir;
+	__u8 proto;
+	__u8 family;
+	__u8 pad;
+	__u16 sport;    /* network order; ICMP echo: identifier */
+	__u16 dport;    /* network order; ICMP echo: 0 */
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* conntrack value: when the flow was last seen and under which policy revision it was allowed. */
+struct sl_ct_value {
+	__u64 last_seen_ns;
+	__u32 policy_rev;
+	__u32 packets;
+};
+
+/* fragment tracking key: the datagram a non-first fragment belongs to. */
+struct sl_frag_key {
+	__u32 ep_id;
+	__u32 id;       /* IPv4 id (16 bits) or IPv6 fragment identification */
+	__u8 dir;
+	__u8 proto;
+	__u8 family;
+	__u8 pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* fragment tracking value: the verdict of the datagram's first fragment. */
+struct sl_frag_value {
+	__u8 verdict;
+	__u8 pad[3];
+};
+
+/* counters key: per endpoint, direction and verdict (per-CPU values). */
+struct sl_counter_key {
+	__u32 ep_id;
+	__u8 dir;
+	__u8 verdict;
+	__u8 pad[2];
+};
+
+/* counters value: packets and bytes. */
+struct sl_counter_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* datapath configuration: a single-entry array written by the agent. */
+struct sl_config {
+	__u32 event_sample_allow; /* emit 1 of N allowed-packet events; 0 = none */
+	__u32 event_sample_deny;  /* emit 1 of N denied-packet events; 0 = none */
+	__u32 events_per_sec;     /* per-CPU rate limit of emitted events; 0 = unlimited */
+	__u32 flags;
+};
+
+/* event rate limiter state: per CPU. */
+struct sl_ratelimit {
+	__u64 window_start_ns;
+	__u32 emitted;
+	__u32 seen;
+};
+
+/* flow event on the ring buffer: one sampled verdict. */
+struct sl_flow_event {
+	__u64 ts_ns;
+	__u32 ep_id;
+	__u32 ep_identity;
+	__u32 peer_identity;
+	__u32 rule_id;
+	__u8 dir;
+	__u8 verdict;
+	__u8 reason;
+	__u8 family;
+	__u8 proto;
+	__u8 pad;
+	__u16 sport;    /* network order */
+	__u16 dport;    /* network order */
+	__u16 len;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+#endif /* SLUICE_SHARED_H */

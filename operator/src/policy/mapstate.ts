@@ -1,0 +1,67 @@
+// The desired datapath state: what the compiler produces and the agent writes into the BPF maps.
+// It is independent of byte layouts (those come from the BPF object's BTF in datapath/); it only
+// mirrors the lookup the BPF program performs, so lookup.ts can simulate it exactly.
+
+export type Direction = "ingress" | "egress";
+export type Verdict = "allow" | "deny";
+
+export const Protocol = { ANY: 0, ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58, SCTP: 132 } as const;
+
+// Reserved identities (bpf/include/sluice_shared.h enum sl_identity).
+export const ReservedIdentity = {
+  ANY: 0,
+  HOST: 1,
+  WORLD: 2,
+  UNMANAGED: 3,
+  INIT: 5,
+  REMOTE_NODE: 6,
+  CLUSTER_MIN: 256,
+} as const;
+
+// One policy map entry of one endpoint. The BPF program looks up (identity, proto, port) with
+// longest-prefix match: first with the peer's identity, then with identity ANY; the first hit decides.
+// protocol 0 matches any protocol (and port is ignored); portPrefixLen is how many leading bits of
+// the 16-bit port must match (0 = any port of that protocol). For ICMP/ICMPv6 the port is type << 8 | code.
+export interface PolicyEntry {
+  direction: Direction;
+  identity: number;
+  protocol: number;
+  port: number;
+  portPrefixLen: number;
+  verdict: Verdict;
+  // Opaque id of the rule that decided, reported in flow events; see RuleTable.
+  ruleId: number;
+}
+
+export interface EndpointPolicy {
+  // When no entry matches: deny if the endpoint is isolated in that direction, else allow.
+  defaultDeny: { ingress: boolean; egress: boolean };
+  entries: PolicyEntry[];
+}
+
+// A local endpoint (pod on this node) with its compiled policy.
+export interface EndpointState {
+  // Stable key "namespace/name".
+  key: string;
+  // Numeric id, unique on the node, used in map keys.
+  id: number;
+  identity: number;
+  policy: EndpointPolicy;
+}
+
+// An ipcache entry: every address in cidr has this identity. Misses mean world.
+export interface IpcacheEntry {
+  cidr: string;
+  identity: number;
+}
+
+export interface MapState {
+  ipcache: IpcacheEntry[];
+  endpoints: EndpointState[];
+}
+
+// Canonical string for one policy entry's key; two entries with the same key cannot coexist.
+export function policyEntryKey(e: Pick<PolicyEntry, "direction" | "identity" | "protocol" | "port" | "portPrefixLen">): string {
+  if (e.protocol === 0) return `${e.direction}|${e.identity}|*`;
+  return `${e.direction}|${e.identity}|${e.protocol}|${e.port}/${e.portPrefixLen}`;
+}

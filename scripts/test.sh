@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole suite: lint and type check, unit, kernel (BPF_PROG_RUN), lab e2e and integration
+# (real kube-apiserver). Run by `npm test` after setup.sh; .ci/run runs exactly `npm test`.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+export PATH="$root/.tooling/node/bin:$root/.tooling/bin:$PATH"
+bash scripts/lint.sh
+shopt -s nullglob globstar
+files=(test/unit/**/*.test.ts test/kernel/**/*.test.ts test/e2e/**/*.test.ts test/integration/**/*.test.ts)
+# Kernel and lab tests share the host's bpffs and network namespaces: one file at a time.
+exec node --disable-warning=ExperimentalWarning --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
