@@ -56,6 +56,18 @@ enum sl_reason {
 	SL_REASON_FRAGMENT = 5,    /* non-first fragment, decided by its first fragment */
 	SL_REASON_MALFORMED = 6,   /* could not be parsed: dropped */
 	SL_REASON_NO_ENDPOINT = 7, /* interface not managed: passed untouched */
+	SL_REASON_NDP = 8,         /* IPv6 neighbor discovery (ICMPv6 133-137): always passes, like ARP */
+};
+
+/* Map capacities (max_entries of each pinned map); user space checks compiled state against them. */
+enum sl_capacity {
+	SL_MAX_IPCACHE = 524288,
+	SL_MAX_ENDPOINTS = 4096,
+	SL_MAX_POLICY = 1048576,
+	SL_MAX_CONNTRACK = 262144,
+	SL_MAX_FRAGMENTS = 16384,
+	SL_MAX_COUNTERS = 16384,        /* SL_MAX_ENDPOINTS x 2 directions x 2 verdicts */
+	SL_EVENTS_RING_BYTES = 1048576, /* ring buffer size in bytes */
 };
 
 /* Bit widths of the policy key's variable tail, for LPM prefix lengths. */

@@ -1,6 +1,8 @@
 // The BPF program's policy decision, simulated over compiled state. Keep this in step with
 // bpf/sluice.bpf.c: the differential test checks that both agree.
+import { containsIp, parseIp, parsePrefix } from "./cidr.ts";
 import type { Direction, EndpointPolicy, PolicyEntry, Verdict } from "./mapstate.ts";
+import { ReservedIdentity } from "./mapstate.ts";
 
 export interface LookupResult {
   verdict: Verdict;
@@ -48,4 +50,20 @@ export function lookupVerdict(
     longestMatch(policy.entries, direction, 0, protocol, port);
   if (entry) return { verdict: entry.verdict, entry };
   return { verdict: policy.defaultDeny[direction] ? "deny" : "allow" };
+}
+
+// The ipcache lookup: longest prefix containing the address; a miss means world.
+export function lookupIdentity(ipcache: readonly { cidr: string; identity: number }[], ip: string): number {
+  const addr = parseIp(ip);
+  if (!addr) return ReservedIdentity.WORLD;
+  let best = -1;
+  let identity: number = ReservedIdentity.WORLD;
+  for (const e of ipcache) {
+    const p = parsePrefix(e.cidr);
+    if (p && p.len > best && containsIp(p, addr)) {
+      best = p.len;
+      identity = e.identity;
+    }
+  }
+  return identity;
 }

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The datapath's maps. All are pinned by name under the loader's bpffs root, so a restarted agent
+ * or a replaced program finds the same state. libbpf's pin reuse checks sizes and flags but not
+ * the value layout, so every name carries the layout version: bump SL_LAYOUT_VERSION and rename.
+ */
+#ifndef SLUICE_MAPS_H
+#define SLUICE_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "sluice_shared.h"
+
+_Static_assert(SL_LAYOUT_VERSION == 1, "map names carry the layout version: rename the _v1 maps");
+
+/* ipcache: IP prefix -> security identity. A miss means world. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SL_MAX_IPCACHE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sl_ipcache_key);
+	__type(value, struct sl_ipcache_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_ipc_v1 SEC(".maps");
+
+/*
+ * endpoints: host-side ifindex -> local endpoint. Not preallocated on purpose: an update then
+ * swaps in a new element and frees the old one only after an RCU grace period, so a packet that
+ * copied the old value never sees it half-overwritten (the atomic policy flip relies on it).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sl_endpoint_key);
+	__type(value, struct sl_endpoint_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_ep_v1 SEC(".maps");
+
+/* policy: (ep, identity, gen, dir, proto, port block) -> verdict, longest prefix wins. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SL_MAX_POLICY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sl_policy_key);
+	__type(value, struct sl_policy_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_pol_v1 SEC(".maps");
+
+/* conntrack: flows as sent by their initiator, per endpoint and direction. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_MAX_CONNTRACK);
+	__type(key, struct sl_ct_key);
+	__type(value, struct sl_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_ct_v1 SEC(".maps");
+
+/* fragments: verdict of each datagram's first fragment, for the fragments that follow it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_MAX_FRAGMENTS);
+	__type(key, struct sl_frag_key);
+	__type(value, struct sl_frag_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_frag_v1 SEC(".maps");
+
+/* counters: packets and bytes per (endpoint, direction, verdict), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SL_MAX_COUNTERS);
+	__type(key, struct sl_counter_key);
+	__type(value, struct sl_counter_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_cnt_v1 SEC(".maps");
+
+/* events: sampled struct sl_flow_event records. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SL_EVENTS_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_evt_v1 SEC(".maps");
+
+/* config: one struct sl_config written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_cfg_v1 SEC(".maps");
+
+/* event rate limiter: one window per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_ratelimit);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_rl_v1 SEC(".maps");
+
+#endif /* SLUICE_MAPS_H */

@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Sluice's enforcement programs, one per direction of a pod's host-side interface:
+ *   sl_from_pod  host-side ingress hook = the pod's EGRESS  (peer = destination address)
+ *   sl_to_pod    host-side egress hook  = the pod's INGRESS (peer = source address)
+ * Both run sl_decide(). Its policy lookup must give what operator/src/policy/lookup.ts
+ * simulates; the differential test holds them together.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "sluice_shared.h"
+#include "sluice_maps.h"
+#include "parse.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define SL_NSEC_PER_SEC 1000000000ULL
+
+/* The outcome of one packet, carried to accounting. */
+struct sl_decision {
+	__u32 peer_identity;
+	__u32 rule_id;
+	__u8 verdict;
+	__u8 reason;
+	__u8 peer_known;
+	__u8 pad;
+};
+
+static __always_inline __u32 sl_peer_identity(const struct sl_pkt *p, __u8 dir)
+{
+	struct sl_ipcache_key k = {};
+	const __u8 *addr = dir == SL_DIR_EGRESS ? p->t.daddr : p->t.saddr;
+
+	k.family = p->family;
+	if (p->family == SL_FAMILY_V4) {
+		k.prefixlen = 32 + 32;
+		__builtin_memcpy(k.addr, addr, 4);
+	} else {
+		k.prefixlen = 32 + 128;
+		__builtin_memcpy(k.addr, addr, 16);
+	}
+	struct sl_ipcache_value *v = bpf_map_lookup_elem(&sl_ipc_v1, &k);
+	return v ? v->identity : SL_ID_WORLD;
+}
+
+/*
+ * At most two LPM lookups: the peer's identity, then the wildcard identity; the first hit decides
+ * (deny, tiers and precedence were folded in at compile time). Both miss: the endpoint default.
+ */
+static __always_inline void sl_policy(const struct sl_endpoint_value *ep, __u8 dir, const struct sl_pkt *p,
+				      struct sl_decision *d)
+{
+	struct sl_policy_key k = {};
+
+	if (!d->peer_known) {
+		d->peer_identity = sl_peer_identity(p, dir);
+		d->peer_known = 1;
+	}
+	k.prefixlen = SL_POLICY_PREFIX_FULL;
+	k.ep_id = bpf_htonl(ep->ep_id);
+	k.identity = bpf_htonl(d->peer_identity);
+	k.gen = ep->gen;
+	k.dir = dir;
+	k.proto = p->t.proto;
+	__builtin_memcpy(k.port, &p->policy_port, 2);
+
+	struct sl_policy_value *v = bpf_map_lookup_elem(&sl_pol_v1, &k);
+	if (!v) {
+		k.identity = bpf_htonl(SL_ID_ANY);
+		v = bpf_map_lookup_elem(&sl_pol_v1, &k);
+	}
+	if (v) {
+		/* Anything but an explicit allow fails closed. */
+		d->verdict = v->verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
+		d->reason = SL_REASON_POLICY;
+		d->rule_id = v->rule_id;
+		return;
+	}
+	__u8 deny_flag = dir == SL_DIR_INGRESS ? SL_EP_DEFAULT_DENY_INGRESS : SL_EP_DEFAULT_DENY_EGRESS;
+	d->verdict = (ep->flags & deny_flag) ? SL_VERDICT_DENY : SL_VERDICT_ALLOW;
+	d->reason = SL_REASON_DEFAULT;
+	d->rule_id = 0;
+}
+
+static __always_inline void sl_ct_key(struct sl_ct_key *k, __u32 ep_id, __u8 dir, __u8 family,
+				      const struct sl_tuple *t, int reverse)
+{
+	k->ep_id = ep_id;
+	k->dir = dir;
+	k->proto = t->proto;
+	k->family = family;
+	k->pad = 0;
+	if (reverse) {
+		k->sport = t->dport;
+		k->dport = t->sport;
+		__builtin_memcpy(k->saddr, t->daddr, 16);
+		__builtin_memcpy(k->daddr, t->saddr, 16);
+	} else {
+		k->sport = t->sport;
+		k->dport = t->dport;
+		__builtin_memcpy(k->saddr, t->saddr, 16);
+		__builtin_memcpy(k->daddr, t->daddr, 16);
+	}
+}
+
+static __always_inline void sl_frag_key(struct sl_frag_key *k, __u32 ep_id, __u8 dir, const struct sl_pkt *p)
+{
+	k->ep_id = ep_id;
+	k->id = p->frag_id;
+	k->dir = dir;
+	/* IPv6 reassembles by (src, dst, id) alone, and its first fragment may hide more headers. */
+	k->proto = p->family == SL_FAMILY_V4 ? p->t.proto : 0;
+	k->family = p->family;
+	k->pad = 0;
+	__builtin_memcpy(k->saddr, p->t.saddr, 16);
+	__builtin_memcpy(k->daddr, p->t.daddr, 16);
+}
+
+static __always_inline void sl_count(__u32 ep_id, __u8 dir, __u8 verdict, __u64 len)
+{
+	struct sl_counter_key k = {.ep_id = ep_id, .dir = dir, .verdict = verdict};
+	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v1, &k);
+
+	if (!v) {
+		struct sl_counter_value init = {.packets = 1, .bytes = len};
+		if (!bpf_map_update_elem(&sl_cnt_v1, &k, &init, BPF_NOEXIST))
+			return;
+		v = bpf_map_lookup_elem(&sl_cnt_v1, &k); /* another CPU created it first */
+		if (!v)
+			return;
+	}
+	/* Per-CPU value: no other writer. */
+	v->packets += 1;
+	v->bytes += len;
+}
+
+/* Sampled (1 of N per verdict), then rate-limited per CPU per second; never waits. */
+static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endpoint_value *ep, __u8 dir,
+				     const struct sl_pkt *p, struct sl_decision *d)
+{
+	__u32 zero = 0;
+	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v1, &zero);
+	if (!cfg)
+		return;
+	__u32 n = d->verdict == SL_VERDICT_ALLOW ? cfg->event_sample_allow : cfg->event_sample_deny;
+	if (n == 0)
+		return;
+	if (n > 1 && bpf_get_prandom_u32() % n != 0)
+		return;
+
+	__u64 now = bpf_ktime_get_ns();
+	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v1, &zero);
+	if (!rl)
+		return;
+	if (now - rl->window_start_ns >= SL_NSEC_PER_SEC) {
+		rl->window_start_ns = now;
+		rl->emitted = 0;
+		rl->seen = 0;
+	}
+	rl->seen += 1;
+	if (cfg->events_per_sec != 0 && rl->emitted >= cfg->events_per_sec)
+		return;
+
+	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v1, sizeof(*e), 0);
+	if (!e)
+		return; /* ring full: the reader is behind, drop the event, never the packet */
+	rl->emitted += 1;
+
+	if (!d->peer_known && p->family != 0) {
+		d->peer_identity = sl_peer_identity(p, dir);
+		d->peer_known = 1;
+	}
+	e->ts_ns = now;
+	e->ep_id = ep->ep_id;
+	e->ep_identity = ep->identity;
+	e->peer_identity = d->peer_known ? d->peer_identity : 0;
+	e->rule_id = d->rule_id;
+	e->dir = dir;
+	e->verdict = d->verdict;
+	e->reason = d->reason;
+	e->family = p->family;
+	e->proto = p->t.proto;
+	e->pad = 0;
+	e->sport = p->t.sport;
+	e->dport = p->t.proto == IPPROTO_ICMP || p->t.proto == SL_PROTO_ICMPV6 ? p->policy_port : p->t.dport;
+	e->len = skb->len > 0xffff ? 0xffff : skb->len;
+	__builtin_memcpy(e->saddr, p->t.saddr, 16);
+	__builtin_memcpy(e->daddr, p->t.daddr, 16);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Conntrack and policy; returns with d filled. */
+static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 dir, struct sl_pkt *p,
+				     struct sl_decision *d)
+{
+	__u8 odir = dir == SL_DIR_INGRESS ? SL_DIR_EGRESS : SL_DIR_INGRESS;
+	struct sl_ct_key ck;
+
+	if (p->icmp == SL_ICMP_NDP) {
+		d->verdict = SL_VERDICT_ALLOW;
+		d->reason = SL_REASON_NDP;
+		return;
+	}
+
+	/* Established: a flow this endpoint initiated (or accepted) in this direction. */
+	sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->t, 0);
+	struct sl_ct_value *ct = bpf_map_lookup_elem(&sl_ct_v1, &ck);
+	if (ct) {
+		if (ct->policy_rev == ep->policy_rev) {
+			d->verdict = SL_VERDICT_ALLOW;
+			d->reason = SL_REASON_CT_ESTABLISHED;
+		} else {
+			/* Policy changed since the flow was allowed: a revoked allow cuts it. */
+			sl_policy(ep, dir, p, d);
+			if (d->verdict != SL_VERDICT_ALLOW) {
+				bpf_map_delete_elem(&sl_ct_v1, &ck);
+				return;
+			}
+			ct->policy_rev = ep->policy_rev;
+		}
+		ct->last_seen_ns = bpf_ktime_get_ns();
+		ct->packets += 1;
+		return;
+	}
+
+	/* Reply: the reverse of a flow tracked in the other direction. */
+	sl_ct_key(&ck, ep->ep_id, odir, p->family, &p->t, 1);
+	ct = bpf_map_lookup_elem(&sl_ct_v1, &ck);
+	if (ct) {
+		d->verdict = SL_VERDICT_ALLOW;
+		d->reason = SL_REASON_CT_REPLY;
+		ct->last_seen_ns = bpf_ktime_get_ns();
+		return;
+	}
+
+	/*
+	 * ICMP error about a tracked flow. The quoted packet was sent by the side receiving the error:
+	 * either a flow's initiator (the quote is the flow's own tuple, tracked in the other
+	 * direction) or its responder (the quote is a reply: reversed, tracked in this direction).
+	 */
+	if (p->icmp == SL_ICMP_ERROR && p->has_inner) {
+		sl_ct_key(&ck, ep->ep_id, odir, p->family, &p->inner, 0);
+		if (bpf_map_lookup_elem(&sl_ct_v1, &ck)) {
+			d->verdict = SL_VERDICT_ALLOW;
+			d->reason = SL_REASON_CT_RELATED;
+			return;
+		}
+		sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->inner, 1);
+		if (bpf_map_lookup_elem(&sl_ct_v1, &ck)) {
+			d->verdict = SL_VERDICT_ALLOW;
+			d->reason = SL_REASON_CT_RELATED;
+			return;
+		}
+	}
+
+	sl_policy(ep, dir, p, d);
+	if (d->verdict != SL_VERDICT_ALLOW || p->icmp == SL_ICMP_ERROR)
+		return; /* an error message is not a flow of its own */
+
+	struct sl_ct_value nv = {
+		.last_seen_ns = bpf_ktime_get_ns(),
+		.policy_rev = ep->policy_rev,
+		.packets = 1,
+	};
+	sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->t, 0);
+	bpf_map_update_elem(&sl_ct_v1, &ck, &nv, BPF_ANY);
+}
+
+static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
+{
+	struct sl_endpoint_key ek = {.ifindex = skb->ifindex};
+	struct sl_endpoint_value *epp = bpf_map_lookup_elem(&sl_ep_v1, &ek);
+	if (!epp)
+		return TC_ACT_OK;
+	/* One copy per packet: gen, rev and flags all come from the same endpoint version. */
+	struct sl_endpoint_value ep = *epp;
+
+	struct sl_pkt p = {};
+	struct sl_decision d = {};
+	int r = sl_parse(skb, &p);
+	if (r == SL_PARSE_NOT_IP)
+		return TC_ACT_OK;
+
+	if (r == SL_PARSE_MALFORMED) {
+		d.verdict = SL_VERDICT_DENY;
+		d.reason = SL_REASON_MALFORMED;
+	} else if (p.frag == SL_FRAG_LATER) {
+		/* No ports to judge by: follow the datagram's first fragment, else drop. */
+		struct sl_frag_key fk;
+		sl_frag_key(&fk, ep.ep_id, dir, &p);
+		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v1, &fk);
+		d.verdict = fv && fv->verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
+		d.reason = SL_REASON_FRAGMENT;
+	} else {
+		sl_judge(&ep, dir, &p, &d);
+		if (p.frag == SL_FRAG_FIRST && d.verdict == SL_VERDICT_ALLOW) {
+			struct sl_frag_key fk;
+			struct sl_frag_value fv = {.verdict = SL_VERDICT_ALLOW};
+			sl_frag_key(&fk, ep.ep_id, dir, &p);
+			bpf_map_update_elem(&sl_frag_v1, &fk, &fv, BPF_ANY);
+		}
+	}
+
+	sl_count(ep.ep_id, dir, d.verdict, skb->len);
+	sl_event(skb, &ep, dir, &p, &d);
+	return d.verdict == SL_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int sl_from_pod(struct __sk_buff *skb)
+{
+	return sl_decide(skb, SL_DIR_EGRESS);
+}
+
+SEC("tc")
+int sl_to_pod(struct __sk_buff *skb)
+{
+	return sl_decide(skb, SL_DIR_INGRESS);
+}

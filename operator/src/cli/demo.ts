@@ -1,0 +1,136 @@
+// `sluice demo` (what `npm run demo` runs): the lab from samples/demo, its connectivity matrix before
+// and after the sample policies, then the datapath replaced under traffic with the packets lost and
+// leaked, then cleanup. Prints the time of every step.
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { loadObjects } from "../lab/inputs.ts";
+import { Lab } from "../lab/lab.ts";
+import { diffMatrices, formatMatrixTable, type MatrixRow } from "../lab/matrix.ts";
+import { runLiveTraffic } from "../lab/traffic.ts";
+import { topologyFromObjects } from "../lab/topology.ts";
+
+const DEFAULT_DIR = fileURLToPath(new URL("../../../samples/demo", import.meta.url));
+// A port no sample policy opens: the denied stream's target when no denied UDP row exists.
+const SPARE_UDP_PORT = 9;
+
+function out(line = ""): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function ms(t0: number): string {
+  return `${((performance.now() - t0) / 1000).toFixed(2)} s`;
+}
+
+export async function demoMain(argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      dir: { type: "string", default: DEFAULT_DIR },
+      "traffic-ms": { type: "string", default: "5000" },
+      rate: { type: "string", default: "3000" },
+    },
+    strict: true,
+  });
+  if (process.getuid?.() !== 0) throw new Error("sluice demo needs root (network namespaces and BPF): run it with sudo");
+  const dir = values.dir!;
+  const policiesDir = join(dir, "policies");
+  const topologyFiles = readdirSync(dir)
+    .filter((f) => /\.(ya?ml|json)$/.test(f))
+    .map((f) => join(dir, f));
+  if (topologyFiles.length === 0) throw new Error(`${dir}: no topology files (*.yaml)`);
+  if (!existsSync(policiesDir)) throw new Error(`${policiesDir}: missing (the demo applies the policies in it)`);
+  const start = performance.now();
+
+  const topology = topologyFromObjects(loadObjects(topologyFiles));
+  let t = performance.now();
+  const lab = await Lab.create(topology, { extraPorts: [{ port: SPARE_UDP_PORT, protocol: "UDP" }] });
+  try {
+    out(`Lab ${lab.plan.runId}: ${topology.nodes.length} nodes (${topology.nodes.join(", ")}), ${topology.pods.length} pods, built in ${ms(t)}`);
+
+    t = performance.now();
+    await lab.startAgents(topologyFiles);
+    out(`Agents started without policies in ${ms(t)}`);
+    const before = await lab.probe();
+    out();
+    out(`Connectivity before policies (${before.results.length} probes in ${(before.durationMs / 1000).toFixed(2)} s):`);
+    out(formatMatrixTable(before.results));
+
+    t = performance.now();
+    await lab.stopAgents();
+    await lab.startAgents([...topologyFiles, policiesDir]);
+    out();
+    out(`Agents restarted with ${policiesDir} in ${ms(t)} (they adopt the pinned datapath and apply the policies)`);
+    const after = await lab.probe();
+    out();
+    out(`Connectivity after policies (${after.results.length} probes in ${(after.durationMs / 1000).toFixed(2)} s):`);
+    out(formatMatrixTable(after.results));
+    const changes = diffMatrices(before.results, after.results);
+    out(`${changes.length} of ${after.results.length} rows changed`);
+    for (const n of [...before.notes, ...after.notes]) out(`note: ${n}`);
+    if (before.skipped.length + after.skipped.length > 0)
+      out(`note: ${after.skipped.length} probes skipped: ${[...new Set(after.skipped.map((s) => s.reason))].join("; ")}`);
+
+    const pair = await pickTrafficPair(lab, after.results);
+    out();
+    if (!pair) {
+      out("Live replacement: skipped, no pod pair with an allowed UDP and TCP port in the sample policies");
+    } else {
+      out(
+        `Live replacement: ${pair.from} -> ${pair.to}: UDP ${pair.allowedUdpPort} (allowed) and UDP ${pair.deniedUdpPort} (denied) at ${values.rate} pps each, TCP ${pair.tcpPort} stream, while replacing the datapath on every node`,
+      );
+      t = performance.now();
+      const r = await runLiveTraffic(lab, {
+        ...pair,
+        rate: Number(values.rate),
+        durationMs: Number(values["traffic-ms"]),
+        replace: true,
+      });
+      out(`  datapath replacements: ${r.replacements} (${r.replaceRuns} rounds on ${lab.plan.nodes.length} nodes)`);
+      out(`  allowed UDP: sent ${r.sent}, received ${r.received}, lost ${r.lost}`);
+      out(`  denied UDP:  sent ${r.deniedSent}, leaked ${r.leaked}`);
+      out(`  TCP stream:  ${(r.tcpBytes / 1e6).toFixed(1)} MB received, ${r.tcpReset ? `BROKEN (${r.tcpError})` : "no reset"}`);
+      out(`  took ${ms(t)}`);
+      if (r.lost !== 0 || r.leaked !== 0 || r.tcpReset) {
+        out("FAILED: the datapath replacement lost, leaked or reset traffic");
+        process.exitCode = 1;
+      }
+    }
+  } finally {
+    t = performance.now();
+    await lab.destroy();
+    out();
+    out(`Cleaned up in ${ms(t)}; demo took ${ms(start)}`);
+  }
+  return typeof process.exitCode === "number" ? process.exitCode : 0;
+}
+
+interface TrafficPair {
+  from: string;
+  to: string;
+  allowedUdpPort: number;
+  deniedUdpPort: number;
+  tcpPort: number;
+}
+
+// A pair across nodes where policy allows a UDP and a TCP port and denies some UDP port; the spare
+// port stands in for the denied one when its denial is confirmed by a probe.
+async function pickTrafficPair(lab: Lab, rows: readonly MatrixRow[]): Promise<TrafficPair | undefined> {
+  const node = new Map(lab.topology.pods.map((p) => [p.key, p.node]));
+  const pairs = [...new Set(rows.map((r) => `${r.from}\u0000${r.to}`))].map((k) => k.split("\u0000"));
+  pairs.sort((a, b) => Number(node.get(a[0]) === node.get(a[1])) - Number(node.get(b[0]) === node.get(b[1])));
+  for (const [from, to] of pairs) {
+    const mine = rows.filter((r) => r.from === from && r.to === to);
+    const udp = mine.find((r) => r.protocol === "UDP" && r.verdict === "allow");
+    const tcp = mine.find((r) => r.protocol === "TCP" && r.verdict === "allow");
+    if (!udp || !tcp) continue;
+    let denied = mine.find((r) => r.protocol === "UDP" && r.verdict === "deny")?.port;
+    if (denied === undefined) {
+      const spare = await lab.probe({ from: [from], ports: [{ port: SPARE_UDP_PORT, protocol: "UDP" }] });
+      if (spare.results.some((r) => r.to === to && r.verdict === "deny")) denied = SPARE_UDP_PORT;
+    }
+    if (denied !== undefined) return { from, to, allowedUdpPort: udp.port, deniedUdpPort: denied, tcpPort: tcp.port };
+  }
+  return undefined;
+}

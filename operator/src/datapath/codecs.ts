@@ -1,0 +1,33 @@
+// The codecs of the datapath's shared structs, with the fields the header documents as network order.
+import { structs } from "./layout.generated.ts";
+import { StructCodec } from "./layout.ts";
+
+export const ipcacheKey = new StructCodec("sl_ipcache_key", structs.sl_ipcache_key);
+export const ipcacheValue = new StructCodec("sl_ipcache_value", structs.sl_ipcache_value);
+export const endpointKey = new StructCodec("sl_endpoint_key", structs.sl_endpoint_key);
+export const endpointValue = new StructCodec("sl_endpoint_value", structs.sl_endpoint_value);
+export const policyKey = new StructCodec("sl_policy_key", structs.sl_policy_key, {
+  ep_id: "be",
+  identity: "be",
+  port: "be",
+} as const);
+export const policyValue = new StructCodec("sl_policy_value", structs.sl_policy_value);
+export const ctKey = new StructCodec("sl_ct_key", structs.sl_ct_key, { sport: "be", dport: "be" } as const);
+export const ctValue = new StructCodec("sl_ct_value", structs.sl_ct_value);
+export const counterKey = new StructCodec("sl_counter_key", structs.sl_counter_key);
+export const counterValue = new StructCodec("sl_counter_value", structs.sl_counter_value);
+export const config = new StructCodec("sl_config", structs.sl_config);
+export const flowEvent = new StructCodec("sl_flow_event", structs.sl_flow_event, { sport: "be", dport: "be" } as const);
+
+export type IpcacheKey = ReturnType<typeof ipcacheKey.decode>;
+export type IpcacheValue = ReturnType<typeof ipcacheValue.decode>;
+export type EndpointKey = ReturnType<typeof endpointKey.decode>;
+export type EndpointValue = ReturnType<typeof endpointValue.decode>;
+export type PolicyKey = ReturnType<typeof policyKey.decode>;
+export type PolicyValue = ReturnType<typeof policyValue.decode>;
+export type CtKey = ReturnType<typeof ctKey.decode>;
+export type CtValue = ReturnType<typeof ctValue.decode>;
+export type CounterKey = ReturnType<typeof counterKey.decode>;
+export type CounterValue = ReturnType<typeof counterValue.decode>;
+export type Config = ReturnType<typeof config.decode>;
+export type FlowEventRecord = ReturnType<typeof flowEvent.decode>;

@@ -1,0 +1,135 @@
+// Generic encode/decode of the shared structs, driven by the layouts generated from BTF
+// (layout.generated.ts). Numbers are little endian (host order on the machines we run on) except the
+// fields a codec declares big endian: the header documents those as network order (policy key ids
+// and ports, conntrack and event ports). A big-endian byte array (u8 port[2]) decodes to one number.
+// Fields named pad* are never exposed and always encoded as zero.
+import type { FieldLayout, StructLayout } from "./layout.generated.ts";
+
+export type ByteOrderSpec<L extends StructLayout> = { readonly [K in keyof L["fields"]]?: "be" };
+
+type FieldValue<F, O> = O extends "be"
+  ? number
+  : F extends { readonly array: true }
+    ? Uint8Array
+    : F extends { readonly size: 8 }
+      ? bigint
+      : number;
+
+type Visible<K> = K extends `pad${string}` ? never : K;
+
+export type StructValue<L extends StructLayout, S extends ByteOrderSpec<L>> = {
+  -readonly [K in keyof L["fields"] as Visible<K>]: FieldValue<L["fields"][K], S[K]>;
+};
+
+type Writer = (view: DataView, base: number, value: unknown) => void;
+type Reader = (view: DataView, base: number) => number | bigint | Uint8Array;
+
+interface FieldOp {
+  name: string;
+  write: Writer;
+  read: Reader;
+}
+
+function fieldOp(struct: string, name: string, f: FieldLayout, be: boolean): FieldOp {
+  const where = `${struct}.${name}`;
+  const off = f.offset;
+  const check = (v: unknown, max: number): number => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max)
+      throw new RangeError(`${where}: expected an integer in [0, ${max}], got ${String(v)}`);
+    return v;
+  };
+  if (be || !f.array) {
+    const size = f.size;
+    if (size === 8 && !be) {
+      return {
+        name,
+        write: (dv, b, v) => {
+          if (typeof v !== "bigint") throw new TypeError(`${where}: expected a bigint`);
+          dv.setBigUint64(b + off, v, true);
+        },
+        read: (dv, b) => dv.getBigUint64(b + off, true),
+      };
+    }
+    const le = !be;
+    if (size === 1)
+      return { name, write: (dv, b, v) => dv.setUint8(b + off, check(v, 0xff)), read: (dv, b) => dv.getUint8(b + off) };
+    if (size === 2)
+      return {
+        name,
+        write: (dv, b, v) => dv.setUint16(b + off, check(v, 0xffff), le),
+        read: (dv, b) => dv.getUint16(b + off, le),
+      };
+    if (size === 4)
+      return {
+        name,
+        write: (dv, b, v) => dv.setUint32(b + off, check(v, 0xffffffff), le),
+        read: (dv, b) => dv.getUint32(b + off, le),
+      };
+    throw new Error(`${where}: no ${be ? "big-endian " : ""}codec for a ${size}-byte field`);
+  }
+  const size = f.size;
+  return {
+    name,
+    write: (dv, b, v) => {
+      if (!(v instanceof Uint8Array) || v.length > size)
+        throw new TypeError(`${where}: expected a Uint8Array of at most ${size} bytes`);
+      new Uint8Array(dv.buffer, dv.byteOffset + b + off, size).set(v);
+    },
+    read: (dv, b) => new Uint8Array(dv.buffer.slice(dv.byteOffset + b + off, dv.byteOffset + b + off + size)),
+  };
+}
+
+// Encoder/decoder of one struct. Encoding zeroes the struct's bytes first (padding, unspecified tails).
+export class StructCodec<L extends StructLayout, S extends ByteOrderSpec<L> = Record<never, never>> {
+  readonly name: string;
+  readonly size: number;
+  readonly layout: L;
+  readonly #ops: FieldOp[];
+
+  constructor(name: string, layout: L, bigEndian?: S) {
+    this.name = name;
+    this.layout = layout;
+    this.size = layout.size;
+    const spec = (bigEndian ?? {}) as Record<string, "be" | undefined>;
+    for (const f of Object.keys(spec))
+      if (!(f in layout.fields)) throw new Error(`${name}: big-endian field ${f} is not in the layout`);
+    this.#ops = Object.entries(layout.fields)
+      .filter(([n]) => !n.startsWith("pad"))
+      .map(([n, f]) => fieldOp(name, n, f, spec[n] === "be"));
+  }
+
+  // Writes value at offset of buf (a fresh buffer of this.size when omitted) and returns buf.
+  encode(value: StructValue<L, S>, buf: Uint8Array = new Uint8Array(this.size), offset = 0): Uint8Array {
+    if (offset + this.size > buf.length) throw new RangeError(`${this.name}: buffer too small at offset ${offset}`);
+    buf.fill(0, offset, offset + this.size);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const rec = value as unknown as Record<string, unknown>;
+    for (const op of this.#ops) {
+      const v = rec[op.name];
+      if (v === undefined) throw new TypeError(`${this.name}.${op.name}: missing`);
+      op.write(dv, offset, v);
+    }
+    return buf;
+  }
+
+  decode(buf: Uint8Array, offset = 0): StructValue<L, S> {
+    if (offset + this.size > buf.length) throw new RangeError(`${this.name}: buffer too small at offset ${offset}`);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const out: Record<string, number | bigint | Uint8Array> = {};
+    for (const op of this.#ops) out[op.name] = op.read(dv, offset);
+    return out as StructValue<L, S>;
+  }
+
+  // Encodes many values into one contiguous buffer, as the batch map calls take them.
+  encodeMany(values: readonly StructValue<L, S>[]): Uint8Array {
+    const buf = new Uint8Array(values.length * this.size);
+    for (let i = 0; i < values.length; i++) this.encode(values[i], buf, i * this.size);
+    return buf;
+  }
+
+  decodeMany(buf: Uint8Array, count: number, stride: number = this.size): StructValue<L, S>[] {
+    const out: StructValue<L, S>[] = [];
+    for (let i = 0; i < count; i++) out.push(this.decode(buf, i * stride));
+    return out;
+  }
+}

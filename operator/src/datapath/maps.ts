@@ -1,0 +1,124 @@
+// The datapath's maps, typed. Names carry the layout version (bpf/include/sluice_maps.h); they are
+// found either in a freshly loaded object or as pins under the bpffs root (CLI inspection, adoption).
+import { join } from "node:path";
+import type { BpfAddon, LoadedObject } from "./bpf-addon.ts";
+import * as C from "./codecs.ts";
+import { enums } from "./layout.generated.ts";
+import { PerCpuMap, TypedMap } from "./typed-map.ts";
+
+const VERSION = enums.sl_layout.SL_LAYOUT_VERSION;
+
+export const MapNames = {
+  ipcache: `sl_ipc_v${VERSION}`,
+  endpoints: `sl_ep_v${VERSION}`,
+  policy: `sl_pol_v${VERSION}`,
+  conntrack: `sl_ct_v${VERSION}`,
+  fragments: `sl_frag_v${VERSION}`,
+  counters: `sl_cnt_v${VERSION}`,
+  events: `sl_evt_v${VERSION}`,
+  config: `sl_cfg_v${VERSION}`,
+} as const;
+
+export type CounterTotals = C.CounterValue;
+
+export class CounterMap extends PerCpuMap<C.CounterKey, C.CounterValue> {
+  // Packets and bytes summed over CPUs.
+  total(k: C.CounterKey): CounterTotals {
+    const per = this.get(k) ?? [];
+    return per.reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), {
+      packets: 0n,
+      bytes: 0n,
+    });
+  }
+
+  totals(): [C.CounterKey, CounterTotals][] {
+    return this.entries().map(([k, per]) => [
+      k,
+      per.reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), { packets: 0n, bytes: 0n }),
+    ]);
+  }
+}
+
+export class ConfigMap extends TypedMap<number, C.Config> {
+  read(): C.Config {
+    const c = this.get(0);
+    if (!c) throw new Error(`map ${this.name}: slot 0 missing`);
+    return c;
+  }
+
+  write(c: C.Config): void {
+    this.set(0, c);
+  }
+}
+
+const u32: { name: string; size: number; encode(v: number, buf?: Uint8Array, off?: number): Uint8Array; decode(buf: Uint8Array, off?: number): number } = {
+  name: "u32",
+  size: 4,
+  encode(v, buf = new Uint8Array(4), off = 0) {
+    new DataView(buf.buffer, buf.byteOffset, buf.byteLength).setUint32(off, v, true);
+    return buf;
+  },
+  decode(buf, off = 0) {
+    return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(off, true);
+  },
+};
+
+export interface DatapathMaps {
+  ipcache: TypedMap<C.IpcacheKey, C.IpcacheValue>;
+  endpoints: TypedMap<C.EndpointKey, C.EndpointValue>;
+  policy: TypedMap<C.PolicyKey, C.PolicyValue>;
+  conntrack: TypedMap<C.CtKey, C.CtValue>;
+  counters: CounterMap;
+  config: ConfigMap;
+  // The ring buffer's fd, for events.ts.
+  eventsFd: number;
+  // Closes fds this object opened itself (pins); fds of a loaded object belong to that object.
+  close(): void;
+}
+
+function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => void): DatapathMaps {
+  return {
+    ipcache: new TypedMap(addon, fdOf(MapNames.ipcache), MapNames.ipcache, C.ipcacheKey, C.ipcacheValue),
+    endpoints: new TypedMap(addon, fdOf(MapNames.endpoints), MapNames.endpoints, C.endpointKey, C.endpointValue),
+    policy: new TypedMap(addon, fdOf(MapNames.policy), MapNames.policy, C.policyKey, C.policyValue),
+    conntrack: new TypedMap(addon, fdOf(MapNames.conntrack), MapNames.conntrack, C.ctKey, C.ctValue),
+    counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, C.counterKey, C.counterValue),
+    config: new ConfigMap(addon, fdOf(MapNames.config), MapNames.config, u32, C.config),
+    eventsFd: fdOf(MapNames.events),
+    close,
+  };
+}
+
+export function mapsOfObject(addon: BpfAddon, obj: LoadedObject): DatapathMaps {
+  return build(
+    addon,
+    (name) => {
+      const m = obj.maps.find((x) => x.name === name);
+      if (!m) throw new Error(`BPF object has no map ${name}`);
+      return m.fd;
+    },
+    () => {},
+  );
+}
+
+// Opens the pinned maps under pinRoot (no program load). Throws ENOENT (code) when not pinned.
+export function openPinnedMaps(addon: BpfAddon, pinRoot: string): DatapathMaps {
+  const fds: number[] = [];
+  const close = () => {
+    for (const fd of fds.splice(0)) addon.closeFd(fd);
+  };
+  try {
+    return build(
+      addon,
+      (name) => {
+        const fd = addon.objGet(join(pinRoot, name));
+        fds.push(fd);
+        return fd;
+      },
+      close,
+    );
+  } catch (e) {
+    close();
+    throw e;
+  }
+}

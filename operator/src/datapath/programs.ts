@@ -1,0 +1,54 @@
+// Loading the datapath object: programs by role, typed maps, all maps pinned under one bpffs root.
+import { join } from "node:path";
+import { type BpfAddon, type LoadedObject, loadAddon, repoRoot } from "./bpf-addon.ts";
+import { ensureBpffs } from "./bpffs.ts";
+import { type DatapathMaps, mapsOfObject } from "./maps.ts";
+
+// Program names in bpf/sluice.bpf.c. Traffic from the pod enters the host side's ingress hook.
+export const ProgramNames = { fromPod: "sl_from_pod", toPod: "sl_to_pod" } as const;
+
+export interface Datapath {
+  addon: BpfAddon;
+  object: LoadedObject;
+  maps: DatapathMaps;
+  // fd of the program for the host-side hook.
+  programFor(hook: "ingress" | "egress"): number;
+  programFd(name: string): number;
+  close(): void;
+}
+
+export function defaultObjectPath(): string {
+  return process.env.SLUICE_BPF_OBJECT ?? join(repoRoot(), "bpf/build/sluice.bpf.o");
+}
+
+export interface LoadOptions {
+  pinRoot: string;
+  objectPath?: string;
+  addon?: BpfAddon;
+}
+
+// Loads (or, through the pins, reuses the maps of) the datapath. The pin root's parent must be on bpffs.
+export function loadDatapath(o: LoadOptions): Datapath {
+  const addon = o.addon ?? loadAddon();
+  if (o.pinRoot.startsWith("/sys/fs/bpf")) ensureBpffs();
+  const object = addon.loadObject(o.objectPath ?? defaultObjectPath(), { pinRoot: o.pinRoot });
+  try {
+    const maps = mapsOfObject(addon, object);
+    const programFd = (name: string): number => {
+      const p = object.programs.find((x) => x.name === name);
+      if (!p) throw new Error(`BPF object has no program ${name}`);
+      return p.fd;
+    };
+    return {
+      addon,
+      object,
+      maps,
+      programFd,
+      programFor: (hook) => programFd(hook === "ingress" ? ProgramNames.fromPod : ProgramNames.toPod),
+      close: () => object.close(),
+    };
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+}

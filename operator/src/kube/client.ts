@@ -1,0 +1,40 @@
+// The API clients a Sluice process uses, built from one kubeconfig.
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+} from "@kubernetes/client-node";
+
+export interface KubeClients {
+  kc: KubeConfig;
+  core: CoreV1Api;
+  coordination: CoordinationV1Api;
+  custom: CustomObjectsApi;
+  events: EventsV1Api;
+  objects: KubernetesObjectApi;
+}
+
+/** Loads a kubeconfig file; without a path, the in-cluster service account or $KUBECONFIG. */
+export function loadKubeConfig(path?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path) kc.loadFromFile(path);
+  else kc.loadFromDefault();
+  if (!kc.getCurrentCluster()) {
+    throw new Error(`kubeconfig ${path ?? "(default)"}: the current context names no cluster`);
+  }
+  return kc;
+}
+
+export function makeClients(kc: KubeConfig): KubeClients {
+  return {
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    coordination: kc.makeApiClient(CoordinationV1Api),
+    custom: kc.makeApiClient(CustomObjectsApi),
+    events: kc.makeApiClient(EventsV1Api),
+    objects: KubernetesObjectApi.makeApiClient(kc),
+  };
+}

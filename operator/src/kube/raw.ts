@@ -1,0 +1,73 @@
+// Raw JSON requests for what the generated clients do awkwardly: lists of any resource as the
+// wire JSON (the typed clients turn core objects into model classes with Date fields, while watch
+// events stay plain JSON; an informer's cache must hold one shape).
+import { request } from "node:https";
+import type { RequestOptions } from "node:https";
+import type { KubeConfig, KubernetesListObject, KubernetesObject } from "@kubernetes/client-node";
+import { KubeApiError, statusFromBody } from "./errors.ts";
+
+export async function rawRequest<T>(
+  kc: KubeConfig,
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: { contentType?: string; timeoutMs?: number } = {},
+): Promise<T> {
+  const server = kc.getCurrentCluster()?.server;
+  if (!server) throw new Error("kubeconfig: the current context names no cluster");
+  const url = new URL(server + path);
+  const req0: RequestOptions = { method, headers: { Accept: "application/json" } };
+  await kc.applyToHTTPSOptions(req0);
+  const contentType = opts.contentType ?? "application/json";
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  req0.signal = AbortSignal.timeout(timeoutMs);
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  if (payload !== undefined) {
+    req0.headers = { ...req0.headers, "Content-Type": contentType, "Content-Length": Buffer.byteLength(payload) };
+  }
+  return new Promise<T>((resolve, reject) => {
+    const req = request(url, req0, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        const code = res.statusCode ?? 0;
+        if (code < 200 || code >= 300) {
+          reject(new KubeApiError(statusFromBody(code, text)));
+          return;
+        }
+        try {
+          resolve((text ? JSON.parse(text) : {}) as T);
+        } catch {
+          reject(new KubeApiError({ code, reason: "", message: `${method} ${path}: response is not JSON` }));
+        }
+      });
+    });
+    req.on("error", reject);
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
+}
+
+/** Lists a collection (all pages) as wire JSON; the list's resourceVersion is the first page's. */
+export async function rawList<T extends KubernetesObject>(
+  kc: KubeConfig,
+  path: string,
+  query: Record<string, string | undefined> = {},
+): Promise<KubernetesListObject<T>> {
+  const items: T[] = [];
+  let resourceVersion = "";
+  let cont: string | undefined;
+  do {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, v);
+    params.set("limit", "500");
+    if (cont) params.set("continue", cont);
+    const page = await rawRequest<KubernetesListObject<T>>(kc, "GET", `${path}?${params}`);
+    if (!resourceVersion) resourceVersion = page.metadata?.resourceVersion ?? "";
+    items.push(...(page.items ?? []));
+    cont = (page.metadata as { continue?: string } | undefined)?.continue || undefined;
+  } while (cont);
+  return { apiVersion: "v1", kind: "List", metadata: { resourceVersion }, items };
+}

@@ -1,0 +1,193 @@
+// A keyed, rate-limited work queue with controller-runtime's semantics:
+// - a key queued twice is processed once (dedup while waiting);
+// - a key is never processed concurrently with itself: adding it while it is being processed marks
+//   it dirty, and done() puts it back in the queue;
+// - addRateLimited() requeues after a per-key exponential backoff (forget() resets it on success),
+//   capped, combined with an overall token bucket as client-go's default controller rate limiter;
+// - shutDown() makes get() return undefined once the queue is drained of waiters.
+// Informer callbacks run synchronously inside client-node: they only add keys here; reconciles run
+// in workers (runWorkers) that read the informer caches.
+
+export interface RateLimiterOptions {
+  /** First per-key retry delay. Default 5 ms (client-go). */
+  baseDelayMs?: number;
+  /** Per-key delay cap. Default 60 s. */
+  maxDelayMs?: number;
+  /** Overall retries per second and burst (token bucket). Default 10/s, burst 100 (client-go). */
+  qps?: number;
+  burst?: number;
+}
+
+export class WorkQueue<K = string> {
+  private readonly queue: K[] = [];
+  private readonly dirty = new Set<K>();
+  private readonly processing = new Set<K>();
+  private readonly failures = new Map<K, number>();
+  private readonly waitingTimers = new Map<K, { at: number; timer: NodeJS.Timeout }>();
+  private waiters: Array<(k: K | undefined) => void> = [];
+  private shuttingDown = false;
+  private readonly baseDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly qps: number;
+  private readonly burst: number;
+  private tokens: number;
+  private lastRefill = Date.now();
+  /** Reserved token-bucket slots: when the next overall retry may happen. */
+  private bucketNextFree = 0;
+
+  constructor(opts: RateLimiterOptions = {}) {
+    this.baseDelayMs = opts.baseDelayMs ?? 5;
+    this.maxDelayMs = opts.maxDelayMs ?? 60_000;
+    this.qps = opts.qps ?? 10;
+    this.burst = opts.burst ?? 100;
+    this.tokens = this.burst;
+  }
+
+  /** Queues a key now (no-op if it is already waiting in the queue). */
+  add(key: K): void {
+    if (this.shuttingDown) return;
+    if (this.dirty.has(key)) return;
+    this.dirty.add(key);
+    if (this.processing.has(key)) return; // done() requeues it
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      this.dirty.delete(key);
+      this.processing.add(key);
+      waiter(key);
+      return;
+    }
+    this.queue.push(key);
+  }
+
+  /** Queues a key after a delay; an earlier pending delayed add for the key wins. */
+  addAfter(key: K, delayMs: number): void {
+    if (this.shuttingDown) return;
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
+    const at = Date.now() + delayMs;
+    const pending = this.waitingTimers.get(key);
+    if (pending) {
+      if (pending.at <= at) return;
+      clearTimeout(pending.timer);
+    }
+    const timer = setTimeout(() => {
+      this.waitingTimers.delete(key);
+      this.add(key);
+    }, delayMs);
+    this.waitingTimers.set(key, { at, timer });
+  }
+
+  /** Requeues a failed key with backoff: max(per-key exponential, overall token bucket). */
+  addRateLimited(key: K): void {
+    const n = this.failures.get(key) ?? 0;
+    this.failures.set(key, n + 1);
+    const perKey = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.min(n, 40));
+    this.addAfter(key, Math.max(perKey, this.bucketDelay()));
+  }
+
+  private bucketDelay(): number {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.lastRefill) / 1000) * this.qps);
+    this.lastRefill = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    // Out of tokens: reserve the next slot, spaced 1/qps apart.
+    this.bucketNextFree = Math.max(this.bucketNextFree, now) + 1000 / this.qps;
+    return this.bucketNextFree - now;
+  }
+
+  /** Clears the key's failure history (call after a successful reconcile). */
+  forget(key: K): void {
+    this.failures.delete(key);
+  }
+
+  numRequeues(key: K): number {
+    return this.failures.get(key) ?? 0;
+  }
+
+  /** Next key to process; undefined after shutDown(). Pair every key with done(key). */
+  get(): Promise<K | undefined> {
+    const key = this.queue.shift();
+    if (key !== undefined) {
+      this.dirty.delete(key);
+      this.processing.add(key);
+      return Promise.resolve(key);
+    }
+    if (this.shuttingDown) return Promise.resolve(undefined);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Marks the key processed; if it was added meanwhile, it goes back into the queue. */
+  done(key: K): void {
+    this.processing.delete(key);
+    if (this.dirty.has(key)) {
+      this.dirty.delete(key);
+      this.add(key);
+    }
+  }
+
+  /** Keys waiting (not processing, not delayed). */
+  get length(): number {
+    return this.queue.length;
+  }
+
+  /** Nothing queued, nothing processing, nothing delayed. */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.processing.size === 0 && this.waitingTimers.size === 0;
+  }
+
+  get isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  shutDown(): void {
+    this.shuttingDown = true;
+    for (const { timer } of this.waitingTimers.values()) clearTimeout(timer);
+    this.waitingTimers.clear();
+    this.queue.length = 0;
+    this.dirty.clear();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w(undefined);
+  }
+}
+
+export interface ReconcileResult {
+  /** Process the key again after this delay even though it succeeded (periodic checks). */
+  requeueAfterMs?: number;
+}
+
+export type Reconciler<K> = (key: K) => Promise<ReconcileResult | undefined | void>;
+
+/**
+ * Runs `concurrency` workers until the queue shuts down. Success forgets the key's failures;
+ * a throw requeues it rate-limited and reports the error. Resolves when every worker has exited.
+ */
+export async function runWorkers<K>(
+  queue: WorkQueue<K>,
+  concurrency: number,
+  reconcile: Reconciler<K>,
+  onError?: (key: K, err: unknown) => void,
+): Promise<void> {
+  const worker = async () => {
+    for (;;) {
+      const key = await queue.get();
+      if (key === undefined) return;
+      try {
+        const result = await reconcile(key);
+        queue.forget(key);
+        if (result?.requeueAfterMs !== undefined) queue.addAfter(key, result.requeueAfterMs);
+      } catch (err) {
+        onError?.(key, err);
+        queue.addRateLimited(key);
+      } finally {
+        queue.done(key);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+}

@@ -1,0 +1,298 @@
+// A running lab: namespaces wired from a plan, a server in every pod, optionally one static agent
+// per node enforcing policy files, and probes between every pair of pods.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type Child,
+  collect,
+  firstLine,
+  labScript,
+  NODE,
+  NODE_FLAGS,
+  SLUICE_MAIN,
+  signalChild,
+  spawnIn,
+  stopChild,
+  tail,
+} from "./children.ts";
+import { registerCleanup } from "./cleanup.ts";
+import { mapLimit } from "./exec.ts";
+import type { MatrixRow } from "./matrix.ts";
+import { createNetns, deleteNetns, wireNetns } from "./netns.ts";
+import { type LabPlan, newRunId, type PodPlan, planLab, probeAddress } from "./plan.ts";
+import type { ProbeRequest, ProbeResponse, ProbeTarget } from "./probe-protocol.ts";
+import { formatPort } from "./ports.ts";
+import { sctpAvailable } from "./sctp.ts";
+import type { LabPort, LabTopology } from "./topology.ts";
+
+export const BPFFS_LAB_PREFIX = "/sys/fs/bpf/sluice-lab-";
+
+export interface LabOptions {
+  // Extra ports every pod listens on (besides its container ports), e.g. from --ports.
+  extraPorts?: LabPort[];
+  log?: (line: string) => void;
+  runId?: string;
+}
+
+export interface ProbeOptions {
+  // Probe these instead of each destination's container ports.
+  ports?: LabPort[];
+  // Probe the pods' IPv4 or IPv6 address instead of the primary one.
+  family?: 4 | 6;
+  tcpTimeoutMs?: number;
+  udpTimeoutMs?: number;
+  udpTries?: number;
+  // Only these source pods (keys); default all.
+  from?: string[];
+}
+
+export interface ProbeReport {
+  results: MatrixRow[];
+  // Probes not sent, with why (SCTP without kernel support, no address of the family).
+  skipped: Array<{ from: string; to: string; port: number; protocol: string; reason: string }>;
+  // Unexpected answers (refused, another pod answered): verdicts stay, but they deserve a look.
+  notes: string[];
+  durationMs: number;
+}
+
+export interface ServerStats {
+  udpStreams: Record<string, number>;
+  tcpBytes: number;
+  tcpConnections: number;
+  tcpErrors: string[];
+}
+
+interface Agent {
+  node: string;
+  child: Child;
+  readyFile: string;
+}
+
+export class Lab {
+  readonly plan: LabPlan;
+  readonly topology: LabTopology;
+  readonly bpffsRoot: string;
+  readonly workDir: string;
+  private readonly log: (line: string) => void;
+  private readonly servers = new Map<string, Child>();
+  private readonly agents = new Map<string, Agent>();
+  private readonly netns: string[] = [];
+  private readonly unregister: () => void;
+  private destroyed = false;
+  private readonly serverPorts: Map<string, LabPort[]>;
+
+  private constructor(topology: LabTopology, opts: LabOptions) {
+    this.topology = topology;
+    this.plan = planLab(topology, opts.runId ?? newRunId());
+    this.bpffsRoot = `${BPFFS_LAB_PREFIX}${this.plan.runId}`;
+    this.workDir = mkdtempSync(join(tmpdir(), `sluice-lab-${this.plan.runId}-`));
+    this.log = opts.log ?? (() => {});
+    this.serverPorts = new Map(
+      topology.pods.map((p) => {
+        const ports = [...p.ports];
+        for (const x of opts.extraPorts ?? [])
+          if (!ports.some((y) => y.port === x.port && y.protocol === x.protocol)) ports.push(x);
+        return [p.key, ports];
+      }),
+    );
+    this.unregister = registerCleanup(() => this.destroy());
+  }
+
+  // Builds the namespaces and starts the pod servers. On failure everything created is removed.
+  static async create(topology: LabTopology, opts: LabOptions = {}): Promise<Lab> {
+    if (process.getuid?.() !== 0) throw new Error("sluice lab needs root (network namespaces and BPF)");
+    const lab = new Lab(topology, opts);
+    try {
+      const t0 = performance.now();
+      await createNetns(lab.plan, (ns) => lab.netns.push(ns));
+      await wireNetns(lab.plan);
+      const t1 = performance.now();
+      await mapLimit(lab.plan.pods, 8, (p) => lab.startServer(p));
+      lab.log(
+        `lab ${lab.plan.runId}: ${lab.plan.nodes.length} nodes, ${lab.plan.pods.length} pods wired in ${Math.round(t1 - t0)} ms, servers up in ${Math.round(performance.now() - t1)} ms`,
+      );
+    } catch (err) {
+      await lab.destroy();
+      throw err;
+    }
+    return lab;
+  }
+
+  pod(key: string): PodPlan {
+    const p = this.plan.pods.find((x) => x.pod.key === key);
+    if (!p) throw new Error(`no pod ${key} in the lab`);
+    return p;
+  }
+
+  nodeBpffsRoot(node: string): string {
+    const i = this.plan.nodes.findIndex((n) => n.name === node);
+    if (i < 0) throw new Error(`no node ${node} in the lab`);
+    return join(this.bpffsRoot, `node${i}`);
+  }
+
+  private async startServer(p: PodPlan): Promise<void> {
+    const ports = (this.serverPorts.get(p.pod.key) ?? []).map(formatPort).join(",");
+    const child = spawnIn(p.netns, `server ${p.pod.key}`, [
+      NODE,
+      ...NODE_FLAGS,
+      labScript("pod-server.ts"),
+      p.pod.key,
+      ports,
+    ]);
+    this.servers.set(p.pod.key, child);
+    const line = await firstLine(child, 15000);
+    if (line !== "ready") throw new Error(`server ${p.pod.key}: unexpected "${line}"`);
+  }
+
+  // Starts one static agent per node (in the node's namespace) enforcing `files`, and waits until
+  // each has attached and written its maps.
+  async startAgents(files: readonly string[], timeoutMs = 60000): Promise<void> {
+    await Promise.all(this.plan.nodes.map((n) => this.startAgent(n.name, files, timeoutMs)));
+  }
+
+  async startAgent(node: string, files: readonly string[], timeoutMs = 60000): Promise<void> {
+    if (this.agents.has(node)) throw new Error(`agent on ${node} is already running`);
+    const plan = this.plan.nodes.find((n) => n.name === node)!;
+    const root = this.nodeBpffsRoot(node);
+    mkdirSync(root, { recursive: true });
+    const readyFile = join(this.workDir, `ready-${plan.fabricPeerIf}-${Date.now()}.json`);
+    const args = [NODE, ...NODE_FLAGS, SLUICE_MAIN, "agent", "--static"];
+    for (const f of files) args.push("-f", f);
+    args.push("--node", node, "--bpffs-root", root, "--ready-file", readyFile);
+    const child = spawnIn(plan.netns, `agent ${node}`, args);
+    child.proc.stdout?.resume();
+    this.agents.set(node, { node, child, readyFile });
+    const t0 = performance.now();
+    for (;;) {
+      if (existsSync(readyFile)) {
+        let ready: { endpoints?: number };
+        try {
+          ready = JSON.parse(readFileSync(readyFile, "utf8")) as { endpoints?: number };
+        } catch {
+          await sleep(20); // written but not complete yet
+          continue;
+        }
+        this.log(`agent ${node}: ready with ${ready.endpoints ?? "?"} endpoints in ${Math.round(performance.now() - t0)} ms`);
+        return;
+      }
+      if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
+        this.agents.delete(node);
+        throw new Error(`agent ${node} exited before it was ready${tail(child)}`);
+      }
+      if (performance.now() - t0 > timeoutMs) throw new Error(`agent ${node}: not ready after ${timeoutMs} ms${tail(child)}`);
+      await sleep(25);
+    }
+  }
+
+  // Stops agents (SIGTERM: they leave pins and links, so enforcement continues) or kills them.
+  async stopAgents(signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
+    await Promise.all([...this.agents.keys()].map((n) => this.stopAgent(n, signal)));
+  }
+
+  async stopAgent(node: string, signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<{ code: number | null }> {
+    const a = this.agents.get(node);
+    if (!a) throw new Error(`no agent running on ${node}`);
+    this.agents.delete(node);
+    if (signal === "SIGKILL") signalChild(a.child, "SIGKILL");
+    else await stopChild(a.child, 10000);
+    const { code } = await a.child.exited;
+    return { code };
+  }
+
+  runningAgents(): string[] {
+    return [...this.agents.keys()];
+  }
+
+  // Probes every pod from every other pod on every port with real packets.
+  async probe(opts: ProbeOptions = {}): Promise<ProbeReport> {
+    const t0 = performance.now();
+    const skipped: ProbeReport["skipped"] = [];
+    const sctp = opts.ports?.some((p) => p.protocol === "SCTP") || this.topology.pods.some((p) => p.ports.some((x) => x.protocol === "SCTP"))
+      ? sctpAvailable()
+      : false;
+    const perSource = new Map<string, ProbeTarget[]>();
+    const rows: MatrixRow[] = [];
+    for (const from of this.topology.pods) {
+      if (opts.from && !opts.from.includes(from.key)) continue;
+      const targets: ProbeTarget[] = [];
+      for (const to of this.topology.pods) {
+        if (to.key === from.key) continue;
+        const ip = probeAddress(to, opts.family);
+        for (const port of opts.ports ?? to.ports) {
+          const row = { from: from.key, to: to.key, port: port.port, protocol: port.protocol };
+          if (!ip || (opts.family && !probeAddress(from, opts.family))) {
+            skipped.push({ ...row, reason: `no IPv${opts.family} address` });
+            continue;
+          }
+          if (port.protocol === "SCTP") {
+            skipped.push({ ...row, reason: sctp ? "SCTP probes are not implemented" : "the kernel has no SCTP" });
+            continue;
+          }
+          targets.push({ id: rows.length, ip, port: port.port, protocol: port.protocol, expectKey: to.key });
+          rows.push({ ...row, verdict: "deny" });
+        }
+      }
+      perSource.set(from.key, targets);
+    }
+    const notes: string[] = [];
+    const request = (probes: ProbeTarget[]): ProbeRequest => ({
+      probes,
+      tcpTimeoutMs: opts.tcpTimeoutMs ?? 1500,
+      udpTimeoutMs: opts.udpTimeoutMs ?? 400,
+      udpTries: opts.udpTries ?? 3,
+    });
+    await mapLimit([...perSource], 16, async ([key, probes]) => {
+      if (probes.length === 0) return;
+      const child = spawnIn(this.pod(key).netns, `prober ${key}`, [NODE, ...NODE_FLAGS, labScript("pod-prober.ts")]);
+      const out = await collect(child, JSON.stringify(request(probes)), 60000);
+      const res = JSON.parse(out) as ProbeResponse;
+      for (const r of res.results) {
+        const row = rows[r.id];
+        row.verdict = r.verdict;
+        if (r.note) notes.push(`${row.from} -> ${row.to} ${row.port}/${row.protocol}: ${r.verdict} (${r.note})`);
+      }
+    });
+    return { results: rows, skipped, notes, durationMs: performance.now() - t0 };
+  }
+
+  // Counters of a pod's server (the sink of live-replacement traffic).
+  async serverStats(key: string): Promise<ServerStats> {
+    const child = this.servers.get(key);
+    if (!child) throw new Error(`no server in ${key}`);
+    const answer = firstLine(child, 5000);
+    child.proc.stdin!.write("stats\n");
+    return JSON.parse(await answer) as ServerStats;
+  }
+
+  // Runs a command inside a pod's or node's namespace and returns its output.
+  async exec(netns: string, name: string, argv: readonly string[], input = "", timeoutMs = 120000): Promise<string> {
+    return collect(spawnIn(netns, name, argv), input, timeoutMs);
+  }
+
+  // Stops every process, deletes every namespace and the bpffs root. Idempotent; never throws for
+  // one failure before trying the rest.
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    const errors: string[] = [];
+    const children = [...[...this.agents.values()].map((a) => a.child), ...this.servers.values()];
+    this.agents.clear();
+    this.servers.clear();
+    await Promise.all(children.map((c) => stopChild(c, 3000)));
+    errors.push(...(await deleteNetns(this.netns)));
+    try {
+      rmSync(this.bpffsRoot, { recursive: true, force: true });
+    } catch (err) {
+      errors.push(`rm ${this.bpffsRoot}: ${(err as Error).message}`);
+    }
+    rmSync(this.workDir, { recursive: true, force: true });
+    this.unregister();
+    this.log(`lab ${this.plan.runId}: removed`);
+    if (errors.length > 0) throw new Error(`lab cleanup: ${errors.join("; ")}`);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

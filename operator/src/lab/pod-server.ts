@@ -1,0 +1,107 @@
+// Runs inside one pod's network namespace (started by the lab through nsenter): listens on the
+// probed ports and answers probes with the pod's key, so a probe also proves it reached the right
+// pod. It doubles as the sink of the live-replacement traffic: sequence-numbered UDP datagrams
+// ("S<stream>:<seq>") are counted, TCP bytes after the greeting are counted, and a "stats" line on
+// stdin prints the counts as one JSON line.
+//
+// usage: node pod-server.ts <key> <port/PROTO>,...
+import { createSocket } from "node:dgram";
+import { createServer, type Socket } from "node:net";
+import { createInterface } from "node:readline";
+
+interface Stats {
+  udpStreams: Record<string, number>;
+  tcpBytes: number;
+  tcpConnections: number;
+  tcpErrors: string[];
+}
+
+const [key, portList = ""] = process.argv.slice(2);
+if (!key) {
+  process.stderr.write("usage: pod-server.ts <key> <port/PROTO>,...\n");
+  process.exit(2);
+}
+const ports = portList
+  .split(",")
+  .filter((s) => s !== "")
+  .map((s) => {
+    const [port, protocol] = s.split("/");
+    return { port: Number(port), protocol };
+  });
+
+const streams = new Map<string, Set<number>>();
+const stats: Omit<Stats, "udpStreams"> = { tcpBytes: 0, tcpConnections: 0, tcpErrors: [] };
+const sockets = new Set<Socket>();
+
+function snapshot(): Stats {
+  const udpStreams: Record<string, number> = {};
+  for (const [id, seqs] of streams) udpStreams[id] = seqs.size;
+  return { udpStreams, ...stats, tcpErrors: [...stats.tcpErrors] };
+}
+
+async function listenTcp(port: number): Promise<void> {
+  const server = createServer((sock) => {
+    stats.tcpConnections++;
+    sockets.add(sock);
+    sock.on("data", (d: Buffer) => {
+      stats.tcpBytes += d.length;
+    });
+    sock.on("error", (err: NodeJS.ErrnoException) => {
+      stats.tcpErrors.push(`${port}: ${err.code ?? err.message}`);
+    });
+    sock.on("close", () => sockets.delete(sock));
+    sock.write(`${key}\n`);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port, host: "::", ipv6Only: false }, () => resolve());
+  });
+}
+
+async function listenUdp(port: number): Promise<void> {
+  const sock = createSocket({ type: "udp6", ipv6Only: false, recvBufferSize: 4 << 20 });
+  sock.on("message", (msg, rinfo) => {
+    const kind = msg[0];
+    if (kind === 0x50 /* P: probe */) {
+      sock.send(`${key} ${msg.subarray(1).toString()}`, rinfo.port, rinfo.address);
+    } else if (kind === 0x53 /* S: stream */) {
+      const text = msg.subarray(1).toString();
+      const colon = text.indexOf(":");
+      const id = `${port}/${text.slice(0, colon)}`;
+      let seqs = streams.get(id);
+      if (!seqs) {
+        seqs = new Set();
+        streams.set(id, seqs);
+      }
+      seqs.add(Number(text.slice(colon + 1)));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    sock.once("error", reject);
+    sock.bind({ port, address: "::" }, () => resolve());
+  });
+}
+
+async function main(): Promise<void> {
+  for (const { port, protocol } of ports) {
+    if (protocol === "TCP") await listenTcp(port);
+    else if (protocol === "UDP") await listenUdp(port);
+    // SCTP: Node has no SCTP sockets; the lab skips SCTP probes (see probe.ts).
+  }
+  createInterface({ input: process.stdin }).on("line", (line) => {
+    if (line === "stats") process.stdout.write(`${JSON.stringify(snapshot())}\n`);
+    else if (line === "reset") {
+      streams.clear();
+      stats.tcpBytes = 0;
+      stats.tcpConnections = 0;
+      stats.tcpErrors = [];
+    }
+  });
+  process.stdin.on("end", () => process.exit(0));
+  process.stdout.write("ready\n");
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`pod-server ${key}: ${err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,331 @@
+// The identity controller (leader only): one SecurityIdentity per distinct security-relevant label
+// set of the cluster's pods, and GC of unused ones. The rules live in identity/allocator.ts and
+// identity/gc.ts; this file wires informers, the work queue and the API writes.
+//
+// Work queue keys: a label-set hash (allocate if used and missing) or SWEEP (duplicates, unused
+// identities past the grace period, obsolete tombstones). Nothing runs before the pod, namespace,
+// identity and node-status caches have synced: an unsynced pod cache would make every identity
+// look unused and an unsynced identity cache would allocate duplicates.
+import {
+  type CustomObjectsApi,
+  type KubernetesObject,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
+import type { Namespace, Pod } from "../api/k8s.ts";
+import {
+  IDENTITY_HASH_LABEL,
+  IDENTITY_TOMBSTONE_LABEL,
+  type IdentityObject,
+  IdentityIndex,
+  identityRecord,
+  labelSetHash,
+  nextCandidate,
+} from "../identity/allocator.ts";
+import { planGc } from "../identity/gc.ts";
+import { type LabelOptions, type LabelSet, securityLabels } from "../identity/labels.ts";
+import { describeError, isAlreadyExists, isNotFound } from "../kube/errors.ts";
+import type { Informer } from "../kube/informer.ts";
+import { apiVersionOf, SECURITY_IDENTITIES } from "../kube/resources.ts";
+import { runWorkers, WorkQueue } from "../kube/workqueue.ts";
+
+export type PodObject = Pod & KubernetesObject;
+export type NamespaceObject = Namespace & KubernetesObject;
+export type IdentityObj = IdentityObject & KubernetesObject;
+export interface NodeStatusObject extends KubernetesObject {
+  status?: { maxIdentity?: number };
+}
+
+export interface IdentityControllerOptions {
+  custom: CustomObjectsApi;
+  pods: Informer<PodObject>;
+  namespaces: Informer<NamespaceObject>;
+  identities: Informer<IdentityObj>;
+  nodeStatuses?: Informer<NodeStatusObject>;
+  /** Unused identities are deleted after this long. */
+  gcGraceMs: number;
+  /** Checked before every write: a replica that lost the lease writes nothing more. */
+  isLeader: () => boolean;
+  labelOptions?: LabelOptions;
+  workers?: number;
+  /** Periodic sweep even without events. Default 30 s. */
+  sweepIntervalMs?: number;
+  log?: (msg: string) => void;
+}
+
+const SWEEP = "sweep";
+const FIELD_MANAGER = "sluice-operator";
+
+interface Use {
+  count: number;
+  labels: LabelSet;
+}
+
+export class IdentityController {
+  private readonly o: IdentityControllerOptions;
+  private readonly queue = new WorkQueue<string>();
+  private readonly podHash = new Map<string, string>();
+  private readonly uses = new Map<string, Use>();
+  private readonly index = new IdentityIndex();
+  /** Identities this process created that the cache has not shown yet: hash → number. */
+  private readonly pending = new Map<string, number>();
+  private readonly unusedSince = new Map<number, number>();
+  private highWater = 0;
+  private readonly handlers: Array<() => void> = [];
+  /** Creates and retirements done (observability and tests). */
+  readonly stats = { created: 0, conflicts: 0, adopted: 0, deleted: 0, tombstoned: 0 };
+
+  constructor(o: IdentityControllerOptions) {
+    this.o = o;
+  }
+
+  private log(msg: string): void {
+    this.o.log?.(`identity: ${msg}`);
+  }
+
+  /** Runs until the signal aborts (leadership lost or shutdown). */
+  async run(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return;
+    const informers = [this.o.pods, this.o.namespaces, this.o.identities, ...(this.o.nodeStatuses ? [this.o.nodeStatuses] : [])];
+    const synced = Promise.all(informers.map((i) => i.waitForSync()));
+    const aborted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    await Promise.race([synced, aborted]);
+    if (signal.aborted) return;
+    this.subscribe();
+    // Initial state from the caches, then one allocation check per used label set and a sweep.
+    for (const i of this.o.identities.list()) this.onIdentity(i);
+    for (const p of this.o.pods.list()) this.onPod(p);
+    for (const hash of this.uses.keys()) this.queue.add(hash);
+    this.queue.add(SWEEP);
+    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
+    try {
+      await runWorkers(this.queue, this.o.workers ?? 4, (key) => this.reconcile(key), (key, err) =>
+        this.log(`${key}: ${describeError(err)}`),
+      );
+    } finally {
+      for (const off of this.handlers.splice(0)) off();
+    }
+  }
+
+  /** Used label sets without a live identity in the cache (0 when allocation has caught up). */
+  missing(): number {
+    let n = 0;
+    for (const [hash, use] of this.uses) if (this.index.live(hash, use.labels).length === 0) n++;
+    return n;
+  }
+
+  /** Distinct label sets in use by pods. */
+  get labelSets(): number {
+    return this.uses.size;
+  }
+
+  private subscribe(): void {
+    const on = <T extends KubernetesObject>(inf: Informer<T>, ev: "add" | "update" | "delete", cb: (o: T) => void) => {
+      inf.on(ev, cb);
+      this.handlers.push(() => inf.off(ev, cb));
+    };
+    on(this.o.pods, "add", (p) => this.onPod(p));
+    on(this.o.pods, "update", (p) => this.onPod(p));
+    on(this.o.pods, "delete", (p) => this.onPodGone(p));
+    const nsChanged = (ns: NamespaceObject) => {
+      for (const p of this.o.pods.list(ns.metadata.name)) this.onPod(p);
+    };
+    on(this.o.namespaces, "add", nsChanged);
+    on(this.o.namespaces, "update", nsChanged);
+    on(this.o.identities, "add", (i) => this.onIdentity(i));
+    on(this.o.identities, "update", (i) => this.onIdentity(i));
+    on(this.o.identities, "delete", (i) => this.onIdentityGone(i));
+  }
+
+  private podKey(p: PodObject): string {
+    return `${p.metadata.namespace ?? ""}/${p.metadata.name ?? ""}`;
+  }
+
+  private wantsIdentity(p: PodObject): boolean {
+    if (p.spec?.hostNetwork) return false; // host-network pods have the host identity
+    const phase = p.status?.phase;
+    return phase !== "Succeeded" && phase !== "Failed";
+  }
+
+  private onPod(p: PodObject): void {
+    if (!this.wantsIdentity(p)) {
+      this.onPodGone(p);
+      return;
+    }
+    const ns = this.o.namespaces.get(p.metadata.namespace ?? "");
+    const labels = securityLabels(p, ns, this.o.labelOptions);
+    const hash = labelSetHash(labels);
+    const key = this.podKey(p);
+    const old = this.podHash.get(key);
+    if (old === hash) return;
+    if (old !== undefined) this.release(old);
+    this.podHash.set(key, hash);
+    const use = this.uses.get(hash);
+    if (use) use.count++;
+    else {
+      this.uses.set(hash, { count: 1, labels });
+      this.queue.add(hash);
+    }
+  }
+
+  private onPodGone(p: PodObject): void {
+    const key = this.podKey(p);
+    const old = this.podHash.get(key);
+    if (old === undefined) return;
+    this.podHash.delete(key);
+    this.release(old);
+  }
+
+  private release(hash: string): void {
+    const use = this.uses.get(hash);
+    if (!use) return;
+    if (--use.count <= 0) {
+      this.uses.delete(hash);
+      this.queue.add(SWEEP);
+    }
+  }
+
+  private onIdentity(obj: IdentityObj): void {
+    const r = identityRecord(obj);
+    if (!r) return;
+    this.index.upsert(r);
+    if (this.pending.get(r.hash) === r.id) this.pending.delete(r.hash);
+    if (this.index.live(r.hash).length > 1) this.queue.add(SWEEP);
+  }
+
+  private onIdentityGone(obj: IdentityObj): void {
+    const r = identityRecord(obj);
+    if (!r) return;
+    this.index.remove(r.id);
+    if (this.pending.get(r.hash) === r.id) this.pending.delete(r.hash);
+    // Someone deleted an identity still in use: allocate again (a new number).
+    if (this.uses.has(r.hash)) this.queue.add(r.hash);
+  }
+
+  private nodeFloor(): number {
+    let max = 0;
+    for (const s of this.o.nodeStatuses?.list() ?? []) {
+      const m = s.status?.maxIdentity;
+      if (typeof m === "number" && m > max) max = m;
+    }
+    return max;
+  }
+
+  private async reconcile(key: string): Promise<{ requeueAfterMs?: number } | undefined> {
+    if (key === SWEEP) return this.sweep();
+    const use = this.uses.get(key);
+    if (!use) return undefined;
+    if (this.pending.has(key) || this.index.live(key, use.labels).length > 0) return undefined;
+    await this.allocate(key, use.labels);
+    return undefined;
+  }
+
+  private guard(): void {
+    if (!this.o.isLeader()) throw new Error("not the leader any more");
+  }
+
+  private async allocate(hash: string, labels: LabelSet): Promise<void> {
+    let candidate = nextCandidate(this.index, [this.highWater, this.nodeFloor(), ...this.pending.values()]);
+    for (let attempt = 0; attempt < 64; attempt++, candidate++) {
+      this.guard();
+      const body = {
+        apiVersion: apiVersionOf(SECURITY_IDENTITIES),
+        kind: SECURITY_IDENTITIES.kind,
+        metadata: {
+          name: String(candidate),
+          labels: { [IDENTITY_HASH_LABEL]: hash, "app.kubernetes.io/managed-by": FIELD_MANAGER },
+        },
+        spec: { labels },
+      };
+      try {
+        await this.o.custom.createClusterCustomObject(
+          {
+            group: SECURITY_IDENTITIES.group,
+            version: SECURITY_IDENTITIES.version,
+            plural: SECURITY_IDENTITIES.plural,
+            body,
+            fieldManager: FIELD_MANAGER,
+          },
+        );
+        this.highWater = Math.max(this.highWater, candidate);
+        this.pending.set(hash, candidate);
+        this.stats.created++;
+        return;
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        this.stats.conflicts++;
+        this.highWater = Math.max(this.highWater, candidate);
+        // Taken: by another (old) leader for this same set? Then adopt it instead of a duplicate.
+        const existing = await this.read(candidate);
+        const r = existing && identityRecord(existing);
+        if (r && !r.tombstone && r.hash === hash) {
+          this.pending.set(hash, candidate);
+          this.stats.adopted++;
+          return;
+        }
+      }
+    }
+    throw new Error(`could not allocate an identity for ${hash} after 64 attempts`);
+  }
+
+  private async read(id: number): Promise<IdentityObj | undefined> {
+    try {
+      return (await this.o.custom.getClusterCustomObject({
+        group: SECURITY_IDENTITIES.group,
+        version: SECURITY_IDENTITIES.version,
+        plural: SECURITY_IDENTITIES.plural,
+        name: String(id),
+      })) as IdentityObj;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private async sweep(): Promise<{ requeueAfterMs: number }> {
+    const interval = this.o.sweepIntervalMs ?? 30_000;
+    const plan = planGc(this.index, (h) => this.uses.has(h) || this.pending.has(h), this.unusedSince, Date.now(), this.o.gcGraceMs);
+    for (const a of plan.actions) {
+      const r = this.index.get(a.id);
+      // Re-check against the cache right before writing: a pod may have come back meanwhile.
+      if (a.why === "unused" && r && this.uses.has(r.hash)) continue;
+      this.guard();
+      if (a.action === "delete") await this.deleteIdentity(a.id);
+      else await this.tombstone(a.id);
+      this.log(`${a.action} ${a.id} (${a.why})`);
+    }
+    return { requeueAfterMs: Math.max(50, Math.min(interval, plan.nextDueMs ?? interval)) };
+  }
+
+  private async deleteIdentity(id: number): Promise<void> {
+    try {
+      await this.o.custom.deleteClusterCustomObject({
+        group: SECURITY_IDENTITIES.group,
+        version: SECURITY_IDENTITIES.version,
+        plural: SECURITY_IDENTITIES.plural,
+        name: String(id),
+      });
+      this.stats.deleted++;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  private async tombstone(id: number): Promise<void> {
+    try {
+      await this.o.custom.patchClusterCustomObject(
+        {
+          group: SECURITY_IDENTITIES.group,
+          version: SECURITY_IDENTITIES.version,
+          plural: SECURITY_IDENTITIES.plural,
+          name: String(id),
+          body: { metadata: { labels: { [IDENTITY_TOMBSTONE_LABEL]: "true", [IDENTITY_HASH_LABEL]: null } } },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+      this.stats.tombstoned++;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}

@@ -1,0 +1,376 @@
+// The compiler: (namespaces, pods, nodes, policies, identities, node) → MapState. Pure and
+// deterministic. Precedence (tiers, Pass, Deny over Allow, isolation) is folded in here so the
+// datapath's two longest-prefix lookups (exact peer identity, then wildcard) give the verdict the
+// policies mean; the property tests hold this against reference.ts.
+import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
+import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
+import { type LabelOptions, labelSetKey, type SplitLabels, splitLabels } from "../identity/labels.ts";
+import type { Identity } from "../identity/static.ts";
+import { type Block, compileBlocks, decodeValue, encodeValue, type Interval, type ProtocolSpace } from "./blocks.ts";
+import { stableIds } from "./hash.ts";
+import type { Direction, EndpointPolicy, EndpointState, MapState, PolicyEntry } from "./mapstate.ts";
+import { ReservedIdentity } from "./mapstate.ts";
+import { comparePolicies, type NormPolicy, type NormRule, normalizePolicy, type RuleRef, type Tier } from "./normalize.ts";
+import { peerIdentities, peerMatches } from "./peers.ts";
+import { inRanges, type NamedPorts, namedPortsKey, namedPortsOf, type PortRange, rangesKey, resolvePorts, usesNamedPorts } from "./ports.ts";
+import { matchesSelector } from "./selector.ts";
+import { buildUniverse, isNetworkedPod, podLabelSet, type Universe } from "./universe.ts";
+
+export interface PolicyInputs {
+  namespaces: readonly Namespace[];
+  pods: readonly Pod[];
+  nodes?: readonly Node[];
+  networkPolicies?: readonly NetworkPolicy[];
+  securityPolicies?: readonly SecurityPolicy[];
+  clusterSecurityPolicies?: readonly ClusterSecurityPolicy[];
+  identities: readonly Identity[];
+}
+
+export interface CompileOptions {
+  // The node whose pods are the local endpoints.
+  node: string;
+  // Most policy entries one endpoint may have (the policy map's share per endpoint).
+  capacity?: number;
+  labelOptions?: LabelOptions;
+  // The state currently enforced: an endpoint that overflows keeps its entry from here.
+  previous?: MapState;
+  // Fixed endpoint ids (e.g. read back from pinned maps); others get stable hashed ids.
+  endpointIds?: ReadonlyMap<string, number>;
+}
+
+export interface CompileError {
+  reason: "InvalidPolicy" | "Overflow";
+  // Policy keys ("Kind/namespace/name") the error is about.
+  policies: string[];
+  endpoint?: string;
+  field?: string;
+  message: string;
+}
+
+export interface CompileResult {
+  state: MapState;
+  rules: Map<number, RuleRef>;
+  errors: CompileError[];
+}
+
+export const DEFAULT_CAPACITY = 65536;
+
+export interface LocalEndpoint {
+  key: string;
+  pod: Pod;
+  labels: SplitLabels;
+  labelKey: string;
+  identity: number;
+  namedPorts: NamedPorts;
+}
+
+interface ActiveRule {
+  rule: NormRule;
+  tier: Tier;
+  named: boolean;
+  ranges: PortRange[];
+}
+
+export function collectPolicies(inputs: PolicyInputs): NormPolicy[] {
+  const all = [
+    ...(inputs.networkPolicies ?? []),
+    ...(inputs.securityPolicies ?? []),
+    ...(inputs.clusterSecurityPolicies ?? []),
+  ].map(normalizePolicy);
+  return all.sort(comparePolicies);
+}
+
+export function policyPrefixes(policies: Iterable<NormPolicy>): Set<string> {
+  const out = new Set<string>();
+  for (const p of policies)
+    for (const r of p.rules)
+      for (const c of r.peers.cidrs) {
+        out.add(c.cidrKey);
+        for (const e of c.exceptKeys) out.add(e);
+      }
+  return out;
+}
+
+export function localEndpoints(inputs: PolicyInputs, u: Universe, node: string, opts?: LabelOptions): LocalEndpoint[] {
+  const nsByName = new Map(inputs.namespaces.map((n) => [n.metadata.name ?? "", n]));
+  const out: LocalEndpoint[] = [];
+  for (const pod of inputs.pods) {
+    if (pod.spec?.nodeName !== node || !isNetworkedPod(pod)) continue;
+    const set = podLabelSet(pod, nsByName, opts);
+    const labelKey = labelSetKey(set);
+    out.push({
+      key: `${pod.metadata.namespace ?? "default"}/${pod.metadata.name ?? ""}`,
+      pod,
+      labels: splitLabels(set),
+      labelKey,
+      // Not allocated yet: enforce by labels anyway, report as init.
+      identity: u.identityByKey.get(labelKey) ?? ReservedIdentity.INIT,
+      namedPorts: namedPortsOf(pod),
+    });
+  }
+  return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+export function selectsEndpoint(p: NormPolicy, labels: SplitLabels): boolean {
+  const ns = p.subjectNamespace;
+  if (ns) {
+    if (ns.kind === "name" ? ns.name !== labels.namespace : !matchesSelector(ns.selector, labels.namespaceLabels))
+      return false;
+  }
+  return matchesSelector(p.subjectPods, labels.podLabels);
+}
+
+// The decision procedure of the tiers for the rules matching one packet, in evaluation order.
+function decide(rules: readonly ActiveRule[], rangesOf: (r: ActiveRule) => readonly PortRange[], proto: number, port: number, isolated: boolean): number {
+  let passed = false;
+  let allow = -1;
+  for (const r of rules) {
+    if (!inRanges(rangesOf(r), proto, port)) continue;
+    if (r.tier === "admin") {
+      if (passed) continue;
+      if (r.rule.action === "pass") {
+        passed = true;
+        continue;
+      }
+      return encodeValue(r.rule.action === "deny", r.rule.id);
+    }
+    if (r.tier === "namespace") {
+      if (r.rule.action === "deny") return encodeValue(true, r.rule.id);
+      if (allow < 0) allow = encodeValue(false, r.rule.id);
+      continue;
+    }
+    if (allow >= 0) return allow;
+    if (isolated) return encodeValue(true, 0);
+    return encodeValue(r.rule.action === "deny", r.rule.id);
+  }
+  if (allow >= 0) return allow;
+  return encodeValue(isolated, 0);
+}
+
+// Protocol numbers no rule of the list names specifically take this path: only rules for every
+// protocol apply to them.
+const OTHER_PROTOCOL = -1;
+
+function blocksFor(
+  rules: readonly ActiveRule[],
+  rangesOf: (r: ActiveRule) => readonly PortRange[],
+  fallback: (proto: number, port: number) => number,
+  isolated: boolean,
+): Block[] {
+  const protos = new Set<number>();
+  for (const r of rules) for (const x of rangesOf(r)) if (x.proto !== 0) protos.add(x.proto);
+  const spaces: ProtocolSpace[] = [];
+  for (const proto of [...protos].sort((a, b) => a - b)) {
+    const cuts = new Set<number>([0]);
+    for (const r of rules)
+      for (const x of rangesOf(r))
+        if (x.proto === 0 || x.proto === proto) {
+          cuts.add(x.lo);
+          if (x.hi < 0xffff) cuts.add(x.hi + 1);
+        }
+    const sorted = [...cuts].sort((a, b) => a - b);
+    const intervals: Interval[] = sorted.map((lo, i) => {
+      const value = decide(rules, rangesOf, proto, lo, isolated);
+      return { lo, hi: i + 1 < sorted.length ? sorted[i + 1] - 1 : 0xffff, value, fallOk: value === fallback(proto, lo) };
+    });
+    spaces.push({ proto, intervals });
+  }
+  const otherValue = decide(rules, rangesOf, OTHER_PROTOCOL, 0, isolated);
+  return compileBlocks(spaces, { value: otherValue, fallOk: otherValue === fallback(OTHER_PROTOCOL, 0) });
+}
+
+function toEntries(blocks: readonly Block[], direction: Direction, identity: number, out: PolicyEntry[]): void {
+  for (const b of blocks) {
+    const v = decodeValue(b.value);
+    out.push({
+      direction,
+      identity,
+      protocol: b.proto,
+      port: b.proto === 0 ? 0 : b.port,
+      portPrefixLen: b.proto === 0 ? 0 : b.len,
+      verdict: v.deny ? "deny" : "allow",
+      ruleId: v.ruleId,
+    });
+  }
+}
+
+export interface EndpointCompilation {
+  policy: EndpointPolicy;
+  // Keys of the policies with rules for this endpoint, most entries first.
+  involved: string[];
+}
+
+export class PolicyCompiler {
+  readonly universe: Universe;
+  private readonly peerCache = new WeakMap<NormRule, Set<number>>();
+
+  constructor(universe: Universe) {
+    this.universe = universe;
+  }
+
+  peersOf(rule: NormRule): Set<number> {
+    let s = this.peerCache.get(rule);
+    if (!s) this.peerCache.set(rule, (s = peerIdentities(rule.peers, this.universe)));
+    return s;
+  }
+
+  compileEndpoint(ep: LocalEndpoint, policies: readonly NormPolicy[]): EndpointCompilation {
+    const applicable = policies.filter((p) => selectsEndpoint(p, ep.labels));
+    const entries: PolicyEntry[] = [];
+    const defaultDeny = { ingress: false, egress: false };
+    const perPolicy = new Map<number, string>();
+    for (const p of applicable) for (const r of p.rules) perPolicy.set(r.id, p.key);
+    for (const direction of ["ingress", "egress"] as const) {
+      const isolated = applicable.some((p) => p.tier === "namespace" && p.isolates[direction]);
+      defaultDeny[direction] = isolated;
+      const active: ActiveRule[] = [];
+      for (const p of applicable)
+        for (const rule of p.rules) {
+          if (rule.direction !== direction) continue;
+          const named = direction === "egress" && usesNamedPorts(rule.ports);
+          // Ingress named ports resolve against this endpoint; egress ones against each peer.
+          const ranges = resolvePorts(rule.ports, direction === "ingress" ? ep.namedPorts : undefined);
+          active.push({ rule, tier: p.tier, named, ranges });
+        }
+      if (active.length === 0) continue;
+      this.compileDirection(direction, active, isolated, entries);
+    }
+    entries.sort(compareEntries);
+    const counts = new Map<string, number>();
+    for (const e of entries) {
+      const k = perPolicy.get(e.ruleId);
+      if (k) counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+    const involved = [...new Set(applicable.map((p) => p.key))].sort((a, b) => (counts.get(b) ?? 0) - (counts.get(a) ?? 0));
+    return { policy: { defaultDeny, entries }, involved };
+  }
+
+  private compileDirection(direction: Direction, active: ActiveRule[], isolated: boolean, out: PolicyEntry[]): void {
+    const u = this.universe;
+    const base = (r: ActiveRule) => r.ranges;
+    const wildcard = active.filter((r) => r.rule.peers.any);
+    const defaultValue = encodeValue(isolated, 0);
+    const anyBlocks = blocksFor(wildcard, base, () => defaultValue, isolated);
+    toEntries(anyBlocks, direction, 0, out);
+    const anyValue = (proto: number, port: number) => decide(wildcard, base, proto, port, isolated);
+
+    // Per peer identity: the rules that match it beyond the wildcard ones, and named-port
+    // resolutions that differ from the wildcard's.
+    const extra = new Map<number, Set<number>>();
+    const add = (id: number, i: number) => {
+      let s = extra.get(id);
+      if (!s) extra.set(id, (s = new Set()));
+      s.add(i);
+    };
+    active.forEach((r, i) => {
+      if (!r.rule.peers.any) for (const id of this.peersOf(r.rule)) add(id, i);
+      if (r.named)
+        for (const id of u.withNamedPorts)
+          if (r.rule.peers.any || this.peersOf(r.rule).has(id)) add(id, i);
+    });
+    const groups = new Map<string, { rules: ActiveRule[]; ids: number[] }>();
+    for (const [id, idx] of extra) {
+      const named = u.identities.get(id)?.namedPorts;
+      const rules: ActiveRule[] = [];
+      const sig: string[] = [];
+      active.forEach((r, i) => {
+        if (!r.rule.peers.any && !idx.has(i)) return;
+        if (r.named) {
+          const ranges = resolvePorts(r.rule.ports, named);
+          rules.push({ ...r, ranges });
+          sig.push(`${i}:${rangesKey(ranges)}`);
+        } else {
+          rules.push(r);
+          sig.push(String(i));
+        }
+      });
+      const key = sig.join(" ");
+      const g = groups.get(key);
+      if (g) g.ids.push(id);
+      else groups.set(key, { rules, ids: [id] });
+    }
+    for (const g of groups.values()) {
+      const blocks = blocksFor(g.rules, base, anyValue, isolated);
+      for (const id of g.ids) toEntries(blocks, direction, id, out);
+    }
+  }
+}
+
+export function compareEntries(a: PolicyEntry, b: PolicyEntry): number {
+  return (
+    (a.direction < b.direction ? -1 : a.direction > b.direction ? 1 : 0) ||
+    a.identity - b.identity ||
+    a.protocol - b.protocol ||
+    a.portPrefixLen - b.portPrefixLen ||
+    a.port - b.port
+  );
+}
+
+export function endpointIdsFor(keys: readonly string[], fixed?: ReadonlyMap<string, number>): Map<string, number> {
+  const ids = stableIds(
+    keys.filter((k) => !fixed?.has(k)),
+    1,
+    1 << 20,
+  );
+  for (const k of keys) if (fixed?.has(k)) ids.set(k, fixed.get(k)!);
+  return ids;
+}
+
+export function policyErrors(policies: readonly NormPolicy[]): CompileError[] {
+  const out: CompileError[] = [];
+  for (const p of policies)
+    for (const e of p.errors)
+      out.push({ reason: "InvalidPolicy", policies: [p.key], field: e.field, message: e.message });
+  return out;
+}
+
+// Applies the capacity limit: an endpoint over it keeps what it had (or, if it had nothing, denies
+// everything rather than enforce a partial policy) and the error names the policies involved.
+export function capEndpoint(
+  key: string,
+  c: EndpointCompilation,
+  capacity: number,
+  previous: EndpointPolicy | undefined,
+  errors: CompileError[],
+): EndpointPolicy {
+  if (c.policy.entries.length <= capacity) return c.policy;
+  errors.push({
+    reason: "Overflow",
+    policies: c.involved,
+    endpoint: key,
+    message: `endpoint ${key} needs ${c.policy.entries.length} policy entries, more than its capacity of ${capacity}; it keeps its previous policy`,
+  });
+  return previous ?? { defaultDeny: { ingress: true, egress: true }, entries: [] };
+}
+
+export function compile(inputs: PolicyInputs, options: CompileOptions): CompileResult {
+  const policies = collectPolicies(inputs);
+  const universe = buildUniverse({
+    namespaces: inputs.namespaces,
+    pods: inputs.pods,
+    nodes: inputs.nodes,
+    identities: inputs.identities,
+    policyPrefixes: policyPrefixes(policies),
+    node: options.node,
+    labelOptions: options.labelOptions,
+  });
+  const compiler = new PolicyCompiler(universe);
+  const errors = policyErrors(policies);
+  const eps = localEndpoints(inputs, universe, options.node, options.labelOptions);
+  const ids = endpointIdsFor(
+    eps.map((e) => e.key),
+    options.endpointIds,
+  );
+  const previous = new Map((options.previous?.endpoints ?? []).map((e) => [e.key, e.policy]));
+  const cache = new Map<string, EndpointCompilation>();
+  const endpoints: EndpointState[] = eps.map((ep) => {
+    const cacheKey = `${ep.labelKey}|${namedPortsKey(ep.namedPorts)}`;
+    let c = cache.get(cacheKey);
+    if (!c) cache.set(cacheKey, (c = compiler.compileEndpoint(ep, policies)));
+    const policy = capEndpoint(ep.key, c, options.capacity ?? DEFAULT_CAPACITY, previous.get(ep.key), errors);
+    return { key: ep.key, id: ids.get(ep.key)!, identity: ep.identity, policy };
+  });
+  const rules = new Map<number, RuleRef>();
+  for (const p of policies) for (const r of p.rules) rules.set(r.id, r.ref);
+  return { state: { ipcache: universe.ipcache, endpoints }, rules, errors };
+}

