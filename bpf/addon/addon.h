@@ -30,6 +30,7 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info);
 Napi::Value ProgInfo(const Napi::CallbackInfo& info);
 Napi::Value IfNameToIndex(const Napi::CallbackInfo& info);
 Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info);
+Napi::Value WaitForPrograms(const Napi::CallbackInfo& info);
 
 // links.cc
 Napi::Value AttachTcx(const Napi::CallbackInfo& info);

@@ -62,6 +62,10 @@ uint64_t OptU64(const Napi::CallbackInfo& info, size_t i) {
 }
 
 bool IsEnd(int err) { return err == ENOENT; }
+
+// The kernel only accepts BPF_F_LOCK in elem_flags. Checking it here means an EINVAL from a batch call
+// comes from an element, after the kernel has written back how many it processed.
+constexpr uint64_t kElemFlagsAllowed = BPF_F_LOCK;
 bool IsUnsupported(int err) { return err == EINVAL || err == ENOTSUP || err == 524 || err == EOPNOTSUPP; }
 
 }  // namespace
@@ -180,6 +184,7 @@ Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   if (int err = GetSizes(fd, &s)) return ThrowErrno(env, "bpf_obj_get_info_by_fd", err);
   if (keys.size < s.key * static_cast<uint64_t>(count) || vals.size < s.value * static_cast<uint64_t>(count))
     return ThrowArg(env, "mapUpdateBatch", "keys/values shorter than count elements");
+  if (OptU64(info, 4) & ~kElemFlagsAllowed) return ThrowArg(env, "mapUpdateBatch", "elemFlags may only hold BPF_F_LOCK");
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = OptU64(info, 4));
   uint32_t n = static_cast<uint32_t>(count);
   if (bpf_map_update_batch(fd, keys.data, vals.data, &n, &opts) != 0) {
@@ -208,6 +213,7 @@ Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
   if (int err = GetSizes(fd, &s)) return ThrowErrno(env, "bpf_obj_get_info_by_fd", err);
   if (keys.size < s.key * static_cast<uint64_t>(count))
     return ThrowArg(env, "mapDeleteBatch", "keys shorter than count elements");
+  if (OptU64(info, 3) & ~kElemFlagsAllowed) return ThrowArg(env, "mapDeleteBatch", "elemFlags may only hold BPF_F_LOCK");
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = OptU64(info, 3));
   uint32_t n = static_cast<uint32_t>(count);
   if (bpf_map_delete_batch(fd, keys.data, &n, &opts) != 0) {

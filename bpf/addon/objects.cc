@@ -80,3 +80,36 @@ Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace sluice
+
+namespace sluice {
+
+// waitForPrograms() — returns once every BPF program that might have read a map value before the call
+// has finished. The kernel waits for an RCU grace period after each update of a map-in-map (so user
+// space knows no program still uses the old inner map); a private one-slot ARRAY_OF_MAPS gives us that
+// wait on demand. The map writer uses it between an endpoint's generation flip and rewriting the old
+// generation, so a packet that read the old generation never sees it change under it.
+Napi::Value WaitForPrograms(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  static int inner_fd = -1, outer_fd = -1;
+  if (outer_fd < 0) {
+    int in = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_rcu_inner", 4, 4, 1, nullptr);
+    if (in < 0) return ThrowErrno(env, "bpf_map_create", errno);
+    LIBBPF_OPTS(bpf_map_create_opts, o, .inner_map_fd = static_cast<__u32>(in));
+    int out = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "sl_rcu_outer", 4, 4, 1, &o);
+    if (out < 0) {
+      int err = errno;
+      close(in);
+      return ThrowErrno(env, "bpf_map_create", err);
+    }
+    inner_fd = in;
+    outer_fd = out;
+    uint32_t k = 0, v = static_cast<uint32_t>(inner_fd);
+    if (bpf_map_update_elem(outer_fd, &k, &v, BPF_ANY) != 0) return ThrowErrno(env, "bpf_map_update_elem", errno);
+  }
+  uint32_t k = 0, v = static_cast<uint32_t>(inner_fd);
+  // Replacing the slot's (same) inner map still goes through the grace-period wait.
+  if (bpf_map_update_elem(outer_fd, &k, &v, BPF_ANY) != 0) return ThrowErrno(env, "bpf_map_update_elem", errno);
+  return env.Undefined();
+}
+
+}  // namespace sluice

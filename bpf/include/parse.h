@@ -4,8 +4,8 @@
  * fragments) or IPv6 (a bounded walk over extension headers) -> TCP/UDP/SCTP ports, ICMP and
  * ICMPv6 type/code/echo id, and for ICMP errors the tuple of the embedded packet.
  *
- * Everything is read with bpf_skb_load_bytes: it works at any offset (no verifier range games)
- * and on non-linear skbs, where direct packet access would see a "truncated" packet and drop it.
+ * Reads go through bpf_skb_load_bytes (any offset, paged data too: a non-linear skb is never taken
+ * for a truncated one); only the outer Ethernet and IP headers may come by direct access.
  * Anything that does not hold together is SL_PARSE_MALFORMED; the caller drops it.
  */
 #ifndef SLUICE_PARSE_H
@@ -95,6 +95,22 @@ static __always_inline int sl_load(struct __sk_buff *skb, __u32 off, void *to, _
 }
 
 /*
+ * The outer headers, at small constant offsets, straight from the linear area when it holds them:
+ * a few ns cheaper than a helper call. Only there: every such branch doubles what the verifier walks.
+ */
+static __always_inline int sl_load_front(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (off <= ETH_HLEN + 8 && data + off + len <= data_end) {
+		__builtin_memcpy(to, data + off, len);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, to, len);
+}
+
+/*
  * IPv4 header at off. inner: the copy inside an ICMP error, which is cut short by design, so its
  * total length is not checked against the packet.
  */
@@ -103,7 +119,7 @@ static __always_inline int sl_parse_ipv4(struct __sk_buff *skb, __u32 off, int i
 {
 	struct iphdr ip;
 
-	if (sl_load(skb, off, &ip, sizeof(ip)))
+	if (inner ? sl_load(skb, off, &ip, sizeof(ip)) : sl_load_front(skb, off, &ip, sizeof(ip)))
 		return SL_PARSE_MALFORMED;
 	if (ip.version != 4 || ip.ihl < 5)
 		return SL_PARSE_MALFORMED;
@@ -148,7 +164,7 @@ static __always_inline int sl_parse_ipv6(struct __sk_buff *skb, __u32 off, int i
 {
 	struct ipv6hdr ip6;
 
-	if (sl_load(skb, off, &ip6, sizeof(ip6)))
+	if (inner ? sl_load(skb, off, &ip6, sizeof(ip6)) : sl_load_front(skb, off, &ip6, sizeof(ip6)))
 		return SL_PARSE_MALFORMED;
 	if (ip6.version != 6)
 		return SL_PARSE_MALFORMED;
@@ -323,7 +339,7 @@ static __always_inline int sl_parse(struct __sk_buff *skb, struct sl_pkt *p)
 	__be16 h_proto;
 	int r;
 
-	if (sl_load(skb, offsetof(struct ethhdr, h_proto), &h_proto, sizeof(h_proto)))
+	if (sl_load_front(skb, offsetof(struct ethhdr, h_proto), &h_proto, sizeof(h_proto)))
 		return SL_PARSE_NOT_IP; /* shorter than an Ethernet header: not IP either */
 
 	for (int i = 0; i < SL_MAX_VLAN; i++) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -85,7 +86,7 @@ func runAPIServer(ctx context.Context, ln net.Listener, port int, dir, etcdURL, 
 }
 
 // waitReady polls /readyz, then waits for the default namespace, which tests use right away.
-func waitReady(ctx context.Context, server string, p *pki, apiDone <-chan error) error {
+func waitReady(ctx context.Context, server string, p *pki, apiDone <-chan struct{}) error {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(p.caCert)
 	cert, err := tls.X509KeyPair(p.adminCert, p.adminKey)
@@ -112,8 +113,8 @@ func waitReady(ctx context.Context, server string, p *pki, apiDone <-chan error)
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("interrupted while waiting for %s", path)
-			case err := <-apiDone:
-				return fmt.Errorf("kube-apiserver exited before ready: %v", err)
+			case <-apiDone:
+				return errors.New("kube-apiserver exited before ready")
 			case <-deadline:
 				return fmt.Errorf("kube-apiserver not ready after 120s (%s)", path)
 			case <-time.After(50 * time.Millisecond):

@@ -42,7 +42,7 @@ func main() {
 
 func run() error {
 	start := time.Now()
-	dirFlag := flag.String("dir", "", "work directory for certificates and etcd data (default: a new temp dir); removed on exit")
+	dirFlag := flag.String("dir", "", "work directory for certificates and etcd data (default: a new temp dir); removed on exit, except when a given -dir fails to start (for its logs)")
 	kubeconfig := flag.String("kubeconfig", "", "where to write the admin kubeconfig (default: DIR/kubeconfig); removed on exit")
 	port := flag.Int("port", 0, "secure port on 127.0.0.1 (0: any free port)")
 	authz := flag.String("authorization-mode", "RBAC", "kube-apiserver --authorization-mode (the admin is in system:masters either way)")
@@ -77,7 +77,14 @@ func run() error {
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	ready := false
+	defer func() {
+		// A caller that chose the directory may keep its log there: leave it for post-mortems of a
+		// failed start; the caller removes it.
+		if ready || *dirFlag == "" {
+			os.RemoveAll(dir)
+		}
+	}()
 	if *kubeconfig == "" {
 		*kubeconfig = filepath.Join(dir, "kubeconfig")
 	}
@@ -109,14 +116,21 @@ func run() error {
 
 	apiCtx, cancelAPI := context.WithCancel(ctx)
 	defer cancelAPI()
-	apiDone := make(chan error, 1)
+	// Closed when the API server returns; apiErr is its result. A closed channel can be waited on by
+	// several selects, which a value sent once could not.
+	var apiErr error
+	apiDone := make(chan struct{})
 	go func() {
-		apiDone <- runAPIServer(apiCtx, ln, boundPort, dir, etcdURL, *authz, p, flag.Args())
+		apiErr = runAPIServer(apiCtx, ln, boundPort, dir, etcdURL, *authz, p, flag.Args())
+		close(apiDone)
 	}()
 
 	if err := waitReady(ctx, server, p, apiDone); err != nil {
 		cancelAPI()
 		waitStopped(apiDone)
+		if apiErr != nil {
+			return fmt.Errorf("%w: %v", err, apiErr)
+		}
 		return err
 	}
 	line, _ := json.Marshal(readyLine{
@@ -124,21 +138,22 @@ func run() error {
 		Pid: os.Getpid(), StartupMs: time.Since(start).Milliseconds(),
 	})
 	fmt.Println(string(line))
+	ready = true
 
 	select {
 	case <-ctx.Done():
 		waitStopped(apiDone)
 		return nil
-	case err := <-apiDone:
-		if err == nil {
-			err = errors.New("kube-apiserver stopped on its own")
+	case <-apiDone:
+		if apiErr == nil {
+			return errors.New("kube-apiserver stopped on its own")
 		}
-		return err
+		return apiErr
 	}
 }
 
 // waitStopped bounds the graceful shutdown so that a stuck request cannot keep the process alive.
-func waitStopped(apiDone <-chan error) {
+func waitStopped(apiDone <-chan struct{}) {
 	select {
 	case <-apiDone:
 	case <-time.After(20 * time.Second):

@@ -5,18 +5,15 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { lookupVerdict } from "../../operator/src/policy/lookup.ts";
 import type { Direction, EndpointPolicy, PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 import { IPPROTO, arp, packet, quote, truncate } from "../support/packets.ts";
 import type { PacketSpec } from "../support/packets.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
-import { loadAddon, repoRoot } from "../../operator/src/datapath/bpf-addon.ts";
-import type { LoadedObject } from "../../operator/src/datapath/bpf-addon.ts";
-import * as codec from "../../operator/src/datapath/codecs.ts";
+import { type FlowEvent, openFlowEvents } from "../../operator/src/datapath/events.ts";
 import { dirCode, ipcacheKeyOf, policyKeyOf, policyValueOf } from "../../operator/src/datapath/keys.ts";
-import { PerCpuMap, TypedMap } from "../../operator/src/datapath/typed-map.ts";
+import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 
 const ALLOW = 1;
 const DENY = 2;
@@ -31,137 +28,69 @@ const POD6 = "fd00::10";
 const PEER6 = "fd00:1::20";
 const PEER_ID = 1000;
 
-// The loaded object and its maps, through the datapath facade's codecs.
-interface FlowEvent {
-  epId: number;
-  epIdentity: number;
-  peerIdentity: number;
-  ruleId: number;
-  dir: number;
-  verdict: number;
-  reason: number;
-  proto: number;
-  sport: number;
-  dport: number;
-}
-
+// The datapath loaded through its facade, on a private pin root. SLUICE_BPF_OBJECT runs the suite
+// against another build (e.g. a deliberately broken one, to see the tests fail).
 class Rig {
-  readonly pinRoot: string;
-  readonly #obj: LoadedObject;
-  readonly #progs: { from: number; to: number };
+  readonly #dp: Datapath;
   readonly #ctx = new Uint8Array(192); // struct __sk_buff; ifindex (offset 40) = 1: loopback
-  readonly #endpoints: TypedMap<codec.EndpointKey, codec.EndpointValue>;
-  readonly #ipcache: TypedMap<codec.IpcacheKey, codec.IpcacheValue>;
-  readonly #policy: TypedMap<codec.PolicyKey, codec.PolicyValue>;
-  readonly #config: TypedMap<{ k: number }, codec.Config>;
-  readonly #counters: PerCpuMap<codec.CounterKey, codec.CounterValue>;
-  readonly #eventsFd: number;
 
-  constructor() {
-    const addon = loadAddon();
-    this.pinRoot = `/sys/fs/bpf/sluice-test-${process.pid}-${randomBytes(4).toString("hex")}`;
-    // SLUICE_DATAPATH_OBJ: run the suite against another build (e.g. a deliberately broken one).
-    const object = process.env.SLUICE_DATAPATH_OBJ ?? join(repoRoot(), "bpf/build/sluice.bpf.o");
-    this.#obj = addon.loadObject(object, { pinRoot: this.pinRoot });
-    const prog = (name: string): number => {
-      const p = this.#obj.programs.find((x) => x.name === name);
-      if (!p) throw new Error(`program ${name} not in the object`);
-      return p.fd;
-    };
-    const map = (name: string): number => {
-      const m = this.#obj.maps.find((x) => x.name === name);
-      if (!m) throw new Error(`map ${name} not in the object`);
-      return m.fd;
-    };
-    this.#progs = { from: prog("sl_from_pod"), to: prog("sl_to_pod") };
+  constructor(pinRoot: string) {
+    this.#dp = loadDatapath({ pinRoot });
     new DataView(this.#ctx.buffer).setUint32(40, 1, true);
-    this.#endpoints = new TypedMap(addon, map("sl_ep_v1"), "sl_ep_v1", codec.endpointKey, codec.endpointValue);
-    this.#ipcache = new TypedMap(addon, map("sl_ipc_v1"), "sl_ipc_v1", codec.ipcacheKey, codec.ipcacheValue);
-    this.#policy = new TypedMap(addon, map("sl_pol_v1"), "sl_pol_v1", codec.policyKey, codec.policyValue);
-    const u32 = {
-      name: "u32",
-      size: 4,
-      encode: (v: { k: number }) => new Uint8Array(new Uint32Array([v.k]).buffer),
-      decode: (b: Uint8Array) => ({ k: new DataView(b.buffer, b.byteOffset).getUint32(0, true) }),
-    };
-    this.#config = new TypedMap(addon, map("sl_cfg_v1"), "sl_cfg_v1", u32, codec.config);
-    this.#counters = new PerCpuMap(addon, map("sl_cnt_v1"), "sl_cnt_v1", codec.counterKey, codec.counterValue);
-    this.#eventsFd = map("sl_evt_v1");
   }
 
   close(): void {
-    this.#obj.close();
+    this.#dp.close();
   }
 
   run(prog: "from" | "to", frame: Uint8Array): number {
-    return loadAddon().progTestRun(this.#progs[prog], { data: frame, ctx: this.#ctx }).retval;
+    // from the pod = host-side ingress hook; to the pod = host-side egress hook.
+    const fd = this.#dp.programFor(prog === "from" ? "ingress" : "egress");
+    return this.#dp.addon.progTestRun(fd, { data: frame, ctx: this.#ctx }).retval;
   }
 
   setEndpoint(ep: { epId: number; identity: number; policyRev: number; gen: number; flags: number }): void {
-    this.#endpoints.set(
+    this.#dp.maps.endpoints.set(
       { ifindex: 1 },
       { ep_id: ep.epId, identity: ep.identity, policy_rev: ep.policyRev, gen: ep.gen, flags: ep.flags },
     );
   }
 
   deleteEndpoint(): void {
-    this.#endpoints.delete({ ifindex: 1 });
+    this.#dp.maps.endpoints.delete({ ifindex: 1 });
   }
 
   ipcache(cidr: string, identity: number): void {
-    this.#ipcache.set(ipcacheKeyOf(cidr), { identity, flags: 0 });
+    this.#dp.maps.ipcache.set(ipcacheKeyOf(cidr), { identity, flags: 0 });
   }
 
   addPolicy(epId: number, gen: number, e: PolicyEntry): void {
-    this.#policy.set(policyKeyOf(epId, gen, e), policyValueOf(e));
+    this.#dp.maps.policy.set(policyKeyOf(epId, gen, e), policyValueOf(e));
   }
 
   deletePolicy(epId: number, gen: number, e: PolicyEntry): void {
-    assert.ok(this.#policy.delete(policyKeyOf(epId, gen, e)), "policy entry to delete exists");
+    assert.ok(this.#dp.maps.policy.delete(policyKeyOf(epId, gen, e)), "policy entry to delete exists");
   }
 
   setConfig(c: { sampleAllow: number; sampleDeny: number; eventsPerSec: number }): void {
-    this.#config.set(
-      { k: 0 },
-      { event_sample_allow: c.sampleAllow, event_sample_deny: c.sampleDeny, events_per_sec: c.eventsPerSec, flags: 0 },
-    );
+    this.#dp.maps.config.write({
+      event_sample_allow: c.sampleAllow,
+      event_sample_deny: c.sampleDeny,
+      events_per_sec: c.eventsPerSec,
+      flags: 0,
+    });
   }
 
   counter(epId: number, dir: Direction, verdict: number): { packets: number; bytes: number } {
-    const perCpu = this.#counters.get({ ep_id: epId, dir: dirCode(dir), verdict }) ?? [];
-    let packets = 0n;
-    let bytes = 0n;
-    for (const v of perCpu) {
-      packets += v.packets;
-      bytes += v.bytes;
-    }
-    return { packets: Number(packets), bytes: Number(bytes) };
+    const t = this.#dp.maps.counters.total({ ep_id: epId, dir: dirCode(dir), verdict });
+    return { packets: Number(t.packets), bytes: Number(t.bytes) };
   }
 
-  // Runs fn, then collects the ring buffer's records until `expect` arrived or the buffer stays quiet.
+  // Runs fn, then collects ring buffer records until `expect` arrived or the buffer stays quiet.
   async collectEvents(fn: () => Promise<void>, expect?: number): Promise<FlowEvent[]> {
     const got: FlowEvent[] = [];
-    const rb = new (loadAddon().RingBuffer)(
-      this.#eventsFd,
-      (records) => {
-        for (const rec of records) {
-          const e = codec.flowEvent.decode(rec);
-          got.push({
-            epId: e.ep_id,
-            epIdentity: e.ep_identity,
-            peerIdentity: e.peer_identity,
-            ruleId: e.rule_id,
-            dir: e.dir,
-            verdict: e.verdict,
-            reason: e.reason,
-            proto: e.proto,
-            sport: e.sport,
-            dport: e.dport,
-          });
-        }
-      },
-      { pollMs: 10 },
-    );
+    const stream = openFlowEvents(this.#dp.addon, this.#dp.maps.eventsFd, { pollMs: 10 });
+    stream.on("events", (batch) => got.push(...batch));
     try {
       await fn();
       let last = -1;
@@ -171,13 +100,15 @@ class Rig {
         last = got.length;
       }
     } finally {
-      rb.stop();
+      stream.stop();
     }
     return got;
   }
 }
 
 let rig: Rig | undefined;
+// Unique per run; removed in after() even when loading failed half way (the loader creates it first).
+const pinRoot = `/sys/fs/bpf/sluice-test-${process.pid}-${randomBytes(4).toString("hex")}`;
 let nextEp = 100;
 
 function r(): Rig {
@@ -188,7 +119,13 @@ function r(): Rig {
 // A fresh endpoint on ifindex 1 with its own id.
 function endpoint(opts: { flags?: number; gen?: number; rev?: number } = {}): number {
   const epId = nextEp++;
-  r().setEndpoint({ epId, identity: 500, policyRev: opts.rev ?? 1, gen: opts.gen ?? 0, flags: opts.flags ?? 0 });
+  r().setEndpoint({
+    epId,
+    identity: 500,
+    policyRev: opts.rev ?? 1,
+    gen: opts.gen ?? 0,
+    flags: opts.flags ?? 0,
+  });
   return epId;
 }
 
@@ -219,17 +156,14 @@ function fromPod(l4: PacketSpec["l4"], extra: Partial<PacketSpec> = {}): number 
 describe("datapath programs (BPF_PROG_RUN)", () => {
   before(() => {
     if (privilegeProblem()) return; // each test skips (or fails under CI) on its own
-    rig = new Rig();
+    rig = new Rig(pinRoot);
     rig.ipcache(`${PEER4}/32`, PEER_ID);
     rig.ipcache(`${PEER6}/128`, PEER_ID);
     rig.ipcache("10.9.0.0/16", 2000);
   });
   after(() => {
-    if (rig) {
-      const root = rig.pinRoot;
-      rig.close();
-      rmSync(root, { recursive: true, force: true });
-    }
+    rig?.close();
+    rmSync(pinRoot, { recursive: true, force: true });
   });
 
   test("no endpoint on the interface: passes untouched, counts nothing", (t) => {
@@ -273,15 +207,31 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     allow(ep, { identity: 2, protocol: IPPROTO.UDP, port: 5353 });
     // Any identity on 443, from the known peer and from an unknown address.
     assert.equal(toPod({ kind: "tcp", sport: 2000, dport: 443 }), TC_ACT_OK);
-    assert.equal(r().run("to", packet({ src: "192.0.2.1", dst: POD4, l4: { kind: "tcp", sport: 2001, dport: 443 } })), TC_ACT_OK);
-    // Identity 2000 (10.9/16) may use any protocol and port.
-    assert.equal(r().run("to", packet({ src: "10.9.3.4", dst: POD4, l4: { kind: "udp", sport: 2002, dport: 7 } })), TC_ACT_OK);
     assert.equal(
-      r().run("to", packet({ src: "10.9.3.4", dst: POD4, l4: { kind: "raw", proto: IPPROTO.GRE, data: new Uint8Array(4) } })),
+      r().run("to", packet({ src: "192.0.2.1", dst: POD4, l4: { kind: "tcp", sport: 2001, dport: 443 } })),
+      TC_ACT_OK,
+    );
+    // Identity 2000 (10.9/16) may use any protocol and port.
+    assert.equal(
+      r().run("to", packet({ src: "10.9.3.4", dst: POD4, l4: { kind: "udp", sport: 2002, dport: 7 } })),
+      TC_ACT_OK,
+    );
+    assert.equal(
+      r().run(
+        "to",
+        packet({
+          src: "10.9.3.4",
+          dst: POD4,
+          l4: { kind: "raw", proto: IPPROTO.GRE, data: new Uint8Array(4) },
+        }),
+      ),
       TC_ACT_OK,
     );
     // World (ipcache miss) has UDP 5353, the known peer does not.
-    assert.equal(r().run("to", packet({ src: "192.0.2.1", dst: POD4, l4: { kind: "udp", sport: 2003, dport: 5353 } })), TC_ACT_OK);
+    assert.equal(
+      r().run("to", packet({ src: "192.0.2.1", dst: POD4, l4: { kind: "udp", sport: 2003, dport: 5353 } })),
+      TC_ACT_OK,
+    );
     assert.equal(toPod({ kind: "udp", sport: 2004, dport: 5353 }), TC_ACT_SHOT);
   });
 
@@ -308,9 +258,16 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     assert.equal(toPod({ kind: "tcp", sport: 4000, dport: 21 }), TC_ACT_OK);
     assert.equal(toPod({ kind: "tcp", sport: 4001, dport: 22 }), TC_ACT_SHOT);
     // A deny on the peer's identity for all protocols decides before the wildcard allow is consulted.
-    r().addPolicy(ep, 0, entry({ identity: PEER_ID, protocol: 0, port: 0, portPrefixLen: 0, verdict: "deny" }));
+    r().addPolicy(
+      ep,
+      0,
+      entry({ identity: PEER_ID, protocol: 0, port: 0, portPrefixLen: 0, verdict: "deny" }),
+    );
     assert.equal(toPod({ kind: "tcp", sport: 4002, dport: 21 }), TC_ACT_SHOT);
-    assert.equal(r().run("to", packet({ src: "10.9.1.1", dst: POD4, l4: { kind: "tcp", sport: 4003, dport: 21 } })), TC_ACT_OK);
+    assert.equal(
+      r().run("to", packet({ src: "10.9.1.1", dst: POD4, l4: { kind: "tcp", sport: 4003, dport: 21 } })),
+      TC_ACT_OK,
+    );
   });
 
   test("port ranges as prefix blocks agree with the TS lookup", (t) => {
@@ -328,12 +285,20 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     const policy: EndpointPolicy = { defaultDeny: { ingress: true, egress: false }, entries };
     const probes: Array<[number, number]> = [];
     for (let port = 7990; port < 8030; port++) probes.push([IPPROTO.TCP, port]);
-    probes.push([IPPROTO.TCP, 9000], [IPPROTO.TCP, 9001], [IPPROTO.UDP, 1], [IPPROTO.UDP, 32767], [IPPROTO.UDP, 32768]);
+    probes.push(
+      [IPPROTO.TCP, 9000],
+      [IPPROTO.TCP, 9001],
+      [IPPROTO.UDP, 1],
+      [IPPROTO.UDP, 32767],
+      [IPPROTO.UDP, 32768],
+    );
     let sport = 10000;
     for (const [proto, port] of probes) {
       const want = lookupVerdict(policy, "ingress", PEER_ID, proto, port).verdict;
       const l4: PacketSpec["l4"] =
-        proto === IPPROTO.TCP ? { kind: "tcp", sport: sport++, dport: port } : { kind: "udp", sport: sport++, dport: port };
+        proto === IPPROTO.TCP
+          ? { kind: "tcp", sport: sport++, dport: port }
+          : { kind: "udp", sport: sport++, dport: port };
       assert.equal(toPod(l4), want === "allow" ? TC_ACT_OK : TC_ACT_SHOT, `${proto}/${port}`);
     }
     assert.ok(lookupVerdict(policy, "ingress", PEER_ID, IPPROTO.TCP, 8015).verdict === "allow");
@@ -346,10 +311,19 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     allow(ep, { protocol: IPPROTO.ICMPV6, port: 128 << 8, portPrefixLen: 16 });
     assert.equal(toPod({ kind: "icmp", type: 8, id: 1 }), TC_ACT_OK);
     assert.equal(toPod({ kind: "icmp", type: 13, id: 1 }), TC_ACT_SHOT); // timestamp
-    assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 128, id: 1 } })), TC_ACT_OK);
-    assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 128, code: 1, id: 2 } })), TC_ACT_SHOT);
+    assert.equal(
+      r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 128, id: 1 } })),
+      TC_ACT_OK,
+    );
+    assert.equal(
+      r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 128, code: 1, id: 2 } })),
+      TC_ACT_SHOT,
+    );
     // Neighbor discovery passes regardless, as ARP does.
-    assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 135 } })), TC_ACT_OK);
+    assert.equal(
+      r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 135 } })),
+      TC_ACT_OK,
+    );
     assert.equal(r().run("to", arp()), TC_ACT_OK);
   });
 
@@ -369,9 +343,18 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     assert.equal(fromPod({ kind: "udp", sport: 53, dport: 33000 }), TC_ACT_OK);
     assert.equal(fromPod({ kind: "udp", sport: 53, dport: 33001 }), TC_ACT_SHOT);
     // v6 too.
-    assert.equal(r().run("from", packet({ src: POD6, dst: PEER6, l4: { kind: "tcp", sport: 40002, dport: 5432 } })), TC_ACT_OK);
-    assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "tcp", sport: 5432, dport: 40002 } })), TC_ACT_OK);
-    assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "tcp", sport: 5432, dport: 40003 } })), TC_ACT_SHOT);
+    assert.equal(
+      r().run("from", packet({ src: POD6, dst: PEER6, l4: { kind: "tcp", sport: 40002, dport: 5432 } })),
+      TC_ACT_OK,
+    );
+    assert.equal(
+      r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "tcp", sport: 5432, dport: 40002 } })),
+      TC_ACT_OK,
+    );
+    assert.equal(
+      r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "tcp", sport: 5432, dport: 40003 } })),
+      TC_ACT_SHOT,
+    );
   });
 
   test("a policy revision change rechecks established flows: a revoked allow cuts the flow", (t) => {
@@ -403,9 +386,18 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     assert.equal(fromPod({ kind: "icmp", type: 8, id: 77, seq: 1 }), TC_ACT_OK);
     assert.equal(toPod({ kind: "icmp", type: 0, id: 77, seq: 1 }), TC_ACT_OK);
     assert.equal(toPod({ kind: "icmp", type: 0, id: 78, seq: 1 }), TC_ACT_SHOT);
-    assert.equal(r().run("from", packet({ src: POD6, dst: PEER6, l4: { kind: "icmp", type: 128, id: 5 } })), TC_ACT_OK);
-    assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 129, id: 5 } })), TC_ACT_OK);
-    assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 129, id: 6 } })), TC_ACT_SHOT);
+    assert.equal(
+      r().run("from", packet({ src: POD6, dst: PEER6, l4: { kind: "icmp", type: 128, id: 5 } })),
+      TC_ACT_OK,
+    );
+    assert.equal(
+      r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 129, id: 5 } })),
+      TC_ACT_OK,
+    );
+    assert.equal(
+      r().run("to", packet({ src: PEER6, dst: POD6, l4: { kind: "icmp", type: 129, id: 6 } })),
+      TC_ACT_SHOT,
+    );
 
     // Port unreachable for a UDP flow the pod started (the quote is the flow's own packet).
     const sent: PacketSpec = { src: POD4, dst: PEER4, l4: { kind: "udp", sport: 42000, dport: 9999 } };
@@ -416,12 +408,19 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     assert.equal(toPod({ kind: "icmp", type: 3, code: 3, quote: quote(other) }), TC_ACT_SHOT);
     // Time exceeded from a router (not the peer) for the tracked flow.
     assert.equal(
-      r().run("to", packet({ src: "192.0.2.254", dst: POD4, l4: { kind: "icmp", type: 11, quote: quote(sent) } })),
+      r().run(
+        "to",
+        packet({ src: "192.0.2.254", dst: POD4, l4: { kind: "icmp", type: 11, quote: quote(sent) } }),
+      ),
       TC_ACT_OK,
     );
     // The pod is the server: a TCP flow in, the pod's reply bounced by the client's side (fragmentation needed).
     assert.equal(toPod({ kind: "tcp", sport: 43000, dport: 80 }), TC_ACT_OK);
-    const reply: PacketSpec = { src: POD4, dst: PEER4, l4: { kind: "tcp", sport: 80, dport: 43000, flags: 0x12 } };
+    const reply: PacketSpec = {
+      src: POD4,
+      dst: PEER4,
+      l4: { kind: "tcp", sport: 80, dport: 43000, flags: 0x12 },
+    };
     assert.equal(toPod({ kind: "icmp", type: 3, code: 4, quote: quote(reply) }), TC_ACT_OK);
     // The pod itself reports an error about an inbound flow (egress direction).
     const inbound: PacketSpec = { src: PEER4, dst: POD4, l4: { kind: "tcp", sport: 43000, dport: 80 } };
@@ -434,7 +433,11 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     const ptbOther = packet({
       src: PEER6,
       dst: POD6,
-      l4: { kind: "icmp", type: 2, quote: quote({ ...sent6, l4: { kind: "udp", sport: 42003, dport: 9999 } }) },
+      l4: {
+        kind: "icmp",
+        type: 2,
+        quote: quote({ ...sent6, l4: { kind: "udp", sport: 42003, dport: 9999 } }),
+      },
     });
     assert.equal(r().run("to", ptbOther), TC_ACT_SHOT);
     assert.ok(r().counter(ep, "ingress", ALLOW).packets >= 6);
@@ -453,27 +456,57 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     assert.equal(toPod(rest, { id: 0x4001, fragment: { offset: 128, more: false } }), TC_ACT_OK);
     // A denied first fragment: the rest drop too.
     const denied = { kind: "udp", sport: 5000, dport: 4790 } as const;
-    assert.equal(toPod(denied, { id: 0x4002, fragment: { offset: 0, more: true }, payload: 56 }), TC_ACT_SHOT);
+    assert.equal(
+      toPod(denied, { id: 0x4002, fragment: { offset: 0, more: true }, payload: 56 }),
+      TC_ACT_SHOT,
+    );
     assert.equal(toPod(rest, { id: 0x4002, fragment: { offset: 64, more: false } }), TC_ACT_SHOT);
     // Orphans (no first fragment seen), and a matching id from another source.
     assert.equal(toPod(rest, { id: 0x4003, fragment: { offset: 64, more: false } }), TC_ACT_SHOT);
     assert.equal(
-      r().run("to", packet({ src: "10.9.9.9", dst: POD4, l4: rest, id: 0x4001, fragment: { offset: 64, more: false } })),
+      r().run(
+        "to",
+        packet({ src: "10.9.9.9", dst: POD4, l4: rest, id: 0x4001, fragment: { offset: 64, more: false } }),
+      ),
       TC_ACT_SHOT,
     );
     // TCP at offset 8 can only rewrite the header (RFC 1858): dropped even after an allowed first fragment.
     allow(ep, { protocol: IPPROTO.TCP, port: 80 });
-    assert.equal(toPod({ kind: "tcp", sport: 5001, dport: 80 }, { id: 0x4004, fragment: { offset: 0, more: true } }), TC_ACT_OK);
-    assert.equal(toPod({ kind: "raw", proto: IPPROTO.TCP, data: body }, { id: 0x4004, fragment: { offset: 8, more: false } }), TC_ACT_SHOT);
+    assert.equal(
+      toPod({ kind: "tcp", sport: 5001, dport: 80 }, { id: 0x4004, fragment: { offset: 0, more: true } }),
+      TC_ACT_OK,
+    );
+    assert.equal(
+      toPod(
+        { kind: "raw", proto: IPPROTO.TCP, data: body },
+        { id: 0x4004, fragment: { offset: 8, more: false } },
+      ),
+      TC_ACT_SHOT,
+    );
 
     // v6 fragment header.
-    const v6 = (l4: PacketSpec["l4"], offset: number, more: boolean, id: number, payload?: number): Uint8Array =>
+    const v6 = (
+      l4: PacketSpec["l4"],
+      offset: number,
+      more: boolean,
+      id: number,
+      payload?: number,
+    ): Uint8Array =>
       packet({ src: PEER6, dst: POD6, l4, payload, ext: [{ kind: "fragment", offset, more, id }] });
     assert.equal(r().run("to", v6(first, 0, true, 0x600001, 56)), TC_ACT_OK);
-    assert.equal(r().run("to", v6({ kind: "raw", proto: IPPROTO.UDP, data: body }, 64, false, 0x600001)), TC_ACT_OK);
+    assert.equal(
+      r().run("to", v6({ kind: "raw", proto: IPPROTO.UDP, data: body }, 64, false, 0x600001)),
+      TC_ACT_OK,
+    );
     assert.equal(r().run("to", v6(denied, 0, true, 0x600002, 56)), TC_ACT_SHOT);
-    assert.equal(r().run("to", v6({ kind: "raw", proto: IPPROTO.UDP, data: body }, 64, false, 0x600002)), TC_ACT_SHOT);
-    assert.equal(r().run("to", v6({ kind: "raw", proto: IPPROTO.UDP, data: body }, 64, false, 0x600003)), TC_ACT_SHOT);
+    assert.equal(
+      r().run("to", v6({ kind: "raw", proto: IPPROTO.UDP, data: body }, 64, false, 0x600002)),
+      TC_ACT_SHOT,
+    );
+    assert.equal(
+      r().run("to", v6({ kind: "raw", proto: IPPROTO.UDP, data: body }, 64, false, 0x600003)),
+      TC_ACT_SHOT,
+    );
     // An atomic fragment (offset 0, no more) is a whole packet judged by its ports.
     assert.equal(r().run("to", v6(first, 0, false, 0x600004)), TC_ACT_OK);
     assert.equal(r().run("to", v6(denied, 0, false, 0x600005)), TC_ACT_SHOT);
@@ -485,7 +518,12 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     allow(ep, { protocol: IPPROTO.TCP, port: 80 });
     const l4ok = { kind: "tcp", sport: 6000, dport: 80 } as const;
     const l4bad = { kind: "tcp", sport: 6001, dport: 81 } as const;
-    const ext: PacketSpec["ext"] = [{ kind: "hop" }, { kind: "dest", length: 16 }, { kind: "routing", length: 24 }, { kind: "ah" }];
+    const ext: PacketSpec["ext"] = [
+      { kind: "hop" },
+      { kind: "dest", length: 16 },
+      { kind: "routing", length: 24 },
+      { kind: "ah" },
+    ];
     assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: l4ok, ext })), TC_ACT_OK);
     assert.equal(r().run("to", packet({ src: PEER6, dst: POD6, l4: l4bad, ext })), TC_ACT_SHOT);
     // More extension headers than the program walks: dropped, never guessed.
@@ -497,7 +535,11 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     assert.equal(toPod(l4bad, { options }), TC_ACT_SHOT);
     assert.equal(toPod({ ...l4ok, sport: 6002 }, { vlan: [100] }), TC_ACT_OK);
     assert.equal(toPod({ ...l4bad, sport: 6003 }, { vlan: [100, 200] }), TC_ACT_SHOT);
-    assert.equal(toPod({ ...l4ok, sport: 6004 }, { vlan: [1, 2, 3] }), TC_ACT_SHOT, "more tags than looked through");
+    assert.equal(
+      toPod({ ...l4ok, sport: 6004 }, { vlan: [1, 2, 3] }),
+      TC_ACT_SHOT,
+      "more tags than looked through",
+    );
   });
 
   test("malformed and truncated packets drop and never crash, even when everything is allowed", (t) => {
@@ -526,9 +568,17 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     const v6bad = v6.slice();
     v6bad[14] = 0x40;
     cases.push(["v6 version 4", v6bad]);
-    const icmpErr = packet({ src: PEER4, dst: POD4, l4: { kind: "icmp", type: 3, code: 1, quote: new Uint8Array(10) } });
+    const icmpErr = packet({
+      src: PEER4,
+      dst: POD4,
+      l4: { kind: "icmp", type: 3, code: 1, quote: new Uint8Array(10) },
+    });
     cases.push(["icmp error with a broken quote", icmpErr]);
-    const extCut = packet({ src: PEER6, dst: POD6, l4: { kind: "raw", proto: 60, data: new Uint8Array([6, 4, 0, 0]) } });
+    const extCut = packet({
+      src: PEER6,
+      dst: POD6,
+      l4: { kind: "raw", proto: 60, data: new Uint8Array([6, 4, 0, 0]) },
+    });
     cases.push(["v6 extension header longer than the packet", extCut]);
     for (const [name, frame] of cases) {
       assert.equal(r().run("to", frame), TC_ACT_SHOT, name);
@@ -569,18 +619,20 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     }, 2);
     assert.equal(events.length, 2);
     const [a, d] = events;
-    assert.equal(a.verdict, ALLOW);
-    assert.equal(a.reason, 0);
+    assert.equal(a.verdict, "allow");
+    assert.equal(a.reason, "policy");
     assert.equal(a.ruleId, 4242);
     assert.equal(a.epId, ep);
     assert.equal(a.epIdentity, 500);
     assert.equal(a.peerIdentity, PEER_ID);
-    assert.equal(a.dport, 80);
+    assert.equal(a.direction, "ingress");
+    assert.equal(a.protocol, IPPROTO.TCP);
+    assert.equal(a.src, PEER4);
+    assert.equal(a.dst, POD4);
     assert.equal(a.sport, 9000);
-    assert.equal(a.dir, 0);
-    assert.equal(a.proto, IPPROTO.TCP);
-    assert.equal(d.verdict, DENY);
-    assert.equal(d.reason, 1);
+    assert.equal(a.dport, 80);
+    assert.equal(d.verdict, "deny");
+    assert.equal(d.reason, "default");
     assert.equal(d.dport, 81);
 
     // 1 of 4 on average over 400 packets; a rate limit of 10 per second caps a burst.
@@ -631,7 +683,9 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
     for (let round = 0; round < 8; round++) {
       const dirs: Direction[] = ["ingress", "egress"];
       const defaultDeny = { ingress: rand(2) === 1, egress: rand(2) === 1 };
-      const ep = endpoint({ flags: (defaultDeny.ingress ? DENY_INGRESS : 0) | (defaultDeny.egress ? DENY_EGRESS : 0) });
+      const ep = endpoint({
+        flags: (defaultDeny.ingress ? DENY_INGRESS : 0) | (defaultDeny.egress ? DENY_EGRESS : 0),
+      });
       const byKey = new Map<string, PolicyEntry>();
       for (let i = 0; i < 12; i++) {
         const protocol = rand(5) === 0 ? 0 : protos[rand(3)];
@@ -668,7 +722,11 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
         const frame =
           dir === "ingress" ? packet({ src: peer, dst: POD4, l4 }) : packet({ src: POD4, dst: peer, l4 });
         const got = r().run(dir === "ingress" ? "to" : "from", frame);
-        assert.equal(got, want === "allow" ? TC_ACT_OK : TC_ACT_SHOT, `round ${round} ${dir} ${peer} ${proto}/${port}`);
+        assert.equal(
+          got,
+          want === "allow" ? TC_ACT_OK : TC_ACT_SHOT,
+          `round ${round} ${dir} ${peer} ${proto}/${port}`,
+        );
       }
     }
   });

@@ -102,9 +102,11 @@ export async function startApiServer(opts: StartApiServerOptions = {}): Promise<
   const kubeconfigPath = join(dir, "kubeconfig");
   const logPath = join(dir, "apiserver.log");
   const logFd = openSync(logPath, "a");
+  // The server removes dir (log included) when it exits after a successful start, also when this
+  // process dies first; after a failed start it leaves the log for the error message below.
   const args = [
     "-dir",
-    join(dir, "run"),
+    dir,
     "-kubeconfig",
     kubeconfigPath,
     "-authorization-mode",

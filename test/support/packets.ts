@@ -34,7 +34,13 @@ export interface PacketSpec {
   vlan?: number[];
 }
 
-const EXT_NEXTHDR: Record<ExtHeader["kind"], number> = { hop: 0, routing: 43, fragment: 44, ah: 51, dest: 60 };
+const EXT_NEXTHDR: Record<ExtHeader["kind"], number> = {
+  hop: 0,
+  routing: 43,
+  fragment: 44,
+  ah: 51,
+  dest: 60,
+};
 
 export function isV6(addr: string): boolean {
   return addr.includes(":");
@@ -50,7 +56,8 @@ export function parseAddress(addr: string): Uint8Array {
   }
   const [head, tail, extra] = addr.split("::");
   if (extra !== undefined) throw new Error(`packets: address ${addr}: more than one '::'`);
-  const groups = (s: string | undefined): number[] => (s ? s.split(":").map((g) => Number.parseInt(g, 16)) : []);
+  const groups = (s: string | undefined): number[] =>
+    s ? s.split(":").map((g) => Number.parseInt(g, 16)) : [];
   const h = groups(head);
   const t = groups(tail);
   const fill = tail === undefined ? 0 : 8 - h.length - t.length;
@@ -147,7 +154,8 @@ function extHeader(h: ExtHeader, next: number): Uint8Array {
     }
     default: {
       const len = h.length ?? 8;
-      if (len < 8 || len % 8 !== 0) throw new Error("packets: extension header length must be a multiple of 8");
+      if (len < 8 || len % 8 !== 0)
+        throw new Error("packets: extension header length must be a multiple of 8");
       const b = new Uint8Array(len);
       b[0] = next;
       b[1] = len / 8 - 1;

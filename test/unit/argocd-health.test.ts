@@ -12,7 +12,9 @@ function luaLiteral(v: unknown): string {
   if (typeof v === "number" || typeof v === "boolean") return String(v);
   if (typeof v === "string") return JSON.stringify(v);
   if (Array.isArray(v)) return `{${v.map(luaLiteral).join(",")}}`;
-  const fields = Object.entries(v as Record<string, unknown>).map(([k, x]) => `[${JSON.stringify(k)}]=${luaLiteral(x)}`);
+  const fields = Object.entries(v as Record<string, unknown>).map(
+    ([k, x]) => `[${JSON.stringify(k)}]=${luaLiteral(x)}`,
+  );
   return `{${fields.join(",")}}`;
 }
 
@@ -28,7 +30,12 @@ io.write(hs.status, "\\n", hs.message)
   return { status, message: rest.join("\n") };
 }
 
-const cond = (type: string, status: string, reason: string, message?: string) => ({ type, status, reason, message });
+const cond = (type: string, status: string, reason: string, message?: string) => ({
+  type,
+  status,
+  reason,
+  message,
+});
 
 test("no status yet: Progressing", () => {
   assert.equal(health({ metadata: { generation: 1 } }).status, "Progressing");
@@ -37,7 +44,10 @@ test("no status yet: Progressing", () => {
 test("stale observedGeneration: Progressing even if the old generation was enforced", () => {
   const obj = {
     metadata: { generation: 3 },
-    status: { observedGeneration: 2, conditions: [cond("Accepted", "True", "Compiled"), cond("Enforced", "True", "Enforced")] },
+    status: {
+      observedGeneration: 2,
+      conditions: [cond("Accepted", "True", "Compiled"), cond("Enforced", "True", "Enforced")],
+    },
   };
   assert.equal(health(obj).status, "Progressing");
 });
@@ -45,7 +55,10 @@ test("stale observedGeneration: Progressing even if the old generation was enfor
 test("rejected: Degraded with the operator's message", () => {
   const obj = {
     metadata: { generation: 1 },
-    status: { observedGeneration: 1, conditions: [cond("Accepted", "False", "Invalid", "spec.ingress[0].ports[0]: endPort < port")] },
+    status: {
+      observedGeneration: 1,
+      conditions: [cond("Accepted", "False", "Invalid", "spec.ingress[0].ports[0]: endPort < port")],
+    },
   };
   assert.deepEqual(health(obj), { status: "Degraded", message: "spec.ingress[0].ports[0]: endPort < port" });
 });
@@ -53,14 +66,26 @@ test("rejected: Degraded with the operator's message", () => {
 test("enforced everywhere: Healthy", () => {
   const obj = {
     metadata: { generation: 2 },
-    status: { observedGeneration: 2, conditions: [cond("Accepted", "True", "Compiled"), cond("Enforced", "True", "Enforced", "2/2 nodes")] },
+    status: {
+      observedGeneration: 2,
+      conditions: [cond("Accepted", "True", "Compiled"), cond("Enforced", "True", "Enforced", "2/2 nodes")],
+    },
   };
   assert.deepEqual(health(obj), { status: "Healthy", message: "2/2 nodes" });
 });
 
 test("enforcement pending vs failed", () => {
-  const pending = { metadata: { generation: 1 }, status: { observedGeneration: 1, conditions: [cond("Enforced", "False", "Pending", "1/2 nodes")] } };
-  const failed = { metadata: { generation: 1 }, status: { observedGeneration: 1, conditions: [cond("Enforced", "False", "EnforcementFailed", "node-a: map full")] } };
+  const pending = {
+    metadata: { generation: 1 },
+    status: { observedGeneration: 1, conditions: [cond("Enforced", "False", "Pending", "1/2 nodes")] },
+  };
+  const failed = {
+    metadata: { generation: 1 },
+    status: {
+      observedGeneration: 1,
+      conditions: [cond("Enforced", "False", "EnforcementFailed", "node-a: map full")],
+    },
+  };
   assert.equal(health(pending).status, "Progressing");
   assert.deepEqual(health(failed), { status: "Degraded", message: "node-a: map full" });
 });
@@ -72,7 +97,9 @@ test("the script uses neither string nor math (Argo CD runs it without them)", (
 
 test("the argocd-cm patch in samples/gitops carries the same Lua and excludes run-time objects", async () => {
   const { parse } = await import("yaml");
-  const patch = parse(readFileSync(new URL("../../samples/gitops/argocd/argocd-cm-patch.yaml", import.meta.url), "utf8")) as {
+  const patch = parse(
+    readFileSync(new URL("../../samples/gitops/argocd/argocd-cm-patch.yaml", import.meta.url), "utf8"),
+  ) as {
     data: Record<string, string>;
   };
   assert.equal(patch.data["resource.customizations.health.sluice.dev_SecurityPolicy"], script);

@@ -15,10 +15,14 @@ interface Doc {
 }
 
 function render(...set: string[]): Doc[] {
-  const out = execFileSync(helm, ["template", "t", chart, "-n", "sluice-system", ...set.flatMap((s) => ["--set", s])], {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "ignore"],
-  });
+  const out = execFileSync(
+    helm,
+    ["template", "t", chart, "-n", "sluice-system", ...set.flatMap((s) => ["--set", s])],
+    {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    },
+  );
   return parseAllDocuments(out)
     .map((d) => d.toJS() as Doc | null)
     .filter((d): d is Doc => d !== null);

@@ -33,44 +33,56 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
     },
     strict: true,
   });
-  if (process.getuid?.() !== 0) throw new Error("sluice demo needs root (network namespaces and BPF): run it with sudo");
+  if (process.getuid?.() !== 0)
+    throw new Error("sluice demo needs root (network namespaces and BPF): run it with sudo");
   const dir = values.dir!;
   const policiesDir = join(dir, "policies");
   const topologyFiles = readdirSync(dir)
     .filter((f) => /\.(ya?ml|json)$/.test(f))
     .map((f) => join(dir, f));
   if (topologyFiles.length === 0) throw new Error(`${dir}: no topology files (*.yaml)`);
-  if (!existsSync(policiesDir)) throw new Error(`${policiesDir}: missing (the demo applies the policies in it)`);
+  if (!existsSync(policiesDir))
+    throw new Error(`${policiesDir}: missing (the demo applies the policies in it)`);
   const start = performance.now();
 
   const topology = topologyFromObjects(loadObjects(topologyFiles));
   let t = performance.now();
   const lab = await Lab.create(topology, { extraPorts: [{ port: SPARE_UDP_PORT, protocol: "UDP" }] });
   try {
-    out(`Lab ${lab.plan.runId}: ${topology.nodes.length} nodes (${topology.nodes.join(", ")}), ${topology.pods.length} pods, built in ${ms(t)}`);
+    out(
+      `Lab ${lab.plan.runId}: ${topology.nodes.length} nodes (${topology.nodes.join(", ")}), ${topology.pods.length} pods, built in ${ms(t)}`,
+    );
 
     t = performance.now();
     await lab.startAgents(topologyFiles);
     out(`Agents started without policies in ${ms(t)}`);
     const before = await lab.probe();
     out();
-    out(`Connectivity before policies (${before.results.length} probes in ${(before.durationMs / 1000).toFixed(2)} s):`);
+    out(
+      `Connectivity before policies (${before.results.length} probes in ${(before.durationMs / 1000).toFixed(2)} s):`,
+    );
     out(formatMatrixTable(before.results));
 
     t = performance.now();
     await lab.stopAgents();
     await lab.startAgents([...topologyFiles, policiesDir]);
     out();
-    out(`Agents restarted with ${policiesDir} in ${ms(t)} (they adopt the pinned datapath and apply the policies)`);
+    out(
+      `Agents restarted with ${policiesDir} in ${ms(t)} (they adopt the pinned datapath and apply the policies)`,
+    );
     const after = await lab.probe();
     out();
-    out(`Connectivity after policies (${after.results.length} probes in ${(after.durationMs / 1000).toFixed(2)} s):`);
+    out(
+      `Connectivity after policies (${after.results.length} probes in ${(after.durationMs / 1000).toFixed(2)} s):`,
+    );
     out(formatMatrixTable(after.results));
     const changes = diffMatrices(before.results, after.results);
     out(`${changes.length} of ${after.results.length} rows changed`);
     for (const n of [...before.notes, ...after.notes]) out(`note: ${n}`);
     if (before.skipped.length + after.skipped.length > 0)
-      out(`note: ${after.skipped.length} probes skipped: ${[...new Set(after.skipped.map((s) => s.reason))].join("; ")}`);
+      out(
+        `note: ${after.skipped.length} probes skipped: ${[...new Set(after.skipped.map((s) => s.reason))].join("; ")}`,
+      );
 
     const pair = await pickTrafficPair(lab, after.results);
     out();
@@ -87,10 +99,14 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
         durationMs: Number(values["traffic-ms"]),
         replace: true,
       });
-      out(`  datapath replacements: ${r.replacements} (${r.replaceRuns} rounds on ${lab.plan.nodes.length} nodes)`);
+      out(
+        `  datapath replacements: ${r.replacements} (${r.replaceRuns} rounds on ${lab.plan.nodes.length} nodes)`,
+      );
       out(`  allowed UDP: sent ${r.sent}, received ${r.received}, lost ${r.lost}`);
       out(`  denied UDP:  sent ${r.deniedSent}, leaked ${r.leaked}`);
-      out(`  TCP stream:  ${(r.tcpBytes / 1e6).toFixed(1)} MB received, ${r.tcpReset ? `BROKEN (${r.tcpError})` : "no reset"}`);
+      out(
+        `  TCP stream:  ${(r.tcpBytes / 1e6).toFixed(1)} MB received, ${r.tcpReset ? `BROKEN (${r.tcpError})` : "no reset"}`,
+      );
       out(`  took ${ms(t)}`);
       if (r.lost !== 0 || r.leaked !== 0 || r.tcpReset) {
         out("FAILED: the datapath replacement lost, leaked or reset traffic");
@@ -130,7 +146,8 @@ async function pickTrafficPair(lab: Lab, rows: readonly MatrixRow[]): Promise<Tr
       const spare = await lab.probe({ from: [from], ports: [{ port: SPARE_UDP_PORT, protocol: "UDP" }] });
       if (spare.results.some((r) => r.to === to && r.verdict === "deny")) denied = SPARE_UDP_PORT;
     }
-    if (denied !== undefined) return { from, to, allowedUdpPort: udp.port, deniedUdpPort: denied, tcpPort: tcp.port };
+    if (denied !== undefined)
+      return { from, to, allowedUdpPort: udp.port, deniedUdpPort: denied, tcpPort: tcp.port };
   }
   return undefined;
 }

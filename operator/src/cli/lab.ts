@@ -6,12 +6,21 @@ import { loadObjects } from "../lab/inputs.ts";
 import { Lab } from "../lab/lab.ts";
 import { formatMatrixTable, type MatrixJson } from "../lab/matrix.ts";
 import { parsePorts } from "../lab/ports.ts";
+import { cleanStaleRuns } from "../lab/stale.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
 
-const usage = `usage: sluice lab run -f <file or dir>... [--ports 80/TCP,81/UDP] [-o table|json] [--ipv6] [--no-agent]`;
+const usage = `usage: sluice lab run -f <file or dir>... [--ports 80/TCP,81/UDP] [-o table|json] [--ipv6] [--no-agent]
+       sluice lab clean   (removes what lab runs killed with -9 left behind)`;
 
 export async function labMain(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === "clean") {
+    if (process.getuid?.() !== 0) throw new Error("sluice lab clean needs root");
+    const r = await cleanStaleRuns();
+    process.stdout.write(`removed ${r.runs.length} stale lab runs (${r.netns.length} namespaces)\n`);
+    for (const e of r.errors) process.stderr.write(`error: ${e}\n`);
+    return r.errors.length > 0 ? 1 : 0;
+  }
   if (sub !== "run") {
     process.stderr.write(`${usage}\n`);
     return 2;
@@ -31,7 +40,8 @@ export async function labMain(argv: readonly string[]): Promise<number> {
   const files = values.file ?? [];
   if (files.length === 0) throw new Error(`-f: at least one file or directory is needed\n${usage}`);
   if (values.output !== "table" && values.output !== "json") throw new Error(`-o: must be table or json`);
-  if (process.getuid?.() !== 0) throw new Error("sluice lab run needs root (network namespaces and BPF): run it with sudo");
+  if (process.getuid?.() !== 0)
+    throw new Error("sluice lab run needs root (network namespaces and BPF): run it with sudo");
   const ports = values.ports ? parsePorts(values.ports) : undefined;
   const topology = topologyFromObjects(loadObjects(files));
   const log = (line: string) => {

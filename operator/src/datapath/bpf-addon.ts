@@ -118,6 +118,8 @@ export interface BpfAddon {
   progInfo(fd: number): BpfProgInfo;
   ifNameToIndex(name: string): number;
   numPossibleCpus(): number;
+  // Returns after an RCU grace period: no program still runs with a map value read before the call.
+  waitForPrograms(): void;
   attachTcx(progFd: number, ifindex: number, direction: HookDirection): number;
   linkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number): void;
   linkDetach(linkFd: number): void;
@@ -128,7 +130,12 @@ export interface BpfAddon {
     direction: HookDirection,
     options?: TcAttachOptions,
   ): { handle: number; priority: number; progId: number };
-  tcQuery(ifindex: number, direction: HookDirection, handle: number, priority: number): { progId: number } | null;
+  tcQuery(
+    ifindex: number,
+    direction: HookDirection,
+    handle: number,
+    priority: number,
+  ): { progId: number } | null;
   tcDetach(ifindex: number, direction: HookDirection, handle: number, priority: number): void;
   tcHookDestroy(ifindex: number): void;
   progTestRun(progFd: number, options: TestRunOptions): TestRunResult;
@@ -152,7 +159,11 @@ export interface BpfError extends Error {
 }
 
 export function isBpfError(e: unknown): e is BpfError {
-  return e instanceof Error && typeof (e as Partial<BpfError>).op === "string" && typeof (e as Partial<BpfError>).code === "string";
+  return (
+    e instanceof Error &&
+    typeof (e as Partial<BpfError>).op === "string" &&
+    typeof (e as Partial<BpfError>).code === "string"
+  );
 }
 
 export function hasErrnoCode(e: unknown, ...codes: string[]): e is BpfError {
@@ -187,7 +198,8 @@ let cached: BpfAddon | undefined;
 // Loads the addon once per process. Throws a clear error when it was not built.
 export function loadAddon(path: string = defaultAddonPath()): BpfAddon {
   if (cached) return cached;
-  if (!existsSync(path)) throw new Error(`native addon not found at ${path}: run \`make -C bpf\` (scripts/build.sh)`);
+  if (!existsSync(path))
+    throw new Error(`native addon not found at ${path}: run \`make -C bpf\` (scripts/build.sh)`);
   const require = createRequire(import.meta.url);
   cached = require(path) as BpfAddon;
   return cached;

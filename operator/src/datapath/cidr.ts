@@ -25,9 +25,17 @@ function parseV6(s: string): Uint8Array {
     if (text.endsWith(":0")) text = text.slice(0, -2);
   }
   const [head, rest] = text.includes("::") ? text.split("::") : [text, undefined];
-  const h = head ? head.split(":").filter((x) => x !== "").map((x) => Number.parseInt(x, 16)) : [];
+  const h = head
+    ? head
+        .split(":")
+        .filter((x) => x !== "")
+        .map((x) => Number.parseInt(x, 16))
+    : [];
   const r = rest !== undefined && rest !== "" ? rest.split(":").map((x) => Number.parseInt(x, 16)) : [];
-  const groups = rest === undefined ? [...h, ...tail] : [...h, ...new Array(8 - h.length - r.length - tail.length).fill(0), ...r, ...tail];
+  const groups =
+    rest === undefined
+      ? [...h, ...tail]
+      : [...h, ...new Array(8 - h.length - r.length - tail.length).fill(0), ...r, ...tail];
   for (let i = 0; i < 8; i++) {
     out[2 * i] = groups[i] >> 8;
     out[2 * i + 1] = groups[i] & 0xff;
@@ -43,7 +51,12 @@ export function parsePrefix(cidr: string): Prefix {
   if (family === 0) throw new Error(`invalid CIDR ${JSON.stringify(cidr)}: bad address`);
   const max = family === 4 ? 32 : 128;
   const bits = slash < 0 ? max : Number(cidr.slice(slash + 1));
-  if (!Number.isInteger(bits) || bits < 0 || bits > max || (slash >= 0 && !/^\d+$/.test(cidr.slice(slash + 1))))
+  if (
+    !Number.isInteger(bits) ||
+    bits < 0 ||
+    bits > max ||
+    (slash >= 0 && !/^\d+$/.test(cidr.slice(slash + 1)))
+  )
     throw new Error(`invalid CIDR ${JSON.stringify(cidr)}: prefix length must be 0..${max}`);
   const addr = family === 4 ? parseV4(ip) : parseV6(ip);
   for (let i = 0; i < addr.length; i++) {

@@ -17,7 +17,10 @@ export const ctValue = new StructCodec("sl_ct_value", structs.sl_ct_value);
 export const counterKey = new StructCodec("sl_counter_key", structs.sl_counter_key);
 export const counterValue = new StructCodec("sl_counter_value", structs.sl_counter_value);
 export const config = new StructCodec("sl_config", structs.sl_config);
-export const flowEvent = new StructCodec("sl_flow_event", structs.sl_flow_event, { sport: "be", dport: "be" } as const);
+export const flowEvent = new StructCodec("sl_flow_event", structs.sl_flow_event, {
+  sport: "be",
+  dport: "be",
+} as const);
 
 export type IpcacheKey = ReturnType<typeof ipcacheKey.decode>;
 export type IpcacheValue = ReturnType<typeof ipcacheValue.decode>;

@@ -36,7 +36,8 @@ function addr(bytes: Uint8Array, v4: boolean): string {
 }
 
 export function decodeFlowEvent(buf: Uint8Array): FlowEvent {
-  if (buf.length < flowEvent.size) throw new Error(`sl_flow_event: record of ${buf.length} bytes, expected ${flowEvent.size}`);
+  if (buf.length < flowEvent.size)
+    throw new Error(`sl_flow_event: record of ${buf.length} bytes, expected ${flowEvent.size}`);
   const r = flowEvent.decode(buf);
   const v4 = r.family === enums.sl_family.SL_FAMILY_V4;
   const V = enums.sl_verdict;
@@ -75,7 +76,12 @@ export class RecordStream<T> extends EventEmitter<RecordStreamEvents<T>> {
   readonly #maxQueued: number;
   dropped = 0;
 
-  constructor(addon: BpfAddon, mapFd: number, decode: (b: Uint8Array) => T, options: { pollMs?: number; maxQueued?: number } = {}) {
+  constructor(
+    addon: BpfAddon,
+    mapFd: number,
+    decode: (b: Buffer) => T,
+    options: { pollMs?: number; maxQueued?: number } = {},
+  ) {
     super();
     this.#maxQueued = options.maxQueued ?? 65536;
     this.#rb = new addon.RingBuffer(
@@ -126,6 +132,10 @@ export class RecordStream<T> extends EventEmitter<RecordStreamEvents<T>> {
   }
 }
 
-export function openFlowEvents(addon: BpfAddon, eventsFd: number, options?: { pollMs?: number }): RecordStream<FlowEvent> {
+export function openFlowEvents(
+  addon: BpfAddon,
+  eventsFd: number,
+  options?: { pollMs?: number },
+): RecordStream<FlowEvent> {
   return new RecordStream(addon, eventsFd, decodeFlowEvent, options);
 }

@@ -25,8 +25,13 @@ export function ipcacheKeyOf(cidr: string): IpcacheKey {
 
 export function cidrOfIpcacheKey(k: IpcacheKey): string {
   const v4 = k.family === F.SL_FAMILY_V4;
-  if (!v4 && k.family !== F.SL_FAMILY_V6) throw new Error(`sl_ipcache_key.family: unknown family ${k.family}`);
-  const p: Prefix = { family: v4 ? 4 : 6, addr: k.addr.slice(0, v4 ? 4 : 16), bits: k.prefixlen - IPCACHE_FIXED_BITS };
+  if (!v4 && k.family !== F.SL_FAMILY_V6)
+    throw new Error(`sl_ipcache_key.family: unknown family ${k.family}`);
+  const p: Prefix = {
+    family: v4 ? 4 : 6,
+    addr: k.addr.slice(0, v4 ? 4 : 16),
+    bits: k.prefixlen - IPCACHE_FIXED_BITS,
+  };
   return formatPrefix(p);
 }
 
@@ -57,7 +62,8 @@ export function canonicalEntry(e: PolicyEntry): PolicyEntry {
   if (e.protocol === 0) return { ...e, port: 0, portPrefixLen: 0 };
   if (!Number.isInteger(e.portPrefixLen) || e.portPrefixLen < 0 || e.portPrefixLen > 16)
     throw new Error(`policy entry: portPrefixLen ${e.portPrefixLen} must be 0..16`);
-  if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff) throw new Error(`policy entry: port ${e.port} out of range`);
+  if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff)
+    throw new Error(`policy entry: port ${e.port} out of range`);
   const mask = e.portPrefixLen === 0 ? 0 : (0xffff << (16 - e.portPrefixLen)) & 0xffff;
   return { ...e, port: e.port & mask };
 }
@@ -82,7 +88,9 @@ export function policyValueOf(e: PolicyEntry): PolicyValue {
 export function entryOfPolicy(k: PolicyKey, v: PolicyValue): PolicyEntry {
   const any = k.prefixlen === P.SL_POLICY_PREFIX_FIXED;
   if (!any && (k.prefixlen < P.SL_POLICY_PREFIX_PROTO || k.prefixlen > P.SL_POLICY_PREFIX_FULL))
-    throw new Error(`sl_policy_key.prefixlen: ${k.prefixlen} outside ${P.SL_POLICY_PREFIX_FIXED}..${P.SL_POLICY_PREFIX_FULL}`);
+    throw new Error(
+      `sl_policy_key.prefixlen: ${k.prefixlen} outside ${P.SL_POLICY_PREFIX_FIXED}..${P.SL_POLICY_PREFIX_FULL}`,
+    );
   return {
     direction: dirOfCode(k.dir),
     identity: k.identity,

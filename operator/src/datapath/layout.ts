@@ -52,7 +52,11 @@ function fieldOp(struct: string, name: string, f: FieldLayout, be: boolean): Fie
     }
     const le = !be;
     if (size === 1)
-      return { name, write: (dv, b, v) => dv.setUint8(b + off, check(v, 0xff)), read: (dv, b) => dv.getUint8(b + off) };
+      return {
+        name,
+        write: (dv, b, v) => dv.setUint8(b + off, check(v, 0xff)),
+        read: (dv, b) => dv.getUint8(b + off),
+      };
     if (size === 2)
       return {
         name,
@@ -100,7 +104,8 @@ export class StructCodec<L extends StructLayout, S extends ByteOrderSpec<L> = Re
 
   // Writes value at offset of buf (a fresh buffer of this.size when omitted) and returns buf.
   encode(value: StructValue<L, S>, buf: Uint8Array = new Uint8Array(this.size), offset = 0): Uint8Array {
-    if (offset + this.size > buf.length) throw new RangeError(`${this.name}: buffer too small at offset ${offset}`);
+    if (offset + this.size > buf.length)
+      throw new RangeError(`${this.name}: buffer too small at offset ${offset}`);
     buf.fill(0, offset, offset + this.size);
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const rec = value as unknown as Record<string, unknown>;
@@ -113,7 +118,8 @@ export class StructCodec<L extends StructLayout, S extends ByteOrderSpec<L> = Re
   }
 
   decode(buf: Uint8Array, offset = 0): StructValue<L, S> {
-    if (offset + this.size > buf.length) throw new RangeError(`${this.name}: buffer too small at offset ${offset}`);
+    if (offset + this.size > buf.length)
+      throw new RangeError(`${this.name}: buffer too small at offset ${offset}`);
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const out: Record<string, number | bigint | Uint8Array> = {};
     for (const op of this.#ops) out[op.name] = op.read(dv, offset);

@@ -96,7 +96,12 @@ export function attachOrReplace(addon: BpfAddon, o: AttachOptions): Attachment {
 }
 
 // Replaces the program of an existing attachment (atomic in both modes).
-export function replaceProgram(addon: BpfAddon, a: Attachment, progFd: number, expectedOldProgFd?: number): void {
+export function replaceProgram(
+  addon: BpfAddon,
+  a: Attachment,
+  progFd: number,
+  expectedOldProgFd?: number,
+): void {
   if (a.mode === "tcx") {
     const fd = addon.objGet(a.pinPath!);
     try {

@@ -34,7 +34,10 @@ export class CounterMap extends PerCpuMap<C.CounterKey, C.CounterValue> {
   totals(): [C.CounterKey, CounterTotals][] {
     return this.entries().map(([k, per]) => [
       k,
-      per.reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), { packets: 0n, bytes: 0n }),
+      per.reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), {
+        packets: 0n,
+        bytes: 0n,
+      }),
     ]);
   }
 }
@@ -51,7 +54,12 @@ export class ConfigMap extends TypedMap<number, C.Config> {
   }
 }
 
-const u32: { name: string; size: number; encode(v: number, buf?: Uint8Array, off?: number): Uint8Array; decode(buf: Uint8Array, off?: number): number } = {
+const u32: {
+  name: string;
+  size: number;
+  encode(v: number, buf?: Uint8Array, off?: number): Uint8Array;
+  decode(buf: Uint8Array, off?: number): number;
+} = {
   name: "u32",
   size: 4,
   encode(v, buf = new Uint8Array(4), off = 0) {
@@ -79,7 +87,13 @@ export interface DatapathMaps {
 function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => void): DatapathMaps {
   return {
     ipcache: new TypedMap(addon, fdOf(MapNames.ipcache), MapNames.ipcache, C.ipcacheKey, C.ipcacheValue),
-    endpoints: new TypedMap(addon, fdOf(MapNames.endpoints), MapNames.endpoints, C.endpointKey, C.endpointValue),
+    endpoints: new TypedMap(
+      addon,
+      fdOf(MapNames.endpoints),
+      MapNames.endpoints,
+      C.endpointKey,
+      C.endpointValue,
+    ),
     policy: new TypedMap(addon, fdOf(MapNames.policy), MapNames.policy, C.policyKey, C.policyValue),
     conntrack: new TypedMap(addon, fdOf(MapNames.conntrack), MapNames.conntrack, C.ctKey, C.ctValue),
     counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, C.counterKey, C.counterValue),

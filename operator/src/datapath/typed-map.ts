@@ -26,7 +26,13 @@ const PERCPU_TYPES: readonly number[] = [MapType.PERCPU_HASH, MapType.PERCPU_ARR
 
 // Opens a map fd and checks that its key/value sizes are the ones the codecs were generated for: a map
 // pinned by another build with another layout is refused instead of misread.
-export function checkedInfo(addon: BpfAddon, fd: number, name: string, keySize: number, valueSize: number): MapInfo {
+export function checkedInfo(
+  addon: BpfAddon,
+  fd: number,
+  name: string,
+  keySize: number,
+  valueSize: number,
+): MapInfo {
   const info = addon.mapInfo(fd);
   if (info.keySize !== keySize || info.valueSize !== valueSize)
     throw new Error(
@@ -119,7 +125,10 @@ export class TypedMap<K, V> {
     const d = this.addon.mapDump(this.fd);
     const out: [K, V][] = [];
     for (let i = 0; i < d.count; i++)
-      out.push([this.key.decode(d.keys, i * this.key.size), this.value.decode(d.values, i * this.value.size)]);
+      out.push([
+        this.key.decode(d.keys, i * this.key.size),
+        this.value.decode(d.values, i * this.value.size),
+      ]);
     return out;
   }
 
@@ -179,7 +188,8 @@ export class PerCpuMap<K, V> {
     const d = this.addon.mapDump(this.fd);
     const per = this.stride * this.cpus;
     const out: [K, V[]][] = [];
-    for (let i = 0; i < d.count; i++) out.push([this.key.decode(d.keys, i * this.key.size), this.#split(d.values, i * per)]);
+    for (let i = 0; i < d.count; i++)
+      out.push([this.key.decode(d.keys, i * this.key.size), this.#split(d.values, i * per)]);
     return out;
   }
 

@@ -60,7 +60,8 @@ export function identityRecord(obj: IdentityObject): IdentityRecord | undefined 
     id,
     hash: labelSetHash(labels),
     labels,
-    tombstone: obj.metadata?.labels?.[IDENTITY_TOMBSTONE_LABEL] === "true" || !!obj.metadata?.deletionTimestamp,
+    tombstone:
+      obj.metadata?.labels?.[IDENTITY_TOMBSTONE_LABEL] === "true" || !!obj.metadata?.deletionTimestamp,
   };
 }
 

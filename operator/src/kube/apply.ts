@@ -38,12 +38,29 @@ export async function applyCustomObject(
     const namespace = body.metadata?.namespace;
     if (!namespace) throw new Error(`apply ${resource.kind} ${name}: metadata.namespace is required`);
     return custom.patchNamespacedCustomObject(
-      { group: resource.group, version: resource.version, plural: resource.plural, namespace, name, body: full, fieldManager, force },
+      {
+        group: resource.group,
+        version: resource.version,
+        plural: resource.plural,
+        namespace,
+        name,
+        body: full,
+        fieldManager,
+        force,
+      },
       applyOptions(),
     );
   }
   return custom.patchClusterCustomObject(
-    { group: resource.group, version: resource.version, plural: resource.plural, name, body: full, fieldManager, force },
+    {
+      group: resource.group,
+      version: resource.version,
+      plural: resource.plural,
+      name,
+      body: full,
+      fieldManager,
+      force,
+    },
     applyOptions(),
   );
 }
@@ -66,7 +83,12 @@ export async function applyCustomStatus(
     metadata.namespace = ref.namespace;
   }
   const body = { apiVersion: apiVersionOf(resource), kind: resource.kind, metadata, status };
-  const common = { group: resource.group, version: resource.version, plural: resource.plural, name: ref.name };
+  const common = {
+    group: resource.group,
+    version: resource.version,
+    plural: resource.plural,
+    name: ref.name,
+  };
   if (resource.namespaced) {
     return custom.patchNamespacedCustomObjectStatus(
       { ...common, namespace: ref.namespace as string, body, fieldManager, force },

@@ -1,7 +1,7 @@
 // core/v1 Events on objects, aggregated like client-go's event correlator: the same
 // (object, type, reason, message) within the window bumps count and lastTimestamp of one Event
 // instead of creating another. Events are best effort: failures are reported, never thrown.
-import { type CoreV1Api, PatchStrategy, setHeaderOptions, type V1Event } from "@kubernetes/client-node";
+import { type CoreV1Api, PatchStrategy, setHeaderOptions, type CoreV1Event } from "@kubernetes/client-node";
 import { describeError, isNotFound } from "./errors.ts";
 
 export interface ObjectReference {
@@ -49,7 +49,12 @@ export class EventRecorder {
   }
 
   /** Records an event; resolves to the Event's name, or undefined when it could not be written. */
-  async record(obj: ObjectReference, type: EventType, reason: string, message: string): Promise<string | undefined> {
+  async record(
+    obj: ObjectReference,
+    type: EventType,
+    reason: string,
+    message: string,
+  ): Promise<string | undefined> {
     const msg = message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message;
     // Events of cluster-scoped objects live in "default", as the kubelet and kubectl expect.
     const namespace = obj.namespace || "default";
@@ -64,7 +69,11 @@ export class EventRecorder {
         this.touch(key, prev);
         try {
           await this.core.patchNamespacedEvent(
-            { name: prev.name, namespace: prev.namespace, body: { count: prev.count, lastTimestamp: now.toISOString() } },
+            {
+              name: prev.name,
+              namespace: prev.namespace,
+              body: { count: prev.count, lastTimestamp: now.toISOString() },
+            },
             setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
           );
           return prev.name;
@@ -74,7 +83,7 @@ export class EventRecorder {
         }
       }
       const name = `${obj.name}.${now.getTime().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, "0")}`;
-      const body: V1Event = {
+      const body: CoreV1Event = {
         metadata: { name, namespace },
         involvedObject: {
           apiVersion: obj.apiVersion,

@@ -79,7 +79,8 @@ export function buildNodeStatus(summary: NodeStatusSummary): NodeStatusFields {
   for (const uid of uids.slice(0, MAX_REPORTED_POLICIES)) policies[uid] = byUid.get(uid) as number;
   const errors = (summary.errors ?? []).slice(0, MAX_ERRORS).map((e) => {
     const out: { policy?: string; uid?: string; message: string } = {
-      message: e.message.length > MAX_ERROR_MESSAGE ? `${e.message.slice(0, MAX_ERROR_MESSAGE - 1)}…` : e.message,
+      message:
+        e.message.length > MAX_ERROR_MESSAGE ? `${e.message.slice(0, MAX_ERROR_MESSAGE - 1)}…` : e.message,
     };
     if (e.policy) out.policy = e.policy.slice(0, 512);
     if (e.uid) out.uid = e.uid.slice(0, 64);
@@ -110,7 +111,10 @@ export async function publishNodeStatus(
   await applyCustomObject(
     client.custom,
     SECURITY_NODE_STATUSES,
-    { metadata: { name: nodeName, labels: { "app.kubernetes.io/managed-by": NODE_STATUS_FIELD_MANAGER } }, status },
+    {
+      metadata: { name: nodeName, labels: { "app.kubernetes.io/managed-by": NODE_STATUS_FIELD_MANAGER } },
+      status,
+    },
     NODE_STATUS_FIELD_MANAGER,
   );
   return status;
@@ -129,7 +133,8 @@ export interface NodeReport {
 export function parseNodeReport(obj: SecurityNodeStatusObject): NodeReport {
   const s = obj.status ?? {};
   const policies = new Map<string, number>();
-  for (const [uid, gen] of Object.entries(s.policies ?? {})) if (typeof gen === "number") policies.set(uid, gen);
+  for (const [uid, gen] of Object.entries(s.policies ?? {}))
+    if (typeof gen === "number") policies.set(uid, gen);
   return {
     node: obj.metadata?.name ?? "",
     policies,

@@ -23,7 +23,11 @@ export async function rawRequest<T>(
   req0.signal = AbortSignal.timeout(timeoutMs);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   if (payload !== undefined) {
-    req0.headers = { ...req0.headers, "Content-Type": contentType, "Content-Length": Buffer.byteLength(payload) };
+    req0.headers = {
+      ...req0.headers,
+      "Content-Type": contentType,
+      "Content-Length": Buffer.byteLength(payload),
+    };
   }
   return new Promise<T>((resolve, reject) => {
     const req = request(url, req0, (res) => {

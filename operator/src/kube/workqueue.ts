@@ -161,7 +161,7 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
-export type Reconciler<K> = (key: K) => Promise<ReconcileResult | undefined | void>;
+export type Reconciler<K> = (key: K) => Promise<ReconcileResult | undefined>;
 
 /**
  * Runs `concurrency` workers until the queue shuts down. Success forgets the key's failures;

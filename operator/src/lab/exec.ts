@@ -42,7 +42,11 @@ export async function ipBatch(netns: string, lines: readonly string[]): Promise<
 }
 
 // Runs fn over items with at most `limit` in flight; results keep the items' order.
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {

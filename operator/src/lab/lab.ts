@@ -24,6 +24,7 @@ import { type LabPlan, newRunId, type PodPlan, planLab, probeAddress } from "./p
 import type { ProbeRequest, ProbeResponse, ProbeTarget } from "./probe-protocol.ts";
 import { formatPort } from "./ports.ts";
 import { sctpAvailable } from "./sctp.ts";
+import { forgetRun, recordRun } from "./stale.ts";
 import type { LabPort, LabTopology } from "./topology.ts";
 
 export const BPFFS_LAB_PREFIX = "/sys/fs/bpf/sluice-lab-";
@@ -104,6 +105,7 @@ export class Lab {
     if (process.getuid?.() !== 0) throw new Error("sluice lab needs root (network namespaces and BPF)");
     const lab = new Lab(topology, opts);
     try {
+      recordRun(lab.plan.runId);
       const t0 = performance.now();
       await createNetns(lab.plan, (ns) => lab.netns.push(ns));
       await wireNetns(lab.plan);
@@ -173,14 +175,17 @@ export class Lab {
           await sleep(20); // written but not complete yet
           continue;
         }
-        this.log(`agent ${node}: ready with ${ready.endpoints ?? "?"} endpoints in ${Math.round(performance.now() - t0)} ms`);
+        this.log(
+          `agent ${node}: ready with ${ready.endpoints ?? "?"} endpoints in ${Math.round(performance.now() - t0)} ms`,
+        );
         return;
       }
       if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
         this.agents.delete(node);
         throw new Error(`agent ${node} exited before it was ready${tail(child)}`);
       }
-      if (performance.now() - t0 > timeoutMs) throw new Error(`agent ${node}: not ready after ${timeoutMs} ms${tail(child)}`);
+      if (performance.now() - t0 > timeoutMs)
+        throw new Error(`agent ${node}: not ready after ${timeoutMs} ms${tail(child)}`);
       await sleep(25);
     }
   }
@@ -208,9 +213,11 @@ export class Lab {
   async probe(opts: ProbeOptions = {}): Promise<ProbeReport> {
     const t0 = performance.now();
     const skipped: ProbeReport["skipped"] = [];
-    const sctp = opts.ports?.some((p) => p.protocol === "SCTP") || this.topology.pods.some((p) => p.ports.some((x) => x.protocol === "SCTP"))
-      ? sctpAvailable()
-      : false;
+    const sctp =
+      opts.ports?.some((p) => p.protocol === "SCTP") ||
+      this.topology.pods.some((p) => p.ports.some((x) => x.protocol === "SCTP"))
+        ? sctpAvailable()
+        : false;
     const perSource = new Map<string, ProbeTarget[]>();
     const rows: MatrixRow[] = [];
     for (const from of this.topology.pods) {
@@ -226,7 +233,10 @@ export class Lab {
             continue;
           }
           if (port.protocol === "SCTP") {
-            skipped.push({ ...row, reason: sctp ? "SCTP probes are not implemented" : "the kernel has no SCTP" });
+            skipped.push({
+              ...row,
+              reason: sctp ? "SCTP probes are not implemented" : "the kernel has no SCTP",
+            });
             continue;
           }
           targets.push({ id: rows.length, ip, port: port.port, protocol: port.protocol, expectKey: to.key });
@@ -244,13 +254,18 @@ export class Lab {
     });
     await mapLimit([...perSource], 16, async ([key, probes]) => {
       if (probes.length === 0) return;
-      const child = spawnIn(this.pod(key).netns, `prober ${key}`, [NODE, ...NODE_FLAGS, labScript("pod-prober.ts")]);
+      const child = spawnIn(this.pod(key).netns, `prober ${key}`, [
+        NODE,
+        ...NODE_FLAGS,
+        labScript("pod-prober.ts"),
+      ]);
       const out = await collect(child, JSON.stringify(request(probes)), 60000);
       const res = JSON.parse(out) as ProbeResponse;
       for (const r of res.results) {
         const row = rows[r.id];
         row.verdict = r.verdict;
-        if (r.note) notes.push(`${row.from} -> ${row.to} ${row.port}/${row.protocol}: ${r.verdict} (${r.note})`);
+        if (r.note)
+          notes.push(`${row.from} -> ${row.to} ${row.port}/${row.protocol}: ${r.verdict} (${r.note})`);
       }
     });
     return { results: rows, skipped, notes, durationMs: performance.now() - t0 };
@@ -266,7 +281,13 @@ export class Lab {
   }
 
   // Runs a command inside a pod's or node's namespace and returns its output.
-  async exec(netns: string, name: string, argv: readonly string[], input = "", timeoutMs = 120000): Promise<string> {
+  async exec(
+    netns: string,
+    name: string,
+    argv: readonly string[],
+    input = "",
+    timeoutMs = 120000,
+  ): Promise<string> {
     return collect(spawnIn(netns, name, argv), input, timeoutMs);
   }
 
@@ -287,6 +308,7 @@ export class Lab {
       errors.push(`rm ${this.bpffsRoot}: ${(err as Error).message}`);
     }
     rmSync(this.workDir, { recursive: true, force: true });
+    if (errors.length === 0) forgetRun(this.plan.runId);
     this.unregister();
     this.log(`lab ${this.plan.runId}: removed`);
     if (errors.length > 0) throw new Error(`lab cleanup: ${errors.join("; ")}`);

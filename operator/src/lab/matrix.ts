@@ -68,5 +68,12 @@ export function formatMatrixTable(rows: readonly MatrixRow[]): string {
     table.push([from, to, ...cols.map((c) => cells.get(c) ?? "-")]);
   }
   const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
-  return table.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+  return table
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }

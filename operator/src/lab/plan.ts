@@ -50,13 +50,17 @@ export interface LabPlan {
 }
 
 export function newRunId(): string {
-  return createHash("sha256").update(`${process.pid}-${Date.now()}-${Math.random()}`).digest("hex").slice(0, 4);
+  return createHash("sha256")
+    .update(`${process.pid}-${Date.now()}-${Math.random()}`)
+    .digest("hex")
+    .slice(0, 4);
 }
 
 // Namespace names are file names under /run/netns: keep them short and in a safe alphabet, with a
 // hash suffix when a long name had to be cut so two names never collide.
 export function netnsName(runId: string, kind: "n" | "p" | "fabric", name = ""): string {
-  const base = kind === "fabric" ? `${NETNS_PREFIX}${runId}-fabric` : `${NETNS_PREFIX}${runId}-${kind}-${name}`;
+  const base =
+    kind === "fabric" ? `${NETNS_PREFIX}${runId}-fabric` : `${NETNS_PREFIX}${runId}-${kind}-${name}`;
   const safe = base.replace(/[^A-Za-z0-9_.-]/g, "_");
   if (safe.length <= 48 && safe === base) return safe;
   const hash = createHash("sha256").update(base).digest("hex").slice(0, 6);
@@ -140,8 +144,16 @@ export function planLab(topology: LabTopology, runId: string): LabPlan {
     // Static neighbours: no ARP/ND races while fresh links settle.
     for (const other of nodes) {
       if (other === n) continue;
-      add(config, n.netns, `neigh replace ${other.address4} lladdr ${other.fabricMac} dev ${n.fabricIf} nud permanent`);
-      add(config, n.netns, `neigh replace ${other.address6} lladdr ${other.fabricMac} dev ${n.fabricIf} nud permanent`);
+      add(
+        config,
+        n.netns,
+        `neigh replace ${other.address4} lladdr ${other.fabricMac} dev ${n.fabricIf} nud permanent`,
+      );
+      add(
+        config,
+        n.netns,
+        `neigh replace ${other.address6} lladdr ${other.fabricMac} dev ${n.fabricIf} nud permanent`,
+      );
     }
     sysctls.set(n.netns, {
       "net/ipv4/ip_forward": "1",
@@ -152,7 +164,11 @@ export function planLab(topology: LabTopology, runId: string): LabPlan {
   }
   for (const p of pods) {
     const node = nodeByName.get(p.pod.node)!;
-    add(links, p.nodeNetns, `link add ${p.hostIf} address ${p.hostMac} type veth peer name eth0 address ${p.podMac} netns ${p.netns}`);
+    add(
+      links,
+      p.nodeNetns,
+      `link add ${p.hostIf} address ${p.hostMac} type veth peer name eth0 address ${p.podMac} netns ${p.netns}`,
+    );
     add(config, p.nodeNetns, `link set ${p.hostIf} up`);
     add(config, p.netns, "link set lo up");
     add(config, p.netns, "link set eth0 up");
@@ -161,19 +177,28 @@ export function planLab(topology: LabTopology, runId: string): LabPlan {
       add(config, p.netns, `neigh replace ${GATEWAY4} lladdr ${p.hostMac} dev eth0 nud permanent`);
       add(config, p.netns, `route add default via ${GATEWAY4} dev eth0 onlink`);
       add(config, p.nodeNetns, `route add ${p.pod.ipv4}/32 dev ${p.hostIf}`);
-      add(config, p.nodeNetns, `neigh replace ${p.pod.ipv4} lladdr ${p.podMac} dev ${p.hostIf} nud permanent`);
+      add(
+        config,
+        p.nodeNetns,
+        `neigh replace ${p.pod.ipv4} lladdr ${p.podMac} dev ${p.hostIf} nud permanent`,
+      );
     }
     if (p.pod.ipv6) {
       add(config, p.netns, `addr add ${p.pod.ipv6}/128 dev eth0 nodad`);
       add(config, p.netns, `neigh replace ${GATEWAY6} lladdr ${p.hostMac} dev eth0 nud permanent`);
       add(config, p.netns, `route add ::/0 via ${GATEWAY6} dev eth0`);
       add(config, p.nodeNetns, `route add ${p.pod.ipv6}/128 dev ${p.hostIf}`);
-      add(config, p.nodeNetns, `neigh replace ${p.pod.ipv6} lladdr ${p.podMac} dev ${p.hostIf} nud permanent`);
+      add(
+        config,
+        p.nodeNetns,
+        `neigh replace ${p.pod.ipv6} lladdr ${p.podMac} dev ${p.hostIf} nud permanent`,
+      );
     }
     // Other nodes reach this pod through this node's fabric address.
     for (const other of nodes) {
       if (other === node) continue;
-      if (p.pod.ipv4) add(config, other.netns, `route add ${p.pod.ipv4}/32 via ${node.address4} dev ${other.fabricIf}`);
+      if (p.pod.ipv4)
+        add(config, other.netns, `route add ${p.pod.ipv4}/32 via ${node.address4} dev ${other.fabricIf}`);
       if (p.pod.ipv6)
         add(config, other.netns, `route add ${p.pod.ipv6}/128 via ${node.address6} dev ${other.fabricIf}`);
     }

@@ -49,7 +49,7 @@ export function flattenObjects(objects: readonly unknown[]): Loose[] {
   const visit = (o: unknown): void => {
     if (!isObject(o)) return;
     const kind = str(o.kind);
-    if (kind !== undefined && kind.endsWith("List") && Array.isArray(o.items)) {
+    if (kind?.endsWith("List") && Array.isArray(o.items)) {
       for (const item of o.items) visit(item);
       return;
     }
@@ -63,7 +63,8 @@ function podPorts(pod: Loose, where: string): LabPort[] {
   const spec = isObject(pod.spec) ? pod.spec : {};
   const ports: LabPort[] = [];
   const seen = new Set<string>();
-  for (const field of ["containers", "initContainers"] as const) {
+  // Only regular containers listen for traffic (as `sluice matrix` counts them).
+  for (const field of ["containers"] as const) {
     const containers = spec[field];
     if (!Array.isArray(containers)) continue;
     containers.forEach((c, ci) => {
@@ -99,7 +100,8 @@ function podAddresses(pod: Loose, where: string): { ipv4?: string; ipv6?: string
       if (!ips.includes(ip)) ips.push(ip);
     });
   }
-  if (ips.length === 0) throw new TopologyError(`${where}: status.podIP: missing (the lab needs the pod's address)`);
+  if (ips.length === 0)
+    throw new TopologyError(`${where}: status.podIP: missing (the lab needs the pod's address)`);
   let ipv4: string | undefined;
   let ipv6: string | undefined;
   for (const ip of ips) {
@@ -131,14 +133,17 @@ export function topologyFromObjects(objects: readonly unknown[]): LabTopology {
     if (keys.has(key)) throw new TopologyError(`${where}: defined twice`);
     keys.add(key);
     const spec = isObject(o.spec) ? o.spec : {};
-    if (spec.hostNetwork === true) throw new TopologyError(`${where}: spec.hostNetwork: not supported by the lab`);
+    if (spec.hostNetwork === true)
+      throw new TopologyError(`${where}: spec.hostNetwork: not supported by the lab`);
     const node = str(spec.nodeName);
-    if (!node) throw new TopologyError(`${where}: spec.nodeName: missing (the lab places pods on nodes by it)`);
+    if (!node)
+      throw new TopologyError(`${where}: spec.nodeName: missing (the lab places pods on nodes by it)`);
     const { ipv4, ipv6, primary } = podAddresses(o, where);
     for (const ip of [ipv4, ipv6]) {
       if (!ip) continue;
       const other = byIp.get(ip);
-      if (other) throw new TopologyError(`${where}: status.podIPs: ${ip} is also the address of Pod/${other}`);
+      if (other)
+        throw new TopologyError(`${where}: status.podIPs: ${ip} is also the address of Pod/${other}`);
       byIp.set(ip, key);
     }
     if (!nodes.includes(node)) nodes.push(node);

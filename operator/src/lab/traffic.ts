@@ -120,7 +120,7 @@ export async function runLiveTraffic(lab: Lab, opts: LiveTrafficOptions): Promis
   await sleep(opts.settleMs ?? 300);
   const after = await lab.serverStats(opts.to);
 
-  const recv = (s: string) => (after.udpStreams[`${opts.allowedUdpPort}/${s}`] ?? 0);
+  const recv = (s: string) => after.udpStreams[`${opts.allowedUdpPort}/${s}`] ?? 0;
   const received = recv(allowed);
   const leaked = after.udpStreams[`${opts.deniedUdpPort}/${denied}`] ?? 0;
   const newTcpErrors = after.tcpErrors.slice(before.tcpErrors.length);

@@ -86,9 +86,16 @@ export class IdentityController {
   /** Runs until the signal aborts (leadership lost or shutdown). */
   async run(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return;
-    const informers = [this.o.pods, this.o.namespaces, this.o.identities, ...(this.o.nodeStatuses ? [this.o.nodeStatuses] : [])];
+    const informers = [
+      this.o.pods,
+      this.o.namespaces,
+      this.o.identities,
+      ...(this.o.nodeStatuses ? [this.o.nodeStatuses] : []),
+    ];
     const synced = Promise.all(informers.map((i) => i.waitForSync()));
-    const aborted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    const aborted = new Promise<void>((resolve) =>
+      signal.addEventListener("abort", () => resolve(), { once: true }),
+    );
     await Promise.race([synced, aborted]);
     if (signal.aborted) return;
     this.subscribe();
@@ -99,8 +106,11 @@ export class IdentityController {
     this.queue.add(SWEEP);
     signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
     try {
-      await runWorkers(this.queue, this.o.workers ?? 4, (key) => this.reconcile(key), (key, err) =>
-        this.log(`${key}: ${describeError(err)}`),
+      await runWorkers(
+        this.queue,
+        this.o.workers ?? 4,
+        (key) => this.reconcile(key),
+        (key, err) => this.log(`${key}: ${describeError(err)}`),
       );
     } finally {
       for (const off of this.handlers.splice(0)) off();
@@ -120,7 +130,11 @@ export class IdentityController {
   }
 
   private subscribe(): void {
-    const on = <T extends KubernetesObject>(inf: Informer<T>, ev: "add" | "update" | "delete", cb: (o: T) => void) => {
+    const on = <T extends KubernetesObject>(
+      inf: Informer<T>,
+      ev: "add" | "update" | "delete",
+      cb: (o: T) => void,
+    ) => {
       inf.on(ev, cb);
       this.handlers.push(() => inf.off(ev, cb));
     };
@@ -211,7 +225,13 @@ export class IdentityController {
     return max;
   }
 
+  /** Forgets own creates the cache has shown (the watch event can beat the create's response). */
+  private prunePending(): void {
+    for (const [hash, id] of this.pending) if (this.index.get(id)) this.pending.delete(hash);
+  }
+
   private async reconcile(key: string): Promise<{ requeueAfterMs?: number } | undefined> {
+    this.prunePending();
     if (key === SWEEP) return this.sweep();
     const use = this.uses.get(key);
     if (!use) return undefined;
@@ -238,15 +258,13 @@ export class IdentityController {
         spec: { labels },
       };
       try {
-        await this.o.custom.createClusterCustomObject(
-          {
-            group: SECURITY_IDENTITIES.group,
-            version: SECURITY_IDENTITIES.version,
-            plural: SECURITY_IDENTITIES.plural,
-            body,
-            fieldManager: FIELD_MANAGER,
-          },
-        );
+        await this.o.custom.createClusterCustomObject({
+          group: SECURITY_IDENTITIES.group,
+          version: SECURITY_IDENTITIES.version,
+          plural: SECURITY_IDENTITIES.plural,
+          body,
+          fieldManager: FIELD_MANAGER,
+        });
         this.highWater = Math.max(this.highWater, candidate);
         this.pending.set(hash, candidate);
         this.stats.created++;
@@ -284,7 +302,13 @@ export class IdentityController {
 
   private async sweep(): Promise<{ requeueAfterMs: number }> {
     const interval = this.o.sweepIntervalMs ?? 30_000;
-    const plan = planGc(this.index, (h) => this.uses.has(h) || this.pending.has(h), this.unusedSince, Date.now(), this.o.gcGraceMs);
+    const plan = planGc(
+      this.index,
+      (h) => this.uses.has(h) || this.pending.has(h),
+      this.unusedSince,
+      Date.now(),
+      this.o.gcGraceMs,
+    );
     for (const a of plan.actions) {
       const r = this.index.get(a.id);
       // Re-check against the cache right before writing: a pod may have come back meanwhile.

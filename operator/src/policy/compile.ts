@@ -343,7 +343,18 @@ export function capEndpoint(
   return previous ?? { defaultDeny: { ingress: true, egress: true }, entries: [] };
 }
 
+export interface CompileParts {
+  result: CompileResult;
+  policies: NormPolicy[];
+  compiler: PolicyCompiler;
+  endpoints: LocalEndpoint[];
+}
+
 export function compile(inputs: PolicyInputs, options: CompileOptions): CompileResult {
+  return compileParts(inputs, options).result;
+}
+
+export function compileParts(inputs: PolicyInputs, options: CompileOptions): CompileParts {
   const policies = collectPolicies(inputs);
   const universe = buildUniverse({
     namespaces: inputs.namespaces,
@@ -372,5 +383,5 @@ export function compile(inputs: PolicyInputs, options: CompileOptions): CompileR
   });
   const rules = new Map<number, RuleRef>();
   for (const p of policies) for (const r of p.rules) rules.set(r.id, r.ref);
-  return { state: { ipcache: universe.ipcache, endpoints }, rules, errors };
+  return { result: { state: { ipcache: universe.ipcache, endpoints }, rules, errors }, policies, compiler, endpoints: eps };
 }

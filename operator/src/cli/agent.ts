@@ -1,0 +1,73 @@
+// `sluice agent --static -f <files|dirs>... --node <name> --bpffs-root <dir> [--ready-file <path>]`
+// Runs until SIGTERM/SIGINT and leaves the datapath enforcing; SIGHUP re-reads the files.
+import { parseArgs } from "node:util";
+import { StaticAgent } from "../agent/static-agent.ts";
+
+const usage =
+  "usage: sluice agent --static -f <file or dir>... --node <name> --bpffs-root <dir> [--ready-file <path>] [--events]\n" +
+  "       [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]";
+
+function count(v: string | undefined, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`--${name}: ${JSON.stringify(v)} is not a non-negative integer`);
+  return n;
+}
+
+export async function agentMain(argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      static: { type: "boolean", default: false },
+      file: { type: "string", short: "f", multiple: true },
+      node: { type: "string" },
+      "bpffs-root": { type: "string" },
+      "ready-file": { type: "string" },
+      object: { type: "string" },
+      events: { type: "boolean", default: false },
+      "event-sample-allow": { type: "string" },
+      "event-sample-deny": { type: "string" },
+      "events-per-second": { type: "string" },
+    },
+  });
+  if (!values.static) {
+    process.stderr.write(`sluice agent: only --static mode is available in this build\n${usage}\n`);
+    return 2;
+  }
+  if (!values.file?.length || !values.node || !values["bpffs-root"]) {
+    process.stderr.write(`${usage}\n`);
+    return 2;
+  }
+  const agent = await StaticAgent.start({
+    files: values.file,
+    node: values.node,
+    pinRoot: values["bpffs-root"],
+    objectPath: values.object,
+    readyFile: values["ready-file"],
+    onEvent: values.events ? (line) => process.stdout.write(`${line}\n`) : undefined,
+    eventSampleAllow: count(values["event-sample-allow"], "event-sample-allow", values.events ? 1 : 0),
+    eventSampleDeny: count(values["event-sample-deny"], "event-sample-deny", values.events ? 1 : 0),
+    eventsPerSecond: count(values["events-per-second"], "events-per-second", 1000),
+  });
+  let reloading = Promise.resolve();
+  process.on("SIGHUP", () => {
+    reloading = reloading.then(async () => {
+      try {
+        await agent.reload();
+      } catch (e) {
+        // Never crash on a reload: the last good state stays enforced.
+        process.stderr.write(
+          `reload failed, keeping the last good state: ${e instanceof Error ? e.message : String(e)}\n`,
+        );
+      }
+    });
+  });
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", resolve);
+    process.once("SIGINT", resolve);
+  });
+  await reloading;
+  agent.close();
+  return 0;
+}

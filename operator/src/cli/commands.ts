@@ -1,0 +1,42 @@
+// The `sluice` subcommands: name → entry point. Each entry point takes the arguments after the
+// command name and resolves to the exit code. Imports are lazy so one command's dependencies
+// (the BPF addon, the Kubernetes client) never load for another.
+export interface Command {
+  summary: string;
+  run: (argv: readonly string[]) => Promise<number>;
+}
+
+export const commands: Record<string, Command> = {
+  validate: {
+    summary: "validate policy manifests (schema, CEL rules, semantics) for CI",
+    run: async (argv) => (await import("./validate.ts")).validateMain(argv),
+  },
+  matrix: {
+    summary: "pod-to-pod connectivity as the datapath would decide it, from manifests",
+    run: async (argv) => (await import("./matrix.ts")).matrixMain(argv),
+  },
+  plan: {
+    summary: "the connectivity rows a change of policies opens or closes",
+    run: async (argv) => (await import("./plan.ts")).planMain(argv),
+  },
+  lab: {
+    summary: "network-namespace lab: sluice lab run|clean",
+    run: async (argv) => (await import("./lab.ts")).labMain(argv),
+  },
+  demo: {
+    summary: "the demo: lab matrix before/after policies, live datapath replacement",
+    run: async (argv) => (await import("./demo.ts")).demoMain(argv),
+  },
+  agent: {
+    summary: "run the node agent (--static: policies and topology from manifest files)",
+    run: async (argv) => (await import("./agent.ts")).agentMain(argv),
+  },
+  datapath: {
+    summary: "inspect, live-replace or remove a node's pinned datapath",
+    run: async (argv) => (await import("./datapath.ts")).datapathMain(argv),
+  },
+  operator: {
+    summary: "run the operator (identities, policy status)",
+    run: async (argv) => (await import("./operator.ts")).operatorMain(argv),
+  },
+};

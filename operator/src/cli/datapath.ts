@@ -1,0 +1,102 @@
+// `sluice datapath replace|show|remove --bpffs-root <dir>`: live replacement, inspection and removal of
+// a node's pinned datapath.
+import { existsSync, rmSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { pinnedLinks, replaceAll } from "../agent/attachments.ts";
+import { loadAddon } from "../datapath/bpf-addon.ts";
+import { openPinnedMaps } from "../datapath/maps.ts";
+import { loadDatapath } from "../datapath/programs.ts";
+import { readApplied, viewApplied } from "../datapath/sync.ts";
+
+const usage =
+  "usage: sluice datapath replace --bpffs-root <dir> [--times N] [--object <bpf.o>]\n" +
+  "       sluice datapath show --bpffs-root <dir> [-o json]\n" +
+  "       sluice datapath remove --bpffs-root <dir>";
+
+// Loads the object twice (two program instances sharing the pinned maps) and swaps every endpoint's
+// program between them `times` times: each swap is one bpf_link_update, as an agent upgrade does.
+function replace(root: string, times: number, objectPath: string | undefined): number {
+  const a = loadDatapath({ pinRoot: root, objectPath });
+  const b = loadDatapath({ pinRoot: root, objectPath });
+  try {
+    const t0 = performance.now();
+    let replacements = 0;
+    for (let i = 0; i < times; i++) replacements += replaceAll(i % 2 === 0 ? a : b, root);
+    // Leave the last swap on a program that stays referenced by its link after we exit.
+    const durationMs = performance.now() - t0;
+    process.stdout.write(
+      `${JSON.stringify({ replacements, links: pinnedLinks(root).length, durationMs })}\n`,
+    );
+    return 0;
+  } finally {
+    a.close();
+    b.close();
+  }
+}
+
+function show(root: string, json: boolean): number {
+  const addon = loadAddon();
+  const maps = openPinnedMaps(addon, root);
+  try {
+    const view = viewApplied(readApplied(maps));
+    const counters = maps.counters.totals().map(([k, v]) => ({
+      epId: k.ep_id,
+      dir: k.dir === 0 ? "ingress" : "egress",
+      verdict: k.verdict === 1 ? "allow" : "deny",
+      packets: Number(v.packets),
+      bytes: Number(v.bytes),
+    }));
+    const links = pinnedLinks(root).map((l) => `${l.ifname}-${l.hook}`);
+    if (json) {
+      process.stdout.write(`${JSON.stringify({ ...view, counters, links })}\n`);
+      return 0;
+    }
+    process.stdout.write(`links: ${links.join(" ") || "(none)"}\nipcache: ${view.ipcache.length} entries\n`);
+    for (const e of view.endpoints) {
+      const dd = [e.defaultDeny.ingress ? "ingress" : "", e.defaultDeny.egress ? "egress" : ""]
+        .filter(Boolean)
+        .join("+");
+      process.stdout.write(
+        `endpoint ${e.id} ifindex ${e.ifindex} identity ${e.identity} gen ${e.gen} rev ${e.policyRev} ` +
+          `default-deny ${dd || "none"}: ${e.entries.length} policy entries\n`,
+      );
+    }
+    for (const c of counters)
+      process.stdout.write(
+        `counter ep ${c.epId} ${c.dir} ${c.verdict}: ${c.packets} pkts ${c.bytes} bytes\n`,
+      );
+    return 0;
+  } finally {
+    maps.close();
+  }
+}
+
+export async function datapathMain(argv: readonly string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      "bpffs-root": { type: "string" },
+      times: { type: "string", default: "1" },
+      object: { type: "string" },
+      output: { type: "string", short: "o", default: "text" },
+    },
+  });
+  const root = values["bpffs-root"];
+  if (!root || !["replace", "show", "remove"].includes(sub ?? "")) {
+    process.stderr.write(`${usage}\n`);
+    return 2;
+  }
+  if (sub !== "remove" && !existsSync(root))
+    throw new Error(`--bpffs-root ${root}: no datapath pinned there`);
+  if (sub === "replace") {
+    const times = Number(values.times);
+    if (!Number.isInteger(times) || times < 1)
+      throw new Error(`--times: ${values.times} is not a positive integer`);
+    return replace(root, times, values.object);
+  }
+  if (sub === "show") return show(root, values.output === "json");
+  // Unpinning the links detaches the programs (nothing else holds them); unpinning the maps frees them.
+  rmSync(root, { recursive: true, force: true });
+  return 0;
+}

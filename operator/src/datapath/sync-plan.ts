@@ -1,0 +1,280 @@
+// The map writer's plan, pure: from what is in the maps (AppliedState) and what should be (DesiredState),
+// the ordered batches that get there without a packet ever seeing a mix of old and new policy.
+//
+// Per endpoint the policy map holds two generations; the endpoint value names the active one.
+//   phase 1: the inactive generation is brought to the new content (stale entries deleted, new written);
+//   phase 2: each changed endpoint's value is rewritten once: new gen, flags, policy_rev + 1 (the switch);
+//            removed endpoints' values are deleted;
+//   barrier: wait until no program still runs with an endpoint value read before phase 2;
+//   phase 3: the old generation is brought to the same content (the next update is a delta again) and
+//            policy of endpoints that are gone is deleted; ipcache changes follow the policy.
+// Capacity is checked on the whole plan before anything is written.
+import { type EndpointState, type MapState, type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
+import { canonicalCidr } from "./cidr.ts";
+import { enums } from "./layout.generated.ts";
+import { canonicalEntry } from "./keys.ts";
+import { MapCapacityError } from "./typed-map.ts";
+
+export type Generation = 0 | 1;
+export type EntrySet = ReadonlyMap<string, PolicyEntry>;
+
+export interface EndpointRecord {
+  id: number;
+  identity: number;
+  policyRev: number;
+  gen: Generation;
+  flags: number;
+}
+
+export interface AppliedState {
+  // canonical CIDR -> identity
+  ipcache: ReadonlyMap<string, number>;
+  // host-side ifindex -> endpoint value
+  endpoints: ReadonlyMap<number, EndpointRecord>;
+  // endpoint id -> content of generation 0 and 1
+  policy: ReadonlyMap<number, readonly [EntrySet, EntrySet]>;
+}
+
+export interface DesiredEndpoint {
+  key: string;
+  ifindex: number;
+  id: number;
+  identity: number;
+  flags: number;
+  entries: EntrySet;
+}
+
+export interface DesiredState {
+  ipcache: ReadonlyMap<string, number>;
+  endpoints: ReadonlyMap<number, DesiredEndpoint>;
+}
+
+export interface PolicyWrite {
+  epId: number;
+  gen: Generation;
+  entry: PolicyEntry;
+}
+
+export interface SyncPlan {
+  phase1: { delete: PolicyWrite[]; write: PolicyWrite[] };
+  phase2: { deleteEndpoints: number[]; writeEndpoints: [number, EndpointRecord][] };
+  // Whether phase 3 touches generations a program may have just read (then the barrier is needed).
+  barrier: boolean;
+  phase3: { delete: PolicyWrite[]; write: PolicyWrite[]; deleteCounters: number[] };
+  ipcache: { delete: string[]; write: [string, number][] };
+  flips: number;
+  result: AppliedState;
+}
+
+export interface Capacities {
+  ipcache: number;
+  endpoints: number;
+  policy: number;
+}
+
+export const EMPTY_STATE: AppliedState = { ipcache: new Map(), endpoints: new Map(), policy: new Map() };
+
+const EPF = enums.sl_endpoint_flags;
+
+export function endpointFlags(defaultDeny: { ingress: boolean; egress: boolean }): number {
+  return (
+    (defaultDeny.ingress ? EPF.SL_EP_DEFAULT_DENY_INGRESS : 0) |
+    (defaultDeny.egress ? EPF.SL_EP_DEFAULT_DENY_EGRESS : 0)
+  );
+}
+
+function u32(what: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new Error(`${what}: ${v} is not a 32-bit unsigned integer`);
+  return v;
+}
+
+// The compiler's MapState as the maps will hold it. Endpoints whose interface is unknown (ifindexOf
+// returns undefined) are left out and listed in `pending`.
+export function desiredState(
+  state: MapState,
+  ifindexOf: (ep: EndpointState) => number | undefined,
+): { desired: DesiredState; pending: string[] } {
+  const ipcache = new Map<string, number>();
+  for (const e of state.ipcache) {
+    const cidr = canonicalCidr(e.cidr);
+    const prev = ipcache.get(cidr);
+    if (prev !== undefined && prev !== e.identity)
+      throw new Error(`ipcache ${e.cidr}: two identities (${prev}, ${e.identity}) for one prefix`);
+    ipcache.set(cidr, u32(`ipcache ${e.cidr}: identity`, e.identity));
+  }
+  const endpoints = new Map<number, DesiredEndpoint>();
+  const ids = new Map<number, string>();
+  const pending: string[] = [];
+  for (const ep of state.endpoints) {
+    const ifindex = ifindexOf(ep);
+    if (ifindex === undefined) {
+      pending.push(ep.key);
+      continue;
+    }
+    u32(`endpoint ${ep.key}: id`, ep.id);
+    u32(`endpoint ${ep.key}: identity`, ep.identity);
+    const other = endpoints.get(ifindex);
+    if (other) throw new Error(`endpoint ${ep.key}: ifindex ${ifindex} already used by ${other.key}`);
+    const dupId = ids.get(ep.id);
+    if (dupId) throw new Error(`endpoint ${ep.key}: id ${ep.id} already used by ${dupId}`);
+    ids.set(ep.id, ep.key);
+    const entries = new Map<string, PolicyEntry>();
+    for (const raw of ep.policy.entries) {
+      const e = canonicalEntry(raw);
+      u32(`endpoint ${ep.key}: policy identity`, e.identity);
+      u32(`endpoint ${ep.key}: rule id`, e.ruleId);
+      const k = policyEntryKey(e);
+      const prev = entries.get(k);
+      if (prev && !sameValue(prev, e))
+        throw new Error(
+          `endpoint ${ep.key}: conflicting policy entries for ${k} (${prev.verdict}, ${e.verdict})`,
+        );
+      entries.set(k, e);
+    }
+    endpoints.set(ifindex, {
+      key: ep.key,
+      ifindex,
+      id: ep.id,
+      identity: ep.identity,
+      flags: endpointFlags(ep.policy.defaultDeny),
+      entries,
+    });
+  }
+  return { desired: { ipcache, endpoints }, pending };
+}
+
+function sameValue(a: PolicyEntry, b: PolicyEntry): boolean {
+  return a.verdict === b.verdict && a.ruleId === b.ruleId;
+}
+
+export function sameEntries(a: EntrySet, b: EntrySet): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, e] of a) {
+    const o = b.get(k);
+    if (!o || !sameValue(e, o)) return false;
+  }
+  return true;
+}
+
+// Ops turning generation `gen` of epId from `have` into `want`; returns how many keys are added.
+function diffInto(
+  epId: number,
+  gen: Generation,
+  have: EntrySet,
+  want: EntrySet,
+  del: PolicyWrite[],
+  put: PolicyWrite[],
+): number {
+  let added = 0;
+  for (const [k, e] of have) if (!want.has(k)) del.push({ epId, gen, entry: e });
+  for (const [k, e] of want) {
+    const h = have.get(k);
+    if (!h) added++;
+    if (!h || !sameValue(h, e)) put.push({ epId, gen, entry: e });
+  }
+  return added;
+}
+
+const NO_ENTRIES: EntrySet = new Map();
+const EMPTY_GENS: readonly [EntrySet, EntrySet] = [NO_ENTRIES, NO_ENTRIES];
+
+export function planSync(applied: AppliedState, desired: DesiredState, cap: Capacities): SyncPlan {
+  const plan: SyncPlan = {
+    phase1: { delete: [], write: [] },
+    phase2: { deleteEndpoints: [], writeEndpoints: [] },
+    barrier: false,
+    phase3: { delete: [], write: [], deleteCounters: [] },
+    ipcache: { delete: [], write: [] },
+    flips: 0,
+    result: EMPTY_STATE,
+  };
+  const resultEndpoints = new Map<number, EndpointRecord>();
+  const resultPolicy = new Map<number, readonly [EntrySet, EntrySet]>();
+  let policyCount = 0;
+  for (const gens of applied.policy.values()) policyCount += gens[0].size + gens[1].size;
+  let added1 = 0;
+  let removed1 = 0;
+  let added3 = 0;
+  let removed3 = 0;
+
+  // An id may move to another interface: its generations are then in use under the old ifindex.
+  const activeGenOfId = new Map<number, Generation>();
+  for (const a of applied.endpoints.values()) activeGenOfId.set(a.id, a.gen);
+  const desiredIds = new Set<number>();
+  for (const d of desired.endpoints.values()) desiredIds.add(d.id);
+
+  for (const ifindex of applied.endpoints.keys()) {
+    if (!desired.endpoints.has(ifindex)) plan.phase2.deleteEndpoints.push(ifindex);
+  }
+  for (const [ifindex, d] of desired.endpoints) {
+    const a = applied.endpoints.get(ifindex);
+    const gens = applied.policy.get(d.id) ?? EMPTY_GENS;
+    const same = a !== undefined && a.id === d.id;
+    const g: Generation = same ? a.gen : (activeGenOfId.get(d.id) ?? 1);
+    const h: Generation = g === 0 ? 1 : 0;
+    const flip = !same || !sameEntries(gens[g], d.entries);
+    if (flip) {
+      const before = plan.phase1.delete.length;
+      added1 += diffInto(d.id, h, gens[h], d.entries, plan.phase1.delete, plan.phase1.write);
+      removed1 += plan.phase1.delete.length - before;
+      const rec: EndpointRecord = {
+        id: d.id,
+        identity: d.identity,
+        policyRev: ((a?.policyRev ?? 0) + 1) >>> 0,
+        gen: h,
+        flags: d.flags,
+      };
+      plan.phase2.writeEndpoints.push([ifindex, rec]);
+      resultEndpoints.set(ifindex, rec);
+      plan.flips++;
+      plan.barrier = true;
+      const before3 = plan.phase3.delete.length;
+      added3 += diffInto(d.id, g, gens[g], d.entries, plan.phase3.delete, plan.phase3.write);
+      removed3 += plan.phase3.delete.length - before3;
+    } else {
+      // Active generation already right. Flags changing alter verdicts, so they bump the revision
+      // (conntrack rechecks forward flows); an identity change alone does not.
+      const rec: EndpointRecord = {
+        ...a,
+        identity: d.identity,
+        flags: d.flags,
+        policyRev: a.flags !== d.flags ? (a.policyRev + 1) >>> 0 : a.policyRev,
+      };
+      if (rec.identity !== a.identity || rec.flags !== a.flags)
+        plan.phase2.writeEndpoints.push([ifindex, rec]);
+      resultEndpoints.set(ifindex, rec);
+      // Repair an inactive generation left behind by an interrupted sync; no program reads it.
+      const before3 = plan.phase3.delete.length;
+      added3 += diffInto(d.id, h, gens[h], d.entries, plan.phase3.delete, plan.phase3.write);
+      removed3 += plan.phase3.delete.length - before3;
+    }
+    resultPolicy.set(d.id, [d.entries, d.entries]);
+  }
+  // Policy of endpoint ids no desired endpoint uses: after the barrier, nobody reads it.
+  for (const [epId, gens] of applied.policy) {
+    if (desiredIds.has(epId)) continue;
+    for (const gen of [0, 1] as const)
+      for (const e of gens[gen].values()) plan.phase3.delete.push({ epId, gen, entry: e });
+    removed3 += gens[0].size + gens[1].size;
+    plan.barrier = true;
+  }
+  for (const [, a] of applied.endpoints) if (!desiredIds.has(a.id)) plan.phase3.deleteCounters.push(a.id);
+
+  for (const cidr of applied.ipcache.keys()) if (!desired.ipcache.has(cidr)) plan.ipcache.delete.push(cidr);
+  for (const [cidr, id] of desired.ipcache)
+    if (applied.ipcache.get(cidr) !== id) plan.ipcache.write.push([cidr, id]);
+
+  // Capacity: deletes run before writes in each phase, so the peak is after a phase's writes.
+  const peak1 = policyCount - removed1 + added1;
+  const peak3 = peak1 - removed3 + added3;
+  const policyPeak = Math.max(peak1, peak3);
+  if (policyPeak > cap.policy) throw new MapCapacityError("policy", cap.policy, policyPeak);
+  if (desired.endpoints.size > cap.endpoints)
+    throw new MapCapacityError("endpoints", cap.endpoints, desired.endpoints.size);
+  if (desired.ipcache.size > cap.ipcache)
+    throw new MapCapacityError("ipcache", cap.ipcache, desired.ipcache.size);
+
+  plan.result = { ipcache: new Map(desired.ipcache), endpoints: resultEndpoints, policy: resultPolicy };
+  return plan;
+}

@@ -1,0 +1,245 @@
+// The policy status controller (leader only): writes each SecurityPolicy's and
+// ClusterSecurityPolicy's status (Accepted, Enforced, counts) from the pods it selects and the
+// nodes' SecurityNodeStatus reports (policy-status.ts computes it). A write happens only when the
+// computed status differs from the object's, through the status subresource with server-side
+// apply. Node-report and pod changes are coalesced (debounceMs) so a policy change costs one status
+// write per node report at most: O(nodes), never O(nodes × policies). NetworkPolicy has no status
+// we own; it is only counted in the policy-set hash.
+import type { CustomObjectsApi, KubernetesObject } from "@kubernetes/client-node";
+import type { NetworkPolicy } from "../api/k8s.ts";
+import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
+import { applyCustomStatus } from "../kube/apply.ts";
+import { describeError, isNotFound } from "../kube/errors.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { Informer } from "../kube/informer.ts";
+import {
+  type NodeReport,
+  parseNodeReport,
+  policySetHash,
+  type SecurityNodeStatusObject,
+} from "../kube/node-status.ts";
+import {
+  apiVersionOf,
+  CLUSTER_SECURITY_POLICIES,
+  type Resource,
+  SECURITY_POLICIES,
+} from "../kube/resources.ts";
+import { runWorkers, WorkQueue } from "../kube/workqueue.ts";
+import { normalizePolicy } from "../policy/normalize.ts";
+import type { NamespaceObject, PodObject } from "./identity-controller.ts";
+import { aggregate, type Condition, type PodView, type PolicyStatus, sameStatus } from "./policy-status.ts";
+
+export type SecurityPolicyObject = SecurityPolicy & KubernetesObject;
+export type ClusterSecurityPolicyObject = ClusterSecurityPolicy & KubernetesObject;
+export type NetworkPolicyObject = NetworkPolicy & KubernetesObject;
+type AnyStatusPolicy = SecurityPolicyObject | ClusterSecurityPolicyObject;
+
+export interface StatusControllerOptions {
+  custom: CustomObjectsApi;
+  securityPolicies: Informer<SecurityPolicyObject>;
+  clusterSecurityPolicies: Informer<ClusterSecurityPolicyObject>;
+  networkPolicies?: Informer<NetworkPolicyObject>;
+  pods: Informer<PodObject>;
+  namespaces: Informer<NamespaceObject>;
+  nodeStatuses: Informer<SecurityNodeStatusObject>;
+  isLeader: () => boolean;
+  events?: EventRecorder;
+  /** Extra semantic validation (the compiler's), on top of normalization errors. */
+  validate?: (policy: AnyStatusPolicy) => Array<{ field: string; message: string }>;
+  workers?: number;
+  debounceMs?: number;
+  log?: (msg: string) => void;
+}
+
+const FIELD_MANAGER = "sluice-operator";
+
+export class StatusController {
+  private readonly o: StatusControllerOptions;
+  private readonly queue = new WorkQueue<string>();
+  private readonly handlers: Array<() => void> = [];
+  /** Status writes done (observability and the no-flapping tests). */
+  writes = 0;
+  readonly writesByKey = new Map<string, number>();
+
+  constructor(o: StatusControllerOptions) {
+    this.o = o;
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return;
+    const informers = [
+      this.o.securityPolicies,
+      this.o.clusterSecurityPolicies,
+      this.o.pods,
+      this.o.namespaces,
+      this.o.nodeStatuses,
+      ...(this.o.networkPolicies ? [this.o.networkPolicies] : []),
+    ];
+    const aborted = new Promise<void>((resolve) =>
+      signal.addEventListener("abort", () => resolve(), { once: true }),
+    );
+    await Promise.race([Promise.all(informers.map((i) => i.waitForSync())), aborted]);
+    if (signal.aborted) return;
+    this.subscribe();
+    this.enqueueAll(0);
+    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
+    try {
+      await runWorkers(
+        this.queue,
+        this.o.workers ?? 4,
+        (key) => this.reconcile(key),
+        (key, err) => this.o.log?.(`status ${key}: ${describeError(err)}`),
+      );
+    } finally {
+      for (const off of this.handlers.splice(0)) off();
+    }
+  }
+
+  private subscribe(): void {
+    const on = <T extends KubernetesObject>(inf: Informer<T>, cb: (o: T) => void) => {
+      for (const ev of ["add", "update", "delete"] as const) {
+        inf.on(ev, cb);
+        this.handlers.push(() => inf.off(ev, cb));
+      }
+    };
+    on(this.o.securityPolicies, (p) => this.queue.add(keyOf(SECURITY_POLICIES, p)));
+    on(this.o.clusterSecurityPolicies, (p) => this.queue.add(keyOf(CLUSTER_SECURITY_POLICIES, p)));
+    const debounce = this.o.debounceMs ?? 100;
+    const all = () => this.enqueueAll(debounce);
+    on(this.o.pods, all);
+    on(this.o.namespaces, all);
+    on(this.o.nodeStatuses, all);
+    if (this.o.networkPolicies) on(this.o.networkPolicies, all);
+  }
+
+  private enqueueAll(delayMs: number): void {
+    for (const p of this.o.securityPolicies.list()) this.queue.addAfter(keyOf(SECURITY_POLICIES, p), delayMs);
+    for (const p of this.o.clusterSecurityPolicies.list())
+      this.queue.addAfter(keyOf(CLUSTER_SECURITY_POLICIES, p), delayMs);
+  }
+
+  private clusterSetHash(): string {
+    const all: Array<{ uid: string; generation: number }> = [];
+    const push = (o: KubernetesObject) => {
+      if (o.metadata?.uid) all.push({ uid: o.metadata.uid, generation: o.metadata.generation ?? 0 });
+    };
+    for (const p of this.o.securityPolicies.list()) push(p);
+    for (const p of this.o.clusterSecurityPolicies.list()) push(p);
+    for (const p of this.o.networkPolicies?.list() ?? []) push(p);
+    return policySetHash(all);
+  }
+
+  private podViews(): PodView[] {
+    const out: PodView[] = [];
+    for (const p of this.o.pods.list()) {
+      if (p.spec?.hostNetwork) continue;
+      const phase = p.status?.phase;
+      if (phase === "Succeeded" || phase === "Failed") continue;
+      out.push({
+        namespace: p.metadata.namespace ?? "",
+        labels: p.metadata.labels ?? {},
+        nodeName: p.spec?.nodeName,
+      });
+    }
+    return out;
+  }
+
+  /** Computes the status a policy should have now (exposed for tests and `sluice` diagnostics). */
+  compute(policy: AnyStatusPolicy): {
+    status: PolicyStatus;
+    nodeErrors: Array<{ node: string; message: string }>;
+  } {
+    const norm = normalizePolicy(policy);
+    const errors = [...norm.errors, ...(this.o.validate?.(policy) ?? [])];
+    const nodes = new Map<string, NodeReport>();
+    for (const s of this.o.nodeStatuses.list()) {
+      const r = parseNodeReport(s);
+      nodes.set(r.node, r);
+    }
+    return aggregate({
+      policy: {
+        uid: policy.metadata.uid ?? "",
+        generation: policy.metadata.generation ?? 0,
+        subjectNamespace: norm.subjectNamespace,
+        subjectPods: norm.subjectPods,
+        errors,
+      },
+      pods: this.podViews(),
+      namespaceLabels: (ns) => this.o.namespaces.get(ns)?.metadata.labels,
+      nodes,
+      clusterPolicySetHash: this.clusterSetHash(),
+      current: { conditions: policy.status?.conditions as Condition[] | undefined },
+      now: new Date(),
+    });
+  }
+
+  private async reconcile(key: string): Promise<undefined> {
+    const { resource, namespace, name } = parseKey(key);
+    const inf = resource === SECURITY_POLICIES ? this.o.securityPolicies : this.o.clusterSecurityPolicies;
+    const policy = inf.get(name, namespace) as AnyStatusPolicy | undefined;
+    if (!policy) return undefined;
+    const { status, nodeErrors } = this.compute(policy);
+    if (sameStatus(status, policy.status as Partial<PolicyStatus> | undefined)) return undefined;
+    if (!this.o.isLeader()) throw new Error("not the leader any more");
+    try {
+      await applyCustomStatus(
+        this.o.custom,
+        resource,
+        { name, namespace },
+        status as unknown as Record<string, unknown>,
+        FIELD_MANAGER,
+      );
+    } catch (err) {
+      if (isNotFound(err)) return undefined; // deleted meanwhile
+      throw err;
+    }
+    this.writes++;
+    this.writesByKey.set(key, (this.writesByKey.get(key) ?? 0) + 1);
+    await this.emitEvents(resource, policy, status, nodeErrors);
+    return undefined;
+  }
+
+  private async emitEvents(
+    resource: Resource,
+    policy: AnyStatusPolicy,
+    status: PolicyStatus,
+    nodeErrors: Array<{ node: string; message: string }>,
+  ): Promise<void> {
+    const events = this.o.events;
+    if (!events) return;
+    const prev = (policy.status?.conditions ?? []) as Condition[];
+    const ref = {
+      apiVersion: apiVersionOf(resource),
+      kind: resource.kind,
+      name: policy.metadata.name ?? "",
+      namespace: policy.metadata.namespace,
+      uid: policy.metadata.uid,
+    };
+    const changed = (type: string, reason: string) => {
+      const now = status.conditions.find((c) => c.type === type);
+      const before = prev.find((c) => c.type === type);
+      return now?.reason === reason && (before?.reason !== reason || before.message !== now.message);
+    };
+    if (changed("Accepted", "Invalid")) {
+      const c = status.conditions.find((x) => x.type === "Accepted");
+      await events.record(ref, "Warning", "Rejected", c?.message ?? "invalid policy");
+    }
+    if (changed("Enforced", "EnforcementFailed")) {
+      for (const e of nodeErrors.slice(0, 5))
+        await events.record(ref, "Warning", "EnforcementFailed", `node ${e.node}: ${e.message}`);
+    }
+  }
+}
+
+function keyOf(resource: Resource, o: KubernetesObject): string {
+  return resource.namespaced
+    ? `${resource.kind}/${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`
+    : `${resource.kind}/${o.metadata?.name ?? ""}`;
+}
+
+function parseKey(key: string): { resource: Resource; namespace?: string; name: string } {
+  const parts = key.split("/");
+  if (parts[0] === SECURITY_POLICIES.kind)
+    return { resource: SECURITY_POLICIES, namespace: parts[1], name: parts[2] };
+  return { resource: CLUSTER_SECURITY_POLICIES, name: parts[1] };
+}

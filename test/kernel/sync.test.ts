@@ -1,0 +1,229 @@
+// The map writer against the real datapath maps (bpf/build/sluice.bpf.o), pinned under a unique root.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { BpfAddon } from "../../operator/src/datapath/bpf-addon.ts";
+import { policyKeyOf, policyValueOf } from "../../operator/src/datapath/keys.ts";
+import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
+import { MapSync, readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
+import { MapCapacityError } from "../../operator/src/datapath/typed-map.ts";
+import type { EndpointState, MapState, PolicyEntry } from "../../operator/src/policy/mapstate.ts";
+import { policyEntryKey } from "../../operator/src/policy/mapstate.ts";
+import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
+import { addon, pinRoot } from "./addon-rig.ts";
+
+const IFINDEX_BASE = 900000; // endpoint keys only; no interface is needed to exercise the maps
+const ifindexOf = (ep: EndpointState) => IFINDEX_BASE + ep.id;
+
+function entry(
+  direction: "ingress" | "egress",
+  identity: number,
+  protocol: number,
+  port: number,
+  portPrefixLen: number,
+  verdict: "allow" | "deny",
+  ruleId: number,
+): PolicyEntry {
+  return { direction, identity, protocol, port, portPrefixLen, verdict, ruleId };
+}
+
+function ep(
+  id: number,
+  identity: number,
+  entries: PolicyEntry[],
+  ingress = true,
+  egress = false,
+): EndpointState {
+  return { key: `ns/pod-${id}`, id, identity, policy: { defaultDeny: { ingress, egress }, entries } };
+}
+
+const A: MapState = {
+  ipcache: [
+    { cidr: "10.0.0.0/24", identity: 300 },
+    { cidr: "10.0.1.5/32", identity: 301 },
+    { cidr: "fd00:1::/64", identity: 302 },
+  ],
+  endpoints: [
+    ep(1, 300, [entry("ingress", 301, 6, 80, 16, "allow", 1), entry("ingress", 0, 17, 0, 0, "deny", 2)]),
+    ep(2, 301, [entry("egress", 300, 0, 0, 0, "allow", 3)], false, true),
+  ],
+};
+
+const B: MapState = {
+  ipcache: [
+    { cidr: "10.0.0.0/24", identity: 303 },
+    { cidr: "fd00:1::/64", identity: 302 },
+    { cidr: "192.168.0.0/16", identity: 304 },
+  ],
+  endpoints: [
+    ep(1, 300, [
+      entry("ingress", 301, 6, 80, 16, "allow", 1),
+      entry("ingress", 303, 6, 8080, 13, "allow", 4),
+      entry("egress", 2, 0, 0, 0, "deny", 5),
+    ]),
+    ep(3, 305, [entry("ingress", 304, 132, 9000, 16, "allow", 6)], true, true),
+  ],
+};
+
+// What the maps must hold for a MapState, computed from the MapState alone.
+function expected(s: MapState) {
+  return {
+    ipcache: s.ipcache
+      .map((e) => ({ cidr: e.cidr, identity: e.identity }))
+      .sort((x, y) => (x.cidr < y.cidr ? -1 : 1)),
+    endpoints: s.endpoints
+      .map((e) => ({
+        ifindex: ifindexOf(e),
+        id: e.id,
+        identity: e.identity,
+        defaultDeny: e.policy.defaultDeny,
+        entries: [...e.policy.entries].sort((x, y) => (policyEntryKey(x) < policyEntryKey(y) ? -1 : 1)),
+        inactiveMatches: true,
+      }))
+      .sort((x, y) => x.ifindex - y.ifindex),
+    orphanPolicyIds: [],
+  };
+}
+
+function comparable(dp: Datapath) {
+  const v = viewApplied(readApplied(dp.maps));
+  return { ...v, endpoints: v.endpoints.map(({ gen: _g, policyRev: _r, ...rest }) => rest) };
+}
+
+function endpointValue(dp: Datapath, id: number) {
+  return dp.maps.endpoints.get({ ifindex: IFINDEX_BASE + id });
+}
+
+const skip = privilegeProblem() !== undefined && process.env.CI !== "true";
+
+describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
+  let root: ReturnType<typeof pinRoot>;
+  let dp: Datapath;
+  let a: BpfAddon;
+
+  before(() => {
+    a = addon();
+    root = pinRoot();
+    dp = loadDatapath({ pinRoot: root.path, addon: a });
+  });
+  after(() => {
+    dp?.close();
+    root?.remove();
+  });
+
+  test("apply A, then B: read back equals the state, one flip per changed endpoint", (t) => {
+    if (!requirePrivileged(t)) return;
+    const sync = MapSync.adopt(a, dp.maps);
+    assert.equal(sync.applied.endpoints.size, 0);
+    const r1 = sync.apply(A, ifindexOf);
+    assert.equal(r1.flips, 2);
+    assert.deepEqual(comparable(dp), expected(A));
+    const e1 = endpointValue(dp, 1)!;
+    assert.deepEqual([e1.gen, e1.policy_rev, e1.flags], [0, 1, 1]);
+    assert.equal(endpointValue(dp, 2)!.flags, 2);
+    // Both generations hold the policy: 2 x entries.
+    assert.equal(dp.maps.policy.count(), 2 * 3);
+
+    const r2 = sync.apply(B, ifindexOf);
+    assert.equal(r2.flips, 2, "endpoint 1 changed, endpoint 3 is new");
+    assert.equal(r2.endpointsDeleted, 1);
+    assert.deepEqual(comparable(dp), expected(B));
+    const e1b = endpointValue(dp, 1)!;
+    assert.deepEqual(
+      [e1b.gen, e1b.policy_rev],
+      [1, 2],
+      "generation flipped exactly once, revision bumped once",
+    );
+    assert.equal(endpointValue(dp, 2), undefined);
+    assert.equal(dp.maps.policy.count(), 2 * 4);
+
+    const r3 = sync.apply(B, ifindexOf);
+    assert.deepEqual(
+      [
+        r3.flips,
+        r3.policyWritten,
+        r3.policyDeleted,
+        r3.endpointsWritten,
+        r3.ipcacheWritten,
+        r3.ipcacheDeleted,
+      ],
+      [0, 0, 0, 0, 0, 0],
+    );
+    assert.deepEqual([endpointValue(dp, 1)!.gen, endpointValue(dp, 1)!.policy_rev], [1, 2]);
+  });
+
+  test("a restarted agent adopts the maps and computes a delta, not a rewrite", (t) => {
+    if (!requirePrivileged(t)) return;
+    const second = loadDatapath({ pinRoot: root.path, addon: a });
+    try {
+      const before = viewApplied(readApplied(dp.maps));
+      const sync = MapSync.adopt(a, second.maps);
+      assert.deepEqual(viewApplied(sync.applied), before);
+      const r = sync.apply(B, ifindexOf);
+      assert.deepEqual([r.flips, r.policyWritten, r.policyDeleted, r.endpointsWritten], [0, 0, 0, 0]);
+      // A change after adoption is a single flip from the adopted generation.
+      const B2: MapState = {
+        ...B,
+        endpoints: [B.endpoints[0], { ...B.endpoints[1], policy: { ...B.endpoints[1].policy, entries: [] } }],
+      };
+      const r2 = sync.apply(B2, ifindexOf);
+      assert.equal(r2.flips, 1);
+      assert.deepEqual(comparable(second), expected(B2));
+      sync.apply(B, ifindexOf);
+      assert.deepEqual(comparable(dp), expected(B));
+    } finally {
+      second.close();
+    }
+  });
+
+  test("an inactive generation left stale by an interrupted sync is repaired without a flip", (t) => {
+    if (!requirePrivileged(t)) return;
+    const e1 = endpointValue(dp, 1)!;
+    const inactive = e1.gen === 0 ? 1 : 0;
+    const stray = entry("ingress", 999, 6, 22, 16, "allow", 77);
+    dp.maps.policy.set(policyKeyOf(1, inactive, stray), policyValueOf(stray));
+    const sync = MapSync.adopt(a, dp.maps);
+    const r = sync.apply(B, ifindexOf);
+    assert.equal(r.flips, 0);
+    assert.equal(r.policyDeleted, 1);
+    assert.deepEqual(comparable(dp), expected(B));
+    assert.equal(endpointValue(dp, 1)!.gen, e1.gen);
+  });
+
+  test("capacity: an update that cannot fit is refused and nothing is written", (t) => {
+    if (!requirePrivileged(t)) return;
+    const sync = MapSync.adopt(a, dp.maps);
+    const tooManyEndpoints: MapState = {
+      ipcache: [{ cidr: "172.16.0.0/12", identity: 400 }],
+      endpoints: Array.from({ length: dp.maps.endpoints.maxEntries + 1 }, (_, i) => ep(1000 + i, 400, [])),
+    };
+    assert.throws(
+      () => sync.apply(tooManyEndpoints, ifindexOf),
+      (e: unknown) => e instanceof MapCapacityError && e.map === "endpoints",
+    );
+    assert.deepEqual(comparable(dp), expected(B));
+
+    // Two generations per endpoint: half the policy map's capacity, plus one, cannot fit.
+    const n = Math.floor(dp.maps.policy.maxEntries / 2) + 1;
+    const big = Array.from({ length: n }, (_, i) =>
+      entry("ingress", 256 + Math.floor(i / 256), 6, (i % 256) * 256, 8, "allow", i),
+    );
+    const tooManyRules: MapState = { ipcache: B.ipcache, endpoints: [ep(1, 300, big), B.endpoints[1]] };
+    assert.throws(
+      () => sync.apply(tooManyRules, ifindexOf),
+      (e: unknown) => e instanceof MapCapacityError && e.map === "policy",
+    );
+    assert.deepEqual(comparable(dp), expected(B));
+    assert.equal(dp.maps.policy.count(), 2 * 4);
+    // The refused sync left the writer usable.
+    assert.equal(sync.apply(B, ifindexOf).flips, 0);
+  });
+
+  test("removing every endpoint clears the policy and endpoint maps", (t) => {
+    if (!requirePrivileged(t)) return;
+    const sync = MapSync.adopt(a, dp.maps);
+    sync.apply({ ipcache: [], endpoints: [] }, ifindexOf);
+    assert.equal(dp.maps.policy.count(), 0);
+    assert.equal(dp.maps.endpoints.count(), 0);
+    assert.equal(dp.maps.ipcache.count(), 0);
+  });
+});

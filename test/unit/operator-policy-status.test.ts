@@ -1,0 +1,167 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  buildNodeStatus,
+  MAX_REPORTED_POLICIES,
+  type NodeReport,
+  parseNodeReport,
+  policySetHash,
+} from "../../operator/src/kube/node-status.ts";
+import {
+  aggregate,
+  type PodView,
+  type PolicyView,
+  sameStatus,
+} from "../../operator/src/operator/policy-status.ts";
+
+const policy = (over: Partial<PolicyView> = {}): PolicyView => ({
+  uid: "u1",
+  generation: 2,
+  subjectNamespace: { kind: "name", name: "shop" },
+  subjectPods: { matchLabels: { app: "web" } },
+  errors: [],
+  ...over,
+});
+const pods: PodView[] = [
+  { namespace: "shop", labels: { app: "web" }, nodeName: "n1" },
+  { namespace: "shop", labels: { app: "web" }, nodeName: "n2" },
+  { namespace: "shop", labels: { app: "db" }, nodeName: "n3" },
+  { namespace: "other", labels: { app: "web" }, nodeName: "n3" },
+  { namespace: "shop", labels: { app: "web" } }, // not scheduled yet
+];
+const report = (
+  node: string,
+  policies: Record<string, number>,
+  errors: NodeReport["errors"] = [],
+): NodeReport =>
+  parseNodeReport({
+    metadata: { name: node },
+    status: {
+      ...buildNodeStatus({
+        datapathVersion: "1",
+        endpoints: 1,
+        enforced: Object.entries(policies).map(([uid, generation]) => ({ uid, generation })),
+        errors,
+      }),
+    },
+  });
+const now = new Date("2030-01-01T00:00:00Z");
+const cond = (s: ReturnType<typeof aggregate>["status"], type: string) =>
+  s.conditions.find((c) => c.type === type)!;
+
+describe("policy status aggregation", () => {
+  it("counts selected endpoints and nodes; Enforced only when every node enforces the generation", () => {
+    const nodes = new Map([
+      ["n1", report("n1", { u1: 2 })],
+      ["n2", report("n2", { u1: 1 })],
+    ]);
+    let a = aggregate({ policy: policy(), pods, namespaceLabels: () => ({}), nodes, now });
+    assert.equal(a.status.selectedEndpoints, 3);
+    assert.equal(a.status.totalNodes, 2);
+    assert.equal(a.status.enforcingNodes, 1);
+    assert.equal(a.status.enforced, "1/2");
+    assert.equal(cond(a.status, "Enforced").status, "False");
+    assert.equal(cond(a.status, "Enforced").reason, "Pending");
+    assert.match(cond(a.status, "Enforced").message, /n2/);
+    nodes.set("n2", report("n2", { u1: 2 }));
+    a = aggregate({ policy: policy(), pods, namespaceLabels: () => ({}), nodes, now, current: a.status });
+    assert.equal(cond(a.status, "Enforced").status, "True");
+    assert.equal(a.status.enforced, "2/2");
+    assert.equal(a.status.observedGeneration, 2);
+    assert.equal(cond(a.status, "Accepted").status, "True");
+  });
+
+  it("cluster policy selects by namespace labels", () => {
+    const p = policy({ subjectNamespace: { kind: "selector", selector: { matchLabels: { env: "prod" } } } });
+    const a = aggregate({
+      policy: p,
+      pods,
+      namespaceLabels: (ns) => (ns === "other" ? { env: "prod" } : {}),
+      nodes: new Map(),
+      now,
+    });
+    assert.equal(a.status.selectedEndpoints, 1);
+    assert.equal(a.status.enforced, "0/1");
+  });
+
+  it("invalid policy: Accepted=False with the reason, Enforced=False NotAccepted", () => {
+    const a = aggregate({
+      policy: policy({ errors: [{ field: "spec.ingress[0].cidr", message: "invalid CIDR" }] }),
+      pods,
+      namespaceLabels: () => ({}),
+      nodes: new Map(),
+      now,
+    });
+    assert.equal(cond(a.status, "Accepted").status, "False");
+    assert.match(cond(a.status, "Accepted").message, /spec.ingress\[0\].cidr: invalid CIDR/);
+    assert.equal(cond(a.status, "Enforced").reason, "NotAccepted");
+  });
+
+  it("node errors about the policy → EnforcementFailed", () => {
+    const nodes = new Map([
+      ["n1", report("n1", { u1: 2 })],
+      ["n2", report("n2", {}, [{ uid: "u1", message: "map full" }])],
+    ]);
+    const a = aggregate({ policy: policy(), pods, namespaceLabels: () => ({}), nodes, now });
+    assert.equal(cond(a.status, "Enforced").reason, "EnforcementFailed");
+    assert.deepEqual(a.nodeErrors, [{ node: "n2", message: "map full" }]);
+  });
+
+  it("recomputing with the current status is a no-op (no flapping, stable lastTransitionTime)", () => {
+    const nodes = new Map([
+      ["n1", report("n1", { u1: 2 })],
+      ["n2", report("n2", { u1: 2 })],
+    ]);
+    const first = aggregate({ policy: policy(), pods, namespaceLabels: () => ({}), nodes, now });
+    const later = new Date(now.getTime() + 60_000);
+    const again = aggregate({
+      policy: policy(),
+      pods,
+      namespaceLabels: () => ({}),
+      nodes,
+      now: later,
+      current: first.status,
+    });
+    assert.ok(sameStatus(again.status, first.status));
+  });
+
+  it("node status is bounded and a truncated node is judged by the policy-set hash", () => {
+    const enforced = Array.from({ length: MAX_REPORTED_POLICIES + 500 }, (_, i) => ({
+      uid: `p${String(i).padStart(5, "0")}`,
+      generation: 1,
+    }));
+    const s = buildNodeStatus({
+      datapathVersion: "1",
+      endpoints: 3,
+      enforced,
+      errors: Array.from({ length: 50 }, () => ({ message: "x".repeat(1000) })),
+    });
+    assert.equal(Object.keys(s.policies).length, MAX_REPORTED_POLICIES);
+    assert.equal(s.policyCount, MAX_REPORTED_POLICIES + 500);
+    assert.ok(s.policiesTruncated);
+    assert.equal(s.errors.length, 16);
+    assert.ok(s.errors.every((e) => e.message.length <= 256));
+    assert.ok(JSON.stringify(s).length < 100_000);
+    const r = parseNodeReport({ metadata: { name: "n1" }, status: s });
+    const unlisted = policy({ uid: "p01400", generation: 1 });
+    const onN1: PodView[] = [{ namespace: "shop", labels: { app: "web" }, nodeName: "n1" }];
+    const ok = aggregate({
+      policy: unlisted,
+      pods: onN1,
+      namespaceLabels: () => ({}),
+      nodes: new Map([["n1", r]]),
+      clusterPolicySetHash: policySetHash(enforced),
+      now,
+    });
+    assert.equal(ok.status.enforced, "1/1");
+    const stale = aggregate({
+      policy: unlisted,
+      pods: onN1,
+      namespaceLabels: () => ({}),
+      nodes: new Map([["n1", r]]),
+      clusterPolicySetHash: "different",
+      now,
+    });
+    assert.equal(stale.status.enforced, "0/1");
+  });
+});

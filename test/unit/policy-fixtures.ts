@@ -1,0 +1,208 @@
+// Random clusters and policies for the property tests.
+import fc from "fast-check";
+import type { Namespace, NetworkPolicy, Node, Pod } from "../../operator/src/api/k8s.ts";
+import type { ClusterSecurityPolicy, SecurityPolicy } from "../../operator/src/api/types.generated.ts";
+
+export const NODES = ["n1", "n2"];
+export const EXTERNAL_IPS = ["192.168.1.5", "10.1.2.3", "8.8.8.8", "172.18.0.1", "fd00::9"];
+
+export function ns(name: string, labels: Record<string, string> = {}): Namespace {
+  return { kind: "Namespace", metadata: { name, labels } };
+}
+
+export function pod(
+  namespace: string,
+  name: string,
+  labels: Record<string, string>,
+  ip: string | string[],
+  node = "n1",
+  ports: Array<{ name?: string; containerPort: number; protocol?: "TCP" | "UDP" | "SCTP" }> = [],
+): Pod {
+  const ips = Array.isArray(ip) ? ip : [ip];
+  return {
+    kind: "Pod",
+    metadata: { namespace, name, labels },
+    spec: { nodeName: node, containers: [{ name: "c", ports }] },
+    status: { podIP: ips[0], podIPs: ips.map((i) => ({ ip: i })) },
+  };
+}
+
+export function node(name: string, ip: string): Node {
+  return { kind: "Node", metadata: { name }, status: { addresses: [{ type: "InternalIP", address: ip }] } };
+}
+
+const sel = fc.oneof(
+  fc.constant({}),
+  fc.constantFrom("web", "db", "api").map((app) => ({ matchLabels: { app } })),
+  fc.constantFrom("web", "db").map((app) => ({ matchExpressions: [{ key: "app", operator: "NotIn" as const, values: [app] }] })),
+);
+const nsSel = fc.oneof(
+  fc.constant({}),
+  fc.constantFrom("x", "y").map((team) => ({ matchLabels: { team } })),
+  fc.constantFrom("a", "b").map((n) => ({ matchLabels: { "kubernetes.io/metadata.name": n } })),
+);
+const cidrBlock = fc.constantFrom(
+  { cidr: "10.0.0.0/16" },
+  { cidr: "10.0.1.0/24", except: ["10.0.1.0/26"] },
+  { cidr: "0.0.0.0/0", except: ["10.0.0.0/8"] },
+  { cidr: "10.0.0.0/8" },
+  { cidr: "192.168.0.0/16" },
+  { cidr: "10.0.2.7/32" },
+  { cidr: "fd00::/8", except: ["fd00::/120"] },
+);
+const npPort = fc.oneof(
+  fc.constant({ port: 80 }),
+  fc.constant({ port: 8080 }),
+  fc.constant({ port: 80, endPort: 90 }),
+  fc.constant({ port: 84, endPort: 8080 }),
+  fc.constant({ port: "http" }),
+  fc.constant({ port: "dns", protocol: "UDP" as const }),
+  fc.constant({ protocol: "UDP" as const }),
+  fc.constant({ port: 53, protocol: "UDP" as const }),
+  fc.constant({ protocol: "SCTP" as const, port: 80 }),
+);
+const npPeer = fc.oneof(
+  sel.map((podSelector) => ({ podSelector })),
+  nsSel.map((namespaceSelector) => ({ namespaceSelector })),
+  fc.tuple(sel, nsSel).map(([podSelector, namespaceSelector]) => ({ podSelector, namespaceSelector })),
+  cidrBlock.map((ipBlock) => ({ ipBlock })),
+);
+const npRule = fc.record({ peers: fc.option(fc.array(npPeer, { maxLength: 2 }), { nil: undefined }), ports: fc.option(fc.array(npPort, { maxLength: 2 }), { nil: undefined }) });
+
+export const networkPolicy = (i: number) =>
+  fc
+    .record({
+      namespace: fc.constantFrom("a", "b"),
+      podSelector: sel,
+      types: fc.constantFrom(undefined, ["Ingress"], ["Egress"], ["Ingress", "Egress"]),
+      ingress: fc.option(fc.array(npRule, { maxLength: 2 }), { nil: undefined }),
+      egress: fc.option(fc.array(npRule, { maxLength: 2 }), { nil: undefined }),
+    })
+    .map(
+      (r): NetworkPolicy => ({
+        kind: "NetworkPolicy",
+        metadata: { namespace: r.namespace, name: `np${i}` },
+        spec: {
+          podSelector: r.podSelector,
+          ...(r.types ? { policyTypes: r.types as Array<"Ingress" | "Egress"> } : {}),
+          ...(r.ingress ? { ingress: r.ingress.map((x) => ({ from: x.peers, ports: x.ports })) } : {}),
+          ...(r.egress ? { egress: r.egress.map((x) => ({ to: x.peers, ports: x.ports })) } : {}),
+        },
+      }),
+    );
+
+const slPort = fc.oneof(
+  npPort,
+  fc.constant({ protocol: "ICMP" as const, type: 8 }),
+  fc.constant({ protocol: "ICMP" as const, type: 8, code: 0 }),
+  fc.constant({ protocol: "ANY" as const, port: 80 }),
+  fc.constant({ protocol: "ANY" as const }),
+  fc.constant({ protocol: "TCP" as const, port: 1024, endPort: 65535 }),
+);
+const slRule = (cluster: boolean) =>
+  fc.record(
+    {
+      action: fc.constantFrom(...(cluster ? ["Allow", "Deny", "Pass"] : ["Allow", "Deny"])),
+      endpoints: fc.array(fc.record({ endpointSelector: sel, namespaceSelector: nsSel }, { requiredKeys: [] }), { maxLength: 2 }),
+      cidrs: fc.array(cidrBlock, { maxLength: 1 }),
+      entities: fc.array(fc.constantFrom("world", "cluster", "host", "remote-node", "all"), { maxLength: 1 }),
+      ports: fc.array(slPort, { maxLength: 2 }),
+    },
+    { requiredKeys: [] },
+  );
+
+export const securityPolicy = (i: number) =>
+  fc
+    .record({
+      namespace: fc.constantFrom("a", "b"),
+      sel,
+      ingress: fc.option(fc.array(slRule(false), { maxLength: 2 }), { nil: undefined }),
+      egress: fc.option(fc.array(slRule(false), { maxLength: 2 }), { nil: undefined }),
+    })
+    .map(
+      (r) =>
+        ({
+          kind: "SecurityPolicy",
+          metadata: { namespace: r.namespace, name: `sp${i}` },
+          spec: { endpointSelector: r.sel, ingress: r.ingress, egress: r.egress },
+        }) as SecurityPolicy,
+    );
+
+export const clusterPolicy = (i: number) =>
+  fc
+    .record({
+      tier: fc.constantFrom("Admin", "Baseline"),
+      priority: fc.integer({ min: 0, max: 3 }),
+      sel,
+      nsSel: fc.option(nsSel, { nil: undefined }),
+      ingress: fc.option(fc.array(slRule(true), { maxLength: 2 }), { nil: undefined }),
+      egress: fc.option(fc.array(slRule(true), { maxLength: 2 }), { nil: undefined }),
+    })
+    .map((r) => {
+      const fix = (rules: typeof r.ingress) =>
+        rules?.map((x) => (r.tier === "Baseline" && x.action === "Pass" ? { ...x, action: "Deny" } : x));
+      return {
+        kind: "ClusterSecurityPolicy",
+        metadata: { name: `csp${i}` },
+        spec: {
+          tier: r.tier,
+          priority: r.priority,
+          endpointSelector: r.sel,
+          ...(r.nsSel ? { namespaceSelector: r.nsSel } : {}),
+          ingress: fix(r.ingress),
+          egress: fix(r.egress),
+        },
+      } as ClusterSecurityPolicy;
+    });
+
+const podArb = fc.record({
+  ns: fc.constantFrom("a", "b"),
+  app: fc.constantFrom("web", "db", "api"),
+  node: fc.constantFrom(...NODES),
+  ip: fc.constantFrom("10.0.1.", "10.0.2.", "10.9.0."),
+  http: fc.constantFrom(80, 8080, 81),
+  v6: fc.boolean(),
+});
+
+export const cluster = fc
+  .record({
+    teams: fc.record({ a: fc.constantFrom("x", "y"), b: fc.constantFrom("x", "y") }),
+    pods: fc.array(podArb, { minLength: 2, maxLength: 6 }),
+    nps: fc.integer({ min: 0, max: 3 }),
+    sps: fc.integer({ min: 0, max: 2 }),
+    csps: fc.integer({ min: 0, max: 3 }),
+  })
+  .chain((c) =>
+    fc.record({
+      namespaces: fc.constant([ns("a", { team: c.teams.a }), ns("b", { team: c.teams.b })]),
+      pods: fc.constant(
+        c.pods.map((p, i) =>
+          pod(p.ns, `p${i}`, { app: p.app }, p.v6 ? [`${p.ip}${i + 1}`, `fd00::${i + 1}`] : `${p.ip}${i + 1}`, p.node, [
+            { name: "http", containerPort: p.http },
+            { name: "dns", containerPort: 53, protocol: "UDP" },
+          ]),
+        ),
+      ),
+      nodes: fc.constant([node("n1", "172.18.0.1"), node("n2", "172.18.0.2")]),
+      networkPolicies: fc.tuple(...Array.from({ length: c.nps }, (_, i) => networkPolicy(i))),
+      securityPolicies: fc.tuple(...Array.from({ length: c.sps }, (_, i) => securityPolicy(i))),
+      clusterSecurityPolicies: fc.tuple(...Array.from({ length: c.csps }, (_, i) => clusterPolicy(i))),
+    }),
+  );
+
+export const PROBES: Array<[number, number]> = [
+  [6, 80],
+  [6, 85],
+  [6, 90],
+  [6, 91],
+  [6, 8080],
+  [6, 81],
+  [6, 1024],
+  [17, 53],
+  [17, 80],
+  [132, 80],
+  [1, 8 << 8],
+  [1, (8 << 8) | 1],
+  [1, 0],
+  [47, 0],
+];
