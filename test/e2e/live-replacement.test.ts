@@ -32,7 +32,7 @@ test("live datapath replacement: 0 lost, 0 leaked, no TCP reset", async (t) => {
     assert.equal(baseline.tcpReset, false);
     assert.ok(baseline.sent >= 10000);
 
-    const live = await runLiveTraffic(lab, { ...opts, replace: true, replaceTimes: 200 });
+    const live = await runLiveTraffic(lab, { ...opts, replace: true, replaceTimes: 1000 });
     t.diagnostic(`with replacement: ${JSON.stringify(live)}`);
     assert.ok(live.replacements >= 400, `replaced ${live.replacements} times`);
     assert.equal(live.lost, 0, "no allowed datagram lost");

@@ -252,6 +252,44 @@ describe("identity allocation (real API server)", () => {
     }
   });
 
+  test("a late create by an old leader (duplicate label set) is retired: the lowest number wins", async () => {
+    await createNamespace(c.clients, "dup");
+    await createPod(c.clients, "dup", "d", { app: "d" });
+    const r = startController(c, 60_000);
+    const labels = securityLabels({ metadata: { namespace: "dup", labels: { app: "d" } } }, { metadata: {} });
+    const hash = labelSetHash(labels);
+    const create = (id: number) =>
+      c.clients.custom.createClusterCustomObject({
+        group: "sluice.dev",
+        version: "v1alpha1",
+        plural: "securityidentities",
+        body: {
+          apiVersion: "sluice.dev/v1alpha1",
+          kind: "SecurityIdentity",
+          metadata: { name: String(id), labels: { [IDENTITY_HASH_LABEL]: hash } },
+          spec: { labels },
+        },
+      });
+    try {
+      await waitFor("identity", async () => byHash(await listIdentities(c.clients)).get(hash)?.length === 1);
+      const first = byHash(await listIdentities(c.clients)).get(hash)![0];
+      // The old leader's create lands late with a higher number: retired (it is the highest: tombstone).
+      await create(first + 10);
+      await waitFor("higher duplicate retired", async () => {
+        const items = await listIdentities(c.clients);
+        const dup = items.find((i) => Number(i.metadata.name) === first + 10);
+        return (
+          byHash(items).get(hash)?.join() === String(first) &&
+          dup?.metadata.labels?.[IDENTITY_TOMBSTONE_LABEL] === "true"
+        );
+      });
+      assert.ok(r.ctl.stats.deleted + r.ctl.stats.tombstoned >= 1);
+    } finally {
+      await stopController(r);
+    }
+    assert.deepEqual(violations, []);
+  });
+
   test("split brain (old leader still writing during a failover): converges to one identity per set", async () => {
     await createNamespace(c.clients, "race");
     const sets = 20;

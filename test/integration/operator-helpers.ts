@@ -1,10 +1,11 @@
 // Shared fixtures of the operator/identity/leader integration suites: a real API server with
 // Sluice's CRDs, namespaces and pods, polling helpers.
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { parse, stringify } from "yaml";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { type ApiServer, kubectl, startApiServer } from "../support/apiserver.ts";
 
@@ -27,8 +28,31 @@ export async function kubectlOk(args: string[], kubeconfig: string, input?: stri
 export async function applyCrds(kubeconfig: string, files?: readonly string[]): Promise<void> {
   const dir = join(repoRoot, "crds");
   const chosen = files ?? readdirSync(dir).filter((f) => f.endsWith(".yaml"));
-  for (const f of chosen) await kubectlOk(["apply", "--server-side", "-f", join(dir, f)], kubeconfig);
+  for (const f of chosen) {
+    const r = await kubectl(["apply", "--server-side", "-f", join(dir, f)], kubeconfig);
+    if (r.code === 0) continue;
+    // Another part of the project owns the policy CRDs; while their CEL rules exceed the API
+    // server's cost budget, the operator suites use them without CEL so they can still run.
+    if (process.env.CI === "true" || f === "securitynodestatuses.yaml" || f === "securityidentities.yaml") {
+      assert.fail(`kubectl apply ${f} failed: ${r.stderr}`);
+    }
+    process.stdout.write(
+      `# ${f} rejected by the API server (${r.stderr.split("\n")[0].slice(0, 160)}); applied without CEL rules\n`,
+    );
+    const doc = stripCel(parse(readFileSync(join(dir, f), "utf8")));
+    await kubectlOk(["apply", "--server-side", "-f", "-"], kubeconfig, stringify(doc));
+  }
   await kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"], kubeconfig);
+}
+
+function stripCel(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(stripCel);
+  if (v && typeof v === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (k !== "x-kubernetes-validations") out[k] = stripCel(x);
+    return out;
+  }
+  return v;
 }
 
 export async function startCluster(crdFiles?: readonly string[]): Promise<Cluster> {
@@ -49,13 +73,13 @@ export async function waitFor<T>(
   fn: () => T | Promise<T>,
   timeoutMs = 20_000,
   everyMs = 25,
-): Promise<T> {
+): Promise<Exclude<T, undefined | null | false>> {
   const deadline = performance.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       const v = await fn();
-      if (v) return v;
+      if (v) return v as Exclude<T, undefined | null | false>;
     } catch (err) {
       last = err;
     }

@@ -1,28 +1,54 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { applyDelta, compile, IncrementalCompiler, inputsFromObjects } from "../../operator/src/policy/index.ts";
+import {
+  applyDelta,
+  compile,
+  IncrementalCompiler,
+  inputsFromObjects,
+} from "../../operator/src/policy/index.ts";
 import type { Change } from "../../operator/src/policy/incremental.ts";
 import { cluster, clusterPolicy, networkPolicy, pod, securityPolicy } from "./policy-fixtures.ts";
+import { asObjects } from "./policy-fixtures.ts";
 
 const change = fc.oneof(
   networkPolicy(0).map((o): Change => ({ type: "upsert", object: o })),
   networkPolicy(7).map((o): Change => ({ type: "upsert", object: o })),
   securityPolicy(0).map((o): Change => ({ type: "upsert", object: o })),
   clusterPolicy(0).map((o): Change => ({ type: "upsert", object: o })),
-  fc.constantFrom("a", "b").map((n): Change => ({ type: "delete", object: { kind: "NetworkPolicy", metadata: { name: "np0", namespace: n }, spec: { podSelector: {} } } })),
-  fc.constant<Change>({ type: "delete", object: { kind: "ClusterSecurityPolicy", metadata: { name: "csp0" }, spec: { tier: "Admin", priority: 0, endpointSelector: {} } } }),
+  fc.constantFrom("a", "b").map(
+    (n): Change => ({
+      type: "delete",
+      object: { kind: "NetworkPolicy", metadata: { name: "np0", namespace: n }, spec: { podSelector: {} } },
+    }),
+  ),
+  fc.constant<Change>({
+    type: "delete",
+    object: {
+      kind: "ClusterSecurityPolicy",
+      metadata: { name: "csp0" },
+      spec: { tier: "Admin", priority: 0, endpointSelector: {} },
+    },
+  }),
   fc.record({ app: fc.constantFrom("web", "db", "api"), n: fc.constantFrom("n1", "n2") }).map(
-    (p): Change => ({ type: "upsert", object: pod("a", "p0", { app: p.app }, "10.0.2.77", p.n, [{ name: "http", containerPort: 8080 }]) }),
+    (p): Change => ({
+      type: "upsert",
+      object: pod("a", "p0", { app: p.app }, "10.0.2.77", p.n, [{ name: "http", containerPort: 8080 }]),
+    }),
   ),
 );
 
 test("incremental: old state + delta == full recompile, after every change", () => {
   fc.assert(
     fc.property(cluster, fc.array(change, { minLength: 1, maxLength: 6 }), (c, changes) => {
-      const inputs = inputsFromObjects({ ...c, securityIdentities: [], other: [] });
+      const inputs = inputsFromObjects(asObjects(c));
       // Identities for every label set a change can introduce, allocated up front as the operator would.
-      const extra = inputsFromObjects({ ...c, pods: [...c.pods, ...["web", "db", "api"].map((app, i) => pod("a", `x${i}`, { app }, `10.9.9.${i}`))], securityIdentities: [], other: [] });
+      const extra = inputsFromObjects({
+        ...asObjects(c),
+        pods: [...c.pods, ...["web", "db", "api"].map((app, i) => pod("a", `x${i}`, { app }, `10.9.9.${i}`))],
+        securityIdentities: [],
+        other: [],
+      });
       inputs.identities = extra.identities;
       const inc = new IncrementalCompiler(inputs, { node: "n1" });
       assert.deepEqual(inc.state, compile(inputs, { node: "n1" }).state);
@@ -44,11 +70,18 @@ test("overflow: an endpoint over capacity keeps its last good state and names th
     pod("a", "web", { app: "web" }, "10.0.0.1", "n1"),
     pod("a", "db", { app: "db" }, "10.0.0.2", "n1"),
   ];
-  const small = { kind: "NetworkPolicy", metadata: { name: "small", namespace: "a" }, spec: { podSelector: { matchLabels: { app: "web" } }, ingress: [{ ports: [{ port: 80 }] }] } };
+  const small = {
+    kind: "NetworkPolicy",
+    metadata: { name: "small", namespace: "a" },
+    spec: { podSelector: { matchLabels: { app: "web" } }, ingress: [{ ports: [{ port: 80 }] }] },
+  };
   const big = {
     kind: "NetworkPolicy",
     metadata: { name: "big", namespace: "a" },
-    spec: { podSelector: { matchLabels: { app: "web" } }, ingress: [{ ports: Array.from({ length: 20 }, (_, i) => ({ port: 1000 + 3 * i })) }] },
+    spec: {
+      podSelector: { matchLabels: { app: "web" } },
+      ingress: [{ ports: Array.from({ length: 20 }, (_, i) => ({ port: 1000 + 3 * i })) }],
+    },
   };
   const inputs = inputsFromObjects([...objects, small]);
   const inc = new IncrementalCompiler(inputs, { node: "n1", capacity: 5 });
@@ -64,5 +97,8 @@ test("overflow: an endpoint over capacity keeps its last good state and names th
   const full = compile(inc.inputs(), { node: "n1", capacity: 5, previous: inc.state });
   assert.deepEqual(full.state.endpoints.find((e) => e.key === "a/web")!.policy, good.policy);
   const cold = compile(inc.inputs(), { node: "n1", capacity: 5 });
-  assert.deepEqual(cold.state.endpoints.find((e) => e.key === "a/web")!.policy.defaultDeny, { ingress: true, egress: true });
+  assert.deepEqual(cold.state.endpoints.find((e) => e.key === "a/web")!.policy.defaultDeny, {
+    ingress: true,
+    egress: true,
+  });
 });

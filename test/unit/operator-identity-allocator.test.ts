@@ -14,7 +14,10 @@ import { planGc } from "../../operator/src/identity/gc.ts";
 
 const set = (app: string, ns = "a") => ({ app, "io.kubernetes.pod.namespace": ns });
 const obj = (id: number, labels: Record<string, string>, tombstone = false) => ({
-  metadata: { name: String(id), labels: tombstone ? { [IDENTITY_TOMBSTONE_LABEL]: "true" } : {} },
+  metadata: {
+    name: String(id),
+    labels: (tombstone ? { [IDENTITY_TOMBSTONE_LABEL]: "true" } : {}) as Record<string, string>,
+  },
   spec: { labels },
 });
 const rec = (id: number, labels: Record<string, string>, tombstone = false) =>

@@ -76,7 +76,7 @@ describe("policy status aggregation", () => {
     const a = aggregate({
       policy: p,
       pods,
-      namespaceLabels: (ns) => (ns === "other" ? { env: "prod" } : {}),
+      namespaceLabels: (ns) => (ns === "other" ? { env: "prod" } : ({} as Record<string, string>)),
       nodes: new Map(),
       now,
     });

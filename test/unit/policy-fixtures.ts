@@ -34,7 +34,9 @@ export function node(name: string, ip: string): Node {
 const sel = fc.oneof(
   fc.constant({}),
   fc.constantFrom("web", "db", "api").map((app) => ({ matchLabels: { app } })),
-  fc.constantFrom("web", "db").map((app) => ({ matchExpressions: [{ key: "app", operator: "NotIn" as const, values: [app] }] })),
+  fc
+    .constantFrom("web", "db")
+    .map((app) => ({ matchExpressions: [{ key: "app", operator: "NotIn" as const, values: [app] }] })),
 );
 const nsSel = fc.oneof(
   fc.constant({}),
@@ -67,7 +69,10 @@ const npPeer = fc.oneof(
   fc.tuple(sel, nsSel).map(([podSelector, namespaceSelector]) => ({ podSelector, namespaceSelector })),
   cidrBlock.map((ipBlock) => ({ ipBlock })),
 );
-const npRule = fc.record({ peers: fc.option(fc.array(npPeer, { maxLength: 2 }), { nil: undefined }), ports: fc.option(fc.array(npPort, { maxLength: 2 }), { nil: undefined }) });
+const npRule = fc.record({
+  peers: fc.option(fc.array(npPeer, { maxLength: 2 }), { nil: undefined }),
+  ports: fc.option(fc.array(npPort, { maxLength: 2 }), { nil: undefined }),
+});
 
 export const networkPolicy = (i: number) =>
   fc
@@ -79,16 +84,17 @@ export const networkPolicy = (i: number) =>
       egress: fc.option(fc.array(npRule, { maxLength: 2 }), { nil: undefined }),
     })
     .map(
-      (r): NetworkPolicy => ({
-        kind: "NetworkPolicy",
-        metadata: { namespace: r.namespace, name: `np${i}` },
-        spec: {
-          podSelector: r.podSelector,
-          ...(r.types ? { policyTypes: r.types as Array<"Ingress" | "Egress"> } : {}),
-          ...(r.ingress ? { ingress: r.ingress.map((x) => ({ from: x.peers, ports: x.ports })) } : {}),
-          ...(r.egress ? { egress: r.egress.map((x) => ({ to: x.peers, ports: x.ports })) } : {}),
-        },
-      }),
+      (r) =>
+        ({
+          kind: "NetworkPolicy",
+          metadata: { namespace: r.namespace, name: `np${i}` },
+          spec: {
+            podSelector: r.podSelector,
+            ...(r.types ? { policyTypes: [...r.types] } : {}),
+            ...(r.ingress ? { ingress: r.ingress.map((x) => ({ from: x.peers, ports: x.ports })) } : {}),
+            ...(r.egress ? { egress: r.egress.map((x) => ({ to: x.peers, ports: x.ports })) } : {}),
+          },
+        }) as NetworkPolicy,
     );
 
 const slPort = fc.oneof(
@@ -103,7 +109,10 @@ const slRule = (cluster: boolean) =>
   fc.record(
     {
       action: fc.constantFrom(...(cluster ? ["Allow", "Deny", "Pass"] : ["Allow", "Deny"])),
-      endpoints: fc.array(fc.record({ endpointSelector: sel, namespaceSelector: nsSel }, { requiredKeys: [] }), { maxLength: 2 }),
+      endpoints: fc.array(
+        fc.record({ endpointSelector: sel, namespaceSelector: nsSel }, { requiredKeys: [] }),
+        { maxLength: 2 },
+      ),
       cidrs: fc.array(cidrBlock, { maxLength: 1 }),
       entities: fc.array(fc.constantFrom("world", "cluster", "host", "remote-node", "all"), { maxLength: 1 }),
       ports: fc.array(slPort, { maxLength: 2 }),
@@ -177,10 +186,17 @@ export const cluster = fc
       namespaces: fc.constant([ns("a", { team: c.teams.a }), ns("b", { team: c.teams.b })]),
       pods: fc.constant(
         c.pods.map((p, i) =>
-          pod(p.ns, `p${i}`, { app: p.app }, p.v6 ? [`${p.ip}${i + 1}`, `fd00::${i + 1}`] : `${p.ip}${i + 1}`, p.node, [
-            { name: "http", containerPort: p.http },
-            { name: "dns", containerPort: 53, protocol: "UDP" },
-          ]),
+          pod(
+            p.ns,
+            `p${i}`,
+            { app: p.app },
+            p.v6 ? [`${p.ip}${i + 1}`, `fd00::${i + 1}`] : `${p.ip}${i + 1}`,
+            p.node,
+            [
+              { name: "http", containerPort: p.http },
+              { name: "dns", containerPort: 53, protocol: "UDP" },
+            ],
+          ),
         ),
       ),
       nodes: fc.constant([node("n1", "172.18.0.1"), node("n2", "172.18.0.2")]),
@@ -206,3 +222,24 @@ export const PROBES: Array<[number, number]> = [
   [1, 0],
   [47, 0],
 ];
+
+// The generated cluster as the classifyObjects() shape.
+export function asObjects(c: {
+  namespaces: readonly Namespace[];
+  pods: readonly Pod[];
+  nodes: readonly Node[];
+  networkPolicies: readonly NetworkPolicy[];
+  securityPolicies: readonly SecurityPolicy[];
+  clusterSecurityPolicies: readonly ClusterSecurityPolicy[];
+}) {
+  return {
+    namespaces: [...c.namespaces],
+    pods: [...c.pods],
+    nodes: [...c.nodes],
+    networkPolicies: [...c.networkPolicies],
+    securityPolicies: [...c.securityPolicies],
+    clusterSecurityPolicies: [...c.clusterSecurityPolicies],
+    securityIdentities: [],
+    other: [],
+  };
+}

@@ -1,19 +1,28 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { compile, inputsFromObjects, lookupIdentity, lookupVerdict, ReferenceEvaluator } from "../../operator/src/policy/index.ts";
+import {
+  compile,
+  inputsFromObjects,
+  lookupIdentity,
+  lookupVerdict,
+  ReferenceEvaluator,
+} from "../../operator/src/policy/index.ts";
 import type { MapState } from "../../operator/src/policy/mapstate.ts";
 import { podIps } from "../../operator/src/policy/universe.ts";
 import { cluster, EXTERNAL_IPS, NODES, PROBES } from "./policy-fixtures.ts";
+import { asObjects } from "./policy-fixtures.ts";
 
 test("compiled lookups == reference evaluator, for random clusters, policies and probes", () => {
   fc.assert(
     fc.property(cluster, (c) => {
-      const inputs = inputsFromObjects({ ...c, securityIdentities: [], other: [] });
+      const inputs = inputsFromObjects(asObjects(c));
       const ref = new ReferenceEvaluator(inputs);
       const states = new Map<string, MapState>(NODES.map((n) => [n, compile(inputs, { node: n }).state]));
       const podAt = new Map<string, { key: string; node: string }>();
-      for (const p of c.pods) for (const ip of podIps(p)) podAt.set(ip, { key: `${p.metadata.namespace}/${p.metadata.name}`, node: p.spec!.nodeName! });
+      for (const p of c.pods)
+        for (const ip of podIps(p))
+          podAt.set(ip, { key: `${p.metadata.namespace}/${p.metadata.name}`, node: p.spec!.nodeName! });
       const ips = [...podAt.keys(), ...EXTERNAL_IPS];
       for (const src of ips)
         for (const dst of ips) {
@@ -26,13 +35,25 @@ test("compiled lookups == reference evaluator, for random clusters, policies and
             if (s) {
               const st = states.get(s.node)!;
               const ep = st.endpoints.find((e) => e.key === s.key)!;
-              const got = lookupVerdict(ep.policy, "egress", lookupIdentity(st.ipcache, dst), proto, port).verdict;
+              const got = lookupVerdict(
+                ep.policy,
+                "egress",
+                lookupIdentity(st.ipcache, dst),
+                proto,
+                port,
+              ).verdict;
               assert.equal(got, want.egress, `egress ${where}`);
             }
             if (d) {
               const st = states.get(d.node)!;
               const ep = st.endpoints.find((e) => e.key === d.key)!;
-              const got = lookupVerdict(ep.policy, "ingress", lookupIdentity(st.ipcache, src), proto, port).verdict;
+              const got = lookupVerdict(
+                ep.policy,
+                "ingress",
+                lookupIdentity(st.ipcache, src),
+                proto,
+                port,
+              ).verdict;
               assert.equal(got, want.ingress, `ingress ${where}`);
             }
           }

@@ -23,7 +23,9 @@ test("every sample validates cleanly, one file at a time", () => {
 
 test("invalid objects: schema, CEL intent and unknown fields, with path:line", () => {
   const { documents } = loadManifests([`${root}test/unit/fixtures/invalid`]);
-  const lines = validateDocuments(documents).map(formatMessage).map((l) => l.replace(root, ""));
+  const lines = validateDocuments(documents)
+    .map(formatMessage)
+    .map((l) => l.replace(root, ""));
   assert.deepEqual(lines, [
     "test/unit/fixtures/invalid/bad.yaml:1: SecurityPolicy/shop/bad: spec.ingress[0].action: Pass is only valid in a ClusterSecurityPolicy of the Admin tier",
     "test/unit/fixtures/invalid/bad.yaml:1: SecurityPolicy/shop/bad: spec.ingress[0].ports[0].endPort: endPort requires a numeric port and must be >= port",
@@ -38,10 +40,32 @@ test("invalid objects: schema, CEL intent and unknown fields, with path:line", (
 
 test("semantic checks: unknown named port, rule matching nothing, shadowed rule", () => {
   const docs = [
-    { kind: "Pod", metadata: { name: "w", namespace: "a", labels: { app: "w" } }, spec: { nodeName: "n", containers: [{ ports: [{ name: "http", containerPort: 80 }] }] }, status: { podIP: "10.0.0.1" } },
-    { kind: "NetworkPolicy", metadata: { name: "p", namespace: "a" }, spec: { podSelector: {}, ingress: [{ ports: [{ port: "htp" }] }] } },
-    { kind: "SecurityPolicy", metadata: { name: "s", namespace: "a" }, spec: { endpointSelector: {}, ingress: [{ cidrs: [{ cidr: "10.0.0.0/8", except: ["10.0.0.0/8"] }] }] } },
-    { kind: "ClusterSecurityPolicy", metadata: { name: "c" }, spec: { tier: "Admin", priority: 1, endpointSelector: {}, egress: [{ action: "Deny" }, { action: "Allow", ports: [{ port: 80, protocol: "TCP" }] }] } },
+    {
+      kind: "Pod",
+      metadata: { name: "w", namespace: "a", labels: { app: "w" } },
+      spec: { nodeName: "n", containers: [{ ports: [{ name: "http", containerPort: 80 }] }] },
+      status: { podIP: "10.0.0.1" },
+    },
+    {
+      kind: "NetworkPolicy",
+      metadata: { name: "p", namespace: "a" },
+      spec: { podSelector: {}, ingress: [{ ports: [{ port: "htp" }] }] },
+    },
+    {
+      kind: "SecurityPolicy",
+      metadata: { name: "s", namespace: "a" },
+      spec: { endpointSelector: {}, ingress: [{ cidrs: [{ cidr: "10.0.0.0/8", except: ["10.0.0.0/8"] }] }] },
+    },
+    {
+      kind: "ClusterSecurityPolicy",
+      metadata: { name: "c" },
+      spec: {
+        tier: "Admin",
+        priority: 1,
+        endpointSelector: {},
+        egress: [{ action: "Deny" }, { action: "Allow", ports: [{ port: 80, protocol: "TCP" }] }],
+      },
+    },
   ].map((object, i) => ({ path: "x.yaml", line: i * 10 + 1, object }));
   assert.deepEqual(validateDocuments(docs).map(formatMessage), [
     'x.yaml:11: NetworkPolicy/a/p: spec.ingress[0].ports[0].port: no selected pod has a port named "htp"',
@@ -55,23 +79,41 @@ test("types.generated.ts is what gen-types.mjs generates from the CRDs", () => {
 });
 
 test("sluice matrix -o json: the lab's JSON shape, container ports by default", () => {
-  const out = execFileSync(`${root}bin/sluice`, ["matrix", "-f", `${root}samples/demo`, "-o", "json"], { encoding: "utf8" });
+  const out = execFileSync(`${root}bin/sluice`, ["matrix", "-f", `${root}samples/demo`, "-o", "json"], {
+    encoding: "utf8",
+  });
   const json = JSON.parse(out) as { results: Array<Record<string, unknown>> };
   assert.deepEqual(Object.keys(json), ["results"]);
-  for (const r of json.results) assert.deepEqual(Object.keys(r), ["from", "to", "port", "protocol", "verdict"]);
-  const row = (from: string, to: string, port: number) => json.results.find((r) => r.from === from && r.to === to && r.port === port)?.verdict;
+  for (const r of json.results)
+    assert.deepEqual(Object.keys(r), ["from", "to", "port", "protocol", "verdict"]);
+  const row = (from: string, to: string, port: number) =>
+    json.results.find((r) => r.from === from && r.to === to && r.port === port)?.verdict;
   assert.equal(row("shop/frontend", "shop/backend", 8080), "allow");
   assert.equal(row("shop/frontend", "shop/db", 5432), "deny");
   assert.equal(row("monitoring/prometheus", "shop/backend", 9100), "allow");
   assert.equal(row("shop/frontend", "shop/backend", 9100), "deny");
-  const ports = execFileSync(`${root}bin/sluice`, ["matrix", "-f", `${root}samples/demo`, "--ports", "80/TCP,5000/UDP", "-o", "json"], { encoding: "utf8" });
+  const ports = execFileSync(
+    `${root}bin/sluice`,
+    ["matrix", "-f", `${root}samples/demo`, "--ports", "80/TCP,5000/UDP", "-o", "json"],
+    { encoding: "utf8" },
+  );
   const rows = (JSON.parse(ports) as { results: Array<{ port: number }> }).results;
-  assert.equal(rows.length, 5 * 4 * 2 - 4 * 2 * 0 - 8);
+  assert.equal(rows.length, 4 * 3 * 2);
 });
 
 test("sluice plan shows what the sample policies open and close", () => {
-  const out = execFileSync(`${root}bin/sluice`, ["plan", "--before", `${root}samples/demo/topology.yaml`, "--after", `${root}samples/demo`, "-o", "json"], { encoding: "utf8" });
-  const changes = (JSON.parse(out) as { changes: Array<{ from: string; to: string; port: number; change: string }> }).changes;
-  assert.ok(changes.some((c) => c.from === "shop/frontend" && c.to === "shop/db" && c.port === 5432 && c.change === "closed"));
+  const out = execFileSync(
+    `${root}bin/sluice`,
+    ["plan", "--before", `${root}samples/demo/topology.yaml`, "--after", `${root}samples/demo`, "-o", "json"],
+    { encoding: "utf8" },
+  );
+  const changes = (
+    JSON.parse(out) as { changes: Array<{ from: string; to: string; port: number; change: string }> }
+  ).changes;
+  assert.ok(
+    changes.some(
+      (c) => c.from === "shop/frontend" && c.to === "shop/db" && c.port === 5432 && c.change === "closed",
+    ),
+  );
   assert.ok(!changes.some((c) => c.from === "shop/frontend" && c.to === "shop/backend" && c.port === 8080));
 });

@@ -53,11 +53,17 @@ export const networkPolicySchema = {
         policyTypes: { type: "array", items: { type: "string", enum: ["Ingress", "Egress"] } },
         ingress: {
           type: "array",
-          items: { type: "object", properties: { from: { type: "array", items: peer }, ports: { type: "array", items: port } } },
+          items: {
+            type: "object",
+            properties: { from: { type: "array", items: peer }, ports: { type: "array", items: port } },
+          },
         },
         egress: {
           type: "array",
-          items: { type: "object", properties: { to: { type: "array", items: peer }, ports: { type: "array", items: port } } },
+          items: {
+            type: "object",
+            properties: { to: { type: "array", items: peer }, ports: { type: "array", items: port } },
+          },
         },
       },
     },

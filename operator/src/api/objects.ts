@@ -32,7 +32,10 @@ function isObject(x: unknown): x is Record<string, unknown> {
 }
 
 // Flattens List kinds (as `kubectl get -o yaml` prints them) and sorts by kind.
-export function classifyObjects(objects: Iterable<unknown>, into: ClusterObjects = emptyObjects()): ClusterObjects {
+export function classifyObjects(
+  objects: Iterable<unknown>,
+  into: ClusterObjects = emptyObjects(),
+): ClusterObjects {
   for (const o of objects) {
     if (!isObject(o) || !isObject(o.metadata ?? {})) {
       into.other.push(o);

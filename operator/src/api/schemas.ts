@@ -24,7 +24,8 @@ const KEYWORDS = [
 
 function intOrString(schema: Record<string, unknown>): unknown {
   // ajv has no int-or-string type: spell it out.
-  if (schema["x-kubernetes-int-or-string"]) return { ...schema, anyOf: [{ type: "integer" }, { type: "string" }] };
+  if (schema["x-kubernetes-int-or-string"])
+    return { ...schema, anyOf: [{ type: "integer" }, { type: "string" }] };
   // kubectl's strict field validation rejects unknown fields: so do we.
   const out: Record<string, unknown> =
     schema.properties && schema.additionalProperties === undefined ? { additionalProperties: false } : {};
@@ -32,7 +33,9 @@ function intOrString(schema: Record<string, unknown>): unknown {
     out[k] =
       v && typeof v === "object" && !Array.isArray(v)
         ? k === "properties"
-          ? Object.fromEntries(Object.entries(v).map(([pk, pv]) => [pk, intOrString(pv as Record<string, unknown>)]))
+          ? Object.fromEntries(
+              Object.entries(v).map(([pk, pv]) => [pk, intOrString(pv as Record<string, unknown>)]),
+            )
           : intOrString(v as Record<string, unknown>)
         : v;
   return out;
@@ -51,12 +54,17 @@ function getValidators(): Map<string, ValidateFunction> {
   const ajv = new Ajv({ allErrors: true, strict: false });
   for (const k of KEYWORDS) ajv.addKeyword(k);
   // ajv-formats is CommonJS: its default export arrives wrapped.
-  const addFormats = (addFormatsModule as unknown as { default: (a: Ajv) => void }).default ?? addFormatsModule;
+  const addFormats =
+    (addFormatsModule as unknown as { default: (a: Ajv) => void }).default ?? addFormatsModule;
   addFormats(ajv);
-  ajv.addFormat("int32", { type: "number", validate: (n: number) => Number.isInteger(n) && Math.abs(n) < 2 ** 31 });
+  ajv.addFormat("int32", {
+    type: "number",
+    validate: (n: number) => Number.isInteger(n) && Math.abs(n) < 2 ** 31,
+  });
   ajv.addFormat("int64", { type: "number", validate: (n: number) => Number.isInteger(n) });
   validators = new Map<string, ValidateFunction>();
-  for (const kind of Object.keys(CRD_FILES)) validators.set(kind, ajv.compile(intOrString(crdSchema(kind)) as object));
+  for (const kind of Object.keys(CRD_FILES))
+    validators.set(kind, ajv.compile(intOrString(crdSchema(kind)) as object));
   validators.set("NetworkPolicy", ajv.compile(intOrString(networkPolicySchema) as object));
   return validators;
 }
@@ -74,8 +82,17 @@ export function validateSchema(object: { kind?: unknown }): SchemaError[] {
   const v = getValidators().get(String(object.kind));
   if (!v) return [];
   if (v(object)) return [];
-  return (v.errors ?? []).filter((e) => e.keyword !== "anyOf").map((e: ErrorObject) => ({
-    field: e.instancePath.replace(/^\//, "").replace(/\/(\d+)(?=\/|$)/g, "[$1]").replace(/\//g, ".") || "(root)",
-    message: e.keyword === "additionalProperties" ? `unknown field ${JSON.stringify(e.params.additionalProperty)}` : (e.message ?? "invalid"),
-  }));
+  return (v.errors ?? [])
+    .filter((e) => e.keyword !== "anyOf")
+    .map((e: ErrorObject) => ({
+      field:
+        e.instancePath
+          .replace(/^\//, "")
+          .replace(/\/(\d+)(?=\/|$)/g, "[$1]")
+          .replace(/\//g, ".") || "(root)",
+      message:
+        e.keyword === "additionalProperties"
+          ? `unknown field ${JSON.stringify(e.params.additionalProperty)}`
+          : (e.message ?? "invalid"),
+    }));
 }

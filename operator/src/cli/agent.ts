@@ -1,10 +1,15 @@
 // `sluice agent --static -f <files|dirs>... --node <name> --bpffs-root <dir> [--ready-file <path>]`
 // Runs until SIGTERM/SIGINT and leaves the datapath enforcing; SIGHUP re-reads the files.
+import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { KubeAgent } from "../agent/kube-agent.ts";
+import { RouteInterfaceResolver } from "../agent/host-interfaces.ts";
 import { StaticAgent } from "../agent/static-agent.ts";
+import { loadDatapath } from "../datapath/programs.ts";
 
 const usage =
-  "usage: sluice agent --static -f <file or dir>... --node <name> --bpffs-root <dir> [--ready-file <path>] [--events]\n" +
+  "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>]\n" +
+  "       sluice agent --static -f <file or dir>... --node <name> --bpffs-root <dir> [--ready-file <path>] [--events]\n" +
   "       [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]";
 
 function count(v: string | undefined, name: string, fallback: number): number {
@@ -20,6 +25,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
     args: [...argv],
     options: {
       static: { type: "boolean", default: false },
+      kubeconfig: { type: "string" },
       file: { type: "string", short: "f", multiple: true },
       node: { type: "string" },
       "bpffs-root": { type: "string" },
@@ -31,16 +37,20 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       "events-per-second": { type: "string" },
     },
   });
-  if (!values.static) {
-    process.stderr.write(`sluice agent: only --static mode is available in this build\n${usage}\n`);
-    return 2;
-  }
-  if (!values.file?.length || !values.node || !values["bpffs-root"]) {
+  if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length)) {
     process.stderr.write(`${usage}\n`);
     return 2;
   }
+  if (!values.static)
+    return kubeAgent(
+      values.node,
+      values["bpffs-root"],
+      values.kubeconfig,
+      values["ready-file"],
+      values.object,
+    );
   const agent = await StaticAgent.start({
-    files: values.file,
+    files: values.file ?? [],
     node: values.node,
     pinRoot: values["bpffs-root"],
     objectPath: values.object,
@@ -63,11 +73,44 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       }
     });
   });
-  await new Promise<void>((resolve) => {
+  await untilSignalled();
+  await reloading;
+  agent.close();
+  return 0;
+}
+
+function untilSignalled(): Promise<void> {
+  return new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);
     process.once("SIGINT", resolve);
   });
-  await reloading;
-  agent.close();
+}
+
+async function kubeAgent(
+  node: string,
+  pinRoot: string,
+  kubeconfig: string | undefined,
+  readyFile: string | undefined,
+  objectPath: string | undefined,
+): Promise<number> {
+  const datapath = loadDatapath({ pinRoot, objectPath });
+  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  const agent = new KubeAgent({
+    kubeconfig,
+    node,
+    pinRoot,
+    datapath,
+    resolver: new RouteInterfaceResolver(),
+    log,
+  });
+  try {
+    await agent.start();
+    if (readyFile) writeFileSync(readyFile, JSON.stringify({ node }));
+    log(`agent ready on node ${node}`);
+    await untilSignalled();
+    await agent.stop();
+  } finally {
+    datapath.close();
+  }
   return 0;
 }

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { loadObjects } from "../lab/inputs.ts";
+import { matrixFromPaths } from "./matrix.ts";
 import { Lab } from "../lab/lab.ts";
 import { diffMatrices, formatMatrixTable, type MatrixRow } from "../lab/matrix.ts";
 import { runLiveTraffic } from "../lab/traffic.ts";
@@ -78,6 +79,18 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
     out(formatMatrixTable(after.results));
     const changes = diffMatrices(before.results, after.results);
     out(`${changes.length} of ${after.results.length} rows changed`);
+    // The same inputs through the compiler and the TS simulation of the BPF lookup.
+    const predicted = matrixFromPaths([...topologyFiles, policiesDir]);
+    const disagree = diffMatrices(
+      after.results,
+      predicted.rows.filter((r) => r.protocol !== "SCTP"),
+    );
+    out(
+      disagree.length === 0
+        ? "Measured matrix matches `sluice matrix` on the same files"
+        : `Measured matrix DIFFERS from \`sluice matrix\`: ${disagree.join("; ")}`,
+    );
+    if (disagree.length > 0) process.exitCode = 1;
     for (const n of [...before.notes, ...after.notes]) out(`note: ${n}`);
     if (before.skipped.length + after.skipped.length > 0)
       out(

@@ -7,7 +7,10 @@ import { computeMatrix, type MatrixRow, parsePortList } from "../policy/matrix.t
 
 const usage = "usage: sluice matrix -f <file or dir>... [--ports 80/TCP,81/UDP] [-o table|json]";
 
-export function matrixFromPaths(paths: readonly string[], ports?: string): { rows: MatrixRow[]; errors: string[] } {
+export function matrixFromPaths(
+  paths: readonly string[],
+  ports?: string,
+): { rows: MatrixRow[]; errors: string[] } {
   const { documents, errors } = loadManifests(paths);
   const inputs = inputsFromObjects(documents.map((d) => d.object));
   return {

@@ -4,7 +4,8 @@ import { parseArgs } from "node:util";
 import { matrixFromPaths } from "./matrix.ts";
 import type { MatrixRow } from "../policy/matrix.ts";
 
-const usage = "usage: sluice plan --before <file or dir>... --after <file or dir>... [--ports 80/TCP] [-o table|json]";
+const usage =
+  "usage: sluice plan --before <file or dir>... --after <file or dir>... [--ports 80/TCP] [-o table|json]";
 
 export interface PlanRow {
   from: string;
@@ -25,9 +26,11 @@ export function planRows(before: readonly MatrixRow[], after: readonly MatrixRow
     if (!o) {
       // A new pod pair: only worth a line when it is open.
       if (r.verdict === "allow") out.push({ ...r, change: "added" });
-    } else if (o.verdict !== r.verdict) out.push({ ...r, change: r.verdict === "allow" ? "opened" : "closed" });
+    } else if (o.verdict !== r.verdict)
+      out.push({ ...r, change: r.verdict === "allow" ? "opened" : "closed" });
   }
-  for (const r of before) if (!now.has(key(r)) && r.verdict === "allow") out.push({ ...r, change: "removed" });
+  for (const r of before)
+    if (!now.has(key(r)) && r.verdict === "allow") out.push({ ...r, change: "removed" });
   return out;
 }
 
@@ -41,7 +44,11 @@ export async function planMain(argv: readonly string[]): Promise<number> {
       output: { type: "string", short: "o", default: "table" },
     },
   });
-  if (!values.before?.length || !values.after?.length || (values.output !== "table" && values.output !== "json")) {
+  if (
+    !values.before?.length ||
+    !values.after?.length ||
+    (values.output !== "table" && values.output !== "json")
+  ) {
     process.stderr.write(`${usage}\n`);
     return 2;
   }
@@ -57,6 +64,8 @@ export async function planMain(argv: readonly string[]): Promise<number> {
   }
   if (rows.length === 0) process.stdout.write("no connectivity changes\n");
   for (const r of rows)
-    process.stdout.write(`${r.change.padEnd(7)} ${r.from} -> ${r.to} ${r.port}/${r.protocol} (${r.verdict})\n`);
+    process.stdout.write(
+      `${r.change.padEnd(7)} ${r.from} -> ${r.to} ${r.port}/${r.protocol} (${r.verdict})\n`,
+    );
   return 0;
 }

@@ -17,7 +17,9 @@ export interface ValidationMessage {
 
 function objectName(o: unknown): string {
   const x = o as { kind?: string; metadata?: { namespace?: string; name?: string } };
-  return [x.kind ?? "?", x.metadata?.namespace, x.metadata?.name ?? "?"].filter((s) => s !== undefined).join("/");
+  return [x.kind ?? "?", x.metadata?.namespace, x.metadata?.name ?? "?"]
+    .filter((s) => s !== undefined)
+    .join("/");
 }
 
 export function validateDocuments(docs: readonly LoadedDocument[]): ValidationMessage[] {

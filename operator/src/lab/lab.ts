@@ -19,8 +19,8 @@ import {
 import { registerCleanup } from "./cleanup.ts";
 import { mapLimit } from "./exec.ts";
 import type { MatrixRow } from "./matrix.ts";
-import { createNetns, deleteNetns, wireNetns } from "./netns.ts";
-import { type LabPlan, newRunId, type PodPlan, planLab, probeAddress } from "./plan.ts";
+import { createNetns, deleteNetns, existingNetns, wireNetns } from "./netns.ts";
+import { type LabPlan, NETNS_PREFIX, newRunId, type PodPlan, planLab, probeAddress } from "./plan.ts";
 import type { ProbeRequest, ProbeResponse, ProbeTarget } from "./probe-protocol.ts";
 import { formatPort } from "./ports.ts";
 import { sctpAvailable } from "./sctp.ts";
@@ -80,7 +80,7 @@ export class Lab {
   private readonly agents = new Map<string, Agent>();
   private readonly netns: string[] = [];
   private readonly unregister: () => void;
-  private destroyed = false;
+  private destroying: Promise<void> | undefined;
   private readonly serverPorts: Map<string, LabPort[]>;
 
   private constructor(topology: LabTopology, opts: LabOptions) {
@@ -212,6 +212,9 @@ export class Lab {
   // Probes every pod from every other pod on every port with real packets.
   async probe(opts: ProbeOptions = {}): Promise<ProbeReport> {
     const t0 = performance.now();
+    for (const [key, server] of this.servers)
+      if (server.proc.exitCode !== null || server.proc.signalCode !== null)
+        throw new Error(`the server in ${key} has exited${tail(server)}`);
     const skipped: ProbeReport["skipped"] = [];
     const sctp =
       opts.ports?.some((p) => p.protocol === "SCTP") ||
@@ -293,15 +296,21 @@ export class Lab {
 
   // Stops every process, deletes every namespace and the bpffs root. Idempotent; never throws for
   // one failure before trying the rest.
-  async destroy(): Promise<void> {
-    if (this.destroyed) return;
-    this.destroyed = true;
+  destroy(): Promise<void> {
+    this.destroying ??= this.teardown();
+    return this.destroying;
+  }
+
+  private async teardown(): Promise<void> {
     const errors: string[] = [];
     const children = [...[...this.agents.values()].map((a) => a.child), ...this.servers.values()];
     this.agents.clear();
     this.servers.clear();
     await Promise.all(children.map((c) => stopChild(c, 3000)));
-    errors.push(...(await deleteNetns(this.netns)));
+    // Every namespace of this run, also one whose creation a signal interrupted.
+    const prefix = `${NETNS_PREFIX}${this.plan.runId}-`;
+    const ours = new Set([...this.netns, ...existingNetns().filter((n) => n.startsWith(prefix))]);
+    errors.push(...(await deleteNetns([...ours])));
     try {
       rmSync(this.bpffsRoot, { recursive: true, force: true });
     } catch (err) {

@@ -14,11 +14,11 @@ export interface MatrixJson {
   results: MatrixRow[];
 }
 
-export function rowKey(r: Pick<MatrixRow, "from" | "to" | "port" | "protocol">): string {
+export function rowKey(r: Pick<MatrixRow, "from" | "to" | "port"> & { protocol: string }): string {
   return `${r.from} -> ${r.to} ${r.port}/${r.protocol}`;
 }
 
-export function sortRows(rows: readonly MatrixRow[]): MatrixRow[] {
+export function sortRows<R extends AnyRow>(rows: readonly R[]): R[] {
   return [...rows].sort((a, b) => {
     const x = rowKey(a);
     const y = rowKey(b);
@@ -27,7 +27,9 @@ export function sortRows(rows: readonly MatrixRow[]): MatrixRow[] {
 }
 
 // Rows whose verdicts differ between two matrices, and rows only one of them has.
-export function diffMatrices(a: readonly MatrixRow[], b: readonly MatrixRow[]): string[] {
+type AnyRow = Omit<MatrixRow, "protocol"> & { protocol: string };
+
+export function diffMatrices(a: readonly AnyRow[], b: readonly AnyRow[]): string[] {
   const bm = new Map(b.map((r) => [rowKey(r), r.verdict]));
   const out: string[] = [];
   for (const r of a) {
@@ -43,7 +45,9 @@ export function diffMatrices(a: readonly MatrixRow[], b: readonly MatrixRow[]): 
 
 // One line per (from, to) pair, one column per port/protocol probed anywhere; "-" where that port was
 // not probed for that destination.
-export function formatMatrixTable(rows: readonly MatrixRow[]): string {
+export function formatMatrixTable(
+  rows: ReadonlyArray<Pick<MatrixRow, "from" | "to" | "port" | "verdict"> & { protocol: string }>,
+): string {
   const cols: string[] = [];
   const pairs = new Map<string, Map<string, string>>();
   for (const r of rows) {

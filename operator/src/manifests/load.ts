@@ -20,14 +20,19 @@ export function yamlFiles(paths: readonly string[]): string[] {
   const out: string[] = [];
   for (const p of paths) {
     if (statSync(p).isDirectory()) {
-      const children = readdirSync(p).sort().map((c) => join(p, c));
+      const children = readdirSync(p)
+        .sort()
+        .map((c) => join(p, c));
       out.push(...yamlFiles(children.filter((c) => statSync(c).isDirectory() || /\.(ya?ml|json)$/.test(c))));
     } else out.push(p);
   }
   return out;
 }
 
-export function parseManifests(text: string, path: string): { documents: LoadedDocument[]; errors: LoadError[] } {
+export function parseManifests(
+  text: string,
+  path: string,
+): { documents: LoadedDocument[]; errors: LoadError[] } {
   const lc = new LineCounter();
   const documents: LoadedDocument[] = [];
   const errors: LoadError[] = [];
@@ -39,8 +44,14 @@ export function parseManifests(text: string, path: string): { documents: LoadedD
     const object = doc.toJS();
     if (object === null || object === undefined) continue;
     // Flatten List kinds, keeping each item's own line.
-    const items = doc.get("items", true) as { items?: Array<{ range?: [number, number, number] }> } | undefined;
-    if (typeof object === "object" && Array.isArray((object as { items?: unknown }).items) && String((object as { kind?: unknown }).kind ?? "").endsWith("List")) {
+    const items = doc.get("items", true) as
+      | { items?: Array<{ range?: [number, number, number] }> }
+      | undefined;
+    if (
+      typeof object === "object" &&
+      Array.isArray((object as { items?: unknown }).items) &&
+      String((object as { kind?: unknown }).kind ?? "").endsWith("List")
+    ) {
       (object as { items: unknown[] }).items.forEach((item, i) => {
         const r = items?.items?.[i]?.range;
         documents.push({ path, line: r ? lc.linePos(r[0]).line : line, object: item });
@@ -52,7 +63,10 @@ export function parseManifests(text: string, path: string): { documents: LoadedD
   return { documents, errors };
 }
 
-export function loadManifests(paths: readonly string[]): { documents: LoadedDocument[]; errors: LoadError[] } {
+export function loadManifests(paths: readonly string[]): {
+  documents: LoadedDocument[];
+  errors: LoadError[];
+} {
   const documents: LoadedDocument[] = [];
   const errors: LoadError[] = [];
   for (const f of yamlFiles(paths)) {

@@ -245,8 +245,15 @@ export class IdentityController {
   }
 
   private async allocate(hash: string, labels: LabelSet): Promise<void> {
-    let candidate = nextCandidate(this.index, [this.highWater, this.nodeFloor(), ...this.pending.values()]);
-    for (let attempt = 0; attempt < 64; attempt++, candidate++) {
+    for (let attempt = 0; attempt < 64; attempt++) {
+      // Reserved synchronously (before any await): concurrent workers of this process never
+      // race each other for a number, only other processes can take one.
+      const candidate = nextCandidate(this.index, [
+        this.highWater,
+        this.nodeFloor(),
+        ...this.pending.values(),
+      ]);
+      this.highWater = candidate;
       this.guard();
       const body = {
         apiVersion: apiVersionOf(SECURITY_IDENTITIES),
@@ -265,14 +272,12 @@ export class IdentityController {
           body,
           fieldManager: FIELD_MANAGER,
         });
-        this.highWater = Math.max(this.highWater, candidate);
         this.pending.set(hash, candidate);
         this.stats.created++;
         return;
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
         this.stats.conflicts++;
-        this.highWater = Math.max(this.highWater, candidate);
         // Taken: by another (old) leader for this same set? Then adopt it instead of a duplicate.
         const existing = await this.read(candidate);
         const r = existing && identityRecord(existing);

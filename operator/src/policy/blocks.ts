@@ -101,7 +101,8 @@ function mergeAdjacent(intervals: readonly Interval[]): Interval[] {
   const out: Interval[] = [];
   for (const iv of intervals) {
     const last = out[out.length - 1];
-    if (last && last.value === iv.value && last.fallOk === iv.fallOk && last.hi + 1 === iv.lo) last.hi = iv.hi;
+    if (last && last.value === iv.value && last.fallOk === iv.fallOk && last.hi + 1 === iv.lo)
+      last.hi = iv.hi;
     else out.push({ ...iv });
   }
   return out;
@@ -114,7 +115,10 @@ export interface ProtocolSpace {
 }
 
 // `other`: the answer for every protocol not listed (it has no port-specific rules).
-export function compileBlocks(spaces: readonly ProtocolSpace[], other: { value: number; fallOk: boolean }): Block[] {
+export function compileBlocks(
+  spaces: readonly ProtocolSpace[],
+  other: { value: number; fallOk: boolean },
+): Block[] {
   const roots = spaces.map((s) => ({ proto: s.proto, root: build(mergeAdjacent(s.intervals), 0, 16, 0) }));
   const sum = (h: number) => roots.reduce((acc, r) => acc + costOf(r.root, h), 0);
   // Either no protocol-wide entry (only possible when "no entry" is right for other protocols) or

@@ -56,7 +56,11 @@ export function hostPrefix(ip: { family: 4 | 6; addr: bigint }): Prefix {
 
 // True when every address of inner is in outer.
 export function containsPrefix(outer: Prefix, inner: Prefix): boolean {
-  return outer.family === inner.family && outer.len <= inner.len && mask(inner.addr, inner.family, outer.len) === outer.addr;
+  return (
+    outer.family === inner.family &&
+    outer.len <= inner.len &&
+    mask(inner.addr, inner.family, outer.len) === outer.addr
+  );
 }
 
 export function containsIp(outer: Prefix, ip: { family: 4 | 6; addr: bigint }): boolean {

@@ -6,13 +6,36 @@ import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
 import { type LabelOptions, labelSetKey, type SplitLabels, splitLabels } from "../identity/labels.ts";
 import type { Identity } from "../identity/static.ts";
-import { type Block, compileBlocks, decodeValue, encodeValue, type Interval, type ProtocolSpace } from "./blocks.ts";
+import {
+  type Block,
+  compileBlocks,
+  decodeValue,
+  encodeValue,
+  type Interval,
+  type ProtocolSpace,
+} from "./blocks.ts";
 import { stableIds } from "./hash.ts";
 import type { Direction, EndpointPolicy, EndpointState, MapState, PolicyEntry } from "./mapstate.ts";
 import { ReservedIdentity } from "./mapstate.ts";
-import { comparePolicies, type NormPolicy, type NormRule, normalizePolicy, type RuleRef, type Tier } from "./normalize.ts";
-import { peerIdentities, peerMatches } from "./peers.ts";
-import { inRanges, type NamedPorts, namedPortsKey, namedPortsOf, type PortRange, rangesKey, resolvePorts, usesNamedPorts } from "./ports.ts";
+import {
+  comparePolicies,
+  type NormPolicy,
+  type NormRule,
+  normalizePolicy,
+  type RuleRef,
+  type Tier,
+} from "./normalize.ts";
+import { peerIdentities } from "./peers.ts";
+import {
+  inRanges,
+  type NamedPorts,
+  namedPortsKey,
+  namedPortsOf,
+  type PortRange,
+  rangesKey,
+  resolvePorts,
+  usesNamedPorts,
+} from "./ports.ts";
 import { matchesSelector } from "./selector.ts";
 import { buildUniverse, isNetworkedPod, podLabelSet, type Universe } from "./universe.ts";
 
@@ -91,7 +114,12 @@ export function policyPrefixes(policies: Iterable<NormPolicy>): Set<string> {
   return out;
 }
 
-export function localEndpoints(inputs: PolicyInputs, u: Universe, node: string, opts?: LabelOptions): LocalEndpoint[] {
+export function localEndpoints(
+  inputs: PolicyInputs,
+  u: Universe,
+  node: string,
+  opts?: LabelOptions,
+): LocalEndpoint[] {
   const nsByName = new Map(inputs.namespaces.map((n) => [n.metadata.name ?? "", n]));
   const out: LocalEndpoint[] = [];
   for (const pod of inputs.pods) {
@@ -114,14 +142,24 @@ export function localEndpoints(inputs: PolicyInputs, u: Universe, node: string, 
 export function selectsEndpoint(p: NormPolicy, labels: SplitLabels): boolean {
   const ns = p.subjectNamespace;
   if (ns) {
-    if (ns.kind === "name" ? ns.name !== labels.namespace : !matchesSelector(ns.selector, labels.namespaceLabels))
+    if (
+      ns.kind === "name"
+        ? ns.name !== labels.namespace
+        : !matchesSelector(ns.selector, labels.namespaceLabels)
+    )
       return false;
   }
   return matchesSelector(p.subjectPods, labels.podLabels);
 }
 
 // The decision procedure of the tiers for the rules matching one packet, in evaluation order.
-function decide(rules: readonly ActiveRule[], rangesOf: (r: ActiveRule) => readonly PortRange[], proto: number, port: number, isolated: boolean): number {
+function decide(
+  rules: readonly ActiveRule[],
+  rangesOf: (r: ActiveRule) => readonly PortRange[],
+  proto: number,
+  port: number,
+  isolated: boolean,
+): number {
   let passed = false;
   let allow = -1;
   for (const r of rules) {
@@ -171,7 +209,12 @@ function blocksFor(
     const sorted = [...cuts].sort((a, b) => a - b);
     const intervals: Interval[] = sorted.map((lo, i) => {
       const value = decide(rules, rangesOf, proto, lo, isolated);
-      return { lo, hi: i + 1 < sorted.length ? sorted[i + 1] - 1 : 0xffff, value, fallOk: value === fallback(proto, lo) };
+      return {
+        lo,
+        hi: i + 1 < sorted.length ? sorted[i + 1] - 1 : 0xffff,
+        value,
+        fallOk: value === fallback(proto, lo),
+      };
     });
     spaces.push({ proto, intervals });
   }
@@ -179,7 +222,12 @@ function blocksFor(
   return compileBlocks(spaces, { value: otherValue, fallOk: otherValue === fallback(OTHER_PROTOCOL, 0) });
 }
 
-function toEntries(blocks: readonly Block[], direction: Direction, identity: number, out: PolicyEntry[]): void {
+function toEntries(
+  blocks: readonly Block[],
+  direction: Direction,
+  identity: number,
+  out: PolicyEntry[],
+): void {
   for (const b of blocks) {
     const v = decodeValue(b.value);
     out.push({
@@ -210,7 +258,10 @@ export class PolicyCompiler {
 
   peersOf(rule: NormRule): Set<number> {
     let s = this.peerCache.get(rule);
-    if (!s) this.peerCache.set(rule, (s = peerIdentities(rule.peers, this.universe)));
+    if (!s) {
+      s = peerIdentities(rule.peers, this.universe);
+      this.peerCache.set(rule, s);
+    }
     return s;
   }
 
@@ -241,11 +292,18 @@ export class PolicyCompiler {
       const k = perPolicy.get(e.ruleId);
       if (k) counts.set(k, (counts.get(k) ?? 0) + 1);
     }
-    const involved = [...new Set(applicable.map((p) => p.key))].sort((a, b) => (counts.get(b) ?? 0) - (counts.get(a) ?? 0));
+    const involved = [...new Set(applicable.map((p) => p.key))].sort(
+      (a, b) => (counts.get(b) ?? 0) - (counts.get(a) ?? 0),
+    );
     return { policy: { defaultDeny, entries }, involved };
   }
 
-  private compileDirection(direction: Direction, active: ActiveRule[], isolated: boolean, out: PolicyEntry[]): void {
+  private compileDirection(
+    direction: Direction,
+    active: ActiveRule[],
+    isolated: boolean,
+    out: PolicyEntry[],
+  ): void {
     const u = this.universe;
     const base = (r: ActiveRule) => r.ranges;
     const wildcard = active.filter((r) => r.rule.peers.any);
@@ -259,14 +317,16 @@ export class PolicyCompiler {
     const extra = new Map<number, Set<number>>();
     const add = (id: number, i: number) => {
       let s = extra.get(id);
-      if (!s) extra.set(id, (s = new Set()));
+      if (!s) {
+        s = new Set();
+        extra.set(id, s);
+      }
       s.add(i);
     };
     active.forEach((r, i) => {
       if (!r.rule.peers.any) for (const id of this.peersOf(r.rule)) add(id, i);
       if (r.named)
-        for (const id of u.withNamedPorts)
-          if (r.rule.peers.any || this.peersOf(r.rule).has(id)) add(id, i);
+        for (const id of u.withNamedPorts) if (r.rule.peers.any || this.peersOf(r.rule).has(id)) add(id, i);
     });
     const groups = new Map<string, { rules: ActiveRule[]; ids: number[] }>();
     for (const [id, idx] of extra) {
@@ -306,7 +366,10 @@ export function compareEntries(a: PolicyEntry, b: PolicyEntry): number {
   );
 }
 
-export function endpointIdsFor(keys: readonly string[], fixed?: ReadonlyMap<string, number>): Map<string, number> {
+export function endpointIdsFor(
+  keys: readonly string[],
+  fixed?: ReadonlyMap<string, number>,
+): Map<string, number> {
   const ids = stableIds(
     keys.filter((k) => !fixed?.has(k)),
     1,
@@ -377,11 +440,19 @@ export function compileParts(inputs: PolicyInputs, options: CompileOptions): Com
   const endpoints: EndpointState[] = eps.map((ep) => {
     const cacheKey = `${ep.labelKey}|${namedPortsKey(ep.namedPorts)}`;
     let c = cache.get(cacheKey);
-    if (!c) cache.set(cacheKey, (c = compiler.compileEndpoint(ep, policies)));
+    if (!c) {
+      c = compiler.compileEndpoint(ep, policies);
+      cache.set(cacheKey, c);
+    }
     const policy = capEndpoint(ep.key, c, options.capacity ?? DEFAULT_CAPACITY, previous.get(ep.key), errors);
     return { key: ep.key, id: ids.get(ep.key)!, identity: ep.identity, policy };
   });
   const rules = new Map<number, RuleRef>();
   for (const p of policies) for (const r of p.rules) rules.set(r.id, r.ref);
-  return { result: { state: { ipcache: universe.ipcache, endpoints }, rules, errors }, policies, compiler, endpoints: eps };
+  return {
+    result: { state: { ipcache: universe.ipcache, endpoints }, rules, errors },
+    policies,
+    compiler,
+    endpoints: eps,
+  };
 }

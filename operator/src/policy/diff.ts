@@ -1,6 +1,12 @@
 // Map deltas: what the agent writes to go from one MapState to another.
 import { compareEntries } from "./compile.ts";
-import { type EndpointState, type IpcacheEntry, type MapState, type PolicyEntry, policyEntryKey } from "./mapstate.ts";
+import {
+  type EndpointState,
+  type IpcacheEntry,
+  type MapState,
+  type PolicyEntry,
+  policyEntryKey,
+} from "./mapstate.ts";
 
 export interface EndpointDelta {
   key: string;
@@ -20,14 +26,19 @@ export interface MapDelta {
 }
 
 export function isEmptyDelta(d: MapDelta): boolean {
-  return d.ipcacheUpsert.length + d.ipcacheRemove.length + d.endpoints.length + d.removedEndpoints.length === 0;
+  return (
+    d.ipcacheUpsert.length + d.ipcacheRemove.length + d.endpoints.length + d.removedEndpoints.length === 0
+  );
 }
 
 function sameEntry(a: PolicyEntry, b: PolicyEntry): boolean {
   return a.verdict === b.verdict && a.ruleId === b.ruleId;
 }
 
-export function diffEndpoint(before: EndpointState | undefined, after: EndpointState): EndpointDelta | undefined {
+export function diffEndpoint(
+  before: EndpointState | undefined,
+  after: EndpointState,
+): EndpointDelta | undefined {
   const old = new Map((before?.policy.entries ?? []).map((e) => [policyEntryKey(e), e]));
   const upsert: PolicyEntry[] = [];
   const keep = new Set<string>();
@@ -45,7 +56,14 @@ export function diffEndpoint(before: EndpointState | undefined, after: EndpointS
     before.policy.defaultDeny.ingress === after.policy.defaultDeny.ingress &&
     before.policy.defaultDeny.egress === after.policy.defaultDeny.egress;
   if (sameHeader && upsert.length === 0 && remove.length === 0) return undefined;
-  return { key: after.key, id: after.id, identity: after.identity, defaultDeny: { ...after.policy.defaultDeny }, upsert, remove };
+  return {
+    key: after.key,
+    id: after.id,
+    identity: after.identity,
+    defaultDeny: { ...after.policy.defaultDeny },
+    upsert,
+    remove,
+  };
 }
 
 export function diffIpcache(before: readonly IpcacheEntry[], after: readonly IpcacheEntry[]) {

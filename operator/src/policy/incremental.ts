@@ -9,13 +9,11 @@ import {
   type CompileError,
   type CompileOptions,
   capEndpoint,
-  collectPolicies,
   compileParts,
   DEFAULT_CAPACITY,
   type EndpointCompilation,
   type LocalEndpoint,
-  localEndpoints,
-  PolicyCompiler,
+  type PolicyCompiler,
   type PolicyInputs,
   policyErrors,
   selectsEndpoint,
@@ -30,13 +28,16 @@ type Obj = Namespace | Pod | Node | NetworkPolicy | SecurityPolicy | ClusterSecu
 export type Change = { type: "upsert"; object: Obj } | { type: "delete"; object: Obj };
 
 function keyOf(o: Obj): string {
-  return o.metadata.namespace ? `${o.kind}/${o.metadata.namespace}/${o.metadata.name}` : `${o.kind}/${o.metadata.name}`;
+  return o.metadata.namespace
+    ? `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`
+    : `${o.kind}/${o.metadata.name}`;
 }
 
 function prefixesOf(p: NormPolicy | undefined): string {
   if (!p) return "";
   const s = new Set<string>();
-  for (const r of p.rules) for (const c of r.peers.cidrs) for (const k of [c.cidrKey, ...c.exceptKeys]) s.add(k);
+  for (const r of p.rules)
+    for (const c of r.peers.cidrs) for (const k of [c.cidrKey, ...c.exceptKeys]) s.add(k);
   return [...s].sort().join(",");
 }
 
@@ -112,7 +113,9 @@ export class IncrementalCompiler {
     if (change.type === "upsert") this.objects.set(key, o);
     else this.objects.delete(key);
     if (o.kind === "NetworkPolicy" || o.kind === "SecurityPolicy" || o.kind === "ClusterSecurityPolicy") {
-      const oldNorm = before ? this.policies.find((p) => p.key === policyKey(o.kind, o.metadata.namespace, o.metadata.name ?? "")) : undefined;
+      const oldNorm = before
+        ? this.policies.find((p) => p.key === policyKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""))
+        : undefined;
       const newNorm = change.type === "upsert" ? normalizePolicy(o) : undefined;
       if (prefixesOf(oldNorm) === prefixesOf(newNorm)) return this.policyChange(oldNorm, newNorm);
     }
@@ -144,12 +147,16 @@ export class IncrementalCompiler {
     const endpoints = [...this.current.endpoints];
     let recompiled = 0;
     for (const ep of this.endpoints) {
-      const touched = (oldNorm && selectsEndpoint(oldNorm, ep.labels)) || (newNorm && selectsEndpoint(newNorm, ep.labels));
+      const touched =
+        (oldNorm && selectsEndpoint(oldNorm, ep.labels)) || (newNorm && selectsEndpoint(newNorm, ep.labels));
       if (!touched) continue;
       recompiled++;
       const cacheKey = `${ep.labelKey}|${namedPortsKey(ep.namedPorts)}`;
       let c = cache.get(cacheKey);
-      if (!c) cache.set(cacheKey, (c = this.compiler.compileEndpoint(ep, this.policies)));
+      if (!c) {
+        c = this.compiler.compileEndpoint(ep, this.policies);
+        cache.set(cacheKey, c);
+      }
       const i = byKey.get(ep.key)!;
       const prev = endpoints[i];
       const policy = capEndpoint(ep.key, c, this.options.capacity ?? DEFAULT_CAPACITY, prev.policy, errors);
@@ -162,4 +169,3 @@ export class IncrementalCompiler {
     return { delta, errors, recompiled };
   }
 }
-

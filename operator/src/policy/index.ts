@@ -19,7 +19,13 @@ import { allocateStatic, type Identity } from "../identity/static.ts";
 import { type CompileOptions, type CompileResult, compile, type PolicyInputs } from "./compile.ts";
 import { podLabelSet, isNetworkedPod } from "./universe.ts";
 
-export { type CompileError, type CompileOptions, type CompileResult, compile, type PolicyInputs } from "./compile.ts";
+export {
+  type CompileError,
+  type CompileOptions,
+  type CompileResult,
+  compile,
+  type PolicyInputs,
+} from "./compile.ts";
 export { IncrementalCompiler, type Change } from "./incremental.ts";
 export { diffStates, applyDelta, type MapDelta } from "./diff.ts";
 export { ReferenceEvaluator } from "./reference.ts";
@@ -30,16 +36,30 @@ export { computeMatrix, type MatrixRow, type MatrixOptions } from "./matrix.ts";
 
 export function identitiesFor(objects: ClusterObjects, labelOptions?: LabelOptions): Identity[] {
   if (objects.securityIdentities.length > 0)
-    return objects.securityIdentities.map((s) => ({ id: Number(s.metadata.name), labels: s.spec.labels ?? {} }));
+    return objects.securityIdentities.map((s) => ({
+      id: Number(s.metadata.name),
+      labels: s.spec.labels ?? {},
+    }));
   const nsByName = new Map(objects.namespaces.map((n) => [n.metadata.name ?? "", n]));
-  return allocateStatic(objects.pods.filter(isNetworkedPod).map((p) => podLabelSet(p, nsByName, labelOptions)));
+  return allocateStatic(
+    objects.pods.filter(isNetworkedPod).map((p) => podLabelSet(p, nsByName, labelOptions)),
+  );
 }
 
-export function inputsFromObjects(objects: Iterable<unknown> | ClusterObjects, labelOptions?: LabelOptions): PolicyInputs {
-  const o = Symbol.iterator in Object(objects) ? classifyObjects(objects as Iterable<unknown>) : (objects as ClusterObjects);
+export function inputsFromObjects(
+  objects: Iterable<unknown> | ClusterObjects,
+  labelOptions?: LabelOptions,
+): PolicyInputs {
+  const o =
+    Symbol.iterator in Object(objects)
+      ? classifyObjects(objects as Iterable<unknown>)
+      : (objects as ClusterObjects);
   return { ...o, identities: identitiesFor(o, labelOptions) };
 }
 
-export function compileCluster(objects: Iterable<unknown> | ClusterObjects, options: CompileOptions): CompileResult {
+export function compileCluster(
+  objects: Iterable<unknown> | ClusterObjects,
+  options: CompileOptions,
+): CompileResult {
   return compile(inputsFromObjects(objects, options.labelOptions), options);
 }

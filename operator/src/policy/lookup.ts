@@ -10,7 +10,13 @@ export interface LookupResult {
   entry?: PolicyEntry;
 }
 
-function matches(e: PolicyEntry, direction: Direction, identity: number, protocol: number, port: number): boolean {
+function matches(
+  e: PolicyEntry,
+  direction: Direction,
+  identity: number,
+  protocol: number,
+  port: number,
+): boolean {
   if (e.direction !== direction || e.identity !== identity) return false;
   if (e.protocol === 0) return true;
   if (e.protocol !== protocol) return false;
@@ -32,7 +38,8 @@ function longestMatch(
 ): PolicyEntry | undefined {
   let best: PolicyEntry | undefined;
   for (const e of entries) {
-    if (matches(e, direction, identity, protocol, port) && (!best || specificity(e) > specificity(best))) best = e;
+    if (matches(e, direction, identity, protocol, port) && (!best || specificity(e) > specificity(best)))
+      best = e;
   }
   return best;
 }

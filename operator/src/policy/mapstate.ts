@@ -61,7 +61,9 @@ export interface MapState {
 }
 
 // Canonical string for one policy entry's key; two entries with the same key cannot coexist.
-export function policyEntryKey(e: Pick<PolicyEntry, "direction" | "identity" | "protocol" | "port" | "portPrefixLen">): string {
+export function policyEntryKey(
+  e: Pick<PolicyEntry, "direction" | "identity" | "protocol" | "port" | "portPrefixLen">,
+): string {
   if (e.protocol === 0) return `${e.direction}|${e.identity}|*`;
   return `${e.direction}|${e.identity}|${e.protocol}|${e.port}/${e.portPrefixLen}`;
 }

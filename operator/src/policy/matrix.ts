@@ -34,7 +34,8 @@ export function parsePortList(text: string): PortProtocol[] {
     .filter((s) => s.trim() !== "")
     .map((s) => {
       const m = /^\s*(\d+)(?:\/(TCP|UDP|SCTP))?\s*$/i.exec(s);
-      if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) throw new Error(`invalid port ${JSON.stringify(s)}: want PORT[/TCP|UDP|SCTP]`);
+      if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535)
+        throw new Error(`invalid port ${JSON.stringify(s)}: want PORT[/TCP|UDP|SCTP]`);
       return { port: Number(m[1]), protocol: (m[2] ?? "TCP").toUpperCase() as ProbeProtocol };
     });
 }
@@ -90,8 +91,20 @@ export function computeMatrix(inputs: PolicyInputs, options: MatrixOptions = {})
       const dstEp = endpoint.get(podKey(dst))!;
       for (const pp of options.ports ?? containerPorts(dst)) {
         const proto = protocolNumber(pp.protocol);
-        const egress = lookupVerdict(srcEp.policy, "egress", lookupIdentity(srcState.ipcache, pair.dstIp), proto, pp.port);
-        const ingress = lookupVerdict(dstEp.policy, "ingress", lookupIdentity(dstState.ipcache, pair.srcIp), proto, pp.port);
+        const egress = lookupVerdict(
+          srcEp.policy,
+          "egress",
+          lookupIdentity(srcState.ipcache, pair.dstIp),
+          proto,
+          pp.port,
+        );
+        const ingress = lookupVerdict(
+          dstEp.policy,
+          "ingress",
+          lookupIdentity(dstState.ipcache, pair.srcIp),
+          proto,
+          pp.port,
+        );
         const verdict = egress.verdict === "allow" && ingress.verdict === "allow" ? "allow" : "deny";
         rows.push({ from: podKey(src), to: podKey(dst), port: pp.port, protocol: pp.protocol, verdict });
       }

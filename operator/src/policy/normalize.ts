@@ -114,7 +114,12 @@ function npPort(p: NetworkPolicyPort): PortSpec {
   return { protocol: p.protocol ?? "TCP", port: p.port, endPort: p.endPort };
 }
 
-function npPeers(peers: NetworkPolicyPeer[] | undefined, ns: string, field: string, errors: NormPolicy["errors"]) {
+function npPeers(
+  peers: NetworkPolicyPeer[] | undefined,
+  ns: string,
+  field: string,
+  errors: NormPolicy["errors"],
+) {
   const out: PeerSpec = { any: false, endpoints: [], cidrs: [], entities: [] };
   // An empty or missing from/to list matches every peer.
   if (!peers || peers.length === 0) return { ...out, any: true };
@@ -125,10 +130,15 @@ function npPeers(peers: NetworkPolicyPeer[] | undefined, ns: string, field: stri
     } else if (p.podSelector || p.namespaceSelector) {
       out.endpoints.push({
         pod: p.podSelector,
-        namespace: p.namespaceSelector ? { kind: "selector", selector: p.namespaceSelector } : { kind: "name", name: ns },
+        namespace: p.namespaceSelector
+          ? { kind: "selector", selector: p.namespaceSelector }
+          : { kind: "name", name: ns },
       });
     } else {
-      errors.push({ field: `${field}[${i}]`, message: "a peer needs podSelector, namespaceSelector or ipBlock" });
+      errors.push({
+        field: `${field}[${i}]`,
+        message: "a peer needs podSelector, namespaceSelector or ipBlock",
+      });
     }
   }
   return out;
@@ -140,11 +150,19 @@ export function normalizeNetworkPolicy(np: NetworkPolicy): NormPolicy {
   const errors: NormPolicy["errors"] = [];
   const spec = np.spec ?? { podSelector: {} };
   // The API server defaults policyTypes to Ingress, plus Egress when egress rules exist.
-  const types = spec.policyTypes ?? ["Ingress", ...((spec.egress?.length ?? 0) > 0 ? ["Egress" as const] : [])];
+  const types = spec.policyTypes ?? [
+    "Ingress",
+    ...((spec.egress?.length ?? 0) > 0 ? ["Egress" as const] : []),
+  ];
   const ingress = types.includes("Ingress");
   const egress = types.includes("Egress");
   const rules: NormRule[] = [];
-  const add = (direction: Direction, index: number, peers: PeerSpec, ports: NetworkPolicyPort[] | undefined) => {
+  const add = (
+    direction: Direction,
+    index: number,
+    peers: PeerSpec,
+    ports: NetworkPolicyPort[] | undefined,
+  ) => {
     const ref: RuleRef = { kind: "NetworkPolicy", namespace: ns, name, direction, index };
     rules.push({
       id: ruleId(ref),
@@ -220,7 +238,13 @@ function sluiceRule(
     peers,
     ports:
       r.ports && r.ports.length > 0
-        ? r.ports.map((p) => ({ protocol: p.protocol ?? "ANY", port: p.port, endPort: p.endPort, type: p.type, code: p.code }))
+        ? r.ports.map((p) => ({
+            protocol: p.protocol ?? "ANY",
+            port: p.port,
+            endPort: p.endPort,
+            type: p.type,
+            code: p.code,
+          }))
         : undefined,
   };
 }
@@ -254,14 +278,21 @@ export function normalizeClusterSecurityPolicy(csp: ClusterSecurityPolicy): Norm
   const errors: NormPolicy["errors"] = [];
   const spec = csp.spec;
   const rules = [
-    ...(spec.ingress ?? []).map((r, i) => sluiceRule("ClusterSecurityPolicy", undefined, name, "ingress", i, r, errors)),
-    ...(spec.egress ?? []).map((r, i) => sluiceRule("ClusterSecurityPolicy", undefined, name, "egress", i, r, errors)),
+    ...(spec.ingress ?? []).map((r, i) =>
+      sluiceRule("ClusterSecurityPolicy", undefined, name, "ingress", i, r, errors),
+    ),
+    ...(spec.egress ?? []).map((r, i) =>
+      sluiceRule("ClusterSecurityPolicy", undefined, name, "egress", i, r, errors),
+    ),
   ];
   const tier = spec.tier === "Baseline" ? "baseline" : "admin";
   if (tier === "baseline")
     for (const r of rules)
       if (r.action === "pass") {
-        errors.push({ field: `spec.${r.direction}[${r.ref.index}].action`, message: "Pass is only valid in the Admin tier" });
+        errors.push({
+          field: `spec.${r.direction}[${r.ref.index}].action`,
+          message: "Pass is only valid in the Admin tier",
+        });
         r.action = "deny";
       }
   return {
@@ -270,7 +301,9 @@ export function normalizeClusterSecurityPolicy(csp: ClusterSecurityPolicy): Norm
     name,
     tier,
     priority: spec.priority ?? 0,
-    subjectNamespace: spec.namespaceSelector ? { kind: "selector", selector: spec.namespaceSelector } : undefined,
+    subjectNamespace: spec.namespaceSelector
+      ? { kind: "selector", selector: spec.namespaceSelector }
+      : undefined,
     subjectPods: spec.endpointSelector ?? {},
     isolates: { ingress: false, egress: false },
     rules,

@@ -29,7 +29,11 @@ export function entityMatches(e: Entity, p: PeerIdentity): boolean {
 function endpointMatches(ep: EndpointPeer, p: PeerIdentity): boolean {
   if (!p.labels) return false;
   if (ep.namespace) {
-    if (ep.namespace.kind === "name" ? p.labels.namespace !== ep.namespace.name : !matchesSelector(ep.namespace.selector, p.labels.namespaceLabels))
+    if (
+      ep.namespace.kind === "name"
+        ? p.labels.namespace !== ep.namespace.name
+        : !matchesSelector(ep.namespace.selector, p.labels.namespaceLabels)
+    )
       return false;
   }
   return !ep.pod || matchesSelector(ep.pod, p.labels.podLabels);

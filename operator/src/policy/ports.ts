@@ -61,7 +61,10 @@ export function usesNamedPorts(ports: readonly PortSpec[] | undefined): boolean 
 
 // `named` resolves port names: the destination pod's ports (undefined when the destination is not
 // a pod, so named ports match nothing).
-export function resolvePorts(ports: readonly PortSpec[] | undefined, named: NamedPorts | undefined): PortRange[] {
+export function resolvePorts(
+  ports: readonly PortSpec[] | undefined,
+  named: NamedPorts | undefined,
+): PortRange[] {
   if (!ports) return [{ proto: Protocol.ANY, lo: 0, hi: 0xffff }];
   const out: PortRange[] = [];
   for (const p of ports) {
@@ -74,7 +77,8 @@ export function resolvePorts(ports: readonly PortSpec[] | undefined, named: Name
     }
     if (typeof p.port === "string") {
       for (const np of named?.get(p.port) ?? [])
-        if (proto === Protocol.ANY || np.protocol === proto) out.push({ proto: np.protocol, lo: np.port, hi: np.port });
+        if (proto === Protocol.ANY || np.protocol === proto)
+          out.push({ proto: np.protocol, lo: np.port, hi: np.port });
       continue;
     }
     const protos = proto === Protocol.ANY ? PORT_PROTOCOLS : [proto];
@@ -94,6 +98,7 @@ export function rangesKey(ranges: readonly PortRange[]): string {
 }
 
 export function inRanges(ranges: readonly PortRange[], proto: number, port: number): boolean {
-  for (const r of ranges) if ((r.proto === 0 || r.proto === proto) && port >= r.lo && port <= r.hi) return true;
+  for (const r of ranges)
+    if ((r.proto === 0 || r.proto === proto) && port >= r.lo && port <= r.hi) return true;
   return false;
 }

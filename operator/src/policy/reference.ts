@@ -37,7 +37,9 @@ export class ReferenceEvaluator {
     const nsByName = new Map<string, Namespace>(inputs.namespaces.map((n) => [n.metadata.name ?? "", n]));
     for (const pod of inputs.pods) {
       if (!isNetworkedPod(pod)) continue;
-      const labels = splitLabels(securityLabels(pod, nsByName.get(pod.metadata.namespace ?? "default"), labelOptions));
+      const labels = splitLabels(
+        securityLabels(pod, nsByName.get(pod.metadata.namespace ?? "default"), labelOptions),
+      );
       const info: PodInfo = {
         pod,
         key: `${pod.metadata.namespace ?? "default"}/${pod.metadata.name ?? ""}`,
@@ -48,7 +50,8 @@ export class ReferenceEvaluator {
     }
     for (const n of inputs.nodes ?? [])
       for (const a of (n as Node).status?.addresses ?? [])
-        if (a.type === "InternalIP" || a.type === "ExternalIP") this.claim(a.address, { kind: "node", node: n.metadata.name ?? "" });
+        if (a.type === "InternalIP" || a.type === "ExternalIP")
+          this.claim(a.address, { kind: "node", node: n.metadata.name ?? "" });
   }
 
   private claim(ip: string, peer: Peer): void {
@@ -73,10 +76,18 @@ export class ReferenceEvaluator {
     return out;
   }
 
-  endpointVerdict(ep: PodInfo, direction: Direction, peerIp: string, peer: Peer, protocol: number, port: number): Verdict {
+  endpointVerdict(
+    ep: PodInfo,
+    direction: Direction,
+    peerIp: string,
+    peer: Peer,
+    protocol: number,
+    port: number,
+  ): Verdict {
     const selecting = this.policies.filter((p) => selects(p, ep.labels));
     // The namedPorts of the destination pod: the endpoint itself for ingress, the peer for egress.
-    const named = direction === "ingress" ? ep.namedPorts : peer.kind === "pod" ? peer.pod.namedPorts : undefined;
+    const named =
+      direction === "ingress" ? ep.namedPorts : peer.kind === "pod" ? peer.pod.namedPorts : undefined;
     const node = ep.pod.spec?.nodeName;
     const hit = (r: NormRule) =>
       r.direction === direction &&
@@ -117,15 +128,18 @@ function selects(p: NormPolicy, labels: SplitLabels): boolean {
 
 function endpointPeerMatches(ep: EndpointPeer, labels: SplitLabels): boolean {
   if (ep.namespace?.kind === "name" && ep.namespace.name !== labels.namespace) return false;
-  if (ep.namespace?.kind === "selector" && !matchesSelector(ep.namespace.selector, labels.namespaceLabels)) return false;
+  if (ep.namespace?.kind === "selector" && !matchesSelector(ep.namespace.selector, labels.namespaceLabels))
+    return false;
   return !ep.pod || matchesSelector(ep.pod, labels.podLabels);
 }
 
 function peerMatches(peers: PeerSpec, ip: string, peer: Peer, node: string | undefined): boolean {
   if (peers.any) return true;
-  if (peer.kind === "pod" && peers.endpoints.some((e) => endpointPeerMatches(e, peer.pod.labels))) return true;
+  if (peer.kind === "pod" && peers.endpoints.some((e) => endpointPeerMatches(e, peer.pod.labels)))
+    return true;
   const addr = parseIp(ip);
-  if (addr && peers.cidrs.some((c) => containsIp(c.cidr, addr) && !c.except.some((e) => containsIp(e, addr)))) return true;
+  if (addr && peers.cidrs.some((c) => containsIp(c.cidr, addr) && !c.except.some((e) => containsIp(e, addr))))
+    return true;
   for (const e of peers.entities) {
     if (e === "all") return true;
     if (e === "world" && peer.kind === "external") return true;

@@ -28,7 +28,9 @@ export function matchesSelector(selector: LabelSelector, labels: Readonly<Record
 }
 
 export function isEmptySelector(selector: LabelSelector): boolean {
-  return Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0;
+  return (
+    Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0
+  );
 }
 
 // Equality constraints that any match must satisfy: used to narrow candidates through an index.

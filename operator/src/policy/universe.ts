@@ -4,9 +4,24 @@
 // apart (one pod inside a policy CIDR, another outside; different numbers behind one port name)
 // get node-local refined identities, so identity-based lookups still decide exactly per address.
 import type { Namespace, Node, Pod } from "../api/k8s.ts";
-import { type LabelOptions, type LabelSet, labelSetKey, type SplitLabels, securityLabels, splitLabels } from "../identity/labels.ts";
+import {
+  type LabelOptions,
+  type LabelSet,
+  labelSetKey,
+  type SplitLabels,
+  securityLabels,
+  splitLabels,
+} from "../identity/labels.ts";
 import type { Identity } from "../identity/static.ts";
-import { containsIp, containsPrefix, formatPrefix, hostPrefix, type Prefix, parseIp, parsePrefix } from "./cidr.ts";
+import {
+  containsIp,
+  containsPrefix,
+  formatPrefix,
+  hostPrefix,
+  type Prefix,
+  parseIp,
+  parsePrefix,
+} from "./cidr.ts";
 import { stableIds } from "./hash.ts";
 import { type IpcacheEntry, ReservedIdentity } from "./mapstate.ts";
 import { type NamedPorts, namedPortsKey, namedPortsOf } from "./ports.ts";
@@ -61,7 +76,11 @@ export function isNetworkedPod(pod: Pod): boolean {
   return !pod.spec?.hostNetwork && phase !== "Succeeded" && phase !== "Failed" && podIps(pod).length > 0;
 }
 
-export function podLabelSet(pod: Pod, nsByName: ReadonlyMap<string, Namespace>, opts?: LabelOptions): LabelSet {
+export function podLabelSet(
+  pod: Pod,
+  nsByName: ReadonlyMap<string, Namespace>,
+  opts?: LabelOptions,
+): LabelSet {
   return securityLabels(pod, nsByName.get(pod.metadata.namespace ?? "default"), opts);
 }
 
@@ -88,7 +107,12 @@ export function buildUniverse(input: UniverseInput): Universe {
     identities.set(id, { id, base: id, prefixes: empty });
   for (const ident of input.identities) {
     identityByKey.set(labelSetKey(ident.labels), ident.id);
-    identities.set(ident.id, { id: ident.id, base: ident.id, labels: splitLabels(ident.labels), prefixes: empty });
+    identities.set(ident.id, {
+      id: ident.id,
+      base: ident.id,
+      labels: splitLabels(ident.labels),
+      prefixes: empty,
+    });
   }
 
   const prefixes: Prefix[] = [];
@@ -120,20 +144,33 @@ export function buildUniverse(input: UniverseInput): Universe {
 
   // Group addresses by base identity and what policies can tell apart about them.
   const sigOf = (a: Address) => {
-    const covering = prefixes.filter((p) => containsIp(p, a.ip)).map(formatPrefix).sort();
+    const covering = prefixes
+      .filter((p) => containsIp(p, a.ip))
+      .map(formatPrefix)
+      .sort();
     return { covering, key: `${covering.join(" ")}|${namedPortsKey(a.namedPorts)}` };
   };
-  const perBase = new Map<number, Map<string, { covering: string[]; namedPorts?: NamedPorts; addrs: Address[] }>>();
+  const perBase = new Map<
+    number,
+    Map<string, { covering: string[]; namedPorts?: NamedPorts; addrs: Address[] }>
+  >();
   for (const a of addresses) {
     const s = sigOf(a);
     let m = perBase.get(a.base);
-    if (!m) perBase.set(a.base, (m = new Map()));
+    if (!m) {
+      m = new Map();
+      perBase.set(a.base, m);
+    }
     let g = m.get(s.key);
-    if (!g) m.set(s.key, (g = { covering: s.covering, namedPorts: a.namedPorts, addrs: [] }));
+    if (!g) {
+      g = { covering: s.covering, namedPorts: a.namedPorts, addrs: [] };
+      m.set(s.key, g);
+    }
     g.addrs.push(a);
   }
   const localKeys: string[] = prefixes.map((p) => `cidr|${formatPrefix(p)}`);
-  for (const [base, groups] of perBase) if (groups.size > 1) for (const k of groups.keys()) localKeys.push(`${base}|${k}`);
+  for (const [base, groups] of perBase)
+    if (groups.size > 1) for (const k of groups.keys()) localKeys.push(`${base}|${k}`);
   const localIds = stableIds(localKeys, LOCAL_IDENTITY_BASE, LOCAL_IDENTITY_SPACE);
 
   const ipcache = new Map<string, number>();
@@ -149,7 +186,13 @@ export function buildUniverse(input: UniverseInput): Universe {
     const baseInfo = identities.get(base)!;
     for (const [k, g] of groups) {
       const id = groups.size > 1 ? localIds.get(`${base}|${k}`)! : base;
-      identities.set(id, { id, base, labels: baseInfo.labels, prefixes: new Set(g.covering), namedPorts: g.namedPorts });
+      identities.set(id, {
+        id,
+        base,
+        labels: baseInfo.labels,
+        prefixes: new Set(g.covering),
+        namedPorts: g.namedPorts,
+      });
       for (const a of g.addrs) idOfAddress.set(a, id);
     }
   }

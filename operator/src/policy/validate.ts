@@ -34,13 +34,18 @@ function celIntent(p: AnyPolicy, out: Finding[]): void {
     if (typeof port.port === "number" && (port.port < 1 || port.port > 65535))
       out.push({ field: `${field}.port`, message: "port must be in 1-65535" });
     if (typeof port.port === "string" && !/^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/.test(port.port))
-      out.push({ field: `${field}.port`, message: "a named port must be an IANA service name (lower-case, at most 15 characters)" });
+      out.push({
+        field: `${field}.port`,
+        message: "a named port must be an IANA service name (lower-case, at most 15 characters)",
+      });
     if (!icmpAllowed) return;
     const icmp = port.protocol === "ICMP" || port.protocol === "ICMPv6";
     if ((port.type !== undefined || port.code !== undefined) && !icmp)
       out.push({ field: `${field}.type`, message: "type and code require protocol ICMP or ICMPv6" });
-    if (port.code !== undefined && port.type === undefined) out.push({ field: `${field}.code`, message: "code requires type" });
-    if (icmp && port.port !== undefined) out.push({ field: `${field}.port`, message: "ICMP has no ports: use type and code" });
+    if (port.code !== undefined && port.type === undefined)
+      out.push({ field: `${field}.code`, message: "code requires type" });
+    if (icmp && port.port !== undefined)
+      out.push({ field: `${field}.port`, message: "ICMP has no ports: use type and code" });
   };
   const checkCidr = (field: string, cidr: string, except: readonly string[] | undefined) => {
     const c = parsePrefix(cidr);
@@ -51,18 +56,27 @@ function celIntent(p: AnyPolicy, out: Finding[]): void {
     for (const [i, e] of (except ?? []).entries()) {
       const x = parsePrefix(e);
       if (!x || !containsPrefix(c, x))
-        out.push({ field: `${field}.except[${i}]`, message: `${JSON.stringify(e)} is not a prefix inside ${cidr}` });
+        out.push({
+          field: `${field}.except[${i}]`,
+          message: `${JSON.stringify(e)} is not a prefix inside ${cidr}`,
+        });
     }
   };
   if (p.kind === "NetworkPolicy") {
     const spec = (p as NetworkPolicy).spec ?? {};
     for (const dir of ["ingress", "egress"] as const)
       for (const [i, r] of (spec[dir] ?? []).entries()) {
-        for (const [j, port] of (r.ports ?? []).entries()) checkPort(`spec.${dir}[${i}].ports[${j}]`, port, false);
+        for (const [j, port] of (r.ports ?? []).entries())
+          checkPort(`spec.${dir}[${i}].ports[${j}]`, port, false);
         const peers = dir === "ingress" ? (r as { from?: unknown[] }).from : (r as { to?: unknown[] }).to;
         for (const [j, peer] of ((peers ?? []) as NetworkPolicy["spec"]["ingress"] & object[]).entries()) {
           const ib = (peer as { ipBlock?: { cidr: string; except?: string[] } }).ipBlock;
-          if (ib) checkCidr(`spec.${dir}[${i}].${dir === "ingress" ? "from" : "to"}[${j}].ipBlock`, ib.cidr, ib.except);
+          if (ib)
+            checkCidr(
+              `spec.${dir}[${i}].${dir === "ingress" ? "from" : "to"}[${j}].ipBlock`,
+              ib.cidr,
+              ib.except,
+            );
         }
       }
     return;
@@ -72,7 +86,10 @@ function celIntent(p: AnyPolicy, out: Finding[]): void {
     for (const [i, r] of (spec[dir] ?? []).entries()) {
       const f = `spec.${dir}[${i}]`;
       if (r.action === "Pass" && (p.kind !== "ClusterSecurityPolicy" || spec.tier !== "Admin"))
-        out.push({ field: `${f}.action`, message: "Pass is only valid in a ClusterSecurityPolicy of the Admin tier" });
+        out.push({
+          field: `${f}.action`,
+          message: "Pass is only valid in a ClusterSecurityPolicy of the Admin tier",
+        });
       for (const [j, port] of (r.ports ?? []).entries()) checkPort(`${f}.ports[${j}]`, port, true);
       for (const [j, c] of (r.cidrs ?? []).entries()) checkCidr(`${f}.cidrs[${j}]`, c.cidr, c.except);
     }
@@ -85,7 +102,12 @@ function field(r: NormRule): string {
 function matchesNothing(r: NormRule): string | undefined {
   if (r.peers.any) return undefined;
   const live = r.peers.cidrs.filter((c) => !c.except.some((e) => containsPrefix(e, c.cidr)));
-  if (r.peers.endpoints.length === 0 && r.peers.entities.length === 0 && live.length === 0 && r.peers.cidrs.length > 0)
+  if (
+    r.peers.endpoints.length === 0 &&
+    r.peers.entities.length === 0 &&
+    live.length === 0 &&
+    r.peers.cidrs.length > 0
+  )
     return "every cidr of this rule is covered by its own except: the rule matches nothing";
   for (const ep of r.peers.endpoints)
     for (const sel of [ep.pod, ep.namespace?.kind === "selector" ? ep.namespace.selector : undefined]) {
@@ -98,14 +120,26 @@ function matchesNothing(r: NormRule): string | undefined {
   return undefined;
 }
 
-function semantic(p: AnyPolicy, norm: NormPolicy, pods: readonly Pod[], namespaces: readonly Namespace[], out: Finding[]): void {
+function semantic(
+  p: AnyPolicy,
+  norm: NormPolicy,
+  pods: readonly Pod[],
+  namespaces: readonly Namespace[],
+  out: Finding[],
+): void {
   if (p.kind === "NetworkPolicy") {
     const spec = (p as NetworkPolicy).spec ?? {};
     const types = spec.policyTypes;
     if (types && !types.includes("Ingress") && (spec.ingress?.length ?? 0) > 0)
-      out.push({ field: "spec.ingress", message: "ingress rules are ignored: policyTypes does not list Ingress" });
+      out.push({
+        field: "spec.ingress",
+        message: "ingress rules are ignored: policyTypes does not list Ingress",
+      });
     if (types && !types.includes("Egress") && (spec.egress?.length ?? 0) > 0)
-      out.push({ field: "spec.egress", message: "egress rules are ignored: policyTypes does not list Egress" });
+      out.push({
+        field: "spec.egress",
+        message: "egress rules are ignored: policyTypes does not list Egress",
+      });
   }
   for (const r of norm.rules) {
     const m = matchesNothing(r);
@@ -116,7 +150,12 @@ function semantic(p: AnyPolicy, norm: NormPolicy, pods: readonly Pod[], namespac
     for (const dir of ["ingress", "egress"] as const) {
       const rules = norm.rules.filter((r) => r.direction === dir);
       const i = rules.findIndex((r) => r.peers.any && r.ports === undefined);
-      for (const r of rules.slice(i + 1)) if (i >= 0) out.push({ field: field(r), message: `shadowed by ${field(rules[i])}, which matches every peer and port` });
+      for (const r of rules.slice(i + 1))
+        if (i >= 0)
+          out.push({
+            field: field(r),
+            message: `shadowed by ${field(rules[i])}, which matches every peer and port`,
+          });
     }
   // Named ports: with pods in the inputs, each name must exist on some pod it would resolve against.
   if (pods.length === 0) return;
@@ -133,11 +172,17 @@ function semantic(p: AnyPolicy, norm: NormPolicy, pods: readonly Pod[], namespac
       if (typeof port.port !== "string") continue;
       const candidates = r.direction === "ingress" ? selected : pods;
       if (!candidates.some((pod) => namedPortsOf(pod).has(port.port as string)))
-        out.push({ field: `${field(r)}.ports[${j}].port`, message: `no ${r.direction === "ingress" ? "selected " : ""}pod has a port named ${JSON.stringify(port.port)}` });
+        out.push({
+          field: `${field(r)}.ports[${j}].port`,
+          message: `no ${r.direction === "ingress" ? "selected " : ""}pod has a port named ${JSON.stringify(port.port)}`,
+        });
     }
 }
 
-export function validatePolicy(p: AnyPolicy, context: { pods: readonly Pod[]; namespaces: readonly Namespace[] }): Finding[] {
+export function validatePolicy(
+  p: AnyPolicy,
+  context: { pods: readonly Pod[]; namespaces: readonly Namespace[] },
+): Finding[] {
   const out: Finding[] = [];
   celIntent(p, out);
   const norm = normalizePolicy(p);
