@@ -41,7 +41,7 @@ static __always_inline __u32 sl_peer_identity(const struct sl_pkt *p, __u8 dir)
 		k.prefixlen = 32 + 128;
 		__builtin_memcpy(k.addr, addr, 16);
 	}
-	struct sl_ipcache_value *v = bpf_map_lookup_elem(&sl_ipc_v1, &k);
+	struct sl_ipcache_value *v = bpf_map_lookup_elem(&sl_ipc_v2, &k);
 	return v ? v->identity : SL_ID_WORLD;
 }
 
@@ -66,10 +66,10 @@ static __always_inline void sl_policy(const struct sl_endpoint_value *ep, __u8 d
 	k.proto = p->t.proto;
 	__builtin_memcpy(k.port, &p->policy_port, 2);
 
-	struct sl_policy_value *v = bpf_map_lookup_elem(&sl_pol_v1, &k);
+	struct sl_policy_value *v = bpf_map_lookup_elem(&sl_pol_v2, &k);
 	if (!v) {
 		k.identity = bpf_htonl(SL_ID_ANY);
-		v = bpf_map_lookup_elem(&sl_pol_v1, &k);
+		v = bpf_map_lookup_elem(&sl_pol_v2, &k);
 	}
 	if (v) {
 		/* Anything but an explicit allow fails closed. */
@@ -84,20 +84,49 @@ static __always_inline void sl_policy(const struct sl_endpoint_value *ep, __u8 d
 	d->rule_id = 0;
 }
 
-static __always_inline void sl_ct_key(struct sl_ct_key *k, __u32 ep_id, __u8 dir, __u8 family,
-				      const struct sl_tuple *t, int reverse)
+/*
+ * Orders the two ends of a tuple: < 0 when (saddr, sport) comes first, > 0 when (daddr, dport) does,
+ * 0 when both ends are equal. Any total order will do; the addresses are compared as two native
+ * 64-bit words (an IPv4 tuple has zeros after its 4 bytes, set by the parser).
+ */
+static __always_inline int sl_tuple_order(const struct sl_tuple *t)
 {
+	__u64 s0, s1, d0, d1;
+
+	__builtin_memcpy(&s0, t->saddr, 8);
+	__builtin_memcpy(&d0, t->daddr, 8);
+	if (s0 != d0)
+		return s0 < d0 ? -1 : 1;
+	__builtin_memcpy(&s1, t->saddr + 8, 8);
+	__builtin_memcpy(&d1, t->daddr + 8, 8);
+	if (s1 != d1)
+		return s1 < d1 ? -1 : 1;
+	if (t->sport != t->dport)
+		return t->sport < t->dport ? -1 : 1;
+	return 0;
+}
+
+/*
+ * The one conntrack key of a packet travelling in dir with tuple t, shared with its reply (the other
+ * direction, reversed tuple): the member of that pair whose tuple has the lower end as its source.
+ */
+static __always_inline void sl_ct_key(struct sl_ct_key *k, __u32 ep_id, __u8 dir, __u8 family,
+				      const struct sl_tuple *t)
+{
+	int order = sl_tuple_order(t);
+
 	k->ep_id = ep_id;
-	k->dir = dir;
 	k->proto = t->proto;
 	k->family = family;
 	k->pad = 0;
-	if (reverse) {
+	if (order > 0) {
+		k->dir = dir ^ 1;
 		k->sport = t->dport;
 		k->dport = t->sport;
 		__builtin_memcpy(k->saddr, t->daddr, 16);
 		__builtin_memcpy(k->daddr, t->saddr, 16);
 	} else {
+		k->dir = order == 0 ? SL_DIR_INGRESS : dir;
 		k->sport = t->sport;
 		k->dport = t->dport;
 		__builtin_memcpy(k->saddr, t->saddr, 16);
@@ -121,13 +150,13 @@ static __always_inline void sl_frag_key(struct sl_frag_key *k, __u32 ep_id, __u8
 static __always_inline void sl_count(__u32 ep_id, __u8 dir, __u8 verdict, __u64 len)
 {
 	struct sl_counter_key k = {.ep_id = ep_id, .dir = dir, .verdict = verdict};
-	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v1, &k);
+	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v2, &k);
 
 	if (!v) {
 		struct sl_counter_value init = {.packets = 1, .bytes = len};
-		if (!bpf_map_update_elem(&sl_cnt_v1, &k, &init, BPF_NOEXIST))
+		if (!bpf_map_update_elem(&sl_cnt_v2, &k, &init, BPF_NOEXIST))
 			return;
-		v = bpf_map_lookup_elem(&sl_cnt_v1, &k); /* another CPU created it first */
+		v = bpf_map_lookup_elem(&sl_cnt_v2, &k); /* another CPU created it first */
 		if (!v)
 			return;
 	}
@@ -141,7 +170,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 				     const struct sl_pkt *p, struct sl_decision *d)
 {
 	__u32 zero = 0;
-	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v1, &zero);
+	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v2, &zero);
 	if (!cfg)
 		return;
 	__u32 n = d->verdict == SL_VERDICT_ALLOW ? cfg->event_sample_allow : cfg->event_sample_deny;
@@ -151,7 +180,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 		return;
 
 	__u64 now = bpf_ktime_get_ns();
-	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v1, &zero);
+	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v2, &zero);
 	if (!rl)
 		return;
 	if (now - rl->window_start_ns >= SL_NSEC_PER_SEC) {
@@ -163,7 +192,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 	if (cfg->events_per_sec != 0 && rl->emitted >= cfg->events_per_sec)
 		return;
 
-	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v1, sizeof(*e), 0);
+	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v2, sizeof(*e), 0);
 	if (!e)
 		return; /* ring full: the reader is behind, drop the event, never the packet */
 	rl->emitted += 1;
@@ -195,7 +224,6 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 dir, struct sl_pkt *p,
 				     struct sl_decision *d)
 {
-	__u8 odir = dir == SL_DIR_INGRESS ? SL_DIR_EGRESS : SL_DIR_INGRESS;
 	struct sl_ct_key ck;
 
 	if (p->icmp == SL_ICMP_NDP) {
@@ -204,10 +232,18 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		return;
 	}
 
-	/* Established: a flow this endpoint initiated (or accepted) in this direction. */
-	sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->t, 0);
-	struct sl_ct_value *ct = bpf_map_lookup_elem(&sl_ct_v1, &ck);
+	/* One lookup finds the flow whether this packet continues it or replies to it. */
+	sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->t);
+	struct sl_ct_value *ct = bpf_map_lookup_elem(&sl_ct_v2, &ck);
 	if (ct) {
+		if (ct->init_dir != dir) {
+			/* Reply: the flow was started from the other side and allowed there. */
+			d->verdict = SL_VERDICT_ALLOW;
+			d->reason = SL_REASON_CT_REPLY;
+			ct->last_seen_ns = bpf_ktime_get_ns();
+			return;
+		}
+		/* Established: a flow this endpoint initiated (or accepted) in this direction. */
 		if (ct->policy_rev == ep->policy_rev) {
 			d->verdict = SL_VERDICT_ALLOW;
 			d->reason = SL_REASON_CT_ESTABLISHED;
@@ -215,7 +251,7 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 			/* Policy changed since the flow was allowed: a revoked allow cuts it. */
 			sl_policy(ep, dir, p, d);
 			if (d->verdict != SL_VERDICT_ALLOW) {
-				bpf_map_delete_elem(&sl_ct_v1, &ck);
+				bpf_map_delete_elem(&sl_ct_v2, &ck);
 				return;
 			}
 			ct->policy_rev = ep->policy_rev;
@@ -225,30 +261,14 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		return;
 	}
 
-	/* Reply: the reverse of a flow tracked in the other direction. */
-	sl_ct_key(&ck, ep->ep_id, odir, p->family, &p->t, 1);
-	ct = bpf_map_lookup_elem(&sl_ct_v1, &ck);
-	if (ct) {
-		d->verdict = SL_VERDICT_ALLOW;
-		d->reason = SL_REASON_CT_REPLY;
-		ct->last_seen_ns = bpf_ktime_get_ns();
-		return;
-	}
-
 	/*
-	 * ICMP error about a tracked flow. The quoted packet was sent by the side receiving the error:
-	 * either a flow's initiator (the quote is the flow's own tuple, tracked in the other
-	 * direction) or its responder (the quote is a reply: reversed, tracked in this direction).
+	 * ICMP error about a tracked flow. The quoted packet was sent by the side receiving the error, so
+	 * it travelled in the other direction: the flow's own packet or a reply, both under one key.
 	 */
 	if (p->icmp == SL_ICMP_ERROR && p->has_inner) {
-		sl_ct_key(&ck, ep->ep_id, odir, p->family, &p->inner, 0);
-		if (bpf_map_lookup_elem(&sl_ct_v1, &ck)) {
-			d->verdict = SL_VERDICT_ALLOW;
-			d->reason = SL_REASON_CT_RELATED;
-			return;
-		}
-		sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->inner, 1);
-		if (bpf_map_lookup_elem(&sl_ct_v1, &ck)) {
+		struct sl_ct_key ik;
+		sl_ct_key(&ik, ep->ep_id, dir ^ 1, p->family, &p->inner);
+		if (bpf_map_lookup_elem(&sl_ct_v2, &ik)) {
 			d->verdict = SL_VERDICT_ALLOW;
 			d->reason = SL_REASON_CT_RELATED;
 			return;
@@ -263,15 +283,15 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		.last_seen_ns = bpf_ktime_get_ns(),
 		.policy_rev = ep->policy_rev,
 		.packets = 1,
+		.init_dir = dir,
 	};
-	sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->t, 0);
-	bpf_map_update_elem(&sl_ct_v1, &ck, &nv, BPF_ANY);
+	bpf_map_update_elem(&sl_ct_v2, &ck, &nv, BPF_ANY);
 }
 
 static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 {
 	struct sl_endpoint_key ek = {.ifindex = skb->ifindex};
-	struct sl_endpoint_value *epp = bpf_map_lookup_elem(&sl_ep_v1, &ek);
+	struct sl_endpoint_value *epp = bpf_map_lookup_elem(&sl_ep_v2, &ek);
 	if (!epp)
 		return TC_ACT_OK;
 	/* One copy per packet: gen, rev and flags all come from the same endpoint version. */
@@ -290,7 +310,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 		/* No ports to judge by: follow the datagram's first fragment, else drop. */
 		struct sl_frag_key fk;
 		sl_frag_key(&fk, ep.ep_id, dir, &p);
-		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v1, &fk);
+		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v2, &fk);
 		d.verdict = fv && fv->verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
 		d.reason = SL_REASON_FRAGMENT;
 	} else {
@@ -299,7 +319,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 			struct sl_frag_key fk;
 			struct sl_frag_value fv = {.verdict = SL_VERDICT_ALLOW};
 			sl_frag_key(&fk, ep.ep_id, dir, &p);
-			bpf_map_update_elem(&sl_frag_v1, &fk, &fv, BPF_ANY);
+			bpf_map_update_elem(&sl_frag_v2, &fk, &fv, BPF_ANY);
 		}
 	}
 

@@ -41,7 +41,7 @@ fi
 export PATH="$(dirname "$gobin"):$PATH"
 
 key="$(cd "$src" && { cat go.mod go.sum; for f in $(ls ./*.go | LC_ALL=C sort); do cat "$f"; done; echo "$have"; cat "$root/scripts/apiserver-build.sh"; } | sha256sum | cut -c1-16)"
-cache="$root/.cache/apiserver"
+cache="${SLUICE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}/apiserver"  # outside the clone: CI clones reuse it
 out="$cache/$key/sluice-apiserver"
 if [ -x "$out" ]; then
   echo "$out"

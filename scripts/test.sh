@@ -6,6 +6,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export PATH="$root/.tooling/node/bin:$root/.tooling/bin:$PATH"
 bash scripts/lint.sh
+# The real kube-apiserver for the integration tests: built once per machine (minutes), then cached.
+bash scripts/apiserver-build.sh >/dev/null
 shopt -s nullglob globstar
 files=(test/unit/**/*.test.ts test/kernel/**/*.test.ts test/e2e/**/*.test.ts test/integration/**/*.test.ts)
 # Kernel and lab tests share the host's bpffs and network namespaces: one file at a time.

@@ -66,7 +66,7 @@ struct sl_tuple {
 	__be16 dport;
 	__u8 proto;
 	__u8 pad[3];
-};
+} __attribute__((aligned(8))); /* addresses at 8-byte boundaries: sl_tuple_order reads them as words */
 
 struct sl_pkt {
 	struct sl_tuple t;     /* the packet itself */

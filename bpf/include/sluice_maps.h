@@ -11,7 +11,7 @@
 #include <bpf/bpf_helpers.h>
 #include "sluice_shared.h"
 
-_Static_assert(SL_LAYOUT_VERSION == 1, "map names carry the layout version: rename the _v1 maps");
+_Static_assert(SL_LAYOUT_VERSION == 2, "map names carry the layout version: rename the _v2 maps");
 
 /* ipcache: IP prefix -> security identity. A miss means world. */
 struct {
@@ -21,7 +21,7 @@ struct {
 	__type(key, struct sl_ipcache_key);
 	__type(value, struct sl_ipcache_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ipc_v1 SEC(".maps");
+} sl_ipc_v2 SEC(".maps");
 
 /*
  * endpoints: host-side ifindex -> local endpoint. Not preallocated on purpose: an update then
@@ -35,7 +35,7 @@ struct {
 	__type(key, struct sl_endpoint_key);
 	__type(value, struct sl_endpoint_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ep_v1 SEC(".maps");
+} sl_ep_v2 SEC(".maps");
 
 /* policy: (ep, identity, gen, dir, proto, port block) -> verdict, longest prefix wins. */
 struct {
@@ -45,7 +45,7 @@ struct {
 	__type(key, struct sl_policy_key);
 	__type(value, struct sl_policy_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_pol_v1 SEC(".maps");
+} sl_pol_v2 SEC(".maps");
 
 /* conntrack: flows as sent by their initiator, per endpoint and direction. */
 struct {
@@ -54,7 +54,7 @@ struct {
 	__type(key, struct sl_ct_key);
 	__type(value, struct sl_ct_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ct_v1 SEC(".maps");
+} sl_ct_v2 SEC(".maps");
 
 /* fragments: verdict of each datagram's first fragment, for the fragments that follow it. */
 struct {
@@ -63,7 +63,7 @@ struct {
 	__type(key, struct sl_frag_key);
 	__type(value, struct sl_frag_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_frag_v1 SEC(".maps");
+} sl_frag_v2 SEC(".maps");
 
 /* counters: packets and bytes per (endpoint, direction, verdict), per CPU. */
 struct {
@@ -72,14 +72,14 @@ struct {
 	__type(key, struct sl_counter_key);
 	__type(value, struct sl_counter_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_cnt_v1 SEC(".maps");
+} sl_cnt_v2 SEC(".maps");
 
 /* events: sampled struct sl_flow_event records. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SL_EVENTS_RING_BYTES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_evt_v1 SEC(".maps");
+} sl_evt_v2 SEC(".maps");
 
 /* config: one struct sl_config written by the agent. */
 struct {
@@ -88,7 +88,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_cfg_v1 SEC(".maps");
+} sl_cfg_v2 SEC(".maps");
 
 /* event rate limiter: one window per CPU. */
 struct {
@@ -97,6 +97,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_ratelimit);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_rl_v1 SEC(".maps");
+} sl_rl_v2 SEC(".maps");
 
 #endif /* SLUICE_MAPS_H */

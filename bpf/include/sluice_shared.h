@@ -11,7 +11,7 @@
 #include <linux/types.h>
 
 /* Bumped whenever a map's key or value layout changes; it is part of every pinned map name. */
-enum sl_layout { SL_LAYOUT_VERSION = 1 };
+enum sl_layout { SL_LAYOUT_VERSION = 2 };
 
 /* Traffic direction as seen by the endpoint (pod), not by the host interface. */
 enum sl_dir {
@@ -129,7 +129,13 @@ struct sl_policy_value {
 	__u32 rule_id;  /* opaque id of the deciding rule, for events */
 };
 
-/* conntrack key: one tracked flow at one enforcement point, addresses as sent by the initiator. */
+/*
+ * conntrack key: one tracked flow at one enforcement point, seen as a packet travelling in direction
+ * dir from saddr:sport to daddr:dport. A flow and its replies share one entry: a packet (dir, tuple)
+ * and its reply (the other dir, reversed tuple) are stored under whichever of the two has the lower
+ * (address, port) as source, so every packet needs a single lookup (for a tuple equal to its own
+ * reverse, dir is SL_DIR_INGRESS). Which side started the flow is in the value.
+ */
 struct sl_ct_key {
 	__u32 ep_id;
 	__u8 dir;
@@ -142,11 +148,13 @@ struct sl_ct_key {
 	__u8 daddr[16];
 };
 
-/* conntrack value: when the flow was last seen and under which policy revision it was allowed. */
+/* conntrack value: who started the flow, when it was last seen, under which policy revision it was allowed. */
 struct sl_ct_value {
 	__u64 last_seen_ns;
 	__u32 policy_rev;
-	__u32 packets;
+	__u32 packets;  /* packets in the initiator's direction */
+	__u8 init_dir;  /* direction of the flow's first packet: the one rechecked against policy */
+	__u8 pad[7];
 };
 
 /* fragment tracking key: the datagram a non-first fragment belongs to. */

@@ -166,7 +166,7 @@ metadata: {name: bad, namespace: shop}
 spec:
   endpointSelector: {matchLabels: {app: web}}
   ingress:
-  - action: Pass
+  - ports: [{port: no-such-port, protocol: TCP}]
 `,
     );
     const p = await waitFor("Accepted=False", async () => {
@@ -174,7 +174,7 @@ spec:
       return cond(x, "Accepted")?.status === "False" ? x : undefined;
     });
     assert.equal(cond(p, "Accepted")?.reason, "Invalid");
-    assert.match(cond(p, "Accepted")?.message ?? "", /Pass/);
+    assert.match(cond(p, "Accepted")?.message ?? "", /no-such-port/);
     assert.equal(cond(p, "Enforced")?.reason, "NotAccepted");
     await waitFor("Rejected event", async () => {
       const ev = await c.clients.core.listNamespacedEvent({

@@ -5,7 +5,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { KubeConfig } from "@kubernetes/client-node";
 
@@ -205,10 +205,15 @@ export function kubectl(
   if (!existsSync(bin)) {
     return Promise.reject(new Error(`${bin} is missing: run 'bash scripts/setup.sh' first`));
   }
+  // kubectl caches discovery per host:port under ~/.kube/cache; ports are reused across runs, so a
+  // server we started gets a cache of its own, removed with it.
+  const cacheArgs = basename(dirname(kubeconfig)).startsWith("sluice-apiserver-")
+    ? ["--cache-dir", join(dirname(kubeconfig), "kubectl-cache")]
+    : [];
   return new Promise((resolveRun, reject) => {
     const child = execFile(
       bin,
-      ["--kubeconfig", kubeconfig, ...args],
+      ["--kubeconfig", kubeconfig, ...cacheArgs, ...args],
       { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
       (err, stdout, stderr) => {
         if (err && typeof err.code !== "number") {

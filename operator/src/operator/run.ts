@@ -3,6 +3,7 @@
 // the controllers at once; they re-run from the caches when this replica leads again.
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
+import { validatePolicy } from "../policy/validate.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
 import type { KubeClients } from "../kube/client.ts";
@@ -136,6 +137,11 @@ export class Operator {
       namespaces: this.informers.namespaces,
       nodeStatuses: this.informers.nodeStatuses,
       isLeader,
+      validate: (policy) =>
+        validatePolicy(policy, {
+          pods: this.informers.pods.list(),
+          namespaces: this.informers.namespaces.list(),
+        }),
       events: new EventRecorder(clients.core, {
         component: "sluice-operator",
         instance: this.id,

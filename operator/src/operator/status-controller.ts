@@ -44,7 +44,7 @@ export interface StatusControllerOptions {
   nodeStatuses: Informer<SecurityNodeStatusObject>;
   isLeader: () => boolean;
   events?: EventRecorder;
-  /** Extra semantic validation (the compiler's), on top of normalization errors. */
+  /** Semantic validation (the compiler's validatePolicy); default: normalization errors only. */
   validate?: (policy: AnyStatusPolicy) => Array<{ field: string; message: string }>;
   workers?: number;
   debounceMs?: number;
@@ -150,7 +150,8 @@ export class StatusController {
     nodeErrors: Array<{ node: string; message: string }>;
   } {
     const norm = normalizePolicy(policy);
-    const errors = [...norm.errors, ...(this.o.validate?.(policy) ?? [])];
+    // The compiler's validation includes the normalization errors; without it, use those alone.
+    const errors = this.o.validate ? this.o.validate(policy) : norm.errors;
     const nodes = new Map<string, NodeReport>();
     for (const s of this.o.nodeStatuses.list()) {
       const r = parseNodeReport(s);
