@@ -220,6 +220,18 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 	bpf_ringbuf_submit(e, 0);
 }
 
+/*
+ * Conntrack's clock is the coarse one (jiffy resolution, several times cheaper than bpf_ktime_get_ns
+ * per packet), and an unchanged time is not rewritten: the entry's cache line stays clean.
+ */
+static __always_inline void sl_ct_touch(struct sl_ct_value *ct)
+{
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	if (ct->last_seen_ns != now)
+		ct->last_seen_ns = now;
+}
+
 /* Conntrack and policy; returns with d filled. */
 static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 dir, struct sl_pkt *p,
 				     struct sl_decision *d)
@@ -240,7 +252,7 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 			/* Reply: the flow was started from the other side and allowed there. */
 			d->verdict = SL_VERDICT_ALLOW;
 			d->reason = SL_REASON_CT_REPLY;
-			ct->last_seen_ns = bpf_ktime_get_ns();
+			sl_ct_touch(ct);
 			return;
 		}
 		/* Established: a flow this endpoint initiated (or accepted) in this direction. */
@@ -256,7 +268,7 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 			}
 			ct->policy_rev = ep->policy_rev;
 		}
-		ct->last_seen_ns = bpf_ktime_get_ns();
+		sl_ct_touch(ct);
 		ct->packets += 1;
 		return;
 	}
@@ -280,7 +292,7 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		return; /* an error message is not a flow of its own */
 
 	struct sl_ct_value nv = {
-		.last_seen_ns = bpf_ktime_get_ns(),
+		.last_seen_ns = bpf_ktime_get_coarse_ns(),
 		.policy_rev = ep->policy_rev,
 		.packets = 1,
 		.init_dir = dir,

@@ -111,6 +111,22 @@ static __always_inline int sl_load_front(struct __sk_buff *skb, __u32 off, void 
 }
 
 /*
+ * The outer transport ports, at a variable offset: straight from the linear area when it holds them
+ * (the common case, and a helper call less per packet), else through the helper.
+ */
+static __always_inline int sl_load_ports(struct __sk_buff *skb, __u32 off, __be16 *ports)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (off < 512 && data + off + 4 <= data_end) {
+		__builtin_memcpy(ports, data + off, 4);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, ports, 4);
+}
+
+/*
  * IPv4 header at off. inner: the copy inside an ICMP error, which is cut short by design, so its
  * total length is not checked against the packet.
  */
@@ -268,7 +284,8 @@ static __always_inline int sl_parse_l4(struct __sk_buff *skb, int v6, int inner,
 		else
 			need = proto == IPPROTO_TCP ? 20 : proto == IPPROTO_UDP ? 8 : 12;
 		__be16 ports[2];
-		if (off + need > l3->end || sl_load(skb, off, ports, sizeof(ports)))
+		if (off + need > l3->end ||
+		    (inner ? sl_load(skb, off, ports, sizeof(ports)) : sl_load_ports(skb, off, ports)))
 			return SL_PARSE_MALFORMED;
 		t->sport = ports[0];
 		t->dport = ports[1];

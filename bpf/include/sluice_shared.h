@@ -150,7 +150,7 @@ struct sl_ct_key {
 
 /* conntrack value: who started the flow, when it was last seen, under which policy revision it was allowed. */
 struct sl_ct_value {
-	__u64 last_seen_ns;
+	__u64 last_seen_ns; /* CLOCK_MONOTONIC_COARSE (jiffy resolution) */
 	__u32 policy_rev;
 	__u32 packets;  /* packets in the initiator's direction */
 	__u8 init_dir;  /* direction of the flow's first packet: the one rechecked against policy */

@@ -22,7 +22,8 @@ import {
   SECURITY_POLICIES,
 } from "../kube/resources.ts";
 import { runWorkers, WorkQueue } from "../kube/workqueue.ts";
-import type { LabelOptions } from "../identity/labels.ts";
+import { IDENTITY_TOMBSTONE_LABEL } from "../identity/allocator.ts";
+import { type LabelOptions, labelSetKey } from "../identity/labels.ts";
 import { Enforcer } from "./enforcer.ts";
 import type { InterfaceResolver } from "./host-interfaces.ts";
 
@@ -75,6 +76,21 @@ export function enforcementSummary(
       message: e.message,
     })),
   };
+}
+
+// The operator's contract: a label set resolves to its lowest-numbered identity that is not a
+// tombstone (a late create after a failover can briefly leave two; the higher one is retired).
+export function liveIdentities<T extends ClusterObjects["securityIdentities"][number]>(
+  ids: readonly T[],
+): T[] {
+  const best = new Map<string, T>();
+  for (const id of ids) {
+    if (id.metadata.labels?.[IDENTITY_TOMBSTONE_LABEL] === "true") continue;
+    const key = labelSetKey(id.spec.labels ?? {});
+    const cur = best.get(key);
+    if (!cur || Number(id.metadata.name) < Number(cur.metadata.name)) best.set(key, id);
+  }
+  return [...best.values()];
 }
 
 export class KubeAgent {
@@ -130,7 +146,9 @@ export class KubeAgent {
     const objects: unknown[] = [];
     for (const inf of this.#informers)
       for (const o of inf.list()) objects.push({ ...o, kind: inf.resource.kind, apiVersion: o.apiVersion });
-    return classifyObjects(objects);
+    const o = classifyObjects(objects);
+    o.securityIdentities = liveIdentities(o.securityIdentities);
+    return o;
   }
 
   async reconcile(): Promise<{ requeueAfterMs?: number }> {
@@ -143,6 +161,8 @@ export class KubeAgent {
       endpoints: result.endpoints,
       enforced: summary.enforced,
       errors: summary.errors,
+      // A high-water mark for the allocator: numbers at or below it are never handed out again.
+      maxIdentity: Math.max(0, ...objects.securityIdentities.map((i) => Number(i.metadata.name))),
     });
     const s = result.sync;
     if (s.policyWritten + s.policyDeleted + s.ipcacheWritten + s.ipcacheDeleted + s.endpointsWritten > 0)
