@@ -66,7 +66,10 @@ function entriesOf(n: number): PolicyEntry[] {
   return out;
 }
 
-function encodeEntries(d: Datapath, entries: readonly PolicyEntry[]): { keys: Uint8Array; values: Uint8Array } {
+function encodeEntries(
+  d: Datapath,
+  entries: readonly PolicyEntry[],
+): { keys: Uint8Array; values: Uint8Array } {
   const ks = d.maps.policy.key.size;
   const vs = d.maps.policy.value.size;
   const keys = new Uint8Array(entries.length * ks);
@@ -122,14 +125,24 @@ async function main(): Promise<void> {
   const tcp = (src: string, dst: string, sport: number, dport: number) =>
     packet({ src, dst, l4: { kind: "tcp", sport, dport, flags: 0x10 }, payload: 32 });
   const scenarios: Scenario[] = [
-    { name: "trivial program (floor)", prog: "trivial", frame: tcp(PEER, POD, 5432, 40000), expect: TC_ACT_OK },
+    {
+      name: "trivial program (floor)",
+      prog: "trivial",
+      frame: tcp(PEER, POD, 5432, 40000),
+      expect: TC_ACT_OK,
+    },
     {
       name: "conntrack hit: established (from pod)",
       prog: "from",
       frame: tcp(POD, PEER, 40000, 5432),
       expect: TC_ACT_OK,
     },
-    { name: "conntrack hit: reply (to pod)", prog: "to", frame: tcp(PEER, POD, 5432, 40000), expect: TC_ACT_OK },
+    {
+      name: "conntrack hit: reply (to pod)",
+      prog: "to",
+      frame: tcp(PEER, POD, 5432, 40000),
+      expect: TC_ACT_OK,
+    },
     {
       name: "new flow, denied by an entry (1 policy lookup)",
       prog: "to",
@@ -154,9 +167,33 @@ async function main(): Promise<void> {
     const peerId = ID_BASE + Math.floor(size / 20);
     m.ipcache.set(ipcacheKeyOf(`${PEER}/32`), { identity: peerId, flags: 0 });
     const fixed: PolicyEntry[] = [
-      { direction: "egress", identity: peerId, protocol: IPPROTO.TCP, port: 5432, portPrefixLen: 16, verdict: "allow", ruleId: 1 },
-      { direction: "ingress", identity: peerId, protocol: IPPROTO.TCP, port: 23, portPrefixLen: 16, verdict: "deny", ruleId: 2 },
-      { direction: "ingress", identity: 0, protocol: IPPROTO.TCP, port: 443, portPrefixLen: 16, verdict: "allow", ruleId: 3 },
+      {
+        direction: "egress",
+        identity: peerId,
+        protocol: IPPROTO.TCP,
+        port: 5432,
+        portPrefixLen: 16,
+        verdict: "allow",
+        ruleId: 1,
+      },
+      {
+        direction: "ingress",
+        identity: peerId,
+        protocol: IPPROTO.TCP,
+        port: 23,
+        portPrefixLen: 16,
+        verdict: "deny",
+        ruleId: 2,
+      },
+      {
+        direction: "ingress",
+        identity: 0,
+        protocol: IPPROTO.TCP,
+        port: 443,
+        portPrefixLen: 16,
+        verdict: "allow",
+        ruleId: 3,
+      },
     ];
     const all = [...entries.slice(0, size - fixed.length), ...fixed];
     const { keys, values } = encodeEntries(dp, all);
@@ -186,10 +223,7 @@ async function main(): Promise<void> {
   console.log(`\n### Per-packet cost (BPF_PROG_RUN, repeat ${REPEAT}, median of ${TRIALS})\n`);
   console.log(`Machine: ${await machine()}\n`);
   console.log(
-    markdownTable(
-      ["path", "10 entries", "1k entries", "100k entries", "100k / 10", "100k / trivial"],
-      rows,
-    ),
+    markdownTable(["path", "10 entries", "1k entries", "100k entries", "100k / 10", "100k / trivial"], rows),
   );
   const worst = Math.max(...scenarios.slice(1).map((s) => results.get(s.name)?.[2] ?? 0));
   const worstRatio = Math.max(

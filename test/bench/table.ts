@@ -4,9 +4,7 @@ export function markdownTable(header: readonly string[], rows: readonly (readonl
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]) =>
     `| ${cells.map((c, i) => (c ?? "").padEnd(widths[i])).join(" | ")} |`;
-  return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)].join(
-    "\n",
-  );
+  return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)].join("\n");
 }
 
 export function median(xs: readonly number[]): number {

@@ -40,6 +40,7 @@ export class Informer<T extends KubernetesObject> {
   private failures = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private syncWaiters: Array<() => void> = [];
+  private frozen: T[] | undefined;
   /** Number of restarts after errors (observability and tests). */
   restarts = 0;
   /** Description of the latest error, if any. */
@@ -169,10 +170,16 @@ export class Informer<T extends KubernetesObject> {
   }
 
   list(namespace?: string): ReadonlyArray<T> {
+    if (this.frozen)
+      return namespace ? this.frozen.filter((o) => o.metadata?.namespace === namespace) : this.frozen;
     return this.lw.list(namespace);
   }
 
   get(name: string, namespace?: string): T | undefined {
+    if (this.frozen)
+      return this.frozen.find(
+        (o) => o.metadata?.name === name && (namespace === undefined || o.metadata?.namespace === namespace),
+      );
     return this.lw.get(name, namespace);
   }
 
@@ -185,7 +192,12 @@ export class Informer<T extends KubernetesObject> {
     this.stopped = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
+    // The cache as of stop: ListWatch can still apply events from a watch whose request was in
+    // flight when it stopped (it only aborts a request it already holds).
+    this.frozen = [...this.lw.list()];
     await this.lw.stop();
+    // ...so abort again once such a late watch has been established.
+    for (const ms of [250, 1000, 3000]) setTimeout(() => void this.lw.stop(), ms).unref();
   }
 }
 

@@ -1,0 +1,262 @@
+// kubectl apply → enforced benchmark (issue 4 §7): one node, a kube-mode agent against a real
+// kube-apiserver; 100 edits of a NetworkPolicy whose ingress port changes each time, timed from just
+// before the write until the agent's pinned maps hold an active-generation entry for the new port
+// (maps polled in process every ~1 ms). Two writers: the kubectl CLI (a process spawn per apply) and
+// an in-process server-side apply through @kubernetes/client-node. The baselines are the same writes
+// alone, measured in the same iterations: until `kubectl apply` exits / until the apply call returns.
+// Target: p99 < 100 ms. Run as root:
+//   node --disable-warning=ExperimentalWarning test/bench/apply.bench.ts   (env APPLIES, default 100)
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import type { Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KubeConfig, KubernetesObjectApi } from "@kubernetes/client-node";
+import { loadAddon } from "../../operator/src/datapath/bpf-addon.ts";
+import { openPinnedMaps } from "../../operator/src/datapath/maps.ts";
+import type { DatapathMaps } from "../../operator/src/datapath/maps.ts";
+import { readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
+import { applyObject } from "../../operator/src/kube/apply.ts";
+import { API_BRIDGE_SCRIPT, bridgeUnixToTcp } from "../../operator/src/lab/api-bridge.ts";
+import {
+  type Child,
+  firstLine,
+  NODE,
+  NODE_FLAGS,
+  SLUICE_MAIN,
+  signalChild,
+  spawnIn,
+  stopChild,
+  tail,
+} from "../../operator/src/lab/children.ts";
+import { Lab } from "../../operator/src/lab/lab.ts";
+import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
+import { type ApiServer, kubectl, startApiServer } from "../support/apiserver.ts";
+import { machine, markdownTable, ratio, requireRoot } from "./table.ts";
+
+const APPLIES = Number(process.env.APPLIES ?? 100);
+const WARMUP = 5;
+const TIMEOUT_MS = 10_000;
+const root = new URL("../..", import.meta.url).pathname;
+const NS = "bench";
+const NODE_NAME = "n1";
+
+// One node, one namespace, a server and a client pod (the shape `kubectl get ns,pods -o yaml` prints).
+const pods = [
+  { name: "server", ip: "10.244.1.10", port: 8080 },
+  { name: "client", ip: "10.244.1.11", port: 9000 },
+].map((p) => ({
+  apiVersion: "v1",
+  kind: "Pod",
+  metadata: { name: p.name, namespace: NS, labels: { app: p.name } },
+  spec: {
+    nodeName: NODE_NAME,
+    containers: [{ name: "c", image: "pause", ports: [{ name: "http", containerPort: p.port }] }],
+  },
+  status: { podIP: p.ip, podIPs: [{ ip: p.ip }] },
+}));
+const topologyObjects = [
+  { apiVersion: "v1", kind: "Namespace", metadata: { name: NS, labels: { team: "bench" } } },
+  ...pods,
+];
+
+function policy(port: number) {
+  return {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: "bench-ingress", namespace: NS },
+    spec: {
+      podSelector: { matchLabels: { app: "server" } },
+      policyTypes: ["Ingress"],
+      ingress: [
+        { from: [{ podSelector: { matchLabels: { app: "client" } } }], ports: [{ protocol: "TCP", port }] },
+      ],
+    },
+  };
+}
+
+function percentile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+const TCP = 6;
+function enforced(maps: DatapathMaps, port: number): boolean {
+  return viewApplied(readApplied(maps)).endpoints.some((e) =>
+    e.entries.some((x) => x.direction === "ingress" && x.port === port && x.protocol === TCP),
+  );
+}
+
+// Polls the maps every ~1 ms until the port is enforced; resolves with the time it was seen.
+async function waitEnforced(maps: DatapathMaps, port: number, t0: number): Promise<number> {
+  for (;;) {
+    if (enforced(maps, port)) return performance.now();
+    if (performance.now() - t0 > TIMEOUT_MS)
+      throw new Error(`port ${port} not enforced after ${TIMEOUT_MS} ms`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+interface Sample {
+  write: number; // the write alone: kubectl exited / apply call returned
+  enforced: number; // the write → entry active in the maps
+}
+
+async function measure(
+  maps: DatapathMaps,
+  firstPort: number,
+  write: (port: number) => Promise<void>,
+): Promise<Sample[]> {
+  const out: Sample[] = [];
+  for (let i = 0; i < WARMUP + APPLIES; i++) {
+    const port = firstPort + i;
+    const t0 = performance.now();
+    const seen = waitEnforced(maps, port, t0);
+    await write(port);
+    const tWrite = performance.now();
+    const tSeen = await seen;
+    if (i >= WARMUP) out.push({ write: tWrite - t0, enforced: tSeen - t0 });
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  requireRoot("apply.bench");
+  let api: ApiServer | undefined;
+  let lab: Lab | undefined;
+  let agent: Child | undefined;
+  let hostBridge: Server | undefined;
+  let maps: DatapathMaps | undefined;
+  const bridges: Child[] = [];
+  const work = mkdtempSync(join(tmpdir(), "sluice-apply-bench-"));
+  try {
+    api = await startApiServer();
+    const kc = api.kubeconfigPath;
+    const k = async (args: string[], input?: string): Promise<void> => {
+      const r = await kubectl(args, kc, { input });
+      if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
+    };
+    await k(["apply", "-f", join(root, "crds")]);
+    await k(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    lab = await Lab.create(topologyFromObjects(topologyObjects));
+
+    // Register the cluster: Node, Namespace, Pods (no status on create), then pod IPs via status.
+    const docs = [
+      { apiVersion: "v1", kind: "Node", metadata: { name: NODE_NAME } },
+      ...topologyObjects.map((o) => ({ ...o, status: undefined })),
+    ];
+    await k(["apply", "-f", "-"], docs.map((d) => JSON.stringify(d)).join("\n---\n"));
+    for (const o of pods)
+      await k([
+        "patch",
+        "pod",
+        o.metadata.name,
+        "-n",
+        NS,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        JSON.stringify({ status: { ...o.status, phase: "Running" } }),
+      ]);
+
+    // The agent runs in the node's namespace; the API server listens on the host's loopback.
+    const url = new URL(api.server);
+    const sock = join(work, "api.sock");
+    hostBridge = await bridgeUnixToTcp(sock, url.hostname, Number(url.port));
+    const netns = lab.plan.nodes[0].netns;
+    const bridge = spawnIn(netns, "api bridge", [
+      NODE,
+      ...NODE_FLAGS,
+      API_BRIDGE_SCRIPT,
+      `${url.hostname}:${url.port}`,
+      sock,
+    ]);
+    bridges.push(bridge);
+    await firstLine(bridge, 10_000);
+
+    const bpffs = lab.nodeBpffsRoot(NODE_NAME);
+    mkdirSync(bpffs, { recursive: true });
+    const ready = join(work, "ready");
+    agent = spawnIn(netns, "kube agent", [
+      NODE,
+      ...NODE_FLAGS,
+      SLUICE_MAIN,
+      "agent",
+      "--node",
+      NODE_NAME,
+      "--bpffs-root",
+      bpffs,
+      "--kubeconfig",
+      kc,
+      "--ready-file",
+      ready,
+    ]);
+    agent.proc.stdout?.resume();
+    const t0 = Date.now();
+    while (!existsSync(ready)) {
+      if (agent.proc.exitCode !== null || agent.proc.signalCode !== null)
+        throw new Error(`agent exited${tail(agent)}`);
+      if (Date.now() - t0 > 60_000) throw new Error(`agent not ready${tail(agent)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    maps = openPinnedMaps(loadAddon(), bpffs);
+    const m = maps;
+
+    const viaKubectl = await measure(m, 1000, (port) =>
+      k(["apply", "-f", "-"], JSON.stringify(policy(port))),
+    );
+
+    const config = new KubeConfig();
+    config.loadFromFile(kc);
+    const objects = KubernetesObjectApi.makeApiClient(config);
+    const viaClient = await measure(m, 3000, async (port) => {
+      await applyObject(objects, policy(port), "sluice-apply-bench");
+    });
+
+    const stat = (xs: number[]) => ({
+      p50: percentile(xs, 50),
+      p99: percentile(xs, 99),
+      max: Math.max(...xs),
+    });
+    const kw = stat(viaKubectl.map((s) => s.write));
+    const ke = stat(viaKubectl.map((s) => s.enforced));
+    const cw = stat(viaClient.map((s) => s.write));
+    const ce = stat(viaClient.map((s) => s.enforced));
+    const ms = (x: number) => `${x.toFixed(1)} ms`;
+    const row = (what: string, s: ReturnType<typeof stat>, base: ReturnType<typeof stat>) => [
+      what,
+      ms(s.p50),
+      ms(s.p99),
+      ms(s.max),
+      ratio(s.p50, base.p50),
+      ratio(s.p99, base.p99),
+    ];
+    console.log(`# kubectl apply → enforced: ${APPLIES} applies (after ${WARMUP} warm-up), 1 node`);
+    console.log(`machine: ${await machine()}\n`);
+    console.log(
+      markdownTable(
+        ["what", "p50", "p99", "max", "p50 × baseline", "p99 × baseline"],
+        [
+          row("baseline: `kubectl apply` returns", kw, kw),
+          row("(a) `kubectl apply` → enforced in the maps", ke, kw),
+          row("baseline: client-node server-side apply returns", cw, cw),
+          row("(b) client-node apply → enforced in the maps", ce, cw),
+        ],
+      ),
+    );
+    const verdict = (s: ReturnType<typeof stat>) => (s.p99 < 100 ? "met" : "MISSED");
+    console.log(
+      `\ntarget p99 < 100 ms: (a) ${verdict(ke)} (${ms(ke.p99)}), (b) ${verdict(ce)} (${ms(ce.p99)}); ` +
+        `enforced − write at p50: (a) ${ms(ke.p50 - kw.p50)}, (b) ${ms(ce.p50 - cw.p50)}`,
+    );
+  } finally {
+    maps?.close();
+    if (agent) await stopChild(agent).catch(() => {});
+    for (const b of bridges) signalChild(b, "SIGTERM");
+    hostBridge?.close();
+    await lab?.destroy();
+    await api?.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
