@@ -1,0 +1,237 @@
+// Throughput across an enforced veth path, in one run: no policy vs Sluice with 50k policy entries (maps
+// written by the agent's map writer, programs attached through the facade's pinned tcx links) vs the same
+// number of iptables (legacy) rules in the forwarding path.
+// Topology (namespaces unique per run, removed on exit and on failure):
+//   A (10.77.1.2) ──veth── R (router: r0 10.77.1.1, r1 10.77.2.1, forwarding) ──veth── B (10.77.2.2)
+// Sluice enforces on R's host-side interfaces r0 (A's endpoint) and r1 (B's endpoint), as on a node.
+// Traffic: test/bench/native/udp_flood.c (built here with gcc), one UDP flow A -> B for --seconds.
+// Run as root: node test/bench/veth.bench.ts [--rules 50000] [--seconds 3] [--trials 3]
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { machine, markdownTable, median, requireRoot } from "./table.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    rules: { type: "string", default: "50000" },
+    seconds: { type: "string", default: "3" },
+    trials: { type: "string", default: "3" },
+    payload: { type: "string", default: "64" },
+  },
+});
+const RULES = Number(args.rules);
+const SECONDS = Number(args.seconds);
+const TRIALS = Number(args.trials);
+const PAYLOAD = Number(args.payload);
+const PORT = 5001;
+const A_IP = "10.77.1.2";
+const B_IP = "10.77.2.2";
+
+requireRoot("veth.bench");
+
+const here = dirname(fileURLToPath(import.meta.url));
+const tag = `${process.pid.toString(36)}${randomBytes(2).toString("hex")}`;
+const NS = { a: `slb-a-${tag}`, r: `slb-r-${tag}`, b: `slb-b-${tag}` };
+const pinRoot = `/sys/fs/bpf/sluice-bench-${tag}`;
+const work = mkdtempSync(join(tmpdir(), "sluice-veth-"));
+const created: string[] = [];
+const children = new Set<ChildProcess>();
+
+function sh(cmd: string, argv: string[], input?: string): string {
+  return execFileSync(cmd, argv, {
+    encoding: "utf8",
+    input,
+    stdio: ["pipe", "pipe", "pipe"],
+    maxBuffer: 256 << 20,
+  });
+}
+const inNs = (ns: string, cmd: string[], input?: string) => sh("ip", ["netns", "exec", ns, ...cmd], input);
+
+function cleanup(): void {
+  for (const c of children) c.kill("SIGKILL");
+  for (const ns of created.splice(0)) {
+    try {
+      sh("ip", ["netns", "delete", ns]);
+    } catch (e) {
+      console.error(`veth.bench: could not delete netns ${ns}: ${(e as Error).message}`);
+    }
+  }
+  rmSync(pinRoot, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const)
+  process.on(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+
+function topology(): void {
+  for (const ns of [NS.a, NS.r, NS.b]) {
+    sh("ip", ["netns", "add", ns]);
+    created.push(ns);
+  }
+  sh("ip", ["-n", NS.r, "link", "add", "r0", "type", "veth", "peer", "name", "eth0", "netns", NS.a]);
+  sh("ip", ["-n", NS.r, "link", "add", "r1", "type", "veth", "peer", "name", "eth0", "netns", NS.b]);
+  const batch = (ns: string, lines: string[]) => sh("ip", ["-n", ns, "-batch", "-"], `${lines.join("\n")}\n`);
+  batch(NS.r, [
+    "link set lo up",
+    "addr add 10.77.1.1/24 dev r0",
+    "addr add 10.77.2.1/24 dev r1",
+    "link set r0 up",
+    "link set r1 up",
+  ]);
+  batch(NS.a, [
+    "link set lo up",
+    `addr add ${A_IP}/24 dev eth0`,
+    "link set eth0 up",
+    "route add default via 10.77.1.1",
+  ]);
+  batch(NS.b, [
+    "link set lo up",
+    `addr add ${B_IP}/24 dev eth0`,
+    "link set eth0 up",
+    "route add default via 10.77.2.1",
+  ]);
+  inNs(NS.r, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+}
+
+function spawnIn(ns: string, argv: string[]): { child: ChildProcess; out: Promise<string> } {
+  const child = spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["ignore", "pipe", "inherit"] });
+  children.add(child);
+  let out = "";
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  const done = new Promise<string>((resolve, reject) => {
+    child.on("close", (code) => {
+      children.delete(child);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${argv.join(" ")} in ${ns}: exit ${code}`));
+    });
+  });
+  return { child, out: done };
+}
+
+// One measurement: packets per second received by B (and offered by A).
+async function flood(bin: string, port = PORT, seconds = SECONDS): Promise<{ rx: number; tx: number }> {
+  const recv = spawnIn(NS.b, [bin, "recv", String(port), String(seconds)]);
+  await new Promise<void>((resolve, reject) => {
+    recv.child.stdout?.on("data", (d: Buffer) => {
+      if (d.toString().includes("ready")) resolve();
+    });
+    recv.out.catch(reject);
+  });
+  const send = spawnIn(NS.a, [bin, "send", B_IP, String(port), String(seconds), String(PAYLOAD)]);
+  const tx = Number((await send.out).trim());
+  const rx = Number((await recv.out).trim().split("\n").pop());
+  return { rx: rx / seconds, tx: tx / seconds };
+}
+
+async function measure(bin: string): Promise<{ rx: number; tx: number }> {
+  const runs: { rx: number; tx: number }[] = [];
+  for (let i = 0; i < TRIALS; i++) runs.push(await flood(bin));
+  return { rx: median(runs.map((r) => r.rx)), tx: median(runs.map((r) => r.tx)) };
+}
+
+function iptablesRules(n: number): string {
+  // n - 1 rules the flow must walk past (other sources to the same port), then the one that allows it.
+  const lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"];
+  for (let i = 0; i < n - 1; i++)
+    lines.push(
+      `-A FORWARD -s 10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32 -p udp --dport ${PORT} -j DROP`,
+    );
+  lines.push(`-A FORWARD -s ${A_IP}/32 -d ${B_IP}/32 -p udp --dport ${PORT} -j ACCEPT`);
+  lines.push("COMMIT", "");
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  const bin = join(work, "udp_flood");
+  execFileSync("gcc", ["-O2", "-Wall", "-o", bin, join(here, "native/udp_flood.c")], { stdio: "inherit" });
+  topology();
+  const rows: string[][] = [];
+
+  const none = await measure(bin);
+  rows.push(["no policy (baseline)", "-", pps(none.rx), pps(none.tx), "1.00×"]);
+
+  // Sluice: maps written and programs attached from inside the router namespace.
+  const node = process.execPath;
+  const out = sh("nsenter", [
+    `--net=/run/netns/${NS.r}`,
+    node,
+    "--disable-warning=ExperimentalWarning",
+    join(here, "veth/enforce.ts"),
+    "--pin-root",
+    pinRoot,
+    "--rules",
+    String(RULES),
+    "--port",
+    String(PORT),
+    "--a-ip",
+    A_IP,
+    "--b-ip",
+    B_IP,
+    "--a-if",
+    "r0",
+    "--b-if",
+    "r1",
+  ]);
+  const enforce = JSON.parse(out) as { entries: number; syncMs: number };
+  const sluice = await measure(bin);
+  // Enforced, not just attached: a port the policy does not allow gets nothing through.
+  const denied = await flood(bin, PORT + 1, 1);
+  if (denied.rx !== 0 || denied.tx === 0)
+    throw new Error(`Sluice let ${denied.rx} pps of a denied flow through (offered ${denied.tx})`);
+  rows.push([
+    `Sluice, ${enforce.entries} policy entries (tcx on r0, r1)`,
+    `${enforce.syncMs.toFixed(0)} ms (MapSync)`,
+    pps(sluice.rx),
+    pps(sluice.tx),
+    ratio(sluice.rx, none.rx),
+  ]);
+  // Detach: the links live as long as their pins (and the devices).
+  rmSync(join(pinRoot, "links"), { recursive: true, force: true });
+
+  const rulesFile = join(work, "rules");
+  writeFileSync(rulesFile, iptablesRules(RULES));
+  const t0 = performance.now();
+  inNs(NS.r, ["sh", "-c", `iptables-legacy-restore < ${rulesFile}`]);
+  const loadMs = performance.now() - t0;
+  const count = inNs(NS.r, ["iptables-legacy", "-S", "FORWARD"])
+    .split("\n")
+    .filter((l) => l.startsWith("-A")).length;
+  if (count !== RULES) throw new Error(`iptables FORWARD holds ${count} rules, expected ${RULES}`);
+  const ipt = await measure(bin);
+  rows.push([
+    `iptables (legacy), ${RULES} rules in FORWARD`,
+    `${loadMs.toFixed(0)} ms (restore)`,
+    pps(ipt.rx),
+    pps(ipt.tx),
+    ratio(ipt.rx, none.rx),
+  ]);
+  inNs(NS.r, ["iptables-legacy", "-F", "FORWARD"]);
+
+  console.log(
+    `\n### Throughput across a forwarded veth path (UDP, ${PAYLOAD}-byte payload, ${SECONDS} s, median of ${TRIALS})\n`,
+  );
+  console.log(`Machine: ${await machine()}\n`);
+  console.log(markdownTable(["path", "setup", "received", "offered", "× no policy"], rows));
+}
+
+function ratio(x: number, base: number): string {
+  return `${(x / base).toPrecision(2)}×`;
+}
+
+function pps(x: number): string {
+  return `${(x / 1000).toFixed(0)} kpps`;
+}
+
+try {
+  await main();
+} finally {
+  cleanup();
+}

@@ -1,0 +1,113 @@
+// Helper of test/bench/veth.bench.ts, run inside the bench's router namespace (nsenter --net): writes a
+// policy of --rules entries for the two endpoints through the agent's map writer (MapSync) and attaches
+// the datapath to both host-side interfaces with pinned tcx links, then exits (pins keep it enforcing).
+// The flow the bench sends (A -> B, UDP --port) is allowed; every other entry is for other identities.
+import { parseArgs } from "node:util";
+import { attachOrReplace } from "../../../operator/src/datapath/links.ts";
+import { loadDatapath } from "../../../operator/src/datapath/programs.ts";
+import { MapSync } from "../../../operator/src/datapath/sync.ts";
+import type { EndpointState, PolicyEntry } from "../../../operator/src/policy/mapstate.ts";
+
+const { values: o } = parseArgs({
+  options: {
+    "pin-root": { type: "string" },
+    rules: { type: "string" },
+    port: { type: "string" },
+    "a-ip": { type: "string" },
+    "b-ip": { type: "string" },
+    "a-if": { type: "string" },
+    "b-if": { type: "string" },
+  },
+});
+const need = (k: keyof typeof o): string => {
+  const v = o[k];
+  if (typeof v !== "string") throw new Error(`veth/enforce: --${k} is required`);
+  return v;
+};
+const rules = Number(need("rules"));
+const port = Number(need("port"));
+const A_ID = 1000;
+const B_ID = 1001;
+
+// Filler entries for identities other than the peer's: half on each endpoint, both directions.
+function filler(n: number, offset: number): PolicyEntry[] {
+  const out: PolicyEntry[] = [];
+  for (let i = 0; i < n; i++)
+    out.push({
+      direction: i % 2 === 0 ? "ingress" : "egress",
+      identity: 2000 + offset + Math.floor(i / 20),
+      protocol: i % 3 === 0 ? 6 : 17,
+      port: 1000 + (i % 20) * 7,
+      portPrefixLen: 16,
+      verdict: i % 5 === 0 ? "deny" : "allow",
+      ruleId: i + 1,
+    });
+  return out;
+}
+
+const flow = (direction: "ingress" | "egress", identity: number): PolicyEntry => ({
+  direction,
+  identity,
+  protocol: 17,
+  port,
+  portPrefixLen: 16,
+  verdict: "allow",
+  ruleId: 0,
+});
+const half = Math.floor((rules - 2) / 2);
+const a: EndpointState = {
+  key: "bench/a",
+  id: 1,
+  identity: A_ID,
+  policy: {
+    defaultDeny: { ingress: true, egress: true },
+    entries: [flow("egress", B_ID), ...filler(half, 0)],
+  },
+};
+const b: EndpointState = {
+  key: "bench/b",
+  id: 2,
+  identity: B_ID,
+  policy: {
+    defaultDeny: { ingress: true, egress: true },
+    entries: [flow("ingress", A_ID), ...filler(rules - 2 - half, 100_000)],
+  },
+};
+
+const dp = loadDatapath({ pinRoot: need("pin-root") });
+try {
+  dp.maps.config.write({ event_sample_allow: 0, event_sample_deny: 0, events_per_sec: 0, flags: 0 });
+  const ifname = new Map([
+    ["bench/a", need("a-if")],
+    ["bench/b", need("b-if")],
+  ]);
+  const t0 = performance.now();
+  const report = MapSync.adopt(dp.addon, dp.maps).apply(
+    {
+      ipcache: [
+        { cidr: `${need("a-ip")}/32`, identity: A_ID },
+        { cidr: `${need("b-ip")}/32`, identity: B_ID },
+      ],
+      endpoints: [a, b],
+    },
+    (ep) => dp.addon.ifNameToIndex(ifname.get(ep.key) ?? ""),
+  );
+  const syncMs = performance.now() - t0;
+  for (const name of ifname.values())
+    for (const hook of ["ingress", "egress"] as const)
+      attachOrReplace(dp.addon, {
+        pinRoot: need("pin-root"),
+        ifname: name,
+        hook,
+        progFd: dp.programFor(hook),
+      });
+  console.log(
+    JSON.stringify({
+      entries: a.policy.entries.length + b.policy.entries.length,
+      policyWritten: report.policyWritten,
+      syncMs,
+    }),
+  );
+} finally {
+  dp.close();
+}
