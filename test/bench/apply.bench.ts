@@ -6,37 +6,21 @@
 // alone, measured in the same iterations: until `kubectl apply` exits / until the apply call returns.
 // Target: p99 < 100 ms. Run as root:
 //   node --disable-warning=ExperimentalWarning test/bench/apply.bench.ts   (env APPLIES, default 100)
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import type { Server } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { KubeConfig, KubernetesObjectApi } from "@kubernetes/client-node";
 import { loadAddon } from "../../operator/src/datapath/bpf-addon.ts";
-import { openPinnedMaps } from "../../operator/src/datapath/maps.ts";
 import type { DatapathMaps } from "../../operator/src/datapath/maps.ts";
+import { openPinnedMaps } from "../../operator/src/datapath/maps.ts";
 import { readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
 import { applyObject } from "../../operator/src/kube/apply.ts";
-import { API_BRIDGE_SCRIPT, bridgeUnixToTcp } from "../../operator/src/lab/api-bridge.ts";
-import {
-  type Child,
-  firstLine,
-  NODE,
-  NODE_FLAGS,
-  SLUICE_MAIN,
-  signalChild,
-  spawnIn,
-  stopChild,
-  tail,
-} from "../../operator/src/lab/children.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
-import { type ApiServer, kubectl, startApiServer } from "../support/apiserver.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { applyCrds, kubectlOk, registerLabCluster } from "../support/cluster-fixtures.ts";
 import { machine, markdownTable, ratio, requireRoot } from "./table.ts";
 
 const APPLIES = Number(process.env.APPLIES ?? 100);
 const WARMUP = 5;
 const TIMEOUT_MS = 10_000;
-const root = new URL("../..", import.meta.url).pathname;
 const NS = "bench";
 const NODE_NAME = "n1";
 
@@ -50,7 +34,7 @@ const pods = [
   metadata: { name: p.name, namespace: NS, labels: { app: p.name } },
   spec: {
     nodeName: NODE_NAME,
-    containers: [{ name: "c", image: "pause", ports: [{ name: "http", containerPort: p.port }] }],
+    containers: [{ name: "c", ports: [{ name: "http", containerPort: p.port }] }],
   },
   status: { podIP: p.ip, podIPs: [{ ip: p.ip }] },
 }));
@@ -123,86 +107,21 @@ async function main(): Promise<void> {
   requireRoot("apply.bench");
   let api: ApiServer | undefined;
   let lab: Lab | undefined;
-  let agent: Child | undefined;
-  let hostBridge: Server | undefined;
   let maps: DatapathMaps | undefined;
-  const bridges: Child[] = [];
-  const work = mkdtempSync(join(tmpdir(), "sluice-apply-bench-"));
   try {
     api = await startApiServer();
     const kc = api.kubeconfigPath;
-    const k = async (args: string[], input?: string): Promise<void> => {
-      const r = await kubectl(args, kc, { input });
-      if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
-    };
-    await k(["apply", "-f", join(root, "crds")]);
-    await k(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    await applyCrds(kc);
     lab = await Lab.create(topologyFromObjects(topologyObjects));
-
-    // Register the cluster: Node, Namespace, Pods (no status on create), then pod IPs via status.
-    const docs = [
-      { apiVersion: "v1", kind: "Node", metadata: { name: NODE_NAME } },
-      ...topologyObjects.map((o) => ({ ...o, status: undefined })),
-    ];
-    await k(["apply", "-f", "-"], docs.map((d) => JSON.stringify(d)).join("\n---\n"));
-    for (const o of pods)
-      await k([
-        "patch",
-        "pod",
-        o.metadata.name,
-        "-n",
-        NS,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        JSON.stringify({ status: { ...o.status, phase: "Running" } }),
-      ]);
-
+    await registerLabCluster(kc, topologyObjects);
     // The agent runs in the node's namespace; the API server listens on the host's loopback.
-    const url = new URL(api.server);
-    const sock = join(work, "api.sock");
-    hostBridge = await bridgeUnixToTcp(sock, url.hostname, Number(url.port));
-    const netns = lab.plan.nodes[0].netns;
-    const bridge = spawnIn(netns, "api bridge", [
-      NODE,
-      ...NODE_FLAGS,
-      API_BRIDGE_SCRIPT,
-      `${url.hostname}:${url.port}`,
-      sock,
-    ]);
-    bridges.push(bridge);
-    await firstLine(bridge, 10_000);
-
-    const bpffs = lab.nodeBpffsRoot(NODE_NAME);
-    mkdirSync(bpffs, { recursive: true });
-    const ready = join(work, "ready");
-    agent = spawnIn(netns, "kube agent", [
-      NODE,
-      ...NODE_FLAGS,
-      SLUICE_MAIN,
-      "agent",
-      "--node",
-      NODE_NAME,
-      "--bpffs-root",
-      bpffs,
-      "--kubeconfig",
-      kc,
-      "--ready-file",
-      ready,
-    ]);
-    agent.proc.stdout?.resume();
-    const t0 = Date.now();
-    while (!existsSync(ready)) {
-      if (agent.proc.exitCode !== null || agent.proc.signalCode !== null)
-        throw new Error(`agent exited${tail(agent)}`);
-      if (Date.now() - t0 > 60_000) throw new Error(`agent not ready${tail(agent)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    maps = openPinnedMaps(loadAddon(), bpffs);
+    await lab.connectApiServer(api.server);
+    await lab.startKubeAgent(NODE_NAME, kc);
+    maps = openPinnedMaps(loadAddon(), lab.nodeBpffsRoot(NODE_NAME));
     const m = maps;
 
     const viaKubectl = await measure(m, 1000, (port) =>
-      k(["apply", "-f", "-"], JSON.stringify(policy(port))),
+      kubectlOk(["apply", "-f", "-"], kc, JSON.stringify(policy(port))).then(() => {}),
     );
 
     const config = new KubeConfig();
@@ -250,12 +169,8 @@ async function main(): Promise<void> {
     );
   } finally {
     maps?.close();
-    if (agent) await stopChild(agent).catch(() => {});
-    for (const b of bridges) signalChild(b, "SIGTERM");
-    hostBridge?.close();
     await lab?.destroy();
     await api?.stop();
-    rmSync(work, { recursive: true, force: true });
   }
 }
 

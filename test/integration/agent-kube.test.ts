@@ -2,28 +2,17 @@
 // delete of policies change what real packets measure, an agent killed with -9 leaves enforcement as
 // it was, and a restarted agent adopts the pinned state.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { Server } from "node:net";
-import { API_BRIDGE_SCRIPT, bridgeUnixToTcp } from "../../operator/src/lab/api-bridge.ts";
-import {
-  type Child,
-  firstLine,
-  NODE,
-  NODE_FLAGS,
-  SLUICE_MAIN,
-  signalChild,
-  spawnIn,
-  tail,
-} from "../../operator/src/lab/children.ts";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
 import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
 import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/index.ts";
-import { type ApiServer, kubectl, startApiServer } from "../support/apiserver.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { applyCrds, kubectlOk, registerLabCluster } from "../support/cluster-fixtures.ts";
 import { privilegeProblem } from "../support/privileged.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -33,9 +22,6 @@ const policyDir = join(root, "samples/demo/policies");
 let api: ApiServer | undefined;
 let lab: Lab | undefined;
 let work: string;
-const agents = new Map<string, Child>();
-const bridges: Child[] = [];
-let hostBridge: Server | undefined;
 const skip = privilegeProblem();
 if (skip && process.env.CI === "true") throw new Error(`agent-kube integration cannot run under CI: ${skip}`);
 
@@ -43,89 +29,10 @@ function expected(paths: string[]): MatrixRow[] {
   return sortRows(computeMatrix(inputsFromObjects(loadObjects(paths))));
 }
 
-async function k(args: string[], input?: string): Promise<string> {
-  const r = await kubectl(args, api!.kubeconfigPath, { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
+const k = (args: string[]) => kubectlOk(args, api!.kubeconfigPath);
 
-// The lab's pods as the API server needs them (an image), then their IPs through the status subresource.
-async function registerTopology(): Promise<void> {
-  const objects = loadObjects([topologyFile]) as Array<{
-    kind: string;
-    metadata: { name: string; namespace?: string };
-    spec?: { containers?: Array<Record<string, unknown>> };
-    status?: unknown;
-  }>;
-  const nodes = new Set<string>();
-  for (const o of objects) {
-    if (o.kind !== "Pod") continue;
-    nodes.add((o.spec as { nodeName: string }).nodeName);
-  }
-  const docs = [
-    ...[...nodes].map((n) => ({ apiVersion: "v1", kind: "Node", metadata: { name: n } })),
-    ...objects.map((o) =>
-      o.kind === "Pod"
-        ? {
-            ...o,
-            status: undefined,
-            spec: { ...o.spec, containers: o.spec?.containers?.map((c) => ({ image: "pause", ...c })) },
-          }
-        : o,
-    ),
-  ];
-  await k(["apply", "-f", "-"], docs.map((d) => JSON.stringify(d)).join("\n---\n"));
-  for (const o of objects)
-    if (o.kind === "Pod")
-      await k([
-        "patch",
-        "pod",
-        o.metadata.name,
-        "-n",
-        o.metadata.namespace ?? "default",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        JSON.stringify({ status: { ...(o.status as object), phase: "Running" } }),
-      ]);
-}
-
-async function startAgent(node: string): Promise<void> {
-  const netns = lab!.plan.nodes.find((n) => n.name === node)!.netns;
-  const ready = join(work, `ready-${node}-${Date.now()}`);
-  const bpffs = lab!.nodeBpffsRoot(node);
-  mkdirSync(bpffs, { recursive: true });
-  const child = spawnIn(netns, `kube agent ${node}`, [
-    NODE,
-    ...NODE_FLAGS,
-    SLUICE_MAIN,
-    "agent",
-    "--node",
-    node,
-    "--bpffs-root",
-    bpffs,
-    "--kubeconfig",
-    api!.kubeconfigPath,
-    "--ready-file",
-    ready,
-  ]);
-  child.proc.stdout?.resume();
-  agents.set(node, child);
-  const t0 = Date.now();
-  while (!existsSync(ready)) {
-    if (child.proc.exitCode !== null || child.proc.signalCode !== null)
-      throw new Error(`agent ${node} exited${tail(child)}`);
-    if (Date.now() - t0 > 60_000) throw new Error(`agent ${node} not ready${tail(child)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopAgent(node: string, signal: NodeJS.Signals): Promise<void> {
-  const c = agents.get(node);
-  if (!c) return;
-  signalChild(c, signal);
-  await c.exited;
-  agents.delete(node);
+async function startAgents(): Promise<void> {
+  for (const n of lab!.plan.nodes) await lab!.startKubeAgent(n.name, api!.kubeconfigPath);
 }
 
 // Probes until the lab measures what the compiler says (the agents apply asynchronously).
@@ -142,32 +49,16 @@ before(async () => {
   if (skip) return;
   work = mkdtempSync(join(tmpdir(), "sluice-agent-kube-"));
   api = await startApiServer();
-  await k(["apply", "-f", join(root, "crds")]);
-  await k(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
-  lab = await Lab.create(topologyFromObjects(loadObjects([topologyFile])));
-  await registerTopology();
+  await applyCrds(api.kubeconfigPath);
+  const topology = loadObjects([topologyFile]);
+  lab = await Lab.create(topologyFromObjects(topology));
+  await registerLabCluster(api.kubeconfigPath, topology);
   // The agents run in the nodes' namespaces; the API server listens on the host's loopback.
-  const url = new URL(api.server);
-  const sock = join(work, "api.sock");
-  hostBridge = await bridgeUnixToTcp(sock, url.hostname, Number(url.port));
-  for (const n of lab.plan.nodes) {
-    const b = spawnIn(n.netns, `api bridge ${n.name}`, [
-      NODE,
-      ...NODE_FLAGS,
-      API_BRIDGE_SCRIPT,
-      `${url.hostname}:${url.port}`,
-      sock,
-    ]);
-    bridges.push(b);
-    await firstLine(b, 10_000);
-  }
-  for (const n of lab.plan.nodes) await startAgent(n.name);
+  await lab.connectApiServer(api.server);
+  await startAgents();
 });
 
 after(async () => {
-  for (const n of [...agents.keys()]) await stopAgent(n, "SIGTERM").catch(() => {});
-  for (const b of bridges) signalChild(b, "SIGTERM");
-  hostBridge?.close();
   await lab?.destroy();
   await api?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
@@ -214,9 +105,9 @@ test("kubectl apply of the sample policies changes what probes measure; delete r
 
 test("agent kill -9: verdicts unchanged; a restarted agent adopts the pinned state", { skip }, async () => {
   const want = expected([topologyFile, policyDir]);
-  for (const n of [...agents.keys()]) await stopAgent(n, "SIGKILL");
+  await lab!.stopAgents("SIGKILL");
   assert.deepEqual(sortRows((await lab!.probe()).results), want, "enforcement continues with no agent");
-  for (const n of lab!.plan.nodes) await startAgent(n.name);
+  await startAgents();
   assert.deepEqual(sortRows((await lab!.probe()).results), want, "restart changes nothing");
 });
 
@@ -225,6 +116,9 @@ test("API server stopped: the agents keep enforcing the last good state", { skip
   await api!.stop();
   await new Promise((r) => setTimeout(r, 1000));
   assert.deepEqual(sortRows((await lab!.probe()).results), want);
-  for (const [n, c] of agents)
-    assert.equal(c.proc.exitCode, null, `agent ${n} must survive the API server going away`);
+  assert.deepEqual(
+    lab!.runningAgents(),
+    lab!.plan.nodes.map((n) => n.name),
+    "every agent survives the API server going away",
+  );
 });

@@ -1,58 +1,17 @@
-// Shared fixtures of the operator/identity/leader integration suites: a real API server with
-// Sluice's CRDs, namespaces and pods, polling helpers.
-import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { parse, stringify } from "yaml";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
-import { type ApiServer, kubectl, startApiServer } from "../support/apiserver.ts";
+import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { applyCrds, kubectlOk } from "../support/cluster-fixtures.ts";
 
-export const repoRoot = resolve(import.meta.dirname, "../..");
+export { applyCrds, kubectlOk };
+export { repoRoot } from "../support/apiserver.ts";
 
 export interface Cluster {
   api: ApiServer;
   kc: KubeConfig;
   clients: KubeClients;
   stop(): Promise<void>;
-}
-
-export async function kubectlOk(args: string[], kubeconfig: string, input?: string): Promise<string> {
-  const r = await kubectl(args, kubeconfig, { input });
-  assert.equal(r.code, 0, `kubectl ${args.join(" ")} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** Applies CRDs from crds/ (default: all of them) and waits until they are served. */
-export async function applyCrds(kubeconfig: string, files?: readonly string[]): Promise<void> {
-  const dir = join(repoRoot, "crds");
-  const chosen = files ?? readdirSync(dir).filter((f) => f.endsWith(".yaml"));
-  for (const f of chosen) {
-    const r = await kubectl(["apply", "--server-side", "-f", join(dir, f)], kubeconfig);
-    if (r.code === 0) continue;
-    // Another part of the project owns the policy CRDs; while their CEL rules exceed the API
-    // server's cost budget, the operator suites use them without CEL so they can still run.
-    if (process.env.CI === "true" || f === "securitynodestatuses.yaml" || f === "securityidentities.yaml") {
-      assert.fail(`kubectl apply ${f} failed: ${r.stderr}`);
-    }
-    process.stdout.write(
-      `# ${f} rejected by the API server (${r.stderr.split("\n")[0].slice(0, 160)}); applied without CEL rules\n`,
-    );
-    const doc = stripCel(parse(readFileSync(join(dir, f), "utf8")));
-    await kubectlOk(["apply", "--server-side", "-f", "-"], kubeconfig, stringify(doc));
-  }
-  await kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"], kubeconfig);
-}
-
-function stripCel(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(stripCel);
-  if (v && typeof v === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) if (k !== "x-kubernetes-validations") out[k] = stripCel(x);
-    return out;
-  }
-  return v;
 }
 
 export async function startCluster(crdFiles?: readonly string[]): Promise<Cluster> {

@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { KubeConfig } from "@kubernetes/client-node";
 
-const repoRoot = resolve(import.meta.dirname, "../..");
+export const repoRoot = resolve(import.meta.dirname, "../..");
 
 export interface ApiServer {
   kubeconfigPath: string;

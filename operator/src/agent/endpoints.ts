@@ -2,16 +2,13 @@
 // reaches it. A pod whose interface is not there yet (still being wired) is reported as pending and
 // picked up on a later pass.
 import type { Pod } from "../api/k8s.ts";
+import { podKey } from "../policy/matrix.ts";
 import { isNetworkedPod, podIps } from "../policy/universe.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
 
 export interface LocalInterfaces {
   byKey: Map<string, HostInterface>;
   pending: string[];
-}
-
-export function endpointKey(p: Pod): string {
-  return `${p.metadata.namespace ?? "default"}/${p.metadata.name ?? ""}`;
 }
 
 export function localPods(pods: readonly Pod[], node: string): Pod[] {
@@ -31,8 +28,8 @@ export async function resolveLocalInterfaces(
       found = await resolver.resolve(ip);
       if (found) break;
     }
-    if (found) byKey.set(endpointKey(pod), found);
-    else pending.push(endpointKey(pod));
+    if (found) byKey.set(podKey(pod), found);
+    else pending.push(podKey(pod));
   }
   return { byKey, pending };
 }

@@ -24,6 +24,7 @@ import {
 import { runWorkers, WorkQueue } from "../kube/workqueue.ts";
 import { IDENTITY_TOMBSTONE_LABEL } from "../identity/allocator.ts";
 import { type LabelOptions, labelSetKey } from "../identity/labels.ts";
+import { policyKey } from "../policy/normalize.ts";
 import { Enforcer } from "./enforcer.ts";
 import type { InterfaceResolver } from "./host-interfaces.ts";
 
@@ -49,26 +50,24 @@ export interface KubeAgentOptions {
   log: (line: string) => void;
 }
 
-function policyKeyOf(o: KubernetesObject): string {
-  const ns = o.metadata?.namespace;
-  return ns ? `${o.kind}/${ns}/${o.metadata?.name}` : `${o.kind}/${o.metadata?.name}`;
-}
-
 // What the node tells the operator: every policy it compiled at its generation, and what failed.
 export function enforcementSummary(
   objects: ClusterObjects,
   errors: readonly { policies: string[]; message: string }[],
 ): { enforced: EnforcedPolicy[]; errors: NodeError[] } {
-  const policies: KubernetesObject[] = [
-    ...objects.networkPolicies.map((p) => ({ ...p, kind: "NetworkPolicy" })),
-    ...objects.securityPolicies.map((p) => ({ ...p, kind: "SecurityPolicy" })),
-    ...objects.clusterSecurityPolicies.map((p) => ({ ...p, kind: "ClusterSecurityPolicy" })),
-  ];
+  const policies: { key: string; metadata: KubernetesObject["metadata"] }[] = [
+    ...objects.networkPolicies.map((p) => ({ kind: "NetworkPolicy" as const, p })),
+    ...objects.securityPolicies.map((p) => ({ kind: "SecurityPolicy" as const, p })),
+    ...objects.clusterSecurityPolicies.map((p) => ({ kind: "ClusterSecurityPolicy" as const, p })),
+  ].map(({ kind, p }) => ({
+    key: policyKey(kind, p.metadata?.namespace, p.metadata?.name ?? ""),
+    metadata: p.metadata,
+  }));
   const failed = new Set(errors.flatMap((e) => e.policies));
-  const uidOf = new Map(policies.map((p) => [policyKeyOf(p), p.metadata?.uid]));
+  const uidOf = new Map(policies.map((p) => [p.key, p.metadata?.uid]));
   return {
     enforced: policies
-      .filter((p) => p.metadata?.uid && !failed.has(policyKeyOf(p)))
+      .filter((p) => p.metadata?.uid && !failed.has(p.key))
       .map((p) => ({ uid: p.metadata!.uid!, generation: p.metadata?.generation ?? 0 })),
     errors: errors.map((e) => ({
       policy: e.policies[0],

@@ -4,6 +4,7 @@ import { existsSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { pinnedLinks, replaceAll } from "../agent/attachments.ts";
 import { loadAddon } from "../datapath/bpf-addon.ts";
+import { dirOfCode, verdictOfCode } from "../datapath/keys.ts";
 import { openPinnedMaps } from "../datapath/maps.ts";
 import { loadDatapath } from "../datapath/programs.ts";
 import { readApplied, viewApplied } from "../datapath/sync.ts";
@@ -22,7 +23,6 @@ function replace(root: string, times: number, objectPath: string | undefined): n
     const t0 = performance.now();
     let replacements = 0;
     for (let i = 0; i < times; i++) replacements += replaceAll(i % 2 === 0 ? a : b, root);
-    // Leave the last swap on a program that stays referenced by its link after we exit.
     const durationMs = performance.now() - t0;
     process.stdout.write(
       `${JSON.stringify({ replacements, links: pinnedLinks(root).length, durationMs })}\n`,
@@ -41,8 +41,8 @@ function show(root: string, json: boolean): number {
     const view = viewApplied(readApplied(maps));
     const counters = maps.counters.totals().map(([k, v]) => ({
       epId: k.ep_id,
-      dir: k.dir === 0 ? "ingress" : "egress",
-      verdict: k.verdict === 1 ? "allow" : "deny",
+      dir: dirOfCode(k.dir),
+      verdict: verdictOfCode(k.verdict),
       packets: Number(v.packets),
       bytes: Number(v.bytes),
     }));

@@ -1,8 +1,10 @@
-// A running lab: namespaces wired from a plan, a server in every pod, optionally one static agent
-// per node enforcing policy files, and probes between every pair of pods.
+// A running lab: namespaces wired from a plan, a server in every pod, optionally one agent per node
+// (static, enforcing policy files, or against an API server), and probes between every pair of pods.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { API_BRIDGE_SCRIPT, bridgeUnixToTcp } from "./api-bridge.ts";
 import {
   type Child,
   collect,
@@ -77,6 +79,8 @@ export class Lab {
   readonly workDir: string;
   private readonly log: (line: string) => void;
   private readonly servers = new Map<string, Child>();
+  private readonly bridges: Child[] = [];
+  private hostBridge: Server | undefined;
   private readonly agents = new Map<string, Agent>();
   private readonly netns: string[] = [];
   private readonly unregister: () => void;
@@ -154,13 +158,44 @@ export class Lab {
   }
 
   async startAgent(node: string, files: readonly string[], timeoutMs = 60000): Promise<void> {
+    await this.launchAgent(node, ["--static", ...files.flatMap((f) => ["-f", f])], timeoutMs);
+  }
+
+  // Starts the agent in Kubernetes mode on a node; connectApiServer() must have run.
+  async startKubeAgent(node: string, kubeconfig: string, timeoutMs = 60000): Promise<void> {
+    if (!this.hostBridge) throw new Error("connectApiServer() before starting a Kubernetes-mode agent");
+    await this.launchAgent(node, ["--kubeconfig", kubeconfig], timeoutMs);
+  }
+
+  // Makes an API server on the host's loopback reachable at the same address from every node's
+  // namespace (see api-bridge.ts), so agents there can use the host's kubeconfig unchanged.
+  async connectApiServer(server: string): Promise<void> {
+    if (this.hostBridge) return;
+    const url = new URL(server);
+    const sock = join(this.workDir, "api.sock");
+    this.hostBridge = await bridgeUnixToTcp(sock, url.hostname, Number(url.port));
+    for (const n of this.plan.nodes) {
+      const b = spawnIn(n.netns, `api bridge ${n.name}`, [
+        NODE,
+        ...NODE_FLAGS,
+        API_BRIDGE_SCRIPT,
+        `${url.hostname}:${url.port}`,
+        sock,
+      ]);
+      this.bridges.push(b);
+      await firstLine(b, 10000);
+    }
+  }
+
+  // Spawns `sluice agent <modeArgs>` in the node's namespace and waits for its ready file.
+  private async launchAgent(node: string, modeArgs: readonly string[], timeoutMs: number): Promise<void> {
     if (this.agents.has(node)) throw new Error(`agent on ${node} is already running`);
-    const plan = this.plan.nodes.find((n) => n.name === node)!;
+    const plan = this.plan.nodes.find((n) => n.name === node);
+    if (!plan) throw new Error(`no node ${node} in the lab`);
     const root = this.nodeBpffsRoot(node);
     mkdirSync(root, { recursive: true });
     const readyFile = join(this.workDir, `ready-${plan.fabricPeerIf}-${Date.now()}.json`);
-    const args = [NODE, ...NODE_FLAGS, SLUICE_MAIN, "agent", "--static"];
-    for (const f of files) args.push("-f", f);
+    const args = [NODE, ...NODE_FLAGS, SLUICE_MAIN, "agent", ...modeArgs];
     args.push("--node", node, "--bpffs-root", root, "--ready-file", readyFile);
     const child = spawnIn(plan.netns, `agent ${node}`, args);
     child.proc.stdout?.resume();
@@ -205,8 +240,11 @@ export class Lab {
     return { code };
   }
 
+  // Nodes whose agent process is alive.
   runningAgents(): string[] {
-    return [...this.agents.keys()];
+    return [...this.agents.values()]
+      .filter((a) => a.child.proc.exitCode === null && a.child.proc.signalCode === null)
+      .map((a) => a.node);
   }
 
   // Probes every pod from every other pod on every port with real packets.
@@ -303,10 +341,16 @@ export class Lab {
 
   private async teardown(): Promise<void> {
     const errors: string[] = [];
-    const children = [...[...this.agents.values()].map((a) => a.child), ...this.servers.values()];
+    const children = [
+      ...[...this.agents.values()].map((a) => a.child),
+      ...this.servers.values(),
+      ...this.bridges.splice(0),
+    ];
     this.agents.clear();
     this.servers.clear();
     await Promise.all(children.map((c) => stopChild(c, 3000)));
+    this.hostBridge?.close();
+    this.hostBridge = undefined;
     // Every namespace of this run, also one whose creation a signal interrupted.
     const prefix = `${NETNS_PREFIX}${this.plan.runId}-`;
     const ours = new Set([...this.netns, ...existingNetns().filter((n) => n.startsWith(prefix))]);
