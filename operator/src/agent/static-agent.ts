@@ -6,6 +6,7 @@ import { openFlowEvents } from "../datapath/events.ts";
 import { loadDatapath } from "../datapath/programs.ts";
 import { loadManifests } from "../manifests/load.ts";
 import { Enforcer, type EnforceResult } from "./enforcer.ts";
+import { type EventSampling, writeEventSampling } from "./event-config.ts";
 import { type InterfaceResolver, RouteInterfaceResolver } from "./host-interfaces.ts";
 
 export interface StaticAgentOptions {
@@ -17,9 +18,7 @@ export interface StaticAgentOptions {
   resolver?: InterfaceResolver;
   // Flow events to this sink (JSON lines), sampled as configured.
   onEvent?: (line: string) => void;
-  eventSampleAllow?: number;
-  eventSampleDeny?: number;
-  eventsPerSecond?: number;
+  sampling: EventSampling;
   log?: (line: string) => void;
 }
 
@@ -37,12 +36,7 @@ export class StaticAgent {
 
   static async start(o: StaticAgentOptions): Promise<StaticAgent> {
     const dp = loadDatapath({ pinRoot: o.pinRoot, objectPath: o.objectPath });
-    dp.maps.config.write({
-      event_sample_allow: o.eventSampleAllow ?? 0,
-      event_sample_deny: o.eventSampleDeny ?? 0,
-      events_per_sec: o.eventsPerSecond ?? 1000,
-      flags: 0,
-    });
+    writeEventSampling(dp, o.sampling);
     const agent = new StaticAgent(
       o,
       new Enforcer(dp, {

@@ -1,16 +1,17 @@
-// `sluice agent --static -f <files|dirs>... --node <name> --bpffs-root <dir> [--ready-file <path>]`
-// Runs until SIGTERM/SIGINT and leaves the datapath enforcing; SIGHUP re-reads the files.
+// `sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>]`, or with `--static -f <files>`.
+// Runs until SIGTERM/SIGINT and leaves the datapath enforcing; in static mode SIGHUP re-reads the files.
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { KubeAgent } from "../agent/kube-agent.ts";
 import { RouteInterfaceResolver } from "../agent/host-interfaces.ts";
+import { type EventSampling, writeEventSampling } from "../agent/event-config.ts";
 import { StaticAgent } from "../agent/static-agent.ts";
 import { loadDatapath } from "../datapath/programs.ts";
 
 const usage =
-  "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>]\n" +
-  "       sluice agent --static -f <file or dir>... --node <name> --bpffs-root <dir> [--ready-file <path>] [--events]\n" +
-  "       [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]";
+  "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>] [options]\n" +
+  "       sluice agent --static -f <file or dir>... --node <name> --bpffs-root <dir> [--events] [options]\n" +
+  "options: [--ready-file <path>] [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]";
 
 function count(v: string | undefined, name: string, fallback: number): number {
   if (v === undefined) return fallback;
@@ -35,8 +36,18 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       "event-sample-allow": { type: "string" },
       "event-sample-deny": { type: "string" },
       "events-per-second": { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const sampling: EventSampling = {
+    sampleAllow: count(values["event-sample-allow"], "event-sample-allow", values.events ? 1 : 0),
+    sampleDeny: count(values["event-sample-deny"], "event-sample-deny", values.events ? 1 : 0),
+    perSecond: count(values["events-per-second"], "events-per-second", 1000),
+  };
   if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length)) {
     process.stderr.write(`${usage}\n`);
     return 2;
@@ -48,6 +59,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       values.kubeconfig,
       values["ready-file"],
       values.object,
+      sampling,
     );
   const agent = await StaticAgent.start({
     files: values.file ?? [],
@@ -56,9 +68,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
     objectPath: values.object,
     readyFile: values["ready-file"],
     onEvent: values.events ? (line) => process.stdout.write(`${line}\n`) : undefined,
-    eventSampleAllow: count(values["event-sample-allow"], "event-sample-allow", values.events ? 1 : 0),
-    eventSampleDeny: count(values["event-sample-deny"], "event-sample-deny", values.events ? 1 : 0),
-    eventsPerSecond: count(values["events-per-second"], "events-per-second", 1000),
+    sampling,
   });
   let reloading = Promise.resolve();
   process.on("SIGHUP", () => {
@@ -92,8 +102,10 @@ async function kubeAgent(
   kubeconfig: string | undefined,
   readyFile: string | undefined,
   objectPath: string | undefined,
+  sampling: EventSampling,
 ): Promise<number> {
   const datapath = loadDatapath({ pinRoot, objectPath });
+  writeEventSampling(datapath, sampling);
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   const agent = new KubeAgent({
     kubeconfig,
