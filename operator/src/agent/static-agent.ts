@@ -3,6 +3,7 @@
 import { writeFileSync } from "node:fs";
 import { classifyObjects } from "../api/objects.ts";
 import { openFlowEvents } from "../datapath/events.ts";
+import type { AttachMode } from "../datapath/links.ts";
 import { loadDatapath } from "../datapath/programs.ts";
 import { loadManifests } from "../manifests/load.ts";
 import { Enforcer, type EnforceResult } from "./enforcer.ts";
@@ -14,6 +15,7 @@ export interface StaticAgentOptions {
   node: string;
   pinRoot: string;
   objectPath?: string;
+  attachMode?: AttachMode | "auto";
   readyFile?: string;
   resolver?: InterfaceResolver;
   // Flow events to this sink (JSON lines), sampled as configured.
@@ -35,7 +37,7 @@ export class StaticAgent {
   }
 
   static async start(o: StaticAgentOptions): Promise<StaticAgent> {
-    const dp = loadDatapath({ pinRoot: o.pinRoot, objectPath: o.objectPath });
+    const dp = loadDatapath({ pinRoot: o.pinRoot, objectPath: o.objectPath, attachMode: o.attachMode });
     writeEventSampling(dp, o.sampling);
     const agent = new StaticAgent(
       o,

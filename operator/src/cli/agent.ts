@@ -6,12 +6,14 @@ import { KubeAgent } from "../agent/kube-agent.ts";
 import { RouteInterfaceResolver } from "../agent/host-interfaces.ts";
 import { type EventSampling, writeEventSampling } from "../agent/event-config.ts";
 import { StaticAgent } from "../agent/static-agent.ts";
+import type { AttachMode } from "../datapath/links.ts";
 import { loadDatapath } from "../datapath/programs.ts";
 
 const usage =
   "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>] [options]\n" +
   "       sluice agent --static -f <file or dir>... --node <name> --bpffs-root <dir> [--events] [options]\n" +
-  "options: [--ready-file <path>] [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]";
+  "options: [--ready-file <path>] [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]\n" +
+  "         [--attach-mode auto|tcx|tc]   (auto: tcx links, tc filters where the kernel refuses tcx)";
 
 function count(v: string | undefined, name: string, fallback: number): number {
   if (v === undefined) return fallback;
@@ -33,6 +35,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       "ready-file": { type: "string" },
       object: { type: "string" },
       events: { type: "boolean", default: false },
+      "attach-mode": { type: "string", default: "auto" },
       "event-sample-allow": { type: "string" },
       "event-sample-deny": { type: "string" },
       "events-per-second": { type: "string" },
@@ -48,6 +51,9 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
     sampleDeny: count(values["event-sample-deny"], "event-sample-deny", values.events ? 1 : 0),
     perSecond: count(values["events-per-second"], "events-per-second", 1000),
   };
+  const attachMode = values["attach-mode"];
+  if (attachMode !== "auto" && attachMode !== "tcx" && attachMode !== "tc")
+    throw new Error(`--attach-mode: ${JSON.stringify(attachMode)} is not one of auto, tcx, tc`);
   if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length)) {
     process.stderr.write(`${usage}\n`);
     return 2;
@@ -60,12 +66,14 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       values["ready-file"],
       values.object,
       sampling,
+      attachMode,
     );
   const agent = await StaticAgent.start({
     files: values.file ?? [],
     node: values.node,
     pinRoot: values["bpffs-root"],
     objectPath: values.object,
+    attachMode,
     readyFile: values["ready-file"],
     onEvent: values.events ? (line) => process.stdout.write(`${line}\n`) : undefined,
     sampling,
@@ -103,8 +111,9 @@ async function kubeAgent(
   readyFile: string | undefined,
   objectPath: string | undefined,
   sampling: EventSampling,
+  attachMode: AttachMode | "auto",
 ): Promise<number> {
-  const datapath = loadDatapath({ pinRoot, objectPath });
+  const datapath = loadDatapath({ pinRoot, objectPath, attachMode });
   writeEventSampling(datapath, sampling);
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   const agent = new KubeAgent({

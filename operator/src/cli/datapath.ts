@@ -2,7 +2,7 @@
 // a node's pinned datapath.
 import { existsSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { pinnedLinks, replaceAll } from "../agent/attachments.ts";
+import { detachAll, pinnedLinks, replaceAll } from "../agent/attachments.ts";
 import { loadAddon } from "../datapath/bpf-addon.ts";
 import { dirOfCode, verdictOfCode } from "../datapath/keys.ts";
 import { openPinnedMaps } from "../datapath/maps.ts";
@@ -24,6 +24,13 @@ function replace(root: string, times: number, objectPath: string | undefined): n
     let replacements = 0;
     for (let i = 0; i < times; i++) replacements += replaceAll(i % 2 === 0 ? a : b, root);
     const durationMs = performance.now() - t0;
+    const unreachable = pinnedLinks(root).length * times - replacements;
+    if (unreachable > 0)
+      // A tc filter is found by its device's name, which only means something in the device's
+      // network namespace; tcx links are found through their pins from anywhere.
+      process.stderr.write(
+        `warning: ${unreachable / times} tc filters not replaced: their devices are not in this network namespace (run it where the agent runs)\n`,
+      );
     process.stdout.write(
       `${JSON.stringify({ replacements, links: pinnedLinks(root).length, durationMs })}\n`,
     );
@@ -96,7 +103,9 @@ export async function datapathMain(argv: readonly string[]): Promise<number> {
     return replace(root, times, values.object);
   }
   if (sub === "show") return show(root, values.output === "json");
-  // Unpinning the links detaches the programs (nothing else holds them); unpinning the maps frees them.
+  // tc filters live on their devices: delete them first. Unpinning the tcx links detaches their
+  // programs (nothing else holds them); unpinning the maps frees them.
+  if (existsSync(root)) detachAll({ addon: loadAddon() }, root);
   rmSync(root, { recursive: true, force: true });
   return 0;
 }

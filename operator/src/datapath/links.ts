@@ -1,8 +1,10 @@
 // Attaching programs to an endpoint's host-side interface. tcx links are pinned under
 // <pinRoot>/links/<ifname>-<ingress|egress> so they survive the agent; a restarted agent adopts the
 // pin and swaps the program in with one atomic bpf_link_update. Never detach+attach to upgrade: the gap
-// lets traffic through that policy denies. Kernels without tcx get tc clsact filters, replaced in place.
-import { existsSync, mkdirSync, unlinkSync } from "node:fs";
+// lets traffic through that policy denies. Kernels without tcx get tc clsact filters, replaced in place
+// (the kernel swaps a filter's program atomically too); a tc filter lives on the device, not in bpffs,
+// so an empty directory <pinRoot>/tc/<ifname>-<hook> records it for restarts, upgrades and removal.
+import { existsSync, mkdirSync, rmSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { type BpfAddon, type HookDirection, hasErrnoCode } from "./bpf-addon.ts";
 
@@ -13,7 +15,7 @@ export interface Attachment {
   ifname: string;
   ifindex: number;
   hook: HookDirection;
-  // tcx: the link's pin path; tc: undefined (the filter lives on the qdisc).
+  // tcx: the link's pin path; tc: the marker directory that records the filter.
   pinPath?: string;
   // tc: filter identity.
   handle?: number;
@@ -36,6 +38,10 @@ const TC_PRIORITY = 1;
 
 export function linkPinPath(pinRoot: string, ifname: string, hook: HookDirection): string {
   return join(pinRoot, "links", `${ifname}-${hook}`);
+}
+
+export function tcMarkerPath(pinRoot: string, ifname: string, hook: HookDirection): string {
+  return join(pinRoot, "tc", `${ifname}-${hook}`);
 }
 
 // Opens the pinned link, returning its fd when it still belongs to ifindex (else removes the stale pin).
@@ -63,7 +69,9 @@ export function attachOrReplace(addon: BpfAddon, o: AttachOptions): Attachment {
   const mode = o.mode ?? "auto";
   const pin = linkPinPath(o.pinRoot, o.ifname, o.hook);
   const base = { ifname: o.ifname, ifindex, hook: o.hook };
-  if (mode !== "tc") {
+  const marker = tcMarkerPath(o.pinRoot, o.ifname, o.hook);
+  // An endpoint attached with tc stays on tc: adding a tcx link beside the filter would run both.
+  if (mode === "tcx" || (mode === "auto" && !existsSync(marker))) {
     const existing = openPinnedLink(addon, pin, ifindex);
     if (existing !== undefined) {
       try {
@@ -92,7 +100,33 @@ export function attachOrReplace(addon: BpfAddon, o: AttachOptions): Attachment {
   }
   const existing = addon.tcQuery(ifindex, o.hook, TC_HANDLE, TC_PRIORITY);
   addon.tcAttach(o.progFd, ifindex, o.hook, { handle: TC_HANDLE, priority: TC_PRIORITY, replace: true });
-  return { ...base, mode: "tc", handle: TC_HANDLE, priority: TC_PRIORITY, adopted: existing !== null };
+  mkdirSync(marker, { recursive: true });
+  return {
+    ...base,
+    mode: "tc",
+    pinPath: marker,
+    handle: TC_HANDLE,
+    priority: TC_PRIORITY,
+    adopted: existing !== null,
+  };
+}
+
+// The attachment a marker or pin records, for an agent that did not make it (restart, upgrade, CLI).
+export function recordedAttachment(
+  addon: BpfAddon,
+  mode: AttachMode,
+  pinPath: string,
+  ifname: string,
+  hook: HookDirection,
+): Attachment {
+  if (mode === "tcx") return { mode, ifname, ifindex: 0, hook, pinPath, adopted: true };
+  let ifindex = 0;
+  try {
+    ifindex = addon.ifNameToIndex(ifname);
+  } catch {
+    // The device is gone, and its filters with it: ifindex 0 says so.
+  }
+  return { mode, ifname, ifindex, hook, pinPath, handle: TC_HANDLE, priority: TC_PRIORITY, adopted: true };
 }
 
 // Replaces the program of an existing attachment (atomic in both modes).
@@ -111,6 +145,7 @@ export function replaceProgram(
     }
     return;
   }
+  if (a.ifindex === 0) throw new Error(`${a.ifname}: the device is gone; its tc filter with it`);
   addon.tcAttach(progFd, a.ifindex, a.hook, { handle: a.handle, priority: a.priority, replace: true });
 }
 
@@ -125,6 +160,7 @@ export function attachedProgramId(addon: BpfAddon, a: Attachment): number | unde
       addon.closeFd(fd);
     }
   }
+  if (a.ifindex === 0) return undefined;
   return addon.tcQuery(a.ifindex, a.hook, a.handle!, a.priority!)?.progId;
 }
 
@@ -146,8 +182,9 @@ export function detach(addon: BpfAddon, a: Attachment): void {
     return;
   }
   try {
-    addon.tcDetach(a.ifindex, a.hook, a.handle!, a.priority!);
+    if (a.ifindex !== 0) addon.tcDetach(a.ifindex, a.hook, a.handle!, a.priority!);
   } catch (e) {
-    if (!hasErrnoCode(e, "ENOENT", "ENODEV")) throw e;
+    if (!hasErrnoCode(e, "ENOENT", "ENODEV", "EINVAL")) throw e;
   }
+  if (a.pinPath) rmSync(a.pinPath, { recursive: true, force: true });
 }

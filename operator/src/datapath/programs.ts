@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { type BpfAddon, type LoadedObject, loadAddon, repoRoot } from "./bpf-addon.ts";
 import { ensureBpffs } from "./bpffs.ts";
+import type { AttachMode } from "./links.ts";
 import { type DatapathMaps, mapsOfObject } from "./maps.ts";
 
 // Program names in bpf/sluice.bpf.c. Traffic from the pod enters the host side's ingress hook.
@@ -14,6 +15,8 @@ export interface Datapath {
   // fd of the program for the host-side hook.
   programFor(hook: "ingress" | "egress"): number;
   programFd(name: string): number;
+  // How endpoints get the programs: tcx links, tc filters, or tcx with tc where tcx is refused.
+  attachMode: AttachMode | "auto";
   close(): void;
 }
 
@@ -25,6 +28,7 @@ export interface LoadOptions {
   pinRoot: string;
   objectPath?: string;
   addon?: BpfAddon;
+  attachMode?: AttachMode | "auto";
 }
 
 // Loads (or, through the pins, reuses the maps of) the datapath. The pin root's parent must be on bpffs.
@@ -44,6 +48,7 @@ export function loadDatapath(o: LoadOptions): Datapath {
       object,
       maps,
       programFd,
+      attachMode: o.attachMode ?? "auto",
       programFor: (hook) => programFd(hook === "ingress" ? ProgramNames.fromPod : ProgramNames.toPod),
       close: () => object.close(),
     };

@@ -36,6 +36,8 @@ export interface LabOptions {
   extraPorts?: LabPort[];
   log?: (line: string) => void;
   runId?: string;
+  // Extra `sluice agent` flags for every agent this lab starts (e.g. --attach-mode tc).
+  agentArgs?: string[];
 }
 
 export interface ProbeOptions {
@@ -78,6 +80,7 @@ export class Lab {
   readonly bpffsRoot: string;
   readonly workDir: string;
   private readonly log: (line: string) => void;
+  private readonly agentArgs: readonly string[];
   private readonly servers = new Map<string, Child>();
   private readonly bridges: Child[] = [];
   private hostBridge: Server | undefined;
@@ -93,6 +96,7 @@ export class Lab {
     this.bpffsRoot = `${BPFFS_LAB_PREFIX}${this.plan.runId}`;
     this.workDir = mkdtempSync(join(tmpdir(), `sluice-lab-${this.plan.runId}-`));
     this.log = opts.log ?? (() => {});
+    this.agentArgs = opts.agentArgs ?? [];
     this.serverPorts = new Map(
       topology.pods.map((p) => {
         const ports = [...p.ports];
@@ -196,7 +200,7 @@ export class Lab {
     mkdirSync(root, { recursive: true });
     const readyFile = join(this.workDir, `ready-${plan.fabricPeerIf}-${Date.now()}.json`);
     const args = [NODE, ...NODE_FLAGS, SLUICE_MAIN, "agent", ...modeArgs];
-    args.push("--node", node, "--bpffs-root", root, "--ready-file", readyFile);
+    args.push("--node", node, "--bpffs-root", root, "--ready-file", readyFile, ...this.agentArgs);
     const child = spawnIn(plan.netns, `agent ${node}`, args);
     child.proc.stdout?.resume();
     this.agents.set(node, { node, child, readyFile });
