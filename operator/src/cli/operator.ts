@@ -37,6 +37,8 @@ export async function operatorMain(argv: readonly string[]): Promise<number> {
   }
   const leaseDurationMs = parseDuration(values["lease-duration"], "--lease-duration");
   if (leaseDurationMs < 3000) throw new Error("--lease-duration: must be at least 3s");
+  if (leaseDurationMs % 1000 !== 0)
+    throw new Error("--lease-duration: must be whole seconds (a Lease stores its duration in seconds)");
   const kc = loadKubeConfig(values.kubeconfig ?? process.env.KUBECONFIG);
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   const op = new Operator({

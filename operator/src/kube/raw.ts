@@ -20,7 +20,8 @@ export async function rawRequest<T>(
   await kc.applyToHTTPSOptions(req0);
   const contentType = opts.contentType ?? "application/json";
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  req0.signal = AbortSignal.timeout(timeoutMs);
+  // AbortSignal.timeout throws a RangeError on a fractional delay (timeouts are often computed).
+  req0.signal = AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs)));
   const payload = body === undefined ? undefined : JSON.stringify(body);
   if (payload !== undefined) {
     req0.headers = {

@@ -1,7 +1,11 @@
 // Leader election on a coordination.k8s.io/v1 Lease, as client-go's tools/leaderelection:
 // - a candidate acquires the lease when it is free or its holder has not renewed it within
-//   leaseDuration, measured on the candidate's own clock from when it last saw the record change
-//   (no trust in other machines' clocks);
+//   leaseDuration, measured on the candidate's own clock (no trust in other machines' clocks) from
+//   the last poll that still saw the previous record: the renewal happened after that poll. That
+//   bound is only used when polls are closer together than leaseDuration - renewDeadline (minus a
+//   margin), which is what keeps it safe: the old holder stopped acting renewDeadline after its
+//   renewal. A waiting candidate wakes exactly at expiry, so a killed leader is replaced within
+//   leaseDuration of its last renewal;
 // - every write carries the lease's resourceVersion, so of two candidates at most one wins;
 // - the leader renews every retryPeriod; if it cannot renew within renewDeadline (< leaseDuration)
 //   it stops leading at once: the AbortSignal given to onStartedLeading fires before anyone else
@@ -67,8 +71,10 @@ export class LeaderElector {
     LeaderElectionConfig;
   private readonly path: string;
   private observed: Lease | undefined;
-  /** Local monotonic time when the observed record last changed. */
+  /** Local monotonic time by which the observed record had last changed (a lower bound). */
   private observedAt = 0;
+  /** Local monotonic time of the last observation, changed or not. */
+  private lastObservation = 0;
   private leading: AbortController | undefined;
   private readonly stopCtl = new AbortController();
   private loop: Promise<void> | undefined;
@@ -82,6 +88,10 @@ export class LeaderElector {
     }
     if (this.cfg.retryPeriodMs * 1.2 >= this.cfg.renewDeadlineMs) {
       throw new Error("leader election: retryPeriod (with jitter) must be shorter than renewDeadline");
+    }
+    if (this.cfg.leaseDurationMs % 1000 !== 0) {
+      // The Lease API stores whole seconds; a rounded-up duration would make others wait longer.
+      throw new Error("leader election: leaseDuration must be a whole number of seconds");
     }
     this.path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(cfg.namespace)}/leases`;
   }
@@ -106,7 +116,7 @@ export class LeaderElector {
       // Acquire.
       while (!signal.aborted) {
         if (await this.tryAcquireOrRenew()) break;
-        await sleep(this.jitter(this.cfg.retryPeriodMs), signal);
+        await sleep(this.untilNextAttempt(), signal);
       }
       if (signal.aborted) return;
       const ctl = new AbortController();
@@ -117,7 +127,10 @@ export class LeaderElector {
       // Renew until a renewal does not succeed within renewDeadline.
       let lastRenew = performance.now();
       while (!signal.aborted) {
-        await sleep(this.cfg.retryPeriodMs, signal);
+        // Never sleep past the renew deadline: leadership ends exactly renewDeadline after the last
+        // renewal, which is what lets candidates count from their last poll.
+        const left = this.cfg.renewDeadlineMs - (performance.now() - lastRenew);
+        await sleep(Math.max(0, Math.min(this.cfg.retryPeriodMs, left)), signal);
         if (signal.aborted) break;
         const remaining = this.cfg.renewDeadlineMs - (performance.now() - lastRenew);
         const ok = remaining > 0 && (await this.tryAcquireOrRenew(remaining));
@@ -148,6 +161,29 @@ export class LeaderElector {
     return ms * (1 + Math.random() * 0.2);
   }
 
+  /** A candidate polls every retryPeriod, but wakes right at the observed holder's expiry. */
+  private untilNextAttempt(): number {
+    const poll = this.jitter(this.cfg.retryPeriodMs);
+    const holder = this.observed?.spec.holderIdentity;
+    if (!holder || holder === this.cfg.identity) return poll;
+    const expiresIn = this.observedAt + this.heldMs(this.observed!) - performance.now();
+    return Math.max(0, Math.min(poll, expiresIn + 1));
+  }
+
+  private heldMs(lease: Lease): number {
+    return (lease.spec.leaseDurationSeconds ?? this.cfg.leaseDurationMs / 1000) * 1000;
+  }
+
+  /**
+   * The widest gap between two polls for which "changed after the earlier poll" is a safe
+   * expiry base: the holder acts until renewDeadline after its renewal (plus its request latency),
+   * and the candidate must not count from earlier than that allows.
+   */
+  private maxTrustedGap(): number {
+    const slack = this.cfg.leaseDurationMs - this.cfg.renewDeadlineMs;
+    return slack - Math.max(100, slack / 4);
+  }
+
   private observe(lease: Lease): void {
     const prev = this.observed;
     const changed =
@@ -156,8 +192,12 @@ export class LeaderElector {
       prev.spec.renewTime !== lease.spec.renewTime ||
       prev.spec.acquireTime !== lease.spec.acquireTime ||
       prev.spec.leaseDurationSeconds !== lease.spec.leaseDurationSeconds;
+    const now = performance.now();
     this.observed = lease;
-    if (changed) this.observedAt = performance.now();
+    if (changed)
+      this.observedAt =
+        prev && now - this.lastObservation <= this.maxTrustedGap() ? this.lastObservation : now;
+    this.lastObservation = now;
     const holder = lease.spec.holderIdentity ?? "";
     if (holder && holder !== this.lastLeader) {
       this.lastLeader = holder;
@@ -201,8 +241,7 @@ export class LeaderElector {
     this.observe(current);
     const holder = current.spec.holderIdentity ?? "";
     const mine = holder === this.cfg.identity;
-    const heldMs = (current.spec.leaseDurationSeconds ?? durationS) * 1000;
-    if (holder && !mine && this.observedAt + heldMs > performance.now()) return false;
+    if (holder && !mine && this.observedAt + this.heldMs(current) > performance.now()) return false;
     const spec: LeaseSpec = {
       ...current.spec,
       holderIdentity: this.cfg.identity,
