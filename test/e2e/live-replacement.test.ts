@@ -50,3 +50,33 @@ test("live datapath replacement: 0 lost, 0 leaked, no TCP reset", async (t) => {
     await lab.destroy();
   }
 });
+
+test("live replacement on tc filters (kernels without tcx): 0 lost, 0 leaked, no TCP reset", async (t) => {
+  if (!requirePrivileged(t, agentMissing)) return;
+  const lab = await Lab.create(basicTopology(), {
+    extraPorts: [{ port: DENIED_UDP, protocol: "UDP" }],
+    agentArgs: ["--attach-mode", "tc"],
+  });
+  try {
+    await lab.startAgents([TOPOLOGY, fixture("traffic")]);
+    const live = await runLiveTraffic(lab, {
+      from: "ops/probe",
+      to: "shop/db",
+      allowedUdpPort: 5433,
+      deniedUdpPort: DENIED_UDP,
+      tcpPort: 5432,
+      rate: 3000,
+      durationMs: 3000,
+      replace: true,
+      replaceTimes: 500,
+    });
+    t.diagnostic(`tc filters with replacement: ${JSON.stringify(live)}`);
+    assert.ok(live.replacements >= 200, `replaced ${live.replacements} times`);
+    assert.equal(live.lost, 0, "no allowed datagram lost");
+    assert.equal(live.leaked, 0, "no denied datagram leaked");
+    assert.equal(live.tcpReset, false, `TCP stream survived (${live.tcpError})`);
+    assert.ok(live.tcpBytes > 0 && live.tcpBytes === live.tcpBytesSent, "every TCP byte arrived");
+  } finally {
+    await lab.destroy();
+  }
+});
