@@ -20,7 +20,7 @@ export const commands: Record<string, Command> = {
     run: async (argv) => (await import("./plan.ts")).planMain(argv),
   },
   lab: {
-    summary: "network-namespace lab: sluice lab run|clean",
+    summary: "network-namespace lab: sluice lab run|up|probe|status|down|clean",
     run: async (argv) => (await import("./lab.ts")).labMain(argv),
   },
   demo: {

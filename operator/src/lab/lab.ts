@@ -1,6 +1,6 @@
 // A running lab: namespaces wired from a plan, a server in every pod, optionally one agent per node
 // (static, enforcing policy files, or against an API server), and probes between every pair of pods.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +38,8 @@ export interface LabOptions {
   runId?: string;
   // Extra `sluice agent` flags for every agent this lab starts (e.g. --attach-mode tc).
   agentArgs?: string[];
+  // Appends each agent's stderr to <agentLogDir>/agent-<node>.log (a long-lived lab keeps its logs).
+  agentLogDir?: string;
 }
 
 export interface ProbeOptions {
@@ -81,6 +83,7 @@ export class Lab {
   readonly workDir: string;
   private readonly log: (line: string) => void;
   private readonly agentArgs: readonly string[];
+  private readonly agentLogDir: string | undefined;
   private readonly servers = new Map<string, Child>();
   private readonly bridges: Child[] = [];
   private hostBridge: Server | undefined;
@@ -97,6 +100,7 @@ export class Lab {
     this.workDir = mkdtempSync(join(tmpdir(), `sluice-lab-${this.plan.runId}-`));
     this.log = opts.log ?? (() => {});
     this.agentArgs = opts.agentArgs ?? [];
+    this.agentLogDir = opts.agentLogDir;
     this.serverPorts = new Map(
       topology.pods.map((p) => {
         const ports = [...p.ports];
@@ -203,6 +207,8 @@ export class Lab {
     args.push("--node", node, "--bpffs-root", root, "--ready-file", readyFile, ...this.agentArgs);
     const child = spawnIn(plan.netns, `agent ${node}`, args);
     child.proc.stdout?.resume();
+    if (this.agentLogDir)
+      child.proc.stderr?.pipe(createWriteStream(join(this.agentLogDir, `agent-${node}.log`), { flags: "a" }));
     this.agents.set(node, { node, child, readyFile });
     const t0 = performance.now();
     for (;;) {

@@ -1,7 +1,11 @@
 // Leftovers of lab runs whose process died without cleaning up (SIGKILL, power loss): each run
-// records its pid under /run/sluice-lab; `sluice lab clean` removes the namespaces and bpffs roots
-// of runs whose process is gone, and never touches a live run.
+// records its pid under /run/sluice-lab; `sluice lab clean` removes the processes still inside the
+// namespaces (pod servers, agents), the namespaces, bpffs roots and work dirs of runs whose process
+// is gone, and never touches a live run.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run } from "./exec.ts";
 import { deleteNetns, existingNetns } from "./netns.ts";
 
 const STATE_DIR = "/run/sluice-lab";
@@ -17,13 +21,7 @@ export function forgetRun(runId: string): void {
   rmSync(`${STATE_DIR}/${runId}`, { force: true });
 }
 
-function alive(runId: string): boolean {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(`${STATE_DIR}/${runId}`, "utf8"));
-  } catch {
-    return false;
-  }
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -32,10 +30,60 @@ function alive(runId: string): boolean {
   }
 }
 
+function alive(runId: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(`${STATE_DIR}/${runId}`, "utf8"));
+  } catch {
+    return false;
+  }
+  return pidAlive(pid);
+}
+
 export interface CleanReport {
   runs: string[];
   netns: string[];
+  // Processes killed inside the runs' namespaces.
+  killed: number;
   errors: string[];
+}
+
+// A namespace with processes in it lives on after `ip netns delete` (and with it the veths and the
+// programs attached to them): kill what runs inside first.
+async function killInside(netns: readonly string[]): Promise<number> {
+  const pids = new Set<number>();
+  for (const ns of netns) {
+    try {
+      const { stdout } = await run("ip", ["netns", "pids", ns]);
+      for (const p of stdout.split(/\s+/)) if (/^\d+$/.test(p)) pids.add(Number(p));
+    } catch {
+      // namespace already gone
+    }
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const deadline = Date.now() + 5000;
+  while ([...pids].some(pidAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return pids.size;
+}
+
+// Removes everything of the given (dead) runs.
+export async function cleanRuns(runs: readonly string[]): Promise<CleanReport> {
+  const netns = existingNetns().filter((ns) => runs.includes(RUN_NETNS.exec(ns)?.[1] ?? ""));
+  const killed = await killInside(netns);
+  const errors = await deleteNetns(netns);
+  for (const r of runs) {
+    rmSync(`/sys/fs/bpf/${BPFFS_PREFIX}${r}`, { recursive: true, force: true });
+    for (const d of readdirSync(tmpdir()))
+      if (d.startsWith(`sluice-lab-${r}-`)) rmSync(join(tmpdir(), d), { recursive: true, force: true });
+    forgetRun(r);
+  }
+  return { runs: [...runs], netns, killed, errors };
 }
 
 export async function cleanStaleRuns(): Promise<CleanReport> {
@@ -52,11 +100,5 @@ export async function cleanStaleRuns(): Promise<CleanReport> {
   }
   for (const d of bpffs) runs.add(d.slice(BPFFS_PREFIX.length));
   const stale = [...runs].filter((r) => !alive(r)).sort();
-  const netns = existingNetns().filter((ns) => stale.includes(RUN_NETNS.exec(ns)?.[1] ?? ""));
-  const errors = await deleteNetns(netns);
-  for (const r of stale) {
-    rmSync(`/sys/fs/bpf/${BPFFS_PREFIX}${r}`, { recursive: true, force: true });
-    forgetRun(r);
-  }
-  return { runs: stale, netns, errors };
+  return cleanRuns(stale);
 }
