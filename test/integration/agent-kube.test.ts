@@ -1,11 +1,14 @@
 // The agent against a real kube-apiserver, enforcing on a network-namespace lab: kubectl apply and
 // delete of policies change what real packets measure, an agent killed with -9 leaves enforcement as
-// it was, and a restarted agent adopts the pinned state.
+// it was, a restarted agent adopts the pinned state, and (with the operator allocating identities)
+// relabelling a pod moves it to a new identity and the verdicts follow it.
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { labelSetKey, securityLabels } from "../../operator/src/identity/labels.ts";
+import { loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
@@ -14,6 +17,8 @@ import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/inde
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { applyCrds, kubectlOk, registerLabCluster } from "../support/cluster-fixtures.ts";
 import { privilegeProblem } from "../support/privileged.ts";
+import { Operator } from "../../operator/src/operator/run.ts";
+import { listIdentities, waitFor } from "./operator-helpers.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const topologyFile = join(root, "samples/demo/topology.yaml");
@@ -26,7 +31,11 @@ const skip = privilegeProblem();
 if (skip && process.env.CI === "true") throw new Error(`agent-kube integration cannot run under CI: ${skip}`);
 
 function expected(paths: string[]): MatrixRow[] {
-  return sortRows(computeMatrix(inputsFromObjects(loadObjects(paths))));
+  return expectedFor(loadObjects(paths));
+}
+
+function expectedFor(objects: readonly unknown[]): MatrixRow[] {
+  return sortRows(computeMatrix(inputsFromObjects(objects)));
 }
 
 const k = (args: string[]) => kubectlOk(args, api!.kubeconfigPath);
@@ -109,6 +118,97 @@ test("agent kill -9: verdicts unchanged; a restarted agent adopts the pinned sta
   assert.deepEqual(sortRows((await lab!.probe()).results), want, "enforcement continues with no agent");
   await startAgents();
   assert.deepEqual(sortRows((await lab!.probe()).results), want, "restart changes nothing");
+});
+
+interface LabPod {
+  kind: string;
+  metadata: { name: string; namespace: string; labels?: Record<string, string> };
+}
+
+// The topology as the API server holds it after `kubectl label pod <name> <changes> --overwrite`.
+function relabelled(name: string, labels: Record<string, string | null>): unknown[] {
+  return loadObjects([topologyFile]).map((o) => {
+    const pod = o as LabPod;
+    if (pod.kind !== "Pod" || pod.metadata.name !== name) return o;
+    const next = { ...pod.metadata.labels };
+    for (const [key, v] of Object.entries(labels)) {
+      if (v === null) delete next[key];
+      else next[key] = v;
+    }
+    return { ...pod, metadata: { ...pod.metadata, labels: next } };
+  });
+}
+
+const verdict = (rows: MatrixRow[], from: string, to: string, port: number) =>
+  rows.find((r) => r.from === from && r.to === to && r.port === port)?.verdict;
+
+test("kubectl label pod: a new SecurityIdentity, verdicts follow the relabelled pod; relabel back restores", {
+  skip,
+}, async (t) => {
+  // This test's own starting point: an agent on every node and the sample policies (both as an
+  // earlier test may have left them).
+  for (const n of lab!.plan.nodes)
+    if (!lab!.runningAgents().includes(n.name)) await lab!.startKubeAgent(n.name, api!.kubeconfigPath);
+  await k(["apply", "-f", policyDir]);
+  const clients = makeClients(loadKubeConfig(api!.kubeconfigPath));
+  const opLog: string[] = [];
+  // Identities come from the operator here, as in a cluster (without it the agents allocate statically
+  // from the same labels, which would hide a missing identity).
+  const op = new Operator({
+    clients,
+    leaseNamespace: "default",
+    id: "agent-kube-relabel",
+    identityGcGraceMs: 60_000,
+    leaseDurationMs: 3000,
+    renewDeadlineMs: 2000,
+    retryPeriodMs: 300,
+    statusDebounceMs: 50,
+    log: (m) => opLog.push(m),
+  });
+  const relabel = (changes: string[]) =>
+    k(["label", "pod", "frontend", "-n", "shop", ...changes, "--overwrite"]);
+  op.start();
+  try {
+    await waitFor("operator leadership", () => op.isLeader());
+    const base = expected([topologyFile, policyDir]);
+    assert.deepEqual(await probeUntil(base), base, "before relabelling, with the operator's identities");
+
+    // frontend becomes a backend canary: frontend-public no longer selects it, backend does, and the
+    // db policy now lets it in; nothing is app=frontend any more, so the backend's ingress closes.
+    const change = { app: "backend", track: "canary" };
+    await relabel(["app=backend", "track=canary"]);
+    const objects = relabelled("frontend", change);
+    const shop = objects.find(
+      (o) => (o as LabPod).kind === "Namespace" && (o as LabPod).metadata.name === "shop",
+    );
+    const pod = objects.find(
+      (o) => (o as LabPod).kind === "Pod" && (o as LabPod).metadata.name === "frontend",
+    );
+    const key = labelSetKey(securityLabels(pod as LabPod, shop as LabPod));
+    const id = await waitFor(`a SecurityIdentity for ${key}`, async () =>
+      (await listIdentities(clients)).find((i) => labelSetKey(i.spec.labels) === key),
+    );
+    t.diagnostic(`relabelled frontend: identity ${id.metadata.name}`);
+    const want = expectedFor([...objects, ...loadObjects([policyDir])]);
+    assert.equal(verdict(base, "shop/frontend", "shop/db", 5432), "deny");
+    assert.equal(verdict(want, "shop/frontend", "shop/db", 5432), "allow");
+    assert.equal(verdict(base, "shop/db", "shop/frontend", 80), "allow");
+    assert.equal(verdict(want, "shop/db", "shop/frontend", 80), "deny");
+    assert.equal(verdict(want, "shop/frontend", "shop/backend", 8080), "deny");
+    assert.deepEqual(await probeUntil(want), want, "after kubectl label");
+
+    await relabel(["app=frontend", "track-"]);
+    assert.deepEqual(await probeUntil(base), base, "after relabelling back");
+  } catch (err) {
+    t.diagnostic(`agents running on: ${lab!.runningAgents().join(", ")}; operator log:\n${opLog.join("\n")}`);
+    throw err;
+  } finally {
+    // Leave the pod as the topology has it for whatever runs next.
+    await k(["label", "pod", "frontend", "-n", "shop", "app=frontend", "track-", "--overwrite"]).catch(
+      () => {},
+    );
+    await op.stop();
+  }
 });
 
 test("API server stopped: the agents keep enforcing the last good state", { skip }, async () => {

@@ -21,10 +21,14 @@ interface RawPort {
   type?: number;
   code?: number;
 }
+interface RawSelector {
+  matchExpressions?: Array<{ key?: string; operator?: string; values?: unknown[] }>;
+}
 interface RawRule {
   action?: string;
   ports?: RawPort[];
   cidrs?: Array<{ cidr: string; except?: string[] }>;
+  endpoints?: Array<{ endpointSelector?: RawSelector; namespaceSelector?: RawSelector }>;
 }
 
 function celIntent(p: AnyPolicy, out: Finding[]): void {
@@ -62,29 +66,53 @@ function celIntent(p: AnyPolicy, out: Finding[]): void {
         });
     }
   };
+  // The API server rejects In/NotIn without values and Exists/DoesNotExist with some (the CRDs' CEL
+  // rule; NetworkPolicy's built-in validation).
+  const checkSelector = (field: string, sel: RawSelector | undefined) => {
+    for (const [k, e] of (sel?.matchExpressions ?? []).entries())
+      if ((e.operator === "In" || e.operator === "NotIn") !== (e.values?.length ?? 0) > 0)
+        out.push({
+          field: `${field}.matchExpressions[${k}]`,
+          message: "values must be non-empty for In and NotIn and absent for Exists and DoesNotExist",
+        });
+  };
   if (p.kind === "NetworkPolicy") {
     const spec = (p as NetworkPolicy).spec ?? {};
+    checkSelector("spec.podSelector", spec.podSelector);
     for (const dir of ["ingress", "egress"] as const)
       for (const [i, r] of (spec[dir] ?? []).entries()) {
         for (const [j, port] of (r.ports ?? []).entries())
           checkPort(`spec.${dir}[${i}].ports[${j}]`, port, false);
         const peers = dir === "ingress" ? (r as { from?: unknown[] }).from : (r as { to?: unknown[] }).to;
         for (const [j, peer] of ((peers ?? []) as NetworkPolicy["spec"]["ingress"] & object[]).entries()) {
-          const ib = (peer as { ipBlock?: { cidr: string; except?: string[] } }).ipBlock;
-          if (ib)
-            checkCidr(
-              `spec.${dir}[${i}].${dir === "ingress" ? "from" : "to"}[${j}].ipBlock`,
-              ib.cidr,
-              ib.except,
-            );
+          const at = `spec.${dir}[${i}].${dir === "ingress" ? "from" : "to"}[${j}]`;
+          const pe = peer as { ipBlock?: { cidr: string; except?: string[] } } & {
+            podSelector?: RawSelector;
+            namespaceSelector?: RawSelector;
+          };
+          if (pe.ipBlock) checkCidr(`${at}.ipBlock`, pe.ipBlock.cidr, pe.ipBlock.except);
+          checkSelector(`${at}.podSelector`, pe.podSelector);
+          checkSelector(`${at}.namespaceSelector`, pe.namespaceSelector);
         }
       }
     return;
   }
-  const spec = p.spec as { tier?: string; ingress?: RawRule[]; egress?: RawRule[] };
+  const spec = p.spec as {
+    tier?: string;
+    endpointSelector?: RawSelector;
+    namespaceSelector?: RawSelector;
+    ingress?: RawRule[];
+    egress?: RawRule[];
+  };
+  checkSelector("spec.endpointSelector", spec.endpointSelector);
+  checkSelector("spec.namespaceSelector", spec.namespaceSelector);
   for (const dir of ["ingress", "egress"] as const)
     for (const [i, r] of (spec[dir] ?? []).entries()) {
       const f = `spec.${dir}[${i}]`;
+      for (const [j, ep] of (r.endpoints ?? []).entries()) {
+        checkSelector(`${f}.endpoints[${j}].endpointSelector`, ep.endpointSelector);
+        checkSelector(`${f}.endpoints[${j}].namespaceSelector`, ep.namespaceSelector);
+      }
       if (r.action === "Pass" && (p.kind !== "ClusterSecurityPolicy" || spec.tier !== "Admin"))
         out.push({
           field: `${f}.action`,
