@@ -1,14 +1,17 @@
 // The node's enforcement core, shared by the static agent and the Kubernetes agent: from a view of the
 // cluster's objects to the BPF maps and program attachments. The compiler is pure; this is the thin
-// shell that resolves interfaces, writes maps (one delta, batched) and attaches programs.
+// shell that resolves interfaces, writes maps (one delta, batched) and attaches programs. apply()
+// compiles the whole node (static agent); write() takes a state compiled elsewhere (the Kubernetes
+// agent's incremental compiler).
 import type { ClusterObjects } from "../api/objects.ts";
 import type { Datapath } from "../datapath/programs.ts";
 import { MapSync, type SyncReport } from "../datapath/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
-import { type CompileError, compile, inputsFromObjects } from "../policy/index.ts";
+import { type CompileError, compile, inputsFromObjects, type MapState } from "../policy/index.ts";
 import { attachAll, detachStale } from "./attachments.ts";
+import { DesiredStateCache } from "./desired-cache.ts";
 import { resolveLocalInterfaces } from "./endpoints.ts";
-import type { InterfaceResolver } from "./host-interfaces.ts";
+import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
 
 export interface EnforcerOptions {
   node: string;
@@ -33,6 +36,8 @@ export class Enforcer {
   readonly #o: EnforcerOptions;
   // Interfaces this process has attached (or adopted and upgraded); later passes only add new ones.
   readonly #attached = new Set<string>();
+  // The maps' desired form of endpoints the compiler left untouched is kept between passes.
+  readonly #desired = new DesiredStateCache();
 
   constructor(dp: Datapath, o: EnforcerOptions) {
     this.#dp = dp;
@@ -45,26 +50,41 @@ export class Enforcer {
     return this.#dp;
   }
 
-  async apply(objects: ClusterObjects): Promise<EnforceResult> {
-    const o = this.#o;
-    const local = await resolveLocalInterfaces(objects.pods, o.node, o.resolver);
-    // Endpoint ids live in every map key: keep the ids the maps already hold for these interfaces.
+  // Endpoint ids live in every map key: the ids the maps already hold for these interfaces, by
+  // endpoint key (a restarted agent keeps them, so its first write is a delta).
+  appliedEndpointIds(interfaces: ReadonlyMap<string, HostInterface>): Map<string, number> {
     const idByIfindex = new Map([...this.#sync.applied.endpoints].map(([ifindex, r]) => [ifindex, r.id]));
     const endpointIds = new Map<string, number>();
-    for (const [key, i] of local.byKey) {
+    for (const [key, i] of interfaces) {
       const id = idByIfindex.get(i.ifindex);
       if (id !== undefined) endpointIds.set(key, id);
     }
+    return endpointIds;
+  }
+
+  // Compiles the whole node from a view of the cluster and writes it (the static agent's pass).
+  async apply(objects: ClusterObjects): Promise<EnforceResult> {
+    const o = this.#o;
+    const local = await resolveLocalInterfaces(objects.pods, o.node, o.resolver);
     const result = compile(inputsFromObjects(objects, o.labelOptions), {
       node: o.node,
       capacity: o.capacity,
       labelOptions: o.labelOptions,
-      endpointIds,
+      endpointIds: this.appliedEndpointIds(local.byKey),
     });
+    const w = this.write(result.state, local.byKey);
+    return { ...w, errors: result.errors, pending: [...local.pending, ...w.pending] };
+  }
+
+  // Writes a compiled state: the maps (one batched delta, nothing if they already hold it), then the
+  // programs on interfaces not attached yet, then removes links of interfaces that are no endpoints.
+  write(state: MapState, interfaces: ReadonlyMap<string, HostInterface>): Omit<EnforceResult, "errors"> {
+    const o = this.#o;
     // Maps first, then programs: a program never runs on an interface without its endpoint entry.
-    const sync = this.#sync.apply(result.state, (ep) => local.byKey.get(ep.key)?.ifindex);
-    const compiled = new Set(result.state.endpoints.map((e) => e.key));
-    const wired = [...local.byKey].filter(([key]) => compiled.has(key)).map(([, i]) => i);
+    const { desired, pending } = this.#desired.build(state, (ep) => interfaces.get(ep.key)?.ifindex);
+    const sync = { ...this.#sync.applyDesired(desired), pending };
+    const compiled = new Set(state.endpoints.map((e) => e.key));
+    const wired = [...interfaces].filter(([key]) => compiled.has(key)).map(([, i]) => i);
     attachAll(
       this.#dp,
       o.pinRoot,
@@ -75,8 +95,7 @@ export class Enforcer {
     const detached = detachStale(this.#dp, o.pinRoot, new Set(wired.map((i) => i.ifname)));
     return {
       sync,
-      errors: result.errors,
-      pending: [...local.pending, ...sync.pending],
+      pending: sync.pending,
       endpoints: wired.length,
       detached: detached.map((l) => `${l.ifname}-${l.hook}`),
     };

@@ -1,11 +1,16 @@
-// The agent against the API server: informers on everything the compiler reads feed a rate-limited
-// work queue; one level-triggered reconcile recompiles the node's state and writes the delta.
+// The agent against the API server: informers on everything the compiler reads feed a keyed,
+// rate-limited work queue. Each event is mapped (reconcile-keys.ts, pure) to the keys of the local
+// endpoints it affects plus node-wide keys; one worker takes every ready key in one pass, records the
+// changed objects as the caches hold them now into the incremental compiler, recompiles only the named
+// endpoints (and what the compiler finds itself: new, relabelled endpoints; all of them when the peer
+// identities changed) and writes the result with one MapSync apply. Level-triggered and idempotent:
+// a pass reads the caches, not the events, and a key reconciled twice writes nothing the second time.
+// A full rebuild from the caches (ALL_KEY) runs at start, every RESYNC_MS and after a failed pass.
 // Nothing is written to the maps before every cache has synced (a restart never writes a partial
 // view), and while the API server is unreachable the informers retry and the maps keep the last
-// good state. A single reconcile key is deliberate: the compiler and MapSync both produce deltas,
-// so coalescing a burst of events into one pass costs less than reconciling endpoint by endpoint.
+// good state.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { type ClusterObjects, classifyObjects } from "../api/objects.ts";
+import { type ClusterObjects, classifyObjects, emptyObjects } from "../api/objects.ts";
 import type { Datapath } from "../datapath/programs.ts";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { describeError } from "../kube/errors.ts";
@@ -21,12 +26,19 @@ import {
   SECURITY_IDENTITIES,
   SECURITY_POLICIES,
 } from "../kube/resources.ts";
-import { runWorkers, WorkQueue } from "../kube/workqueue.ts";
+import { type BatchResult, runBatchWorker, WorkQueue } from "../kube/workqueue.ts";
+import type { SyncReport } from "../datapath/sync.ts";
 import { IDENTITY_TOMBSTONE_LABEL } from "../identity/allocator.ts";
 import { type LabelOptions, labelSetKey } from "../identity/labels.ts";
+import { type Change, IncrementalCompiler, inputsFromObjects } from "../policy/index.ts";
+import { objectKey } from "../policy/incremental.ts";
 import { policyKey } from "../policy/normalize.ts";
+import { podIps } from "../policy/universe.ts";
+import { localPods } from "./endpoints.ts";
 import { Enforcer } from "./enforcer.ts";
-import type { InterfaceResolver } from "./host-interfaces.ts";
+import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
+import { listLinks, staleInterfaces } from "./link-check.ts";
+import { ALL_KEY, endpointKey, endpointOfKey, keysForEvent, type WatchedObject } from "./reconcile-keys.ts";
 
 const WATCHED: readonly Resource[] = [
   NAMESPACES,
@@ -37,8 +49,13 @@ const WATCHED: readonly Resource[] = [
   CLUSTER_SECURITY_POLICIES,
   SECURITY_IDENTITIES,
 ];
-const KEY = "node";
 const DATAPATH_VERSION = "sluice-bpf-v1";
+// The safety net: a full rebuild from the caches this often, whatever the events said.
+const RESYNC_MS = 5 * 60_000;
+// How often cached host-side interfaces are checked against the node's links (link-check.ts).
+const LINK_CHECK_MS = 10_000;
+// Pods whose interface is not wired yet: look again after this long.
+const PENDING_RETRY_MS = 1000;
 
 export interface KubeAgentOptions {
   kubeconfig?: string;
@@ -48,6 +65,23 @@ export interface KubeAgentOptions {
   resolver: InterfaceResolver;
   labelOptions?: LabelOptions;
   log: (line: string) => void;
+}
+
+// What one reconcile pass did (logs, tests).
+export interface PassReport {
+  keys: number;
+  full: boolean;
+  recompiled: number;
+  universeRebuilt: boolean;
+  peersChanged: boolean;
+  sync: SyncReport;
+  // Time spent: from the oldest event to the pass; recording changes and compiling; resolving
+  // interfaces; writing the maps; in total.
+  queuedMs: number;
+  compileMs: number;
+  resolveMs: number;
+  syncMs: number;
+  totalMs: number;
 }
 
 // What the node tells the operator: every policy it compiled at its generation, and what failed.
@@ -92,14 +126,36 @@ export function liveIdentities<T extends ClusterObjects["securityIdentities"][nu
   return [...best.values()];
 }
 
+interface ResolvedInterface {
+  ips: string;
+  iface?: HostInterface;
+}
+
 export class KubeAgent {
   readonly #o: KubeAgentOptions;
   readonly #informers: Informer<KubernetesObject>[];
+  readonly #byKind = new Map<string, Informer<KubernetesObject>>();
   readonly #queue = new WorkQueue<string>({ baseDelayMs: 50, maxDelayMs: 30_000 });
   readonly #enforcer: Enforcer;
   readonly #status: NodeStatusPublisher;
   #workers?: Promise<void>;
+  #resync?: NodeJS.Timeout;
+  #linkCheck?: NodeJS.Timeout;
+  #linkCheckFailed = false;
+  // Endpoints whose cached interface went stale: resolved again by the next pass.
+  readonly #staleInterfaces = new Set<string>();
+  // Set at the first full pass; from then on events are mapped to keys against its endpoints.
+  #compiler?: IncrementalCompiler;
+  #needsFull = false;
+  // Objects (objectKey) changed since they were last recorded into the compiler.
+  readonly #dirty = new Set<string>();
+  #identitiesDirty = false;
+  // Host-side interfaces by endpoint key, resolved once per set of pod addresses.
+  readonly #interfaces = new Map<string, ResolvedInterface>();
+  // When the oldest event not yet reconciled was queued (how long keys wait).
+  #firstEventAt?: number;
   reconciles = 0;
+  lastPass?: PassReport;
 
   constructor(o: KubeAgentOptions) {
     this.#o = o;
@@ -121,24 +177,68 @@ export class KubeAgent {
             o.log(`watch ${r.plural}: ${d} (failure ${n}; retrying, maps keep the last good state)`),
         }),
     );
-    const enqueue = () => this.#queue.add(KEY);
-    for (const inf of this.#informers)
-      for (const ev of ["add", "update", "delete"] as const) inf.on(ev, enqueue);
+    for (const inf of this.#informers) {
+      this.#byKind.set(inf.resource.kind, inf);
+      for (const ev of ["add", "update", "delete"] as const)
+        inf.on(ev, (obj) => this.#onEvent(inf.resource, ev === "delete", obj));
+    }
   }
 
-  // Starts watching; resolves once the caches have synced and the first reconcile ran.
+  // Informer callbacks run synchronously inside client-node: map to keys, mark dirty, queue.
+  #onEvent(r: Resource, deleted: boolean, obj: KubernetesObject): void {
+    const current = deleted ? undefined : ({ ...obj, kind: r.kind } as WatchedObject);
+    const compiler = this.#compiler;
+    if (r.kind === "SecurityIdentity") {
+      this.#identitiesDirty = true;
+      if (compiler)
+        this.#enqueue(
+          keysForEvent({ current, old: { ...obj, kind: r.kind } as WatchedObject }, this.#view(compiler)),
+        );
+      return;
+    }
+    const ns = obj.metadata?.namespace;
+    const name = obj.metadata?.name ?? "";
+    const id = objectKey(r.kind, ns, name);
+    // Before the first full pass: it reads every cache after they synced.
+    if (!compiler) {
+      this.#dirty.add(id);
+      return;
+    }
+    const old = compiler.object(r.kind, ns, name) as WatchedObject | undefined;
+    const keys = keysForEvent({ old, current }, this.#view(compiler));
+    if (keys.length === 0) return;
+    this.#dirty.add(id);
+    this.#enqueue(keys);
+  }
+
+  #view(c: IncrementalCompiler) {
+    return { node: this.#o.node, endpoints: c.localEndpoints };
+  }
+
+  #enqueue(keys: readonly string[]): void {
+    this.#firstEventAt ??= performance.now();
+    for (const k of keys) this.#queue.add(k);
+  }
+
+  // Starts watching; resolves once the caches have synced and the first (full) pass ran.
   async start(): Promise<void> {
     for (const inf of this.#informers) inf.start();
     await waitForCacheSync(this.#informers);
     this.#o.log("caches synced");
-    const first = this.reconcile();
-    this.#workers = runWorkers(
+    await this.reconcile([ALL_KEY]);
+    this.#workers = runBatchWorker(
       this.#queue,
-      1,
-      () => this.reconcile(),
-      (_k, e) => this.#o.log(`reconcile: ${describeError(e)}`),
+      (keys) => this.reconcile(keys),
+      (keys, e) => {
+        // The compiler may be half way through a change: rebuild it from the caches on the retry.
+        this.#needsFull = true;
+        this.#o.log(`reconcile (${keys.length} keys): ${describeError(e)}`);
+      },
     );
-    await first;
+    this.#resync = setInterval(() => this.#queue.add(ALL_KEY), RESYNC_MS);
+    this.#resync.unref();
+    this.#linkCheck = setInterval(() => void this.#checkLinks(), LINK_CHECK_MS);
+    this.#linkCheck.unref();
   }
 
   snapshot(): ClusterObjects {
@@ -150,30 +250,180 @@ export class KubeAgent {
     return o;
   }
 
-  async reconcile(): Promise<{ requeueAfterMs?: number }> {
-    const objects = this.snapshot();
-    const result = await this.#enforcer.apply(objects);
+  // One pass over a batch of keys.
+  async reconcile(keys: readonly string[]): Promise<BatchResult<string>> {
+    const t0 = performance.now();
+    const queuedMs = this.#firstEventAt === undefined ? 0 : t0 - this.#firstEventAt;
+    this.#firstEventAt = undefined;
+    const full = this.#needsFull || !this.#compiler || keys.includes(ALL_KEY);
+    let compiler: IncrementalCompiler;
+    let compileMs: number;
+    let resolveMs = 0;
+    let r: { recompiled: number; universeRebuilt: boolean; peersChanged: boolean };
+    if (full) {
+      this.#interfaces.clear();
+      // Interfaces first: the endpoint ids the maps hold are found by ifindex.
+      const tr = performance.now();
+      await this.#resolve(localPods(this.#list("Pod") as ClusterObjects["pods"], this.#o.node));
+      resolveMs += performance.now() - tr;
+      // From the snapshot to the new compiler without an await: no event falls in between.
+      const tc = performance.now();
+      const objects = this.snapshot();
+      this.#dirty.clear();
+      this.#identitiesDirty = false;
+      const byKey = new Map<string, HostInterface>();
+      for (const [k, v] of this.#interfaces) if (v.iface) byKey.set(k, v.iface);
+      compiler = new IncrementalCompiler(inputsFromObjects(objects, this.#o.labelOptions), {
+        node: this.#o.node,
+        labelOptions: this.#o.labelOptions,
+        endpointIds: this.#enforcer.appliedEndpointIds(byKey),
+        previous: this.#compiler?.state,
+      });
+      this.#compiler = compiler;
+      this.#needsFull = false;
+      compileMs = performance.now() - tc;
+      r = { recompiled: compiler.localEndpoints.length, universeRebuilt: true, peersChanged: true };
+    } else {
+      compiler = this.#compiler!;
+      const tc = performance.now();
+      for (const c of this.#drainDirty()) compiler.record(c);
+      if (this.#identitiesDirty) {
+        this.#identitiesDirty = false;
+        compiler.setIdentities(
+          liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]).map((i) => ({
+            id: Number(i.metadata.name),
+            labels: i.spec.labels ?? {},
+          })),
+        );
+      }
+      const eps = keys.map(endpointOfKey).filter((k) => k !== undefined);
+      const rc = compiler.recompile(eps);
+      r = { ...rc, recompiled: rc.recompiled.length };
+      compileMs = performance.now() - tc;
+    }
+
+    // Interfaces of endpoints that are new, moved to other addresses, re-wired or not wired yet.
+    for (const k of this.#staleInterfaces) this.#interfaces.delete(k);
+    this.#staleInterfaces.clear();
+    const tr = performance.now();
+    const live = new Set(compiler.localEndpoints.map((e) => e.key));
+    for (const k of this.#interfaces.keys()) if (!live.has(k)) this.#interfaces.delete(k);
+    await this.#resolve(
+      compiler.localEndpoints
+        .filter((e) => {
+          const c = this.#interfaces.get(e.key);
+          return !c?.iface || c.ips !== podIps(e.pod).join(",");
+        })
+        .map((e) => e.pod),
+    );
+    resolveMs += performance.now() - tr;
+    const byKey = new Map<string, HostInterface>();
+    for (const [k, v] of this.#interfaces) if (v.iface) byKey.set(k, v.iface);
+
+    const ts = performance.now();
+    const result = this.#enforcer.write(compiler.state, byKey);
+    const syncMs = performance.now() - ts;
     this.reconciles++;
-    const summary = enforcementSummary(objects, result.errors);
+    this.#publish(compiler, result.endpoints);
+    const s = result.sync;
+    const pass: PassReport = {
+      keys: keys.length,
+      full,
+      ...r,
+      sync: s,
+      queuedMs,
+      compileMs,
+      resolveMs,
+      syncMs,
+      totalMs: performance.now() - t0,
+    };
+    this.lastPass = pass;
+    if (s.policyWritten + s.policyDeleted + s.ipcacheWritten + s.ipcacheDeleted + s.endpointsWritten > 0)
+      this.#o.log(
+        `sync${full ? " (full)" : ""}: ${keys.length} keys, ${r.recompiled} recompiled, ${result.endpoints} endpoints, ` +
+          `policy +${s.policyWritten}/-${s.policyDeleted}, flips ${s.flips}, ipcache +${s.ipcacheWritten}/-${s.ipcacheDeleted}; ` +
+          `queued ${queuedMs.toFixed(1)} ms, compile ${compileMs.toFixed(1)} ms, interfaces ${resolveMs.toFixed(1)} ms, maps ${syncMs.toFixed(1)} ms, ` +
+          `pass ${pass.totalMs.toFixed(1)} ms`,
+      );
+    const pending = [...this.#interfaces].filter(([, v]) => !v.iface).map(([k]) => endpointKey(k));
+    return { requeueAfterMs: new Map(pending.map((k) => [k, PENDING_RETRY_MS])) };
+  }
+
+  async #checkLinks(): Promise<void> {
+    const cached = [...this.#interfaces].map(([k, v]): [string, HostInterface | undefined] => [k, v.iface]);
+    if (cached.every(([, i]) => !i)) return;
+    let links: Map<string, number>;
+    try {
+      links = await listLinks();
+    } catch (e) {
+      if (!this.#linkCheckFailed)
+        this.#o.log(`link check: ${describeError(e)} (interfaces are re-resolved at each full resync only)`);
+      this.#linkCheckFailed = true;
+      return;
+    }
+    const stale = staleInterfaces(cached, links);
+    if (stale.length === 0) return;
+    this.#o.log(`link check: interface of ${stale.join(", ")} changed; resolving again`);
+    for (const k of stale) this.#staleInterfaces.add(k);
+    this.#enqueue(stale.map(endpointKey));
+  }
+
+  #list(kind: string): readonly KubernetesObject[] {
+    const inf = this.#byKind.get(kind);
+    return inf ? inf.list().map((o) => ({ ...o, kind })) : [];
+  }
+
+  // The dirty objects as the caches hold them now (level-triggered: whatever the events said).
+  #drainDirty(): Change[] {
+    const out: Change[] = [];
+    for (const id of this.#dirty) {
+      const [kind, ...rest] = id.split("/");
+      const inf = this.#byKind.get(kind);
+      if (!inf) continue;
+      const [ns, name] = rest.length === 2 ? rest : [undefined, rest[0]];
+      const o = inf.get(name, ns);
+      const object = (o ? { ...o, kind } : { kind, metadata: { name, namespace: ns } }) as Change["object"];
+      out.push({ type: o ? "upsert" : "delete", object });
+    }
+    this.#dirty.clear();
+    return out;
+  }
+
+  async #resolve(pods: readonly ClusterObjects["pods"][number][]): Promise<void> {
+    for (const pod of pods) {
+      const key = `${pod.metadata.namespace ?? "default"}/${pod.metadata.name ?? ""}`;
+      const ips = podIps(pod);
+      let iface: HostInterface | undefined;
+      for (const ip of ips) {
+        iface = await this.#o.resolver.resolve(ip);
+        if (iface) break;
+      }
+      this.#interfaces.set(key, { ips: ips.join(","), iface });
+    }
+  }
+
+  #publish(compiler: IncrementalCompiler, endpoints: number): void {
+    const inputs = compiler.inputs();
+    const objects: ClusterObjects = {
+      ...emptyObjects(),
+      networkPolicies: [...(inputs.networkPolicies ?? [])],
+      securityPolicies: [...(inputs.securityPolicies ?? [])],
+      clusterSecurityPolicies: [...(inputs.clusterSecurityPolicies ?? [])],
+    };
+    const summary = enforcementSummary(objects, compiler.errors);
     this.#status.update({
       datapathVersion: DATAPATH_VERSION,
-      endpoints: result.endpoints,
+      endpoints,
       enforced: summary.enforced,
       errors: summary.errors,
       // A high-water mark for the allocator: numbers at or below it are never handed out again.
-      maxIdentity: Math.max(0, ...objects.securityIdentities.map((i) => Number(i.metadata.name))),
+      maxIdentity: inputs.identities.reduce((m, i) => Math.max(m, i.id), 0),
     });
-    const s = result.sync;
-    if (s.policyWritten + s.policyDeleted + s.ipcacheWritten + s.ipcacheDeleted + s.endpointsWritten > 0)
-      this.#o.log(
-        `sync: ${result.endpoints} endpoints, policy +${s.policyWritten}/-${s.policyDeleted}, flips ${s.flips}, ` +
-          `ipcache +${s.ipcacheWritten}/-${s.ipcacheDeleted}, ${s.durationMs.toFixed(1)} ms`,
-      );
-    // Pods whose interface is not wired yet: look again shortly.
-    return result.pending.length > 0 ? { requeueAfterMs: 1000 } : {};
   }
 
   async stop(): Promise<void> {
+    if (this.#resync) clearInterval(this.#resync);
+    if (this.#linkCheck) clearInterval(this.#linkCheck);
     this.#queue.shutDown();
     await Promise.all(this.#informers.map((i) => i.stop()));
     await this.#workers;

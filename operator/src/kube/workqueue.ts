@@ -121,6 +121,24 @@ export class WorkQueue<K = string> {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /**
+   * Every key waiting (at least one: waits like get()), up to max; undefined after shutDown().
+   * Pair every key with done(key). Lets a reconciler coalesce a burst into one pass.
+   */
+  async getBatch(max = Number.POSITIVE_INFINITY): Promise<K[] | undefined> {
+    const first = await this.get();
+    if (first === undefined) return undefined;
+    const out: K[] = [first];
+    while (out.length < max) {
+      const key = this.queue.shift();
+      if (key === undefined) break;
+      this.dirty.delete(key);
+      this.processing.add(key);
+      out.push(key);
+    }
+    return out;
+  }
+
   /** Marks the key processed; if it was added meanwhile, it goes back into the queue. */
   done(key: K): void {
     this.processing.delete(key);
@@ -190,4 +208,39 @@ export async function runWorkers<K>(
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+}
+
+export interface BatchResult<K> {
+  /** Keys to process again after a delay even though the pass succeeded (e.g. not ready yet). */
+  requeueAfterMs?: ReadonlyMap<K, number>;
+}
+
+/**
+ * One worker that reconciles every ready key in one pass: after the first key arrives it lets
+ * already-received I/O run once (setImmediate), so events delivered together land in one batch.
+ * Success forgets the keys' failures; a throw requeues every key of the batch rate-limited.
+ */
+export async function runBatchWorker<K>(
+  queue: WorkQueue<K>,
+  reconcile: (keys: K[]) => Promise<BatchResult<K> | undefined>,
+  onError?: (keys: readonly K[], err: unknown) => void,
+  maxBatch?: number,
+): Promise<void> {
+  for (;;) {
+    const first = await queue.getBatch(1);
+    if (first === undefined) return;
+    await new Promise((r) => setImmediate(r));
+    const rest = queue.length > 0 && !queue.isShuttingDown ? await queue.getBatch(maxBatch) : [];
+    const keys = [...first, ...(rest ?? [])];
+    try {
+      const result = await reconcile(keys);
+      for (const k of keys) queue.forget(k);
+      for (const [k, ms] of result?.requeueAfterMs ?? []) queue.addAfter(k, ms);
+    } catch (err) {
+      onError?.(keys, err);
+      for (const k of keys) queue.addRateLimited(k);
+    } finally {
+      for (const k of keys) queue.done(k);
+    }
+  }
 }

@@ -2,6 +2,12 @@
 // or removes no CIDR recompiles only the endpoints the old or new version selects, against the
 // unchanged universe; any other change (pod, namespace, node, identity, a policy's CIDRs)
 // rebuilds the universe and diffs every endpoint. Either way old state + delta == compile(inputs).
+//
+// The agent's keyed mode: record() takes changes without compiling, recompile(keys) then compiles
+// the named endpoints. It adds on its own what a caller cannot know cheaply: endpoints that are new,
+// gone, relabelled or renumbered, and every endpoint when the table of peer identities changed (any
+// rule's peer set may then differ). What it leaves to the caller: naming the endpoints a policy
+// change touches (those the old or the new version selects; see agent/reconcile-keys.ts).
 import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityIdentity, SecurityPolicy } from "../api/types.generated.ts";
 import type { Identity } from "../identity/static.ts";
@@ -12,20 +18,28 @@ import {
   compileParts,
   DEFAULT_CAPACITY,
   type EndpointCompilation,
+  endpointIdsFor,
   type LocalEndpoint,
-  type PolicyCompiler,
+  localEndpoints,
+  PolicyCompiler,
   type PolicyInputs,
   policyErrors,
+  policyPrefixes,
   selectsEndpoint,
 } from "./compile.ts";
-import { diffEndpoint, diffStates, type MapDelta } from "./diff.ts";
+import { diffEndpoint, diffIpcache, diffStates, type MapDelta } from "./diff.ts";
 import type { EndpointState, MapState } from "./mapstate.ts";
 import { comparePolicies, type NormPolicy, normalizePolicy, policyKey } from "./normalize.ts";
 import { namedPortsKey } from "./ports.ts";
+import { buildUniverse, type Universe } from "./universe.ts";
 
 type Obj = Namespace | Pod | Node | NetworkPolicy | SecurityPolicy | ClusterSecurityPolicy | SecurityIdentity;
 
 export type Change = { type: "upsert"; object: Obj } | { type: "delete"; object: Obj };
+
+export function objectKey(kind: string, namespace: string | undefined, name: string): string {
+  return namespace ? `${kind}/${namespace}/${name}` : `${kind}/${name}`;
+}
 
 function keyOf(o: Obj): string {
   return o.metadata.namespace
@@ -48,6 +62,48 @@ export interface ApplyResult {
   recompiled: number;
 }
 
+export interface RecompileResult {
+  delta: MapDelta;
+  // Keys of the endpoints compiled in this pass.
+  recompiled: string[];
+  // Whether recorded changes made it rebuild the peer universe, and whether the table of peer
+  // identities changed with it (then every endpoint was recompiled).
+  universeRebuilt: boolean;
+  peersChanged: boolean;
+}
+
+// What compiled endpoint policies depend on in the universe: the peer identities with everything a
+// rule can match them by. Equal signatures give equal peer sets for every rule.
+export function peerTableSignature(u: Universe): string {
+  const ids = [...u.identities.keys()].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (const id of ids) {
+    const p = u.identities.get(id)!;
+    const labels = p.labels
+      ? `${p.labels.namespace};${labelsText(p.labels.podLabels)};${labelsText(p.labels.namespaceLabels)}`
+      : "-";
+    parts.push(
+      `${id}|${p.base}|${labels}|${[...p.prefixes].sort().join(",")}|${namedPortsKey(p.namedPorts)}`,
+    );
+  }
+  return parts.join("\n");
+}
+
+function labelsText(l: Readonly<Record<string, string>>): string {
+  return Object.keys(l)
+    .sort()
+    .map((k) => `${k}=${l[k]}`)
+    .join(",");
+}
+
+function sameLocalEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
+  return (
+    a.labelKey === b.labelKey &&
+    a.identity === b.identity &&
+    namedPortsKey(a.namedPorts) === namedPortsKey(b.namedPorts)
+  );
+}
+
 export class IncrementalCompiler {
   private readonly objects = new Map<string, Obj>();
   private readonly options: CompileOptions;
@@ -55,9 +111,15 @@ export class IncrementalCompiler {
   private compiler!: PolicyCompiler;
   private endpoints: LocalEndpoint[] = [];
   private current: MapState = { ipcache: [], endpoints: [] };
+  private peerSignature = "";
+  private universeDirty = false;
+  // Overflow errors by endpoint key, for endpoints compiled one at a time.
+  private readonly overflow = new Map<string, CompileError>();
 
+  // options.previous: the state enforced now (an endpoint over capacity keeps its entry from it).
   constructor(inputs: PolicyInputs, options: CompileOptions) {
     this.options = options;
+    if (options.previous) this.current = options.previous;
     for (const o of [
       ...inputs.namespaces,
       ...inputs.pods,
@@ -91,13 +153,168 @@ export class IncrementalCompiler {
     };
   }
 
+  // The local endpoints as last compiled (what an event is matched against).
+  get localEndpoints(): readonly LocalEndpoint[] {
+    return this.endpoints;
+  }
+
+  // The object as last recorded, by kind, namespace and name.
+  object(kind: string, namespace: string | undefined, name: string): Obj | undefined {
+    return this.objects.get(objectKey(kind, namespace, name));
+  }
+
+  // Every current error: invalid policies, then endpoints over capacity (as compile() orders them).
+  get errors(): CompileError[] {
+    return [
+      ...policyErrors(this.policies),
+      ...[...this.overflow].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e),
+    ];
+  }
+
   private rebuild(): CompileError[] {
     const parts = compileParts(this.inputs(), { ...this.options, previous: this.current });
     this.policies = parts.policies;
     this.compiler = parts.compiler;
     this.endpoints = parts.endpoints;
     this.current = parts.result.state;
+    this.peerSignature = peerTableSignature(parts.compiler.universe);
+    this.universeDirty = false;
+    this.overflow.clear();
+    for (const e of parts.result.errors)
+      if (e.reason === "Overflow" && e.endpoint) this.overflow.set(e.endpoint, e);
     return parts.result.errors;
+  }
+
+  // Records a change without compiling anything; recompile() brings the state up to date.
+  record(change: Change): void {
+    const o = change.object;
+    if (o.kind === "SecurityIdentity") {
+      const id = Number(o.metadata.name);
+      if (change.type === "upsert") this.identities.set(id, { id, labels: o.spec.labels ?? {} });
+      else this.identities.delete(id);
+      this.universeDirty = true;
+      return;
+    }
+    const key = keyOf(o);
+    const before = this.objects.get(key);
+    if (change.type === "upsert") this.objects.set(key, o);
+    else this.objects.delete(key);
+    if (o.kind === "NetworkPolicy" || o.kind === "SecurityPolicy" || o.kind === "ClusterSecurityPolicy") {
+      const oldNorm = before
+        ? this.policies.find((p) => p.key === policyKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""))
+        : undefined;
+      const newNorm = change.type === "upsert" ? normalizePolicy(o) : undefined;
+      if (prefixesOf(oldNorm) !== prefixesOf(newNorm)) this.universeDirty = true;
+      this.replacePolicy(oldNorm, newNorm);
+      return;
+    }
+    this.universeDirty = true;
+  }
+
+  // Replaces the identity set (the agent resolves live identities from all SecurityIdentity objects).
+  setIdentities(ids: readonly Identity[]): void {
+    const same =
+      ids.length === this.identities.size &&
+      ids.every((i) => {
+        const cur = this.identities.get(i.id);
+        return cur !== undefined && labelsText(cur.labels) === labelsText(i.labels);
+      });
+    if (same) return;
+    this.identities.clear();
+    for (const i of ids) this.identities.set(i.id, i);
+    this.universeDirty = true;
+  }
+
+  // Compiles the endpoints named in keys (plus what recorded changes require, see the file's head);
+  // "all" recompiles every endpoint against the current universe.
+  recompile(keys: Iterable<string> | "all"): RecompileResult {
+    const before = this.current;
+    let all = keys === "all";
+    const named = new Set(keys === "all" ? [] : keys);
+    let eps = this.endpoints;
+    let ipcache = before.ipcache;
+    const universeRebuilt = this.universeDirty;
+    let peersChanged = false;
+    if (this.universeDirty) {
+      const inputs = this.inputs();
+      const universe = buildUniverse({
+        namespaces: inputs.namespaces,
+        pods: inputs.pods,
+        nodes: inputs.nodes,
+        identities: inputs.identities,
+        policyPrefixes: policyPrefixes(this.policies),
+        node: this.options.node,
+        labelOptions: this.options.labelOptions,
+      });
+      const sig = peerTableSignature(universe);
+      peersChanged = sig !== this.peerSignature;
+      if (peersChanged) all = true;
+      this.peerSignature = sig;
+      this.compiler = new PolicyCompiler(universe);
+      eps = localEndpoints(inputs, universe, this.options.node, this.options.labelOptions);
+      ipcache = universe.ipcache;
+      this.universeDirty = false;
+    }
+    const prevEp = new Map(this.endpoints.map((e) => [e.key, e]));
+    const prevState = new Map(before.endpoints.map((e) => [e.key, e]));
+    const fixed = new Map(this.options.endpointIds ?? []);
+    for (const e of before.endpoints) fixed.set(e.key, e.id);
+    const ids = endpointIdsFor(
+      eps.map((e) => e.key),
+      fixed,
+    );
+    const cache = new Map<string, EndpointCompilation>();
+    const capacity = this.options.capacity ?? DEFAULT_CAPACITY;
+    const delta: MapDelta = { ipcacheUpsert: [], ipcacheRemove: [], endpoints: [], removedEndpoints: [] };
+    const endpoints: EndpointState[] = [];
+    const recompiled: string[] = [];
+    for (const ep of eps) {
+      const prev = prevState.get(ep.key);
+      const old = prevEp.get(ep.key);
+      if (prev && old && !all && !named.has(ep.key) && sameLocalEndpoint(old, ep)) {
+        endpoints.push(prev);
+        continue;
+      }
+      recompiled.push(ep.key);
+      const cacheKey = `${ep.labelKey}|${namedPortsKey(ep.namedPorts)}`;
+      let c = cache.get(cacheKey);
+      if (!c) {
+        c = this.compiler.compileEndpoint(ep, this.policies);
+        cache.set(cacheKey, c);
+      }
+      const errors: CompileError[] = [];
+      const policy = capEndpoint(ep.key, c, capacity, prev?.policy, errors);
+      this.overflow.delete(ep.key);
+      for (const e of errors) this.overflow.set(ep.key, e);
+      const next: EndpointState = { key: ep.key, id: ids.get(ep.key)!, identity: ep.identity, policy };
+      const d = diffEndpoint(prev, next);
+      if (d) delta.endpoints.push(d);
+      endpoints.push(d ? next : (prev ?? next));
+    }
+    const now = new Set(eps.map((e) => e.key));
+    for (const e of before.endpoints)
+      if (!now.has(e.key)) {
+        delta.removedEndpoints.push(e.key);
+        this.overflow.delete(e.key);
+      }
+    if (ipcache !== before.ipcache) Object.assign(delta, diffIpcache(before.ipcache, ipcache));
+    this.endpoints = eps;
+    this.current = { ipcache, endpoints };
+    return { delta, recompiled, universeRebuilt, peersChanged };
+  }
+
+  private replacePolicy(oldNorm: NormPolicy | undefined, newNorm: NormPolicy | undefined): void {
+    if (oldNorm) this.policies.splice(this.policies.indexOf(oldNorm), 1);
+    if (newNorm) {
+      let lo = 0;
+      let hi = this.policies.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (comparePolicies(this.policies[mid], newNorm) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      this.policies.splice(lo, 0, newNorm);
+    }
   }
 
   apply(change: Change): ApplyResult {
@@ -129,17 +346,7 @@ export class IncrementalCompiler {
   }
 
   private policyChange(oldNorm: NormPolicy | undefined, newNorm: NormPolicy | undefined): ApplyResult {
-    if (oldNorm) this.policies.splice(this.policies.indexOf(oldNorm), 1);
-    if (newNorm) {
-      let lo = 0;
-      let hi = this.policies.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (comparePolicies(this.policies[mid], newNorm) < 0) lo = mid + 1;
-        else hi = mid;
-      }
-      this.policies.splice(lo, 0, newNorm);
-    }
+    this.replacePolicy(oldNorm, newNorm);
     const errors = policyErrors(newNorm ? [newNorm] : []);
     const byKey = new Map(this.current.endpoints.map((e, i) => [e.key, i]));
     const cache = new Map<string, EndpointCompilation>();
@@ -159,7 +366,10 @@ export class IncrementalCompiler {
       }
       const i = byKey.get(ep.key)!;
       const prev = endpoints[i];
+      const before = errors.length;
       const policy = capEndpoint(ep.key, c, this.options.capacity ?? DEFAULT_CAPACITY, prev.policy, errors);
+      this.overflow.delete(ep.key);
+      if (errors.length > before) this.overflow.set(ep.key, errors[errors.length - 1]);
       const next: EndpointState = { ...prev, policy };
       const d = diffEndpoint(prev, next);
       if (d) delta.endpoints.push(d);
