@@ -38,7 +38,7 @@ function expectedFor(objects: readonly unknown[]): MatrixRow[] {
   return sortRows(computeMatrix(inputsFromObjects(objects)));
 }
 
-const k = (args: string[]) => kubectlOk(args, api!.kubeconfigPath);
+const k = (args: string[], input?: string) => kubectlOk(args, api!.kubeconfigPath, input);
 
 async function startAgents(): Promise<void> {
   for (const n of lab!.plan.nodes) await lab!.startKubeAgent(n.name, api!.kubeconfigPath);
@@ -209,6 +209,27 @@ test("kubectl label pod: a new SecurityIdentity, verdicts follow the relabelled 
     );
     await op.stop();
   }
+});
+
+test("identities appear, then all are deleted (no operator): agents switch numbering both ways, verdicts stay", {
+  skip,
+}, async () => {
+  for (const n of lab!.plan.nodes)
+    if (!lab!.runningAgents().includes(n.name)) await lab!.startKubeAgent(n.name, api!.kubeconfigPath);
+  await k(["apply", "-f", policyDir]);
+  const want = expected([topologyFile, policyDir]);
+  // Identities the agents did not derive themselves (numbered as an operator might) take over...
+  const numbered = inputsFromObjects(loadObjects([topologyFile])).identities.map((i, n) => ({
+    apiVersion: "sluice.dev/v1alpha1",
+    kind: "SecurityIdentity",
+    metadata: { name: String(5000 + n) },
+    spec: { labels: i.labels },
+  }));
+  await k(["apply", "-f", "-"], numbered.map((o) => JSON.stringify(o)).join("\n---\n"));
+  assert.deepEqual(await probeUntil(want), want, "with identities from the API server");
+  // ...and when every one is gone the agents derive identities from the pods again.
+  await k(["delete", "securityidentities", "--all", "--wait=true"]);
+  assert.deepEqual(await probeUntil(want), want, "with identities derived by the agents");
 });
 
 test("API server stopped: the agents keep enforcing the last good state", { skip }, async () => {

@@ -150,6 +150,8 @@ export class KubeAgent {
   // Objects (objectKey) changed since they were last recorded into the compiler.
   readonly #dirty = new Set<string>();
   #identitiesDirty = false;
+  // The last pass derived identities from the pods (there were no SecurityIdentities).
+  #selfAllocated = false;
   // Host-side interfaces by endpoint key, resolved once per set of pod addresses.
   readonly #interfaces = new Map<string, ResolvedInterface>();
   // When the oldest event not yet reconciled was queued (how long keys wait).
@@ -255,7 +257,14 @@ export class KubeAgent {
     const t0 = performance.now();
     const queuedMs = this.#firstEventAt === undefined ? 0 : t0 - this.#firstEventAt;
     this.#firstEventAt = undefined;
-    const full = this.#needsFull || !this.#compiler || keys.includes(ALL_KEY);
+    // Without any SecurityIdentity (no operator yet) the identities are derived from the pods
+    // themselves (identitiesFor), so they change with any pod: only a full pass sees that, and only
+    // a full pass switches between derived and the operator's identities, in either direction.
+    const selfAllocating =
+      liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]).length === 0;
+    const full =
+      this.#needsFull || !this.#compiler || keys.includes(ALL_KEY) || selfAllocating || this.#selfAllocated;
+    this.#selfAllocated = selfAllocating;
     let compiler: IncrementalCompiler;
     let compileMs: number;
     let resolveMs = 0;
