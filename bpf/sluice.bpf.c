@@ -41,41 +41,101 @@ static __always_inline __u32 sl_peer_identity(const struct sl_pkt *p, __u8 dir)
 		k.prefixlen = 32 + 128;
 		__builtin_memcpy(k.addr, addr, 16);
 	}
-	struct sl_ipcache_value *v = bpf_map_lookup_elem(&sl_ipc_v2, &k);
+	struct sl_ipcache_value *v = bpf_map_lookup_elem(&sl_iph_v3, &k);
+	if (!v)
+		v = bpf_map_lookup_elem(&sl_ipc_v3, &k);
 	return v ? v->identity : SL_ID_WORLD;
 }
 
 /*
- * At most two LPM lookups: the peer's identity, then the wildcard identity; the first hit decides
- * (deny, tiers and precedence were folded in at compile time). Both miss: the endpoint default.
+ * The longest-prefix match among one identity's entries (the group): one hash lookup, then the exact
+ * hash and/or the LPM trie only for groups too big to inline. Fills out and returns 1 when an entry
+ * matched. A global function: the verifier checks it once, not once per path that reaches it.
+ * gen_dir = gen << 8 | dir; proto_port = proto << 16 | the policy port as it lies in the packet.
+ */
+__noinline int sl_policy_group(__u32 ep_id, __u32 identity, __u32 gen_dir, __u32 proto_port,
+			       struct sl_policy_value *out)
+{
+	struct sl_policy_set_key sk = {.ep_id = ep_id, .identity = identity, .gen = gen_dir >> 8, .dir = gen_dir};
+	__u8 proto = proto_port >> 16;
+	__u16 pport = proto_port;
+	struct sl_policy_value *v;
+
+	if (!out)
+		return 0;
+	struct sl_policy_set *s = bpf_map_lookup_elem(&sl_pset_v3, &sk);
+	if (!s)
+		return 0;
+	__u16 hport = bpf_ntohs(pport);
+	__u64 bit = 1ULL << ((hport ^ hport >> 6 ^ hport >> 12 ^ proto) & 63);
+	if ((s->flags & SL_PSET_EXACT) && (s->exact_filter & bit)) {
+		struct sl_policy_exact_key ek = {
+			.ep_id = ep_id,
+			.identity = identity,
+			.gen = sk.gen,
+			.dir = sk.dir,
+			.proto = proto,
+		};
+		__builtin_memcpy(ek.port, &pport, 2);
+		v = bpf_map_lookup_elem(&sl_pexact_v3, &ek);
+		if (v) {
+			*out = *v;
+			return 1;
+		}
+	}
+	/* Most specific first: the first match is the longest prefix. */
+	__u32 n = s->count;
+#pragma unroll
+	for (__u32 i = 0; i < SL_POLICY_INLINE; i++) {
+		if (i >= n)
+			break;
+		const struct sl_policy_rule *r = &s->rules[i];
+		if ((pport & r->mask) == r->port && (r->proto == proto || r->proto == 0)) {
+			out->verdict = r->verdict;
+			out->rule_id = r->rule_id;
+			return 1;
+		}
+	}
+	if (s->flags & SL_PSET_LPM) {
+		struct sl_policy_key k = {
+			.prefixlen = SL_POLICY_PREFIX_FULL,
+			.ep_id = bpf_htonl(ep_id),
+			.identity = bpf_htonl(identity),
+			.gen = sk.gen,
+			.dir = sk.dir,
+			.proto = proto,
+		};
+		__builtin_memcpy(k.port, &pport, 2);
+		v = bpf_map_lookup_elem(&sl_pol_v3, &k);
+		if (v) {
+			*out = *v;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The peer identity's group, then the wildcard (SL_ID_ANY) group; the first match decides (deny, tiers
+ * and precedence were folded in at compile time). Neither: the endpoint default.
  */
 static __always_inline void sl_policy(const struct sl_endpoint_value *ep, __u8 dir, const struct sl_pkt *p,
 				      struct sl_decision *d)
 {
-	struct sl_policy_key k = {};
+	struct sl_policy_value v = {};
 
 	if (!d->peer_known) {
 		d->peer_identity = sl_peer_identity(p, dir);
 		d->peer_known = 1;
 	}
-	k.prefixlen = SL_POLICY_PREFIX_FULL;
-	k.ep_id = bpf_htonl(ep->ep_id);
-	k.identity = bpf_htonl(d->peer_identity);
-	k.gen = ep->gen;
-	k.dir = dir;
-	k.proto = p->t.proto;
-	__builtin_memcpy(k.port, &p->policy_port, 2);
-
-	struct sl_policy_value *v = bpf_map_lookup_elem(&sl_pol_v2, &k);
-	if (!v) {
-		k.identity = bpf_htonl(SL_ID_ANY);
-		v = bpf_map_lookup_elem(&sl_pol_v2, &k);
-	}
-	if (v) {
+	__u32 gen_dir = (__u32)ep->gen << 8 | dir;
+	__u32 proto_port = (__u32)p->t.proto << 16 | p->policy_port;
+	if (sl_policy_group(ep->ep_id, d->peer_identity, gen_dir, proto_port, &v) ||
+	    sl_policy_group(ep->ep_id, SL_ID_ANY, gen_dir, proto_port, &v)) {
 		/* Anything but an explicit allow fails closed. */
-		d->verdict = v->verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
+		d->verdict = v.verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
 		d->reason = SL_REASON_POLICY;
-		d->rule_id = v->rule_id;
+		d->rule_id = v.rule_id;
 		return;
 	}
 	__u8 deny_flag = dir == SL_DIR_INGRESS ? SL_EP_DEFAULT_DENY_INGRESS : SL_EP_DEFAULT_DENY_EGRESS;
@@ -150,13 +210,13 @@ static __always_inline void sl_frag_key(struct sl_frag_key *k, __u32 ep_id, __u8
 static __always_inline void sl_count(__u32 ep_id, __u8 dir, __u8 verdict, __u64 len)
 {
 	struct sl_counter_key k = {.ep_id = ep_id, .dir = dir, .verdict = verdict};
-	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v2, &k);
+	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v3, &k);
 
 	if (!v) {
 		struct sl_counter_value init = {.packets = 1, .bytes = len};
-		if (!bpf_map_update_elem(&sl_cnt_v2, &k, &init, BPF_NOEXIST))
+		if (!bpf_map_update_elem(&sl_cnt_v3, &k, &init, BPF_NOEXIST))
 			return;
-		v = bpf_map_lookup_elem(&sl_cnt_v2, &k); /* another CPU created it first */
+		v = bpf_map_lookup_elem(&sl_cnt_v3, &k); /* another CPU created it first */
 		if (!v)
 			return;
 	}
@@ -170,7 +230,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 				     const struct sl_pkt *p, struct sl_decision *d)
 {
 	__u32 zero = 0;
-	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v2, &zero);
+	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v3, &zero);
 	if (!cfg)
 		return;
 	__u32 n = d->verdict == SL_VERDICT_ALLOW ? cfg->event_sample_allow : cfg->event_sample_deny;
@@ -180,7 +240,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 		return;
 
 	__u64 now = bpf_ktime_get_ns();
-	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v2, &zero);
+	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v3, &zero);
 	if (!rl)
 		return;
 	if (now - rl->window_start_ns >= SL_NSEC_PER_SEC) {
@@ -192,7 +252,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 	if (cfg->events_per_sec != 0 && rl->emitted >= cfg->events_per_sec)
 		return;
 
-	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v2, sizeof(*e), 0);
+	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v3, sizeof(*e), 0);
 	if (!e)
 		return; /* ring full: the reader is behind, drop the event, never the packet */
 	rl->emitted += 1;
@@ -246,7 +306,7 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 
 	/* One lookup finds the flow whether this packet continues it or replies to it. */
 	sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->t);
-	struct sl_ct_value *ct = bpf_map_lookup_elem(&sl_ct_v2, &ck);
+	struct sl_ct_value *ct = bpf_map_lookup_elem(&sl_ct_v3, &ck);
 	if (ct) {
 		if (ct->init_dir != dir) {
 			/* Reply: the flow was started from the other side and allowed there. */
@@ -259,35 +319,39 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		if (ct->policy_rev == ep->policy_rev) {
 			d->verdict = SL_VERDICT_ALLOW;
 			d->reason = SL_REASON_CT_ESTABLISHED;
-		} else {
-			/* Policy changed since the flow was allowed: a revoked allow cuts it. */
-			sl_policy(ep, dir, p, d);
-			if (d->verdict != SL_VERDICT_ALLOW) {
-				bpf_map_delete_elem(&sl_ct_v2, &ck);
-				return;
-			}
-			ct->policy_rev = ep->policy_rev;
+			sl_ct_touch(ct);
+			ct->packets += 1;
+			return;
 		}
-		sl_ct_touch(ct);
-		ct->packets += 1;
-		return;
-	}
-
-	/*
-	 * ICMP error about a tracked flow. The quoted packet was sent by the side receiving the error, so
-	 * it travelled in the other direction: the flow's own packet or a reply, both under one key.
-	 */
-	if (p->icmp == SL_ICMP_ERROR && p->has_inner) {
+	} else if (p->icmp == SL_ICMP_ERROR && p->has_inner) {
+		/*
+		 * ICMP error about a tracked flow. The quoted packet was sent by the side receiving the error,
+		 * so it travelled in the other direction: the flow's own packet or a reply, both under one key.
+		 */
 		struct sl_ct_key ik;
 		sl_ct_key(&ik, ep->ep_id, dir ^ 1, p->family, &p->inner);
-		if (bpf_map_lookup_elem(&sl_ct_v2, &ik)) {
+		if (bpf_map_lookup_elem(&sl_ct_v3, &ik)) {
 			d->verdict = SL_VERDICT_ALLOW;
 			d->reason = SL_REASON_CT_RELATED;
 			return;
 		}
 	}
 
+	/* A new flow, or a tracked one whose endpoint's policy changed since it was allowed. One call site:
+	 * the policy lookup is the biggest part of the program for the verifier. */
 	sl_policy(ep, dir, p, d);
+
+	if (ct) {
+		/* A revoked allow cuts the flow. */
+		if (d->verdict != SL_VERDICT_ALLOW) {
+			bpf_map_delete_elem(&sl_ct_v3, &ck);
+			return;
+		}
+		ct->policy_rev = ep->policy_rev;
+		sl_ct_touch(ct);
+		ct->packets += 1;
+		return;
+	}
 	if (d->verdict != SL_VERDICT_ALLOW || p->icmp == SL_ICMP_ERROR)
 		return; /* an error message is not a flow of its own */
 
@@ -297,13 +361,13 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		.packets = 1,
 		.init_dir = dir,
 	};
-	bpf_map_update_elem(&sl_ct_v2, &ck, &nv, BPF_ANY);
+	bpf_map_update_elem(&sl_ct_v3, &ck, &nv, BPF_ANY);
 }
 
 static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 {
 	struct sl_endpoint_key ek = {.ifindex = skb->ifindex};
-	struct sl_endpoint_value *epp = bpf_map_lookup_elem(&sl_ep_v2, &ek);
+	struct sl_endpoint_value *epp = bpf_map_lookup_elem(&sl_ep_v3, &ek);
 	if (!epp)
 		return TC_ACT_OK;
 	/* One copy per packet: gen, rev and flags all come from the same endpoint version. */
@@ -322,7 +386,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 		/* No ports to judge by: follow the datagram's first fragment, else drop. */
 		struct sl_frag_key fk;
 		sl_frag_key(&fk, ep.ep_id, dir, &p);
-		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v2, &fk);
+		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v3, &fk);
 		d.verdict = fv && fv->verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
 		d.reason = SL_REASON_FRAGMENT;
 	} else {
@@ -331,7 +395,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 			struct sl_frag_key fk;
 			struct sl_frag_value fv = {.verdict = SL_VERDICT_ALLOW};
 			sl_frag_key(&fk, ep.ep_id, dir, &p);
-			bpf_map_update_elem(&sl_frag_v2, &fk, &fv, BPF_ANY);
+			bpf_map_update_elem(&sl_frag_v3, &fk, &fv, BPF_ANY);
 		}
 	}
 

@@ -11,7 +11,7 @@
 #include <linux/types.h>
 
 /* Bumped whenever a map's key or value layout changes; it is part of every pinned map name. */
-enum sl_layout { SL_LAYOUT_VERSION = 2 };
+enum sl_layout { SL_LAYOUT_VERSION = 3 };
 
 /* Traffic direction as seen by the endpoint (pod), not by the host interface. */
 enum sl_dir {
@@ -107,14 +107,72 @@ struct sl_endpoint_value {
 };
 
 /*
- * policy key: LPM trie. Fixed part (ep_id, identity, gen, dir) always matched; then protocol
- * (0 = any, prefix stops before it) and destination port in network order (prefix covers a
- * power-of-two aligned port block, so a range is a few entries).
+ * Policy: the entries of one (endpoint, generation, direction, peer identity) are a group, found by one
+ * hash lookup (sl_pset). A group of at most SL_POLICY_INLINE entries is stored whole in that value,
+ * most specific first, so the first inline match is the longest-prefix answer. A bigger group keeps
+ * its full-port entries in an exact hash (sl_pexact: a hit there is the longest prefix) and its other
+ * entries inline, or, when even those do not fit, in the LPM trie (sl_pol). Lookup cost therefore does
+ * not grow with the number of entries of other groups.
+ */
+enum sl_policy_inline { SL_POLICY_INLINE = 8 };
+
+enum sl_policy_set_flags {
+	SL_PSET_EXACT = 1, /* the group's full-port entries are in sl_pexact, not inline */
+	SL_PSET_LPM = 2,   /* the group's other entries are in sl_pol, not inline */
+};
+
+/* policy group key (hash, host order). */
+struct sl_policy_set_key {
+	__u32 ep_id;
+	__u32 identity; /* SL_ID_ANY for the wildcard group */
+	__u8 gen;
+	__u8 dir;
+	__u8 pad[2];
+};
+
+/* one inline entry: matches when proto is 0 (any protocol) or the packet's, and (port & mask) == port. */
+struct sl_policy_rule {
+	__u32 rule_id;
+	__be16 port; /* network order, masked */
+	__be16 mask; /* network order; 0: any port */
+	__u8 proto;
+	__u8 verdict; /* enum sl_verdict */
+	__u8 pad[2];
+};
+
+/*
+ * policy group value. exact_filter has bit ((port ^ port >> 6 ^ port >> 12 ^ proto) & 63) set (port in
+ * host order) for every entry in sl_pexact: a clear bit means that lookup cannot hit and is skipped.
+ */
+struct sl_policy_set {
+	__u8 count; /* inline rules in use, most specific first */
+	__u8 flags; /* enum sl_policy_set_flags */
+	__u8 pad[6];
+	__u64 exact_filter;
+	struct sl_policy_rule rules[SL_POLICY_INLINE];
+};
+
+/* exact policy key (hash, host order but the port): full-port entries of groups too big to inline. */
+struct sl_policy_exact_key {
+	__u32 ep_id;
+	__u32 identity;
+	__u8 gen;
+	__u8 dir;
+	__u8 proto;
+	__u8 pad;
+	__u8 port[2]; /* network order */
+	__u8 pad2[2];
+};
+
+/*
+ * LPM policy key, for groups whose non-full-port entries do not fit inline. Fixed part (ep_id,
+ * identity, gen, dir) always matched; then protocol (0 = any, prefix stops before it) and destination
+ * port in network order (prefix covers a power-of-two aligned port block, so a range is a few entries).
  */
 struct sl_policy_key {
 	__u32 prefixlen;
 	__u32 ep_id;    /* big endian */
-	__u32 identity; /* big endian; SL_ID_ANY for the wildcard lookup */
+	__u32 identity; /* big endian */
 	__u8 gen;
 	__u8 dir;
 	__u8 proto;
@@ -122,7 +180,7 @@ struct sl_policy_key {
 	__u8 pad[3];
 };
 
-/* policy value: the verdict resolved at compile time (tiers, deny, precedence all folded in). */
+/* exact and LPM policy value: the verdict resolved at compile time (tiers, deny, precedence folded in). */
 struct sl_policy_value {
 	__u8 verdict;   /* enum sl_verdict */
 	__u8 pad[3];

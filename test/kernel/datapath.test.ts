@@ -8,12 +8,15 @@ import { rmSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { lookupVerdict } from "../../operator/src/policy/lookup.ts";
 import type { Direction, EndpointPolicy, PolicyEntry } from "../../operator/src/policy/mapstate.ts";
+import { policyEntryKey } from "../../operator/src/policy/mapstate.ts";
 import { IPPROTO, arp, packet, quote, truncate } from "../support/packets.ts";
 import type { PacketSpec } from "../support/packets.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
 import { type FlowEvent, openFlowEvents } from "../../operator/src/datapath/events.ts";
-import { dirCode, ipcacheKeyOf, policyKeyOf, policyValueOf } from "../../operator/src/datapath/keys.ts";
+import { canonicalEntry, dirCode } from "../../operator/src/datapath/keys.ts";
+import { writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
+import { writeIpcache } from "../../operator/src/datapath/sync.ts";
 
 const ALLOW = 1;
 const DENY = 2;
@@ -61,15 +64,40 @@ class Rig {
   }
 
   ipcache(cidr: string, identity: number): void {
-    this.#dp.maps.ipcache.set(ipcacheKeyOf(cidr), { identity, flags: 0 });
+    writeIpcache(this.#dp.maps, [], [[cidr, identity]]);
   }
 
-  addPolicy(epId: number, gen: number, e: PolicyEntry): void {
-    this.#dp.maps.policy.set(policyKeyOf(epId, gen, e), policyValueOf(e));
+  // What each endpoint generation holds, for the policy store's group rewrites.
+  readonly #policy = new Map<string, Map<string, PolicyEntry>>();
+
+  #generation(epId: number, gen: number): Map<string, PolicyEntry> {
+    const k = `${epId}|${gen}`;
+    let m = this.#policy.get(k);
+    if (!m) {
+      m = new Map();
+      this.#policy.set(k, m);
+    }
+    return m;
   }
 
-  deletePolicy(epId: number, gen: number, e: PolicyEntry): void {
-    assert.ok(this.#dp.maps.policy.delete(policyKeyOf(epId, gen, e)), "policy entry to delete exists");
+  addPolicy(epId: number, gen: number, raw: PolicyEntry): void {
+    const e = canonicalEntry(raw);
+    const g = gen === 0 ? 0 : 1;
+    writePolicyChanges(this.#dp.maps, (id, n) => this.#generation(id, n), [], [{ epId, gen: g, entry: e }]);
+    this.#generation(epId, g).set(policyEntryKey(e), e);
+  }
+
+  deletePolicy(epId: number, gen: number, raw: PolicyEntry): void {
+    const e = canonicalEntry(raw);
+    const g = gen === 0 ? 0 : 1;
+    assert.ok(this.#generation(epId, g).has(policyEntryKey(e)), "policy entry to delete exists");
+    writePolicyChanges(this.#dp.maps, (id, n) => this.#generation(id, n), [{ epId, gen: g, entry: e }], []);
+    this.#generation(epId, g).delete(policyEntryKey(e));
+  }
+
+  // Records in the policy's spill maps (exact hash, LPM trie).
+  spilled(): [number, number] {
+    return [this.#dp.maps.policyExact.count(), this.#dp.maps.policyLpm.count()];
   }
 
   setConfig(c: { sampleAllow: number; sampleDeny: number; eventsPerSec: number }): void {
@@ -680,14 +708,19 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
       return seed % n;
     };
     const protos = [IPPROTO.TCP, IPPROTO.UDP, IPPROTO.SCTP];
-    for (let round = 0; round < 8; round++) {
+    // Up to 120 entries per endpoint: groups (direction, identity) from a few entries, stored whole in
+    // their hash value, to dozens, whose full-port entries spill to the exact hash and the rest inline
+    // or, past the inline capacity, to the LPM trie.
+    const sizes = [12, 12, 24, 30, 45, 60, 90, 120];
+    const spilled = [0, 0];
+    for (let round = 0; round < sizes.length; round++) {
       const dirs: Direction[] = ["ingress", "egress"];
       const defaultDeny = { ingress: rand(2) === 1, egress: rand(2) === 1 };
       const ep = endpoint({
         flags: (defaultDeny.ingress ? DENY_INGRESS : 0) | (defaultDeny.egress ? DENY_EGRESS : 0),
       });
       const byKey = new Map<string, PolicyEntry>();
-      for (let i = 0; i < 12; i++) {
+      for (let i = 0; i < sizes[round]; i++) {
         const protocol = rand(5) === 0 ? 0 : protos[rand(3)];
         const portPrefixLen = protocol === 0 ? 0 : [0, 8, 12, 14, 16][rand(5)];
         const shift = 16 - portPrefixLen;
@@ -704,8 +737,11 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
       }
       const entries = [...byKey.values()];
       for (const e of entries) r().addPolicy(ep, 0, e);
+      const [exact, lpm] = r().spilled();
+      spilled[0] = Math.max(spilled[0], exact);
+      spilled[1] = Math.max(spilled[1], lpm);
       const policy: EndpointPolicy = { defaultDeny, entries };
-      for (let p = 0; p < 40; p++) {
+      for (let p = 0; p < 80; p++) {
         const dir = dirs[rand(2)];
         const proto = protos[rand(3)];
         const port = 1000 + rand(70);
@@ -713,6 +749,7 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
         const peerId = peer === PEER4 ? PEER_ID : peer === "10.9.0.1" ? 2000 : 2;
         const want = lookupVerdict(policy, dir, peerId, proto, port).verdict;
         const sport = 20000 + round * 100 + p;
+        if (p >= 100) throw new Error("source ports would collide across rounds");
         const l4: PacketSpec["l4"] =
           proto === IPPROTO.TCP
             ? { kind: "tcp", sport, dport: port }
@@ -729,5 +766,6 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
         );
       }
     }
+    assert.ok(spilled[0] > 0 && spilled[1] > 0, `big groups reached both spill maps (${spilled})`);
   });
 });

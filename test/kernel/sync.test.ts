@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { BpfAddon } from "../../operator/src/datapath/bpf-addon.ts";
-import { policyKeyOf, policyValueOf } from "../../operator/src/datapath/keys.ts";
+import { encodeExactBatch } from "../../operator/src/datapath/policy-encoder.ts";
+import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 import { MapSync, readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
 import { MapCapacityError } from "../../operator/src/datapath/typed-map.ts";
@@ -121,7 +122,7 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.deepEqual([e1.gen, e1.policy_rev, e1.flags], [0, 1, 1]);
     assert.equal(endpointValue(dp, 2)!.flags, 2);
     // Both generations hold the policy: 2 x entries.
-    assert.equal(dp.maps.policy.count(), 2 * 3);
+    assert.equal(countPolicyEntries(dp.maps), 2 * 3);
 
     const r2 = sync.apply(B, ifindexOf);
     assert.equal(r2.flips, 2, "endpoint 1 changed, endpoint 3 is new");
@@ -134,7 +135,7 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
       "generation flipped exactly once, revision bumped once",
     );
     assert.equal(endpointValue(dp, 2), undefined);
-    assert.equal(dp.maps.policy.count(), 2 * 4);
+    assert.equal(countPolicyEntries(dp.maps), 2 * 4);
 
     const r3 = sync.apply(B, ifindexOf);
     assert.deepEqual(
@@ -180,13 +181,56 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     const e1 = endpointValue(dp, 1)!;
     const inactive = e1.gen === 0 ? 1 : 0;
     const stray = entry("ingress", 999, 6, 22, 16, "allow", 77);
-    dp.maps.policy.set(policyKeyOf(1, inactive, stray), policyValueOf(stray));
+    const held = readApplied(dp.maps).policy;
+    const none = new Map<string, PolicyEntry>();
+    writePolicyChanges(
+      dp.maps,
+      (id, g) => held.get(id)?.[g] ?? none,
+      [],
+      [{ epId: 1, gen: inactive, entry: stray }],
+    );
+    // And a spilled record no group points at, as a write interrupted half way leaves it.
+    const unreachable = entry("ingress", 998, 6, 23, 16, "allow", 78);
+    const x = encodeExactBatch([{ epId: 1, gen: inactive, entry: unreachable }]);
+    dp.maps.policyExact.setManyRaw(x.keys, x.values, 1);
     const sync = MapSync.adopt(a, dp.maps);
+    assert.equal(dp.maps.policyExact.count(), 0, "the unreachable record was removed on adoption");
     const r = sync.apply(B, ifindexOf);
     assert.equal(r.flips, 0);
     assert.equal(r.policyDeleted, 1);
     assert.deepEqual(comparable(dp), expected(B));
     assert.equal(endpointValue(dp, 1)!.gen, e1.gen);
+  });
+
+  test("big groups spill to the exact hash and the LPM trie, and come back inline when they shrink", (t) => {
+    if (!requirePrivileged(t)) return;
+    const sync = MapSync.adopt(a, dp.maps);
+    const exact = (n: number) =>
+      Array.from({ length: n }, (_, i) => entry("ingress", 310, 6, 1000 + i, 16, "allow", 10 + i));
+    const blocks = (n: number) =>
+      Array.from({ length: n }, (_, i) => entry("ingress", 310, 17, i * 256, 8, "deny", 40 + i));
+    const withGroup = (entries: PolicyEntry[]): MapState => ({
+      ipcache: B.ipcache,
+      endpoints: [ep(1, 300, [...B.endpoints[0].policy.entries, ...entries]), B.endpoints[1]],
+    });
+    const counts = () => [dp.maps.policyExact.count(), dp.maps.policyLpm.count()];
+    // 12 full-port entries and 3 blocks: the full-port ones spill, the blocks stay inline.
+    sync.apply(withGroup([...exact(12), ...blocks(3)]), ifindexOf);
+    assert.deepEqual(comparable(dp), expected(withGroup([...exact(12), ...blocks(3)])));
+    assert.deepEqual(counts(), [2 * 12, 0]);
+    // 20 blocks: those spill to the LPM trie too.
+    sync.apply(withGroup([...exact(12), ...blocks(20)]), ifindexOf);
+    assert.deepEqual(comparable(dp), expected(withGroup([...exact(12), ...blocks(20)])));
+    assert.deepEqual(counts(), [2 * 12, 2 * 20]);
+    // A restarted writer reads the spilled groups back as they are: no change.
+    const again = MapSync.adopt(a, dp.maps).apply(withGroup([...exact(12), ...blocks(20)]), ifindexOf);
+    assert.deepEqual([again.flips, again.policyWritten, again.policyDeleted], [0, 0, 0]);
+    // Shrunk to 5 entries: inline again, no spill left behind.
+    sync.apply(withGroup([...exact(3), ...blocks(2)]), ifindexOf);
+    assert.deepEqual(comparable(dp), expected(withGroup([...exact(3), ...blocks(2)])));
+    assert.deepEqual(counts(), [0, 0]);
+    sync.apply(B, ifindexOf);
+    assert.deepEqual(comparable(dp), expected(B));
   });
 
   test("capacity: an update that cannot fit is refused and nothing is written", (t) => {
@@ -203,7 +247,7 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.deepEqual(comparable(dp), expected(B));
 
     // Two generations per endpoint: half the policy map's capacity, plus one, cannot fit.
-    const n = Math.floor(dp.maps.policy.maxEntries / 2) + 1;
+    const n = Math.floor(dp.maps.policySets.maxEntries / 2) + 1;
     const big = Array.from({ length: n }, (_, i) =>
       entry("ingress", 256 + Math.floor(i / 256), 6, (i % 256) * 256, 8, "allow", i),
     );
@@ -213,7 +257,7 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
       (e: unknown) => e instanceof MapCapacityError && e.map === "policy",
     );
     assert.deepEqual(comparable(dp), expected(B));
-    assert.equal(dp.maps.policy.count(), 2 * 4);
+    assert.equal(countPolicyEntries(dp.maps), 2 * 4);
     // The refused sync left the writer usable.
     assert.equal(sync.apply(B, ifindexOf).flips, 0);
   });
@@ -222,8 +266,8 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     if (!requirePrivileged(t)) return;
     const sync = MapSync.adopt(a, dp.maps);
     sync.apply({ ipcache: [], endpoints: [] }, ifindexOf);
-    assert.equal(dp.maps.policy.count(), 0);
+    assert.equal(countPolicyEntries(dp.maps), 0);
     assert.equal(dp.maps.endpoints.count(), 0);
-    assert.equal(dp.maps.ipcache.count(), 0);
+    assert.equal(dp.maps.ipcache.count() + dp.maps.ipHosts.count(), 0);
   });
 });

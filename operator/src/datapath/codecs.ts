@@ -6,6 +6,16 @@ export const ipcacheKey = new StructCodec("sl_ipcache_key", structs.sl_ipcache_k
 export const ipcacheValue = new StructCodec("sl_ipcache_value", structs.sl_ipcache_value);
 export const endpointKey = new StructCodec("sl_endpoint_key", structs.sl_endpoint_key);
 export const endpointValue = new StructCodec("sl_endpoint_value", structs.sl_endpoint_value);
+export const policySetKey = new StructCodec("sl_policy_set_key", structs.sl_policy_set_key);
+// rules: raw bytes, SL_POLICY_INLINE policyRule records back to back.
+export const policySet = new StructCodec("sl_policy_set", structs.sl_policy_set);
+export const policyRule = new StructCodec("sl_policy_rule", structs.sl_policy_rule, {
+  port: "be",
+  mask: "be",
+} as const);
+export const policyExactKey = new StructCodec("sl_policy_exact_key", structs.sl_policy_exact_key, {
+  port: "be",
+} as const);
 export const policyKey = new StructCodec("sl_policy_key", structs.sl_policy_key, {
   ep_id: "be",
   identity: "be",
@@ -26,6 +36,10 @@ export type IpcacheKey = ReturnType<typeof ipcacheKey.decode>;
 export type IpcacheValue = ReturnType<typeof ipcacheValue.decode>;
 export type EndpointKey = ReturnType<typeof endpointKey.decode>;
 export type EndpointValue = ReturnType<typeof endpointValue.decode>;
+export type PolicySetKey = ReturnType<typeof policySetKey.decode>;
+export type PolicySet = ReturnType<typeof policySet.decode>;
+export type PolicyRule = ReturnType<typeof policyRule.decode>;
+export type PolicyExactKey = ReturnType<typeof policyExactKey.decode>;
 export type PolicyKey = ReturnType<typeof policyKey.decode>;
 export type PolicyValue = ReturnType<typeof policyValue.decode>;
 export type CtKey = ReturnType<typeof ctKey.decode>;

@@ -9,9 +9,12 @@ import { PerCpuMap, TypedMap } from "./typed-map.ts";
 const VERSION = enums.sl_layout.SL_LAYOUT_VERSION;
 
 export const MapNames = {
+  ipHosts: `sl_iph_v${VERSION}`,
   ipcache: `sl_ipc_v${VERSION}`,
   endpoints: `sl_ep_v${VERSION}`,
-  policy: `sl_pol_v${VERSION}`,
+  policySets: `sl_pset_v${VERSION}`,
+  policyExact: `sl_pexact_v${VERSION}`,
+  policyLpm: `sl_pol_v${VERSION}`,
   conntrack: `sl_ct_v${VERSION}`,
   fragments: `sl_frag_v${VERSION}`,
   counters: `sl_cnt_v${VERSION}`,
@@ -72,9 +75,15 @@ const u32: {
 };
 
 export interface DatapathMaps {
+  // Full-length prefixes (hash) and the other prefixes (LPM trie) of the ipcache.
+  ipHosts: TypedMap<C.IpcacheKey, C.IpcacheValue>;
   ipcache: TypedMap<C.IpcacheKey, C.IpcacheValue>;
   endpoints: TypedMap<C.EndpointKey, C.EndpointValue>;
-  policy: TypedMap<C.PolicyKey, C.PolicyValue>;
+  // Policy: one record per (endpoint, generation, direction, identity) group with its entries inline,
+  // and the spill of big groups (policy-store.ts).
+  policySets: TypedMap<C.PolicySetKey, C.PolicySet>;
+  policyExact: TypedMap<C.PolicyExactKey, C.PolicyValue>;
+  policyLpm: TypedMap<C.PolicyKey, C.PolicyValue>;
   conntrack: TypedMap<C.CtKey, C.CtValue>;
   counters: CounterMap;
   config: ConfigMap;
@@ -86,6 +95,7 @@ export interface DatapathMaps {
 
 function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => void): DatapathMaps {
   return {
+    ipHosts: new TypedMap(addon, fdOf(MapNames.ipHosts), MapNames.ipHosts, C.ipcacheKey, C.ipcacheValue),
     ipcache: new TypedMap(addon, fdOf(MapNames.ipcache), MapNames.ipcache, C.ipcacheKey, C.ipcacheValue),
     endpoints: new TypedMap(
       addon,
@@ -94,7 +104,21 @@ function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => voi
       C.endpointKey,
       C.endpointValue,
     ),
-    policy: new TypedMap(addon, fdOf(MapNames.policy), MapNames.policy, C.policyKey, C.policyValue),
+    policySets: new TypedMap(
+      addon,
+      fdOf(MapNames.policySets),
+      MapNames.policySets,
+      C.policySetKey,
+      C.policySet,
+    ),
+    policyExact: new TypedMap(
+      addon,
+      fdOf(MapNames.policyExact),
+      MapNames.policyExact,
+      C.policyExactKey,
+      C.policyValue,
+    ),
+    policyLpm: new TypedMap(addon, fdOf(MapNames.policyLpm), MapNames.policyLpm, C.policyKey, C.policyValue),
     conntrack: new TypedMap(addon, fdOf(MapNames.conntrack), MapNames.conntrack, C.ctKey, C.ctValue),
     counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, C.counterKey, C.counterValue),
     config: new ConfigMap(addon, fdOf(MapNames.config), MapNames.config, u32, C.config),

@@ -2,11 +2,12 @@
 // an AppliedState (adoption after an agent restart: the new process computes a delta against what the
 // kernel enforces, instead of rewriting or clearing it).
 import type { EndpointState, MapState, PolicyEntry } from "../policy/mapstate.ts";
-import { policyEntryKey } from "../policy/mapstate.ts";
 import type { BpfAddon } from "./bpf-addon.ts";
-import { cidrOfIpcacheKey, entryOfPolicy, ipcacheKeyOf, policyKeyOf, policyValueOf } from "./keys.ts";
+import type { IpcacheKey, IpcacheValue } from "./codecs.ts";
+import { cidrOfIpcacheKey, ipcacheKeyOf } from "./keys.ts";
 import { enums } from "./layout.generated.ts";
 import type { DatapathMaps } from "./maps.ts";
+import { deleteStrays, readPolicyMaps, writePolicyChanges } from "./policy-store.ts";
 import {
   type AppliedState,
   type DesiredState,
@@ -14,7 +15,6 @@ import {
   type EndpointRecord,
   type EntrySet,
   type Generation,
-  type PolicyWrite,
   planSync,
 } from "./sync-plan.ts";
 
@@ -31,9 +31,9 @@ export interface SyncReport {
   durationMs: number;
 }
 
-// Reads every datapath map into the state the planner diffs against.
-export function readApplied(maps: DatapathMaps): AppliedState {
+function readEndpointsAndIpcache(maps: DatapathMaps): Omit<AppliedState, "policy"> {
   const ipcache = new Map<string, number>();
+  for (const [k, v] of maps.ipHosts.entries()) ipcache.set(cidrOfIpcacheKey(k), v.identity);
   for (const [k, v] of maps.ipcache.entries()) ipcache.set(cidrOfIpcacheKey(k), v.identity);
   const endpoints = new Map<number, EndpointRecord>();
   for (const [k, v] of maps.endpoints.entries()) {
@@ -47,50 +47,56 @@ export function readApplied(maps: DatapathMaps): AppliedState {
       flags: v.flags,
     });
   }
-  const policy = new Map<number, [Map<string, PolicyEntry>, Map<string, PolicyEntry>]>();
-  for (const [k, v] of maps.policy.entries()) {
-    if (k.gen !== 0 && k.gen !== 1)
-      throw new Error(`policy entry of endpoint ${k.ep_id}: generation ${k.gen} is not 0 or 1`);
-    let gens = policy.get(k.ep_id);
-    if (!gens) {
-      gens = [new Map(), new Map()];
-      policy.set(k.ep_id, gens);
-    }
-    const e = entryOfPolicy(k, v);
-    gens[k.gen].set(policyEntryKey(e), e);
-  }
-  return { ipcache, endpoints, policy };
+  return { ipcache, endpoints };
 }
 
-function policyBatch(
-  writes: readonly PolicyWrite[],
-  withValues: boolean,
-  ks: number,
-  vs: number,
+// Reads every datapath map into the state the planner diffs against (what the programs can reach).
+export function readApplied(maps: DatapathMaps): AppliedState {
+  return { ...readEndpointsAndIpcache(maps), policy: readPolicyMaps(maps).policy };
+}
+
+// As readApplied, and deletes spilled policy records no program can reach (left by an interrupted write).
+function readAppliedAndTidy(maps: DatapathMaps): AppliedState {
+  const { policy, strays } = readPolicyMaps(maps);
+  deleteStrays(maps, strays);
+  return { ...readEndpointsAndIpcache(maps), policy };
+}
+
+// The ipcache's full-length prefixes live in the host hash, the others in the LPM trie.
+function ipcacheMapOf(maps: DatapathMaps, k: IpcacheKey): DatapathMaps["ipcache"] {
+  return k.prefixlen === IPCACHE_FULL[k.family] ? maps.ipHosts : maps.ipcache;
+}
+
+const IPCACHE_FULL: Record<number, number> = {
+  [enums.sl_family.SL_FAMILY_V4]: ipcacheKeyOf("0.0.0.0/32").prefixlen,
+  [enums.sl_family.SL_FAMILY_V6]: ipcacheKeyOf("::/128").prefixlen,
+};
+
+// Writes and deletes ipcache prefixes, each in the map that holds its kind.
+export function writeIpcache(
   maps: DatapathMaps,
-) {
-  const keys = new Uint8Array(writes.length * ks);
-  const values = withValues ? new Uint8Array(writes.length * vs) : new Uint8Array(0);
-  for (let i = 0; i < writes.length; i++) {
-    const w = writes[i];
-    maps.policy.key.encode(policyKeyOf(w.epId, w.gen, w.entry), keys, i * ks);
-    if (withValues) maps.policy.value.encode(policyValueOf(w.entry), values, i * vs);
+  del: readonly string[],
+  put: readonly (readonly [string, number])[],
+): void {
+  const hostDel: IpcacheKey[] = [];
+  const netDel: IpcacheKey[] = [];
+  for (const cidr of del) {
+    const k = ipcacheKeyOf(cidr);
+    (ipcacheMapOf(maps, k) === maps.ipHosts ? hostDel : netDel).push(k);
   }
-  return { keys, values };
+  const hostPut: [IpcacheKey, IpcacheValue][] = [];
+  const netPut: [IpcacheKey, IpcacheValue][] = [];
+  for (const [cidr, identity] of put) {
+    const k = ipcacheKeyOf(cidr);
+    (ipcacheMapOf(maps, k) === maps.ipHosts ? hostPut : netPut).push([k, { identity, flags: 0 }]);
+  }
+  if (hostDel.length > 0) maps.ipHosts.deleteMany(hostDel);
+  if (netDel.length > 0) maps.ipcache.deleteMany(netDel);
+  if (hostPut.length > 0) maps.ipHosts.setMany(hostPut);
+  if (netPut.length > 0) maps.ipcache.setMany(netPut);
 }
 
-function writePolicy(maps: DatapathMaps, writes: readonly PolicyWrite[]): void {
-  if (writes.length === 0) return;
-  const { keys, values } = policyBatch(writes, true, maps.policy.key.size, maps.policy.value.size, maps);
-  maps.policy.setManyRaw(keys, values, writes.length);
-}
-
-function deletePolicy(maps: DatapathMaps, writes: readonly PolicyWrite[]): void {
-  if (writes.length === 0) return;
-  const { keys } = policyBatch(writes, false, maps.policy.key.size, 0, maps);
-  maps.policy.deleteManyRaw(keys, writes.length);
-}
-
+const NO_ENTRIES: EntrySet = new Map();
 const DIRS = [enums.sl_dir.SL_DIR_INGRESS, enums.sl_dir.SL_DIR_EGRESS];
 const VERDICTS = [enums.sl_verdict.SL_VERDICT_ALLOW, enums.sl_verdict.SL_VERDICT_DENY];
 
@@ -116,7 +122,7 @@ export class MapSync {
   }
 
   static adopt(addon: BpfAddon, maps: DatapathMaps, o: MapSyncOptions = {}): MapSync {
-    return new MapSync(addon, maps, readApplied(maps), o);
+    return new MapSync(addon, maps, readAppliedAndTidy(maps), o);
   }
 
   get applied(): AppliedState {
@@ -133,18 +139,20 @@ export class MapSync {
     const t0 = performance.now();
     // After a failed write we no longer know the maps' content: read it back before planning.
     if (this.#stale) {
-      this.#applied = readApplied(this.#maps);
+      this.#applied = readAppliedAndTidy(this.#maps);
       this.#stale = false;
     }
     const m = this.#maps;
     const plan = planSync(this.#applied, desired, {
-      ipcache: m.ipcache.maxEntries,
+      ipcache: Math.min(m.ipcache.maxEntries, m.ipHosts.maxEntries),
       endpoints: m.endpoints.maxEntries,
-      policy: m.policy.maxEntries,
+      // Every map of the policy holds at most one record per entry.
+      policy: Math.min(m.policySets.maxEntries, m.policyExact.maxEntries, m.policyLpm.maxEntries),
     });
+    const applied = this.#applied;
+    const before = (epId: number, gen: Generation) => applied.policy.get(epId)?.[gen] ?? NO_ENTRIES;
     try {
-      deletePolicy(m, plan.phase1.delete);
-      writePolicy(m, plan.phase1.write);
+      writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write);
       if (plan.phase2.deleteEndpoints.length > 0)
         m.endpoints.deleteMany(plan.phase2.deleteEndpoints.map((ifindex) => ({ ifindex })));
       if (plan.phase2.writeEndpoints.length > 0)
@@ -157,16 +165,19 @@ export class MapSync {
       const phase3 =
         plan.phase3.delete.length + plan.phase3.write.length + plan.phase3.deleteCounters.length > 0;
       if (plan.barrier && phase3 && this.#barrier) this.#addon.waitForPrograms();
-      deletePolicy(m, plan.phase3.delete);
-      writePolicy(m, plan.phase3.write);
+      // Phase 3 touches other endpoint generations than phase 1 (the planner's invariant); should one
+      // be shared, what it holds now is read back from the maps.
+      const phase1 = new Set([...plan.phase1.delete, ...plan.phase1.write].map((w) => `${w.epId}|${w.gen}`));
+      const shared = [...plan.phase3.delete, ...plan.phase3.write].some((w) =>
+        phase1.has(`${w.epId}|${w.gen}`),
+      );
+      const now = shared ? readPolicyMaps(m).policy : undefined;
+      const before3 = now ? (epId: number, gen: Generation) => now.get(epId)?.[gen] ?? NO_ENTRIES : before;
+      writePolicyChanges(m, before3, plan.phase3.delete, plan.phase3.write);
       for (const epId of plan.phase3.deleteCounters)
         for (const dir of DIRS)
           for (const verdict of VERDICTS) m.counters.delete({ ep_id: epId, dir, verdict });
-      if (plan.ipcache.delete.length > 0) m.ipcache.deleteMany(plan.ipcache.delete.map(ipcacheKeyOf));
-      if (plan.ipcache.write.length > 0)
-        m.ipcache.setMany(
-          plan.ipcache.write.map(([cidr, identity]) => [ipcacheKeyOf(cidr), { identity, flags: 0 }]),
-        );
+      writeIpcache(m, plan.ipcache.delete, plan.ipcache.write);
     } catch (e) {
       this.#stale = true;
       throw e;

@@ -1,8 +1,12 @@
 // The BPF program's policy decision, simulated over compiled state. Keep this in step with
-// bpf/sluice.bpf.c: the differential test checks that both agree.
+// bpf/sluice.bpf.c (sl_policy): the differential test checks that both agree. Not a hot path.
+import { enums } from "../datapath/layout.generated.ts";
 import { containsIp, parseIp, parsePrefix } from "./cidr.ts";
 import type { Direction, EndpointPolicy, PolicyEntry, Verdict } from "./mapstate.ts";
 import { ReservedIdentity } from "./mapstate.ts";
+
+// Inline entries per group: a datapath constant (bpf/include/sluice_shared.h), read from the BTF layout.
+const INLINE = enums.sl_policy_inline.SL_POLICY_INLINE;
 
 export interface LookupResult {
   verdict: Verdict;
@@ -10,14 +14,7 @@ export interface LookupResult {
   entry?: PolicyEntry;
 }
 
-function matches(
-  e: PolicyEntry,
-  direction: Direction,
-  identity: number,
-  protocol: number,
-  port: number,
-): boolean {
-  if (e.direction !== direction || e.identity !== identity) return false;
+function matches(e: PolicyEntry, protocol: number, port: number): boolean {
   if (e.protocol === 0) return true;
   if (e.protocol !== protocol) return false;
   if (e.portPrefixLen === 0) return true;
@@ -25,26 +22,99 @@ function matches(
   return port >>> shift === e.port >>> shift;
 }
 
-function specificity(e: PolicyEntry): number {
+// Longest-prefix rank: any protocol < one protocol, any port < longer port prefixes.
+export function specificity(e: Pick<PolicyEntry, "protocol" | "portPrefixLen">): number {
   return e.protocol === 0 ? 0 : 1 + e.portPrefixLen;
+}
+
+function isExact(e: PolicyEntry): boolean {
+  return e.protocol !== 0 && e.portPrefixLen === 16;
+}
+
+// How the datapath stores one group (the entries of one direction and peer identity): whole in the
+// group's hash value when it fits (inline, most specific first), else its full-port entries in an exact
+// hash and the others inline or, when even they do not fit, in an LPM trie. Any arrangement gives the
+// longest-prefix answer; this one bounds the lookups per group whatever the map sizes.
+export interface GroupLayout {
+  inline: readonly PolicyEntry[];
+  exact: readonly PolicyEntry[];
+  lpm: readonly PolicyEntry[];
+}
+
+function byPrecedence(a: PolicyEntry, b: PolicyEntry): number {
+  return specificity(b) - specificity(a) || a.protocol - b.protocol || a.port - b.port;
+}
+
+// Insertion sort in place: groups are small, and this runs once per group on the map writer's bulk path.
+function sortInPlace(out: PolicyEntry[]): PolicyEntry[] {
+  for (let i = 1; i < out.length; i++) {
+    const e = out[i];
+    let j = i - 1;
+    while (j >= 0 && byPrecedence(out[j], e) > 0) {
+      out[j + 1] = out[j];
+      j--;
+    }
+    out[j + 1] = e;
+  }
+  return out;
+}
+
+// capacity: inline entries per group (SL_POLICY_INLINE of bpf/include/sluice_shared.h).
+const NONE: readonly PolicyEntry[] = Object.freeze([]);
+
+// inPlace: entries is the caller's own array and may be reordered (saves a copy per group).
+export function arrangeGroup(
+  entries: PolicyEntry[] | readonly PolicyEntry[],
+  capacity: number,
+  inPlace = false,
+): GroupLayout {
+  if (entries.length <= capacity)
+    return {
+      inline: sortInPlace(inPlace ? (entries as PolicyEntry[]) : entries.slice()),
+      exact: NONE,
+      lpm: NONE,
+    };
+  const exact = entries.filter(isExact);
+  const rest = entries.filter((e) => !isExact(e));
+  if (rest.length <= capacity) return { inline: sortInPlace(rest), exact, lpm: NONE };
+  return { inline: NONE, exact, lpm: rest };
+}
+
+// Entries grouped by direction and identity, for arrangeGroup.
+export function groupsOf(entries: readonly PolicyEntry[]): Map<string, PolicyEntry[]> {
+  const out = new Map<string, PolicyEntry[]>();
+  for (const e of entries) {
+    const k = `${e.direction}|${e.identity}`;
+    const g = out.get(k);
+    if (g) g.push(e);
+    else out.set(k, [e]);
+  }
+  return out;
 }
 
 function longestMatch(
   entries: readonly PolicyEntry[],
-  direction: Direction,
-  identity: number,
   protocol: number,
   port: number,
 ): PolicyEntry | undefined {
   let best: PolicyEntry | undefined;
   for (const e of entries) {
-    if (matches(e, direction, identity, protocol, port) && (!best || specificity(e) > specificity(best)))
-      best = e;
+    if (matches(e, protocol, port) && (!best || specificity(e) > specificity(best))) best = e;
   }
   return best;
 }
 
-// Linear scan: this is the oracle for tests and the CLI's matrix, not a hot path.
+// One group as the BPF program searches it: exact hash, inline entries in order, LPM trie.
+function groupMatch(g: GroupLayout, protocol: number, port: number): PolicyEntry | undefined {
+  const exact = g.exact.find((e) => e.protocol === protocol && e.port === port);
+  if (exact) return exact;
+  const inline = g.inline.find((e) => matches(e, protocol, port));
+  if (inline) return inline;
+  return longestMatch(g.lpm, protocol, port);
+}
+
+// The peer identity's group, then the wildcard identity's; the first match decides; else the default.
+// Linear in the endpoint's entries: this is the oracle for tests and the CLI's matrix.
 export function lookupVerdict(
   policy: EndpointPolicy,
   direction: Direction,
@@ -52,10 +122,11 @@ export function lookupVerdict(
   protocol: number,
   port: number,
 ): LookupResult {
-  const entry =
-    longestMatch(policy.entries, direction, peerIdentity, protocol, port) ??
-    longestMatch(policy.entries, direction, 0, protocol, port);
-  if (entry) return { verdict: entry.verdict, entry };
+  for (const identity of [peerIdentity, ReservedIdentity.ANY]) {
+    const group = policy.entries.filter((e) => e.direction === direction && e.identity === identity);
+    const entry = group.length > 0 ? groupMatch(arrangeGroup(group, INLINE), protocol, port) : undefined;
+    if (entry) return { verdict: entry.verdict, entry };
+  }
   return { verdict: policy.defaultDeny[direction] ? "deny" : "allow" };
 }
 

@@ -1,0 +1,327 @@
+// The map writer's hot path: policy records straight into the contiguous key/value buffers of one batch
+// call, with no per-entry objects. Offsets come from the BTF-generated layout (checked once, here, at
+// load); byte order and canonical form are those of keys.ts and the generic StructCodec, which the unit
+// test holds these encoders to (same bytes for random entries).
+import type { GroupLayout } from "../policy/lookup.ts";
+import type { Direction, PolicyEntry } from "../policy/mapstate.ts";
+import { enums, type StructLayout, structs } from "./layout.generated.ts";
+
+function offsetOf(struct: string, layout: StructLayout, field: string, size: number): number {
+  const f = layout.fields[field];
+  if (!f || f.size !== size)
+    throw new Error(
+      `${struct}.${field}: the encoder expects a ${size}-byte field, the layout has ${f?.size}`,
+    );
+  return f.offset;
+}
+
+const KL = structs.sl_policy_key;
+const VL = structs.sl_policy_value;
+export const POLICY_KEY_SIZE = KL.size;
+export const POLICY_VALUE_SIZE = VL.size;
+const K_PREFIXLEN = offsetOf("sl_policy_key", KL, "prefixlen", 4);
+const K_EP_ID = offsetOf("sl_policy_key", KL, "ep_id", 4);
+const K_IDENTITY = offsetOf("sl_policy_key", KL, "identity", 4);
+const K_GEN = offsetOf("sl_policy_key", KL, "gen", 1);
+const K_DIR = offsetOf("sl_policy_key", KL, "dir", 1);
+const K_PROTO = offsetOf("sl_policy_key", KL, "proto", 1);
+const K_PORT = offsetOf("sl_policy_key", KL, "port", 2);
+const V_VERDICT = offsetOf("sl_policy_value", VL, "verdict", 1);
+const V_RULE_ID = offsetOf("sl_policy_value", VL, "rule_id", 4);
+
+const SKL = structs.sl_policy_set_key;
+const SL = structs.sl_policy_set;
+const RL = structs.sl_policy_rule;
+const XL = structs.sl_policy_exact_key;
+export const SET_KEY_SIZE = SKL.size;
+export const SET_SIZE = SL.size;
+export const EXACT_KEY_SIZE = XL.size;
+const SK_EP_ID = offsetOf("sl_policy_set_key", SKL, "ep_id", 4);
+const SK_IDENTITY = offsetOf("sl_policy_set_key", SKL, "identity", 4);
+const SK_GEN = offsetOf("sl_policy_set_key", SKL, "gen", 1);
+const SK_DIR = offsetOf("sl_policy_set_key", SKL, "dir", 1);
+export const INLINE = enums.sl_policy_inline.SL_POLICY_INLINE;
+const S_COUNT = offsetOf("sl_policy_set", SL, "count", 1);
+const S_FLAGS = offsetOf("sl_policy_set", SL, "flags", 1);
+const S_RULES = offsetOf("sl_policy_set", SL, "rules", RL.size * INLINE);
+const S_FILTER = offsetOf("sl_policy_set", SL, "exact_filter", 8);
+const R_SIZE = RL.size;
+const R_RULE_ID = offsetOf("sl_policy_rule", RL, "rule_id", 4);
+const R_PORT = offsetOf("sl_policy_rule", RL, "port", 2);
+const R_MASK = offsetOf("sl_policy_rule", RL, "mask", 2);
+const R_PROTO = offsetOf("sl_policy_rule", RL, "proto", 1);
+const R_VERDICT = offsetOf("sl_policy_rule", RL, "verdict", 1);
+const X_EP_ID = offsetOf("sl_policy_exact_key", XL, "ep_id", 4);
+const X_IDENTITY = offsetOf("sl_policy_exact_key", XL, "identity", 4);
+const X_GEN = offsetOf("sl_policy_exact_key", XL, "gen", 1);
+const X_DIR = offsetOf("sl_policy_exact_key", XL, "dir", 1);
+const X_PROTO = offsetOf("sl_policy_exact_key", XL, "proto", 1);
+const X_PORT = offsetOf("sl_policy_exact_key", XL, "port", 2);
+const PSET_EXACT = enums.sl_policy_set_flags.SL_PSET_EXACT;
+const PSET_LPM = enums.sl_policy_set_flags.SL_PSET_LPM;
+
+const P = enums.sl_policy_prefix;
+const DIR_INGRESS = enums.sl_dir.SL_DIR_INGRESS;
+const DIR_EGRESS = enums.sl_dir.SL_DIR_EGRESS;
+const ALLOW = enums.sl_verdict.SL_VERDICT_ALLOW;
+const DENY = enums.sl_verdict.SL_VERDICT_DENY;
+
+// Port masks by prefix length (0..16).
+const PORT_MASK = Array.from({ length: 17 }, (_, len) => (len === 0 ? 0 : (0xffff << (16 - len)) & 0xffff));
+
+// One policy map write: the entry of generation gen of endpoint epId.
+export interface PolicyEntryRef {
+  epId: number;
+  gen: number;
+  entry: PolicyEntry;
+}
+
+export interface PolicyBatch {
+  keys: Uint8Array;
+  // Empty when only keys were asked for (deletes).
+  values: Uint8Array;
+  count: number;
+}
+
+function isU32(v: number): boolean {
+  return v >>> 0 === v;
+}
+
+function bad(epId: number, e: PolicyEntry, what: string): never {
+  throw new RangeError(`policy entry of endpoint ${epId} (identity ${e.identity}): ${what}`);
+}
+
+// Writes one LPM key at byte offset o of keys (zeroed beforehand: pads are left alone).
+function writeKey(
+  dv: DataView,
+  keys: Uint8Array,
+  o: number,
+  epId: number,
+  gen: number,
+  e: PolicyEntry,
+): void {
+  checkEntry(epId, gen, e);
+  const proto = e.protocol;
+  let prefixlen: number = P.SL_POLICY_PREFIX_FIXED;
+  let port = 0;
+  if (proto !== 0) {
+    prefixlen = P.SL_POLICY_PREFIX_PROTO + e.portPrefixLen;
+    port = e.port & PORT_MASK[e.portPrefixLen];
+  }
+  dv.setUint32(o + K_PREFIXLEN, prefixlen, true);
+  dv.setUint32(o + K_EP_ID, epId, false);
+  dv.setUint32(o + K_IDENTITY, e.identity, false);
+  keys[o + K_GEN] = gen;
+  keys[o + K_DIR] = e.direction === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+  keys[o + K_PROTO] = proto;
+  keys[o + K_PORT] = port >>> 8;
+  keys[o + K_PORT + 1] = port & 0xff;
+}
+
+function checkEntry(epId: number, gen: number, e: PolicyEntry): void {
+  const proto = e.protocol;
+  if (!Number.isInteger(proto) || proto < 0 || proto > 255) bad(epId, e, `protocol ${proto} out of range`);
+  if (!isU32(epId)) bad(epId, e, `endpoint id ${epId} is not a 32-bit unsigned integer`);
+  if (!isU32(e.identity)) bad(epId, e, `identity ${e.identity} is not a 32-bit unsigned integer`);
+  if (gen !== 0 && gen !== 1) bad(epId, e, `generation ${gen} is not 0 or 1`);
+  if (proto !== 0) {
+    const len = e.portPrefixLen;
+    if (!Number.isInteger(len) || len < 0 || len > 16) bad(epId, e, `portPrefixLen ${len} must be 0..16`);
+    if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff)
+      bad(epId, e, `port ${e.port} out of range`);
+  }
+}
+
+function writeExactKey(
+  dv: DataView,
+  keys: Uint8Array,
+  o: number,
+  epId: number,
+  gen: number,
+  e: PolicyEntry,
+): void {
+  checkEntry(epId, gen, e);
+  if (e.protocol === 0 || e.portPrefixLen !== 16) bad(epId, e, "not a full-port entry");
+  dv.setUint32(o + X_EP_ID, epId, true);
+  dv.setUint32(o + X_IDENTITY, e.identity, true);
+  keys[o + X_GEN] = gen;
+  keys[o + X_DIR] = e.direction === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+  keys[o + X_PROTO] = e.protocol;
+  keys[o + X_PORT] = e.port >>> 8;
+  keys[o + X_PORT + 1] = e.port & 0xff;
+}
+
+function writeValue(dv: DataView, values: Uint8Array, o: number, epId: number, e: PolicyEntry): void {
+  if (!isU32(e.ruleId)) bad(epId, e, `rule id ${e.ruleId} is not a 32-bit unsigned integer`);
+  values[o + V_VERDICT] = e.verdict === "allow" ? ALLOW : DENY;
+  dv.setUint32(o + V_RULE_ID, e.ruleId, true);
+}
+
+// The bit of sl_policy_set.exact_filter for a full-port entry (as sl_policy_group in bpf/sluice.bpf.c
+// computes it; a bit missing here would hide the entry, which the kernel tests would catch).
+export function exactFilterBit(proto: number, port: number): number {
+  return (port ^ (port >>> 6) ^ (port >>> 12) ^ proto) & 63;
+}
+
+function view(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+// LPM keys (and values unless keysOnly) of all refs, back to back, as the batch map calls take them.
+export function encodeLpmBatch(refs: readonly PolicyEntryRef[], keysOnly = false): PolicyBatch {
+  const n = refs.length;
+  const keys = new Uint8Array(n * POLICY_KEY_SIZE);
+  const values = new Uint8Array(keysOnly ? 0 : n * POLICY_VALUE_SIZE);
+  const kv = view(keys);
+  const vv = view(values);
+  for (let i = 0; i < n; i++) {
+    const r = refs[i];
+    writeKey(kv, keys, i * POLICY_KEY_SIZE, r.epId, r.gen, r.entry);
+    if (!keysOnly) writeValue(vv, values, i * POLICY_VALUE_SIZE, r.epId, r.entry);
+  }
+  return { keys, values, count: n };
+}
+
+// Exact-hash keys (and values unless keysOnly) of full-port entries.
+export function encodeExactBatch(refs: readonly PolicyEntryRef[], keysOnly = false): PolicyBatch {
+  const n = refs.length;
+  const keys = new Uint8Array(n * EXACT_KEY_SIZE);
+  const values = new Uint8Array(keysOnly ? 0 : n * POLICY_VALUE_SIZE);
+  const kv = view(keys);
+  const vv = view(values);
+  for (let i = 0; i < n; i++) {
+    const r = refs[i];
+    writeExactKey(kv, keys, i * EXACT_KEY_SIZE, r.epId, r.gen, r.entry);
+    if (!keysOnly) writeValue(vv, values, i * POLICY_VALUE_SIZE, r.epId, r.entry);
+  }
+  return { keys, values, count: n };
+}
+
+// One group record: the entries of (epId, gen, direction, identity), arranged by arrangeGroup.
+export interface GroupRecord {
+  epId: number;
+  gen: number;
+  direction: Direction;
+  identity: number;
+  layout: GroupLayout;
+}
+
+// The per-entry checks of an inline rule (the group's ids are checked once, with its key); integer and
+// range in one comparison each, this runs once per entry on the bulk path.
+function checkRule(epId: number, e: PolicyEntry): void {
+  const p = e.protocol;
+  if ((p & 0xff) !== p) bad(epId, e, `protocol ${p} out of range`);
+  if (p !== 0) {
+    const len = e.portPrefixLen;
+    if ((len & 0x1f) !== len || len > 16) bad(epId, e, `portPrefixLen ${len} must be 0..16`);
+    if ((e.port & 0xffff) !== e.port) bad(epId, e, `port ${e.port} out of range`);
+  }
+  if (!isU32(e.ruleId)) bad(epId, e, `rule id ${e.ruleId} is not a 32-bit unsigned integer`);
+}
+
+function writeSetKey(dv: DataView, keys: Uint8Array, o: number, g: GroupRecord): void {
+  if (!isU32(g.epId))
+    throw new RangeError(`policy group of endpoint ${g.epId}: endpoint id is not a 32-bit unsigned integer`);
+  if (!isU32(g.identity))
+    throw new RangeError(
+      `policy group of endpoint ${g.epId}: identity ${g.identity} is not a 32-bit unsigned integer`,
+    );
+  if (g.gen !== 0 && g.gen !== 1)
+    throw new RangeError(`policy group of endpoint ${g.epId}: generation ${g.gen} is not 0 or 1`);
+  dv.setUint32(o + SK_EP_ID, g.epId, true);
+  dv.setUint32(o + SK_IDENTITY, g.identity, true);
+  keys[o + SK_GEN] = g.gen;
+  keys[o + SK_DIR] = g.direction === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+}
+
+function writeSet(dv: DataView, values: Uint8Array, o: number, g: GroupRecord): void {
+  const { inline, exact, lpm } = g.layout;
+  if (inline.length > INLINE)
+    throw new RangeError(
+      `policy group of endpoint ${g.epId}: ${inline.length} inline entries, at most ${INLINE}`,
+    );
+  values[o + S_COUNT] = inline.length;
+  values[o + S_FLAGS] = (exact.length > 0 ? PSET_EXACT : 0) | (lpm.length > 0 ? PSET_LPM : 0);
+  let lo = 0;
+  let hi = 0;
+  for (const e of exact) {
+    const bit = exactFilterBit(e.protocol, e.port);
+    if (bit < 32) lo |= 1 << bit;
+    else hi |= 1 << (bit - 32);
+  }
+  dv.setUint32(o + S_FILTER, lo >>> 0, true);
+  dv.setUint32(o + S_FILTER + 4, hi >>> 0, true);
+  for (let i = 0; i < inline.length; i++) {
+    const e = inline[i];
+    checkRule(g.epId, e);
+    const r = o + S_RULES + i * R_SIZE;
+    const mask = e.protocol === 0 ? 0 : PORT_MASK[e.portPrefixLen];
+    const port = e.port & mask;
+    dv.setUint32(r + R_RULE_ID, e.ruleId, true);
+    values[r + R_PORT] = port >>> 8;
+    values[r + R_PORT + 1] = port & 0xff;
+    values[r + R_MASK] = mask >>> 8;
+    values[r + R_MASK + 1] = mask & 0xff;
+    values[r + R_PROTO] = e.protocol;
+    values[r + R_VERDICT] = e.verdict === "allow" ? ALLOW : DENY;
+  }
+}
+
+// Group keys (and values unless keysOnly).
+export function encodeSetBatch(groups: readonly GroupRecord[], keysOnly = false): PolicyBatch {
+  const n = groups.length;
+  const keys = new Uint8Array(n * SET_KEY_SIZE);
+  const values = new Uint8Array(keysOnly ? 0 : n * SET_SIZE);
+  const kv = view(keys);
+  const vv = view(values);
+  for (let i = 0; i < n; i++) {
+    writeSetKey(kv, keys, i * SET_KEY_SIZE, groups[i]);
+    if (!keysOnly) writeSet(vv, values, i * SET_SIZE, groups[i]);
+  }
+  return { keys, values, count: n };
+}
+
+// Group records written one by one into buffers that grow by doubling: the map writer's bulk path
+// encodes each group as soon as it is complete and keeps no per-group object alive.
+export class SetBatchWriter {
+  #keys: Uint8Array;
+  #values: Uint8Array;
+  #kv: DataView;
+  #vv: DataView;
+  #count = 0;
+
+  // expected: a guess of the record count (growing past it costs a copy).
+  constructor(expected: number) {
+    this.#keys = new Uint8Array(Math.max(16, expected) * SET_KEY_SIZE);
+    this.#values = new Uint8Array(Math.max(16, expected) * SET_SIZE);
+    this.#kv = view(this.#keys);
+    this.#vv = view(this.#values);
+  }
+
+  add(g: GroupRecord): void {
+    if (this.#count * SET_KEY_SIZE === this.#keys.length) this.#grow();
+    writeSetKey(this.#kv, this.#keys, this.#count * SET_KEY_SIZE, g);
+    writeSet(this.#vv, this.#values, this.#count * SET_SIZE, g);
+    this.#count++;
+  }
+
+  #grow(): void {
+    const n = this.#count * 2;
+    const keys = new Uint8Array(n * SET_KEY_SIZE);
+    const values = new Uint8Array(n * SET_SIZE);
+    keys.set(this.#keys);
+    values.set(this.#values);
+    this.#keys = keys;
+    this.#values = values;
+    this.#kv = view(keys);
+    this.#vv = view(values);
+  }
+
+  finish(): PolicyBatch {
+    return {
+      keys: this.#keys.subarray(0, this.#count * SET_KEY_SIZE),
+      values: this.#values.subarray(0, this.#count * SET_SIZE),
+      count: this.#count,
+    };
+  }
+}

@@ -1,0 +1,394 @@
+// Policy entries as the maps hold them (bpf/include/sluice_shared.h): one record per (endpoint,
+// generation, direction, identity) group in sl_pset with the group's entries inline, and for big
+// groups the full-port entries in sl_pexact and, for the biggest, the other entries in sl_pol (LPM).
+// arrangeGroup (policy/lookup.ts, which also models the program's lookup) decides where each goes.
+// Reading turns the maps back into entries; writing turns entry-level changes of the planner into
+// record changes of the groups they touch.
+import { arrangeGroup, type GroupLayout } from "../policy/lookup.ts";
+import { type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
+import * as C from "./codecs.ts";
+import { dirOfCode, entryOfPolicy, verdictOfCode } from "./keys.ts";
+import { enums } from "./layout.generated.ts";
+import type { DatapathMaps } from "./maps.ts";
+import {
+  encodeExactBatch,
+  encodeLpmBatch,
+  encodeSetBatch,
+  type GroupRecord,
+  INLINE,
+  type PolicyBatch,
+  type PolicyEntryRef,
+  SetBatchWriter,
+} from "./policy-encoder.ts";
+
+type Gen = 0 | 1;
+type EntryMap = ReadonlyMap<string, PolicyEntry>;
+
+// endpoint id -> entries of generation 0 and 1
+export type PolicyByEndpoint = Map<number, [Map<string, PolicyEntry>, Map<string, PolicyEntry>]>;
+
+// Spilled records the program cannot reach (their group does not point at them): what an interrupted
+// write may leave behind. Encoded keys, for a batch delete.
+export interface StrayRecords {
+  exact: { keys: Uint8Array; count: number };
+  lpm: { keys: Uint8Array; count: number };
+}
+
+const PSET_EXACT = enums.sl_policy_set_flags.SL_PSET_EXACT;
+const PSET_LPM = enums.sl_policy_set_flags.SL_PSET_LPM;
+
+function groupKey(epId: number, gen: number, dir: number, identity: number): string {
+  return `${epId}|${gen}|${dir}|${identity}`;
+}
+
+function checkGen(epId: number, gen: number): Gen {
+  if (gen !== 0 && gen !== 1)
+    throw new Error(`policy entry of endpoint ${epId}: generation ${gen} is not 0 or 1`);
+  return gen;
+}
+
+function prefixLenOfMask(mask: number, where: string): number {
+  let len = 0;
+  while (len < 16 && (mask & (0x8000 >>> len)) !== 0) len++;
+  if (((0xffff << (16 - len)) & 0xffff) !== mask)
+    throw new Error(`${where}: port mask ${mask} is not a prefix`);
+  return len;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+// Every generation of every endpoint in the maps, and the stray spill records.
+export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; strays: StrayRecords } {
+  const policy: PolicyByEndpoint = new Map();
+  const add = (epId: number, gen: Gen, e: PolicyEntry) => {
+    let gens = policy.get(epId);
+    if (!gens) {
+      gens = [new Map(), new Map()];
+      policy.set(epId, gens);
+    }
+    gens[gen].set(policyEntryKey(e), e);
+  };
+  const flagsOf = new Map<string, number>();
+  const ruleSize = C.policyRule.size;
+  for (const [k, v] of maps.policySets.entries()) {
+    const gen = checkGen(k.ep_id, k.gen);
+    const direction = dirOfCode(k.dir);
+    const where = `policy group of endpoint ${k.ep_id} identity ${k.identity}`;
+    if (v.count > INLINE) throw new Error(`${where}: ${v.count} inline entries, at most ${INLINE}`);
+    flagsOf.set(groupKey(k.ep_id, gen, k.dir, k.identity), v.flags);
+    for (let i = 0; i < v.count; i++) {
+      const r = C.policyRule.decode(v.rules, i * ruleSize);
+      const any = r.proto === 0;
+      add(k.ep_id, gen, {
+        direction,
+        identity: k.identity,
+        protocol: r.proto,
+        port: any ? 0 : r.port,
+        portPrefixLen: any ? 0 : prefixLenOfMask(r.mask, where),
+        verdict: verdictOfCode(r.verdict),
+        ruleId: r.rule_id,
+      });
+    }
+  }
+  const strayExact: Uint8Array[] = [];
+  for (const [k, v] of maps.policyExact.entries()) {
+    const gen = checkGen(k.ep_id, k.gen);
+    if (((flagsOf.get(groupKey(k.ep_id, gen, k.dir, k.identity)) ?? 0) & PSET_EXACT) === 0) {
+      strayExact.push(C.policyExactKey.encode(k));
+      continue;
+    }
+    add(k.ep_id, gen, {
+      direction: dirOfCode(k.dir),
+      identity: k.identity,
+      protocol: k.proto,
+      port: k.port,
+      portPrefixLen: 16,
+      verdict: verdictOfCode(v.verdict),
+      ruleId: v.rule_id,
+    });
+  }
+  const strayLpm: Uint8Array[] = [];
+  for (const [k, v] of maps.policyLpm.entries()) {
+    const gen = checkGen(k.ep_id, k.gen);
+    if (((flagsOf.get(groupKey(k.ep_id, gen, k.dir, k.identity)) ?? 0) & PSET_LPM) === 0) {
+      strayLpm.push(C.policyKey.encode(k));
+      continue;
+    }
+    add(k.ep_id, gen, entryOfPolicy(k, v));
+  }
+  return {
+    policy,
+    strays: {
+      exact: { keys: concat(strayExact), count: strayExact.length },
+      lpm: { keys: concat(strayLpm), count: strayLpm.length },
+    },
+  };
+}
+
+export function deleteStrays(maps: DatapathMaps, s: StrayRecords): void {
+  if (s.exact.count > 0) maps.policyExact.deleteManyRaw(s.exact.keys, s.exact.count);
+  if (s.lpm.count > 0) maps.policyLpm.deleteManyRaw(s.lpm.keys, s.lpm.count);
+}
+
+// How many entries the maps hold (inline, exact and LPM), over all endpoints and generations.
+export function countPolicyEntries(maps: DatapathMaps): number {
+  let n = 0;
+  for (const [, v] of maps.policySets.entries()) n += v.count;
+  return n + maps.policyExact.count() + maps.policyLpm.count();
+}
+
+// Entry-level change of one endpoint generation, as the planner emits it.
+export interface EntryChange {
+  epId: number;
+  gen: Gen;
+  entry: PolicyEntry;
+}
+
+interface TouchedGroup {
+  epId: number;
+  gen: Gen;
+  direction: PolicyEntry["direction"];
+  identity: number;
+  // What the group holds before the phase (filled only for generations that hold something).
+  have: PolicyEntry[] | undefined;
+  dels: PolicyEntry[] | undefined;
+  puts: PolicyEntry[];
+  layout: GroupLayout;
+}
+
+function sameValue(a: PolicyEntry, b: PolicyEntry): boolean {
+  return a.verdict === b.verdict && a.ruleId === b.ruleId;
+}
+
+// Spill records to delete and to (re)write when a group goes from layout a to layout b.
+function diffSpill(
+  epId: number,
+  gen: Gen,
+  a: readonly PolicyEntry[],
+  b: readonly PolicyEntry[],
+  del: PolicyEntryRef[],
+  put: PolicyEntryRef[],
+): void {
+  if (a.length === 0) {
+    for (const e of b) put.push({ epId, gen, entry: e });
+    return;
+  }
+  const before = new Map(a.map((e) => [policyEntryKey(e), e]));
+  const after = new Set<string>();
+  for (const e of b) {
+    const k = policyEntryKey(e);
+    after.add(k);
+    const old = before.get(k);
+    if (!old || !sameValue(old, e)) put.push({ epId, gen, entry: e });
+  }
+  for (const [k, e] of before) if (!after.has(k)) del.push({ epId, gen, entry: e });
+}
+
+// The group's content after the phase. Without prior content or deletes it is the writes themselves
+// (the planner writes a key at most once per generation and phase): the bulk case costs no string keys.
+function wanted(g: TouchedGroup): PolicyEntry[] {
+  if (!g.have && !g.dels) return g.puts;
+  const want = new Map<string, PolicyEntry>();
+  for (const e of g.have ?? []) want.set(policyEntryKey(e), e);
+  for (const e of g.dels ?? []) want.delete(policyEntryKey(e));
+  for (const e of g.puts) want.set(policyEntryKey(e), e);
+  return [...want.values()];
+}
+
+// The record batches of one phase: deletes (keys only) and writes per map.
+export interface PolicyRecordBatches {
+  setDel: PolicyBatch;
+  exactDel: PolicyBatch;
+  lpmDel: PolicyBatch;
+  setPut: PolicyBatch;
+  exactPut: PolicyBatch;
+  lpmPut: PolicyBatch;
+}
+
+const EMPTY: GroupLayout = { inline: [], exact: [], lpm: [] };
+
+// Touched groups by (endpoint, generation, direction, identity): one numeric key where the ids allow
+// (identities are below 2^24, endpoint ids in practice below 2^26), a string otherwise.
+type GroupIndex = Map<number | string, TouchedGroup>;
+
+const TWO24 = 16777216;
+
+function groupId(
+  epId: number,
+  gen: number,
+  direction: PolicyEntry["direction"],
+  identity: number,
+): number | string {
+  const slot = epId * 4 + gen * 2 + (direction === "ingress" ? 0 : 1);
+  return identity < TWO24 && epId < 67108864 ? slot * TWO24 + identity : `${slot}|${identity}`;
+}
+
+// Turns the planner's entry deletes and writes of one phase into encoded record batches, group by
+// group. current gives what each endpoint generation holds before the phase. Pure: no kernel.
+export function policyRecordBatches(
+  current: (epId: number, gen: Gen) => EntryMap,
+  deletes: readonly EntryChange[],
+  writes: readonly EntryChange[],
+  o: { bulk?: boolean } = {},
+): PolicyRecordBatches {
+  if (deletes.length === 0 && o.bulk !== false) {
+    const b = bulkRecordBatches(current, writes);
+    if (b) return b;
+  }
+  const index: GroupIndex = new Map();
+  const generations = new Map<number, [number, Gen]>();
+  const touch = (c: EntryChange): TouchedGroup => {
+    const e = c.entry;
+    const id = groupId(c.epId, c.gen, e.direction, e.identity);
+    let g = index.get(id);
+    if (!g) {
+      g = {
+        epId: c.epId,
+        gen: c.gen,
+        direction: e.direction,
+        identity: e.identity,
+        have: undefined,
+        dels: undefined,
+        puts: [],
+        layout: EMPTY,
+      };
+      index.set(id, g);
+      generations.set(c.epId * 2 + c.gen, [c.epId, c.gen]);
+    }
+    return g;
+  };
+  for (const c of deletes) {
+    const g = touch(c);
+    if (g.dels) g.dels.push(c.entry);
+    else g.dels = [c.entry];
+  }
+  for (const c of writes) touch(c).puts.push(c.entry);
+
+  // What the touched groups hold now: one pass over each touched endpoint generation.
+  for (const [epId, gen] of generations.values()) {
+    const have = current(epId, gen);
+    if (have.size === 0) continue;
+    for (const e of have.values()) {
+      const g = index.get(groupId(epId, gen, e.direction, e.identity));
+      if (!g) continue;
+      if (g.have) g.have.push(e);
+      else g.have = [e];
+    }
+  }
+
+  const setDel: GroupRecord[] = [];
+  const setPut: GroupRecord[] = [];
+  const exactDel: PolicyEntryRef[] = [];
+  const exactPut: PolicyEntryRef[] = [];
+  const lpmDel: PolicyEntryRef[] = [];
+  const lpmPut: PolicyEntryRef[] = [];
+  for (const g of index.values()) {
+    const want = wanted(g);
+    const a = g.have ? arrangeGroup(g.have, INLINE) : EMPTY;
+    const b = want.length > 0 ? arrangeGroup(want, INLINE) : EMPTY;
+    g.layout = b;
+    if (want.length > 0) setPut.push(g);
+    else if (g.have) setDel.push(g);
+    if (a.exact.length + b.exact.length > 0) diffSpill(g.epId, g.gen, a.exact, b.exact, exactDel, exactPut);
+    if (a.lpm.length + b.lpm.length > 0) diffSpill(g.epId, g.gen, a.lpm, b.lpm, lpmDel, lpmPut);
+  }
+  return {
+    setDel: encodeSetBatch(setDel, true),
+    exactDel: encodeExactBatch(exactDel, true),
+    lpmDel: encodeLpmBatch(lpmDel, true),
+    setPut: encodeSetBatch(setPut),
+    exactPut: encodeExactBatch(exactPut),
+    lpmPut: encodeLpmBatch(lpmPut),
+  };
+}
+
+const NO_BATCH: PolicyBatch = { keys: new Uint8Array(0), values: new Uint8Array(0), count: 0 };
+
+// The bulk case, as a first sync or a generation rewritten from scratch produces it: only writes, into
+// endpoint generations that hold nothing, each generation's writes in one run (the planner emits them
+// endpoint by endpoint). Groups are then complete at the end of their run and encoded right away: no
+// group outlives its endpoint. Returns undefined when the input is not of that shape.
+function bulkRecordBatches(
+  current: (epId: number, gen: Gen) => EntryMap,
+  writes: readonly EntryChange[],
+): PolicyRecordBatches | undefined {
+  // Groups hold a few entries each, usually.
+  const sets = new SetBatchWriter(Math.ceil(writes.length / 4));
+  const exactPut: PolicyEntryRef[] = [];
+  const lpmPut: PolicyEntryRef[] = [];
+  const done = new Set<number>();
+  const groups = new Map<number, PolicyEntry[]>();
+  let epId = -1;
+  let gen: Gen = 0;
+  // One record object for every group: add() copies it into the buffers.
+  const rec: GroupRecord = { epId, gen, direction: "ingress", identity: 0, layout: EMPTY };
+  const flush = () => {
+    for (const entries of groups.values()) {
+      const e0 = entries[0];
+      const layout = arrangeGroup(entries, INLINE, true);
+      rec.epId = epId;
+      rec.gen = gen;
+      rec.direction = e0.direction;
+      rec.identity = e0.identity;
+      rec.layout = layout;
+      sets.add(rec);
+      for (const e of layout.exact) exactPut.push({ epId, gen, entry: e });
+      for (const e of layout.lpm) lpmPut.push({ epId, gen, entry: e });
+    }
+    groups.clear();
+  };
+  for (const c of writes) {
+    if (c.epId !== epId || c.gen !== gen) {
+      flush();
+      const run = c.epId * 2 + c.gen;
+      if (done.has(run) || current(c.epId, c.gen).size > 0) return undefined;
+      done.add(run);
+      epId = c.epId;
+      gen = c.gen;
+    }
+    const e = c.entry;
+    if (!(e.identity >= 0 && e.identity < TWO24)) return undefined;
+    const k = e.identity * 2 + (e.direction === "ingress" ? 0 : 1);
+    const g = groups.get(k);
+    if (g) g.push(e);
+    else groups.set(k, [e]);
+  }
+  flush();
+  return {
+    setDel: NO_BATCH,
+    exactDel: NO_BATCH,
+    lpmDel: NO_BATCH,
+    setPut: sets.finish(),
+    exactPut: encodeExactBatch(exactPut),
+    lpmPut: encodeLpmBatch(lpmPut),
+  };
+}
+
+// Writes record batches. The generation written is one no program reads (the planner's invariant), so
+// any order is safe; deletes go first so a full map never refuses a write.
+export function applyPolicyRecords(maps: DatapathMaps, b: PolicyRecordBatches): void {
+  if (b.exactDel.count > 0) maps.policyExact.deleteManyRaw(b.exactDel.keys, b.exactDel.count);
+  if (b.lpmDel.count > 0) maps.policyLpm.deleteManyRaw(b.lpmDel.keys, b.lpmDel.count);
+  if (b.setDel.count > 0) maps.policySets.deleteManyRaw(b.setDel.keys, b.setDel.count);
+  if (b.exactPut.count > 0) maps.policyExact.setManyRaw(b.exactPut.keys, b.exactPut.values, b.exactPut.count);
+  if (b.lpmPut.count > 0) maps.policyLpm.setManyRaw(b.lpmPut.keys, b.lpmPut.values, b.lpmPut.count);
+  if (b.setPut.count > 0) maps.policySets.setManyRaw(b.setPut.keys, b.setPut.values, b.setPut.count);
+}
+
+// Applies the planner's entry deletes and writes of one phase to the maps.
+export function writePolicyChanges(
+  maps: DatapathMaps,
+  current: (epId: number, gen: Gen) => EntryMap,
+  deletes: readonly EntryChange[],
+  writes: readonly EntryChange[],
+): void {
+  applyPolicyRecords(maps, policyRecordBatches(current, deletes, writes));
+}
