@@ -3,32 +3,29 @@
 // the compiler does not read (an annotation) writes nothing, and re-applying the original restores
 // exactly the entries the endpoint had.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { loadAddon } from "../../operator/src/datapath/bpf-addon.ts";
 import { type DatapathMaps, openPinnedMaps } from "../../operator/src/datapath/maps.ts";
 import { type AppliedView, readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
-import { Lab } from "../../operator/src/lab/lab.ts";
-import { type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
-import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
-import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/index.ts";
-import { type ApiServer, startApiServer } from "../support/apiserver.ts";
-import { applyCrds, kubectlOk, registerLabCluster } from "../support/cluster-fixtures.ts";
+import type { Lab } from "../../operator/src/lab/lab.ts";
+import {
+  DEMO_POLICIES,
+  DEMO_TOPOLOGY,
+  expectedMatrix,
+  type KubeLab,
+  startKubeLab,
+} from "../support/kube-lab.ts";
 import { privilegeProblem } from "../support/privileged.ts";
 
-const root = new URL("../..", import.meta.url).pathname;
-const topologyFile = join(root, "samples/demo/topology.yaml");
-const policyDir = join(root, "samples/demo/policies");
-
-let api: ApiServer | undefined;
-let lab: Lab | undefined;
+let kl: KubeLab | undefined;
+let _lab: Lab | undefined;
 const maps = new Map<string, DatapathMaps>();
 const skip = privilegeProblem();
 if (skip && process.env.CI === "true")
   throw new Error(`agent-kube-keyed integration cannot run under CI: ${skip}`);
 
-const k = (args: string[], input?: string) => kubectlOk(args, api!.kubeconfigPath, input);
+const k = (args: string[], input?: string) => kl!.kubectl(args, input);
 
 function dbPolicy(port: number) {
   return {
@@ -94,36 +91,21 @@ async function settled(): Promise<Map<string, AppliedView>> {
   return views();
 }
 
-async function probeUntil(want: MatrixRow[], timeoutMs = 30_000): Promise<MatrixRow[]> {
-  const t0 = Date.now();
-  for (;;) {
-    const got = sortRows((await lab!.probe()).results);
-    if (JSON.stringify(got) === JSON.stringify(want) || Date.now() - t0 > timeoutMs) return got;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 before(async () => {
   if (skip) return;
-  api = await startApiServer();
-  await applyCrds(api.kubeconfigPath);
-  const topology = loadObjects([topologyFile]);
-  lab = await Lab.create(topologyFromObjects(topology));
-  await registerLabCluster(api.kubeconfigPath, topology);
-  await lab.connectApiServer(api.server);
-  for (const n of lab.plan.nodes) {
-    await lab.startKubeAgent(n.name, api.kubeconfigPath);
-    maps.set(n.name, openPinnedMaps(loadAddon(), lab.nodeBpffsRoot(n.name)));
-  }
-  await k(["apply", "-f", policyDir]);
-  const want = sortRows(computeMatrix(inputsFromObjects(loadObjects([topologyFile, policyDir]))));
-  assert.deepEqual(await probeUntil(want), want, "the sample policies are enforced");
+  kl = await startKubeLab();
+  const l = kl.lab;
+  _lab = l;
+  await kl.startAgents();
+  for (const n of l.plan.nodes) maps.set(n.name, openPinnedMaps(loadAddon(), l.nodeBpffsRoot(n.name)));
+  await k(["apply", "-f", DEMO_POLICIES]);
+  const want = expectedMatrix(loadObjects([DEMO_TOPOLOGY, DEMO_POLICIES]));
+  assert.deepEqual(await kl.probeUntil(want), want, "the sample policies are enforced");
 });
 
 after(async () => {
   for (const m of maps.values()) m.close();
-  await lab?.destroy();
-  await api?.stop();
+  await kl?.destroy();
 });
 
 test("a policy edit selecting one endpoint rewrites that endpoint only, on every node", {

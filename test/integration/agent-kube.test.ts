@@ -10,20 +10,24 @@ import { after, before, test } from "node:test";
 import { labelSetKey, securityLabels } from "../../operator/src/identity/labels.ts";
 import { loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
-import { Lab } from "../../operator/src/lab/lab.ts";
+import type { Lab } from "../../operator/src/lab/lab.ts";
 import { type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
-import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
-import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/index.ts";
-import { type ApiServer, startApiServer } from "../support/apiserver.ts";
-import { applyCrds, kubectlOk, registerLabCluster } from "../support/cluster-fixtures.ts";
+import { inputsFromObjects } from "../../operator/src/policy/index.ts";
+import type { ApiServer } from "../support/apiserver.ts";
+import {
+  DEMO_POLICIES,
+  DEMO_TOPOLOGY,
+  expectedMatrix,
+  type KubeLab,
+  startKubeLab,
+} from "../support/kube-lab.ts";
 import { privilegeProblem } from "../support/privileged.ts";
-import { Operator } from "../../operator/src/operator/run.ts";
-import { listIdentities, waitFor } from "./operator-helpers.ts";
+import { listIdentities, startTestOperator, waitFor } from "./operator-helpers.ts";
 
-const root = new URL("../..", import.meta.url).pathname;
-const topologyFile = join(root, "samples/demo/topology.yaml");
-const policyDir = join(root, "samples/demo/policies");
+const topologyFile = DEMO_TOPOLOGY;
+const policyDir = DEMO_POLICIES;
 
+let kl: KubeLab | undefined;
 let api: ApiServer | undefined;
 let lab: Lab | undefined;
 let work: string;
@@ -34,42 +38,21 @@ function expected(paths: string[]): MatrixRow[] {
   return expectedFor(loadObjects(paths));
 }
 
-function expectedFor(objects: readonly unknown[]): MatrixRow[] {
-  return sortRows(computeMatrix(inputsFromObjects(objects)));
-}
-
-const k = (args: string[], input?: string) => kubectlOk(args, api!.kubeconfigPath, input);
-
-async function startAgents(): Promise<void> {
-  for (const n of lab!.plan.nodes) await lab!.startKubeAgent(n.name, api!.kubeconfigPath);
-}
-
-// Probes until the lab measures what the compiler says (the agents apply asynchronously).
-async function probeUntil(want: MatrixRow[], timeoutMs = 30_000): Promise<MatrixRow[]> {
-  const t0 = Date.now();
-  for (;;) {
-    const got = sortRows((await lab!.probe()).results);
-    if (JSON.stringify(got) === JSON.stringify(want) || Date.now() - t0 > timeoutMs) return got;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const expectedFor = expectedMatrix;
+const k = (args: string[], input?: string) => kl!.kubectl(args, input);
+const startAgents = () => kl!.startAgents();
+const probeUntil = (want: MatrixRow[]) => kl!.probeUntil(want);
 
 before(async () => {
   if (skip) return;
   work = mkdtempSync(join(tmpdir(), "sluice-agent-kube-"));
-  api = await startApiServer();
-  await applyCrds(api.kubeconfigPath);
-  const topology = loadObjects([topologyFile]);
-  lab = await Lab.create(topologyFromObjects(topology));
-  await registerLabCluster(api.kubeconfigPath, topology);
-  // The agents run in the nodes' namespaces; the API server listens on the host's loopback.
-  await lab.connectApiServer(api.server);
+  kl = await startKubeLab();
+  ({ api, lab } = kl);
   await startAgents();
 });
 
 after(async () => {
-  await lab?.destroy();
-  await api?.stop();
+  await kl?.destroy();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -154,22 +137,13 @@ test("kubectl label pod: a new SecurityIdentity, verdicts follow the relabelled 
   const opLog: string[] = [];
   // Identities come from the operator here, as in a cluster (without it the agents allocate statically
   // from the same labels, which would hide a missing identity).
-  const op = new Operator({
-    clients,
-    leaseNamespace: "default",
-    id: "agent-kube-relabel",
-    identityGcGraceMs: 60_000,
-    leaseDurationMs: 3000,
-    renewDeadlineMs: 2000,
-    retryPeriodMs: 300,
+  const op = await startTestOperator(clients, "agent-kube-relabel", {
     statusDebounceMs: 50,
     log: (m) => opLog.push(m),
   });
   const relabel = (changes: string[]) =>
     k(["label", "pod", "frontend", "-n", "shop", ...changes, "--overwrite"]);
-  op.start();
   try {
-    await waitFor("operator leadership", () => op.isLeader());
     const base = expected([topologyFile, policyDir]);
     assert.deepEqual(await probeUntil(base), base, "before relabelling, with the operator's identities");
 

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join, relative } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadManifests, yamlFiles } from "../../operator/src/manifests/load.ts";
-import { Operator } from "../../operator/src/operator/run.ts";
+import type { Operator } from "../../operator/src/operator/run.ts";
 import { kubectl } from "../support/apiserver.ts";
 import {
   CEL_CASES,
@@ -24,7 +24,14 @@ import {
   SEMANTIC_CASES,
   VIOLATIONS,
 } from "../support/crd-cases.ts";
-import { type Cluster, kubectlOk, repoRoot, startCluster, waitFor } from "./operator-helpers.ts";
+import {
+  type Cluster,
+  kubectlOk,
+  repoRoot,
+  startCluster,
+  startTestOperator,
+  waitFor,
+} from "./operator-helpers.ts";
 
 // Groups whose CRDs this cluster does not have: samples of them are checked elsewhere (the Argo CD
 // Application needs Argo CD). Any other unserved apiVersion in a sample is a mistake and fails.
@@ -45,18 +52,7 @@ describe("kubectl against the CRDs (real API server)", () => {
   before(async () => {
     c = await startCluster();
     await kubectlOk(["create", "namespace", NS], kc());
-    op = new Operator({
-      clients: c.clients,
-      leaseNamespace: "default",
-      id: "kubectl-samples",
-      identityGcGraceMs: 60_000,
-      leaseDurationMs: 3000,
-      renewDeadlineMs: 2000,
-      retryPeriodMs: 300,
-      statusDebounceMs: 20,
-    });
-    op.start();
-    await waitFor("leadership", () => op?.isLeader());
+    op = await startTestOperator(c.clients, "kubectl-samples");
   });
   after(async () => {
     await op?.stop();

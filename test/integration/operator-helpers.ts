@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
+import { Operator } from "../../operator/src/operator/run.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { applyCrds, kubectlOk } from "../support/cluster-fixtures.ts";
 
@@ -106,4 +107,34 @@ export async function pool<T>(
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * A leading operator with short test timings (lease 3 s, status debounce 20 ms); stop() it after.
+ * Returns once it leads.
+ */
+export async function startTestOperator(
+  clients: KubeClients,
+  id: string,
+  extra: { statusDebounceMs?: number; log?: (msg: string) => void } = {},
+): Promise<Operator> {
+  const op = new Operator({
+    clients,
+    leaseNamespace: "default",
+    id,
+    identityGcGraceMs: 60_000,
+    leaseDurationMs: 3000,
+    renewDeadlineMs: 2000,
+    retryPeriodMs: 300,
+    statusDebounceMs: 20,
+    ...extra,
+  });
+  op.start();
+  try {
+    await waitFor(`${id} leads`, () => op.isLeader());
+  } catch (err) {
+    await op.stop();
+    throw err;
+  }
+  return op;
 }

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { publishNodeStatus } from "../../operator/src/kube/node-status.ts";
-import { Operator } from "../../operator/src/operator/run.ts";
+import type { Operator } from "../../operator/src/operator/run.ts";
 import {
   type Cluster,
   createNamespace,
@@ -13,6 +13,7 @@ import {
   kubectlOk,
   startCluster,
   waitFor,
+  startTestOperator,
 } from "./operator-helpers.ts";
 
 interface PolicyJson {
@@ -64,18 +65,7 @@ describe("policy status aggregation (real API server)", () => {
     await createPod(c.clients, "shop", "web-2", { app: "web" }, "n2");
     await createPod(c.clients, "shop", "db", { app: "db" }, "n3");
     await createPod(c.clients, "shop", "web-3", { app: "web" }); // not scheduled: no node to wait for
-    op = new Operator({
-      clients: c.clients,
-      leaseNamespace: "default",
-      id: "status-test",
-      identityGcGraceMs: 60_000,
-      leaseDurationMs: 3000,
-      renewDeadlineMs: 2000,
-      retryPeriodMs: 300,
-      statusDebounceMs: 20,
-    });
-    op.start();
-    await waitFor("leadership", () => op.isLeader());
+    op = await startTestOperator(c.clients, "status-test");
   });
   after(async () => {
     await op?.stop();

@@ -187,28 +187,38 @@ export class IncrementalCompiler {
 
   // Records a change without compiling anything; recompile() brings the state up to date.
   record(change: Change): void {
+    const stored = this.store(change);
+    if (stored.kind === "policy") {
+      if (prefixesOf(stored.oldNorm) !== prefixesOf(stored.newNorm)) this.universeDirty = true;
+      this.replacePolicy(stored.oldNorm, stored.newNorm);
+      return;
+    }
+    this.universeDirty = true;
+  }
+
+  // Keeps the object (or identity) of a change; for a policy, its normalized form before and after.
+  private store(
+    change: Change,
+  ):
+    | { kind: "policy"; oldNorm: NormPolicy | undefined; newNorm: NormPolicy | undefined }
+    | { kind: "identity" | "other" } {
     const o = change.object;
     if (o.kind === "SecurityIdentity") {
       const id = Number(o.metadata.name);
       if (change.type === "upsert") this.identities.set(id, { id, labels: o.spec.labels ?? {} });
       else this.identities.delete(id);
-      this.universeDirty = true;
-      return;
+      return { kind: "identity" };
     }
     const key = keyOf(o);
     const before = this.objects.get(key);
     if (change.type === "upsert") this.objects.set(key, o);
     else this.objects.delete(key);
-    if (o.kind === "NetworkPolicy" || o.kind === "SecurityPolicy" || o.kind === "ClusterSecurityPolicy") {
-      const oldNorm = before
-        ? this.policies.find((p) => p.key === policyKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""))
-        : undefined;
-      const newNorm = change.type === "upsert" ? normalizePolicy(o) : undefined;
-      if (prefixesOf(oldNorm) !== prefixesOf(newNorm)) this.universeDirty = true;
-      this.replacePolicy(oldNorm, newNorm);
-      return;
-    }
-    this.universeDirty = true;
+    if (o.kind !== "NetworkPolicy" && o.kind !== "SecurityPolicy" && o.kind !== "ClusterSecurityPolicy")
+      return { kind: "other" };
+    const oldNorm = before
+      ? this.policies.find((p) => p.key === policyKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""))
+      : undefined;
+    return { kind: "policy", oldNorm, newNorm: change.type === "upsert" ? normalizePolicy(o) : undefined };
   }
 
   // Replaces the identity set (the agent resolves live identities from all SecurityIdentity objects).
@@ -318,24 +328,9 @@ export class IncrementalCompiler {
   }
 
   apply(change: Change): ApplyResult {
-    const o = change.object;
-    const key = keyOf(o);
-    if (o.kind === "SecurityIdentity") {
-      const id = Number(o.metadata.name);
-      if (change.type === "upsert") this.identities.set(id, { id, labels: o.spec.labels ?? {} });
-      else this.identities.delete(id);
-      return this.full();
-    }
-    const before = this.objects.get(key);
-    if (change.type === "upsert") this.objects.set(key, o);
-    else this.objects.delete(key);
-    if (o.kind === "NetworkPolicy" || o.kind === "SecurityPolicy" || o.kind === "ClusterSecurityPolicy") {
-      const oldNorm = before
-        ? this.policies.find((p) => p.key === policyKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""))
-        : undefined;
-      const newNorm = change.type === "upsert" ? normalizePolicy(o) : undefined;
-      if (prefixesOf(oldNorm) === prefixesOf(newNorm)) return this.policyChange(oldNorm, newNorm);
-    }
+    const stored = this.store(change);
+    if (stored.kind === "policy" && prefixesOf(stored.oldNorm) === prefixesOf(stored.newNorm))
+      return this.policyChange(stored.oldNorm, stored.newNorm);
     return this.full();
   }
 
