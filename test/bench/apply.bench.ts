@@ -81,10 +81,23 @@ function enforced(maps: DatapathMaps, port: number): boolean {
   );
 }
 
+// The endpoints' policy revisions: one hash lookup each. Every policy change the agent writes
+// rewrites an endpoint entry with a new revision, so only a changed revision calls for the full read
+// (which walks every policy map: polled each millisecond it would starve the agent it measures).
+function revisions(maps: DatapathMaps, ifindexes: readonly number[]): string {
+  return ifindexes.map((ifindex) => maps.endpoints.get({ ifindex })?.policy_rev ?? -1).join(",");
+}
+
 // Polls the maps every ~1 ms until the port is enforced; resolves with the time it was seen.
 async function waitEnforced(maps: DatapathMaps, port: number, t0: number): Promise<number> {
+  const ifindexes = [...readApplied(maps).endpoints.keys()];
+  let revs = "";
   for (;;) {
-    if (enforced(maps, port)) return performance.now();
+    const now = revisions(maps, ifindexes);
+    if (now !== revs) {
+      revs = now;
+      if (enforced(maps, port)) return performance.now();
+    }
     if (performance.now() - t0 > TIMEOUT_MS)
       throw new Error(`port ${port} not enforced after ${TIMEOUT_MS} ms`);
     await new Promise((r) => setTimeout(r, 1));
