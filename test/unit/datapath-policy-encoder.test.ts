@@ -16,7 +16,7 @@ import {
   POLICY_VALUE_SIZE,
   type PolicyEntryRef,
 } from "../../operator/src/datapath/policy-encoder.ts";
-import { policyRecordBatches } from "../../operator/src/datapath/policy-store.ts";
+import { PolicyWriteScratch, policyRecordBatches } from "../../operator/src/datapath/policy-store.ts";
 import { arrangeGroup, lookupVerdict } from "../../operator/src/policy/lookup.ts";
 import { type PolicyEntry, policyEntryKey } from "../../operator/src/policy/mapstate.ts";
 
@@ -252,6 +252,121 @@ test("bulk writes: the streaming path gives the records of the general one", () 
     { numRuns: 200 },
   );
   assert.ok(spilled > 0, "some groups spilled");
+});
+
+// Writes as the planner emits them: one run per endpoint generation, unique keys within it.
+function plannerWrites(
+  runs: [number, 0 | 1, PolicyEntry[]][],
+): { epId: number; gen: 0 | 1; entry: PolicyEntry }[] {
+  const seen = new Set<string>();
+  return runs.flatMap(([epId, gen, entries]) => {
+    if (seen.has(`${epId}|${gen}`)) return [];
+    seen.add(`${epId}|${gen}`);
+    const unique = new Map(entries.map((e) => [policyEntryKey(e), e]));
+    return [...unique.values()].map((e) => ({ epId, gen, entry: e }));
+  });
+}
+
+const BATCHES = ["setDel", "exactDel", "lpmDel", "setPut", "exactPut", "lpmPut"] as const;
+
+test("bulk writes with a reused scratch: the bytes of a fresh one, the records of the general path", () => {
+  // From one identity (big groups that spill) to many (many small groups, the hash grows).
+  const run = fc.tuple(
+    fc.nat({ max: 3 }),
+    fc.constantFrom<0 | 1>(0, 1),
+    fc.integer({ min: 1, max: 400 }),
+    fc.array(entry, { minLength: 1, maxLength: 300 }),
+  );
+  const scratch = new PolicyWriteScratch();
+  const none = new Map<string, PolicyEntry>();
+  let grouped = 0;
+  fc.assert(
+    fc.property(fc.array(run, { minLength: 1, maxLength: 4 }), (runs) => {
+      const writes = plannerWrites(
+        runs.map(([epId, gen, identities, entries]) => [
+          epId,
+          gen,
+          entries.map((e) => canonicalEntry({ ...e, identity: 300 + (e.identity % identities) })),
+        ]),
+      );
+      const fresh = policyRecordBatches(() => none, [], writes);
+      const general = policyRecordBatches(() => none, [], writes, { bulk: false });
+      const reused = policyRecordBatches(() => none, [], writes, { scratch });
+      for (const k of BATCHES) {
+        assert.deepEqual(reused[k].keys, fresh[k].keys, k);
+        assert.deepEqual(reused[k].values, fresh[k].values, k);
+        assert.equal(reused[k].count, fresh[k].count, k);
+        assert.deepEqual(records(reused[k]), records(general[k]), k);
+      }
+      grouped += reused.setPut.count;
+    }),
+    { numRuns: 150 },
+  );
+  assert.ok(grouped > 1000, "many groups written");
+});
+
+test("bulk writes: thousands of groups in one run, in random order, grow the hash", () => {
+  const entries: PolicyEntry[] = [];
+  for (let id = 0; id < 3000; id++)
+    for (let p = 0; p < 1 + (id % 23); p++)
+      entries.push({
+        direction: p % 3 === 0 ? "egress" : "ingress",
+        identity: 1000 + id,
+        protocol: p % 4 === 0 ? 17 : 6,
+        port: 8000 - 7 * p,
+        portPrefixLen: 16,
+        verdict: p % 2 === 0 ? "allow" : "deny",
+        ruleId: id * 16 + p,
+      });
+  // A fixed shuffle (no Math.random: a failure must be reproducible).
+  let x = 12345;
+  for (let i = entries.length - 1; i > 0; i--) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    const j = x % (i + 1);
+    [entries[i], entries[j]] = [entries[j], entries[i]];
+  }
+  const writes = plannerWrites([[7, 1, entries]]);
+  const none = new Map<string, PolicyEntry>();
+  const scratch = new PolicyWriteScratch();
+  const bulk = policyRecordBatches(() => none, [], writes, { scratch });
+  const general = policyRecordBatches(() => none, [], writes, { bulk: false });
+  assert.ok(bulk.setPut.count > 4000);
+  assert.ok(bulk.exactPut.count > 0);
+  for (const k of BATCHES) assert.deepEqual(records(bulk[k]), records(general[k]), k);
+});
+
+test("bulk writes refuse what the general path refuses; identities past the numeric key take it", () => {
+  const none = new Map<string, PolicyEntry>();
+  const base: PolicyEntry = {
+    direction: "ingress",
+    identity: 300,
+    protocol: 6,
+    port: 80,
+    portPrefixLen: 16,
+    verdict: "allow",
+    ruleId: 1,
+  };
+  const bad: [Partial<PolicyEntry>, number, RegExp][] = [
+    [{ protocol: 256 }, 1, /protocol 256/],
+    [{ portPrefixLen: 17 }, 1, /portPrefixLen/],
+    [{ port: 65536 }, 1, /port 65536/],
+    [{ identity: 2 ** 32 }, 1, /identity/],
+    [{ ruleId: -1 }, 1, /rule id -1/],
+    [{}, -1, /endpoint -1/],
+  ];
+  const scratch = new PolicyWriteScratch();
+  for (const [patch, epId, re] of bad) {
+    const writes = [
+      { epId, gen: 0 as const, entry: { ...base, port: 81 } },
+      { epId, gen: 0 as const, entry: { ...base, ...patch } },
+    ];
+    assert.throws(() => policyRecordBatches(() => none, [], writes, { scratch }), re, JSON.stringify(patch));
+    assert.throws(() => policyRecordBatches(() => none, [], writes, { bulk: false }), re);
+  }
+  const big = [{ epId: 1, gen: 0 as const, entry: { ...base, identity: 2 ** 24 + 5 } }];
+  const a = policyRecordBatches(() => none, [], big, { scratch });
+  const b = policyRecordBatches(() => none, [], big, { bulk: false });
+  assert.deepEqual(records(a.setPut), records(b.setPut));
 });
 
 // The longest-prefix answer over a group, by brute force: the oracle the arrangement must keep.

@@ -219,15 +219,19 @@ function checkRule(epId: number, e: PolicyEntry): void {
   if (!isU32(e.ruleId)) bad(epId, e, `rule id ${e.ruleId} is not a 32-bit unsigned integer`);
 }
 
-function writeSetKey(dv: DataView, keys: Uint8Array, o: number, g: GroupRecord): void {
-  if (!isU32(g.epId))
-    throw new RangeError(`policy group of endpoint ${g.epId}: endpoint id is not a 32-bit unsigned integer`);
-  if (!isU32(g.identity))
+function checkGroupIds(epId: number, gen: number, identity: number): void {
+  if (!isU32(epId))
+    throw new RangeError(`policy group of endpoint ${epId}: endpoint id is not a 32-bit unsigned integer`);
+  if (!isU32(identity))
     throw new RangeError(
-      `policy group of endpoint ${g.epId}: identity ${g.identity} is not a 32-bit unsigned integer`,
+      `policy group of endpoint ${epId}: identity ${identity} is not a 32-bit unsigned integer`,
     );
-  if (g.gen !== 0 && g.gen !== 1)
-    throw new RangeError(`policy group of endpoint ${g.epId}: generation ${g.gen} is not 0 or 1`);
+  if (gen !== 0 && gen !== 1)
+    throw new RangeError(`policy group of endpoint ${epId}: generation ${gen} is not 0 or 1`);
+}
+
+function writeSetKey(dv: DataView, keys: Uint8Array, o: number, g: GroupRecord): void {
+  checkGroupIds(g.epId, g.gen, g.identity);
   dv.setUint32(o + SK_EP_ID, g.epId, true);
   dv.setUint32(o + SK_IDENTITY, g.identity, true);
   keys[o + SK_GEN] = g.gen;
@@ -281,14 +285,18 @@ export function encodeSetBatch(groups: readonly GroupRecord[], keysOnly = false)
   return { keys, values, count: n };
 }
 
-// Group records written one by one into buffers that grow by doubling: the map writer's bulk path
-// encodes each group as soon as it is complete and keeps no per-group object alive.
+// Group records written into buffers that grow by doubling, for the map writer's bulk path: a group's
+// record opens at its first entry and takes each entry inline as it comes, so no per-group object is
+// made. reset() makes a writer reusable (the map writer keeps one across syncs), so a sync touches no
+// fresh memory; batches from finish() are views of its buffers, valid until the next reset().
 export class SetBatchWriter {
   #keys: Uint8Array;
   #values: Uint8Array;
   #kv: DataView;
   #vv: DataView;
   #count = 0;
+  // Records written since the buffers were last zeroed (reset() zeroes only those).
+  #dirty = 0;
 
   // expected: a guess of the record count (growing past it costs a copy).
   constructor(expected: number) {
@@ -298,11 +306,60 @@ export class SetBatchWriter {
     this.#vv = view(this.#values);
   }
 
-  add(g: GroupRecord): void {
+  // Forgets the records written (pads and unused inline slots are written as zeroes, as in fresh buffers).
+  reset(): void {
+    if (this.#dirty > 0) {
+      this.#keys.fill(0, 0, this.#dirty * SET_KEY_SIZE);
+      this.#values.fill(0, 0, this.#dirty * SET_SIZE);
+    }
+    this.#count = 0;
+    this.#dirty = 0;
+  }
+
+  // Opens the record of a group (epId, gen, direction, identity) whose entries are then put inline one by
+  // one (putRule), with no spill so far; returns its index. Together: the bytes encodeSetBatch writes
+  // for arrangeGroup's layout, without a layout object.
+  open(epId: number, gen: number, direction: Direction, identity: number): number {
     if (this.#count * SET_KEY_SIZE === this.#keys.length) this.#grow();
-    writeSetKey(this.#kv, this.#keys, this.#count * SET_KEY_SIZE, g);
-    writeSet(this.#vv, this.#values, this.#count * SET_SIZE, g);
-    this.#count++;
+    checkGroupIds(epId, gen, identity);
+    const k = this.#count * SET_KEY_SIZE;
+    this.#kv.setUint32(k + SK_EP_ID, epId, true);
+    this.#kv.setUint32(k + SK_IDENTITY, identity, true);
+    this.#keys[k + SK_GEN] = gen;
+    this.#keys[k + SK_DIR] = direction === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+    this.#dirty = this.#count + 1;
+    return this.#count++;
+  }
+
+  // Writes e as inline rule slot of record r, which then holds count rules (slot < count <= INLINE).
+  putRule(r: number, slot: number, count: number, epId: number, e: PolicyEntry): void {
+    checkRule(epId, e);
+    const values = this.#values;
+    const o = r * SET_SIZE;
+    values[o + S_COUNT] = count;
+    const at = o + S_RULES + slot * R_SIZE;
+    const mask = e.protocol === 0 ? 0 : PORT_MASK[e.portPrefixLen];
+    const port = e.port & mask;
+    this.#vv.setUint32(at + R_RULE_ID, e.ruleId, true);
+    values[at + R_PORT] = port >>> 8;
+    values[at + R_PORT + 1] = port & 0xff;
+    values[at + R_MASK] = mask >>> 8;
+    values[at + R_MASK + 1] = mask & 0xff;
+    values[at + R_PROTO] = e.protocol;
+    values[at + R_VERDICT] = e.verdict === "allow" ? ALLOW : DENY;
+  }
+
+  // Moves inline rule slot of record r one slot up (room for a more specific entry before it).
+  shiftRule(r: number, slot: number): void {
+    const at = r * SET_SIZE + S_RULES + slot * R_SIZE;
+    this.#values.copyWithin(at + R_SIZE, at, at + R_SIZE);
+  }
+
+  // Rewrites record r (its key stays) as g says: for a group that outgrew the inline rules.
+  rewrite(r: number, g: GroupRecord): void {
+    const o = r * SET_SIZE;
+    this.#values.fill(0, o, o + SET_SIZE);
+    writeSet(this.#vv, this.#values, o, g);
   }
 
   #grow(): void {

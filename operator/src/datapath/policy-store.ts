@@ -232,15 +232,16 @@ function groupId(
 }
 
 // Turns the planner's entry deletes and writes of one phase into encoded record batches, group by
-// group. current gives what each endpoint generation holds before the phase. Pure: no kernel.
+// group. current gives what each endpoint generation holds before the phase. Pure: no kernel. With
+// o.scratch the batches may be views of its buffers, valid until it is used again.
 export function policyRecordBatches(
   current: (epId: number, gen: Gen) => EntryMap,
   deletes: readonly EntryChange[],
   writes: readonly EntryChange[],
-  o: { bulk?: boolean } = {},
+  o: { bulk?: boolean; scratch?: PolicyWriteScratch } = {},
 ): PolicyRecordBatches {
   if (deletes.length === 0 && o.bulk !== false) {
-    const b = bulkRecordBatches(current, writes);
+    const b = bulkRecordBatches(current, writes, o.scratch ?? new PolicyWriteScratch());
     if (b) return b;
   }
   const index: GroupIndex = new Map();
@@ -312,64 +313,231 @@ export function policyRecordBatches(
 
 const NO_BATCH: PolicyBatch = { keys: new Uint8Array(0), values: new Uint8Array(0), count: 0 };
 
+// Working memory of the bulk path, kept by the map writer across syncs so that grouping allocates
+// nothing per entry or group: a hash of the groups of the current endpoint generation (open addressing,
+// slots stamped with the run they belong to, so a new run clears nothing), per group its record, size
+// and the sort fields of its inline entries, and the group record buffers. Batches returned while using
+// it are views of its buffers: valid until its next use.
+export class PolicyWriteScratch {
+  readonly sets = new SetBatchWriter(1024);
+  // Slot h at 3h: stamp of the run that filled it, group key, group number (one cache line per probe).
+  slots = new Int32Array(3 * 1024);
+  stamp = 0;
+  // Group -> key, record index, size.
+  groupKey = new Int32Array(512);
+  record = new Int32Array(512);
+  size = new Int32Array(512);
+  // Group g's inline entry j at g * INLINE + j: the fields of arrangeGroup's precedence.
+  spec = new Float64Array(512 * INLINE);
+  proto = new Float64Array(512 * INLINE);
+  port = new Float64Array(512 * INLINE);
+  // Groups of the current run with more entries than fit inline.
+  big: number[] = [];
+
+  // Ready for a call.
+  begin(): void {
+    this.sets.reset();
+  }
+
+  // A stamp for a new run (the table is cleared only when stamps wrap).
+  nextRun(): number {
+    if (this.stamp === 0x7fffffff) {
+      this.slots.fill(0);
+      this.stamp = 0;
+    }
+    this.big.length = 0;
+    return ++this.stamp;
+  }
+
+  // The group of key k in run run, or -1.
+  groupOf(k: number, run: number): number {
+    const mask = this.slots.length / 3 - 1;
+    for (let h = hashSlot(k) & mask; this.slots[3 * h] === run; h = (h + 1) & mask)
+      if (this.slots[3 * h + 1] === k) return this.slots[3 * h + 2];
+    return -1;
+  }
+
+  // Doubles the hash (rehashing the run's groups) and the per-group arrays.
+  grow(groups: number, run: number): void {
+    const cap = (this.slots.length / 3) * 2;
+    const slots = new Int32Array(3 * cap);
+    const mask = cap - 1;
+    for (let g = 0; g < groups; g++) {
+      const k = this.groupKey[g];
+      let h = hashSlot(k) & mask;
+      while (slots[3 * h] === run) h = (h + 1) & mask;
+      slots[3 * h] = run;
+      slots[3 * h + 1] = k;
+      slots[3 * h + 2] = g;
+    }
+    this.slots = slots;
+    const grown = <T extends Int32Array | Float64Array>(a: T, make: (n: number) => T, per = 1): T => {
+      const b = make((cap / 2) * per);
+      b.set(a);
+      return b;
+    };
+    const i32 = (n: number) => new Int32Array(n);
+    const f64 = (n: number) => new Float64Array(n);
+    this.groupKey = grown(this.groupKey, i32);
+    this.record = grown(this.record, i32);
+    this.size = grown(this.size, i32);
+    this.spec = grown(this.spec, f64, INLINE);
+    this.proto = grown(this.proto, f64, INLINE);
+    this.port = grown(this.port, f64, INLINE);
+  }
+}
+
+function hashSlot(k: number): number {
+  return Math.imul(k, 0x9e3779b1) >>> 7;
+}
+
+function groupKeyOf(e: PolicyEntry): number {
+  return e.identity * 2 + (e.direction === "ingress" ? 0 : 1);
+}
+
 // The bulk case, as a first sync or a generation rewritten from scratch produces it: only writes, into
 // endpoint generations that hold nothing, each generation's writes in one run (the planner emits them
-// endpoint by endpoint). Groups are then complete at the end of their run and encoded right away: no
-// group outlives its endpoint. Returns undefined when the input is not of that shape.
+// endpoint by endpoint). Groups are then complete at the end of their run. Returns undefined when the
+// input is not of that shape.
 function bulkRecordBatches(
   current: (epId: number, gen: Gen) => EntryMap,
   writes: readonly EntryChange[],
+  s: PolicyWriteScratch,
 ): PolicyRecordBatches | undefined {
-  // Groups hold a few entries each, usually.
-  const sets = new SetBatchWriter(Math.ceil(writes.length / 4));
+  s.begin();
   const exactPut: PolicyEntryRef[] = [];
   const lpmPut: PolicyEntryRef[] = [];
   const done = new Set<number>();
-  const groups = new Map<number, PolicyEntry[]>();
-  let epId = -1;
-  let gen: Gen = 0;
-  // One record object for every group: add() copies it into the buffers.
-  const rec: GroupRecord = { epId, gen, direction: "ingress", identity: 0, layout: EMPTY };
-  const flush = () => {
-    for (const entries of groups.values()) {
-      const e0 = entries[0];
-      const layout = arrangeGroup(entries, INLINE, true);
-      rec.epId = epId;
-      rec.gen = gen;
-      rec.direction = e0.direction;
-      rec.identity = e0.identity;
-      rec.layout = layout;
-      sets.add(rec);
-      for (const e of layout.exact) exactPut.push({ epId, gen, entry: e });
-      for (const e of layout.lpm) lpmPut.push({ epId, gen, entry: e });
-    }
-    groups.clear();
-  };
-  for (const c of writes) {
-    if (c.epId !== epId || c.gen !== gen) {
-      flush();
-      const run = c.epId * 2 + c.gen;
-      if (done.has(run) || current(c.epId, c.gen).size > 0) return undefined;
-      done.add(run);
-      epId = c.epId;
-      gen = c.gen;
-    }
-    const e = c.entry;
-    if (!(e.identity >= 0 && e.identity < TWO24)) return undefined;
-    const k = e.identity * 2 + (e.direction === "ingress" ? 0 : 1);
-    const g = groups.get(k);
-    if (g) g.push(e);
-    else groups.set(k, [e]);
+  for (let from = 0; from < writes.length; ) {
+    const { epId, gen } = writes[from];
+    const r = epId * 2 + gen;
+    if (done.has(r) || current(epId, gen).size > 0) return undefined;
+    done.add(r);
+    const to = encodeRun(s, writes, from);
+    if (to < 0) return undefined;
+    if (s.big.length > 0) spillGroups(s, writes, from, to, exactPut, lpmPut);
+    from = to;
   }
-  flush();
   return {
     setDel: NO_BATCH,
     exactDel: NO_BATCH,
     lpmDel: NO_BATCH,
-    setPut: sets.finish(),
+    setPut: s.sets.finish(),
     exactPut: encodeExactBatch(exactPut),
     lpmPut: encodeLpmBatch(lpmPut),
   };
+}
+
+// The run of writes that starts at from (the writes of its endpoint generation), in one pass: each
+// write finds its group in the hash; a new group opens its record (records in order of first
+// appearance), and while a group fits inline each entry goes straight into its record, in
+// arrangeGroup's order (specificity down, then protocol, then port; stable, as arrangeGroup's insertion
+// sort). Groups that outgrow the inline rules are listed in s.big for spillGroups. Returns where the run
+// ends, or -1 for an identity the numeric group key cannot hold. Apart from the per-run logic so that
+// this loop, the hot one, is optimised as a whole function.
+function encodeRun(s: PolicyWriteScratch, writes: readonly EntryChange[], from: number): number {
+  const run = s.nextRun();
+  const sets = s.sets;
+  const { epId, gen } = writes[from];
+  let slots = s.slots;
+  let groupKey = s.groupKey;
+  let record = s.record;
+  let size = s.size;
+  let spec = s.spec;
+  let proto = s.proto;
+  let port = s.port;
+  let mask = slots.length / 3 - 1;
+  let groups = 0;
+  const n = writes.length;
+  let i = from;
+  for (; i < n; i++) {
+    const c = writes[i];
+    if (c.epId !== epId || c.gen !== gen) break;
+    const e = c.entry;
+    const identity = e.identity;
+    if (!(identity >= 0 && identity < TWO24)) return -1;
+    const k = identity * 2 + (e.direction === "ingress" ? 0 : 1);
+    let h = hashSlot(k) & mask;
+    while (slots[3 * h] === run && slots[3 * h + 1] !== k) h = (h + 1) & mask;
+    let g: number;
+    let m: number;
+    if (slots[3 * h] === run) {
+      g = slots[3 * h + 2];
+      m = size[g]++;
+      if (m >= INLINE) {
+        if (m === INLINE) s.big.push(g);
+        continue;
+      }
+    } else {
+      // A new group; the hash stays at most half full.
+      if (2 * (groups + 1) > mask + 1) {
+        s.grow(groups, run);
+        slots = s.slots;
+        groupKey = s.groupKey;
+        record = s.record;
+        size = s.size;
+        spec = s.spec;
+        proto = s.proto;
+        port = s.port;
+        mask = slots.length / 3 - 1;
+        h = hashSlot(k) & mask;
+        while (slots[3 * h] === run) h = (h + 1) & mask;
+      }
+      g = groups++;
+      slots[3 * h] = run;
+      slots[3 * h + 1] = k;
+      slots[3 * h + 2] = g;
+      groupKey[g] = k;
+      record[g] = sets.open(epId, gen, e.direction, identity);
+      size[g] = 1;
+      m = 0;
+    }
+    // Insertion of the group's m-th entry among its first m, sorted.
+    const pr = e.protocol;
+    const sp = pr === 0 ? 0 : 1 + e.portPrefixLen;
+    const po = e.port;
+    const base = g * INLINE;
+    const r = record[g];
+    let j = base + m - 1;
+    while (j >= base && (sp - spec[j] || proto[j] - pr || port[j] - po) > 0) {
+      spec[j + 1] = spec[j];
+      proto[j + 1] = proto[j];
+      port[j + 1] = port[j];
+      sets.shiftRule(r, j - base);
+      j--;
+    }
+    spec[j + 1] = sp;
+    proto[j + 1] = pr;
+    port[j + 1] = po;
+    sets.putRule(r, j + 1 - base, m + 1, epId, e);
+  }
+  return i;
+}
+
+// Re-encodes the groups of the run [from, to) that outgrew the inline rules (s.big), as arrangeGroup
+// arranges them, and lists their spill. Rare: their entries are collected by a second pass over the run.
+function spillGroups(
+  s: PolicyWriteScratch,
+  writes: readonly EntryChange[],
+  from: number,
+  to: number,
+  exactPut: PolicyEntryRef[],
+  lpmPut: PolicyEntryRef[],
+): void {
+  const { epId, gen } = writes[from];
+  const run = s.stamp;
+  const entries = new Map<number, PolicyEntry[]>(s.big.map((g) => [g, []]));
+  for (let i = from; i < to; i++) {
+    const e = writes[i].entry;
+    entries.get(s.groupOf(groupKeyOf(e), run))?.push(e);
+  }
+  for (const [g, es] of entries) {
+    const e0 = es[0];
+    const layout = arrangeGroup(es, INLINE, true);
+    s.sets.rewrite(s.record[g], { epId, gen, direction: e0.direction, identity: e0.identity, layout });
+    for (const e of layout.exact) exactPut.push({ epId, gen, entry: e });
+    for (const e of layout.lpm) lpmPut.push({ epId, gen, entry: e });
+  }
 }
 
 // Writes record batches. The generation written is one no program reads (the planner's invariant), so
@@ -389,6 +557,7 @@ export function writePolicyChanges(
   current: (epId: number, gen: Gen) => EntryMap,
   deletes: readonly EntryChange[],
   writes: readonly EntryChange[],
+  scratch?: PolicyWriteScratch,
 ): void {
-  applyPolicyRecords(maps, policyRecordBatches(current, deletes, writes));
+  applyPolicyRecords(maps, policyRecordBatches(current, deletes, writes, { scratch }));
 }

@@ -7,7 +7,7 @@ import type { IpcacheKey, IpcacheValue } from "./codecs.ts";
 import { cidrOfIpcacheKey, ipcacheKeyOf } from "./keys.ts";
 import { enums } from "./layout.generated.ts";
 import type { DatapathMaps } from "./maps.ts";
-import { deleteStrays, readPolicyMaps, writePolicyChanges } from "./policy-store.ts";
+import { deleteStrays, PolicyWriteScratch, readPolicyMaps, writePolicyChanges } from "./policy-store.ts";
 import {
   type AppliedState,
   type DesiredState,
@@ -113,6 +113,8 @@ export class MapSync {
   readonly #barrier: boolean;
   #applied: AppliedState;
   #stale = false;
+  // The policy writer's working memory, reused by every sync (it grows to the biggest write seen).
+  readonly #scratch = new PolicyWriteScratch();
 
   private constructor(addon: BpfAddon, maps: DatapathMaps, applied: AppliedState, o: MapSyncOptions) {
     this.#addon = addon;
@@ -152,7 +154,7 @@ export class MapSync {
     const applied = this.#applied;
     const before = (epId: number, gen: Generation) => applied.policy.get(epId)?.[gen] ?? NO_ENTRIES;
     try {
-      writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write);
+      writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write, this.#scratch);
       if (plan.phase2.deleteEndpoints.length > 0)
         m.endpoints.deleteMany(plan.phase2.deleteEndpoints.map((ifindex) => ({ ifindex })));
       if (plan.phase2.writeEndpoints.length > 0)
@@ -173,7 +175,7 @@ export class MapSync {
       );
       const now = shared ? readPolicyMaps(m).policy : undefined;
       const before3 = now ? (epId: number, gen: Generation) => now.get(epId)?.[gen] ?? NO_ENTRIES : before;
-      writePolicyChanges(m, before3, plan.phase3.delete, plan.phase3.write);
+      writePolicyChanges(m, before3, plan.phase3.delete, plan.phase3.write, this.#scratch);
       for (const epId of plan.phase3.deleteCounters)
         for (const dir of DIRS)
           for (const verdict of VERDICTS) m.counters.delete({ ep_id: epId, dir, verdict });
