@@ -30,7 +30,7 @@ import { type BatchResult, runBatchWorker, WorkQueue } from "../kube/workqueue.t
 import type { SyncReport } from "../datapath/sync.ts";
 import { IDENTITY_TOMBSTONE_LABEL } from "../identity/allocator.ts";
 import { type LabelOptions, labelSetKey } from "../identity/labels.ts";
-import { type Change, IncrementalCompiler, inputsFromObjects } from "../policy/index.ts";
+import { type Change, IncrementalCompiler, identitiesFor, inputsFromObjects } from "../policy/index.ts";
 import { objectKey } from "../policy/incremental.ts";
 import { policyKey } from "../policy/normalize.ts";
 import { podIps } from "../policy/universe.ts";
@@ -150,8 +150,6 @@ export class KubeAgent {
   // Objects (objectKey) changed since they were last recorded into the compiler.
   readonly #dirty = new Set<string>();
   #identitiesDirty = false;
-  // The last pass derived identities from the pods (there were no SecurityIdentities).
-  #selfAllocated = false;
   // Host-side interfaces by endpoint key, resolved once per set of pod addresses.
   readonly #interfaces = new Map<string, ResolvedInterface>();
   // When the oldest event not yet reconciled was queued (how long keys wait).
@@ -257,14 +255,7 @@ export class KubeAgent {
     const t0 = performance.now();
     const queuedMs = this.#firstEventAt === undefined ? 0 : t0 - this.#firstEventAt;
     this.#firstEventAt = undefined;
-    // Without any SecurityIdentity (no operator yet) the identities are derived from the pods
-    // themselves (identitiesFor), so they change with any pod: only a full pass sees that, and only
-    // a full pass switches between derived and the operator's identities, in either direction.
-    const selfAllocating =
-      liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]).length === 0;
-    const full =
-      this.#needsFull || !this.#compiler || keys.includes(ALL_KEY) || selfAllocating || this.#selfAllocated;
-    this.#selfAllocated = selfAllocating;
+    const full = this.#needsFull || !this.#compiler || keys.includes(ALL_KEY);
     let compiler: IncrementalCompiler;
     let compileMs: number;
     let resolveMs = 0;
@@ -296,13 +287,21 @@ export class KubeAgent {
       compiler = this.#compiler!;
       const tc = performance.now();
       for (const c of this.#drainDirty()) compiler.record(c);
-      if (this.#identitiesDirty) {
+      // Identities derived from the pods (no SecurityIdentity yet) change with any pod, so they are
+      // derived again on every pass then; setIdentities ignores an unchanged set.
+      const live = liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]);
+      if (this.#identitiesDirty || live.length === 0) {
         this.#identitiesDirty = false;
         compiler.setIdentities(
-          liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]).map((i) => ({
-            id: Number(i.metadata.name),
-            labels: i.spec.labels ?? {},
-          })),
+          identitiesFor(
+            {
+              ...emptyObjects(),
+              securityIdentities: live,
+              pods: this.#list("Pod") as ClusterObjects["pods"],
+              namespaces: this.#list("Namespace") as ClusterObjects["namespaces"],
+            },
+            this.#o.labelOptions,
+          ),
         );
       }
       const eps = keys.map(endpointOfKey).filter((k) => k !== undefined);
