@@ -8,7 +8,7 @@
 // (the TS encoding a few times, then one discarded round of every measurement) so that the TS figures
 // are those of optimised code. The timed TS encodings reuse one PolicyWriteScratch, as a MapSync does
 // across syncs, and are checked against reference records encoded with buffers of their own.
-// Run as root: node test/bench/mapsync.bench.ts [--sizes 100000,1000000] [--trials 3]
+// Run as root: node test/bench/mapsync.bench.ts [--sizes 100000,1000000] [--trials 7]
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -19,12 +19,7 @@ import { parseArgs } from "node:util";
 import * as C from "../../operator/src/datapath/codecs.ts";
 import { policyKeyOf, policyValueOf } from "../../operator/src/datapath/keys.ts";
 import { MapNames } from "../../operator/src/datapath/maps.ts";
-import {
-  exactFilterBit,
-  INLINE,
-  type PolicyBatch,
-  type PolicyEntryRef,
-} from "../../operator/src/datapath/policy-encoder.ts";
+import { INLINE, type PolicyBatch, type PolicyEntryRef } from "../../operator/src/datapath/policy-encoder.ts";
 import {
   applyPolicyRecords,
   countPolicyEntries,
@@ -35,10 +30,11 @@ import {
 import { arrangeGroup, groupsOf } from "../../operator/src/policy/lookup.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
+import { referenceSetRecord } from "../support/policy-reference.ts";
 import { machine, markdownTable, median, requireRoot } from "./table.ts";
 
 const { values: args } = parseArgs({
-  options: { sizes: { type: "string", default: "100000,1000000" }, trials: { type: "string", default: "3" } },
+  options: { sizes: { type: "string", default: "100000,1000000" }, trials: { type: "string", default: "7" } },
 });
 const SIZES = (args.sizes ?? "").split(",").map(Number);
 const TRIALS = Number(args.trials);
@@ -108,33 +104,10 @@ function encodeGeneric(xs: readonly Item[]): Record<"sets" | "exact" | "lpm", Po
   for (const [epId, entries] of byEndpoint)
     for (const g of groupsOf(entries).values()) {
       const { inline, exact, lpm } = arrangeGroup(g, INLINE);
-      const rules = new Uint8Array(INLINE * C.policyRule.size);
-      inline.forEach((e, i) => {
-        const mask = e.protocol === 0 ? 0 : (0xffff << (16 - e.portPrefixLen)) & 0xffff;
-        C.policyRule.encode(
-          {
-            rule_id: e.ruleId,
-            port: e.port & mask,
-            mask,
-            proto: e.protocol,
-            verdict: e.verdict === "allow" ? 1 : 2,
-          },
-          rules,
-          i * C.policyRule.size,
-        );
-      });
       const dir = g[0].direction === "ingress" ? 0 : 1;
-      sk.push(C.policySetKey.encode({ ep_id: epId, identity: g[0].identity, gen: 0, dir }));
-      let filter = 0n;
-      for (const e of exact) filter |= 1n << BigInt(exactFilterBit(e.protocol, e.port));
-      sv.push(
-        C.policySet.encode({
-          count: inline.length,
-          flags: (exact.length ? 1 : 0) | (lpm.length ? 2 : 0),
-          exact_filter: filter,
-          rules,
-        }),
-      );
+      const set = referenceSetRecord(epId, 0, g[0].direction, g[0].identity, { inline, exact, lpm });
+      sk.push(set.key);
+      sv.push(set.value);
       for (const e of exact) {
         xk.push(
           C.policyExactKey.encode({

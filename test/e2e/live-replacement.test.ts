@@ -10,21 +10,22 @@ import { requirePrivileged } from "../support/privileged.ts";
 import { agentMissing, basicTopology, fixture, TOPOLOGY } from "./lab-support.ts";
 
 const DENIED_UDP = 5434;
+// Across nodes, through both endpoints' programs: allowed and denied UDP at 3 kpps each, and TCP.
+const STREAMS = {
+  from: "ops/probe",
+  to: "shop/db",
+  allowedUdpPort: 5433,
+  deniedUdpPort: DENIED_UDP,
+  tcpPort: 5432,
+  rate: 3000,
+};
 
 test("live datapath replacement: 0 lost, 0 leaked, no TCP reset", async (t) => {
   if (!requirePrivileged(t, agentMissing)) return;
   const lab = await Lab.create(basicTopology(), { extraPorts: [{ port: DENIED_UDP, protocol: "UDP" }] });
   try {
     await lab.startAgents([TOPOLOGY, fixture("traffic")]);
-    const opts = {
-      from: "ops/probe",
-      to: "shop/db",
-      allowedUdpPort: 5433,
-      deniedUdpPort: DENIED_UDP,
-      tcpPort: 5432,
-      rate: 3000,
-      durationMs: 4000,
-    };
+    const opts = { ...STREAMS, durationMs: 4000 };
     const baseline = await runLiveTraffic(lab, { ...opts, replace: false });
     t.diagnostic(`baseline: ${JSON.stringify(baseline)}`);
     assert.equal(baseline.lost, 0, "baseline loses nothing");
@@ -60,12 +61,7 @@ test("live replacement on tc filters (kernels without tcx): 0 lost, 0 leaked, no
   try {
     await lab.startAgents([TOPOLOGY, fixture("traffic")]);
     const live = await runLiveTraffic(lab, {
-      from: "ops/probe",
-      to: "shop/db",
-      allowedUdpPort: 5433,
-      deniedUdpPort: DENIED_UDP,
-      tcpPort: 5432,
-      rate: 3000,
+      ...STREAMS,
       durationMs: 3000,
       replace: true,
       replaceTimes: 500,

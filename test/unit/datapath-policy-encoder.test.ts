@@ -9,7 +9,6 @@ import {
   encodeExactBatch,
   encodeLpmBatch,
   encodeSetBatch,
-  exactFilterBit,
   type GroupRecord,
   INLINE,
   POLICY_KEY_SIZE,
@@ -17,8 +16,20 @@ import {
   type PolicyEntryRef,
 } from "../../operator/src/datapath/policy-encoder.ts";
 import { PolicyWriteScratch, policyRecordBatches } from "../../operator/src/datapath/policy-store.ts";
+import { referenceSetRecord } from "../support/policy-reference.ts";
 import { arrangeGroup, lookupVerdict } from "../../operator/src/policy/lookup.ts";
 import { type PolicyEntry, policyEntryKey } from "../../operator/src/policy/mapstate.ts";
+
+// A valid entry that the refusal tests break one field at a time.
+const base: PolicyEntry = {
+  direction: "ingress",
+  identity: 300,
+  protocol: 6,
+  port: 80,
+  portPrefixLen: 16,
+  verdict: "allow",
+  ruleId: 1,
+};
 
 const u32 = fc.oneof(fc.nat({ max: 0xffffffff }), fc.constantFrom(0, 1, 255, 256, 0x7fffffff, 0xffffffff));
 
@@ -66,15 +77,6 @@ test("same bytes as the generic codec for random batches", () => {
 });
 
 test("refuses what the generic path refuses, naming the field", () => {
-  const base: PolicyEntry = {
-    direction: "ingress",
-    identity: 300,
-    protocol: 6,
-    port: 80,
-    portPrefixLen: 16,
-    verdict: "allow",
-    ruleId: 1,
-  };
   const bad: [Partial<PolicyEntry>, number, RegExp][] = [
     [{ protocol: 256 }, 1, /protocol 256/],
     [{ protocol: -1 }, 1, /protocol -1/],
@@ -93,40 +95,9 @@ test("refuses what the generic path refuses, naming the field", () => {
   assert.throws(() => encodeLpmBatch([{ epId: 1, gen: 2, entry: base }]), /generation 2/);
 });
 
-function portMask(e: PolicyEntry): number {
-  return e.protocol === 0 || e.portPrefixLen === 0 ? 0 : (0xffff << (16 - e.portPrefixLen)) & 0xffff;
-}
-
 // A group's record through the generic codecs: key, then value with the rules encoded one by one.
 function genericSet(g: GroupRecord): { key: Uint8Array; value: Uint8Array } {
-  const key = C.policySetKey.encode({
-    ep_id: g.epId,
-    identity: g.identity,
-    gen: g.gen,
-    dir: g.direction === "ingress" ? 0 : 1,
-  });
-  const rules = new Uint8Array(INLINE * C.policyRule.size);
-  g.layout.inline.forEach((e, i) => {
-    const mask = portMask(e);
-    C.policyRule.encode(
-      {
-        rule_id: e.ruleId,
-        port: e.port & mask,
-        mask,
-        proto: e.protocol,
-        verdict: e.verdict === "allow" ? 1 : 2,
-      },
-      rules,
-      i * C.policyRule.size,
-    );
-  });
-  const flags = (g.layout.exact.length > 0 ? 1 : 0) | (g.layout.lpm.length > 0 ? 2 : 0);
-  let filter = 0n;
-  for (const e of g.layout.exact) filter |= 1n << BigInt(exactFilterBit(e.protocol, e.port));
-  return {
-    key,
-    value: C.policySet.encode({ count: g.layout.inline.length, flags, exact_filter: filter, rules }),
-  };
+  return referenceSetRecord(g.epId, g.gen, g.direction, g.identity, g.layout);
 }
 
 test("group records: same bytes as the generic codecs, for groups inline and spilled", () => {
@@ -337,15 +308,6 @@ test("bulk writes: thousands of groups in one run, in random order, grow the has
 
 test("bulk writes refuse what the general path refuses; identities past the numeric key take it", () => {
   const none = new Map<string, PolicyEntry>();
-  const base: PolicyEntry = {
-    direction: "ingress",
-    identity: 300,
-    protocol: 6,
-    port: 80,
-    portPrefixLen: 16,
-    verdict: "allow",
-    ruleId: 1,
-  };
   const bad: [Partial<PolicyEntry>, number, RegExp][] = [
     [{ protocol: 256 }, 1, /protocol 256/],
     [{ portPrefixLen: 17 }, 1, /portPrefixLen/],

@@ -167,34 +167,36 @@ function view(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-// LPM keys (and values unless keysOnly) of all refs, back to back, as the batch map calls take them.
-export function encodeLpmBatch(refs: readonly PolicyEntryRef[], keysOnly = false): PolicyBatch {
+type KeyWriter = typeof writeKey;
+
+// Keys (and values unless keysOnly) of all refs, back to back, as the batch map calls take them.
+function encodeEntryBatch(
+  refs: readonly PolicyEntryRef[],
+  keysOnly: boolean,
+  keySize: number,
+  write: KeyWriter,
+): PolicyBatch {
   const n = refs.length;
-  const keys = new Uint8Array(n * POLICY_KEY_SIZE);
+  const keys = new Uint8Array(n * keySize);
   const values = new Uint8Array(keysOnly ? 0 : n * POLICY_VALUE_SIZE);
   const kv = view(keys);
   const vv = view(values);
   for (let i = 0; i < n; i++) {
     const r = refs[i];
-    writeKey(kv, keys, i * POLICY_KEY_SIZE, r.epId, r.gen, r.entry);
+    write(kv, keys, i * keySize, r.epId, r.gen, r.entry);
     if (!keysOnly) writeValue(vv, values, i * POLICY_VALUE_SIZE, r.epId, r.entry);
   }
   return { keys, values, count: n };
 }
 
-// Exact-hash keys (and values unless keysOnly) of full-port entries.
+// LPM trie records of entries that are neither inline nor exact.
+export function encodeLpmBatch(refs: readonly PolicyEntryRef[], keysOnly = false): PolicyBatch {
+  return encodeEntryBatch(refs, keysOnly, POLICY_KEY_SIZE, writeKey);
+}
+
+// Exact-hash records of full-port entries.
 export function encodeExactBatch(refs: readonly PolicyEntryRef[], keysOnly = false): PolicyBatch {
-  const n = refs.length;
-  const keys = new Uint8Array(n * EXACT_KEY_SIZE);
-  const values = new Uint8Array(keysOnly ? 0 : n * POLICY_VALUE_SIZE);
-  const kv = view(keys);
-  const vv = view(values);
-  for (let i = 0; i < n; i++) {
-    const r = refs[i];
-    writeExactKey(kv, keys, i * EXACT_KEY_SIZE, r.epId, r.gen, r.entry);
-    if (!keysOnly) writeValue(vv, values, i * POLICY_VALUE_SIZE, r.epId, r.entry);
-  }
-  return { keys, values, count: n };
+  return encodeEntryBatch(refs, keysOnly, EXACT_KEY_SIZE, writeExactKey);
 }
 
 // One group record: the entries of (epId, gen, direction, identity), arranged by arrangeGroup.
