@@ -119,7 +119,7 @@ describe("tc fallback", () => {
       dp = loadDatapath({ pinRoot: root.path, attachMode: "tc" });
       attachAll(dp, root.path, [{ ifname: dev.name, ifindex: dp.addon.ifNameToIndex(dev.name) }]);
       dev.remove();
-      const rec = recordedAttachment(dp.addon, "tc", pinnedLinks(root.path)[0].pinPath, dev.name, "ingress");
+      const rec = recordedAttachment(dp.addon, pinnedLinks(root.path)[0]);
       assert.equal(rec.ifindex, 0);
       assert.equal(replaceAll(dp, root.path), 0, "nothing to replace on a device that is gone");
       assert.equal(detachStale(dp, root.path, new Set()).length, 2);

@@ -3,7 +3,7 @@
 // longer endpoints are removed.
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { BpfAddon, HookDirection } from "../datapath/bpf-addon.ts";
+import type { HookDirection } from "../datapath/bpf-addon.ts";
 import {
   type AttachMode,
   type Attachment,
@@ -43,10 +43,6 @@ export function pinnedLinks(pinRoot: string): PinnedLink[] {
   return out;
 }
 
-function asAttachment(addon: BpfAddon, l: PinnedLink): Attachment {
-  return recordedAttachment(addon, l.mode, l.pinPath, l.ifname, l.hook);
-}
-
 export function attachAll(dp: Datapath, pinRoot: string, interfaces: Iterable<HostInterface>): Attachment[] {
   const out: Attachment[] = [];
   for (const i of interfaces)
@@ -66,7 +62,7 @@ export function attachAll(dp: Datapath, pinRoot: string, interfaces: Iterable<Ho
 // Removes links pinned for interfaces that are not endpoints any more. Returns what it removed.
 export function detachStale(dp: Datapath, pinRoot: string, keep: ReadonlySet<string>): PinnedLink[] {
   const stale = pinnedLinks(pinRoot).filter((l) => !keep.has(l.ifname));
-  for (const l of stale) detach(dp.addon, asAttachment(dp.addon, l));
+  for (const l of stale) detach(dp.addon, recordedAttachment(dp.addon, l));
   return stale;
 }
 
@@ -75,7 +71,7 @@ export function detachStale(dp: Datapath, pinRoot: string, keep: ReadonlySet<str
 export function replaceAll(dp: Datapath, pinRoot: string): number {
   let n = 0;
   for (const l of pinnedLinks(pinRoot)) {
-    const a = asAttachment(dp.addon, l);
+    const a = recordedAttachment(dp.addon, l);
     if (a.mode === "tc" && a.ifindex === 0) continue;
     replaceProgram(dp.addon, a, dp.programFor(l.hook));
     n++;
@@ -87,6 +83,6 @@ export function replaceAll(dp: Datapath, pinRoot: string): number {
 // tc filter stays on its device until it is deleted.
 export function detachAll(dp: Pick<Datapath, "addon">, pinRoot: string): number {
   const links = pinnedLinks(pinRoot);
-  for (const l of links) detach(dp.addon, asAttachment(dp.addon, l));
+  for (const l of links) detach(dp.addon, recordedAttachment(dp.addon, l));
   return links.length;
 }

@@ -24,16 +24,15 @@ function replace(root: string, times: number, objectPath: string | undefined): n
     let replacements = 0;
     for (let i = 0; i < times; i++) replacements += replaceAll(i % 2 === 0 ? a : b, root);
     const durationMs = performance.now() - t0;
-    const unreachable = pinnedLinks(root).length * times - replacements;
+    const links = pinnedLinks(root).length;
+    const unreachable = links * times - replacements;
     if (unreachable > 0)
       // A tc filter is found by its device's name, which only means something in the device's
       // network namespace; tcx links are found through their pins from anywhere.
       process.stderr.write(
         `warning: ${unreachable / times} tc filters not replaced: their devices are not in this network namespace (run it where the agent runs)\n`,
       );
-    process.stdout.write(
-      `${JSON.stringify({ replacements, links: pinnedLinks(root).length, durationMs })}\n`,
-    );
+    process.stdout.write(`${JSON.stringify({ replacements, links, durationMs })}\n`);
     return 0;
   } finally {
     a.close();

@@ -114,11 +114,9 @@ export function attachOrReplace(addon: BpfAddon, o: AttachOptions): Attachment {
 // The attachment a marker or pin records, for an agent that did not make it (restart, upgrade, CLI).
 export function recordedAttachment(
   addon: BpfAddon,
-  mode: AttachMode,
-  pinPath: string,
-  ifname: string,
-  hook: HookDirection,
+  r: { mode: AttachMode; pinPath: string; ifname: string; hook: HookDirection },
 ): Attachment {
+  const { mode, pinPath, ifname, hook } = r;
   if (mode === "tcx") return { mode, ifname, ifindex: 0, hook, pinPath, adopted: true };
   let ifindex = 0;
   try {
