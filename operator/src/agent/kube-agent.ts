@@ -150,6 +150,8 @@ export class KubeAgent {
   // Objects (objectKey) changed since they were last recorded into the compiler.
   readonly #dirty = new Set<string>();
   #identitiesDirty = false;
+  // The compiler's identities are derived from the pods (identitiesFor: no live SecurityIdentity).
+  #derivedIdentities = false;
   // Host-side interfaces by endpoint key, resolved once per set of pod addresses.
   readonly #interfaces = new Map<string, ResolvedInterface>();
   // When the oldest event not yet reconciled was queued (how long keys wait).
@@ -271,6 +273,7 @@ export class KubeAgent {
       const objects = this.snapshot();
       this.#dirty.clear();
       this.#identitiesDirty = false;
+      this.#derivedIdentities = objects.securityIdentities.length === 0;
       const byKey = new Map<string, HostInterface>();
       for (const [k, v] of this.#interfaces) if (v.iface) byKey.set(k, v.iface);
       compiler = new IncrementalCompiler(inputsFromObjects(objects, this.#o.labelOptions), {
@@ -287,11 +290,12 @@ export class KubeAgent {
       compiler = this.#compiler!;
       const tc = performance.now();
       for (const c of this.#drainDirty()) compiler.record(c);
-      // Identities derived from the pods (no SecurityIdentity yet) change with any pod, so they are
-      // derived again on every pass then; setIdentities ignores an unchanged set.
-      const live = liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]);
-      if (this.#identitiesDirty || live.length === 0) {
+      // Identities derived from the pods (no live SecurityIdentity yet) change with any pod, so they
+      // are derived again on every pass then; setIdentities ignores an unchanged set.
+      if (this.#identitiesDirty || this.#derivedIdentities) {
         this.#identitiesDirty = false;
+        const live = liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]);
+        this.#derivedIdentities = live.length === 0;
         compiler.setIdentities(
           identitiesFor(
             {
