@@ -2,7 +2,7 @@
 // server, the operator and one Kubernetes-mode agent per node; probe, status and down talk to it over
 // its control socket, and down cleans up by itself when the supervisor is gone.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { NODE, NODE_FLAGS, SLUICE_MAIN } from "../lab/children.ts";
@@ -12,7 +12,7 @@ import { pidAlive } from "../lab/stale.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
 import { recordedProcesses, removeLeftovers } from "../lab/up-leftovers.ts";
 import { control, readState, stateDir, statePaths, type UpState } from "../lab/up-state.ts";
-import { parseDuration } from "./operator.ts";
+import { parseDuration } from "./duration.ts";
 import { inputFiles, needRoot, outputFormat, printReport, probeOptions } from "./lab-args.ts";
 
 function logTail(path: string, lines = 30): string {
@@ -225,9 +225,11 @@ export async function labDown(argv: readonly string[]): Promise<number> {
       if (!res.ok) errors.push(res.error);
       else if ("errors" in res) errors.push(...res.errors);
     } catch (err) {
+      // Still starting (its control socket comes with readiness) or stuck: its cleanup runs on SIGTERM.
       process.stderr.write(
         `the supervisor did not take the request (${(err as Error).message}); stopping it\n`,
       );
+      if (pidAlive(state.pid)) process.kill(state.pid, "SIGTERM");
     }
     if (!(await waitExit(state.pid, 60_000)))
       process.stderr.write("the supervisor did not exit; killing it\n");
@@ -241,7 +243,6 @@ export async function labDown(argv: readonly string[]): Promise<number> {
     );
   for (const e of errors) process.stderr.write(`error: ${e}\n`);
   if (errors.length > 0) return 1;
-  rmSync(dir, { recursive: true, force: true });
   process.stderr.write(
     `lab ${state?.runId ?? ""} down in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
   );

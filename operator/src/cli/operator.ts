@@ -3,19 +3,10 @@
 import { parseArgs } from "node:util";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { Operator } from "../operator/run.ts";
+import { parseDuration } from "./duration.ts";
 
 const usage =
   "usage: sluice operator [--kubeconfig <path>] [--lease-namespace <ns>] [--identity-gc-grace 5m] [--id <replica id>] [--lease-duration 15s]";
-
-/** Parses 300, 300ms, 5s, 5m, 1h into milliseconds (a bare number means seconds). */
-export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new Error(`${flag}: ${JSON.stringify(text)} is not a duration (e.g. 300ms, 30s, 5m, 1h)`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? "s";
-  const factor = unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60_000 : 3_600_000;
-  return Math.round(n * factor);
-}
 
 export async function operatorMain(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({
