@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { attachAll, detachStale, pinnedLinks, replaceAll } from "../../operator/src/agent/attachments.ts";
 import { type BpfAddon, type BpfError, loadAddon } from "../../operator/src/datapath/bpf-addon.ts";
-import { attachedProgramId, recordedAttachment } from "../../operator/src/datapath/links.ts";
+import { attachedProgramId, attachOrReplace, recordedAttachment } from "../../operator/src/datapath/links.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { diffMatrices, type MatrixJson } from "../../operator/src/lab/matrix.ts";
@@ -97,6 +97,23 @@ describe("tc fallback", () => {
       assert.equal(existsSync(join(root.path, "links")), false, "still no tcx link");
       for (const a of again)
         assert.equal(attachedProgramId(restarted.addon, a), programIds(restarted)[a.hook]);
+
+      // An explicit mode moves a hook: the tcx link first, then the filter and its record go; and back.
+      const records = () =>
+        pinnedLinks(root.path)
+          .map((l) => `${l.mode}:${l.hook}`)
+          .sort();
+      const ingress = { pinRoot: root.path, ifname: dev.name, hook: "ingress" as const };
+      const progFd = restarted.programFor("ingress");
+      const moved = attachOrReplace(restarted.addon, { ...ingress, progFd, mode: "tcx" });
+      assert.equal(moved.mode, "tcx");
+      assert.equal(attachedProgramId(restarted.addon, moved), programIds(restarted).ingress);
+      assert.equal(attachedProgramId(restarted.addon, again[0]), undefined, "the tc filter is gone");
+      assert.deepEqual(records(), ["tc:egress", "tcx:ingress"]);
+      const back = attachOrReplace(restarted.addon, { ...ingress, progFd, mode: "tc" });
+      assert.equal(attachedProgramId(restarted.addon, back), programIds(restarted).ingress);
+      assert.equal(attachedProgramId(restarted.addon, moved), undefined, "the tcx link is gone");
+      assert.deepEqual(records(), ["tc:egress", "tc:ingress"]);
 
       // The endpoint is gone from policy: its filters and records are removed.
       assert.equal(detachStale(restarted, root.path, new Set()).length, 2);

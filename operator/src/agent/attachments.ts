@@ -60,7 +60,11 @@ export function attachAll(dp: Datapath, pinRoot: string, interfaces: Iterable<Ho
 }
 
 // Removes links pinned for interfaces that are not endpoints any more. Returns what it removed.
-export function detachStale(dp: Datapath, pinRoot: string, keep: ReadonlySet<string>): PinnedLink[] {
+export function detachStale(
+  dp: Pick<Datapath, "addon">,
+  pinRoot: string,
+  keep: ReadonlySet<string>,
+): PinnedLink[] {
   const stale = pinnedLinks(pinRoot).filter((l) => !keep.has(l.ifname));
   for (const l of stale) detach(dp.addon, recordedAttachment(dp.addon, l));
   return stale;
@@ -82,7 +86,5 @@ export function replaceAll(dp: Datapath, pinRoot: string): number {
 // Removes every recorded attachment (the datapath's removal): unpinning a tcx link detaches it, but a
 // tc filter stays on its device until it is deleted.
 export function detachAll(dp: Pick<Datapath, "addon">, pinRoot: string): number {
-  const links = pinnedLinks(pinRoot);
-  for (const l of links) detach(dp.addon, recordedAttachment(dp.addon, l));
-  return links.length;
+  return detachStale(dp, pinRoot, new Set()).length;
 }

@@ -63,8 +63,18 @@ function openPinnedLink(addon: BpfAddon, pin: string, ifindex: number): number |
 }
 
 // Attaches progFd to the hook, or, when something is attached there already (a pinned tcx link or our tc
-// filter), atomically replaces its program.
+// filter), atomically replaces its program. An explicit mode moves a hook attached the other way: the
+// new attachment first, then the old one goes (both enforce the same maps meanwhile: no gap).
 export function attachOrReplace(addon: BpfAddon, o: AttachOptions): Attachment {
+  const a = attachOrReplaceOne(addon, o);
+  const other =
+    a.mode === "tcx" ? tcMarkerPath(o.pinRoot, o.ifname, o.hook) : linkPinPath(o.pinRoot, o.ifname, o.hook);
+  if (existsSync(other))
+    detach(addon, recordedAttachment(addon, { ...a, mode: a.mode === "tcx" ? "tc" : "tcx", pinPath: other }));
+  return a;
+}
+
+function attachOrReplaceOne(addon: BpfAddon, o: AttachOptions): Attachment {
   const ifindex = addon.ifNameToIndex(o.ifname);
   const mode = o.mode ?? "auto";
   const pin = linkPinPath(o.pinRoot, o.ifname, o.hook);
