@@ -26,7 +26,7 @@ import { Lab } from "../../operator/src/lab/lab.ts";
 import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { kubectl } from "../../operator/src/lab/cluster-setup.ts";
-import { applyCrds, kubectlOk, registerLabCluster } from "../support/cluster-fixtures.ts";
+import { applyCrds, kubectlOk, registerLabCluster } from "../../operator/src/lab/cluster-setup.ts";
 import { machine, markdownTable, ratio, requireRoot } from "./table.ts";
 
 const APPLIES = Number(process.env.APPLIES ?? 100);

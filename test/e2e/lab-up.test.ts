@@ -12,23 +12,22 @@ import { after, before, test } from "node:test";
 import { kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
 import { type MatrixJson, type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
-import { run as runCommand } from "../../operator/src/lab/exec.ts";
-import { cleanRuns, pidAlive } from "../../operator/src/lab/stale.ts";
+import { cleanRuns, netnsPids, pidAlive, waitGone } from "../../operator/src/lab/stale.ts";
 import { removeLeftovers } from "../../operator/src/lab/up-leftovers.ts";
 import { readState, type UpState } from "../../operator/src/lab/up-state.ts";
-import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/index.ts";
+import { DEMO_POLICIES, DEMO_TOPOLOGY, expectedMatrix } from "../support/kube-lab.ts";
 import { requirePrivileged } from "../support/privileged.ts";
-import { agentMissing, labNetns, ROOT, sluice } from "./lab-support.ts";
+import { agentMissing, labNetns, sluice } from "./lab-support.ts";
 
-const topologyFile = join(ROOT, "samples/demo/topology.yaml");
-const policyDir = join(ROOT, "samples/demo/policies");
+const topologyFile = DEMO_TOPOLOGY;
+const policyDir = DEMO_POLICIES;
 // A state directory of this run's own, so a lab someone has up on this machine is never touched.
 const stateDir = `/run/sluice-lab/up-test-${randomBytes(3).toString("hex")}`;
 process.env.SLUICE_LAB_STATE_DIR = stateDir;
 let work = "";
 
 function expected(paths: string[]): MatrixRow[] {
-  return sortRows(computeMatrix(inputsFromObjects(loadObjects(paths))));
+  return expectedMatrix(loadObjects(paths));
 }
 
 async function up(): Promise<{ kubeconfig: string; state: UpState; stderr: string }> {
@@ -157,7 +156,7 @@ test("lab down after the supervisor was killed with -9 removes everything", asyn
   t.after(cleanup);
   const { state } = await up();
   process.kill(state.pid, "SIGKILL");
-  for (let i = 0; i < 100 && pidAlive(state.pid); i++) await new Promise((r) => setTimeout(r, 50));
+  await waitGone([state.pid], 5000);
 
   const probed = await sluice(["lab", "probe"]);
   assert.notEqual(probed.code, 0);
@@ -174,12 +173,7 @@ test("lab down after the supervisor was killed with -9 removes everything", asyn
 
 // The processes inside a run's namespaces (pod servers, agents, API bridges).
 async function pidsInside(runId: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const ns of labNetns(runId)) {
-    const { stdout } = await runCommand("ip", ["netns", "pids", ns]);
-    pids.push(...stdout.split(/\s+/).filter(Boolean).map(Number));
-  }
-  return pids;
+  return [...(await netnsPids(labNetns(runId)))];
 }
 
 test("lab clean removes what a lab run killed with -9 left behind, processes included", async (t) => {

@@ -3,7 +3,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { Operator } from "../../operator/src/operator/run.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
-import { applyCrds, kubectlOk } from "../support/cluster-fixtures.ts";
+import { applyCrds, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 
 export { applyCrds, kubectlOk };
 export { repoRoot } from "../support/apiserver.ts";

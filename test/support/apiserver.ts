@@ -5,12 +5,10 @@ import { KubeConfig } from "@kubernetes/client-node";
 import {
   type LocalApiServerOptions,
   REPO_ROOT,
-  apiServerBinary,
   startLocalApiServer,
 } from "../../operator/src/lab/local-apiserver.ts";
 
-export { type KubectlResult, kubectl } from "../../operator/src/lab/cluster-setup.ts";
-export { apiServerBinary };
+export { kubectl } from "../../operator/src/lab/cluster-setup.ts";
 
 export const repoRoot = REPO_ROOT;
 

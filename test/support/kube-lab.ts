@@ -8,7 +8,7 @@ import { type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
 import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
 import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/index.ts";
 import { type ApiServer, repoRoot, startApiServer } from "./apiserver.ts";
-import { applyCrds, kubectlOk, registerLabCluster } from "./cluster-fixtures.ts";
+import { applyCrds, kubectlOk, registerLabCluster } from "../../operator/src/lab/cluster-setup.ts";
 
 export const DEMO_TOPOLOGY = join(repoRoot, "samples/demo/topology.yaml");
 export const DEMO_POLICIES = join(repoRoot, "samples/demo/policies");

@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { NODE, NODE_FLAGS, SLUICE_MAIN } from "../lab/children.ts";
 import { loadObjects } from "../lab/inputs.ts";
 import { parsePorts } from "../lab/ports.ts";
-import { pidAlive } from "../lab/stale.ts";
+import { pidAlive, waitGone } from "../lab/stale.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
 import { recordedProcesses, removeLeftovers } from "../lab/up-leftovers.ts";
 import { control, readState, stateDir, statePaths, type UpState } from "../lab/up-state.ts";
@@ -92,7 +92,7 @@ export async function labUp(argv: readonly string[]): Promise<number> {
     if (interrupted && state?.phase !== "ready") {
       process.stderr.write("sluice lab up: interrupted; stopping the lab\n");
       if (supervisor.pid && pidAlive(supervisor.pid)) process.kill(supervisor.pid, "SIGTERM");
-      if (supervisor.pid) await waitExit(supervisor.pid, 60_000);
+      if (supervisor.pid) await waitGone([supervisor.pid], 60_000);
       await removeLeftovers(dir, readState(dir));
       return 130;
     }
@@ -105,7 +105,7 @@ export async function labUp(argv: readonly string[]): Promise<number> {
       return 0;
     }
     if (state?.phase === "failed") {
-      await waitExit(state.pid, 30_000);
+      await waitGone([state.pid], 30_000);
       return fail(state.error ?? "the lab failed to start");
     }
     if (supervisor.exitCode !== null || supervisor.signalCode !== null || (state && !pidAlive(state.pid)))
@@ -116,20 +116,11 @@ export async function labUp(argv: readonly string[]): Promise<number> {
       // The supervisor removes its state directory (log included) when it stops on a signal.
       const log = logTail(paths.log);
       if (supervisor.pid) process.kill(supervisor.pid, "SIGTERM");
-      if (supervisor.pid) await waitExit(supervisor.pid, 60_000);
+      if (supervisor.pid) await waitGone([supervisor.pid], 60_000);
       return fail(`not ready after ${values.timeout} (--timeout)`, log);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-async function waitExit(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (pidAlive(pid)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
 }
 
 export async function labServe(argv: readonly string[]): Promise<number> {
@@ -231,7 +222,7 @@ export async function labDown(argv: readonly string[]): Promise<number> {
       );
       if (pidAlive(state.pid)) process.kill(state.pid, "SIGTERM");
     }
-    if (!(await waitExit(state.pid, 60_000)))
+    if (!(await waitGone([state.pid], 60_000)))
       process.stderr.write("the supervisor did not exit; killing it\n");
   }
   // Whatever is left: everything when the supervisor was gone, nothing after a clean stop.

@@ -26,7 +26,7 @@ import { type LabPlan, NETNS_PREFIX, newRunId, type PodPlan, planLab, probeAddre
 import type { ProbeRequest, ProbeResponse, ProbeTarget } from "./probe-protocol.ts";
 import { formatPort } from "./ports.ts";
 import { sctpAvailable } from "./sctp.ts";
-import { forgetRun, recordRun } from "./stale.ts";
+import { forgetRun, labWorkDirPrefix, recordRun } from "./stale.ts";
 import type { LabPort, LabTopology } from "./topology.ts";
 
 export const BPFFS_LAB_PREFIX = "/sys/fs/bpf/sluice-lab-";
@@ -97,7 +97,7 @@ export class Lab {
     this.topology = topology;
     this.plan = planLab(topology, opts.runId ?? newRunId());
     this.bpffsRoot = `${BPFFS_LAB_PREFIX}${this.plan.runId}`;
-    this.workDir = mkdtempSync(join(tmpdir(), `sluice-lab-${this.plan.runId}-`));
+    this.workDir = mkdtempSync(join(tmpdir(), labWorkDirPrefix(this.plan.runId)));
     this.log = opts.log ?? (() => {});
     this.agentArgs = opts.agentArgs ?? [];
     this.agentLogDir = opts.agentLogDir;

@@ -12,6 +12,11 @@ const STATE_DIR = "/run/sluice-lab";
 const BPFFS_PREFIX = "sluice-lab-";
 const RUN_NETNS = /^sl([0-9a-f]{4})-/;
 
+// The prefix of a run's work directory under the system temp dir (mkdtemp adds a suffix).
+export function labWorkDirPrefix(runId: string): string {
+  return `sluice-lab-${runId}-`;
+}
+
 export function recordRun(runId: string): void {
   mkdirSync(STATE_DIR, { recursive: true });
   writeFileSync(`${STATE_DIR}/${runId}`, String(process.pid));
@@ -28,6 +33,27 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+// Signals each pid that still runs (one that exited meanwhile is fine).
+export function signalAll(pids: Iterable<number>, signal: NodeJS.Signals): void {
+  for (const pid of pids)
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // exited meanwhile
+    }
+}
+
+// Resolves true once none of pids runs, false after timeoutMs.
+export async function waitGone(pids: Iterable<number>, timeoutMs: number, everyMs = 20): Promise<boolean> {
+  const list = [...pids];
+  const deadline = Date.now() + timeoutMs;
+  while (list.some(pidAlive)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return true;
 }
 
 function alive(runId: string): boolean {
@@ -48,9 +74,8 @@ export interface CleanReport {
   errors: string[];
 }
 
-// A namespace with processes in it lives on after `ip netns delete` (and with it the veths and the
-// programs attached to them): kill what runs inside first.
-async function killInside(netns: readonly string[]): Promise<number> {
+// The processes running inside the given network namespaces (a namespace already gone has none).
+export async function netnsPids(netns: readonly string[]): Promise<Set<number>> {
   const pids = new Set<number>();
   for (const ns of netns) {
     try {
@@ -60,15 +85,15 @@ async function killInside(netns: readonly string[]): Promise<number> {
       // namespace already gone
     }
   }
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const deadline = Date.now() + 5000;
-  while ([...pids].some(pidAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return pids;
+}
+
+// A namespace with processes in it lives on after `ip netns delete` (and with it the veths and the
+// programs attached to them): kill what runs inside first.
+async function killInside(netns: readonly string[]): Promise<number> {
+  const pids = await netnsPids(netns);
+  signalAll(pids, "SIGKILL");
+  await waitGone(pids, 5000);
   return pids.size;
 }
 
@@ -77,10 +102,11 @@ export async function cleanRuns(runs: readonly string[]): Promise<CleanReport> {
   const netns = existingNetns().filter((ns) => runs.includes(RUN_NETNS.exec(ns)?.[1] ?? ""));
   const killed = await killInside(netns);
   const errors = await deleteNetns(netns);
+  const temps = runs.length > 0 ? readdirSync(tmpdir()) : [];
   for (const r of runs) {
     rmSync(`/sys/fs/bpf/${BPFFS_PREFIX}${r}`, { recursive: true, force: true });
-    for (const d of readdirSync(tmpdir()))
-      if (d.startsWith(`sluice-lab-${r}-`)) rmSync(join(tmpdir(), d), { recursive: true, force: true });
+    for (const d of temps)
+      if (d.startsWith(labWorkDirPrefix(r))) rmSync(join(tmpdir(), d), { recursive: true, force: true });
     forgetRun(r);
   }
   return { runs: [...runs], netns, killed, errors };

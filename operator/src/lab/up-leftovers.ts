@@ -3,7 +3,7 @@
 // lines so a reused pid is never hit), the run's namespaces with the processes inside, its bpffs
 // root and work dir, and the state directory.
 import { readFileSync, rmSync } from "node:fs";
-import { cleanRuns, pidAlive } from "./stale.ts";
+import { cleanRuns, pidAlive, signalAll, waitGone } from "./stale.ts";
 import type { UpState } from "./up-state.ts";
 
 function cmdline(pid: number): string {
@@ -26,25 +26,11 @@ export function recordedProcesses(state: UpState): Array<{ what: string; pid: nu
   return out;
 }
 
-export async function killRecorded(state: UpState, graceMs = 10_000): Promise<string[]> {
+async function killRecorded(state: UpState, graceMs = 10_000): Promise<string[]> {
   const procs = recordedProcesses(state);
-  for (const p of procs) {
-    try {
-      process.kill(p.pid, "SIGTERM");
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const deadline = Date.now() + graceMs;
-  while (procs.some((p) => pidAlive(p.pid)) && Date.now() < deadline)
-    await new Promise((r) => setTimeout(r, 50));
-  for (const p of procs)
-    if (pidAlive(p.pid))
-      try {
-        process.kill(p.pid, "SIGKILL");
-      } catch {
-        // gone meanwhile
-      }
+  const pids = procs.map((p) => p.pid);
+  signalAll(pids, "SIGTERM");
+  if (!(await waitGone(pids, graceMs, 50))) signalAll(pids.filter(pidAlive), "SIGKILL");
   return procs.map((p) => `${p.what} (pid ${p.pid})`);
 }
 
