@@ -2,10 +2,10 @@
 // server, the operator and one Kubernetes-mode agent per node; probe, status and down talk to it over
 // its control socket, and down cleans up by itself when the supervisor is gone.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
-import { NODE, NODE_FLAGS, SLUICE_MAIN } from "../lab/children.ts";
+import { fileTail, NODE, NODE_FLAGS, SLUICE_MAIN } from "../lab/children.ts";
 import { loadObjects } from "../lab/inputs.ts";
 import { parsePorts } from "../lab/ports.ts";
 import { pidAlive, waitGone } from "../lab/stale.ts";
@@ -15,12 +15,8 @@ import { control, readState, stateDir, statePaths, type UpState } from "../lab/u
 import { parseDuration } from "./duration.ts";
 import { inputFiles, needRoot, outputFormat, printReport, probeOptions } from "./lab-args.ts";
 
-function logTail(path: string, lines = 30): string {
-  try {
-    return readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
+function logTail(path: string): string {
+  return fileTail(path, 30) || "(no log)";
 }
 
 function describeRunning(dir: string, state: UpState | undefined): string {
@@ -161,9 +157,8 @@ function upState(): { dir: string; state: UpState } {
 export async function labProbe(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({ args: [...argv], options: probeOptions, strict: true });
   const output = outputFormat(values.output);
-  const ports = values.ports ? parsePorts(values.ports) : undefined;
   const { dir } = upState();
-  const res = await control(dir, { op: "probe", options: { ports, family: values.ipv6 ? 6 : undefined } });
+  const res = await control(dir, { op: "probe", ports: values.ports, ipv6: values.ipv6 });
   if (!res.ok) throw new Error(res.error);
   if (!("report" in res)) throw new Error("the lab supervisor answered without a report");
   printReport(res.report, output, (line) => {

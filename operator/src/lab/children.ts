@@ -1,6 +1,7 @@
 // The lab's child processes (pod servers, probers, agents, traffic senders), each in its own process
 // group so a Ctrl-C at the terminal reaches only the lab, which then stops them itself.
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const NODE = process.execPath;
@@ -22,6 +23,21 @@ export interface Child {
 
 const live = new Set<Child>();
 
+// A spawned process as a Child, known to killAllChildrenNow until it exits.
+function track(proc: ChildProcess, name: string, stderr: () => string, onError?: (e: Error) => void): Child {
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on("error", (e) => {
+      onError?.(e);
+      resolve({ code: -1, signal: null });
+    });
+    proc.on("close", (code, signal) => resolve({ code, signal }));
+  });
+  const child: Child = { proc, name, stderr, exited };
+  live.add(child);
+  void exited.then(() => live.delete(child));
+  return child;
+}
+
 // Runs argv inside a network namespace. nsenter execs the command, so the pid is the command's.
 export function spawnIn(netns: string, name: string, argv: readonly string[]): Child {
   const proc = spawn("nsenter", [`--net=/run/netns/${netns}`, "--", ...argv], {
@@ -33,17 +49,34 @@ export function spawnIn(netns: string, name: string, argv: readonly string[]): C
     err = (err + d).slice(-4000);
   });
   proc.stdin?.on("error", () => {});
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    proc.on("error", (e) => {
+  return track(
+    proc,
+    name,
+    () => err.trim(),
+    (e) => {
       err += `\n${e.message}`;
-      resolve({ code: -1, signal: null });
-    });
-    proc.on("close", (code, signal) => resolve({ code, signal }));
-  });
-  const child: Child = { proc, name, stderr: () => err.trim(), exited };
-  live.add(child);
-  void exited.then(() => live.delete(child));
-  return child;
+    },
+  );
+}
+
+// The last lines of a log file ("" when it cannot be read).
+export function fileTail(path: string, lines: number): string {
+  try {
+    return readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+// Runs argv on the host in its own process group, its stdout and stderr appended to logPath.
+export function spawnLogged(name: string, argv: readonly string[], logPath: string): Child {
+  const fd = openSync(logPath, "a");
+  try {
+    const proc = spawn(argv[0], argv.slice(1), { stdio: ["ignore", fd, fd], detached: true });
+    return track(proc, name, () => fileTail(logPath, 5));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function signalChild(child: Child, signal: NodeJS.Signals): void {

@@ -5,6 +5,7 @@
 import { execFile } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { mapLimit } from "./exec.ts";
 import { apiRegistration } from "./api-registration.ts";
 import { REPO_ROOT } from "./local-apiserver.ts";
 
@@ -77,8 +78,12 @@ export async function applyCrds(
 ): Promise<void> {
   const dir = join(REPO_ROOT, "crds");
   const chosen = files ?? readdirSync(dir).filter((f) => f.endsWith(".yaml"));
-  for (const f of chosen)
-    await kubectlOk(["apply", "--server-side", "-f", join(dir, f)], kubeconfig, undefined, opts);
+  await kubectlOk(
+    ["apply", "--server-side", ...chosen.flatMap((f) => ["-f", join(dir, f)])],
+    kubeconfig,
+    undefined,
+    opts,
+  );
   await kubectlOk(
     ["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
     kubeconfig,
@@ -100,8 +105,9 @@ export async function registerLabCluster(
     reg.objects.map((d) => JSON.stringify(d)).join("\n---\n"),
     opts,
   );
-  for (const p of reg.podStatuses)
-    await kubectlOk(
+  // One kubectl process per pod status (kubectl patches one object a call): a few at a time.
+  await mapLimit(reg.podStatuses, 4, (p) =>
+    kubectlOk(
       [
         "patch",
         "pod",
@@ -116,5 +122,6 @@ export async function registerLabCluster(
       kubeconfig,
       undefined,
       opts,
-    );
+    ),
+  );
 }

@@ -3,12 +3,13 @@
 // and the demo run against. The server prints one JSON line when it is ready and removes its
 // directory and kubeconfig when it stops.
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { fileTail } from "./children.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../..", import.meta.url)).replace(/\/$/, "");
 
@@ -82,14 +83,6 @@ function installExitHook(): void {
   });
 }
 
-function tailOf(path: string, lines = 40): string {
-  try {
-    return readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
 // The server is tied to this process (it gets SIGTERM when this process dies, also by SIGKILL), so
 // nothing outlives its owner.
 export async function startLocalApiServer(opts: LocalApiServerOptions = {}): Promise<LocalApiServer> {
@@ -129,7 +122,7 @@ export async function startLocalApiServer(opts: LocalApiServerOptions = {}): Pro
   } catch (err) {
     child.kill("SIGKILL");
     await exited;
-    const message = `${(err as Error).message}\n--- ${logPath} (tail) ---\n${tailOf(logPath)}`;
+    const message = `${(err as Error).message}\n--- ${logPath} (tail) ---\n${fileTail(logPath, 40) || "(no log)"}`;
     await rm(dir, { recursive: true, force: true });
     throw new Error(message);
   }

@@ -3,17 +3,17 @@
 // node, the API bridge) and a control socket that `lab probe`, `lab status` and `lab down` use. Its
 // state file says how far it got; on a failed start it removes everything but its state directory
 // (so `lab up` can show the log) and exits non-zero.
-import { spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
-import { type Child, NODE, NODE_FLAGS, SLUICE_MAIN, stopChild } from "./children.ts";
+import { type Child, NODE, NODE_FLAGS, SLUICE_MAIN, spawnLogged, stopChild } from "./children.ts";
 import { registerCleanup } from "./cleanup.ts";
 import { applyCrds, registerLabCluster } from "./cluster-setup.ts";
 import { loadObjects } from "./inputs.ts";
 import { Lab, type ProbeOptions } from "./lab.ts";
 import { type LocalApiServer, startLocalApiServer } from "./local-apiserver.ts";
 import { newRunId } from "./plan.ts";
+import { parsePorts } from "./ports.ts";
 import { waitLabReady } from "./readiness.ts";
 import { type LabPort, type LabTopology, topologyFromObjects } from "./topology.ts";
 import {
@@ -38,46 +38,20 @@ function log(line: string): void {
 // The operator runs on the host (the API server listens on the host's loopback), in its own process
 // group, logging to the state directory.
 function startOperator(kubeconfig: string, logPath: string): Child {
-  const fd = openSync(logPath, "a");
-  const proc = spawn(
-    NODE,
-    [...NODE_FLAGS, SLUICE_MAIN, "operator", "--kubeconfig", kubeconfig, "--lease-namespace", "default"],
-    { stdio: ["ignore", fd, fd], detached: true },
+  return spawnLogged(
+    "operator",
+    [
+      NODE,
+      ...NODE_FLAGS,
+      SLUICE_MAIN,
+      "operator",
+      "--kubeconfig",
+      kubeconfig,
+      "--lease-namespace",
+      "default",
+    ],
+    logPath,
   );
-  closeSync(fd);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    proc.on("error", () => resolve({ code: -1, signal: null }));
-    proc.on("close", (code, signal) => resolve({ code, signal }));
-  });
-  const stderr = () => {
-    try {
-      return readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-5).join("\n");
-    } catch {
-      return "";
-    }
-  };
-  return { proc, name: "operator", stderr, exited };
-}
-
-function validProbeOptions(o: unknown): ProbeOptions {
-  const x = (o ?? {}) as Record<string, unknown>;
-  const out: ProbeOptions = {};
-  if (x.family !== undefined) {
-    if (x.family !== 4 && x.family !== 6) throw new Error("probe: family must be 4 or 6");
-    out.family = x.family;
-  }
-  if (x.ports !== undefined) {
-    if (!Array.isArray(x.ports)) throw new Error("probe: ports must be a list");
-    out.ports = x.ports.map((p: unknown, i: number) => {
-      const q = (p ?? {}) as Record<string, unknown>;
-      if (!Number.isInteger(q.port) || (q.port as number) < 1 || (q.port as number) > 65535)
-        throw new Error(`probe: ports[${i}].port must be an integer in 1-65535`);
-      if (q.protocol !== "TCP" && q.protocol !== "UDP" && q.protocol !== "SCTP")
-        throw new Error(`probe: ports[${i}].protocol must be TCP, UDP or SCTP`);
-      return { port: q.port as number, protocol: q.protocol };
-    });
-  }
-  return out;
 }
 
 export async function runSupervisor(o: SupervisorOptions): Promise<number> {
@@ -178,7 +152,10 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       case "status":
         return { ok: true, state: { ...state, agents: running.runningAgents() } };
       case "probe": {
-        const options = validProbeOptions(req.options);
+        const options: ProbeOptions = {
+          ports: typeof req.ports === "string" ? parsePorts(req.ports) : undefined,
+          family: req.ipv6 === true ? 6 : undefined,
+        };
         const next = probing.then(() => running.probe(options));
         probing = next.catch(() => {});
         return { ok: true, report: await next };

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import type { ProbeOptions, ProbeReport } from "./lab.ts";
+import type { ProbeReport } from "./lab.ts";
 
 export const DEFAULT_STATE_DIR = "/run/sluice-lab/up";
 
@@ -63,7 +63,11 @@ export function writeState(dir: string, state: UpState): void {
   renameSync(`${path}.tmp`, path);
 }
 
-export type ControlRequest = { op: "probe"; options: ProbeOptions } | { op: "status" } | { op: "down" };
+// A probe request carries the CLI's own flags: --ports as typed (the supervisor parses it) and --ipv6.
+export type ControlRequest =
+  | { op: "probe"; ports?: string; ipv6?: boolean }
+  | { op: "status" }
+  | { op: "down" };
 
 export type ControlResponse =
   | { ok: true; report: ProbeReport }
