@@ -23,13 +23,18 @@ export async function resolveLocalInterfaces(
   const byKey = new Map<string, HostInterface>();
   const pending: string[] = [];
   for (const pod of localPods(pods, node)) {
-    let found: HostInterface | undefined;
-    for (const ip of podIps(pod)) {
-      found = await resolver.resolve(ip);
-      if (found) break;
-    }
+    const found = await resolvePod(resolver, pod);
     if (found) byKey.set(podKey(pod), found);
     else pending.push(podKey(pod));
   }
   return { byKey, pending };
+}
+
+// The interface of the first of the pod's addresses that resolves to one.
+export async function resolvePod(resolver: InterfaceResolver, pod: Pod): Promise<HostInterface | undefined> {
+  for (const ip of podIps(pod)) {
+    const found = await resolver.resolve(ip);
+    if (found) return found;
+  }
+  return undefined;
 }

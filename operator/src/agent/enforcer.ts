@@ -72,8 +72,8 @@ export class Enforcer {
       labelOptions: o.labelOptions,
       endpointIds: this.appliedEndpointIds(local.byKey),
     });
-    const w = this.write(result.state, local.byKey);
-    return { ...w, errors: result.errors, pending: [...local.pending, ...w.pending] };
+    // write() reports the compiled endpoints without an interface: the same pods local.pending names.
+    return { ...this.write(result.state, local.byKey), errors: result.errors };
   }
 
   // Writes a compiled state: the maps (one batched delta, nothing if they already hold it), then the

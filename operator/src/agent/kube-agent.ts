@@ -32,9 +32,10 @@ import { IDENTITY_TOMBSTONE_LABEL } from "../identity/allocator.ts";
 import { type LabelOptions, labelSetKey } from "../identity/labels.ts";
 import { type Change, IncrementalCompiler, identitiesFor, inputsFromObjects } from "../policy/index.ts";
 import { objectKey } from "../policy/incremental.ts";
+import { podKey } from "../policy/matrix.ts";
 import { policyKey } from "../policy/normalize.ts";
 import { podIps } from "../policy/universe.ts";
-import { localPods } from "./endpoints.ts";
+import { localPods, resolvePod } from "./endpoints.ts";
 import { Enforcer } from "./enforcer.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
 import { listLinks, staleInterfaces } from "./link-check.ts";
@@ -156,8 +157,6 @@ export class KubeAgent {
   readonly #interfaces = new Map<string, ResolvedInterface>();
   // When the oldest event not yet reconciled was queued (how long keys wait).
   #firstEventAt?: number;
-  reconciles = 0;
-  lastPass?: PassReport;
 
   constructor(o: KubeAgentOptions) {
     this.#o = o;
@@ -262,11 +261,13 @@ export class KubeAgent {
     let compileMs: number;
     let resolveMs = 0;
     let r: { recompiled: number; universeRebuilt: boolean; peersChanged: boolean };
+    // Endpoints resolved in this pass: one not wired yet is not looked up a second time.
+    const resolved = new Set<string>();
     if (full) {
       this.#interfaces.clear();
       // Interfaces first: the endpoint ids the maps hold are found by ifindex.
       const tr = performance.now();
-      await this.#resolve(localPods(this.#list("Pod") as ClusterObjects["pods"], this.#o.node));
+      await this.#resolve(localPods(this.#list("Pod") as ClusterObjects["pods"], this.#o.node), resolved);
       resolveMs += performance.now() - tr;
       // From the snapshot to the new compiler without an await: no event falls in between.
       const tc = performance.now();
@@ -274,12 +275,10 @@ export class KubeAgent {
       this.#dirty.clear();
       this.#identitiesDirty = false;
       this.#derivedIdentities = objects.securityIdentities.length === 0;
-      const byKey = new Map<string, HostInterface>();
-      for (const [k, v] of this.#interfaces) if (v.iface) byKey.set(k, v.iface);
       compiler = new IncrementalCompiler(inputsFromObjects(objects, this.#o.labelOptions), {
         node: this.#o.node,
         labelOptions: this.#o.labelOptions,
-        endpointIds: this.#enforcer.appliedEndpointIds(byKey),
+        endpointIds: this.#enforcer.appliedEndpointIds(this.#wiredInterfaces()),
         previous: this.#compiler?.state,
       });
       this.#compiler = compiler;
@@ -289,10 +288,13 @@ export class KubeAgent {
     } else {
       compiler = this.#compiler!;
       const tc = performance.now();
-      for (const c of this.#drainDirty()) compiler.record(c);
-      // Identities derived from the pods (no live SecurityIdentity yet) change with any pod, so they
-      // are derived again on every pass then; setIdentities ignores an unchanged set.
-      if (this.#identitiesDirty || this.#derivedIdentities) {
+      const changes = this.#drainDirty();
+      for (const c of changes) compiler.record(c);
+      // Identities derived from the pods (no live SecurityIdentity yet) change with pods and namespace
+      // labels, so they are derived again on a pass that recorded one; setIdentities ignores an
+      // unchanged set.
+      const podsChanged = changes.some((c) => c.object.kind === "Pod" || c.object.kind === "Namespace");
+      if (this.#identitiesDirty || (this.#derivedIdentities && podsChanged)) {
         this.#identitiesDirty = false;
         const live = liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]);
         this.#derivedIdentities = live.length === 0;
@@ -324,18 +326,17 @@ export class KubeAgent {
       compiler.localEndpoints
         .filter((e) => {
           const c = this.#interfaces.get(e.key);
-          return !c?.iface || c.ips !== podIps(e.pod).join(",");
+          if (c?.ips !== podIps(e.pod).join(",")) return true;
+          return !c.iface && !resolved.has(e.key);
         })
         .map((e) => e.pod),
+      resolved,
     );
     resolveMs += performance.now() - tr;
-    const byKey = new Map<string, HostInterface>();
-    for (const [k, v] of this.#interfaces) if (v.iface) byKey.set(k, v.iface);
 
     const ts = performance.now();
-    const result = this.#enforcer.write(compiler.state, byKey);
+    const result = this.#enforcer.write(compiler.state, this.#wiredInterfaces());
     const syncMs = performance.now() - ts;
-    this.reconciles++;
     this.#publish(compiler, result.endpoints);
     const s = result.sync;
     const pass: PassReport = {
@@ -349,7 +350,6 @@ export class KubeAgent {
       syncMs,
       totalMs: performance.now() - t0,
     };
-    this.lastPass = pass;
     if (s.policyWritten + s.policyDeleted + s.ipcacheWritten + s.ipcacheDeleted + s.endpointsWritten > 0)
       this.#o.log(
         `sync${full ? " (full)" : ""}: ${keys.length} keys, ${r.recompiled} recompiled, ${result.endpoints} endpoints, ` +
@@ -357,8 +357,9 @@ export class KubeAgent {
           `queued ${queuedMs.toFixed(1)} ms, compile ${compileMs.toFixed(1)} ms, interfaces ${resolveMs.toFixed(1)} ms, maps ${syncMs.toFixed(1)} ms, ` +
           `pass ${pass.totalMs.toFixed(1)} ms`,
       );
-    const pending = [...this.#interfaces].filter(([, v]) => !v.iface).map(([k]) => endpointKey(k));
-    return { requeueAfterMs: new Map(pending.map((k) => [k, PENDING_RETRY_MS])) };
+    // The compiled endpoints without an interface: every one was resolved above, and is looked up
+    // again after a pause.
+    return { requeueAfterMs: new Map(result.pending.map((k) => [endpointKey(k), PENDING_RETRY_MS])) };
   }
 
   async #checkLinks(): Promise<void> {
@@ -401,17 +402,20 @@ export class KubeAgent {
     return out;
   }
 
-  async #resolve(pods: readonly ClusterObjects["pods"][number][]): Promise<void> {
+  async #resolve(pods: readonly ClusterObjects["pods"][number][], resolved: Set<string>): Promise<void> {
     for (const pod of pods) {
-      const key = `${pod.metadata.namespace ?? "default"}/${pod.metadata.name ?? ""}`;
-      const ips = podIps(pod);
-      let iface: HostInterface | undefined;
-      for (const ip of ips) {
-        iface = await this.#o.resolver.resolve(ip);
-        if (iface) break;
-      }
-      this.#interfaces.set(key, { ips: ips.join(","), iface });
+      const key = podKey(pod);
+      const iface = await resolvePod(this.#o.resolver, pod);
+      this.#interfaces.set(key, { ips: podIps(pod).join(","), iface });
+      resolved.add(key);
     }
+  }
+
+  // The cached interfaces that were found, by endpoint key.
+  #wiredInterfaces(): Map<string, HostInterface> {
+    const byKey = new Map<string, HostInterface>();
+    for (const [k, v] of this.#interfaces) if (v.iface) byKey.set(k, v.iface);
+    return byKey;
   }
 
   #publish(compiler: IncrementalCompiler, endpoints: number): void {

@@ -24,6 +24,7 @@ import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityIdentity, SecurityPolicy } from "../api/types.generated.ts";
 import type { SplitLabels } from "../identity/labels.ts";
 import { selectsEndpoint } from "../policy/compile.ts";
+import { podKey } from "../policy/matrix.ts";
 import { normalizePolicy } from "../policy/normalize.ts";
 import { namedPortsKey, namedPortsOf } from "../policy/ports.ts";
 import { isNetworkedPod, podIps } from "../policy/universe.ts";
@@ -61,10 +62,6 @@ export interface ObjectEvent {
 export interface NodeView {
   node: string;
   endpoints: readonly { key: string; labels: SplitLabels }[];
-}
-
-function podKeyOf(p: Pod): string {
-  return `${p.metadata.namespace ?? "default"}/${p.metadata.name ?? ""}`;
 }
 
 function podFingerprint(p: Pod): string {
@@ -109,7 +106,7 @@ export function keysForEvent(e: ObjectEvent, view: NodeView): string[] {
       const cur = e.current as Pod | undefined;
       if (old && cur && podFingerprint(old) === podFingerprint(cur)) return [];
       const keys = [NODE_KEY];
-      if ([old, cur].some((p) => p?.spec?.nodeName === view.node)) keys.push(endpointKey(podKeyOf(o)));
+      if ([old, cur].some((p) => p?.spec?.nodeName === view.node)) keys.push(endpointKey(podKey(o)));
       return keys;
     }
     case "Namespace": {

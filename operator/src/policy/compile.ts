@@ -417,9 +417,13 @@ export function compile(inputs: PolicyInputs, options: CompileOptions): CompileR
   return compileParts(inputs, options).result;
 }
 
-export function compileParts(inputs: PolicyInputs, options: CompileOptions): CompileParts {
-  const policies = collectPolicies(inputs);
-  const universe = buildUniverse({
+// The peer universe the inputs and policies give for the node (the policies' CIDRs become prefixes).
+export function universeFor(
+  inputs: PolicyInputs,
+  policies: Iterable<NormPolicy>,
+  options: Pick<CompileOptions, "node" | "labelOptions">,
+): Universe {
+  return buildUniverse({
     namespaces: inputs.namespaces,
     pods: inputs.pods,
     nodes: inputs.nodes,
@@ -428,6 +432,11 @@ export function compileParts(inputs: PolicyInputs, options: CompileOptions): Com
     node: options.node,
     labelOptions: options.labelOptions,
   });
+}
+
+export function compileParts(inputs: PolicyInputs, options: CompileOptions): CompileParts {
+  const policies = collectPolicies(inputs);
+  const universe = universeFor(inputs, policies, options);
   const compiler = new PolicyCompiler(universe);
   const errors = policyErrors(policies);
   const eps = localEndpoints(inputs, universe, options.node, options.labelOptions);

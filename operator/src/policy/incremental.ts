@@ -10,6 +10,7 @@
 // change touches (those the old or the new version selects; see agent/reconcile-keys.ts).
 import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityIdentity, SecurityPolicy } from "../api/types.generated.ts";
+import { labelSetKey } from "../identity/labels.ts";
 import type { Identity } from "../identity/static.ts";
 import {
   type CompileError,
@@ -24,14 +25,14 @@ import {
   PolicyCompiler,
   type PolicyInputs,
   policyErrors,
-  policyPrefixes,
   selectsEndpoint,
+  universeFor,
 } from "./compile.ts";
 import { diffEndpoint, diffIpcache, diffStates, type MapDelta } from "./diff.ts";
 import type { EndpointState, MapState } from "./mapstate.ts";
 import { comparePolicies, type NormPolicy, normalizePolicy, policyKey } from "./normalize.ts";
 import { namedPortsKey } from "./ports.ts";
-import { buildUniverse, type Universe } from "./universe.ts";
+import type { Universe } from "./universe.ts";
 
 type Obj = Namespace | Pod | Node | NetworkPolicy | SecurityPolicy | ClusterSecurityPolicy | SecurityIdentity;
 
@@ -39,12 +40,6 @@ export type Change = { type: "upsert"; object: Obj } | { type: "delete"; object:
 
 export function objectKey(kind: string, namespace: string | undefined, name: string): string {
   return namespace ? `${kind}/${namespace}/${name}` : `${kind}/${name}`;
-}
-
-function keyOf(o: Obj): string {
-  return o.metadata.namespace
-    ? `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`
-    : `${o.kind}/${o.metadata.name}`;
 }
 
 function prefixesOf(p: NormPolicy | undefined): string {
@@ -80,20 +75,13 @@ export function peerTableSignature(u: Universe): string {
   for (const id of ids) {
     const p = u.identities.get(id)!;
     const labels = p.labels
-      ? `${p.labels.namespace};${labelsText(p.labels.podLabels)};${labelsText(p.labels.namespaceLabels)}`
+      ? `${p.labels.namespace};${labelSetKey(p.labels.podLabels)};${labelSetKey(p.labels.namespaceLabels)}`
       : "-";
     parts.push(
       `${id}|${p.base}|${labels}|${[...p.prefixes].sort().join(",")}|${namedPortsKey(p.namedPorts)}`,
     );
   }
   return parts.join("\n");
-}
-
-function labelsText(l: Readonly<Record<string, string>>): string {
-  return Object.keys(l)
-    .sort()
-    .map((k) => `${k}=${l[k]}`)
-    .join(",");
 }
 
 function sameLocalEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
@@ -128,7 +116,7 @@ export class IncrementalCompiler {
       ...(inputs.securityPolicies ?? []),
       ...(inputs.clusterSecurityPolicies ?? []),
     ])
-      this.objects.set(keyOf(o), o);
+      this.objects.set(objectKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""), o);
     for (const i of inputs.identities) this.identities.set(i.id, i);
     this.rebuild();
   }
@@ -209,7 +197,7 @@ export class IncrementalCompiler {
       else this.identities.delete(id);
       return { kind: "identity" };
     }
-    const key = keyOf(o);
+    const key = objectKey(o.kind, o.metadata.namespace, o.metadata.name ?? "");
     const before = this.objects.get(key);
     if (change.type === "upsert") this.objects.set(key, o);
     else this.objects.delete(key);
@@ -227,7 +215,7 @@ export class IncrementalCompiler {
       ids.length === this.identities.size &&
       ids.every((i) => {
         const cur = this.identities.get(i.id);
-        return cur !== undefined && labelsText(cur.labels) === labelsText(i.labels);
+        return cur !== undefined && labelSetKey(cur.labels) === labelSetKey(i.labels);
       });
     if (same) return;
     this.identities.clear();
@@ -247,15 +235,7 @@ export class IncrementalCompiler {
     let peersChanged = false;
     if (this.universeDirty) {
       const inputs = this.inputs();
-      const universe = buildUniverse({
-        namespaces: inputs.namespaces,
-        pods: inputs.pods,
-        nodes: inputs.nodes,
-        identities: inputs.identities,
-        policyPrefixes: policyPrefixes(this.policies),
-        node: this.options.node,
-        labelOptions: this.options.labelOptions,
-      });
+      const universe = universeFor(inputs, this.policies, this.options);
       const sig = peerTableSignature(universe);
       peersChanged = sig !== this.peerSignature;
       if (peersChanged) all = true;
