@@ -1,7 +1,8 @@
 // Pure pieces of the Kubernetes agent: which identities count, and what a node reports.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { enforcementSummary, liveIdentities } from "../../operator/src/agent/kube-agent.ts";
+import { enforcementSummary } from "../../operator/src/agent/kube-agent.ts";
+import { liveIdentities } from "../../operator/src/identity/live.ts";
 import { classifyObjects } from "../../operator/src/api/objects.ts";
 
 const sid = (n: number, labels: Record<string, string>, tombstone = false) => ({

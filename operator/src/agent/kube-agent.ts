@@ -28,8 +28,8 @@ import {
 } from "../kube/resources.ts";
 import { type BatchResult, runBatchWorker, WorkQueue } from "../kube/workqueue.ts";
 import type { SyncReport } from "../datapath/sync.ts";
-import { IDENTITY_TOMBSTONE_LABEL } from "../identity/allocator.ts";
-import { type LabelOptions, labelSetKey } from "../identity/labels.ts";
+import type { LabelOptions } from "../identity/labels.ts";
+import { liveIdentities } from "../identity/live.ts";
 import { type Change, IncrementalCompiler, identitiesFor, inputsFromObjects } from "../policy/index.ts";
 import { objectKey } from "../policy/incremental.ts";
 import { podKey } from "../policy/matrix.ts";
@@ -110,21 +110,6 @@ export function enforcementSummary(
       message: e.message,
     })),
   };
-}
-
-// The operator's contract: a label set resolves to its lowest-numbered identity that is not a
-// tombstone (a late create after a failover can briefly leave two; the higher one is retired).
-export function liveIdentities<T extends ClusterObjects["securityIdentities"][number]>(
-  ids: readonly T[],
-): T[] {
-  const best = new Map<string, T>();
-  for (const id of ids) {
-    if (id.metadata.labels?.[IDENTITY_TOMBSTONE_LABEL] === "true") continue;
-    const key = labelSetKey(id.spec.labels ?? {});
-    const cur = best.get(key);
-    if (!cur || Number(id.metadata.name) < Number(cur.metadata.name)) best.set(key, id);
-  }
-  return [...best.values()];
 }
 
 interface ResolvedInterface {

@@ -1,17 +1,17 @@
 // When a lab cluster is worth probing: the operator has allocated an identity for every pod's label
 // set, and every node's agent has published a SecurityNodeStatus that covers all its pods and has
 // seen those identities. Before that a probe measures a transient (pods without cluster identities).
+import type { ClusterObjects } from "../api/objects.ts";
 import type { KubeClients } from "../kube/client.ts";
 import type { SecurityNodeStatusObject } from "../kube/node-status.ts";
 import { SECURITY_IDENTITIES, SECURITY_NODE_STATUSES, type Resource } from "../kube/resources.ts";
-import { IDENTITY_TOMBSTONE_LABEL } from "../identity/allocator.ts";
+import { liveIdentities } from "../identity/live.ts";
 import { labelSetKey, securityLabels } from "../identity/labels.ts";
 import type { LabTopology } from "./topology.ts";
 
-interface IdentityItem {
-  metadata?: { name?: string; labels?: Record<string, string>; deletionTimestamp?: unknown };
-  spec?: { labels?: Record<string, string> };
-}
+type IdentityItem = ClusterObjects["securityIdentities"][number] & {
+  metadata: { deletionTimestamp?: unknown };
+};
 
 async function listCluster<T>(clients: KubeClients, r: Resource): Promise<T[]> {
   const list = (await clients.custom.listClusterCustomObject({
@@ -31,13 +31,12 @@ export async function labNotReady(clients: KubeClients, topology: LabTopology): 
     listCluster<SecurityNodeStatusObject>(clients, SECURITY_NODE_STATUSES),
   ]);
   const nsByName = new Map(namespaces.items.map((n) => [n.metadata?.name ?? "", n]));
-  const idByKey = new Map<string, number>();
-  for (const i of identities) {
-    if (i.metadata?.labels?.[IDENTITY_TOMBSTONE_LABEL] === "true" || i.metadata?.deletionTimestamp) continue;
-    const key = labelSetKey(i.spec?.labels ?? {});
-    const id = Number(i.metadata?.name);
-    idByKey.set(key, Math.min(id, idByKey.get(key) ?? id));
-  }
+  const idByKey = new Map(
+    liveIdentities(identities.filter((i) => !i.metadata.deletionTimestamp)).map((i) => [
+      labelSetKey(i.spec.labels ?? {}),
+      Number(i.metadata.name),
+    ]),
+  );
   const labPods = new Set(topology.pods.map((p) => p.key));
   let maxNeeded = 0;
   for (const p of pods.items) {
