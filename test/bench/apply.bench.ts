@@ -22,11 +22,10 @@ import { readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
 import { applyObject } from "../../operator/src/kube/apply.ts";
 import { Informer } from "../../operator/src/kube/informer.ts";
 import { NETWORK_POLICIES } from "../../operator/src/kube/resources.ts";
-import { Lab } from "../../operator/src/lab/lab.ts";
-import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
+import type { Lab } from "../../operator/src/lab/lab.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { kubectl } from "../../operator/src/lab/cluster-setup.ts";
-import { applyCrds, kubectlOk, registerLabCluster } from "../../operator/src/lab/cluster-setup.ts";
+import { createLabCluster, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 import { machine, markdownTable, ratio, requireRoot } from "./table.ts";
 
 const APPLIES = Number(process.env.APPLIES ?? 100);
@@ -170,11 +169,7 @@ async function main(): Promise<void> {
   try {
     api = await startApiServer();
     const kc = api.kubeconfigPath;
-    await applyCrds(kc);
-    lab = await Lab.create(topologyFromObjects(topologyObjects));
-    await registerLabCluster(kc, topologyObjects);
-    // The agent runs in the node's namespace; the API server listens on the host's loopback.
-    await lab.connectApiServer(api.server);
+    lab = await createLabCluster(api, topologyObjects);
     await lab.startKubeAgent(NODE_NAME, kc);
     maps = openPinnedMaps(loadAddon(), lab.nodeBpffsRoot(NODE_NAME));
     const m = maps;

@@ -3,12 +3,11 @@
 // compiler says.
 import { join } from "node:path";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
-import { Lab } from "../../operator/src/lab/lab.ts";
+import type { Lab } from "../../operator/src/lab/lab.ts";
 import { type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
-import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
 import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/index.ts";
 import { type ApiServer, repoRoot, startApiServer } from "./apiserver.ts";
-import { applyCrds, kubectlOk, registerLabCluster } from "../../operator/src/lab/cluster-setup.ts";
+import { createLabCluster, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 
 export const DEMO_TOPOLOGY = join(repoRoot, "samples/demo/topology.yaml");
 export const DEMO_POLICIES = join(repoRoot, "samples/demo/policies");
@@ -30,20 +29,13 @@ export function expectedMatrix(objects: readonly unknown[]): MatrixRow[] {
 
 export async function startKubeLab(topologyFile = DEMO_TOPOLOGY): Promise<KubeLab> {
   const api = await startApiServer();
-  let lab: Lab | undefined;
+  let l: Lab;
   try {
-    await applyCrds(api.kubeconfigPath);
-    const topology = loadObjects([topologyFile]);
-    lab = await Lab.create(topologyFromObjects(topology));
-    await registerLabCluster(api.kubeconfigPath, topology);
-    // The agents run in the nodes' namespaces; the API server listens on the host's loopback.
-    await lab.connectApiServer(api.server);
+    l = await createLabCluster(api, loadObjects([topologyFile]));
   } catch (err) {
-    await lab?.destroy();
     await api.stop();
     throw err;
   }
-  const l = lab;
   const kl: KubeLab = {
     api,
     lab: l,

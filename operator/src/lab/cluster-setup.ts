@@ -7,6 +7,8 @@ import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { mapLimit } from "./exec.ts";
 import { apiRegistration } from "./api-registration.ts";
+import { Lab, type LabOptions } from "./lab.ts";
+import { topologyFromObjects } from "./topology.ts";
 import { REPO_ROOT } from "./local-apiserver.ts";
 
 export interface KubectlResult {
@@ -124,4 +126,27 @@ export async function registerLabCluster(
       opts,
     ),
   );
+}
+
+/**
+ * A lab whose topology is registered in the API server, with the server bridged into the nodes'
+ * namespaces so agents there reach it: what `sluice lab up`, the agent's integration tests and the
+ * apply benchmark build before starting agents. On failure the lab is removed again.
+ */
+export async function createLabCluster(
+  api: { kubeconfigPath: string; server: string },
+  objects: readonly unknown[],
+  labOptions: LabOptions = {},
+  opts: Omit<KubectlOptions, "input"> = {},
+): Promise<Lab> {
+  await applyCrds(api.kubeconfigPath, undefined, opts);
+  const lab = await Lab.create(topologyFromObjects(objects), labOptions);
+  try {
+    await registerLabCluster(api.kubeconfigPath, objects, opts);
+    await lab.connectApiServer(api.server);
+  } catch (err) {
+    await lab.destroy();
+    throw err;
+  }
+  return lab;
 }

@@ -8,9 +8,9 @@ import { createServer, type Server, type Socket } from "node:net";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { type Child, NODE, NODE_FLAGS, SLUICE_MAIN, spawnLogged, stopChild } from "./children.ts";
 import { registerCleanup } from "./cleanup.ts";
-import { applyCrds, registerLabCluster } from "./cluster-setup.ts";
+import { createLabCluster } from "./cluster-setup.ts";
 import { loadObjects } from "./inputs.ts";
-import { Lab, type ProbeOptions } from "./lab.ts";
+import type { Lab, ProbeOptions } from "./lab.ts";
 import { type LocalApiServer, startLocalApiServer } from "./local-apiserver.ts";
 import { newRunId } from "./plan.ts";
 import { parsePorts } from "./ports.ts";
@@ -113,19 +113,16 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     writeState(o.stateDir, state);
     log(`API server ${api.server} (pid ${api.pid}) ready in ${api.startupMs} ms`);
     const kubectlOpts = { cacheDir: paths.kubectlCache };
-    await applyCrds(api.kubeconfigPath, undefined, kubectlOpts);
-    lab = await Lab.create(topology, {
-      extraPorts: o.extraPorts,
-      log,
-      runId: state.runId,
-      agentLogDir: o.stateDir,
-    });
-    await registerLabCluster(api.kubeconfigPath, objects, kubectlOpts);
+    lab = await createLabCluster(
+      api,
+      objects,
+      { extraPorts: o.extraPorts, log, runId: state.runId, agentLogDir: o.stateDir },
+      kubectlOpts,
+    );
     log("topology registered");
     operator = startOperator(api.kubeconfigPath, paths.operatorLog);
     state.operatorPid = operator.proc.pid;
     writeState(o.stateDir, state);
-    await lab.connectApiServer(api.server);
     const kubeconfig = api.kubeconfigPath;
     const l = lab;
     await Promise.all(topology.nodes.map((n) => l.startKubeAgent(n, kubeconfig)));
