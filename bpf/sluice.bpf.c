@@ -66,21 +66,23 @@ __noinline int sl_policy_group(__u32 ep_id, __u32 identity, __u32 gen_dir, __u32
 	struct sl_policy_set *s = bpf_map_lookup_elem(&sl_pset_v3, &sk);
 	if (!s)
 		return 0;
-	__u16 hport = bpf_ntohs(pport);
-	__u64 bit = 1ULL << ((hport ^ hport >> 6 ^ hport >> 12 ^ proto) & 63);
-	if ((s->flags & SL_PSET_EXACT) && (s->exact_filter & bit)) {
-		struct sl_policy_exact_key ek = {
-			.ep_id = ep_id,
-			.identity = identity,
-			.gen = sk.gen,
-			.dir = sk.dir,
-			.proto = proto,
-		};
-		__builtin_memcpy(ek.port, &pport, 2);
-		v = bpf_map_lookup_elem(&sl_pexact_v3, &ek);
-		if (v) {
-			*out = *v;
-			return 1;
+	if (s->flags & SL_PSET_EXACT) {
+		__u16 hport = bpf_ntohs(pport);
+		__u64 bit = 1ULL << ((hport ^ hport >> 6 ^ hport >> 12 ^ proto) & 63);
+		if (s->exact_filter & bit) {
+			struct sl_policy_exact_key ek = {
+				.ep_id = ep_id,
+				.identity = identity,
+				.gen = sk.gen,
+				.dir = sk.dir,
+				.proto = proto,
+			};
+			__builtin_memcpy(ek.port, &pport, 2);
+			v = bpf_map_lookup_elem(&sl_pexact_v3, &ek);
+			if (v) {
+				*out = *v;
+				return 1;
+			}
 		}
 	}
 	/* Most specific first: the first match is the longest prefix. */

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { BpfAddon } from "../../operator/src/datapath/bpf-addon.ts";
-import { encodeExactBatch } from "../../operator/src/datapath/policy-encoder.ts";
+import { encodeExactBatch, encodeLpmBatch } from "../../operator/src/datapath/policy-encoder.ts";
 import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 import { MapSync, readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
@@ -193,8 +193,13 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     const unreachable = entry("ingress", 998, 6, 23, 16, "allow", 78);
     const x = encodeExactBatch([{ epId: 1, gen: inactive, entry: unreachable }]);
     dp.maps.policyExact.setManyRaw(x.keys, x.values, 1);
+    const unreachableLpm = entry("ingress", 997, 6, 1024, 6, "allow", 79);
+    const l = encodeLpmBatch([{ epId: 1, gen: inactive, entry: unreachableLpm }]);
+    dp.maps.policyLpm.setManyRaw(l.keys, l.values, 1);
+    assert.equal(dp.maps.policyLpm.count(), 1);
     const sync = MapSync.adopt(a, dp.maps);
     assert.equal(dp.maps.policyExact.count(), 0, "the unreachable record was removed on adoption");
+    assert.equal(dp.maps.policyLpm.count(), 0, "the unreachable LPM record was removed on adoption");
     const r = sync.apply(B, ifindexOf);
     assert.equal(r.flips, 0);
     assert.equal(r.policyDeleted, 1);

@@ -57,6 +57,10 @@ function simulate(applied: AppliedState, plan: SyncPlan): AppliedState {
   for (const w of [...plan.phase1.delete, ...plan.phase1.write]) {
     assert.notEqual(active.get(w.epId), w.gen, "phase 1 must not touch an active generation");
   }
+  // The writer diffs phase 3 against the applied state: it must not touch what phase 1 changed.
+  const phase1 = new Set([...plan.phase1.delete, ...plan.phase1.write].map((w) => `${w.epId}|${w.gen}`));
+  for (const w of [...plan.phase3.delete, ...plan.phase3.write])
+    assert.ok(!phase1.has(`${w.epId}|${w.gen}`), "phase 3 must not touch a generation phase 1 touched");
   for (const w of plan.phase1.delete) get(w.epId)[w.gen].delete(policyEntryKey(w.entry));
   for (const w of plan.phase1.write) get(w.epId)[w.gen].set(policyEntryKey(w.entry), w.entry);
   const endpoints = new Map(applied.endpoints);
@@ -167,6 +171,14 @@ test("bad input is refused naming the endpoint", () => {
     () => desiredState({ ipcache: [{ cidr: "10.0.0.0/33", identity: 1 }], endpoints: [] }, ifindexOf),
     /invalid CIDR/,
   );
+  // planSync relies on one desired endpoint per id, also when the DesiredState was not built by desiredState.
+  const one = desiredState({ ipcache: [], endpoints: [ep(1, [])] }, ifindexOf).desired;
+  const [d1] = one.endpoints.values();
+  const twice = {
+    ipcache: one.ipcache,
+    endpoints: new Map([...one.endpoints, [999, { ...d1, key: "ns/twin", ifindex: 999 }]]),
+  };
+  assert.throws(() => planSync(EMPTY_STATE, twice, CAP), /ns\/twin: id 1/);
   const { pending } = desiredState({ ipcache: [], endpoints: [ep(1, [])] }, () => undefined);
   assert.deepEqual(pending, ["ns/p1"]);
 });

@@ -55,6 +55,11 @@ export function verdictOfCode(c: number): Verdict {
   throw new Error(`sl_verdict: unexpected verdict ${c} in a policy entry`);
 }
 
+// The mask of a port prefix of len bits (0..16): the bits of the port an entry matches on.
+export function portMask(len: number): number {
+  return (0xffff << (16 - len)) & 0xffff;
+}
+
 // An entry in the form the map stores it: port masked to its prefix, protocol 0 meaning any port.
 export function canonicalEntry(e: PolicyEntry): PolicyEntry {
   if (!Number.isInteger(e.protocol) || e.protocol < 0 || e.protocol > 255)
@@ -64,8 +69,7 @@ export function canonicalEntry(e: PolicyEntry): PolicyEntry {
     throw new Error(`policy entry: portPrefixLen ${e.portPrefixLen} must be 0..16`);
   if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff)
     throw new Error(`policy entry: port ${e.port} out of range`);
-  const mask = e.portPrefixLen === 0 ? 0 : (0xffff << (16 - e.portPrefixLen)) & 0xffff;
-  return { ...e, port: e.port & mask };
+  return { ...e, port: e.port & portMask(e.portPrefixLen) };
 }
 
 export function policyKeyOf(epId: number, gen: number, e: PolicyEntry): PolicyKey {

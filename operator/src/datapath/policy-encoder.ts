@@ -4,6 +4,7 @@
 // test holds these encoders to (same bytes for random entries).
 import type { GroupLayout } from "../policy/lookup.ts";
 import type { Direction, PolicyEntry } from "../policy/mapstate.ts";
+import { dirCode, portMask, verdictCode } from "./keys.ts";
 import { enums, type StructLayout, structs } from "./layout.generated.ts";
 
 function offsetOf(struct: string, layout: StructLayout, field: string, size: number): number {
@@ -61,13 +62,6 @@ const PSET_EXACT = enums.sl_policy_set_flags.SL_PSET_EXACT;
 const PSET_LPM = enums.sl_policy_set_flags.SL_PSET_LPM;
 
 const P = enums.sl_policy_prefix;
-const DIR_INGRESS = enums.sl_dir.SL_DIR_INGRESS;
-const DIR_EGRESS = enums.sl_dir.SL_DIR_EGRESS;
-const ALLOW = enums.sl_verdict.SL_VERDICT_ALLOW;
-const DENY = enums.sl_verdict.SL_VERDICT_DENY;
-
-// Port masks by prefix length (0..16).
-const PORT_MASK = Array.from({ length: 17 }, (_, len) => (len === 0 ? 0 : (0xffff << (16 - len)) & 0xffff));
 
 // One policy map write: the entry of generation gen of endpoint epId.
 export interface PolicyEntryRef {
@@ -106,13 +100,13 @@ function writeKey(
   let port = 0;
   if (proto !== 0) {
     prefixlen = P.SL_POLICY_PREFIX_PROTO + e.portPrefixLen;
-    port = e.port & PORT_MASK[e.portPrefixLen];
+    port = e.port & portMask(e.portPrefixLen);
   }
   dv.setUint32(o + K_PREFIXLEN, prefixlen, true);
   dv.setUint32(o + K_EP_ID, epId, false);
   dv.setUint32(o + K_IDENTITY, e.identity, false);
   keys[o + K_GEN] = gen;
-  keys[o + K_DIR] = e.direction === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+  keys[o + K_DIR] = dirCode(e.direction);
   keys[o + K_PROTO] = proto;
   keys[o + K_PORT] = port >>> 8;
   keys[o + K_PORT + 1] = port & 0xff;
@@ -145,7 +139,7 @@ function writeExactKey(
   dv.setUint32(o + X_EP_ID, epId, true);
   dv.setUint32(o + X_IDENTITY, e.identity, true);
   keys[o + X_GEN] = gen;
-  keys[o + X_DIR] = e.direction === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+  keys[o + X_DIR] = dirCode(e.direction);
   keys[o + X_PROTO] = e.protocol;
   keys[o + X_PORT] = e.port >>> 8;
   keys[o + X_PORT + 1] = e.port & 0xff;
@@ -153,7 +147,7 @@ function writeExactKey(
 
 function writeValue(dv: DataView, values: Uint8Array, o: number, epId: number, e: PolicyEntry): void {
   if (!isU32(e.ruleId)) bad(epId, e, `rule id ${e.ruleId} is not a 32-bit unsigned integer`);
-  values[o + V_VERDICT] = e.verdict === "allow" ? ALLOW : DENY;
+  values[o + V_VERDICT] = verdictCode(e.verdict);
   dv.setUint32(o + V_RULE_ID, e.ruleId, true);
 }
 
@@ -232,12 +226,35 @@ function checkGroupIds(epId: number, gen: number, identity: number): void {
     throw new RangeError(`policy group of endpoint ${epId}: generation ${gen} is not 0 or 1`);
 }
 
-function writeSetKey(dv: DataView, keys: Uint8Array, o: number, g: GroupRecord): void {
-  checkGroupIds(g.epId, g.gen, g.identity);
-  dv.setUint32(o + SK_EP_ID, g.epId, true);
-  dv.setUint32(o + SK_IDENTITY, g.identity, true);
-  keys[o + SK_GEN] = g.gen;
-  keys[o + SK_DIR] = g.direction === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+// Writes the key of group (epId, gen, direction, identity) at byte offset o of keys.
+function writeSetKeyAt(
+  dv: DataView,
+  keys: Uint8Array,
+  o: number,
+  epId: number,
+  gen: number,
+  direction: Direction,
+  identity: number,
+): void {
+  checkGroupIds(epId, gen, identity);
+  dv.setUint32(o + SK_EP_ID, epId, true);
+  dv.setUint32(o + SK_IDENTITY, identity, true);
+  keys[o + SK_GEN] = gen;
+  keys[o + SK_DIR] = dirCode(direction);
+}
+
+// Writes e as the inline rule at byte offset at of values.
+function writeRule(dv: DataView, values: Uint8Array, at: number, epId: number, e: PolicyEntry): void {
+  checkRule(epId, e);
+  const mask = e.protocol === 0 ? 0 : portMask(e.portPrefixLen);
+  const port = e.port & mask;
+  dv.setUint32(at + R_RULE_ID, e.ruleId, true);
+  values[at + R_PORT] = port >>> 8;
+  values[at + R_PORT + 1] = port & 0xff;
+  values[at + R_MASK] = mask >>> 8;
+  values[at + R_MASK + 1] = mask & 0xff;
+  values[at + R_PROTO] = e.protocol;
+  values[at + R_VERDICT] = verdictCode(e.verdict);
 }
 
 function writeSet(dv: DataView, values: Uint8Array, o: number, g: GroupRecord): void {
@@ -257,20 +274,7 @@ function writeSet(dv: DataView, values: Uint8Array, o: number, g: GroupRecord): 
   }
   dv.setUint32(o + S_FILTER, lo >>> 0, true);
   dv.setUint32(o + S_FILTER + 4, hi >>> 0, true);
-  for (let i = 0; i < inline.length; i++) {
-    const e = inline[i];
-    checkRule(g.epId, e);
-    const r = o + S_RULES + i * R_SIZE;
-    const mask = e.protocol === 0 ? 0 : PORT_MASK[e.portPrefixLen];
-    const port = e.port & mask;
-    dv.setUint32(r + R_RULE_ID, e.ruleId, true);
-    values[r + R_PORT] = port >>> 8;
-    values[r + R_PORT + 1] = port & 0xff;
-    values[r + R_MASK] = mask >>> 8;
-    values[r + R_MASK + 1] = mask & 0xff;
-    values[r + R_PROTO] = e.protocol;
-    values[r + R_VERDICT] = e.verdict === "allow" ? ALLOW : DENY;
-  }
+  for (let i = 0; i < inline.length; i++) writeRule(dv, values, o + S_RULES + i * R_SIZE, g.epId, inline[i]);
 }
 
 // Group keys (and values unless keysOnly).
@@ -281,8 +285,9 @@ export function encodeSetBatch(groups: readonly GroupRecord[], keysOnly = false)
   const kv = view(keys);
   const vv = view(values);
   for (let i = 0; i < n; i++) {
-    writeSetKey(kv, keys, i * SET_KEY_SIZE, groups[i]);
-    if (!keysOnly) writeSet(vv, values, i * SET_SIZE, groups[i]);
+    const g = groups[i];
+    writeSetKeyAt(kv, keys, i * SET_KEY_SIZE, g.epId, g.gen, g.direction, g.identity);
+    if (!keysOnly) writeSet(vv, values, i * SET_SIZE, g);
   }
   return { keys, values, count: n };
 }
@@ -323,32 +328,16 @@ export class SetBatchWriter {
   // for arrangeGroup's layout, without a layout object.
   open(epId: number, gen: number, direction: Direction, identity: number): number {
     if (this.#count * SET_KEY_SIZE === this.#keys.length) this.#grow();
-    checkGroupIds(epId, gen, identity);
-    const k = this.#count * SET_KEY_SIZE;
-    this.#kv.setUint32(k + SK_EP_ID, epId, true);
-    this.#kv.setUint32(k + SK_IDENTITY, identity, true);
-    this.#keys[k + SK_GEN] = gen;
-    this.#keys[k + SK_DIR] = direction === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+    writeSetKeyAt(this.#kv, this.#keys, this.#count * SET_KEY_SIZE, epId, gen, direction, identity);
     this.#dirty = this.#count + 1;
     return this.#count++;
   }
 
   // Writes e as inline rule slot of record r, which then holds count rules (slot < count <= INLINE).
   putRule(r: number, slot: number, count: number, epId: number, e: PolicyEntry): void {
-    checkRule(epId, e);
-    const values = this.#values;
     const o = r * SET_SIZE;
-    values[o + S_COUNT] = count;
-    const at = o + S_RULES + slot * R_SIZE;
-    const mask = e.protocol === 0 ? 0 : PORT_MASK[e.portPrefixLen];
-    const port = e.port & mask;
-    this.#vv.setUint32(at + R_RULE_ID, e.ruleId, true);
-    values[at + R_PORT] = port >>> 8;
-    values[at + R_PORT + 1] = port & 0xff;
-    values[at + R_MASK] = mask >>> 8;
-    values[at + R_MASK + 1] = mask & 0xff;
-    values[at + R_PROTO] = e.protocol;
-    values[at + R_VERDICT] = e.verdict === "allow" ? ALLOW : DENY;
+    writeRule(this.#vv, this.#values, o + S_RULES + slot * R_SIZE, epId, e);
+    this.#values[o + S_COUNT] = count;
   }
 
   // Moves inline rule slot of record r one slot up (room for a more specific entry before it).

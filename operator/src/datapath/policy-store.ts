@@ -7,7 +7,7 @@
 import { arrangeGroup, type GroupLayout } from "../policy/lookup.ts";
 import { type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
 import * as C from "./codecs.ts";
-import { dirOfCode, entryOfPolicy, verdictOfCode } from "./keys.ts";
+import { dirOfCode, entryOfPolicy, portMask, verdictOfCode } from "./keys.ts";
 import { enums } from "./layout.generated.ts";
 import type { DatapathMaps } from "./maps.ts";
 import {
@@ -28,10 +28,10 @@ type EntryMap = ReadonlyMap<string, PolicyEntry>;
 export type PolicyByEndpoint = Map<number, [Map<string, PolicyEntry>, Map<string, PolicyEntry>]>;
 
 // Spilled records the program cannot reach (their group does not point at them): what an interrupted
-// write may leave behind. Encoded keys, for a batch delete.
+// write may leave behind.
 export interface StrayRecords {
-  exact: { keys: Uint8Array; count: number };
-  lpm: { keys: Uint8Array; count: number };
+  exact: C.PolicyExactKey[];
+  lpm: C.PolicyKey[];
 }
 
 const PSET_EXACT = enums.sl_policy_set_flags.SL_PSET_EXACT;
@@ -50,19 +50,8 @@ function checkGen(epId: number, gen: number): Gen {
 function prefixLenOfMask(mask: number, where: string): number {
   let len = 0;
   while (len < 16 && (mask & (0x8000 >>> len)) !== 0) len++;
-  if (((0xffff << (16 - len)) & 0xffff) !== mask)
-    throw new Error(`${where}: port mask ${mask} is not a prefix`);
+  if (portMask(len) !== mask) throw new Error(`${where}: port mask ${mask} is not a prefix`);
   return len;
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
 }
 
 // Every generation of every endpoint in the maps, and the stray spill records.
@@ -98,11 +87,11 @@ export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; 
       });
     }
   }
-  const strayExact: Uint8Array[] = [];
+  const strayExact: C.PolicyExactKey[] = [];
   for (const [k, v] of maps.policyExact.entries()) {
     const gen = checkGen(k.ep_id, k.gen);
     if (((flagsOf.get(groupKey(k.ep_id, gen, k.dir, k.identity)) ?? 0) & PSET_EXACT) === 0) {
-      strayExact.push(C.policyExactKey.encode(k));
+      strayExact.push(k);
       continue;
     }
     add(k.ep_id, gen, {
@@ -115,27 +104,24 @@ export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; 
       ruleId: v.rule_id,
     });
   }
-  const strayLpm: Uint8Array[] = [];
+  const strayLpm: C.PolicyKey[] = [];
   for (const [k, v] of maps.policyLpm.entries()) {
     const gen = checkGen(k.ep_id, k.gen);
     if (((flagsOf.get(groupKey(k.ep_id, gen, k.dir, k.identity)) ?? 0) & PSET_LPM) === 0) {
-      strayLpm.push(C.policyKey.encode(k));
+      strayLpm.push(k);
       continue;
     }
     add(k.ep_id, gen, entryOfPolicy(k, v));
   }
   return {
     policy,
-    strays: {
-      exact: { keys: concat(strayExact), count: strayExact.length },
-      lpm: { keys: concat(strayLpm), count: strayLpm.length },
-    },
+    strays: { exact: strayExact, lpm: strayLpm },
   };
 }
 
 export function deleteStrays(maps: DatapathMaps, s: StrayRecords): void {
-  if (s.exact.count > 0) maps.policyExact.deleteManyRaw(s.exact.keys, s.exact.count);
-  if (s.lpm.count > 0) maps.policyLpm.deleteManyRaw(s.lpm.keys, s.lpm.count);
+  maps.policyExact.deleteMany(s.exact);
+  maps.policyLpm.deleteMany(s.lpm);
 }
 
 // How many entries the maps hold (inline, exact and LPM), over all endpoints and generations.
@@ -431,10 +417,10 @@ function bulkRecordBatches(
 // The run of writes that starts at from (the writes of its endpoint generation), in one pass: each
 // write finds its group in the hash; a new group opens its record (records in order of first
 // appearance), and while a group fits inline each entry goes straight into its record, in
-// arrangeGroup's order (specificity down, then protocol, then port; stable, as arrangeGroup's insertion
-// sort). Groups that outgrow the inline rules are listed in s.big for spillGroups. Returns where the run
-// ends, or -1 for an identity the numeric group key cannot hold. Apart from the per-run logic so that
-// this loop, the hot one, is optimised as a whole function.
+// arrangeGroup's order (specificity down, then protocol, then port; stable, as arrangeGroup's sort).
+// Groups that outgrow the inline rules are listed in s.big for spillGroups. Returns where the run ends,
+// or -1 for an identity the numeric group key cannot hold. Apart from the per-run logic so that this
+// loop, the hot one, is optimised as a whole function.
 function encodeRun(s: PolicyWriteScratch, writes: readonly EntryChange[], from: number): number {
   const run = s.nextRun();
   const sets = s.sets;
@@ -533,7 +519,7 @@ function spillGroups(
   }
   for (const [g, es] of entries) {
     const e0 = es[0];
-    const layout = arrangeGroup(es, INLINE, true);
+    const layout = arrangeGroup(es, INLINE);
     s.sets.rewrite(s.record[g], { epId, gen, direction: e0.direction, identity: e0.identity, layout });
     for (const e of layout.exact) exactPut.push({ epId, gen, entry: e });
     for (const e of layout.lpm) lpmPut.push({ epId, gen, entry: e });

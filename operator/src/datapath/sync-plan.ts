@@ -201,8 +201,13 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
   // An id may move to another interface: its generations are then in use under the old ifindex.
   const activeGenOfId = new Map<number, Generation>();
   for (const a of applied.endpoints.values()) activeGenOfId.set(a.id, a.gen);
+  // One desired endpoint per id (desiredState checks it): then phase 1 and phase 3 touch disjoint
+  // (id, generation) pairs, and the writer diffs both against the applied state.
   const desiredIds = new Set<number>();
-  for (const d of desired.endpoints.values()) desiredIds.add(d.id);
+  for (const d of desired.endpoints.values()) {
+    if (desiredIds.has(d.id)) throw new Error(`endpoint ${d.key}: id ${d.id} used by two desired endpoints`);
+    desiredIds.add(d.id);
+  }
 
   for (const ifindex of applied.endpoints.keys()) {
     if (!desired.endpoints.has(ifindex)) plan.phase2.deleteEndpoints.push(ifindex);

@@ -167,15 +167,9 @@ export class MapSync {
       const phase3 =
         plan.phase3.delete.length + plan.phase3.write.length + plan.phase3.deleteCounters.length > 0;
       if (plan.barrier && phase3 && this.#barrier) this.#addon.waitForPrograms();
-      // Phase 3 touches other endpoint generations than phase 1 (the planner's invariant); should one
-      // be shared, what it holds now is read back from the maps.
-      const phase1 = new Set([...plan.phase1.delete, ...plan.phase1.write].map((w) => `${w.epId}|${w.gen}`));
-      const shared = [...plan.phase3.delete, ...plan.phase3.write].some((w) =>
-        phase1.has(`${w.epId}|${w.gen}`),
-      );
-      const now = shared ? readPolicyMaps(m).policy : undefined;
-      const before3 = now ? (epId: number, gen: Generation) => now.get(epId)?.[gen] ?? NO_ENTRIES : before;
-      writePolicyChanges(m, before3, plan.phase3.delete, plan.phase3.write, this.#scratch);
+      // Phase 3 touches other (id, generation) pairs than phase 1 (planSync ensures it): what they
+      // hold is still what `applied` says.
+      writePolicyChanges(m, before, plan.phase3.delete, plan.phase3.write, this.#scratch);
       for (const epId of plan.phase3.deleteCounters)
         for (const dir of DIRS)
           for (const verdict of VERDICTS) m.counters.delete({ ep_id: epId, dir, verdict });

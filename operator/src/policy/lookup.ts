@@ -41,42 +41,20 @@ export interface GroupLayout {
   lpm: readonly PolicyEntry[];
 }
 
+// Most specific first, then by protocol and port (a stable sort keeps equal entries in input order).
 function byPrecedence(a: PolicyEntry, b: PolicyEntry): number {
   return specificity(b) - specificity(a) || a.protocol - b.protocol || a.port - b.port;
 }
 
-// Insertion sort in place: groups are small, and this runs once per group on the map writer's bulk path.
-function sortInPlace(out: PolicyEntry[]): PolicyEntry[] {
-  for (let i = 1; i < out.length; i++) {
-    const e = out[i];
-    let j = i - 1;
-    while (j >= 0 && byPrecedence(out[j], e) > 0) {
-      out[j + 1] = out[j];
-      j--;
-    }
-    out[j + 1] = e;
-  }
-  return out;
-}
-
-// capacity: inline entries per group (SL_POLICY_INLINE of bpf/include/sluice_shared.h).
 const NONE: readonly PolicyEntry[] = Object.freeze([]);
 
-// inPlace: entries is the caller's own array and may be reordered (saves a copy per group).
-export function arrangeGroup(
-  entries: PolicyEntry[] | readonly PolicyEntry[],
-  capacity: number,
-  inPlace = false,
-): GroupLayout {
+// capacity: inline entries per group (SL_POLICY_INLINE of bpf/include/sluice_shared.h).
+export function arrangeGroup(entries: readonly PolicyEntry[], capacity: number): GroupLayout {
   if (entries.length <= capacity)
-    return {
-      inline: sortInPlace(inPlace ? (entries as PolicyEntry[]) : entries.slice()),
-      exact: NONE,
-      lpm: NONE,
-    };
+    return { inline: entries.slice().sort(byPrecedence), exact: NONE, lpm: NONE };
   const exact = entries.filter(isExact);
   const rest = entries.filter((e) => !isExact(e));
-  if (rest.length <= capacity) return { inline: sortInPlace(rest), exact, lpm: NONE };
+  if (rest.length <= capacity) return { inline: rest.sort(byPrecedence), exact, lpm: NONE };
   return { inline: NONE, exact, lpm: rest };
 }
 
