@@ -28,43 +28,51 @@ struct sl_decision {
 	__u8 pad;
 };
 
-static __always_inline __u32 sl_peer_identity(const struct sl_pkt *p, __u8 dir)
+/* The peer's identity: its host entry, else the longest prefix holding it, else world. */
+static __always_inline __u32 sl_peer_identity(const struct sl_pkt *p, __u8 dir, __u8 family)
 {
-	struct sl_ipcache_key k = {};
 	const __u8 *addr = dir == SL_DIR_EGRESS ? p->t.daddr : p->t.saddr;
+	struct sl_ipcache_key k = {.family = family};
+	struct sl_ipcache_value *v;
 
-	k.family = p->family;
-	if (p->family == SL_FAMILY_V4) {
+	if (family == SL_FAMILY_V4) {
+		struct sl_ip4_key hk;
+		__builtin_memcpy(hk.addr, addr, 4);
+		v = bpf_map_lookup_elem(&sl_ip4h_v4, &hk);
+		if (v)
+			return v->identity;
 		k.prefixlen = 32 + 32;
 		__builtin_memcpy(k.addr, addr, 4);
 	} else {
+		struct sl_ip6_key hk;
+		__builtin_memcpy(hk.addr, addr, 16);
+		v = bpf_map_lookup_elem(&sl_ip6h_v4, &hk);
+		if (v)
+			return v->identity;
 		k.prefixlen = 32 + 128;
 		__builtin_memcpy(k.addr, addr, 16);
 	}
-	struct sl_ipcache_value *v = bpf_map_lookup_elem(&sl_iph_v3, &k);
-	if (!v)
-		v = bpf_map_lookup_elem(&sl_ipc_v3, &k);
+	v = bpf_map_lookup_elem(&sl_ipc_v4, &k);
 	return v ? v->identity : SL_ID_WORLD;
 }
 
 /*
- * The longest-prefix match among one identity's entries (the group): one hash lookup, then the exact
- * hash and/or the LPM trie only for groups too big to inline. Fills out and returns 1 when an entry
+ * The longest-prefix match among one identity's entries (the group s of ep_id, identity, gen, dir): the
+ * exact hash and/or the LPM trie only for groups too big to inline. Fills out and returns 1 when an entry
  * matched. A global function: the verifier checks it once, not once per path that reaches it.
- * gen_dir = gen << 8 | dir; proto_port = proto << 16 | the policy port as it lies in the packet.
+ * what = gen << 32 | dir << 24 | proto << 16 | the policy port as it lies in the packet (one argument:
+ * a BPF function takes five).
  */
-__noinline int sl_policy_group(__u32 ep_id, __u32 identity, __u32 gen_dir, __u32 proto_port,
+__noinline int sl_policy_group(const struct sl_policy_set *s, __u32 ep_id, __u32 identity, __u64 what,
 			       struct sl_policy_value *out)
 {
-	struct sl_policy_set_key sk = {.ep_id = ep_id, .identity = identity, .gen = gen_dir >> 8, .dir = gen_dir};
-	__u8 proto = proto_port >> 16;
-	__u16 pport = proto_port;
+	__u8 gen = what >> 32;
+	__u8 dir = what >> 24;
+	__u8 proto = what >> 16;
+	__u16 pport = what;
 	struct sl_policy_value *v;
 
-	if (!out)
-		return 0;
-	struct sl_policy_set *s = bpf_map_lookup_elem(&sl_pset_v3, &sk);
-	if (!s)
+	if (!s || !out)
 		return 0;
 	if (s->flags & SL_PSET_EXACT) {
 		__u16 hport = bpf_ntohs(pport);
@@ -73,12 +81,12 @@ __noinline int sl_policy_group(__u32 ep_id, __u32 identity, __u32 gen_dir, __u32
 			struct sl_policy_exact_key ek = {
 				.ep_id = ep_id,
 				.identity = identity,
-				.gen = sk.gen,
-				.dir = sk.dir,
+				.gen = gen,
+				.dir = dir,
 				.proto = proto,
 			};
 			__builtin_memcpy(ek.port, &pport, 2);
-			v = bpf_map_lookup_elem(&sl_pexact_v3, &ek);
+			v = bpf_map_lookup_elem(&sl_pexact_v4, &ek);
 			if (v) {
 				*out = *v;
 				return 1;
@@ -87,7 +95,6 @@ __noinline int sl_policy_group(__u32 ep_id, __u32 identity, __u32 gen_dir, __u32
 	}
 	/* Most specific first: the first match is the longest prefix. */
 	__u32 n = s->count;
-#pragma unroll
 	for (__u32 i = 0; i < SL_POLICY_INLINE; i++) {
 		if (i >= n)
 			break;
@@ -103,12 +110,12 @@ __noinline int sl_policy_group(__u32 ep_id, __u32 identity, __u32 gen_dir, __u32
 			.prefixlen = SL_POLICY_PREFIX_FULL,
 			.ep_id = bpf_htonl(ep_id),
 			.identity = bpf_htonl(identity),
-			.gen = sk.gen,
-			.dir = sk.dir,
+			.gen = gen,
+			.dir = dir,
 			.proto = proto,
 		};
 		__builtin_memcpy(k.port, &pport, 2);
-		v = bpf_map_lookup_elem(&sl_pol_v3, &k);
+		v = bpf_map_lookup_elem(&sl_pol_v4, &k);
 		if (v) {
 			*out = *v;
 			return 1;
@@ -118,22 +125,25 @@ __noinline int sl_policy_group(__u32 ep_id, __u32 identity, __u32 gen_dir, __u32
 }
 
 /*
- * The peer identity's group, then the wildcard (SL_ID_ANY) group; the first match decides (deny, tiers
- * and precedence were folded in at compile time). Neither: the endpoint default.
+ * The peer identity's group, then the wildcard (SL_ID_ANY) group, which the endpoint value carries; the
+ * first match decides (deny, tiers and precedence were folded in at compile time). Neither: the
+ * endpoint default.
  */
 static __always_inline void sl_policy(const struct sl_endpoint_value *ep, __u8 dir, const struct sl_pkt *p,
-				      struct sl_decision *d)
+				      __u8 family, struct sl_decision *d)
 {
 	struct sl_policy_value v = {};
 
 	if (!d->peer_known) {
-		d->peer_identity = sl_peer_identity(p, dir);
+		d->peer_identity = sl_peer_identity(p, dir, family);
 		d->peer_known = 1;
 	}
-	__u32 gen_dir = (__u32)ep->gen << 8 | dir;
-	__u32 proto_port = (__u32)p->t.proto << 16 | p->policy_port;
-	if (sl_policy_group(ep->ep_id, d->peer_identity, gen_dir, proto_port, &v) ||
-	    sl_policy_group(ep->ep_id, SL_ID_ANY, gen_dir, proto_port, &v)) {
+	__u64 what = (__u64)ep->gen << 32 | (__u32)dir << 24 | (__u32)p->t.proto << 16 | p->policy_port;
+	struct sl_policy_set_key sk = {.ep_id = ep->ep_id, .identity = d->peer_identity, .gen = ep->gen, .dir = dir};
+	const struct sl_policy_set *peer = bpf_map_lookup_elem(&sl_pset_v4, &sk);
+	const struct sl_policy_set *any = dir == SL_DIR_INGRESS ? &ep->any[SL_DIR_INGRESS] : &ep->any[SL_DIR_EGRESS];
+	if (sl_policy_group(peer, ep->ep_id, d->peer_identity, what, &v) ||
+	    sl_policy_group(any, ep->ep_id, SL_ID_ANY, what, &v)) {
 		/* Anything but an explicit allow fails closed. */
 		d->verdict = v.verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
 		d->reason = SL_REASON_POLICY;
@@ -168,32 +178,63 @@ static __always_inline int sl_tuple_order(const struct sl_tuple *t)
 	return 0;
 }
 
+/* A conntrack key of either family; which one is used is known where it is. */
+union sl_ct_key {
+	struct sl_ct4_key v4;
+	struct sl_ct6_key v6;
+};
+
 /*
  * The one conntrack key of a packet travelling in dir with tuple t, shared with its reply (the other
  * direction, reversed tuple): the member of that pair whose tuple has the lower end as its source.
  */
-static __always_inline void sl_ct_key(struct sl_ct_key *k, __u32 ep_id, __u8 dir, __u8 family,
+static __always_inline void sl_ct_key(union sl_ct_key *k, __u8 family, __u32 ep_id, __u8 dir,
 				      const struct sl_tuple *t)
 {
 	int order = sl_tuple_order(t);
+	const __u8 *sa = t->saddr;
+	const __u8 *da = t->daddr;
+	__u16 sport = t->sport;
+	__u16 dport = t->dport;
 
-	k->ep_id = ep_id;
-	k->proto = t->proto;
-	k->family = family;
-	k->pad = 0;
 	if (order > 0) {
-		k->dir = dir ^ 1;
-		k->sport = t->dport;
-		k->dport = t->sport;
-		__builtin_memcpy(k->saddr, t->daddr, 16);
-		__builtin_memcpy(k->daddr, t->saddr, 16);
-	} else {
-		k->dir = order == 0 ? SL_DIR_INGRESS : dir;
-		k->sport = t->sport;
-		k->dport = t->dport;
-		__builtin_memcpy(k->saddr, t->saddr, 16);
-		__builtin_memcpy(k->daddr, t->daddr, 16);
+		dir ^= 1;
+		sa = t->daddr;
+		da = t->saddr;
+		sport = t->dport;
+		dport = t->sport;
+	} else if (order == 0) {
+		dir = SL_DIR_INGRESS;
 	}
+	if (family == SL_FAMILY_V4) {
+		struct sl_ct4_key *k4 = &k->v4;
+		k4->ep_id = ep_id;
+		k4->dir = dir;
+		k4->proto = t->proto;
+		k4->sport = sport;
+		k4->dport = dport;
+		k4->pad[0] = 0;
+		k4->pad[1] = 0;
+		__builtin_memcpy(k4->saddr, sa, 4);
+		__builtin_memcpy(k4->daddr, da, 4);
+	} else {
+		struct sl_ct6_key *k6 = &k->v6;
+		k6->ep_id = ep_id;
+		k6->dir = dir;
+		k6->proto = t->proto;
+		k6->sport = sport;
+		k6->dport = dport;
+		k6->pad[0] = 0;
+		k6->pad[1] = 0;
+		__builtin_memcpy(k6->saddr, sa, 16);
+		__builtin_memcpy(k6->daddr, da, 16);
+	}
+}
+
+/* The conntrack map of a family (a constant where family is one). */
+static __always_inline void *sl_ct_map(__u8 family)
+{
+	return family == SL_FAMILY_V4 ? (void *)&sl_ct4_v4 : (void *)&sl_ct6_v4;
 }
 
 static __always_inline void sl_frag_key(struct sl_frag_key *k, __u32 ep_id, __u8 dir, const struct sl_pkt *p)
@@ -209,19 +250,13 @@ static __always_inline void sl_frag_key(struct sl_frag_key *k, __u32 ep_id, __u8
 	__builtin_memcpy(k->daddr, p->t.daddr, 16);
 }
 
-static __always_inline void sl_count(__u32 ep_id, __u8 dir, __u8 verdict, __u64 len)
+static __always_inline void sl_count(__u16 slot, __u8 dir, __u8 verdict, __u64 len)
 {
-	struct sl_counter_key k = {.ep_id = ep_id, .dir = dir, .verdict = verdict};
-	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v3, &k);
+	__u32 k = (__u32)slot * SL_COUNTERS_PER_ENDPOINT + dir * 2 + (verdict != SL_VERDICT_ALLOW);
+	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v4, &k);
 
-	if (!v) {
-		struct sl_counter_value init = {.packets = 1, .bytes = len};
-		if (!bpf_map_update_elem(&sl_cnt_v3, &k, &init, BPF_NOEXIST))
-			return;
-		v = bpf_map_lookup_elem(&sl_cnt_v3, &k); /* another CPU created it first */
-		if (!v)
-			return;
-	}
+	if (!v)
+		return;
 	/* Per-CPU value: no other writer. */
 	v->packets += 1;
 	v->bytes += len;
@@ -232,7 +267,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 				     const struct sl_pkt *p, struct sl_decision *d)
 {
 	__u32 zero = 0;
-	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v3, &zero);
+	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v4, &zero);
 	if (!cfg)
 		return;
 	__u32 n = d->verdict == SL_VERDICT_ALLOW ? cfg->event_sample_allow : cfg->event_sample_deny;
@@ -242,7 +277,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 		return;
 
 	__u64 now = bpf_ktime_get_ns();
-	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v3, &zero);
+	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v4, &zero);
 	if (!rl)
 		return;
 	if (now - rl->window_start_ns >= SL_NSEC_PER_SEC) {
@@ -254,13 +289,13 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 	if (cfg->events_per_sec != 0 && rl->emitted >= cfg->events_per_sec)
 		return;
 
-	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v3, sizeof(*e), 0);
+	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v4, sizeof(*e), 0);
 	if (!e)
 		return; /* ring full: the reader is behind, drop the event, never the packet */
 	rl->emitted += 1;
 
 	if (!d->peer_known && p->family != 0) {
-		d->peer_identity = sl_peer_identity(p, dir);
+		d->peer_identity = sl_peer_identity(p, dir, p->family);
 		d->peer_known = 1;
 	}
 	e->ts_ns = now;
@@ -294,11 +329,11 @@ static __always_inline void sl_ct_touch(struct sl_ct_value *ct)
 		ct->last_seen_ns = now;
 }
 
-/* Conntrack and policy; returns with d filled. */
-static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 dir, struct sl_pkt *p,
+/* Conntrack and policy for a packet of family (a constant: each family gets its own copy); fills d. */
+static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 dir, struct sl_pkt *p, __u8 family,
 				     struct sl_decision *d)
 {
-	struct sl_ct_key ck;
+	union sl_ct_key ck;
 
 	if (p->icmp == SL_ICMP_NDP) {
 		d->verdict = SL_VERDICT_ALLOW;
@@ -307,8 +342,8 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 	}
 
 	/* One lookup finds the flow whether this packet continues it or replies to it. */
-	sl_ct_key(&ck, ep->ep_id, dir, p->family, &p->t);
-	struct sl_ct_value *ct = bpf_map_lookup_elem(&sl_ct_v3, &ck);
+	sl_ct_key(&ck, family, ep->ep_id, dir, &p->t);
+	struct sl_ct_value *ct = bpf_map_lookup_elem(sl_ct_map(family), &ck);
 	if (ct) {
 		if (ct->init_dir != dir) {
 			/* Reply: the flow was started from the other side and allowed there. */
@@ -330,23 +365,22 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		 * ICMP error about a tracked flow. The quoted packet was sent by the side receiving the error,
 		 * so it travelled in the other direction: the flow's own packet or a reply, both under one key.
 		 */
-		struct sl_ct_key ik;
-		sl_ct_key(&ik, ep->ep_id, dir ^ 1, p->family, &p->inner);
-		if (bpf_map_lookup_elem(&sl_ct_v3, &ik)) {
+		union sl_ct_key ik;
+		sl_ct_key(&ik, family, ep->ep_id, dir ^ 1, &p->inner);
+		if (bpf_map_lookup_elem(sl_ct_map(family), &ik)) {
 			d->verdict = SL_VERDICT_ALLOW;
 			d->reason = SL_REASON_CT_RELATED;
 			return;
 		}
 	}
 
-	/* A new flow, or a tracked one whose endpoint's policy changed since it was allowed. One call site:
-	 * the policy lookup is the biggest part of the program for the verifier. */
-	sl_policy(ep, dir, p, d);
+	/* A new flow, or a tracked one whose endpoint's policy changed since it was allowed. */
+	sl_policy(ep, dir, p, family, d);
 
 	if (ct) {
 		/* A revoked allow cuts the flow. */
 		if (d->verdict != SL_VERDICT_ALLOW) {
-			bpf_map_delete_elem(&sl_ct_v3, &ck);
+			bpf_map_delete_elem(sl_ct_map(family), &ck);
 			return;
 		}
 		ct->policy_rev = ep->policy_rev;
@@ -363,17 +397,19 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		.packets = 1,
 		.init_dir = dir,
 	};
-	bpf_map_update_elem(&sl_ct_v3, &ck, &nv, BPF_ANY);
+	bpf_map_update_elem(sl_ct_map(family), &ck, &nv, BPF_ANY);
 }
 
 static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 {
 	struct sl_endpoint_key ek = {.ifindex = skb->ifindex};
-	struct sl_endpoint_value *epp = bpf_map_lookup_elem(&sl_ep_v3, &ek);
-	if (!epp)
+	/*
+	 * Read in place, not copied (it is big): an update replaces the element and frees the old one only
+	 * after an RCU grace period, so every field read here comes from one endpoint version.
+	 */
+	const struct sl_endpoint_value *ep = bpf_map_lookup_elem(&sl_ep_v4, &ek);
+	if (!ep)
 		return TC_ACT_OK;
-	/* One copy per packet: gen, rev and flags all come from the same endpoint version. */
-	struct sl_endpoint_value ep = *epp;
 
 	struct sl_pkt p = {};
 	struct sl_decision d = {};
@@ -387,22 +423,25 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 	} else if (p.frag == SL_FRAG_LATER) {
 		/* No ports to judge by: follow the datagram's first fragment, else drop. */
 		struct sl_frag_key fk;
-		sl_frag_key(&fk, ep.ep_id, dir, &p);
-		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v3, &fk);
+		sl_frag_key(&fk, ep->ep_id, dir, &p);
+		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v4, &fk);
 		d.verdict = fv && fv->verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
 		d.reason = SL_REASON_FRAGMENT;
 	} else {
-		sl_judge(&ep, dir, &p, &d);
+		if (p.family == SL_FAMILY_V4)
+			sl_judge(ep, dir, &p, SL_FAMILY_V4, &d);
+		else
+			sl_judge(ep, dir, &p, SL_FAMILY_V6, &d);
 		if (p.frag == SL_FRAG_FIRST && d.verdict == SL_VERDICT_ALLOW) {
 			struct sl_frag_key fk;
 			struct sl_frag_value fv = {.verdict = SL_VERDICT_ALLOW};
-			sl_frag_key(&fk, ep.ep_id, dir, &p);
-			bpf_map_update_elem(&sl_frag_v3, &fk, &fv, BPF_ANY);
+			sl_frag_key(&fk, ep->ep_id, dir, &p);
+			bpf_map_update_elem(&sl_frag_v4, &fk, &fv, BPF_ANY);
 		}
 	}
 
-	sl_count(ep.ep_id, dir, d.verdict, skb->len);
-	sl_event(skb, &ep, dir, &p, &d);
+	sl_count(ep->slot, dir, d.verdict, skb->len);
+	sl_event(skb, ep, dir, &p, &d);
 	return d.verdict == SL_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
 }
 

@@ -11,21 +11,30 @@
 #include <bpf/bpf_helpers.h>
 #include "sluice_shared.h"
 
-_Static_assert(SL_LAYOUT_VERSION == 3, "map names carry the layout version: rename the _v3 maps");
+_Static_assert(SL_LAYOUT_VERSION == 4, "map names carry the layout version: rename the _v4 maps");
 
 /*
- * ipcache: IP prefix -> security identity. Full-length prefixes (hosts: pods, nodes) are in a hash,
- * probed first: a /32 or /128 is the longest prefix there is, so a hit there is the LPM answer. Other
- * prefixes are in the LPM trie. A miss in both means world.
+ * ipcache: IP prefix -> security identity. Full-length prefixes (hosts: pods, nodes) are in a hash per
+ * family, probed first: a /32 or /128 is the longest prefix there is, so a hit there is the LPM answer.
+ * Other prefixes are in the LPM trie. A miss in both means world.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SL_MAX_IPCACHE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct sl_ipcache_key);
+	__type(key, struct sl_ip4_key);
 	__type(value, struct sl_ipcache_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_iph_v3 SEC(".maps");
+} sl_ip4h_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_IPCACHE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sl_ip6_key);
+	__type(value, struct sl_ipcache_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_ip6h_v4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -34,7 +43,7 @@ struct {
 	__type(key, struct sl_ipcache_key);
 	__type(value, struct sl_ipcache_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ipc_v3 SEC(".maps");
+} sl_ipc_v4 SEC(".maps");
 
 /*
  * endpoints: host-side ifindex -> local endpoint. Not preallocated on purpose: an update then
@@ -48,7 +57,7 @@ struct {
 	__type(key, struct sl_endpoint_key);
 	__type(value, struct sl_endpoint_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ep_v3 SEC(".maps");
+} sl_ep_v4 SEC(".maps");
 
 /* policy groups: (ep, identity, gen, dir) -> inline entries and where the rest are. */
 struct {
@@ -58,7 +67,7 @@ struct {
 	__type(key, struct sl_policy_set_key);
 	__type(value, struct sl_policy_set);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_pset_v3 SEC(".maps");
+} sl_pset_v4 SEC(".maps");
 
 /* full-port entries of big groups: (ep, identity, gen, dir, proto, port) -> verdict. */
 struct {
@@ -68,7 +77,7 @@ struct {
 	__type(key, struct sl_policy_exact_key);
 	__type(value, struct sl_policy_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_pexact_v3 SEC(".maps");
+} sl_pexact_v4 SEC(".maps");
 
 /* other entries of the biggest groups: (ep, identity, gen, dir, proto, port block) -> verdict, longest prefix wins. */
 struct {
@@ -78,16 +87,24 @@ struct {
 	__type(key, struct sl_policy_key);
 	__type(value, struct sl_policy_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_pol_v3 SEC(".maps");
+} sl_pol_v4 SEC(".maps");
 
-/* conntrack: flows as sent by their initiator, per endpoint and direction. */
+/* conntrack: flows as sent by their initiator, per endpoint and direction; IPv4 and IPv6 apart. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, SL_MAX_CONNTRACK);
-	__type(key, struct sl_ct_key);
+	__type(key, struct sl_ct4_key);
 	__type(value, struct sl_ct_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ct_v3 SEC(".maps");
+} sl_ct4_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_MAX_CONNTRACK);
+	__type(key, struct sl_ct6_key);
+	__type(value, struct sl_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_ct6_v4 SEC(".maps");
 
 /* fragments: verdict of each datagram's first fragment, for the fragments that follow it. */
 struct {
@@ -96,23 +113,23 @@ struct {
 	__type(key, struct sl_frag_key);
 	__type(value, struct sl_frag_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_frag_v3 SEC(".maps");
+} sl_frag_v4 SEC(".maps");
 
-/* counters: packets and bytes per (endpoint, direction, verdict), per CPU. */
+/* counters: packets and bytes per (endpoint slot, direction, verdict), per CPU (enum sl_counters). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SL_MAX_COUNTERS);
-	__type(key, struct sl_counter_key);
+	__type(key, __u32);
 	__type(value, struct sl_counter_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_cnt_v3 SEC(".maps");
+} sl_cnt_v4 SEC(".maps");
 
 /* events: sampled struct sl_flow_event records. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SL_EVENTS_RING_BYTES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_evt_v3 SEC(".maps");
+} sl_evt_v4 SEC(".maps");
 
 /* config: one struct sl_config written by the agent. */
 struct {
@@ -121,7 +138,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_cfg_v3 SEC(".maps");
+} sl_cfg_v4 SEC(".maps");
 
 /* event rate limiter: one window per CPU. */
 struct {
@@ -130,6 +147,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_ratelimit);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_rl_v3 SEC(".maps");
+} sl_rl_v4 SEC(".maps");
 
 #endif /* SLUICE_MAPS_H */

@@ -11,7 +11,7 @@
 #include <linux/types.h>
 
 /* Bumped whenever a map's key or value layout changes; it is part of every pinned map name. */
-enum sl_layout { SL_LAYOUT_VERSION = 3 };
+enum sl_layout { SL_LAYOUT_VERSION = 4 };
 
 /* Traffic direction as seen by the endpoint (pod), not by the host interface. */
 enum sl_dir {
@@ -66,7 +66,7 @@ enum sl_capacity {
 	SL_MAX_POLICY = 1048576,
 	SL_MAX_CONNTRACK = 262144,
 	SL_MAX_FRAGMENTS = 16384,
-	SL_MAX_COUNTERS = 16384,        /* SL_MAX_ENDPOINTS x 2 directions x 2 verdicts */
+	SL_MAX_COUNTERS = 16384,        /* SL_MAX_ENDPOINTS x SL_COUNTERS_PER_ENDPOINT */
 	SL_EVENTS_RING_BYTES = 1048576, /* ring buffer size in bytes */
 };
 
@@ -85,25 +85,20 @@ struct sl_ipcache_key {
 	__u8 addr[16]; /* IPv4 in the first 4 bytes, network order */
 };
 
+/* ipcache host key of an IPv4 address (a /32): the host hash of that family. */
+struct sl_ip4_key {
+	__u8 addr[4]; /* network order */
+};
+
+/* ipcache host key of an IPv6 address (a /128). */
+struct sl_ip6_key {
+	__u8 addr[16];
+};
+
 /* ipcache value: the security identity of every address in the prefix. */
 struct sl_ipcache_value {
 	__u32 identity;
 	__u32 flags;
-};
-
-/* endpoints key: the host-side interface a program runs on. */
-struct sl_endpoint_key {
-	__u32 ifindex;
-};
-
-/* endpoints value: one local pod; rewriting it is the atomic switch of its policy. */
-struct sl_endpoint_value {
-	__u32 ep_id;      /* owner id used in policy, conntrack and counter keys */
-	__u32 identity;   /* the pod's own identity (for events) */
-	__u32 policy_rev; /* bumped on every policy change; conntrack rechecks forward flows on mismatch */
-	__u8 gen;         /* active policy generation (0 or 1): the half of the policy map in use */
-	__u8 flags;       /* enum sl_endpoint_flags */
-	__u8 pad[2];
 };
 
 /*
@@ -114,7 +109,7 @@ struct sl_endpoint_value {
  * entries inline, or, when even those do not fit, in the LPM trie (sl_pol). Lookup cost therefore does
  * not grow with the number of entries of other groups.
  */
-enum sl_policy_inline { SL_POLICY_INLINE = 8 };
+enum sl_policy_inline { SL_POLICY_INLINE = 16 };
 
 enum sl_policy_set_flags {
 	SL_PSET_EXACT = 1, /* the group's full-port entries are in sl_pexact, not inline */
@@ -187,21 +182,53 @@ struct sl_policy_value {
 	__u32 rule_id;  /* opaque id of the deciding rule, for events */
 };
 
+/* endpoints key: the host-side interface a program runs on. */
+struct sl_endpoint_key {
+	__u32 ifindex;
+};
+
 /*
- * conntrack key: one tracked flow at one enforcement point, seen as a packet travelling in direction
+ * endpoints value: one local pod; rewriting it is the atomic switch of its policy. It carries the active
+ * generation's wildcard (SL_ID_ANY) group of each direction, a copy of what sl_pset holds for it: every
+ * packet that no entry of its peer's group decides needs that group, and here it costs no lookup.
+ */
+struct sl_endpoint_value {
+	__u32 ep_id;      /* owner id used in policy, conntrack and fragment keys */
+	__u32 identity;   /* the pod's own identity (for events) */
+	__u32 policy_rev; /* bumped on every policy change; conntrack rechecks forward flows on mismatch */
+	__u8 gen;         /* active policy generation (0 or 1): the half of the policy map in use */
+	__u8 flags;       /* enum sl_endpoint_flags */
+	__u16 slot;       /* dense index below SL_MAX_ENDPOINTS: the endpoint's counters */
+	struct sl_policy_set any[2]; /* by enum sl_dir; count 0 and no flags: no wildcard entries */
+};
+
+/*
+ * conntrack keys: one tracked flow at one enforcement point, seen as a packet travelling in direction
  * dir from saddr:sport to daddr:dport. A flow and its replies share one entry: a packet (dir, tuple)
  * and its reply (the other dir, reversed tuple) are stored under whichever of the two has the lower
  * (address, port) as source, so every packet needs a single lookup (for a tuple equal to its own
- * reverse, dir is SL_DIR_INGRESS). Which side started the flow is in the value.
+ * reverse, dir is SL_DIR_INGRESS). Which side started the flow is in the value. One map per family:
+ * the IPv4 key is half the size, and hashing and comparing it is what a new flow's lookup costs.
  */
-struct sl_ct_key {
+struct sl_ct4_key {
 	__u32 ep_id;
 	__u8 dir;
 	__u8 proto;
-	__u8 family;
-	__u8 pad;
 	__u16 sport;    /* network order; ICMP echo: identifier */
 	__u16 dport;    /* network order; ICMP echo: 0 */
+	__u8 pad[2];
+	__u8 saddr[4];
+	__u8 daddr[4];
+};
+
+/* The IPv6 conntrack key: as struct sl_ct4_key. */
+struct sl_ct6_key {
+	__u32 ep_id;
+	__u8 dir;
+	__u8 proto;
+	__u16 sport;
+	__u16 dport;
+	__u8 pad[2];
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
@@ -233,13 +260,8 @@ struct sl_frag_value {
 	__u8 pad[3];
 };
 
-/* counters key: per endpoint, direction and verdict (per-CPU values). */
-struct sl_counter_key {
-	__u32 ep_id;
-	__u8 dir;
-	__u8 verdict;
-	__u8 pad[2];
-};
+/* counters: SL_COUNTERS_PER_ENDPOINT per-CPU slots per endpoint, at slot * 4 + dir * 2 + (verdict != ALLOW). */
+enum sl_counters { SL_COUNTERS_PER_ENDPOINT = 4 };
 
 /* counters value: packets and bytes. */
 struct sl_counter_value {

@@ -12,6 +12,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type LoadedObject, loadAddon, repoRoot } from "../../operator/src/datapath/bpf-addon.ts";
+import { endpointValueOf } from "../../operator/src/datapath/endpoint-value.ts";
 import { canonicalEntry } from "../../operator/src/datapath/keys.ts";
 import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
@@ -119,8 +120,8 @@ function measureAll(
   for (const s of repeated) run(fdOf(s), s, c, 1);
   for (let t = 0; t < TRIALS; t++) for (const s of repeated) ns.get(s)?.push(run(fdOf(s), s, c, REPEAT));
   const clear = () => {
-    const keys = d.maps.conntrack.keys();
-    if (keys.length > 0) d.maps.conntrack.deleteMany(keys);
+    const keys = d.maps.conntrack4.keys();
+    if (keys.length > 0) d.maps.conntrack4.deleteMany(keys);
   };
   clear();
   for (let i = 0; i < TRIALS * SINGLE_RUNS; i++)
@@ -140,7 +141,12 @@ async function main(): Promise<void> {
   const m = dp.maps;
 
   m.config.write({ event_sample_allow: 0, event_sample_deny: 0, events_per_sec: 0, flags: 0 });
-  m.endpoints.set({ ifindex: 1 }, { ep_id: EP_ID, identity: 300, policy_rev: 1, gen: 0, flags: 3 });
+  const endpoint = (policyRev: number, active: Iterable<PolicyEntry>) =>
+    m.endpoints.set(
+      { ifindex: 1 },
+      endpointValueOf({ id: EP_ID, identity: 300, policyRev, gen: 0, flags: 3, slot: 0 }, active),
+    );
+  endpoint(1, []);
   const ipc: [string, number][] = [];
   for (let i = 0; i < IPCACHE_ENTRIES; i++) ipc.push([`10.2.${i >> 8}.${i & 255}/32`, ID_BASE + i]);
   writeIpcache(m, [], ipc);
@@ -262,7 +268,7 @@ async function main(): Promise<void> {
       const n = countPolicyEntries(m);
       if (n !== size) throw new Error(`policy maps hold ${n} entries, wanted ${size}`);
       // A fresh endpoint revision: conntrack entries of the previous size are rechecked once, then hit.
-      m.endpoints.set({ ifindex: 1 }, { ep_id: EP_ID, identity: 300, policy_rev: ++rev, gen: 0, flags: 3 });
+      endpoint(++rev, all);
       const d = dp;
       const fdOf = (s: Scenario) =>
         s.prog === "trivial" ? trivialFd : d.programFor(s.prog === "from" ? "ingress" : "egress");

@@ -14,7 +14,9 @@ import type { PacketSpec } from "../support/packets.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
 import { type FlowEvent, openFlowEvents } from "../../operator/src/datapath/events.ts";
 import { canonicalEntry, dirCode } from "../../operator/src/datapath/keys.ts";
+import { endpointValueOf } from "../../operator/src/datapath/endpoint-value.ts";
 import { writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
+import type { EndpointRecord } from "../../operator/src/datapath/sync-plan.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 import { writeIpcache } from "../../operator/src/datapath/sync.ts";
 
@@ -52,14 +54,30 @@ class Rig {
     return this.#dp.addon.progTestRun(fd, { data: frame, ctx: this.#ctx }).retval;
   }
 
-  setEndpoint(ep: { epId: number; identity: number; policyRev: number; gen: number; flags: number }): void {
-    this.#dp.maps.endpoints.set(
-      { ifindex: 1 },
-      { ep_id: ep.epId, identity: ep.identity, policy_rev: ep.policyRev, gen: ep.gen, flags: ep.flags },
-    );
+  // The endpoint on ifindex 1; its counter slot is its id.
+  #ep: EndpointRecord | undefined;
+
+  setEndpoint(ep: { epId: number; identity: number; policyRev: number; gen: 0 | 1; flags: number }): void {
+    this.#ep = {
+      id: ep.epId,
+      identity: ep.identity,
+      policyRev: ep.policyRev,
+      gen: ep.gen,
+      flags: ep.flags,
+      slot: ep.epId,
+    };
+    this.#writeEndpoint();
+  }
+
+  // The value carries the active generation's wildcard groups, as the map writer keeps it.
+  #writeEndpoint(): void {
+    if (!this.#ep) return;
+    const active = this.#generation(this.#ep.id, this.#ep.gen).values();
+    this.#dp.maps.endpoints.set({ ifindex: 1 }, endpointValueOf(this.#ep, active));
   }
 
   deleteEndpoint(): void {
+    this.#ep = undefined;
     this.#dp.maps.endpoints.delete({ ifindex: 1 });
   }
 
@@ -85,6 +103,7 @@ class Rig {
     const g = gen === 0 ? 0 : 1;
     writePolicyChanges(this.#dp.maps, (id, n) => this.#generation(id, n), [], [{ epId, gen: g, entry: e }]);
     this.#generation(epId, g).set(policyEntryKey(e), e);
+    if (this.#ep?.id === epId && this.#ep.gen === g) this.#writeEndpoint();
   }
 
   deletePolicy(epId: number, gen: number, raw: PolicyEntry): void {
@@ -93,6 +112,7 @@ class Rig {
     assert.ok(this.#generation(epId, g).has(policyEntryKey(e)), "policy entry to delete exists");
     writePolicyChanges(this.#dp.maps, (id, n) => this.#generation(id, n), [{ epId, gen: g, entry: e }], []);
     this.#generation(epId, g).delete(policyEntryKey(e));
+    if (this.#ep?.id === epId && this.#ep.gen === g) this.#writeEndpoint();
   }
 
   // Records in the policy's spill maps (exact hash, LPM trie).
@@ -110,7 +130,7 @@ class Rig {
   }
 
   counter(epId: number, dir: Direction, verdict: number): { packets: number; bytes: number } {
-    const t = this.#dp.maps.counters.total({ ep_id: epId, dir: dirCode(dir), verdict });
+    const t = this.#dp.maps.counters.total(epId, dirCode(dir), verdict);
     return { packets: Number(t.packets), bytes: Number(t.bytes) };
   }
 
@@ -145,7 +165,7 @@ function r(): Rig {
 }
 
 // A fresh endpoint on ifindex 1 with its own id.
-function endpoint(opts: { flags?: number; gen?: number; rev?: number } = {}): number {
+function endpoint(opts: { flags?: number; gen?: 0 | 1; rev?: number } = {}): number {
   const epId = nextEp++;
   r().setEndpoint({
     epId,
@@ -708,10 +728,10 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
       return seed % n;
     };
     const protos = [IPPROTO.TCP, IPPROTO.UDP, IPPROTO.SCTP];
-    // Up to 120 entries per endpoint: groups (direction, identity) from a few entries, stored whole in
+    // Up to 300 entries per endpoint: groups (direction, identity) from a few entries, stored whole in
     // their hash value, to dozens, whose full-port entries spill to the exact hash and the rest inline
     // or, past the inline capacity, to the LPM trie.
-    const sizes = [12, 12, 24, 30, 45, 60, 90, 120];
+    const sizes = [12, 12, 24, 30, 45, 60, 90, 120, 200, 300];
     const spilled = [0, 0];
     for (let round = 0; round < sizes.length; round++) {
       const dirs: Direction[] = ["ingress", "egress"];
@@ -724,7 +744,7 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
         const protocol = rand(5) === 0 ? 0 : protos[rand(3)];
         const portPrefixLen = protocol === 0 ? 0 : [0, 8, 12, 14, 16][rand(5)];
         const shift = 16 - portPrefixLen;
-        const port = portPrefixLen === 0 ? 0 : ((1000 + rand(64)) >>> shift) << shift;
+        const port = portPrefixLen === 0 ? 0 : ((1000 + rand(256)) >>> shift) << shift;
         const e = entry({
           direction: dirs[rand(2)],
           identity: [0, PEER_ID, 2000][rand(3)],
@@ -744,7 +764,7 @@ describe("datapath programs (BPF_PROG_RUN)", () => {
       for (let p = 0; p < 80; p++) {
         const dir = dirs[rand(2)];
         const proto = protos[rand(3)];
-        const port = 1000 + rand(70);
+        const port = 1000 + rand(262);
         const peer = [PEER4, "10.9.0.1", "192.0.2.7"][rand(3)];
         const peerId = peer === PEER4 ? PEER_ID : peer === "10.9.0.1" ? 2000 : 2;
         const want = lookupVerdict(policy, dir, peerId, proto, port).verdict;

@@ -134,17 +134,15 @@ class Kernel {
   // an allowed probe would otherwise let the opposite probe through as its reply. The entry sits under
   // one of the two orientations of the pair; deleting a missing key is harmless.
   forgetPortless(epId: number, dir: Direction, proto: number, src: string, dst: string): void {
-    const addr = (ip: string) => {
-      const a = new Uint8Array(16);
-      a.set(parseAddress(ip));
-      return a;
-    };
-    const family = isV6(src) ? 10 : 2;
     const d = dirCode(dir);
-    const ct = this.dp.maps.conntrack;
-    const base = { ep_id: epId, proto, family, sport: 0, dport: 0 };
-    ct.delete({ ...base, dir: d, saddr: addr(src), daddr: addr(dst) });
-    ct.delete({ ...base, dir: d ^ 1, saddr: addr(dst), daddr: addr(src) });
+    const base = { ep_id: epId, proto, sport: 0, dport: 0 };
+    const ends = [
+      { dir: d, saddr: parseAddress(src), daddr: parseAddress(dst) },
+      { dir: d ^ 1, saddr: parseAddress(dst), daddr: parseAddress(src) },
+    ];
+    for (const e of ends)
+      if (isV6(src)) this.dp.maps.conntrack6.delete({ ...base, ...e });
+      else this.dp.maps.conntrack4.delete({ ...base, ...e });
   }
 
   close(): void {

@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { BpfAddon } from "../../operator/src/datapath/bpf-addon.ts";
-import { encodeExactBatch, encodeLpmBatch } from "../../operator/src/datapath/policy-encoder.ts";
+import { wildcardsMatch } from "../../operator/src/datapath/endpoint-value.ts";
+import { counterIndex } from "../../operator/src/datapath/maps.ts";
+import { encodeExactBatch, encodeLpmBatch, INLINE } from "../../operator/src/datapath/policy-encoder.ts";
 import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 import { MapSync, readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
@@ -219,16 +221,17 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
       endpoints: [ep(1, 300, [...B.endpoints[0].policy.entries, ...entries]), B.endpoints[1]],
     });
     const counts = () => [dp.maps.policyExact.count(), dp.maps.policyLpm.count()];
-    // 12 full-port entries and 3 blocks: the full-port ones spill, the blocks stay inline.
-    sync.apply(withGroup([...exact(12), ...blocks(3)]), ifindexOf);
-    assert.deepEqual(comparable(dp), expected(withGroup([...exact(12), ...blocks(3)])));
-    assert.deepEqual(counts(), [2 * 12, 0]);
-    // 20 blocks: those spill to the LPM trie too.
-    sync.apply(withGroup([...exact(12), ...blocks(20)]), ifindexOf);
-    assert.deepEqual(comparable(dp), expected(withGroup([...exact(12), ...blocks(20)])));
-    assert.deepEqual(counts(), [2 * 12, 2 * 20]);
+    // More full-port entries than fit inline and 3 blocks: the full-port ones spill, the blocks stay inline.
+    const many = INLINE + 4;
+    sync.apply(withGroup([...exact(many), ...blocks(3)]), ifindexOf);
+    assert.deepEqual(comparable(dp), expected(withGroup([...exact(many), ...blocks(3)])));
+    assert.deepEqual(counts(), [2 * many, 0]);
+    // More blocks than fit inline: those spill to the LPM trie too.
+    sync.apply(withGroup([...exact(many), ...blocks(many)]), ifindexOf);
+    assert.deepEqual(comparable(dp), expected(withGroup([...exact(many), ...blocks(many)])));
+    assert.deepEqual(counts(), [2 * many, 2 * many]);
     // A restarted writer reads the spilled groups back as they are: no change.
-    const again = MapSync.adopt(a, dp.maps).apply(withGroup([...exact(12), ...blocks(20)]), ifindexOf);
+    const again = MapSync.adopt(a, dp.maps).apply(withGroup([...exact(many), ...blocks(many)]), ifindexOf);
     assert.deepEqual([again.flips, again.policyWritten, again.policyDeleted], [0, 0, 0]);
     // Shrunk to 5 entries: inline again, no spill left behind.
     sync.apply(withGroup([...exact(3), ...blocks(2)]), ifindexOf);
@@ -267,12 +270,45 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.equal(sync.apply(B, ifindexOf).flips, 0);
   });
 
+  test("endpoint values carry the active generation's wildcard groups; adoption repairs a stale copy", (t) => {
+    if (!requirePrivileged(t)) return;
+    const sync = MapSync.adopt(a, dp.maps);
+    sync.apply(A, ifindexOf);
+    const active = (id: number) => A.endpoints.find((e) => e.id === id)?.policy.entries ?? [];
+    const v1 = endpointValue(dp, 1);
+    assert.ok(v1 && wildcardsMatch(v1, active(1)));
+    assert.ok(
+      v1.any.some((b) => b !== 0),
+      "endpoint 1 has a wildcard entry: its copy is not empty",
+    );
+    // A copy that disagrees with the policy maps (no writer of this layout leaves one): repaired on
+    // adoption, in place, with no flip.
+    dp.maps.endpoints.set({ ifindex: IFINDEX_BASE + 1 }, { ...v1, any: new Uint8Array(v1.any.length) });
+    MapSync.adopt(a, dp.maps);
+    const repaired = endpointValue(dp, 1);
+    assert.ok(repaired && wildcardsMatch(repaired, active(1)));
+    assert.deepEqual([repaired.gen, repaired.policy_rev], [v1.gen, v1.policy_rev]);
+  });
+
+  test("counters: each endpoint has its own slot, zeroed when the endpoint goes", (t) => {
+    if (!requirePrivileged(t)) return;
+    const sync = MapSync.adopt(a, dp.maps);
+    sync.apply(A, ifindexOf);
+    const slot2 = endpointValue(dp, 2)?.slot;
+    assert.ok(slot2 !== undefined && slot2 !== endpointValue(dp, 1)?.slot);
+    dp.maps.counters.set(counterIndex(slot2, 0, 1), { packets: 5n, bytes: 500n });
+    sync.apply(B, ifindexOf); // endpoint 2 goes
+    assert.deepEqual(dp.maps.counters.total(slot2, 0, 1), { packets: 0n, bytes: 0n });
+    const slot3 = endpointValue(dp, 3)?.slot;
+    assert.ok(slot3 !== undefined && slot3 !== slot2, "a slot freed by this sync is not handed out by it");
+  });
+
   test("removing every endpoint clears the policy and endpoint maps", (t) => {
     if (!requirePrivileged(t)) return;
     const sync = MapSync.adopt(a, dp.maps);
     sync.apply({ ipcache: [], endpoints: [] }, ifindexOf);
     assert.equal(countPolicyEntries(dp.maps), 0);
     assert.equal(dp.maps.endpoints.count(), 0);
-    assert.equal(dp.maps.ipcache.count() + dp.maps.ipHosts.count(), 0);
+    assert.equal(dp.maps.ipcache.count() + dp.maps.ipHosts4.count() + dp.maps.ipHosts6.count(), 0);
   });
 });

@@ -198,7 +198,7 @@ test("bulk writes: the streaming path gives the records of the general one", () 
         fc.tuple(
           fc.nat({ max: 3 }),
           fc.constantFrom<0 | 1>(0, 1),
-          fc.array(canonical, { minLength: 10, maxLength: 40 }),
+          fc.array(canonical, { minLength: 4 * INLINE, maxLength: 8 * INLINE }),
         ),
         {
           maxLength: 4,
@@ -279,7 +279,7 @@ test("bulk writes with a reused scratch: the bytes of a fresh one, the records o
 test("bulk writes: thousands of groups in one run, in random order, grow the hash", () => {
   const entries: PolicyEntry[] = [];
   for (let id = 0; id < 3000; id++)
-    for (let p = 0; p < 1 + (id % 23); p++)
+    for (let p = 0; p < 1 + (id % (3 * INLINE)); p++)
       entries.push({
         direction: p % 3 === 0 ? "egress" : "ingress",
         identity: 1000 + id,

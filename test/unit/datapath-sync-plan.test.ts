@@ -98,14 +98,34 @@ test("new endpoint: write gen 0, switch, mirror into gen 1", () => {
     [0],
   );
   assert.deepEqual(plan.phase2.writeEndpoints, [
-    [101, { id: 1, identity: 257, policyRev: 1, gen: 0, flags: 1 }],
+    [101, { id: 1, identity: 257, policyRev: 1, gen: 0, flags: 1, slot: 0 }],
   ]);
+  assert.deepEqual(plan.phase2.zeroCounters, [0], "a slot new to its endpoint starts from zero");
   assert.deepEqual(
     plan.phase3.write.map((w) => w.gen),
     [1],
   );
   assert.deepEqual(plan.ipcache.write, [["10.0.0.1/32", 257]]);
   assert.deepEqual(normalize(simulate(EMPTY_STATE, plan)), normalize(plan.result));
+});
+
+test("counter slots: kept by an endpoint, not reused in the plan that frees them unless none is left", () => {
+  const state = (ids: number[]) =>
+    desiredState({ ipcache: [], endpoints: ids.map((id) => ep(id, [])) }, ifindexOf).desired;
+  const p1 = planSync(EMPTY_STATE, state([1, 2]), CAP);
+  const slotOf = (p: typeof p1, id: number) =>
+    [...p.result.endpoints.values()].find((r) => r.id === id)?.slot;
+  assert.deepEqual([slotOf(p1, 1), slotOf(p1, 2)], [0, 1]);
+  // 1 goes, 3 comes: 3 takes a fresh slot (a packet may still count into 1's), 1's is zeroed after.
+  const p2 = planSync(p1.result, state([2, 3]), CAP);
+  assert.deepEqual([slotOf(p2, 2), slotOf(p2, 3)], [1, 2]);
+  assert.deepEqual(p2.phase2.zeroCounters, [2]);
+  assert.deepEqual(p2.phase3.zeroCounters, [0]);
+  // At capacity the freed slot is handed out again (zeroed first, and not zeroed after).
+  const small = { ...CAP, endpoints: 2 };
+  const p3 = planSync(p1.result, state([2, 3]), small);
+  assert.deepEqual([slotOf(p3, 2), slotOf(p3, 3)], [1, 0]);
+  assert.deepEqual([p3.phase2.zeroCounters, p3.phase3.zeroCounters], [[0], []]);
 });
 
 test("a policy change is a delta into the inactive generation and one flip", () => {
@@ -235,6 +255,15 @@ test("property: any sequence of states converges, and phase 1 never touches an a
         for (const [, r] of next.endpoints) {
           const g = next.policy.get(r.id) ?? [new Map(), new Map()];
           assert.equal(g[0].size, g[1].size, "both generations equal after a sync");
+        }
+        // Counter slots: one per endpoint, below the capacity, kept by an id that stays.
+        const slots = [...next.endpoints.values()].map((r) => r.slot);
+        assert.equal(new Set(slots).size, slots.length, "no two endpoints share a counter slot");
+        assert.ok(slots.every((x) => x >= 0 && x < CAP.endpoints));
+        for (const r of next.endpoints.values()) {
+          const before = [...applied.endpoints.values()].find((a) => a.id === r.id);
+          if (before) assert.equal(r.slot, before.slot, `endpoint ${r.id} keeps its counter slot`);
+          else assert.ok(plan.phase2.zeroCounters.includes(r.slot), "a new endpoint's counters are zeroed");
         }
         applied = next;
       }

@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { detachAll, pinnedLinks, replaceAll } from "../agent/attachments.ts";
 import { loadAddon } from "../datapath/bpf-addon.ts";
 import { dirOfCode, verdictOfCode } from "../datapath/keys.ts";
+import { enums } from "../datapath/layout.generated.ts";
 import { openPinnedMaps } from "../datapath/maps.ts";
 import { loadDatapath } from "../datapath/programs.ts";
 import { readApplied, viewApplied } from "../datapath/sync.ts";
@@ -40,18 +41,29 @@ function replace(root: string, times: number, objectPath: string | undefined): n
   }
 }
 
+const D = enums.sl_dir;
+const V = enums.sl_verdict;
+
 function show(root: string, json: boolean): number {
   const addon = loadAddon();
   const maps = openPinnedMaps(addon, root);
   try {
-    const view = viewApplied(readApplied(maps));
-    const counters = maps.counters.totals().map(([k, v]) => ({
-      epId: k.ep_id,
-      dir: dirOfCode(k.dir),
-      verdict: verdictOfCode(k.verdict),
-      packets: Number(v.packets),
-      bytes: Number(v.bytes),
-    }));
+    const applied = readApplied(maps);
+    const view = viewApplied(applied);
+    const counters = [];
+    for (const ep of applied.endpoints.values())
+      for (const dir of [D.SL_DIR_INGRESS, D.SL_DIR_EGRESS])
+        for (const verdict of [V.SL_VERDICT_ALLOW, V.SL_VERDICT_DENY]) {
+          const t = maps.counters.total(ep.slot, dir, verdict);
+          if (t.packets === 0n) continue;
+          counters.push({
+            epId: ep.id,
+            dir: dirOfCode(dir),
+            verdict: verdictOfCode(verdict),
+            packets: Number(t.packets),
+            bytes: Number(t.bytes),
+          });
+        }
     const links = pinnedLinks(root).map((l) => `${l.ifname}-${l.hook}`);
     if (json) {
       process.stdout.write(`${JSON.stringify({ ...view, counters, links })}\n`);

@@ -3,8 +3,11 @@ import { structs } from "./layout.generated.ts";
 import { StructCodec } from "./layout.ts";
 
 export const ipcacheKey = new StructCodec("sl_ipcache_key", structs.sl_ipcache_key);
+export const ip4Key = new StructCodec("sl_ip4_key", structs.sl_ip4_key);
+export const ip6Key = new StructCodec("sl_ip6_key", structs.sl_ip6_key);
 export const ipcacheValue = new StructCodec("sl_ipcache_value", structs.sl_ipcache_value);
 export const endpointKey = new StructCodec("sl_endpoint_key", structs.sl_endpoint_key);
+// any: raw bytes, one sl_policy_set per direction (policy-encoder.ts writes them).
 export const endpointValue = new StructCodec("sl_endpoint_value", structs.sl_endpoint_value);
 export const policySetKey = new StructCodec("sl_policy_set_key", structs.sl_policy_set_key);
 // rules: raw bytes, SL_POLICY_INLINE policyRule records back to back.
@@ -22,9 +25,15 @@ export const policyKey = new StructCodec("sl_policy_key", structs.sl_policy_key,
   port: "be",
 } as const);
 export const policyValue = new StructCodec("sl_policy_value", structs.sl_policy_value);
-export const ctKey = new StructCodec("sl_ct_key", structs.sl_ct_key, { sport: "be", dport: "be" } as const);
+export const ct4Key = new StructCodec("sl_ct4_key", structs.sl_ct4_key, {
+  sport: "be",
+  dport: "be",
+} as const);
+export const ct6Key = new StructCodec("sl_ct6_key", structs.sl_ct6_key, {
+  sport: "be",
+  dport: "be",
+} as const);
 export const ctValue = new StructCodec("sl_ct_value", structs.sl_ct_value);
-export const counterKey = new StructCodec("sl_counter_key", structs.sl_counter_key);
 export const counterValue = new StructCodec("sl_counter_value", structs.sl_counter_value);
 export const config = new StructCodec("sl_config", structs.sl_config);
 export const flowEvent = new StructCodec("sl_flow_event", structs.sl_flow_event, {
@@ -33,6 +42,8 @@ export const flowEvent = new StructCodec("sl_flow_event", structs.sl_flow_event,
 } as const);
 
 export type IpcacheKey = ReturnType<typeof ipcacheKey.decode>;
+export type Ip4Key = ReturnType<typeof ip4Key.decode>;
+export type Ip6Key = ReturnType<typeof ip6Key.decode>;
 export type IpcacheValue = ReturnType<typeof ipcacheValue.decode>;
 export type EndpointKey = ReturnType<typeof endpointKey.decode>;
 export type EndpointValue = ReturnType<typeof endpointValue.decode>;
@@ -42,9 +53,9 @@ export type PolicyRule = ReturnType<typeof policyRule.decode>;
 export type PolicyExactKey = ReturnType<typeof policyExactKey.decode>;
 export type PolicyKey = ReturnType<typeof policyKey.decode>;
 export type PolicyValue = ReturnType<typeof policyValue.decode>;
-export type CtKey = ReturnType<typeof ctKey.decode>;
+export type Ct4Key = ReturnType<typeof ct4Key.decode>;
+export type Ct6Key = ReturnType<typeof ct6Key.decode>;
 export type CtValue = ReturnType<typeof ctValue.decode>;
-export type CounterKey = ReturnType<typeof counterKey.decode>;
 export type CounterValue = ReturnType<typeof counterValue.decode>;
 export type Config = ReturnType<typeof config.decode>;
 export type FlowEventRecord = ReturnType<typeof flowEvent.decode>;

@@ -23,6 +23,17 @@ export function ipcacheKeyOf(cidr: string): IpcacheKey {
   };
 }
 
+// A full-length prefix (a host: the hash of its family holds it), or undefined for a shorter one.
+export function hostOfCidr(cidr: string): { family: 4 | 6; addr: Uint8Array } | undefined {
+  const p = parsePrefix(cidr);
+  return p.bits === (p.family === 4 ? 32 : 128) ? { family: p.family, addr: p.addr } : undefined;
+}
+
+export function cidrOfHost(addr: Uint8Array): string {
+  const family = addr.length === 4 ? 4 : 6;
+  return formatPrefix({ family, addr, bits: family === 4 ? 32 : 128 });
+}
+
 export function cidrOfIpcacheKey(k: IpcacheKey): string {
   const v4 = k.family === F.SL_FAMILY_V4;
   if (!v4 && k.family !== F.SL_FAMILY_V6)

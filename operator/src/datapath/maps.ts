@@ -9,13 +9,15 @@ import { PerCpuMap, TypedMap } from "./typed-map.ts";
 const VERSION = enums.sl_layout.SL_LAYOUT_VERSION;
 
 export const MapNames = {
-  ipHosts: `sl_iph_v${VERSION}`,
+  ipHosts4: `sl_ip4h_v${VERSION}`,
+  ipHosts6: `sl_ip6h_v${VERSION}`,
   ipcache: `sl_ipc_v${VERSION}`,
   endpoints: `sl_ep_v${VERSION}`,
   policySets: `sl_pset_v${VERSION}`,
   policyExact: `sl_pexact_v${VERSION}`,
   policyLpm: `sl_pol_v${VERSION}`,
-  conntrack: `sl_ct_v${VERSION}`,
+  conntrack4: `sl_ct4_v${VERSION}`,
+  conntrack6: `sl_ct6_v${VERSION}`,
   fragments: `sl_frag_v${VERSION}`,
   counters: `sl_cnt_v${VERSION}`,
   events: `sl_evt_v${VERSION}`,
@@ -24,24 +26,29 @@ export const MapNames = {
 
 export type CounterTotals = C.CounterValue;
 
-export class CounterMap extends PerCpuMap<C.CounterKey, C.CounterValue> {
+const PER_ENDPOINT = enums.sl_counters.SL_COUNTERS_PER_ENDPOINT;
+const VERDICT_ALLOW = enums.sl_verdict.SL_VERDICT_ALLOW;
+
+// The index of an endpoint's counter (bpf/include/sluice_shared.h, enum sl_counters).
+export function counterIndex(slot: number, dir: number, verdict: number): number {
+  return slot * PER_ENDPOINT + dir * 2 + (verdict === VERDICT_ALLOW ? 0 : 1);
+}
+
+// Per-CPU packet and byte counters, PER_ENDPOINT per endpoint slot.
+export class CounterMap extends PerCpuMap<number, C.CounterValue> {
   // Packets and bytes summed over CPUs.
-  total(k: C.CounterKey): CounterTotals {
-    const per = this.get(k) ?? [];
+  total(slot: number, dir: number, verdict: number): CounterTotals {
+    const per = this.get(counterIndex(slot, dir, verdict)) ?? [];
     return per.reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), {
       packets: 0n,
       bytes: 0n,
     });
   }
 
-  totals(): [C.CounterKey, CounterTotals][] {
-    return this.entries().map(([k, per]) => [
-      k,
-      per.reduce((a, v) => ({ packets: a.packets + v.packets, bytes: a.bytes + v.bytes }), {
-        packets: 0n,
-        bytes: 0n,
-      }),
-    ]);
+  // Zeroes a slot's counters: before an endpoint takes it and after one gives it up.
+  zero(slot: number): void {
+    const zero = { packets: 0n, bytes: 0n };
+    for (let i = 0; i < PER_ENDPOINT; i++) this.set(slot * PER_ENDPOINT + i, zero);
   }
 }
 
@@ -75,8 +82,9 @@ const u32: {
 };
 
 export interface DatapathMaps {
-  // Full-length prefixes (hash) and the other prefixes (LPM trie) of the ipcache.
-  ipHosts: TypedMap<C.IpcacheKey, C.IpcacheValue>;
+  // Full-length prefixes (a hash per family) and the other prefixes (LPM trie) of the ipcache.
+  ipHosts4: TypedMap<C.Ip4Key, C.IpcacheValue>;
+  ipHosts6: TypedMap<C.Ip6Key, C.IpcacheValue>;
   ipcache: TypedMap<C.IpcacheKey, C.IpcacheValue>;
   endpoints: TypedMap<C.EndpointKey, C.EndpointValue>;
   // Policy: one record per (endpoint, generation, direction, identity) group with its entries inline,
@@ -84,7 +92,8 @@ export interface DatapathMaps {
   policySets: TypedMap<C.PolicySetKey, C.PolicySet>;
   policyExact: TypedMap<C.PolicyExactKey, C.PolicyValue>;
   policyLpm: TypedMap<C.PolicyKey, C.PolicyValue>;
-  conntrack: TypedMap<C.CtKey, C.CtValue>;
+  conntrack4: TypedMap<C.Ct4Key, C.CtValue>;
+  conntrack6: TypedMap<C.Ct6Key, C.CtValue>;
   counters: CounterMap;
   config: ConfigMap;
   // The ring buffer's fd, for events.ts.
@@ -95,7 +104,8 @@ export interface DatapathMaps {
 
 function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => void): DatapathMaps {
   return {
-    ipHosts: new TypedMap(addon, fdOf(MapNames.ipHosts), MapNames.ipHosts, C.ipcacheKey, C.ipcacheValue),
+    ipHosts4: new TypedMap(addon, fdOf(MapNames.ipHosts4), MapNames.ipHosts4, C.ip4Key, C.ipcacheValue),
+    ipHosts6: new TypedMap(addon, fdOf(MapNames.ipHosts6), MapNames.ipHosts6, C.ip6Key, C.ipcacheValue),
     ipcache: new TypedMap(addon, fdOf(MapNames.ipcache), MapNames.ipcache, C.ipcacheKey, C.ipcacheValue),
     endpoints: new TypedMap(
       addon,
@@ -119,8 +129,9 @@ function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => voi
       C.policyValue,
     ),
     policyLpm: new TypedMap(addon, fdOf(MapNames.policyLpm), MapNames.policyLpm, C.policyKey, C.policyValue),
-    conntrack: new TypedMap(addon, fdOf(MapNames.conntrack), MapNames.conntrack, C.ctKey, C.ctValue),
-    counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, C.counterKey, C.counterValue),
+    conntrack4: new TypedMap(addon, fdOf(MapNames.conntrack4), MapNames.conntrack4, C.ct4Key, C.ctValue),
+    conntrack6: new TypedMap(addon, fdOf(MapNames.conntrack6), MapNames.conntrack6, C.ct6Key, C.ctValue),
+    counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, u32, C.counterValue),
     config: new ConfigMap(addon, fdOf(MapNames.config), MapNames.config, u32, C.config),
     eventsFd: fdOf(MapNames.events),
     close,

@@ -2,7 +2,7 @@
 // call, with no per-entry objects. Offsets come from the BTF-generated layout (checked once, here, at
 // load); byte order and canonical form are those of keys.ts and the generic StructCodec, which the unit
 // test holds these encoders to (same bytes for random entries).
-import type { GroupLayout } from "../policy/lookup.ts";
+import { arrangeGroup, type GroupLayout } from "../policy/lookup.ts";
 import type { Direction, PolicyEntry } from "../policy/mapstate.ts";
 import { dirCode, portMask, verdictCode } from "./keys.ts";
 import { enums, type StructLayout, structs } from "./layout.generated.ts";
@@ -62,6 +62,11 @@ const PSET_EXACT = enums.sl_policy_set_flags.SL_PSET_EXACT;
 const PSET_LPM = enums.sl_policy_set_flags.SL_PSET_LPM;
 
 const P = enums.sl_policy_prefix;
+
+const EL = structs.sl_endpoint_value;
+// Checked, not used: the codec hands the field over as its own bytes.
+offsetOf("sl_endpoint_value", EL, "any", SET_SIZE * 2);
+const ID_ANY = enums.sl_identity.SL_ID_ANY;
 
 // One policy map write: the entry of generation gen of endpoint epId.
 export interface PolicyEntryRef {
@@ -372,4 +377,20 @@ export class SetBatchWriter {
       count: this.#count,
     };
   }
+}
+
+// sl_endpoint_value.any: the wildcard group of each direction among entries (the generation the endpoint
+// value activates), the same record sl_pset holds for it.
+export function encodeWildcardSets(epId: number, entries: Iterable<PolicyEntry>): Uint8Array {
+  const groups: [PolicyEntry[], PolicyEntry[]] = [[], []];
+  for (const e of entries) if (e.identity === ID_ANY) groups[dirCode(e.direction)].push(e);
+  const out = new Uint8Array(SET_SIZE * 2);
+  const dv = view(out);
+  for (const direction of ["ingress", "egress"] as const) {
+    const d = dirCode(direction);
+    if (groups[d].length === 0) continue;
+    const layout = arrangeGroup(groups[d], INLINE);
+    writeSet(dv, out, d * SET_SIZE, { epId, gen: 0, direction, identity: ID_ANY, layout });
+  }
+  return out;
 }

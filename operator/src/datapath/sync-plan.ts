@@ -3,11 +3,12 @@
 //
 // Per endpoint the policy map holds two generations; the endpoint value names the active one.
 //   phase 1: the inactive generation is brought to the new content (stale entries deleted, new written);
-//   phase 2: each changed endpoint's value is rewritten once: new gen, flags, policy_rev + 1 (the switch);
-//            removed endpoints' values are deleted;
+//   phase 2: the counters of endpoints new to a counter slot are zeroed; each changed endpoint's value
+//            is rewritten once: new gen, flags, policy_rev + 1 (the switch); removed endpoints' values
+//            are deleted;
 //   barrier: wait until no program still runs with an endpoint value read before phase 2;
 //   phase 3: the old generation is brought to the same content (the next update is a delta again) and
-//            policy of endpoints that are gone is deleted; ipcache changes follow the policy.
+//            policy and counters of endpoints that are gone are deleted; ipcache changes follow the policy.
 // Capacity is checked on the whole plan before anything is written.
 import { type EndpointState, type MapState, type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
 import { canonicalCidr } from "./cidr.ts";
@@ -24,6 +25,8 @@ export interface EndpointRecord {
   policyRev: number;
   gen: Generation;
   flags: number;
+  // Dense index (below the endpoint capacity) of the endpoint's counters.
+  slot: number;
 }
 
 export interface AppliedState {
@@ -57,10 +60,11 @@ export interface PolicyWrite {
 
 export interface SyncPlan {
   phase1: { delete: PolicyWrite[]; write: PolicyWrite[] };
-  phase2: { deleteEndpoints: number[]; writeEndpoints: [number, EndpointRecord][] };
+  phase2: { zeroCounters: number[]; deleteEndpoints: number[]; writeEndpoints: [number, EndpointRecord][] };
   // Whether phase 3 touches generations a program may have just read (then the barrier is needed).
   barrier: boolean;
-  phase3: { delete: PolicyWrite[]; write: PolicyWrite[]; deleteCounters: number[] };
+  // zeroCounters: counter slots no endpoint holds any more.
+  phase3: { delete: PolicyWrite[]; write: PolicyWrite[]; zeroCounters: number[] };
   ipcache: { delete: string[]; write: [string, number][] };
   flips: number;
   result: AppliedState;
@@ -179,12 +183,57 @@ function diffInto(
 const NO_ENTRIES: EntrySet = new Map();
 const EMPTY_GENS: readonly [EntrySet, EntrySet] = [NO_ENTRIES, NO_ENTRIES];
 
+// Counter slots: an endpoint id keeps the slot it has; a new one takes the lowest slot no applied
+// endpoint holds (a slot given up in this plan may still be counted into by a packet that read the old
+// endpoint value), or, when there is none, a slot given up in this plan.
+class SlotAllocator {
+  readonly #ofId = new Map<number, number>();
+  readonly #taken = new Set<number>();
+  readonly #givenUp: number[] = [];
+  readonly #capacity: number;
+  #next = 0;
+
+  constructor(applied: AppliedState, desiredIds: ReadonlySet<number>, capacity: number) {
+    this.#capacity = capacity;
+    for (const a of applied.endpoints.values()) {
+      this.#taken.add(a.slot);
+      if (desiredIds.has(a.id)) this.#ofId.set(a.id, a.slot);
+      else this.#givenUp.push(a.slot);
+    }
+    this.#givenUp.sort((x, y) => y - x);
+  }
+
+  // The slot of endpoint id; a slot new to it is listed in zero.
+  slotOf(id: number, zero: number[]): number {
+    const have = this.#ofId.get(id);
+    if (have !== undefined) return have;
+    while (this.#next < this.#capacity && this.#taken.has(this.#next)) this.#next++;
+    let slot: number;
+    if (this.#next < this.#capacity) slot = this.#next++;
+    else {
+      const reuse = this.#givenUp.pop();
+      if (reuse === undefined)
+        throw new MapCapacityError("endpoint counter slots", this.#capacity, this.#capacity + 1);
+      slot = reuse;
+    }
+    this.#taken.add(slot);
+    this.#ofId.set(id, slot);
+    zero.push(slot);
+    return slot;
+  }
+
+  // Slots given up in this plan and not handed out again.
+  released(): number[] {
+    return this.#givenUp.slice();
+  }
+}
+
 export function planSync(applied: AppliedState, desired: DesiredState, cap: Capacities): SyncPlan {
   const plan: SyncPlan = {
     phase1: { delete: [], write: [] },
-    phase2: { deleteEndpoints: [], writeEndpoints: [] },
+    phase2: { zeroCounters: [], deleteEndpoints: [], writeEndpoints: [] },
     barrier: false,
-    phase3: { delete: [], write: [], deleteCounters: [] },
+    phase3: { delete: [], write: [], zeroCounters: [] },
     ipcache: { delete: [], write: [] },
     flips: 0,
     result: EMPTY_STATE,
@@ -212,8 +261,12 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
   for (const ifindex of applied.endpoints.keys()) {
     if (!desired.endpoints.has(ifindex)) plan.phase2.deleteEndpoints.push(ifindex);
   }
+  if (desired.endpoints.size > cap.endpoints)
+    throw new MapCapacityError("endpoints", cap.endpoints, desired.endpoints.size);
+  const slots = new SlotAllocator(applied, desiredIds, cap.endpoints);
   for (const [ifindex, d] of desired.endpoints) {
     const a = applied.endpoints.get(ifindex);
+    const slot = slots.slotOf(d.id, plan.phase2.zeroCounters);
     const gens = applied.policy.get(d.id) ?? EMPTY_GENS;
     const same = a !== undefined && a.id === d.id;
     const g: Generation = same ? a.gen : (activeGenOfId.get(d.id) ?? 1);
@@ -229,6 +282,7 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
         policyRev: ((a?.policyRev ?? 0) + 1) >>> 0,
         gen: h,
         flags: d.flags,
+        slot,
       };
       plan.phase2.writeEndpoints.push([ifindex, rec]);
       resultEndpoints.set(ifindex, rec);
@@ -245,8 +299,9 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
         identity: d.identity,
         flags: d.flags,
         policyRev: a.flags !== d.flags ? (a.policyRev + 1) >>> 0 : a.policyRev,
+        slot,
       };
-      if (rec.identity !== a.identity || rec.flags !== a.flags)
+      if (rec.identity !== a.identity || rec.flags !== a.flags || rec.slot !== a.slot)
         plan.phase2.writeEndpoints.push([ifindex, rec]);
       resultEndpoints.set(ifindex, rec);
       // Repair an inactive generation left behind by an interrupted sync; no program reads it.
@@ -264,7 +319,7 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
     removed3 += gens[0].size + gens[1].size;
     plan.barrier = true;
   }
-  for (const [, a] of applied.endpoints) if (!desiredIds.has(a.id)) plan.phase3.deleteCounters.push(a.id);
+  plan.phase3.zeroCounters = slots.released();
 
   for (const cidr of applied.ipcache.keys()) if (!desired.ipcache.has(cidr)) plan.ipcache.delete.push(cidr);
   for (const [cidr, id] of desired.ipcache)
@@ -275,8 +330,6 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
   const peak3 = peak1 - removed3 + added3;
   const policyPeak = Math.max(peak1, peak3);
   if (policyPeak > cap.policy) throw new MapCapacityError("policy", cap.policy, policyPeak);
-  if (desired.endpoints.size > cap.endpoints)
-    throw new MapCapacityError("endpoints", cap.endpoints, desired.endpoints.size);
   if (desired.ipcache.size > cap.ipcache)
     throw new MapCapacityError("ipcache", cap.ipcache, desired.ipcache.size);
 

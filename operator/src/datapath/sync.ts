@@ -3,8 +3,9 @@
 // kernel enforces, instead of rewriting or clearing it).
 import type { EndpointState, MapState, PolicyEntry } from "../policy/mapstate.ts";
 import type { BpfAddon } from "./bpf-addon.ts";
-import type { IpcacheKey, IpcacheValue } from "./codecs.ts";
-import { cidrOfIpcacheKey, ipcacheKeyOf } from "./keys.ts";
+import type { EndpointKey, EndpointValue, Ip4Key, Ip6Key, IpcacheKey, IpcacheValue } from "./codecs.ts";
+import { endpointValueOf, wildcardsMatch } from "./endpoint-value.ts";
+import { cidrOfHost, cidrOfIpcacheKey, hostOfCidr, ipcacheKeyOf } from "./keys.ts";
 import { enums } from "./layout.generated.ts";
 import type { DatapathMaps } from "./maps.ts";
 import { deleteStrays, PolicyWriteScratch, readPolicyMaps, writePolicyChanges } from "./policy-store.ts";
@@ -33,7 +34,8 @@ export interface SyncReport {
 
 function readEndpointsAndIpcache(maps: DatapathMaps): Omit<AppliedState, "policy"> {
   const ipcache = new Map<string, number>();
-  for (const [k, v] of maps.ipHosts.entries()) ipcache.set(cidrOfIpcacheKey(k), v.identity);
+  for (const [k, v] of maps.ipHosts4.entries()) ipcache.set(cidrOfHost(k.addr), v.identity);
+  for (const [k, v] of maps.ipHosts6.entries()) ipcache.set(cidrOfHost(k.addr), v.identity);
   for (const [k, v] of maps.ipcache.entries()) ipcache.set(cidrOfIpcacheKey(k), v.identity);
   const endpoints = new Map<number, EndpointRecord>();
   for (const [k, v] of maps.endpoints.entries()) {
@@ -45,6 +47,7 @@ function readEndpointsAndIpcache(maps: DatapathMaps): Omit<AppliedState, "policy
       policyRev: v.policy_rev,
       gen: v.gen,
       flags: v.flags,
+      slot: v.slot,
     });
   }
   return { ipcache, endpoints };
@@ -55,50 +58,56 @@ export function readApplied(maps: DatapathMaps): AppliedState {
   return { ...readEndpointsAndIpcache(maps), policy: readPolicyMaps(maps).policy };
 }
 
-// As readApplied, and deletes spilled policy records no program can reach (left by an interrupted write).
+// As readApplied, and deletes spilled policy records no program can reach (left by an interrupted write)
+// and rewrites endpoint values whose wildcard groups are not those of their active generation.
 function readAppliedAndTidy(maps: DatapathMaps): AppliedState {
   const { policy, strays } = readPolicyMaps(maps);
   deleteStrays(maps, strays);
-  return { ...readEndpointsAndIpcache(maps), policy };
+  const applied = { ...readEndpointsAndIpcache(maps), policy };
+  const repair: [EndpointKey, EndpointValue][] = [];
+  for (const [k, v] of maps.endpoints.entries()) {
+    const rec = applied.endpoints.get(k.ifindex);
+    if (!rec) continue;
+    const active = [...(policy.get(rec.id)?.[rec.gen].values() ?? [])];
+    if (!wildcardsMatch(v, active)) repair.push([k, endpointValueOf(rec, active)]);
+  }
+  if (repair.length > 0) maps.endpoints.setMany(repair);
+  return applied;
 }
 
-// The ipcache's full-length prefixes live in the host hash, the others in the LPM trie.
-function ipcacheMapOf(maps: DatapathMaps, k: IpcacheKey): DatapathMaps["ipcache"] {
-  return k.prefixlen === IPCACHE_FULL[k.family] ? maps.ipHosts : maps.ipcache;
-}
-
-const IPCACHE_FULL: Record<number, number> = {
-  [enums.sl_family.SL_FAMILY_V4]: ipcacheKeyOf("0.0.0.0/32").prefixlen,
-  [enums.sl_family.SL_FAMILY_V6]: ipcacheKeyOf("::/128").prefixlen,
-};
-
-// Writes and deletes ipcache prefixes, each in the map that holds its kind.
+// Writes and deletes ipcache prefixes: full-length ones in the host hash of their family, the others
+// in the LPM trie.
 export function writeIpcache(
   maps: DatapathMaps,
   del: readonly string[],
   put: readonly (readonly [string, number])[],
 ): void {
-  const hostDel: IpcacheKey[] = [];
+  const host4Del: Ip4Key[] = [];
+  const host6Del: Ip6Key[] = [];
   const netDel: IpcacheKey[] = [];
   for (const cidr of del) {
-    const k = ipcacheKeyOf(cidr);
-    (ipcacheMapOf(maps, k) === maps.ipHosts ? hostDel : netDel).push(k);
+    const h = hostOfCidr(cidr);
+    if (!h) netDel.push(ipcacheKeyOf(cidr));
+    else (h.family === 4 ? host4Del : host6Del).push({ addr: h.addr });
   }
-  const hostPut: [IpcacheKey, IpcacheValue][] = [];
+  const host4Put: [Ip4Key, IpcacheValue][] = [];
+  const host6Put: [Ip6Key, IpcacheValue][] = [];
   const netPut: [IpcacheKey, IpcacheValue][] = [];
   for (const [cidr, identity] of put) {
-    const k = ipcacheKeyOf(cidr);
-    (ipcacheMapOf(maps, k) === maps.ipHosts ? hostPut : netPut).push([k, { identity, flags: 0 }]);
+    const h = hostOfCidr(cidr);
+    const v = { identity, flags: 0 };
+    if (!h) netPut.push([ipcacheKeyOf(cidr), v]);
+    else (h.family === 4 ? host4Put : host6Put).push([{ addr: h.addr }, v]);
   }
-  if (hostDel.length > 0) maps.ipHosts.deleteMany(hostDel);
+  if (host4Del.length > 0) maps.ipHosts4.deleteMany(host4Del);
+  if (host6Del.length > 0) maps.ipHosts6.deleteMany(host6Del);
   if (netDel.length > 0) maps.ipcache.deleteMany(netDel);
-  if (hostPut.length > 0) maps.ipHosts.setMany(hostPut);
+  if (host4Put.length > 0) maps.ipHosts4.setMany(host4Put);
+  if (host6Put.length > 0) maps.ipHosts6.setMany(host6Put);
   if (netPut.length > 0) maps.ipcache.setMany(netPut);
 }
 
 const NO_ENTRIES: EntrySet = new Map();
-const DIRS = [enums.sl_dir.SL_DIR_INGRESS, enums.sl_dir.SL_DIR_EGRESS];
-const VERDICTS = [enums.sl_verdict.SL_VERDICT_ALLOW, enums.sl_verdict.SL_VERDICT_DENY];
 
 export interface MapSyncOptions {
   // Wait for running programs between the flip and rewriting the old generation (default true).
@@ -146,7 +155,7 @@ export class MapSync {
     }
     const m = this.#maps;
     const plan = planSync(this.#applied, desired, {
-      ipcache: Math.min(m.ipcache.maxEntries, m.ipHosts.maxEntries),
+      ipcache: Math.min(m.ipcache.maxEntries, m.ipHosts4.maxEntries, m.ipHosts6.maxEntries),
       endpoints: m.endpoints.maxEntries,
       // Every map of the policy holds at most one record per entry.
       policy: Math.min(m.policySets.maxEntries, m.policyExact.maxEntries, m.policyLpm.maxEntries),
@@ -157,22 +166,22 @@ export class MapSync {
       writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write, this.#scratch);
       if (plan.phase2.deleteEndpoints.length > 0)
         m.endpoints.deleteMany(plan.phase2.deleteEndpoints.map((ifindex) => ({ ifindex })));
+      for (const slot of plan.phase2.zeroCounters) m.counters.zero(slot);
       if (plan.phase2.writeEndpoints.length > 0)
         m.endpoints.setMany(
           plan.phase2.writeEndpoints.map(([ifindex, r]) => [
             { ifindex },
-            { ep_id: r.id, identity: r.identity, policy_rev: r.policyRev, gen: r.gen, flags: r.flags },
+            // The generation the record activates holds the desired entries (after phase 1).
+            endpointValueOf(r, desired.endpoints.get(ifindex)?.entries.values() ?? []),
           ]),
         );
       const phase3 =
-        plan.phase3.delete.length + plan.phase3.write.length + plan.phase3.deleteCounters.length > 0;
+        plan.phase3.delete.length + plan.phase3.write.length + plan.phase3.zeroCounters.length > 0;
       if (plan.barrier && phase3 && this.#barrier) this.#addon.waitForPrograms();
       // Phase 3 touches other (id, generation) pairs than phase 1 (planSync ensures it): what they
       // hold is still what `applied` says.
       writePolicyChanges(m, before, plan.phase3.delete, plan.phase3.write, this.#scratch);
-      for (const epId of plan.phase3.deleteCounters)
-        for (const dir of DIRS)
-          for (const verdict of VERDICTS) m.counters.delete({ ep_id: epId, dir, verdict });
+      for (const slot of plan.phase3.zeroCounters) m.counters.zero(slot);
       writeIpcache(m, plan.ipcache.delete, plan.ipcache.write);
     } catch (e) {
       this.#stale = true;
