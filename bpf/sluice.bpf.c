@@ -94,14 +94,13 @@ __noinline int sl_policy_group(const struct sl_policy_set *s, __u32 ep_id, __u32
 		}
 	}
 	/* Most specific first: the first match is the longest prefix. */
+	__u32 key = (__u32)proto << 16 | pport;
 	__u32 n = s->count;
 	for (__u32 i = 0; i < SL_POLICY_INLINE; i++) {
 		if (i >= n)
 			break;
-		const struct sl_policy_rule *r = &s->rules[i];
-		if ((pport & r->mask) == r->port && (r->proto == proto || r->proto == 0)) {
-			out->verdict = r->verdict;
-			out->rule_id = r->rule_id;
+		if ((key & s->rules[i].mask) == s->rules[i].match) {
+			*out = s->results[i];
 			return 1;
 		}
 	}

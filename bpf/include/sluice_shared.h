@@ -125,14 +125,21 @@ struct sl_policy_set_key {
 	__u8 pad[2];
 };
 
-/* one inline entry: matches when proto is 0 (any protocol) or the packet's, and (port & mask) == port. */
+/*
+ * one inline entry, as a match on the packet's key: a 32-bit word whose bytes are the destination port
+ * as it lies in the packet, the protocol and 0. The entry matches when (key & mask) == match: one AND
+ * and one compare per entry. An entry for any protocol (and so any port) has mask 0.
+ */
 struct sl_policy_rule {
-	__u32 rule_id;
-	__be16 port; /* network order, masked */
-	__be16 mask; /* network order; 0: any port */
-	__u8 proto;
-	__u8 verdict; /* enum sl_verdict */
-	__u8 pad[2];
+	__u32 match; /* bytes: port (network order, masked), protocol, 0 */
+	__u32 mask;  /* bytes: port prefix mask (network order), 0xff (0 for any protocol), 0 */
+};
+
+/* exact and LPM policy value, and an inline entry's: the verdict resolved at compile time (tiers, deny, precedence folded in). */
+struct sl_policy_value {
+	__u8 verdict;   /* enum sl_verdict */
+	__u8 pad[3];
+	__u32 rule_id;  /* opaque id of the deciding rule, for events */
 };
 
 /*
@@ -145,6 +152,7 @@ struct sl_policy_set {
 	__u8 pad[6];
 	__u64 exact_filter;
 	struct sl_policy_rule rules[SL_POLICY_INLINE];
+	struct sl_policy_value results[SL_POLICY_INLINE]; /* of rules[i] */
 };
 
 /* exact policy key (hash, host order but the port): full-port entries of groups too big to inline. */
@@ -173,13 +181,6 @@ struct sl_policy_key {
 	__u8 proto;
 	__u8 port[2];   /* network order */
 	__u8 pad[3];
-};
-
-/* exact and LPM policy value: the verdict resolved at compile time (tiers, deny, precedence folded in). */
-struct sl_policy_value {
-	__u8 verdict;   /* enum sl_verdict */
-	__u8 pad[3];
-	__u32 rule_id;  /* opaque id of the deciding rule, for events */
 };
 
 /* endpoints key: the host-side interface a program runs on. */

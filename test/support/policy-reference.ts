@@ -24,18 +24,21 @@ export function referenceSetRecord(
 ): { key: Uint8Array; value: Uint8Array } {
   const key = C.policySetKey.encode({ ep_id: epId, identity, gen, dir: direction === "ingress" ? 0 : 1 });
   const rules = new Uint8Array(INLINE * C.policyRule.size);
+  const results = new Uint8Array(INLINE * C.policyValue.size);
+  // A rule word's bytes: port (network order), protocol, 0; read as the host's little-endian u32.
+  const word = (port: number, proto: number) =>
+    new DataView(new Uint8Array([port >> 8, port & 0xff, proto, 0]).buffer).getUint32(0, true);
   layout.inline.forEach((e, i) => {
     const mask = portMask(e);
     C.policyRule.encode(
-      {
-        rule_id: e.ruleId,
-        port: e.port & mask,
-        mask,
-        proto: e.protocol,
-        verdict: e.verdict === "allow" ? 1 : 2,
-      },
+      { match: word(e.port & mask, e.protocol), mask: word(mask, e.protocol === 0 ? 0 : 0xff) },
       rules,
       i * C.policyRule.size,
+    );
+    C.policyValue.encode(
+      { verdict: e.verdict === "allow" ? 1 : 2, rule_id: e.ruleId },
+      results,
+      i * C.policyValue.size,
     );
   });
   const flags = (layout.exact.length > 0 ? 1 : 0) | (layout.lpm.length > 0 ? 2 : 0);
@@ -43,6 +46,6 @@ export function referenceSetRecord(
   for (const e of layout.exact) filter |= 1n << BigInt(exactFilterBit(e.protocol, e.port));
   return {
     key,
-    value: C.policySet.encode({ count: layout.inline.length, flags, exact_filter: filter, rules }),
+    value: C.policySet.encode({ count: layout.inline.length, flags, exact_filter: filter, rules, results }),
   };
 }

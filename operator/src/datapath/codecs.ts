@@ -10,12 +10,10 @@ export const endpointKey = new StructCodec("sl_endpoint_key", structs.sl_endpoin
 // any: raw bytes, one sl_policy_set per direction (policy-encoder.ts writes them).
 export const endpointValue = new StructCodec("sl_endpoint_value", structs.sl_endpoint_value);
 export const policySetKey = new StructCodec("sl_policy_set_key", structs.sl_policy_set_key);
-// rules: raw bytes, SL_POLICY_INLINE policyRule records back to back.
+// rules, results: raw bytes, SL_POLICY_INLINE policyRule and policyValue records back to back.
 export const policySet = new StructCodec("sl_policy_set", structs.sl_policy_set);
-export const policyRule = new StructCodec("sl_policy_rule", structs.sl_policy_rule, {
-  port: "be",
-  mask: "be",
-} as const);
+// match, mask: words whose bytes are a port in network order and a protocol (keys.ts: ruleWords).
+export const policyRule = new StructCodec("sl_policy_rule", structs.sl_policy_rule);
 export const policyExactKey = new StructCodec("sl_policy_exact_key", structs.sl_policy_exact_key, {
   port: "be",
 } as const);

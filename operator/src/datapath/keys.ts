@@ -46,6 +46,21 @@ export function cidrOfIpcacheKey(k: IpcacheKey): string {
   return formatPrefix(p);
 }
 
+// The match and mask words of an inline policy entry (struct sl_policy_rule): little-endian u32s whose
+// bytes are the port in network order, the protocol and 0.
+export function ruleWords(e: PolicyEntry): { match: number; mask: number } {
+  const pm = e.protocol === 0 ? 0 : portMask(e.portPrefixLen);
+  const port = e.port & pm;
+  const word = (portBe: number, proto: number) =>
+    ((portBe >>> 8) | ((portBe & 0xff) << 8) | (proto << 16)) >>> 0;
+  return { match: word(port, e.protocol), mask: word(pm, e.protocol === 0 ? 0 : 0xff) };
+}
+
+// An inline rule's word, back to (port, protocol): the inverse of ruleWords' byte order.
+export function ofRuleWord(w: number): { port: number; proto: number } {
+  return { port: ((w & 0xff) << 8) | ((w >>> 8) & 0xff), proto: (w >>> 16) & 0xff };
+}
+
 export function dirCode(d: Direction): number {
   return d === "ingress" ? D.SL_DIR_INGRESS : D.SL_DIR_EGRESS;
 }

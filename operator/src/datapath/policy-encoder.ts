@@ -4,7 +4,7 @@
 // test holds these encoders to (same bytes for random entries).
 import { arrangeGroup, type GroupLayout } from "../policy/lookup.ts";
 import type { Direction, PolicyEntry } from "../policy/mapstate.ts";
-import { dirCode, portMask, verdictCode } from "./keys.ts";
+import { dirCode, portMask, ruleWords, verdictCode } from "./keys.ts";
 import { enums, type StructLayout, structs } from "./layout.generated.ts";
 
 function offsetOf(struct: string, layout: StructLayout, field: string, size: number): number {
@@ -45,13 +45,11 @@ export const INLINE = enums.sl_policy_inline.SL_POLICY_INLINE;
 const S_COUNT = offsetOf("sl_policy_set", SL, "count", 1);
 const S_FLAGS = offsetOf("sl_policy_set", SL, "flags", 1);
 const S_RULES = offsetOf("sl_policy_set", SL, "rules", RL.size * INLINE);
+const S_RESULTS = offsetOf("sl_policy_set", SL, "results", VL.size * INLINE);
 const S_FILTER = offsetOf("sl_policy_set", SL, "exact_filter", 8);
 const R_SIZE = RL.size;
-const R_RULE_ID = offsetOf("sl_policy_rule", RL, "rule_id", 4);
-const R_PORT = offsetOf("sl_policy_rule", RL, "port", 2);
-const R_MASK = offsetOf("sl_policy_rule", RL, "mask", 2);
-const R_PROTO = offsetOf("sl_policy_rule", RL, "proto", 1);
-const R_VERDICT = offsetOf("sl_policy_rule", RL, "verdict", 1);
+const R_MATCH = offsetOf("sl_policy_rule", RL, "match", 4);
+const R_MASK = offsetOf("sl_policy_rule", RL, "mask", 4);
 const X_EP_ID = offsetOf("sl_policy_exact_key", XL, "ep_id", 4);
 const X_IDENTITY = offsetOf("sl_policy_exact_key", XL, "identity", 4);
 const X_GEN = offsetOf("sl_policy_exact_key", XL, "gen", 1);
@@ -248,18 +246,21 @@ function writeSetKeyAt(
   keys[o + SK_DIR] = dirCode(direction);
 }
 
-// Writes e as the inline rule at byte offset at of values.
-function writeRule(dv: DataView, values: Uint8Array, at: number, epId: number, e: PolicyEntry): void {
+// Writes e as inline rule i of the group record at byte offset o of values: its match words and result.
+function writeRule(
+  dv: DataView,
+  values: Uint8Array,
+  o: number,
+  i: number,
+  epId: number,
+  e: PolicyEntry,
+): void {
   checkRule(epId, e);
-  const mask = e.protocol === 0 ? 0 : portMask(e.portPrefixLen);
-  const port = e.port & mask;
-  dv.setUint32(at + R_RULE_ID, e.ruleId, true);
-  values[at + R_PORT] = port >>> 8;
-  values[at + R_PORT + 1] = port & 0xff;
-  values[at + R_MASK] = mask >>> 8;
-  values[at + R_MASK + 1] = mask & 0xff;
-  values[at + R_PROTO] = e.protocol;
-  values[at + R_VERDICT] = verdictCode(e.verdict);
+  const { match, mask } = ruleWords(e);
+  const at = o + S_RULES + i * R_SIZE;
+  dv.setUint32(at + R_MATCH, match, true);
+  dv.setUint32(at + R_MASK, mask, true);
+  writeValue(dv, values, o + S_RESULTS + i * POLICY_VALUE_SIZE, epId, e);
 }
 
 function writeSet(dv: DataView, values: Uint8Array, o: number, g: GroupRecord): void {
@@ -279,7 +280,7 @@ function writeSet(dv: DataView, values: Uint8Array, o: number, g: GroupRecord): 
   }
   dv.setUint32(o + S_FILTER, lo >>> 0, true);
   dv.setUint32(o + S_FILTER + 4, hi >>> 0, true);
-  for (let i = 0; i < inline.length; i++) writeRule(dv, values, o + S_RULES + i * R_SIZE, g.epId, inline[i]);
+  for (let i = 0; i < inline.length; i++) writeRule(dv, values, o, i, g.epId, inline[i]);
 }
 
 // Group keys (and values unless keysOnly).
@@ -341,14 +342,16 @@ export class SetBatchWriter {
   // Writes e as inline rule slot of record r, which then holds count rules (slot < count <= INLINE).
   putRule(r: number, slot: number, count: number, epId: number, e: PolicyEntry): void {
     const o = r * SET_SIZE;
-    writeRule(this.#vv, this.#values, o + S_RULES + slot * R_SIZE, epId, e);
+    writeRule(this.#vv, this.#values, o, slot, epId, e);
     this.#values[o + S_COUNT] = count;
   }
 
   // Moves inline rule slot of record r one slot up (room for a more specific entry before it).
   shiftRule(r: number, slot: number): void {
-    const at = r * SET_SIZE + S_RULES + slot * R_SIZE;
-    this.#values.copyWithin(at + R_SIZE, at, at + R_SIZE);
+    const rule = r * SET_SIZE + S_RULES + slot * R_SIZE;
+    this.#values.copyWithin(rule + R_SIZE, rule, rule + R_SIZE);
+    const result = r * SET_SIZE + S_RESULTS + slot * POLICY_VALUE_SIZE;
+    this.#values.copyWithin(result + POLICY_VALUE_SIZE, result, result + POLICY_VALUE_SIZE);
   }
 
   // Rewrites record r (its key stays) as g says: for a group that outgrew the inline rules.

@@ -7,7 +7,7 @@
 import { arrangeGroup, type GroupLayout } from "../policy/lookup.ts";
 import { type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
 import * as C from "./codecs.ts";
-import { dirOfCode, entryOfPolicy, portMask, verdictOfCode } from "./keys.ts";
+import { dirOfCode, entryOfPolicy, ofRuleWord, portMask, verdictOfCode } from "./keys.ts";
 import { enums } from "./layout.generated.ts";
 import type { DatapathMaps } from "./maps.ts";
 import {
@@ -67,6 +67,7 @@ export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; 
   };
   const flagsOf = new Map<string, number>();
   const ruleSize = C.policyRule.size;
+  const valueSize = C.policyValue.size;
   for (const [k, v] of maps.policySets.entries()) {
     const gen = checkGen(k.ep_id, k.gen);
     const direction = dirOfCode(k.dir);
@@ -75,15 +76,17 @@ export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; 
     flagsOf.set(groupKey(k.ep_id, gen, k.dir, k.identity), v.flags);
     for (let i = 0; i < v.count; i++) {
       const r = C.policyRule.decode(v.rules, i * ruleSize);
-      const any = r.proto === 0;
+      const result = C.policyValue.decode(v.results, i * valueSize);
+      const { port, proto } = ofRuleWord(r.match);
+      const any = proto === 0;
       add(k.ep_id, gen, {
         direction,
         identity: k.identity,
-        protocol: r.proto,
-        port: any ? 0 : r.port,
-        portPrefixLen: any ? 0 : prefixLenOfMask(r.mask, where),
-        verdict: verdictOfCode(r.verdict),
-        ruleId: r.rule_id,
+        protocol: proto,
+        port: any ? 0 : port,
+        portPrefixLen: any ? 0 : prefixLenOfMask(ofRuleWord(r.mask).port, where),
+        verdict: verdictOfCode(result.verdict),
+        ruleId: result.rule_id,
       });
     }
   }
