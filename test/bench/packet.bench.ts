@@ -5,8 +5,10 @@
 // group, the same for a peer whose own entries do not change with the size, allowed by an entry). An allowed new flow creates its conntrack entry, so a repeated run would
 // measure conntrack hits: that path runs once per call, the entry removed in between, next to the
 // denied-by-an-entry path measured the same way (same lookups, no conntrack insert) as its floor.
+// Each size has its own datapath (maps filled once), so that every trial runs every size and scenario
+// back to back: a machine whose speed drifts (a shared VM) then biases no size or path against another.
 // Targets: <= 100 ns/packet at 100k entries and <= 1.2x the 10-entry cost.
-// Run as root: node test/bench/packet.bench.ts [--repeat 1000000] [--trials 5] [--rounds 3]
+// Run as root: node test/bench/packet.bench.ts [--repeat 1000000] [--trials 15]
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -24,15 +26,11 @@ import { machine, markdownTable, median, requireRoot } from "./table.ts";
 const { values: args } = parseArgs({
   options: {
     repeat: { type: "string", default: "1000000" },
-    trials: { type: "string", default: "5" },
-    rounds: { type: "string", default: "3" },
+    trials: { type: "string", default: "15" },
   },
 });
 const REPEAT = Number(args.repeat);
 const TRIALS = Number(args.trials);
-// The sizes are swept this many times, the samples of a size pooled: a machine whose load drifts over
-// the run then biases no size against another.
-const ROUNDS = Number(args.rounds);
 const SIZES = [10, 1000, 100_000];
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -50,13 +48,14 @@ requireRoot("packet.bench");
 
 const pinRoot = `/sys/fs/bpf/sluice-bench-${process.pid}-${randomBytes(4).toString("hex")}`;
 const trivialPin = `${pinRoot}-trivial`;
-let dp: Datapath | undefined;
+const pinOf = (size: number) => `${pinRoot}-${size}`;
+const datapaths = new Map<number, Datapath>();
 let trivial: LoadedObject | undefined;
 
 function cleanup(): void {
-  dp?.close();
+  for (const d of datapaths.values()) d.close();
   trivial?.close();
-  rmSync(pinRoot, { recursive: true, force: true });
+  for (const size of SIZES) rmSync(pinOf(size), { recursive: true, force: true });
   rmSync(trivialPin, { recursive: true, force: true });
 }
 process.on("SIGINT", () => {
@@ -105,51 +104,107 @@ function run(fd: number, s: Scenario, c: Uint8Array, repeat: number): number {
   return r.durationNs;
 }
 
-// Samples per scenario, the scenarios interleaved trial by trial so that load on the machine hits all
-// alike. Repeated scenarios first (their first run creates conntrack state where it would), then the
-// one-run ones, conntrack emptied after each call.
+function dpOf(size: number): Datapath {
+  const d = datapaths.get(size);
+  if (!d) throw new Error(`no datapath of size ${size}`);
+  return d;
+}
+
+function clearConntrack(d: Datapath): void {
+  const keys = d.maps.conntrack4.keys();
+  if (keys.length > 0) d.maps.conntrack4.deleteMany(keys);
+}
+
+// Samples per size and scenario, sizes and scenarios interleaved trial by trial so that load on the
+// machine hits all alike. Repeated scenarios first (their first run creates conntrack state where it
+// would), then the one-run ones, conntrack emptied after each call.
 function measureAll(
-  fdOf: (s: Scenario) => number,
+  fdOf: (size: number, s: Scenario) => number,
   scenarios: readonly Scenario[],
   c: Uint8Array,
-  d: Datapath,
-): number[][] {
+): number[][][] {
   const repeated = scenarios.filter((s) => !s.single);
   const once = scenarios.filter((s) => s.single);
-  const ns = new Map<Scenario, number[]>(scenarios.map((s) => [s, []]));
-  for (const s of repeated) run(fdOf(s), s, c, 1);
-  for (let t = 0; t < TRIALS; t++) for (const s of repeated) ns.get(s)?.push(run(fdOf(s), s, c, REPEAT));
-  const clear = () => {
-    const keys = d.maps.conntrack4.keys();
-    if (keys.length > 0) d.maps.conntrack4.deleteMany(keys);
-  };
-  clear();
-  for (let i = 0; i < TRIALS * SINGLE_RUNS; i++)
-    for (const s of once) {
-      ns.get(s)?.push(run(fdOf(s), s, c, 1));
-      clear();
-    }
-  return scenarios.map((s) => ns.get(s) ?? []);
+  const ns = SIZES.map(() => new Map<Scenario, number[]>(scenarios.map((s) => [s, []])));
+  for (const [i, size] of SIZES.entries()) for (const s of repeated) run(fdOf(size, s), s, c, 1);
+  for (let t = 0; t < TRIALS; t++)
+    for (const [i, size] of SIZES.entries())
+      for (const s of repeated) ns[i].get(s)?.push(run(fdOf(size, s), s, c, REPEAT));
+  for (const d of datapaths.values()) clearConntrack(d);
+  for (let k = 0; k < TRIALS * SINGLE_RUNS; k++)
+    for (const [i, size] of SIZES.entries())
+      for (const s of once) {
+        ns[i].get(s)?.push(run(fdOf(size, s), s, c, 1));
+        clearConntrack(dpOf(size));
+      }
+  return SIZES.map((_, i) => scenarios.map((s) => ns[i].get(s) ?? []));
+}
+
+// One endpoint on ifindex 1 whose generation 0 holds size entries: 10 per identity, the probing peer's
+// identity in the middle of them with its own entries, a second peer with the same 2 entries at every
+// size, and one wildcard entry.
+function loadSize(size: number): Datapath {
+  const d = loadDatapath({ pinRoot: pinOf(size) });
+  datapaths.set(size, d);
+  const m = d.maps;
+  m.config.write({ event_sample_allow: 0, event_sample_deny: 0, events_per_sec: 0, flags: 0 });
+  const ipc: [string, number][] = [];
+  for (let i = 0; i < IPCACHE_ENTRIES; i++) ipc.push([`10.2.${i >> 8}.${i & 255}/32`, ID_BASE + i]);
+  const peerId = ID_BASE + Math.floor(size / 20);
+  ipc.push([`${PEER}/32`, peerId], [`${PEER2}/32`, PEER2_ID]);
+  writeIpcache(m, [], ipc);
+  const fixed: PolicyEntry[] = [
+    {
+      direction: "egress",
+      identity: peerId,
+      protocol: IPPROTO.TCP,
+      port: 5432,
+      portPrefixLen: 16,
+      verdict: "allow",
+      ruleId: 1,
+    },
+    {
+      direction: "ingress",
+      identity: peerId,
+      protocol: IPPROTO.TCP,
+      port: 23,
+      portPrefixLen: 16,
+      verdict: "deny",
+      ruleId: 2,
+    },
+    {
+      direction: "ingress",
+      identity: 0,
+      protocol: IPPROTO.TCP,
+      port: 443,
+      portPrefixLen: 16,
+      verdict: "allow",
+      ruleId: 3,
+    },
+  ];
+  const all = [...entriesOf(size).slice(0, size - fixed.length), ...fixed].map(canonicalEntry);
+  const none = new Map<string, PolicyEntry>();
+  writePolicyChanges(
+    m,
+    () => none,
+    [],
+    all.map((entry) => ({ epId: EP_ID, gen: 0 as const, entry })),
+  );
+  const n = countPolicyEntries(m);
+  if (n !== size) throw new Error(`policy maps hold ${n} entries, wanted ${size}`);
+  m.endpoints.set(
+    { ifindex: 1 },
+    endpointValueOf({ id: EP_ID, identity: 300, policyRev: 1, gen: 0, flags: 3, slot: 0 }, all),
+  );
+  return d;
 }
 
 async function main(): Promise<void> {
   const addon = loadAddon();
-  dp = loadDatapath({ pinRoot });
+  for (const size of SIZES) loadSize(size);
   trivial = addon.loadObject(join(repoRoot(), "bpf/build/sluice_trivial.bpf.o"), { pinRoot: trivialPin });
   const trivialFd = trivial.programs[0].fd;
   const c = ctx();
-  const m = dp.maps;
-
-  m.config.write({ event_sample_allow: 0, event_sample_deny: 0, events_per_sec: 0, flags: 0 });
-  const endpoint = (policyRev: number, active: Iterable<PolicyEntry>) =>
-    m.endpoints.set(
-      { ifindex: 1 },
-      endpointValueOf({ id: EP_ID, identity: 300, policyRev, gen: 0, flags: 3, slot: 0 }, active),
-    );
-  endpoint(1, []);
-  const ipc: [string, number][] = [];
-  for (let i = 0; i < IPCACHE_ENTRIES; i++) ipc.push([`10.2.${i >> 8}.${i & 255}/32`, ID_BASE + i]);
-  writeIpcache(m, [], ipc);
 
   const tcp = (src: string, dst: string, sport: number, dport: number) =>
     packet({ src, dst, l4: { kind: "tcp", sport, dport, flags: 0x10 }, payload: 32 });
@@ -206,78 +261,13 @@ async function main(): Promise<void> {
     },
   ];
 
-  // Samples per scenario and size, over all rounds.
-  const samples = new Map<string, number[][]>(scenarios.map((s) => [s.name, SIZES.map(() => [])]));
-  // What the endpoint's generation 0 holds, for the map writer's group rewrites.
-  const held = new Map<string, PolicyEntry>();
-  let rev = 0;
-  for (let round = 0; round < ROUNDS; round++)
-    for (const [si, size] of SIZES.entries()) {
-      const entries = entriesOf(size);
-      // The probing peer: an identity in the middle of the filled ones, with its own (other) entries.
-      const peerId = ID_BASE + Math.floor(size / 20);
-      writeIpcache(
-        m,
-        [],
-        [
-          [`${PEER}/32`, peerId],
-          [`${PEER2}/32`, PEER2_ID],
-        ],
-      );
-      const fixed: PolicyEntry[] = [
-        {
-          direction: "egress",
-          identity: peerId,
-          protocol: IPPROTO.TCP,
-          port: 5432,
-          portPrefixLen: 16,
-          verdict: "allow",
-          ruleId: 1,
-        },
-        {
-          direction: "ingress",
-          identity: peerId,
-          protocol: IPPROTO.TCP,
-          port: 23,
-          portPrefixLen: 16,
-          verdict: "deny",
-          ruleId: 2,
-        },
-        {
-          direction: "ingress",
-          identity: 0,
-          protocol: IPPROTO.TCP,
-          port: 443,
-          portPrefixLen: 16,
-          verdict: "allow",
-          ruleId: 3,
-        },
-      ];
-      const all = [...entries.slice(0, size - fixed.length), ...fixed].map(canonicalEntry);
-      const gone = [...held.values()].map((entry) => ({ epId: EP_ID, gen: 0 as const, entry }));
-      const none = new Map<string, PolicyEntry>();
-      writePolicyChanges(m, () => held, gone, []);
-      held.clear();
-      writePolicyChanges(
-        m,
-        () => none,
-        [],
-        all.map((entry) => ({ epId: EP_ID, gen: 0 as const, entry })),
-      );
-      for (const e of all) held.set(policyEntryKey(e), e);
-      const n = countPolicyEntries(m);
-      if (n !== size) throw new Error(`policy maps hold ${n} entries, wanted ${size}`);
-      // A fresh endpoint revision: conntrack entries of the previous size are rechecked once, then hit.
-      endpoint(++rev, all);
-      const d = dp;
-      const fdOf = (s: Scenario) =>
-        s.prog === "trivial" ? trivialFd : d.programFor(s.prog === "from" ? "ingress" : "egress");
-      measureAll(fdOf, scenarios, c, d).forEach((ns, i) => {
-        samples.get(scenarios[i].name)?.[si].push(...ns);
-      });
-    }
+  const fdOf = (size: number, s: Scenario) =>
+    s.prog === "trivial"
+      ? trivialFd
+      : dpOf(size).programFor(s.prog === "from" ? "ingress" : "egress");
+  const bySize = measureAll(fdOf, scenarios, c);
   const results = new Map<string, number[]>(
-    [...samples].map(([name, bySize]) => [name, bySize.map((xs) => median(xs))]),
+    scenarios.map((s, j) => [s.name, SIZES.map((_, i) => median(bySize[i][j]))]),
   );
 
   const fmt = (ns: number) => `${ns.toFixed(0)} ns`;
@@ -292,7 +282,7 @@ async function main(): Promise<void> {
     ];
   });
   console.log(
-    `\n### Per-packet cost (BPF_PROG_RUN, repeat ${REPEAT}; ${ROUNDS} sweeps of the sizes, median of ${ROUNDS * TRIALS} runs; one-run rows: of ${ROUNDS * TRIALS * SINGLE_RUNS} calls)\n`,
+    `\n### Per-packet cost (BPF_PROG_RUN, repeat ${REPEAT}; sizes and paths interleaved, median of ${TRIALS} runs; one-run rows: of ${TRIALS * SINGLE_RUNS} calls)\n`,
   );
   console.log(`Machine: ${await machine()}\n`);
   console.log(
