@@ -305,4 +305,28 @@ struct sl_flow_event {
 	__u8 daddr[16];
 };
 
+/*
+ * Layout 3's keys of the state an upgrading agent carries over into this layout: conntrack (sl_ct_v3,
+ * values struct sl_ct_value) and counters (sl_cnt_v3, per-CPU struct sl_counter_value). No program uses
+ * them; operator/src/datapath/migrate.ts reads the old maps through them.
+ */
+struct sl_v3_ct_key {
+	__u32 ep_id;
+	__u8 dir;
+	__u8 proto;
+	__u8 family; /* enum sl_family */
+	__u8 pad;
+	__u16 sport; /* network order */
+	__u16 dport; /* network order */
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct sl_v3_counter_key {
+	__u32 ep_id;
+	__u8 dir;
+	__u8 verdict;
+	__u8 pad[2];
+};
+
 #endif /* SLUICE_SHARED_H */

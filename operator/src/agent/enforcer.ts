@@ -5,6 +5,7 @@
 // agent's incremental compiler).
 import type { ClusterObjects } from "../api/objects.ts";
 import type { Datapath } from "../datapath/programs.ts";
+import { LayoutMigration, type MigrationReport } from "../datapath/migrate.ts";
 import { MapSync, type SyncReport } from "../datapath/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
 import { type CompileError, compile, inputsFromObjects, type MapState } from "../policy/index.ts";
@@ -28,6 +29,8 @@ export interface EnforceResult {
   pending: string[];
   endpoints: number;
   detached: string[];
+  // The first write on a node set up by an agent of an older layout: what was carried over.
+  migrated?: MigrationReport;
 }
 
 export class Enforcer {
@@ -38,12 +41,17 @@ export class Enforcer {
   readonly #attached = new Set<string>();
   // The maps' desired form of endpoints the compiler left untouched is kept between passes.
   readonly #desired = new DesiredStateCache();
+  // Until the first write: the maps of an older layout whose programs still run on the links.
+  #migration: LayoutMigration | undefined;
 
   constructor(dp: Datapath, o: EnforcerOptions) {
     this.#dp = dp;
     this.#o = o;
     // Start from what the kernel enforces now (a restarted agent): the first apply is a delta.
     this.#sync = MapSync.adopt(dp.addon, dp.maps);
+    // Conntrack of the old programs, before they are swapped for these (the rest after the swap).
+    this.#migration = LayoutMigration.open(dp.addon, o.pinRoot);
+    this.#migration?.copyConntrack(dp.maps);
   }
 
   get datapath(): Datapath {
@@ -98,6 +106,25 @@ export class Enforcer {
       pending: sync.pending,
       endpoints: wired.length,
       detached: detached.map((l) => `${l.ifname}-${l.hook}`),
+      migrated: this.#finishMigration(),
     };
+  }
+
+  // After the first write every link runs this layout's programs (or is gone): once no old program
+  // runs any more, the flows they tracked since the first copy and the counters are carried over and the
+  // old maps removed.
+  #finishMigration(): MigrationReport | undefined {
+    const m = this.#migration;
+    if (!m) return undefined;
+    this.#migration = undefined;
+    try {
+      this.#dp.addon.waitForPrograms();
+      m.copyConntrack(this.#dp.maps);
+      const slotOf = new Map([...this.#sync.applied.endpoints.values()].map((r) => [r.id, r.slot]));
+      m.copyCounters(this.#dp.maps, slotOf);
+      return m.finish();
+    } finally {
+      m.close();
+    }
   }
 }

@@ -11,6 +11,7 @@
 // good state.
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { type ClusterObjects, classifyObjects, emptyObjects } from "../api/objects.ts";
+import { describeMigration } from "../datapath/migrate.ts";
 import type { Datapath } from "../datapath/programs.ts";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { describeError } from "../kube/errors.ts";
@@ -342,6 +343,7 @@ export class KubeAgent {
           `queued ${queuedMs.toFixed(1)} ms, compile ${compileMs.toFixed(1)} ms, interfaces ${resolveMs.toFixed(1)} ms, maps ${syncMs.toFixed(1)} ms, ` +
           `pass ${pass.totalMs.toFixed(1)} ms`,
       );
+    if (result.migrated) this.#o.log(describeMigration(result.migrated));
     // The compiled endpoints without an interface: every one was resolved above, and is looked up
     // again after a pause.
     return { requeueAfterMs: new Map(result.pending.map((k) => [endpointKey(k), PENDING_RETRY_MS])) };

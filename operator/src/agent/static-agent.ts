@@ -3,6 +3,7 @@
 import { writeFileSync } from "node:fs";
 import { classifyObjects } from "../api/objects.ts";
 import { openFlowEvents } from "../datapath/events.ts";
+import { describeMigration } from "../datapath/migrate.ts";
 import type { AttachMode } from "../datapath/links.ts";
 import { loadDatapath } from "../datapath/programs.ts";
 import { loadManifests } from "../manifests/load.ts";
@@ -84,6 +85,7 @@ export class StaticAgent {
       `enforcing ${result.endpoints} endpoints (pending ${result.pending.length}): policy +${s.policyWritten}/-${s.policyDeleted}, ` +
         `flips ${s.flips}, ipcache +${s.ipcacheWritten}/-${s.ipcacheDeleted} in ${s.durationMs.toFixed(1)} ms`,
     );
+    if (result.migrated) this.#log(describeMigration(result.migrated));
     return result;
   }
 

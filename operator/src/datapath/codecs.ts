@@ -33,6 +33,12 @@ export const ct6Key = new StructCodec("sl_ct6_key", structs.sl_ct6_key, {
 } as const);
 export const ctValue = new StructCodec("sl_ct_value", structs.sl_ct_value);
 export const counterValue = new StructCodec("sl_counter_value", structs.sl_counter_value);
+// Layout 3's keys, read when migrating (migrate.ts).
+export const v3CtKey = new StructCodec("sl_v3_ct_key", structs.sl_v3_ct_key, {
+  sport: "be",
+  dport: "be",
+} as const);
+export const v3CounterKey = new StructCodec("sl_v3_counter_key", structs.sl_v3_counter_key);
 export const config = new StructCodec("sl_config", structs.sl_config);
 export const flowEvent = new StructCodec("sl_flow_event", structs.sl_flow_event, {
   sport: "be",
@@ -56,4 +62,6 @@ export type Ct6Key = ReturnType<typeof ct6Key.decode>;
 export type CtValue = ReturnType<typeof ctValue.decode>;
 export type CounterValue = ReturnType<typeof counterValue.decode>;
 export type Config = ReturnType<typeof config.decode>;
+export type V3CtKey = ReturnType<typeof v3CtKey.decode>;
+export type V3CounterKey = ReturnType<typeof v3CounterKey.decode>;
 export type FlowEventRecord = ReturnType<typeof flowEvent.decode>;

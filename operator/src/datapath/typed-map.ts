@@ -180,6 +180,15 @@ export class PerCpuMap<K, V> {
     this.addon.mapUpdate(this.fd, this.key.encode(k), buf, flags);
   }
 
+  // Sets each CPU's slot: values[c] for CPU c.
+  setPerCpu(k: K, values: readonly V[], flags: number = UpdateFlags.ANY): void {
+    if (values.length !== this.cpus)
+      throw new Error(`map ${this.name}: ${values.length} per-CPU values for ${this.cpus} CPUs`);
+    const buf = new Uint8Array(this.stride * this.cpus);
+    values.forEach((v, c) => this.value.encode(v, buf, c * this.stride));
+    this.addon.mapUpdate(this.fd, this.key.encode(k), buf, flags);
+  }
+
   delete(k: K): boolean {
     return this.addon.mapDelete(this.fd, this.key.encode(k));
   }

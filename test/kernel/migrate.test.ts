@@ -1,0 +1,212 @@
+// Upgrading from layout 3: a node whose conntrack and counters live in layout 3's pinned maps (loaded
+// from bpf/testdata/layout3_maps.bpf.c, same names, types and sizes) gets them carried into this
+// layout's maps, and the replies of flows tracked before the upgrade keep passing the new program.
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { Enforcer } from "../../operator/src/agent/enforcer.ts";
+import { repoRoot } from "../../operator/src/datapath/bpf-addon.ts";
+import * as C from "../../operator/src/datapath/codecs.ts";
+import { LayoutMigration, olderLayoutPins } from "../../operator/src/datapath/migrate.ts";
+import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
+import { MapSync } from "../../operator/src/datapath/sync.ts";
+import { PerCpuMap, TypedMap } from "../../operator/src/datapath/typed-map.ts";
+import type { MapState } from "../../operator/src/policy/mapstate.ts";
+import { packet } from "../support/packets.ts";
+import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
+import { addon, pinRoot, testInterface } from "./addon-rig.ts";
+
+const layout3Object = join(repoRoot(), "bpf/build/testdata/layout3_maps.bpf.o");
+const TC_ACT_OK = 0;
+const TC_ACT_SHOT = 2;
+const EP_ID = 7;
+const POD4 = "10.0.0.10";
+const PEER4 = "10.1.0.20";
+const POD6 = "fd00::10";
+const PEER6 = "fd00:1::20";
+const PEER_ID = 1000;
+
+// One endpoint on ifindex 1 (BPF_PROG_RUN's device) that may only open TCP 5432 to the peer: a reply
+// from the peer passes only as a reply of a tracked flow.
+const state: MapState = {
+  ipcache: [
+    { cidr: `${PEER4}/32`, identity: PEER_ID },
+    { cidr: `${PEER6}/128`, identity: PEER_ID },
+  ],
+  endpoints: [
+    {
+      key: "ns/pod",
+      id: EP_ID,
+      identity: 500,
+      policy: {
+        defaultDeny: { ingress: true, egress: true },
+        entries: [
+          {
+            direction: "egress",
+            identity: PEER_ID,
+            protocol: 6,
+            port: 5432,
+            portPrefixLen: 16,
+            verdict: "allow",
+            ruleId: 1,
+          },
+        ],
+      },
+    },
+  ],
+};
+
+const skip = privilegeProblem() !== undefined && process.env.CI !== "true";
+
+describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => {
+  let root: ReturnType<typeof pinRoot>;
+  let dp: Datapath;
+  const ctx = new Uint8Array(192);
+  new DataView(ctx.buffer).setUint32(40, 1, true); // __sk_buff.ifindex: loopback
+
+  before(() => {
+    if (privilegeProblem()) return;
+    root = pinRoot();
+    // The node before the upgrade: layout 3's maps pinned under the root.
+    addon().loadObject(layout3Object, { pinRoot: root.path }).close();
+    dp = loadDatapath({ pinRoot: root.path });
+    MapSync.adopt(addon(), dp.maps).apply(state, () => 1);
+  });
+  after(() => {
+    dp?.close();
+    root?.remove();
+  });
+
+  const run = (prog: "from" | "to", frame: Uint8Array) =>
+    addon().progTestRun(dp.programFor(prog === "from" ? "ingress" : "egress"), { data: frame, ctx }).retval;
+  const tcp = (src: string, dst: string, sport: number, dport: number) =>
+    packet({ src, dst, l4: { kind: "tcp", sport, dport, flags: 0x10 } });
+
+  test("conntrack and counters of layout 3 are carried over, then its pins removed", (t) => {
+    if (!requirePrivileged(t)) return;
+    const a = addon();
+    const oldCt = new TypedMap(a, a.objGet(join(root.path, "sl_ct_v3")), "sl_ct_v3", C.v3CtKey, C.ctValue);
+    const oldCnt = new PerCpuMap(
+      a,
+      a.objGet(join(root.path, "sl_cnt_v3")),
+      "sl_cnt_v3",
+      C.v3CounterKey,
+      C.counterValue,
+    );
+    try {
+      assert.deepEqual(olderLayoutPins(root.path).sort(), ["sl_cnt_v3", "sl_ct_v3"]);
+      // Flows the pod opened, tracked by the new program, then moved into the old map as layout 3's
+      // program would have stored them (same orientation, family in the key, addresses in 16 bytes).
+      assert.equal(run("from", tcp(POD4, PEER4, 40000, 5432)), TC_ACT_OK);
+      assert.equal(run("from", tcp(POD6, PEER6, 40000, 5432)), TC_ACT_OK);
+      const wide = (b: Uint8Array) => {
+        const out = new Uint8Array(16);
+        out.set(b);
+        return out;
+      };
+      for (const [k, v] of dp.maps.conntrack4.entries())
+        oldCt.set({ ...k, family: 2, saddr: wide(k.saddr), daddr: wide(k.daddr) }, v);
+      for (const [k, v] of dp.maps.conntrack6.entries()) oldCt.set({ ...k, family: 10 }, v);
+      dp.maps.conntrack4.deleteMany(dp.maps.conntrack4.keys());
+      dp.maps.conntrack6.deleteMany(dp.maps.conntrack6.keys());
+      assert.equal(oldCt.count(), 2);
+      // Without the old entries the replies are dropped: what an upgrade without migration does.
+      assert.equal(run("to", tcp(PEER4, POD4, 5432, 40000)), TC_ACT_SHOT);
+      assert.equal(run("to", tcp(PEER6, POD6, 5432, 40000)), TC_ACT_SHOT);
+
+      const cpus = oldCnt.cpus;
+      oldCnt.setPerCpu(
+        { ep_id: EP_ID, dir: 1, verdict: 1 },
+        Array.from({ length: cpus }, (_, c) => ({ packets: BigInt(10 + c), bytes: BigInt(1000 * (c + 1)) })),
+      );
+      oldCnt.setPerCpu(
+        { ep_id: 99, dir: 0, verdict: 2 },
+        Array.from({ length: cpus }, () => ({ packets: 1n, bytes: 1n })),
+      );
+
+      const m = LayoutMigration.open(a, root.path);
+      assert.ok(m, "older pins found");
+      assert.equal(m.copyConntrack(dp.maps), 2);
+      assert.equal(run("to", tcp(PEER4, POD4, 5432, 40000)), TC_ACT_OK);
+      assert.equal(run("to", tcp(PEER6, POD6, 5432, 40000)), TC_ACT_OK);
+      // A second copy (after the program swap) adds nothing and leaves what the new program wrote.
+      assert.equal(run("from", tcp(POD4, PEER4, 40000, 5432)), TC_ACT_OK);
+      const tracked = dp.maps.conntrack4.entries();
+      assert.equal(m.copyConntrack(dp.maps), 0);
+      assert.deepEqual(dp.maps.conntrack4.entries(), tracked);
+
+      const slot = 3;
+      const before = dp.maps.counters.total(slot, 1, 1);
+      assert.equal(m.copyCounters(dp.maps, new Map([[EP_ID, slot]])), 1, "endpoint 99 has no slot: dropped");
+      const got = dp.maps.counters.total(slot, 1, 1);
+      const sum = (f: (c: number) => number) =>
+        BigInt(Array.from({ length: cpus }, (_, c) => f(c)).reduce((x, y) => x + y, 0));
+      assert.deepEqual(got, {
+        packets: before.packets + sum((c) => 10 + c),
+        bytes: before.bytes + sum((c) => 1000 * (c + 1)),
+      });
+
+      const report = m.finish();
+      assert.deepEqual(report.removedPins.sort(), ["sl_cnt_v3", "sl_ct_v3"]);
+      assert.deepEqual([report.conntrack, report.counters], [2, 1]);
+      assert.ok(!existsSync(join(root.path, "sl_ct_v3")) && !existsSync(join(root.path, "sl_cnt_v3")));
+      assert.equal(LayoutMigration.open(a, root.path), undefined, "nothing left to migrate");
+      // The maps of this layout are untouched by the removal.
+      assert.equal(run("to", tcp(PEER4, POD4, 5432, 40000)), TC_ACT_OK);
+    } finally {
+      a.closeFd(oldCt.fd);
+      a.closeFd(oldCnt.fd);
+    }
+  });
+
+  test("the enforcer carries layout 3's state over on its first write, after swapping the programs", (t) => {
+    if (!requirePrivileged(t)) return;
+    const a = addon();
+    const upgraded = pinRoot();
+    const dev = testInterface();
+    let d: Datapath | undefined;
+    try {
+      addon().loadObject(layout3Object, { pinRoot: upgraded.path }).close();
+      const oldCt = new TypedMap(
+        a,
+        a.objGet(join(upgraded.path, "sl_ct_v3")),
+        "sl_ct_v3",
+        C.v3CtKey,
+        C.ctValue,
+      );
+      const flow = (sport: number) => ({
+        ep_id: EP_ID,
+        dir: 1,
+        proto: 6,
+        family: 2,
+        sport,
+        dport: 5432,
+        saddr: new Uint8Array([10, 0, 0, 10, ...new Array(12).fill(0)]),
+        daddr: new Uint8Array([10, 1, 0, 20, ...new Array(12).fill(0)]),
+      });
+      const value = { last_seen_ns: 1n, policy_rev: 1, packets: 1, init_dir: 1 };
+      oldCt.set(flow(40001), value);
+      oldCt.set(flow(40002), value);
+      a.closeFd(oldCt.fd);
+
+      d = loadDatapath({ pinRoot: upgraded.path });
+      const ifindex = Number(readFileSync(`/sys/class/net/${dev.name}/ifindex`, "utf8"));
+      const resolver = { resolve: async () => ({ ifname: dev.name, ifindex }) };
+      const enforcer = new Enforcer(d, { node: "n", pinRoot: upgraded.path, resolver });
+      // Copied before any program is swapped, so the replies of these flows never miss.
+      assert.equal(d.maps.conntrack4.count(), 2);
+      const first = enforcer.write(state, new Map([["ns/pod", { ifname: dev.name, ifindex }]]));
+      assert.equal(first.endpoints, 1);
+      assert.deepEqual(first.migrated?.removedPins.sort(), ["sl_cnt_v3", "sl_ct_v3"]);
+      assert.equal(first.migrated?.conntrack, 2);
+      assert.deepEqual(olderLayoutPins(upgraded.path), []);
+      const again = enforcer.write(state, new Map([["ns/pod", { ifname: dev.name, ifindex }]]));
+      assert.equal(again.migrated, undefined, "only the first write migrates");
+    } finally {
+      d?.close();
+      dev.remove();
+      upgraded.remove();
+    }
+  });
+});
