@@ -29,8 +29,10 @@ export interface EnforceResult {
   pending: string[];
   endpoints: number;
   detached: string[];
-  // The first write on a node set up by an agent of an older layout: what was carried over.
+  // The first write on a node set up by an agent of an older layout: what was carried over, or why
+  // nothing was.
   migrated?: MigrationReport;
+  migrationError?: string;
 }
 
 export class Enforcer {
@@ -43,15 +45,23 @@ export class Enforcer {
   readonly #desired = new DesiredStateCache();
   // Until the first write: the maps of an older layout whose programs still run on the links.
   #migration: LayoutMigration | undefined;
+  #migrationError: string | undefined;
 
   constructor(dp: Datapath, o: EnforcerOptions) {
     this.#dp = dp;
     this.#o = o;
     // Start from what the kernel enforces now (a restarted agent): the first apply is a delta.
     this.#sync = MapSync.adopt(dp.addon, dp.maps);
-    // Conntrack of the old programs, before they are swapped for these (the rest after the swap).
-    this.#migration = LayoutMigration.open(dp.addon, o.pinRoot);
-    this.#migration?.copyConntrack(dp.maps);
+    // Conntrack of the old programs, before they are swapped for these (the rest after the swap). A
+    // node whose old state cannot be read is still enforced: only the carried-over state is lost.
+    try {
+      this.#migration = LayoutMigration.open(dp.addon, o.pinRoot);
+      this.#migration?.copyConntrack(dp.maps);
+    } catch (e) {
+      this.#migration?.close();
+      this.#migration = undefined;
+      this.#migrationError = `layout migration: ${e instanceof Error ? e.message : String(e)}`;
+    }
   }
 
   get datapath(): Datapath {
@@ -106,23 +116,27 @@ export class Enforcer {
       pending: sync.pending,
       endpoints: wired.length,
       detached: detached.map((l) => `${l.ifname}-${l.hook}`),
-      migrated: this.#finishMigration(),
+      ...this.#finishMigration(),
     };
   }
 
   // After the first write every link runs this layout's programs (or is gone): once no old program
   // runs any more, the flows they tracked since the first copy and the counters are carried over and the
   // old maps removed.
-  #finishMigration(): MigrationReport | undefined {
+  #finishMigration(): { migrated?: MigrationReport; migrationError?: string } {
+    const error = this.#migrationError;
+    this.#migrationError = undefined;
     const m = this.#migration;
-    if (!m) return undefined;
+    if (!m) return error ? { migrationError: error } : {};
     this.#migration = undefined;
     try {
       this.#dp.addon.waitForPrograms();
       m.copyConntrack(this.#dp.maps);
       const slotOf = new Map([...this.#sync.applied.endpoints.values()].map((r) => [r.id, r.slot]));
       m.copyCounters(this.#dp.maps, slotOf);
-      return m.finish();
+      return { migrated: m.finish() };
+    } catch (e) {
+      return { migrationError: `layout migration: ${e instanceof Error ? e.message : String(e)}` };
     } finally {
       m.close();
     }

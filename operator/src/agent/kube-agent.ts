@@ -344,6 +344,7 @@ export class KubeAgent {
           `pass ${pass.totalMs.toFixed(1)} ms`,
       );
     if (result.migrated) this.#o.log(describeMigration(result.migrated));
+    if (result.migrationError) this.#o.log(result.migrationError);
     // The compiled endpoints without an interface: every one was resolved above, and is looked up
     // again after a pause.
     return { requeueAfterMs: new Map(result.pending.map((k) => [endpointKey(k), PENDING_RETRY_MS])) };

@@ -86,6 +86,7 @@ export class StaticAgent {
         `flips ${s.flips}, ipcache +${s.ipcacheWritten}/-${s.ipcacheDeleted} in ${s.durationMs.toFixed(1)} ms`,
     );
     if (result.migrated) this.#log(describeMigration(result.migrated));
+    if (result.migrationError) this.#log(result.migrationError);
     return result;
   }
 
