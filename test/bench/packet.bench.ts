@@ -19,7 +19,7 @@ import { canonicalEntry } from "../../operator/src/datapath/keys.ts";
 import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 import { writeIpcache } from "../../operator/src/datapath/sync.ts";
-import { type PolicyEntry, policyEntryKey } from "../../operator/src/policy/mapstate.ts";
+import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 import { IPPROTO, packet } from "../support/packets.ts";
 import { machine, markdownTable, median, requireRoot } from "./table.ts";
 
@@ -126,7 +126,7 @@ function measureAll(
   const repeated = scenarios.filter((s) => !s.single);
   const once = scenarios.filter((s) => s.single);
   const ns = SIZES.map(() => new Map<Scenario, number[]>(scenarios.map((s) => [s, []])));
-  for (const [i, size] of SIZES.entries()) for (const s of repeated) run(fdOf(size, s), s, c, 1);
+  for (const size of SIZES) for (const s of repeated) run(fdOf(size, s), s, c, 1);
   for (let t = 0; t < TRIALS; t++)
     for (const [i, size] of SIZES.entries())
       for (const s of repeated) ns[i].get(s)?.push(run(fdOf(size, s), s, c, REPEAT));
@@ -262,9 +262,7 @@ async function main(): Promise<void> {
   ];
 
   const fdOf = (size: number, s: Scenario) =>
-    s.prog === "trivial"
-      ? trivialFd
-      : dpOf(size).programFor(s.prog === "from" ? "ingress" : "egress");
+    s.prog === "trivial" ? trivialFd : dpOf(size).programFor(s.prog === "from" ? "ingress" : "egress");
   const bySize = measureAll(fdOf, scenarios, c);
   const results = new Map<string, number[]>(
     scenarios.map((s, j) => [s.name, SIZES.map((_, i) => median(bySize[i][j]))]),

@@ -185,7 +185,7 @@ export class PerCpuMap<K, V> {
     if (values.length !== this.cpus)
       throw new Error(`map ${this.name}: ${values.length} per-CPU values for ${this.cpus} CPUs`);
     const buf = new Uint8Array(this.stride * this.cpus);
-    values.forEach((v, c) => this.value.encode(v, buf, c * this.stride));
+    for (const [c, v] of values.entries()) this.value.encode(v, buf, c * this.stride);
     this.addon.mapUpdate(this.fd, this.key.encode(k), buf, flags);
   }
 
