@@ -276,6 +276,37 @@ test("bulk writes with a reused scratch: the bytes of a fresh one, the records o
   assert.ok(grouped > 1000, "many groups written");
 });
 
+test("bulk writes with a reused scratch: runs of hundreds of groups, bigger and smaller than the last", () => {
+  const scratch = new PolicyWriteScratch();
+  const none = new Map<string, PolicyEntry>();
+  for (const [groups, port] of [
+    [600, 80],
+    [300, 443],
+    [900, 8080],
+    [5, 53],
+  ]) {
+    const entries: PolicyEntry[] = [];
+    for (let g = 0; g < groups; g++)
+      for (let k = 0; k < 1 + ((g + port) % 3); k++)
+        entries.push(
+          canonicalEntry({
+            direction: "ingress",
+            identity: 1000 + g,
+            protocol: 6,
+            port: port + k,
+            portPrefixLen: 16 - k,
+            verdict: "allow",
+            ruleId: g,
+          }),
+        );
+    const writes = plannerWrites([[1, 0, entries]]);
+    const fresh = policyRecordBatches(() => none, [], writes);
+    const reused = policyRecordBatches(() => none, [], writes, { scratch });
+    assert.equal(reused.setPut.count, groups);
+    for (const k of BATCHES) assert.deepEqual(reused[k], fresh[k], `${groups} groups: ${k}`);
+  }
+});
+
 test("bulk writes: thousands of groups in one run, in random order, grow the hash", () => {
   const entries: PolicyEntry[] = [];
   for (let id = 0; id < 3000; id++)

@@ -46,14 +46,10 @@ export function cidrOfIpcacheKey(k: IpcacheKey): string {
   return formatPrefix(p);
 }
 
-// The match and mask words of an inline policy entry (struct sl_policy_rule): little-endian u32s whose
-// bytes are the port in network order, the protocol and 0.
-export function ruleWords(e: PolicyEntry): { match: number; mask: number } {
-  const pm = e.protocol === 0 ? 0 : portMask(e.portPrefixLen);
-  const port = e.port & pm;
-  const word = (portBe: number, proto: number) =>
-    ((portBe >>> 8) | ((portBe & 0xff) << 8) | (proto << 16)) >>> 0;
-  return { match: word(port, e.protocol), mask: word(pm, e.protocol === 0 ? 0 : 0xff) };
+// A word of an inline policy entry (struct sl_policy_rule's match or mask): a little-endian u32 whose
+// bytes are a port in network order, a protocol byte and 0.
+export function ruleWord(port: number, proto: number): number {
+  return ((port >>> 8) | ((port & 0xff) << 8) | (proto << 16)) >>> 0;
 }
 
 // An inline rule's word, back to (port, protocol): the inverse of ruleWords' byte order.

@@ -4,7 +4,7 @@
 // test holds these encoders to (same bytes for random entries).
 import { arrangeGroup, type GroupLayout } from "../policy/lookup.ts";
 import type { Direction, PolicyEntry } from "../policy/mapstate.ts";
-import { dirCode, portMask, ruleWords, verdictCode } from "./keys.ts";
+import { dirCode, portMask, ruleWord, verdictCode } from "./keys.ts";
 import { enums, type StructLayout, structs } from "./layout.generated.ts";
 
 function offsetOf(struct: string, layout: StructLayout, field: string, size: number): number {
@@ -256,11 +256,15 @@ function writeRule(
   e: PolicyEntry,
 ): void {
   checkRule(epId, e);
-  const { match, mask } = ruleWords(e);
+  const any = e.protocol === 0;
+  const pm = any ? 0 : portMask(e.portPrefixLen);
   const at = o + S_RULES + i * R_SIZE;
-  dv.setUint32(at + R_MATCH, match, true);
-  dv.setUint32(at + R_MASK, mask, true);
-  writeValue(dv, values, o + S_RESULTS + i * POLICY_VALUE_SIZE, epId, e);
+  dv.setUint32(at + R_MATCH, ruleWord(e.port & pm, e.protocol), true);
+  dv.setUint32(at + R_MASK, ruleWord(pm, any ? 0 : 0xff), true);
+  // checkRule checked the rule id.
+  const r = o + S_RESULTS + i * POLICY_VALUE_SIZE;
+  values[r + V_VERDICT] = verdictCode(e.verdict);
+  dv.setUint32(r + V_RULE_ID, e.ruleId, true);
 }
 
 function writeSet(dv: DataView, values: Uint8Array, o: number, g: GroupRecord): void {
@@ -298,6 +302,9 @@ export function encodeSetBatch(groups: readonly GroupRecord[], keysOnly = false)
   return { keys, values, count: n };
 }
 
+// Records zeroed at a time when reused (about 70 KB of group records: within the L2 cache).
+const ZERO_CHUNK = 256;
+
 // Group records written into buffers that grow by doubling, for the map writer's bulk path: a group's
 // record opens at its first entry and takes each entry inline as it comes, so no per-group object is
 // made. reset() makes a writer reusable (the map writer keeps one across syncs), so a sync touches no
@@ -308,8 +315,9 @@ export class SetBatchWriter {
   #kv: DataView;
   #vv: DataView;
   #count = 0;
-  // Records written since the buffers were last zeroed (reset() zeroes only those).
+  // Records below this index may hold bytes of an earlier run; those from #count up to #clean are zero.
   #dirty = 0;
+  #clean = 0;
 
   // expected: a guess of the record count (growing past it costs a copy).
   constructor(expected: number) {
@@ -319,14 +327,12 @@ export class SetBatchWriter {
     this.#vv = view(this.#values);
   }
 
-  // Forgets the records written (pads and unused inline slots are written as zeroes, as in fresh buffers).
+  // Forgets the records written. Their bytes are zeroed again as records are reopened, a chunk ahead:
+  // pads and unused inline slots must read as zeroes, as in fresh buffers, and zeroing just before
+  // writing touches each cache line once instead of twice.
   reset(): void {
-    if (this.#dirty > 0) {
-      this.#keys.fill(0, 0, this.#dirty * SET_KEY_SIZE);
-      this.#values.fill(0, 0, this.#dirty * SET_SIZE);
-    }
     this.#count = 0;
-    this.#dirty = 0;
+    this.#clean = 0;
   }
 
   // Opens the record of a group (epId, gen, direction, identity) whose entries are then put inline one by
@@ -334,8 +340,17 @@ export class SetBatchWriter {
   // for arrangeGroup's layout, without a layout object.
   open(epId: number, gen: number, direction: Direction, identity: number): number {
     if (this.#count * SET_KEY_SIZE === this.#keys.length) this.#grow();
-    writeSetKeyAt(this.#kv, this.#keys, this.#count * SET_KEY_SIZE, epId, gen, direction, identity);
-    this.#dirty = this.#count + 1;
+    const r = this.#count;
+    if (r >= this.#clean) {
+      const end = Math.min(this.#dirty, r + ZERO_CHUNK);
+      if (end > r) {
+        this.#keys.fill(0, r * SET_KEY_SIZE, end * SET_KEY_SIZE);
+        this.#values.fill(0, r * SET_SIZE, end * SET_SIZE);
+        this.#clean = end;
+      } else this.#clean = this.#keys.length / SET_KEY_SIZE;
+    }
+    writeSetKeyAt(this.#kv, this.#keys, r * SET_KEY_SIZE, epId, gen, direction, identity);
+    if (this.#dirty <= r) this.#dirty = r + 1;
     return this.#count++;
   }
 
