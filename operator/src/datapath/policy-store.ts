@@ -135,11 +135,7 @@ export function countPolicyEntries(maps: DatapathMaps): number {
 }
 
 // Entry-level change of one endpoint generation, as the planner emits it.
-export interface EntryChange {
-  epId: number;
-  gen: Gen;
-  entry: PolicyEntry;
-}
+export type EntryChange = PolicyEntryRef & { gen: Gen };
 
 interface TouchedGroup {
   epId: number;

@@ -14,6 +14,7 @@ import { type EndpointState, type MapState, type PolicyEntry, policyEntryKey } f
 import { canonicalCidr } from "./cidr.ts";
 import { enums } from "./layout.generated.ts";
 import { canonicalEntry } from "./keys.ts";
+import type { EntryChange } from "./policy-store.ts";
 import { MapCapacityError } from "./typed-map.ts";
 
 export type Generation = 0 | 1;
@@ -52,19 +53,13 @@ export interface DesiredState {
   endpoints: ReadonlyMap<number, DesiredEndpoint>;
 }
 
-export interface PolicyWrite {
-  epId: number;
-  gen: Generation;
-  entry: PolicyEntry;
-}
-
 export interface SyncPlan {
-  phase1: { delete: PolicyWrite[]; write: PolicyWrite[] };
+  phase1: { delete: EntryChange[]; write: EntryChange[] };
   phase2: { zeroCounters: number[]; deleteEndpoints: number[]; writeEndpoints: [number, EndpointRecord][] };
   // Whether phase 3 touches generations a program may have just read (then the barrier is needed).
   barrier: boolean;
   // zeroCounters: counter slots no endpoint holds any more.
-  phase3: { delete: PolicyWrite[]; write: PolicyWrite[]; zeroCounters: number[] };
+  phase3: { delete: EntryChange[]; write: EntryChange[]; zeroCounters: number[] };
   ipcache: { delete: string[]; write: [string, number][] };
   flips: number;
   result: AppliedState;
@@ -167,8 +162,8 @@ function diffInto(
   gen: Generation,
   have: EntrySet,
   want: EntrySet,
-  del: PolicyWrite[],
-  put: PolicyWrite[],
+  del: EntryChange[],
+  put: EntryChange[],
 ): number {
   let added = 0;
   for (const [k, e] of have) if (!want.has(k)) del.push({ epId, gen, entry: e });
