@@ -205,28 +205,21 @@ static __always_inline void sl_ct_key(union sl_ct_key *k, __u8 family, __u32 ep_
 	} else if (order == 0) {
 		dir = SL_DIR_INGRESS;
 	}
+	/* The fields before the addresses lie alike in both keys (asserted in sluice_shared.h). */
+	struct sl_ct4_key *head = &k->v4;
+	head->ep_id = ep_id;
+	head->dir = dir;
+	head->proto = t->proto;
+	head->sport = sport;
+	head->dport = dport;
+	head->pad[0] = 0;
+	head->pad[1] = 0;
 	if (family == SL_FAMILY_V4) {
-		struct sl_ct4_key *k4 = &k->v4;
-		k4->ep_id = ep_id;
-		k4->dir = dir;
-		k4->proto = t->proto;
-		k4->sport = sport;
-		k4->dport = dport;
-		k4->pad[0] = 0;
-		k4->pad[1] = 0;
-		__builtin_memcpy(k4->saddr, sa, 4);
-		__builtin_memcpy(k4->daddr, da, 4);
+		__builtin_memcpy(k->v4.saddr, sa, 4);
+		__builtin_memcpy(k->v4.daddr, da, 4);
 	} else {
-		struct sl_ct6_key *k6 = &k->v6;
-		k6->ep_id = ep_id;
-		k6->dir = dir;
-		k6->proto = t->proto;
-		k6->sport = sport;
-		k6->dport = dport;
-		k6->pad[0] = 0;
-		k6->pad[1] = 0;
-		__builtin_memcpy(k6->saddr, sa, 16);
-		__builtin_memcpy(k6->daddr, da, 16);
+		__builtin_memcpy(k->v6.saddr, sa, 16);
+		__builtin_memcpy(k->v6.daddr, da, 16);
 	}
 }
 

@@ -222,7 +222,7 @@ struct sl_ct4_key {
 	__u8 daddr[4];
 };
 
-/* The IPv6 conntrack key: as struct sl_ct4_key. */
+/* The IPv6 conntrack key: as struct sl_ct4_key, the same fields at the same offsets before the addresses. */
 struct sl_ct6_key {
 	__u32 ep_id;
 	__u8 dir;
@@ -233,6 +233,9 @@ struct sl_ct6_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
+_Static_assert(__builtin_offsetof(struct sl_ct4_key, saddr) == __builtin_offsetof(struct sl_ct6_key, saddr) &&
+		       __builtin_offsetof(struct sl_ct4_key, dport) == __builtin_offsetof(struct sl_ct6_key, dport),
+	       "conntrack keys share their fields before the addresses");
 
 /* conntrack value: who started the flow, when it was last seen, under which policy revision it was allowed. */
 struct sl_ct_value {
