@@ -2,7 +2,8 @@
 // from bpf/testdata/layout3_maps.bpf.c, same names, types and sizes) gets them carried into this
 // layout's maps, and the replies of flows tracked before the upgrade keep passing the new program.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Enforcer } from "../../operator/src/agent/enforcer.ts";
@@ -207,6 +208,26 @@ describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => 
       d?.close();
       dev.remove();
       upgraded.remove();
+    }
+  });
+
+  test("`datapath replace` refuses a node still on an older layout, and leaves nothing of its own", (t) => {
+    if (!requirePrivileged(t)) return;
+    const old = pinRoot();
+    try {
+      addon().loadObject(layout3Object, { pinRoot: old.path }).close();
+      const r = spawnSync(join(repoRoot(), "bin/sluice"), ["datapath", "replace", "--bpffs-root", old.path], {
+        encoding: "utf8",
+      });
+      assert.notEqual(r.status, 0, r.stdout);
+      assert.match(r.stderr, /older map layout \(sl_cnt_v3, sl_ct_v3\).*let every packet through/);
+      assert.deepEqual(
+        readdirSync(old.path).sort(),
+        ["sl_cnt_v3", "sl_ct_v3"],
+        "the new maps it created are gone",
+      );
+    } finally {
+      old.remove();
     }
   });
 });

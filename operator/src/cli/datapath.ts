@@ -1,12 +1,14 @@
 // `sluice datapath replace|show|remove --bpffs-root <dir>`: live replacement, inspection and removal of
 // a node's pinned datapath.
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { detachAll, pinnedLinks, replaceAll } from "../agent/attachments.ts";
 import { loadAddon } from "../datapath/bpf-addon.ts";
 import { dirOfCode, verdictOfCode } from "../datapath/keys.ts";
 import { enums } from "../datapath/layout.generated.ts";
 import { openPinnedMaps } from "../datapath/maps.ts";
+import { olderLayoutPins } from "../datapath/migrate.ts";
 import { loadDatapath } from "../datapath/programs.ts";
 import { readApplied, viewApplied } from "../datapath/sync.ts";
 
@@ -18,9 +20,22 @@ const usage =
 // Loads the object twice (two program instances sharing the pinned maps) and swaps every endpoint's
 // program between them `times` times: each swap is one bpf_link_update, as an agent upgrade does.
 function replace(root: string, times: number, objectPath: string | undefined): number {
+  const older = olderLayoutPins(root);
+  const before = new Set(readdirSync(root));
   const a = loadDatapath({ pinRoot: root, objectPath });
   const b = loadDatapath({ pinRoot: root, objectPath });
   try {
+    // The links run programs of an older layout, whose state is in maps this object does not read: its
+    // own maps (just created, empty) know no endpoint, and a program that knows none lets every packet
+    // through. The agent of this version migrates such a node; this command must not swap.
+    if (older.length > 0 && a.maps.endpoints.count() === 0) {
+      for (const name of readdirSync(root)) if (!before.has(name)) rmSync(join(root, name), { force: true });
+      throw new Error(
+        `--bpffs-root ${root}: the datapath pinned there is of an older map layout (${older.join(", ")}); ` +
+          "these programs would find no endpoint and let every packet through. Restart the node's agent " +
+          "with this version instead: it writes the new maps, swaps the programs and carries the state over",
+      );
+    }
     const t0 = performance.now();
     let replacements = 0;
     for (let i = 0; i < times; i++) replacements += replaceAll(i % 2 === 0 ? a : b, root);
