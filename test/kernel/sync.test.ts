@@ -1,7 +1,9 @@
 // The map writer against the real datapath maps (bpf/build/sluice.bpf.o), pinned under a unique root.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { BpfAddon } from "../../operator/src/datapath/bpf-addon.ts";
+import { type BpfAddon, repoRoot } from "../../operator/src/datapath/bpf-addon.ts";
 import { wildcardsMatch } from "../../operator/src/datapath/endpoint-value.ts";
 import { counterIndex } from "../../operator/src/datapath/maps.ts";
 import { encodeExactBatch, encodeLpmBatch, INLINE } from "../../operator/src/datapath/policy-encoder.ts";
@@ -301,6 +303,37 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.deepEqual(dp.maps.counters.total(slot2, 0, 1), { packets: 0n, bytes: 0n });
     const slot3 = endpointValue(dp, 3)?.slot;
     assert.ok(slot3 !== undefined && slot3 !== slot2, "a slot freed by this sync is not handed out by it");
+  });
+
+  test("`sluice datapath show -o json`: endpoints and their counters, read from the pins", (t) => {
+    if (!requirePrivileged(t)) return;
+    const sync = MapSync.adopt(a, dp.maps);
+    sync.apply(A, ifindexOf);
+    const slot1 = endpointValue(dp, 1)?.slot;
+    assert.ok(slot1 !== undefined);
+    dp.maps.counters.zero(slot1);
+    dp.maps.counters.set(counterIndex(slot1, 1, 2), { packets: 3n, bytes: 300n });
+    const out = execFileSync(
+      join(repoRoot(), "bin/sluice"),
+      ["datapath", "show", "--bpffs-root", root.path, "-o", "json"],
+      {
+        encoding: "utf8",
+      },
+    );
+    const shown = JSON.parse(out) as {
+      endpoints: { id: number; ifindex: number }[];
+      counters: { epId: number; dir: string; verdict: string; packets: number; bytes: number }[];
+    };
+    assert.deepEqual(
+      shown.endpoints.map((e) => [e.id, e.ifindex]),
+      A.endpoints.map((e) => [e.id, ifindexOf(e)]),
+    );
+    // PerCpuMap.set writes the value on every CPU: the total is that times the CPU count.
+    const cpus = dp.maps.counters.cpus;
+    assert.deepEqual(
+      shown.counters.filter((c) => c.epId === 1),
+      [{ epId: 1, dir: "egress", verdict: "deny", packets: 3 * cpus, bytes: 300 * cpus }],
+    );
   });
 
   test("removing every endpoint clears the policy and endpoint maps", (t) => {
