@@ -40,6 +40,8 @@ export interface LabOptions {
   agentArgs?: string[];
   // Appends each agent's stderr to <agentLogDir>/agent-<node>.log (a long-lived lab keeps its logs).
   agentLogDir?: string;
+  // The `sluice` entry point agents run (see Lab.agentMain).
+  agentMain?: string;
 }
 
 export interface ProbeOptions {
@@ -84,6 +86,8 @@ export class Lab {
   private readonly log: (line: string) => void;
   private readonly agentArgs: readonly string[];
   private readonly agentLogDir: string | undefined;
+  // The `sluice` entry point the next agents run: an upgrade test starts an older build's first.
+  agentMain: string;
   private readonly servers = new Map<string, Child>();
   private readonly bridges: Child[] = [];
   private hostBridge: Server | undefined;
@@ -101,6 +105,7 @@ export class Lab {
     this.log = opts.log ?? (() => {});
     this.agentArgs = opts.agentArgs ?? [];
     this.agentLogDir = opts.agentLogDir;
+    this.agentMain = opts.agentMain ?? SLUICE_MAIN;
     this.serverPorts = new Map(
       topology.pods.map((p) => {
         const ports = [...p.ports];
@@ -203,7 +208,7 @@ export class Lab {
     const root = this.nodeBpffsRoot(node);
     mkdirSync(root, { recursive: true });
     const readyFile = join(this.workDir, `ready-${plan.fabricPeerIf}-${Date.now()}.json`);
-    const args = [NODE, ...NODE_FLAGS, SLUICE_MAIN, "agent", ...modeArgs];
+    const args = [NODE, ...NODE_FLAGS, this.agentMain, "agent", ...modeArgs];
     args.push("--node", node, "--bpffs-root", root, "--ready-file", readyFile, ...this.agentArgs);
     const child = spawnIn(plan.netns, `agent ${node}`, args);
     child.proc.stdout?.resume();
