@@ -2,14 +2,22 @@
 // last commit with layout 3 (built from git history into a temporary directory), then each node's
 // agent is replaced by this tree's while UDP streams and a TCP stream cross the enforced path. The new
 // agent writes layout 4's maps, swaps the programs and carries conntrack over from layout 3's maps:
-// nothing allowed is lost, nothing denied leaks, the TCP stream survives, and no layout 3 pin is left.
+// nothing allowed is lost, nothing denied leaks, the TCP stream survives, a flow whose packets to an
+// ingress-isolated pod pass only as replies keeps passing, and no layout 3 pin is left.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { SLUICE_MAIN } from "../../operator/src/lab/children.ts";
+import {
+  collect,
+  firstLine,
+  NODE,
+  NODE_FLAGS,
+  SLUICE_MAIN,
+  spawnIn,
+} from "../../operator/src/lab/children.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { runLiveTraffic } from "../../operator/src/lab/traffic.ts";
 import { requirePrivileged } from "../support/privileged.ts";
@@ -18,6 +26,8 @@ import { agentMissing, basicTopology, fixture, ROOT, TOPOLOGY } from "./lab-supp
 // The last commit whose datapath is layout 3 (map names end in _v3).
 const LAYOUT3_COMMIT = "b1b8cee78b33cf034040046eefc7c3dc7f755ba9";
 const DENIED_UDP = 5434;
+const PUSH_PORT = 7070;
+const PUSH_SCRIPT = join(ROOT, "test/e2e/udp-push.ts");
 
 // That commit's tree with its BPF objects, addon and generated layout built; the dependencies and the
 // toolchain are this tree's (the same lockfile).
@@ -56,6 +66,33 @@ test("agent upgrade from layout 3 under traffic: 0 lost, 0 leaked, no TCP reset,
     const verdicts = async () =>
       (await l.probe()).results.map((r) => `${r.from} ${r.to} ${r.port}/${r.protocol} ${r.verdict}`).sort();
     const before = await verdicts();
+    // shop/db (ingress-isolated: only TCP 5432 and UDP 5433 from ops) asks ops/probe for a stream: what
+    // comes back passes db's ingress only as replies of the flow db's datagram opened.
+    const pushServer = spawnIn(l.pod("ops/probe").netns, "push server", [
+      NODE,
+      ...NODE_FLAGS,
+      PUSH_SCRIPT,
+      "server",
+      String(PUSH_PORT),
+      "2000",
+      "5000",
+    ]);
+    assert.equal(await firstLine(pushServer, 10000), "ready");
+    const pushed = collect(pushServer, "", 20000);
+    const probeIp = l.pod("ops/probe").pod.primaryIp;
+    const pushClient = collect(
+      spawnIn(l.pod("shop/db").netns, "push client", [
+        NODE,
+        ...NODE_FLAGS,
+        PUSH_SCRIPT,
+        "client",
+        probeIp,
+        String(PUSH_PORT),
+        "5000",
+      ]),
+      "",
+      20000,
+    );
     const traffic = runLiveTraffic(l, {
       from: "ops/probe",
       to: "shop/db",
@@ -76,6 +113,11 @@ test("agent upgrade from layout 3 under traffic: 0 lost, 0 leaked, no TCP reset,
     }
     const r = await traffic;
     t.diagnostic(`upgrade under traffic: ${JSON.stringify(r)}`);
+    const { sent } = JSON.parse(await pushed) as { sent: number };
+    const { received } = JSON.parse(await pushClient) as { received: number };
+    t.diagnostic(`reply-only stream to the isolated pod: sent ${sent}, received ${received}`);
+    assert.ok(sent >= 8000, `pushed ${sent}`);
+    assert.equal(received, sent, "every reply of the flow opened before the upgrade arrived");
     assert.ok(r.sent >= 10000, `sent ${r.sent}`);
     assert.equal(r.lost, 0, "no allowed datagram lost");
     assert.equal(r.leaked, 0, "no denied datagram leaked");
