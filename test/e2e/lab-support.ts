@@ -11,6 +11,19 @@ export const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 export const TOPOLOGY = `${FIXTURES}basic/topology.yaml`;
 export const SLUICE = `${ROOT}bin/sluice`;
 
+// Live traffic of the basic topology with fixture("traffic") enforced: across nodes, through both
+// endpoints' programs, allowed and denied UDP at 3 kpps each, and TCP. Pods must also listen on the
+// denied port (Lab option extraPorts).
+export const DENIED_UDP = 5434;
+export const STREAMS = {
+  from: "ops/probe",
+  to: "shop/db",
+  allowedUdpPort: 5433,
+  deniedUdpPort: DENIED_UDP,
+  tcpPort: 5432,
+  rate: 3000,
+};
+
 export function fixture(name: string): string {
   return `${FIXTURES}${name}`;
 }

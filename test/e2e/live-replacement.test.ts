@@ -7,18 +7,7 @@ import { test } from "node:test";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { runLiveTraffic } from "../../operator/src/lab/traffic.ts";
 import { requirePrivileged } from "../support/privileged.ts";
-import { agentMissing, basicTopology, fixture, TOPOLOGY } from "./lab-support.ts";
-
-const DENIED_UDP = 5434;
-// Across nodes, through both endpoints' programs: allowed and denied UDP at 3 kpps each, and TCP.
-const STREAMS = {
-  from: "ops/probe",
-  to: "shop/db",
-  allowedUdpPort: 5433,
-  deniedUdpPort: DENIED_UDP,
-  tcpPort: 5432,
-  rate: 3000,
-};
+import { agentMissing, basicTopology, DENIED_UDP, fixture, STREAMS, TOPOLOGY } from "./lab-support.ts";
 
 test("live datapath replacement: 0 lost, 0 leaked, no TCP reset", async (t) => {
   if (!requirePrivileged(t, agentMissing)) return;

@@ -21,11 +21,10 @@ import {
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { runLiveTraffic } from "../../operator/src/lab/traffic.ts";
 import { requirePrivileged } from "../support/privileged.ts";
-import { agentMissing, basicTopology, fixture, ROOT, TOPOLOGY } from "./lab-support.ts";
+import { agentMissing, basicTopology, DENIED_UDP, fixture, ROOT, STREAMS, TOPOLOGY } from "./lab-support.ts";
 
 // The last commit whose datapath is layout 3 (map names end in _v3).
 const LAYOUT3_COMMIT = "b1b8cee78b33cf034040046eefc7c3dc7f755ba9";
-const DENIED_UDP = 5434;
 const PUSH_PORT = 7070;
 const PUSH_SCRIPT = join(ROOT, "test/e2e/udp-push.ts");
 
@@ -93,16 +92,7 @@ test("agent upgrade from layout 3 under traffic: 0 lost, 0 leaked, no TCP reset,
       "",
       20000,
     );
-    const traffic = runLiveTraffic(l, {
-      from: "ops/probe",
-      to: "shop/db",
-      allowedUdpPort: 5433,
-      deniedUdpPort: DENIED_UDP,
-      tcpPort: 5432,
-      rate: 3000,
-      durationMs: 5000,
-      replace: false,
-    });
+    const traffic = runLiveTraffic(l, { ...STREAMS, durationMs: 5000, replace: false });
     // Mid-stream, node by node: the old agent stops (its pins and links keep enforcing), the new
     // one starts on the same root.
     await new Promise((resolve) => setTimeout(resolve, 1500));
