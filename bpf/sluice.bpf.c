@@ -32,23 +32,25 @@ struct sl_decision {
 static __always_inline __u32 sl_peer_identity(const struct sl_pkt *p, __u8 dir, __u8 family)
 {
 	const __u8 *addr = dir == SL_DIR_EGRESS ? p->t.daddr : p->t.saddr;
-	struct sl_ipcache_key k = {.family = family};
 	struct sl_ipcache_value *v;
 
 	if (family == SL_FAMILY_V4) {
 		struct sl_ip4_key hk;
 		__builtin_memcpy(hk.addr, addr, 4);
 		v = bpf_map_lookup_elem(&sl_ip4h_v4, &hk);
-		if (v)
-			return v->identity;
-		k.prefixlen = 32 + 32;
-		__builtin_memcpy(k.addr, addr, 4);
 	} else {
 		struct sl_ip6_key hk;
 		__builtin_memcpy(hk.addr, addr, 16);
 		v = bpf_map_lookup_elem(&sl_ip6h_v4, &hk);
-		if (v)
-			return v->identity;
+	}
+	if (v)
+		return v->identity;
+	/* Built only on a host miss: pods and nodes, the common peers, never need it. */
+	struct sl_ipcache_key k = {.family = family};
+	if (family == SL_FAMILY_V4) {
+		k.prefixlen = 32 + 32;
+		__builtin_memcpy(k.addr, addr, 4);
+	} else {
 		k.prefixlen = 32 + 128;
 		__builtin_memcpy(k.addr, addr, 16);
 	}
