@@ -32,13 +32,17 @@ export interface SyncReport {
   durationMs: number;
 }
 
-function readEndpointsAndIpcache(maps: DatapathMaps): Omit<AppliedState, "policy"> {
+// endpointValues: the endpoint map's entries, when the caller has read them already.
+function readEndpointsAndIpcache(
+  maps: DatapathMaps,
+  endpointValues: [EndpointKey, EndpointValue][] = maps.endpoints.entries(),
+): Omit<AppliedState, "policy"> {
   const ipcache = new Map<string, number>();
   for (const [k, v] of maps.ipHosts4.entries()) ipcache.set(cidrOfHost(k.addr), v.identity);
   for (const [k, v] of maps.ipHosts6.entries()) ipcache.set(cidrOfHost(k.addr), v.identity);
   for (const [k, v] of maps.ipcache.entries()) ipcache.set(cidrOfIpcacheKey(k), v.identity);
   const endpoints = new Map<number, EndpointRecord>();
-  for (const [k, v] of maps.endpoints.entries()) {
+  for (const [k, v] of endpointValues) {
     if (v.gen !== 0 && v.gen !== 1)
       throw new Error(`endpoint ifindex ${k.ifindex}: generation ${v.gen} is not 0 or 1`);
     endpoints.set(k.ifindex, {
@@ -63,9 +67,10 @@ export function readApplied(maps: DatapathMaps): AppliedState {
 function readAppliedAndTidy(maps: DatapathMaps): AppliedState {
   const { policy, strays } = readPolicyMaps(maps);
   deleteStrays(maps, strays);
-  const applied = { ...readEndpointsAndIpcache(maps), policy };
+  const values = maps.endpoints.entries();
+  const applied = { ...readEndpointsAndIpcache(maps, values), policy };
   const repair: [EndpointKey, EndpointValue][] = [];
-  for (const [k, v] of maps.endpoints.entries()) {
+  for (const [k, v] of values) {
     const rec = applied.endpoints.get(k.ifindex);
     if (!rec) continue;
     const active = [...(policy.get(rec.id)?.[rec.gen].values() ?? [])];
