@@ -5,7 +5,7 @@
 // agent's incremental compiler).
 import type { ClusterObjects } from "../api/objects.ts";
 import type { Datapath } from "../datapath/programs.ts";
-import { LayoutMigration, type MigrationReport } from "../datapath/migrate.ts";
+import { describeMigrationError, LayoutMigration, type MigrationReport } from "../datapath/migrate.ts";
 import { MapSync, type SyncReport } from "../datapath/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
 import { type CompileError, compile, inputsFromObjects, type MapState } from "../policy/index.ts";
@@ -60,7 +60,7 @@ export class Enforcer {
     } catch (e) {
       this.#migration?.close();
       this.#migration = undefined;
-      this.#migrationError = `layout migration: ${e instanceof Error ? e.message : String(e)}`;
+      this.#migrationError = describeMigrationError(e);
     }
   }
 
@@ -136,7 +136,7 @@ export class Enforcer {
       m.copyCounters(this.#dp.maps, slotOf);
       return { migrated: m.finish() };
     } catch (e) {
-      return { migrationError: `layout migration: ${e instanceof Error ? e.message : String(e)}` };
+      return { migrationError: describeMigrationError(e) };
     } finally {
       m.close();
     }

@@ -51,6 +51,10 @@ export function describeMigration(r: MigrationReport): string {
   );
 }
 
+export function describeMigrationError(e: unknown): string {
+  return `layout migration: ${e instanceof Error ? e.message : String(e)}`;
+}
+
 export class LayoutMigration {
   readonly #addon: BpfAddon;
   readonly #pinRoot: string;
