@@ -31,6 +31,13 @@ const PUSH_SCRIPT = join(ROOT, "test/e2e/udp-push.ts");
 // That commit's tree with its BPF objects, addon and generated layout built; the dependencies and the
 // toolchain are this tree's (the same lockfile).
 function buildLayout3(): string {
+  try {
+    execFileSync("git", ["-C", ROOT, "cat-file", "-e", `${LAYOUT3_COMMIT}^{commit}`], { stdio: "ignore" });
+  } catch {
+    throw new Error(
+      `the upgrade test builds commit ${LAYOUT3_COMMIT} from git history: run it in a clone that has it`,
+    );
+  }
   const dir = mkdtempSync(join(tmpdir(), "sluice-layout3-"));
   try {
     execFileSync("bash", ["-c", `git -C "${ROOT}" archive ${LAYOUT3_COMMIT} | tar -x -C "${dir}"`]);
