@@ -10,5 +10,6 @@ bash scripts/lint.sh
 bash scripts/apiserver-build.sh >/dev/null
 shopt -s nullglob globstar
 files=(test/unit/**/*.test.ts test/kernel/**/*.test.ts test/e2e/**/*.test.ts test/integration/**/*.test.ts)
-# Kernel and lab tests share the host's bpffs and network namespaces: one file at a time.
-exec node --disable-warning=ExperimentalWarning --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+# Kernel and lab tests share the host's bpffs and network namespaces: one file at a time. A file's
+# process exits when its tests are done, so a handle a failed test left open cannot hang the run.
+exec node --disable-warning=ExperimentalWarning --test --test-concurrency=1 --test-force-exit --test-reporter=spec "${files[@]}"

@@ -51,7 +51,7 @@ describe("leader election (real API server)", () => {
     }
   };
 
-  test("one leader; a replica whose lease is taken stops at once; stop() releases for a fast handover", async () => {
+  test("one leader; a replica whose lease is taken stops at once; stop() releases for a fast handover", async (t) => {
     const events: string[] = [];
     const mk = (id: string) => {
       const state = { signal: undefined as AbortSignal | undefined };
@@ -71,9 +71,11 @@ describe("leader election (real API server)", () => {
       return { e, state };
     };
     const a = mk("a");
+    const b = mk("b");
+    // Also when an assertion fails: a campaigning elector keeps the test process alive.
+    t.after(() => Promise.all([a.e.stop(), b.e.stop()]));
     a.e.start();
     await waitFor("a leads", () => a.e.isLeader());
-    const b = mk("b");
     b.e.start();
     // Longer than the renew deadline: a leader that failed to renew would have stopped by now.
     await sleep(2500);
