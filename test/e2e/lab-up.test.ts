@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
-import { type MatrixJson, type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
+import { type MatrixJson, type MatrixRow, sortRows } from "../../operator/src/api/matrix-rows.ts";
 import { cleanRuns, netnsPids, pidAlive, waitGone } from "../../operator/src/lab/stale.ts";
 import { removeLeftovers } from "../../operator/src/lab/up-leftovers.ts";
 import { readState, type UpState } from "../../operator/src/lab/up-state.ts";

@@ -15,7 +15,7 @@ import { type BpfAddon, type BpfError, loadAddon } from "../../operator/src/data
 import { attachedProgramId, attachOrReplace, recordedAttachment } from "../../operator/src/datapath/links.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
-import { diffMatrices, type MatrixJson } from "../../operator/src/lab/matrix.ts";
+import { diffMatrices, type MatrixJson } from "../../operator/src/api/matrix-rows.ts";
 import { pinRoot, testInterface } from "../kernel/addon-rig.ts";
 import { requirePrivileged } from "../support/privileged.ts";
 import {

@@ -11,7 +11,7 @@ import { labelSetKey, securityLabels } from "../../operator/src/identity/labels.
 import { loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
-import { type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
+import { type MatrixRow, sortRows } from "../../operator/src/api/matrix-rows.ts";
 import { inputsFromObjects } from "../../operator/src/policy/index.ts";
 import type { ApiServer } from "../support/apiserver.ts";
 import {

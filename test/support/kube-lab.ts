@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
-import { type MatrixRow, sortRows } from "../../operator/src/lab/matrix.ts";
+import { type MatrixRow, sortRows } from "../../operator/src/api/matrix-rows.ts";
 import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/index.ts";
 import { type ApiServer, repoRoot, startApiServer } from "./apiserver.ts";
 import { createLabCluster, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { canonicalCidr, formatPrefix, parsePrefix } from "../../operator/src/datapath/cidr.ts";
+import { canonicalCidr, formatPrefix, parseCidr } from "../../operator/src/policy/cidr.ts";
 import * as C from "../../operator/src/datapath/codecs.ts";
 import {
   canonicalEntry,
@@ -139,11 +139,11 @@ test("CIDRs: parse, canonicalize, ipcache key round trip", () => {
   assert.equal(canonicalCidr("::ffff:1.2.3.4/128"), "::ffff:102:304/128");
   assert.equal(canonicalCidr("2001:db8::1:0:0:1"), "2001:db8::1:0:0:1/128");
   assert.equal(canonicalCidr("0.0.0.0/0"), "0.0.0.0/0");
-  assert.throws(() => parsePrefix("10.0.0.0/33"), /prefix length/);
-  assert.throws(() => parsePrefix("10.0.0/8"), /bad address/);
-  assert.throws(() => parsePrefix("10.0.0.0/8x"), /prefix length/);
+  assert.throws(() => parseCidr("10.0.0.0/33"), /prefix length/);
+  assert.throws(() => parseCidr("10.0.0/8"), /bad address/);
+  assert.throws(() => parseCidr("10.0.0.0/8x"), /prefix length/);
   for (const c of ["10.0.0.0/8", "fd00:1::/64", "::/0", "1.2.3.4/32", "2001:db8::/32"])
     assert.equal(cidrOfIpcacheKey(C.ipcacheKey.decode(C.ipcacheKey.encode(ipcacheKeyOf(c)))), c);
   assert.equal(ipcacheKeyOf("fd00::/64").prefixlen, 96);
-  assert.equal(formatPrefix(parsePrefix("1:2:3:4:5:6:7:8/128")), "1:2:3:4:5:6:7:8/128");
+  assert.equal(formatPrefix(parseCidr("1:2:3:4:5:6:7:8/128")), "1:2:3:4:5:6:7:8/128");
 });

@@ -45,6 +45,12 @@ export interface Pod {
   status?: { podIP?: string; podIPs?: Array<{ ip: string }>; phase?: string };
 }
 
+// A pod's key everywhere (endpoints, matrix rows, identity use counts): "namespace/name", the
+// namespace "default" when the object leaves it out (as the API server would place it).
+export function podKey(p: { metadata: Pick<ObjectMeta, "namespace" | "name"> }): string {
+  return `${p.metadata.namespace ?? "default"}/${p.metadata.name ?? ""}`;
+}
+
 export interface NodeAddress {
   type: string;
   address: string;

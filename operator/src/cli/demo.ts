@@ -5,10 +5,10 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { diffMatrices, formatMatrixTable, type MatrixRow } from "../api/matrix-rows.ts";
 import { loadObjects } from "../lab/inputs.ts";
 import { matrixFromPaths } from "./matrix.ts";
 import { Lab } from "../lab/lab.ts";
-import { diffMatrices, formatMatrixTable, type MatrixRow } from "../lab/matrix.ts";
 import { runLiveTraffic } from "../lab/traffic.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
 

@@ -1,9 +1,9 @@
 // `sluice matrix -f <files|dirs>... [--ports 80/TCP,81/UDP] [-o table|json]`
 import { parseArgs } from "node:util";
-import { formatMatrixTable } from "../lab/matrix.ts";
+import { formatMatrixTable, type MatrixRow, parsePorts } from "../api/matrix-rows.ts";
 import { loadManifests } from "../manifests/load.ts";
 import { inputsFromObjects } from "../policy/index.ts";
-import { computeMatrix, type MatrixRow, parsePortList } from "../policy/matrix.ts";
+import { computeMatrix } from "../policy/matrix.ts";
 
 const usage = "usage: sluice matrix -f <file or dir>... [--ports 80/TCP,81/UDP] [-o table|json]";
 
@@ -14,7 +14,7 @@ export function matrixFromPaths(
   const { documents, errors } = loadManifests(paths);
   const inputs = inputsFromObjects(documents.map((d) => d.object));
   return {
-    rows: computeMatrix(inputs, { ports: ports ? parsePortList(ports) : undefined }),
+    rows: computeMatrix(inputs, { ports: ports ? parsePorts(ports) : undefined }),
     errors: errors.map((e) => `${e.path}:${e.line}: ${e.message}`),
   };
 }

@@ -1,8 +1,8 @@
 // `sluice plan --before <dir> --after <dir> [--ports ...] [-o table|json]`: the connectivity rows
 // that a change of manifests opens or closes.
 import { parseArgs } from "node:util";
+import type { MatrixRow } from "../api/matrix-rows.ts";
 import { matrixFromPaths } from "./matrix.ts";
-import type { MatrixRow } from "../policy/matrix.ts";
 
 const usage =
   "usage: sluice plan --before <file or dir>... --after <file or dir>... [--ports 80/TCP] [-o table|json]";

@@ -1,6 +1,6 @@
 // Construction of map keys/values from the compiler's MapState vocabulary, and back. Pure: no kernel.
+import { formatIp, formatPrefix, parseCidr } from "../policy/cidr.ts";
 import type { Direction, PolicyEntry, Verdict } from "../policy/mapstate.ts";
-import { formatPrefix, type Prefix, parsePrefix } from "./cidr.ts";
 import type { IpcacheKey, PolicyKey, PolicyValue } from "./codecs.ts";
 import { enums } from "./layout.generated.ts";
 
@@ -12,12 +12,42 @@ const V = enums.sl_verdict;
 // The ipcache LPM prefix covers the family byte and 3 pad bytes (32 bits) before the address.
 const IPCACHE_FIXED_BITS = 32;
 
+// An address as the maps store it: 4 or 16 bytes in network order.
+export function addressBytes(family: 4 | 6, addr: bigint): Uint8Array {
+  const out = new Uint8Array(family === 4 ? 4 : 16);
+  // 32-bit words: one bigint operation per word, not per byte.
+  for (let at = out.length - 4, a = addr; at >= 0; at -= 4, a >>= 32n) {
+    const w = Number(a & 0xffffffffn);
+    out[at] = w >>> 24;
+    out[at + 1] = (w >>> 16) & 0xff;
+    out[at + 2] = (w >>> 8) & 0xff;
+    out[at + 3] = w & 0xff;
+  }
+  return out;
+}
+
+// The inverse of addressBytes: 4 bytes are IPv4, 16 IPv6.
+export function addressOfBytes(bytes: Uint8Array): { family: 4 | 6; addr: bigint } {
+  let addr = 0n;
+  for (let at = 0; at < bytes.length; at += 4) {
+    const w = ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
+    addr = (addr << 32n) | BigInt(w);
+  }
+  return { family: bytes.length === 4 ? 4 : 6, addr };
+}
+
+// A map address (4 or 16 bytes) as text: "10.0.0.1", "fd00::1".
+export function formatAddressBytes(bytes: Uint8Array): string {
+  const a = addressOfBytes(bytes);
+  return formatIp(a.family, a.addr);
+}
+
 export function ipcacheKeyOf(cidr: string): IpcacheKey {
-  const p = parsePrefix(cidr);
+  const p = parseCidr(cidr);
   const addr = new Uint8Array(16);
-  addr.set(p.addr);
+  addr.set(addressBytes(p.family, p.addr));
   return {
-    prefixlen: IPCACHE_FIXED_BITS + p.bits,
+    prefixlen: IPCACHE_FIXED_BITS + p.len,
     family: p.family === 4 ? F.SL_FAMILY_V4 : F.SL_FAMILY_V6,
     addr,
   };
@@ -25,25 +55,23 @@ export function ipcacheKeyOf(cidr: string): IpcacheKey {
 
 // A full-length prefix (a host: the hash of its family holds it), or undefined for a shorter one.
 export function hostOfCidr(cidr: string): { family: 4 | 6; addr: Uint8Array } | undefined {
-  const p = parsePrefix(cidr);
-  return p.bits === (p.family === 4 ? 32 : 128) ? { family: p.family, addr: p.addr } : undefined;
+  const p = parseCidr(cidr);
+  return p.len === (p.family === 4 ? 32 : 128)
+    ? { family: p.family, addr: addressBytes(p.family, p.addr) }
+    : undefined;
 }
 
 export function cidrOfHost(addr: Uint8Array): string {
-  const family = addr.length === 4 ? 4 : 6;
-  return formatPrefix({ family, addr, bits: family === 4 ? 32 : 128 });
+  const a = addressOfBytes(addr);
+  return formatPrefix({ ...a, len: a.family === 4 ? 32 : 128 });
 }
 
 export function cidrOfIpcacheKey(k: IpcacheKey): string {
   const v4 = k.family === F.SL_FAMILY_V4;
   if (!v4 && k.family !== F.SL_FAMILY_V6)
     throw new Error(`sl_ipcache_key.family: unknown family ${k.family}`);
-  const p: Prefix = {
-    family: v4 ? 4 : 6,
-    addr: k.addr.slice(0, v4 ? 4 : 16),
-    bits: k.prefixlen - IPCACHE_FIXED_BITS,
-  };
-  return formatPrefix(p);
+  const a = addressOfBytes(k.addr.slice(0, v4 ? 4 : 16));
+  return formatPrefix({ ...a, len: k.prefixlen - IPCACHE_FIXED_BITS });
 }
 
 // A word of an inline policy entry (struct sl_policy_rule's match or mask): a little-endian u32 whose

@@ -11,7 +11,7 @@
 //            policy and counters of endpoints that are gone are deleted; ipcache changes follow the policy.
 // Capacity is checked on the whole plan before anything is written.
 import { type EndpointState, type MapState, type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
-import { canonicalCidr } from "./cidr.ts";
+import { canonicalCidr } from "../policy/cidr.ts";
 import { enums } from "./layout.generated.ts";
 import { canonicalEntry } from "./keys.ts";
 import type { EntryChange } from "./policy-store.ts";

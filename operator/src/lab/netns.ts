@@ -2,7 +2,7 @@
 // `ip -n` directly inside its namespace, so the root namespace is never touched.
 import { readdirSync } from "node:fs";
 import { ipBatch, mapLimit, run } from "./exec.ts";
-import { allNetns, type LabPlan } from "./plan.ts";
+import { allNetns, type LabPlan } from "./netns-plan.ts";
 
 const PARALLEL = 8;
 

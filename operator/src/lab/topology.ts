@@ -1,13 +1,10 @@
 // The lab's view of a cluster: nodes and pods taken from ordinary Namespace and Pod manifests (as
 // `kubectl get ns,pods -A -o yaml` prints them). Pure: no kernel, no files.
 import { isIP } from "node:net";
+import type { ProbePort } from "../api/matrix-rows.ts";
 
-export type LabProtocol = "TCP" | "UDP" | "SCTP";
-
-export interface LabPort {
-  port: number;
-  protocol: LabProtocol;
-}
+// cli/probe.ts imports the old name; this line goes when it imports ProbePort from api/matrix-rows.ts.
+export type { ProbePort as LabPort } from "../api/matrix-rows.ts";
 
 export interface LabPod {
   namespace: string;
@@ -19,7 +16,7 @@ export interface LabPod {
   ipv6?: string;
   // status.podIP when given, else the first of podIPs: the address probes go to by default.
   primaryIp: string;
-  ports: LabPort[];
+  ports: ProbePort[];
 }
 
 export interface LabTopology {
@@ -59,9 +56,9 @@ export function flattenObjects(objects: readonly unknown[]): Loose[] {
   return out;
 }
 
-function podPorts(pod: Loose, where: string): LabPort[] {
+function podPorts(pod: Loose, where: string): ProbePort[] {
   const spec = isObject(pod.spec) ? pod.spec : {};
-  const ports: LabPort[] = [];
+  const ports: ProbePort[] = [];
   const seen = new Set<string>();
   // Only regular containers listen for traffic (as `sluice matrix` counts them).
   for (const field of ["containers"] as const) {

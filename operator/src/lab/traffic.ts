@@ -4,7 +4,7 @@
 // replace` on every node's bpffs root, run in a loop for the middle of the stream.
 import { collect, labScript, NODE, NODE_FLAGS, SLUICE_MAIN, spawnIn } from "./children.ts";
 import type { Lab } from "./lab.ts";
-import { probeAddress } from "./plan.ts";
+import { probeAddress } from "./netns-plan.ts";
 import type { TrafficReport, TrafficSpec } from "./traffic-protocol.ts";
 
 export interface LiveTrafficOptions {

@@ -12,7 +12,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
-import type { Namespace, Pod } from "../api/k8s.ts";
+import { type Namespace, type Pod, podKey } from "../api/k8s.ts";
 import {
   IDENTITY_HASH_LABEL,
   IDENTITY_TOMBSTONE_LABEL,
@@ -151,10 +151,6 @@ export class IdentityController {
     on(this.o.identities, "delete", (i) => this.onIdentityGone(i));
   }
 
-  private podKey(p: PodObject): string {
-    return `${p.metadata.namespace ?? ""}/${p.metadata.name ?? ""}`;
-  }
-
   private wantsIdentity(p: PodObject): boolean {
     if (p.spec?.hostNetwork) return false; // host-network pods have the host identity
     const phase = p.status?.phase;
@@ -169,7 +165,7 @@ export class IdentityController {
     const ns = this.o.namespaces.get(p.metadata.namespace ?? "");
     const labels = securityLabels(p, ns, this.o.labelOptions);
     const hash = labelSetHash(labels);
-    const key = this.podKey(p);
+    const key = podKey(p);
     const old = this.podHash.get(key);
     if (old === hash) return;
     if (old !== undefined) this.release(old);
@@ -183,7 +179,7 @@ export class IdentityController {
   }
 
   private onPodGone(p: PodObject): void {
-    const key = this.podKey(p);
+    const key = podKey(p);
     const old = this.podHash.get(key);
     if (old === undefined) return;
     this.podHash.delete(key);

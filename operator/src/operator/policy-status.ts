@@ -4,27 +4,15 @@
 // lastTransitionTime is carried over from the current status while a condition's status is
 // unchanged, so recomputing never changes it.
 import type { LabelSelector } from "../api/k8s.ts";
+import type { SecurityPolicyStatus } from "../api/types.generated.ts";
 import type { NodeReport } from "../kube/node-status.ts";
 import type { NamespaceMatch } from "../policy/normalize.ts";
 import { matchesSelector } from "../policy/selector.ts";
 
-export interface Condition {
-  type: string;
-  status: "True" | "False" | "Unknown";
-  observedGeneration?: number;
-  lastTransitionTime: string;
-  reason: string;
-  message: string;
-}
-
-export interface PolicyStatus {
-  observedGeneration: number;
-  conditions: Condition[];
-  selectedEndpoints: number;
-  enforcingNodes: number;
-  totalNodes: number;
-  enforced: string;
-}
+// The CRD's status (the same for SecurityPolicy and ClusterSecurityPolicy), every field set: the
+// operator always writes all of them.
+export type PolicyStatus = Required<SecurityPolicyStatus>;
+export type Condition = PolicyStatus["conditions"][number];
 
 export interface PolicyView {
   uid: string;

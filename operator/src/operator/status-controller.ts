@@ -27,7 +27,7 @@ import {
 import { runWorkers, WorkQueue } from "../kube/workqueue.ts";
 import { normalizePolicy } from "../policy/normalize.ts";
 import type { NamespaceObject, PodObject } from "./identity-controller.ts";
-import { aggregate, type Condition, type PodView, type PolicyStatus, sameStatus } from "./policy-status.ts";
+import { aggregate, type PodView, type PolicyStatus, sameStatus } from "./policy-status.ts";
 
 export type SecurityPolicyObject = SecurityPolicy & KubernetesObject;
 export type ClusterSecurityPolicyObject = ClusterSecurityPolicy & KubernetesObject;
@@ -169,7 +169,7 @@ export class StatusController {
       namespaceLabels: (ns) => this.o.namespaces.get(ns)?.metadata.labels,
       nodes,
       clusterPolicySetHash: this.clusterSetHash(),
-      current: { conditions: policy.status?.conditions as Condition[] | undefined },
+      current: { conditions: policy.status?.conditions },
       now: new Date(),
     });
   }
@@ -180,7 +180,7 @@ export class StatusController {
     const policy = inf.get(name, namespace) as AnyStatusPolicy | undefined;
     if (!policy) return undefined;
     const { status, nodeErrors } = this.compute(policy);
-    if (sameStatus(status, policy.status as Partial<PolicyStatus> | undefined)) return undefined;
+    if (sameStatus(status, policy.status)) return undefined;
     if (!this.o.isLeader()) throw new Error("not the leader any more");
     try {
       await applyCustomStatus(
@@ -208,7 +208,7 @@ export class StatusController {
   ): Promise<void> {
     const events = this.o.events;
     if (!events) return;
-    const prev = (policy.status?.conditions ?? []) as Condition[];
+    const prev = policy.status?.conditions ?? [];
     const ref = {
       apiVersion: apiVersionOf(resource),
       kind: resource.kind,

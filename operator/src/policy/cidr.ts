@@ -1,4 +1,7 @@
-// IP prefixes as bigints so IPv4 and IPv6 share one code path.
+// IP addresses and prefixes: the one parser, normaliser and containment test of them, as bigints so
+// IPv4 and IPv6 share one code path. The compiler keys identities by formatPrefix(); the datapath
+// derives its key bytes from these prefixes (datapath/keys.ts) and canonicalises with canonicalCidr(),
+// so a prefix has one text everywhere.
 import { isIPv4, isIPv6 } from "node:net";
 
 export interface Prefix {
@@ -14,8 +17,8 @@ function bits(family: 4 | 6): number {
 
 export function parseIp(text: string): { family: 4 | 6; addr: bigint } | undefined {
   if (isIPv4(text)) {
-    const n = text.split(".").reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
-    return { family: 4, addr: n };
+    const n = text.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
+    return { family: 4, addr: BigInt(n) };
   }
   if (isIPv6(text)) {
     let t = text;
@@ -29,20 +32,43 @@ export function parseIp(text: string): { family: 4 | 6; addr: bigint } | undefin
     const tl = tail !== undefined && tail !== "" ? tail.split(":") : [];
     const groups = tail === undefined ? h : [...h, ...new Array(8 - h.length - tl.length).fill("0"), ...tl];
     if (groups.length !== 8) return undefined;
-    return { family: 6, addr: groups.reduce((acc, g) => (acc << 16n) | BigInt(Number.parseInt(g, 16)), 0n) };
+    // Two groups at a time: one bigint operation per 32-bit word.
+    let addr = 0n;
+    for (let i = 0; i < 8; i += 2) {
+      const word = Number.parseInt(groups[i], 16) * 0x10000 + Number.parseInt(groups[i + 1], 16);
+      addr = (addr << 32n) | BigInt(word);
+    }
+    return { family: 6, addr };
   }
   return undefined;
 }
 
-export function parsePrefix(text: string): Prefix | undefined {
+// "10.0.0.0/8" (or, with bareIsHost, "10.1.2.3": a host prefix) → the prefix with host bits cleared,
+// or what is wrong with the text.
+function readPrefix(text: string, bareIsHost: boolean): Prefix | string {
   const slash = text.indexOf("/");
-  if (slash < 0) return undefined;
-  const ip = parseIp(text.slice(0, slash));
+  if (slash < 0 && !bareIsHost) return "no prefix length";
+  const ip = parseIp(slash < 0 ? text : text.slice(0, slash));
+  if (!ip) return "bad address";
+  if (slash < 0) return hostPrefix(ip);
   const lenText = text.slice(slash + 1);
-  if (!ip || !/^\d{1,3}$/.test(lenText)) return undefined;
   const len = Number(lenText);
-  if (len > bits(ip.family)) return undefined;
+  if (!/^\d{1,3}$/.test(lenText) || len > bits(ip.family))
+    return `prefix length must be 0..${bits(ip.family)}`;
   return { family: ip.family, addr: mask(ip.addr, ip.family, len), len };
+}
+
+// A policy CIDR ("ADDRESS/LENGTH"), or undefined when it is not one.
+export function parsePrefix(text: string): Prefix | undefined {
+  const p = readPrefix(text, false);
+  return typeof p === "string" ? undefined : p;
+}
+
+// "10.0.0.0/8", "fd00::/64" or a bare address (a host prefix). Throws naming the input.
+export function parseCidr(text: string): Prefix {
+  const p = readPrefix(text, true);
+  if (typeof p === "string") throw new Error(`invalid CIDR ${JSON.stringify(text)}: ${p}`);
+  return p;
 }
 
 function mask(addr: bigint, family: 4 | 6, len: number): bigint {
@@ -68,9 +94,15 @@ export function containsIp(outer: Prefix, ip: { family: 4 | 6; addr: bigint }): 
 }
 
 export function formatIp(family: 4 | 6, addr: bigint): string {
-  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((addr >> s) & 0xffn)).join(".");
+  if (family === 4) {
+    const n = Number(addr);
+    return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
+  }
   const groups: string[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(((addr >> BigInt(i * 16)) & 0xffffn).toString(16));
+  for (let w = 3; w >= 0; w--) {
+    const n = Number((addr >> BigInt(w * 32)) & 0xffffffffn);
+    groups.push((n >>> 16).toString(16), (n & 0xffff).toString(16));
+  }
   // Compress the longest run of zero groups (RFC 5952).
   let best = -1;
   let bestLen = 1;
@@ -89,4 +121,9 @@ export function formatIp(family: 4 | 6, addr: bigint): string {
 
 export function formatPrefix(p: Prefix): string {
   return `${formatIp(p.family, p.addr)}/${p.len}`;
+}
+
+// Canonical form (host bits cleared, shortest IPv6 text): two spellings of one prefix compare equal.
+export function canonicalCidr(text: string): string {
+  return formatPrefix(parseCidr(text));
 }

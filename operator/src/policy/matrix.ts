@@ -1,52 +1,26 @@
 // Pod-to-pod connectivity as the datapath would decide it: compile every node, then for each probe
 // look up the source's egress on its node and the destination's ingress on its node, through the
 // same longest-prefix lookups as the BPF program. Both must allow.
-import type { Pod } from "../api/k8s.ts";
+import { type Pod, podKey } from "../api/k8s.ts";
+import type { MatrixRow, ProbePort, ProbeProtocol } from "../api/matrix-rows.ts";
 import { type CompileOptions, compile, type PolicyInputs } from "./compile.ts";
 import { lookupIdentity, lookupVerdict } from "./lookup.ts";
-import type { EndpointState, MapState, Verdict } from "./mapstate.ts";
+import type { EndpointState, MapState } from "./mapstate.ts";
 import { protocolName, protocolNumber } from "./ports.ts";
 import { isNetworkedPod, podIps } from "./universe.ts";
 
-export type ProbeProtocol = "TCP" | "UDP" | "SCTP";
-
-export interface MatrixRow {
-  from: string;
-  to: string;
-  port: number;
-  protocol: ProbeProtocol;
-  verdict: Verdict;
-}
-
-export interface PortProtocol {
-  port: number;
-  protocol: ProbeProtocol;
-}
+// The agent imports podKey from here; its owner is api/k8s.ts (this line goes when the agent imports
+// it from there).
+export { podKey } from "../api/k8s.ts";
 
 export interface MatrixOptions extends Omit<CompileOptions, "node"> {
   // Probe these on every destination; default: each destination's container ports.
-  ports?: PortProtocol[];
+  ports?: ProbePort[];
 }
 
-export function parsePortList(text: string): PortProtocol[] {
-  return text
-    .split(",")
-    .filter((s) => s.trim() !== "")
-    .map((s) => {
-      const m = /^\s*(\d+)(?:\/(TCP|UDP|SCTP))?\s*$/i.exec(s);
-      if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535)
-        throw new Error(`invalid port ${JSON.stringify(s)}: want PORT[/TCP|UDP|SCTP]`);
-      return { port: Number(m[1]), protocol: (m[2] ?? "TCP").toUpperCase() as ProbeProtocol };
-    });
-}
-
-export function podKey(p: Pod): string {
-  return `${p.metadata.namespace ?? "default"}/${p.metadata.name ?? ""}`;
-}
-
-export function containerPorts(p: Pod): PortProtocol[] {
+export function containerPorts(p: Pod): ProbePort[] {
   const seen = new Set<string>();
-  const out: PortProtocol[] = [];
+  const out: ProbePort[] = [];
   for (const c of p.spec?.containers ?? [])
     for (const cp of c.ports ?? []) {
       const protocol = protocolName(protocolNumber(cp.protocol)) as ProbeProtocol;

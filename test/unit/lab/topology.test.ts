@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { diffMatrices, formatMatrixTable, type MatrixRow } from "../../../operator/src/lab/matrix.ts";
-import { allNetns, netnsName, planLab } from "../../../operator/src/lab/plan.ts";
-import { PortsError, parsePorts } from "../../../operator/src/lab/ports.ts";
+import {
+  diffMatrices,
+  formatMatrixTable,
+  type MatrixRow,
+  PortsError,
+  parsePorts,
+} from "../../../operator/src/api/matrix-rows.ts";
+import { allNetns, netnsName, planLab } from "../../../operator/src/lab/netns-plan.ts";
 import { TopologyError, topologyFromObjects } from "../../../operator/src/lab/topology.ts";
 
 const pod = (ns: string, name: string, node: string, ips: string[], ports: object[] = []) => ({
