@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { Lab } from "../../operator/src/lab/lab.ts";
-import { diffMatrices, type MatrixJson, sortRows } from "../../operator/src/lab/matrix.ts";
+import { diffMatrices, type MatrixJson, sortRows } from "../../operator/src/api/matrix-rows.ts";
 import { requirePrivileged } from "../support/privileged.ts";
 import {
   agentMissing,

@@ -22,12 +22,20 @@ import {
   lookupIdentity,
   lookupVerdict,
   ReferenceEvaluator,
+  ReservedRuleId,
 } from "../../operator/src/policy/index.ts";
 import type { Direction, EndpointState, MapState } from "../../operator/src/policy/mapstate.ts";
 import { podIps } from "../../operator/src/policy/universe.ts";
 import { IPPROTO, isV6, packet, parseAddress, quote, type PacketSpec } from "../support/packets.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
-import { asObjects, cluster, EXTERNAL_IPS, NODES } from "../unit/policy-fixtures.ts";
+import {
+  allowLocalhostMode,
+  asObjects,
+  cluster,
+  EXTERNAL_IPS,
+  NODE_ADDRESSES,
+  NODES,
+} from "../unit/policy-fixtures.ts";
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -164,24 +172,32 @@ describe("differential: reference evaluator == compiled lookup == kernel", () =>
     rmSync(pinRoot, { recursive: true, force: true });
   });
 
-  test("random policies and probes, v4 and v6", (t) => {
+  test("random policies and probes, v4 and v6, both allow-localhost modes", (t) => {
     if (!requirePrivileged(t)) return;
     const k = kernel;
     if (!k) throw new Error("datapath not loaded");
     let clusters = 0;
     let checks = 0;
     let denies = 0;
+    // Verdicts the allow-localhost entry decided, and clusters per mode.
+    let localhost = 0;
+    const modes = { always: 0, policy: 0 };
     const result = fc.check(
-      fc.property(cluster, (c) => {
+      fc.property(cluster, allowLocalhostMode, (c, allowLocalhost) => {
         const inputs = inputsFromObjects(asObjects(c));
-        const ref = new ReferenceEvaluator(inputs);
+        const ref = new ReferenceEvaluator(inputs, { allowLocalhost, hostAddresses: NODE_ADDRESSES });
         // Fresh endpoint ids for every cluster: conntrack state of earlier clusters is never consulted.
         const endpointIds = new Map<string, number>(
           c.pods.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, nextEndpointId++]),
         );
         const ips = [...c.pods.flatMap((p) => podIps(p)), ...EXTERNAL_IPS];
         for (const node of NODES) {
-          const compiled = compile(inputs, { node, endpointIds });
+          const compiled = compile(inputs, {
+            node,
+            endpointIds,
+            allowLocalhost,
+            hostAddresses: NODE_ADDRESSES.get(node),
+          });
           assert.deepEqual(compiled.errors, [], `compile errors on ${node}`);
           const state = compiled.state;
           for (const ep of state.endpoints) {
@@ -196,7 +212,9 @@ describe("differential: reference evaluator == compiled lookup == kernel", () =>
                     const [src, dst] = dir === "egress" ? [own, other] : [other, own];
                     const want = ref.evaluate(src, dst, p.proto, p.port)[dir];
                     const peer = lookupIdentity(state.ipcache, other);
-                    const sim = lookupVerdict(ep.policy, dir, peer, p.proto, p.port).verdict;
+                    const looked = lookupVerdict(ep.policy, dir, peer, p.proto, p.port);
+                    const sim = looked.verdict;
+                    if (looked.entry?.ruleId === ReservedRuleId.LOCALHOST) localhost++;
                     const got = k.verdict(dir, frame(src, dst, p));
                     const where = `${ep.key} ${dir} ${src} -> ${dst} proto ${p.proto} port ${p.port} (peer identity ${peer})`;
                     assert.equal(sim, want, `lookup vs reference: ${where}`);
@@ -210,6 +228,7 @@ describe("differential: reference evaluator == compiled lookup == kernel", () =>
           }
         }
         clusters++;
+        modes[allowLocalhost]++;
       }),
       {
         numRuns: RUNS,
@@ -223,9 +242,13 @@ describe("differential: reference evaluator == compiled lookup == kernel", () =>
         `${fc.defaultReportMessage(result)}\n${String(result.errorInstance)}\nreplay: SLUICE_DIFF_SEED=${result.seed} node --test ${import.meta.filename}`,
       );
     }
-    t.diagnostic(`${clusters} clusters, ${checks} verdicts (${denies} denies) agreed; seed ${result.seed}`);
+    t.diagnostic(
+      `${clusters} clusters (allow-localhost always ${modes.always}, policy ${modes.policy}), ${checks} verdicts (${denies} denies, ${localhost} by the allow-localhost entry) agreed; seed ${result.seed}`,
+    );
     assert.ok(clusters >= 5, `only ${clusters} clusters checked in ${SECONDS} s`);
     // A test that only ever saw one verdict proves little.
     assert.ok(denies > 0 && denies < checks, `verdicts were all the same (${denies} denies of ${checks})`);
+    assert.ok(modes.always > 0 && modes.policy > 0, "both allow-localhost modes were checked");
+    assert.ok(localhost > 0, "the allow-localhost entry decided some verdicts");
   });
 });

@@ -8,7 +8,15 @@ import {
   inputsFromObjects,
 } from "../../operator/src/policy/index.ts";
 import type { Change } from "../../operator/src/policy/incremental.ts";
-import { cluster, clusterPolicy, networkPolicy, pod, securityPolicy } from "./policy-fixtures.ts";
+import {
+  allowLocalhostMode,
+  cluster,
+  clusterPolicy,
+  NODE_ADDRESSES,
+  networkPolicy,
+  pod,
+  securityPolicy,
+} from "./policy-fixtures.ts";
 import { asObjects } from "./policy-fixtures.ts";
 
 const change = fc.oneof(
@@ -38,28 +46,37 @@ const change = fc.oneof(
   ),
 );
 
-test("incremental: old state + delta == full recompile, after every change", () => {
+test("incremental: old state + delta == full recompile, after every change (both allow-localhost modes)", () => {
   fc.assert(
-    fc.property(cluster, fc.array(change, { minLength: 1, maxLength: 6 }), (c, changes) => {
-      const inputs = inputsFromObjects(asObjects(c));
-      // Identities for every label set a change can introduce, allocated up front as the operator would.
-      const extra = inputsFromObjects({
-        ...asObjects(c),
-        pods: [...c.pods, ...["web", "db", "api"].map((app, i) => pod("a", `x${i}`, { app }, `10.9.9.${i}`))],
-        securityIdentities: [],
-        other: [],
-      });
-      inputs.identities = extra.identities;
-      const inc = new IncrementalCompiler(inputs, { node: "n1" });
-      assert.deepEqual(inc.state, compile(inputs, { node: "n1" }).state);
-      for (const ch of changes) {
-        const before = inc.state;
-        const { delta } = inc.apply(ch);
-        const full = compile(inc.inputs(), { node: "n1" }).state;
-        assert.deepEqual(applyDelta(before, delta), full);
-        assert.deepEqual(inc.state, full);
-      }
-    }),
+    fc.property(
+      cluster,
+      allowLocalhostMode,
+      fc.array(change, { minLength: 1, maxLength: 6 }),
+      (c, mode, changes) => {
+        const options = { node: "n1", allowLocalhost: mode, hostAddresses: NODE_ADDRESSES.get("n1") };
+        const inputs = inputsFromObjects(asObjects(c));
+        // Identities for every label set a change can introduce, allocated up front as the operator would.
+        const extra = inputsFromObjects({
+          ...asObjects(c),
+          pods: [
+            ...c.pods,
+            ...["web", "db", "api"].map((app, i) => pod("a", `x${i}`, { app }, `10.9.9.${i}`)),
+          ],
+          securityIdentities: [],
+          other: [],
+        });
+        inputs.identities = extra.identities;
+        const inc = new IncrementalCompiler(inputs, options);
+        assert.deepEqual(inc.state, compile(inputs, options).state);
+        for (const ch of changes) {
+          const before = inc.state;
+          const { delta } = inc.apply(ch);
+          const full = compile(inc.inputs(), options).state;
+          assert.deepEqual(applyDelta(before, delta), full);
+          assert.deepEqual(inc.state, full);
+        }
+      },
+    ),
     { numRuns: 150 },
   );
 });

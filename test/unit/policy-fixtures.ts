@@ -4,7 +4,25 @@ import type { Namespace, NetworkPolicy, Node, Pod } from "../../operator/src/api
 import type { ClusterSecurityPolicy, SecurityPolicy } from "../../operator/src/api/types.generated.ts";
 
 export const NODES = ["n1", "n2"];
-export const EXTERNAL_IPS = ["192.168.1.5", "10.1.2.3", "8.8.8.8", "172.18.0.1", "fd00::9"];
+// Addresses on the nodes' own interfaces that no Node object lists (CompileOptions.hostAddresses of
+// that node's compile): host there, unknown elsewhere. Inside and outside the generated policy CIDRs,
+// so host identities get refined too.
+export const NODE_ADDRESSES = new Map<string, string[]>([
+  ["n1", ["192.168.7.1", "fd00::a"]],
+  ["n2", ["10.0.2.250"]],
+]);
+// Addresses no pod has, probed as peers: outside the cluster, the nodes' (Node objects: 172.18.0.x),
+// the nodes' own interfaces.
+export const EXTERNAL_IPS = [
+  "192.168.1.5",
+  "10.1.2.3",
+  "8.8.8.8",
+  "172.18.0.1",
+  "172.18.0.2",
+  "fd00::9",
+  ...[...NODE_ADDRESSES.values()].flat(),
+];
+export const allowLocalhostMode = fc.constantFrom("always" as const, "policy" as const);
 
 export function ns(name: string, labels: Record<string, string> = {}): Namespace {
   return { kind: "Namespace", metadata: { name, labels } };

@@ -10,15 +10,27 @@ import {
 } from "../../operator/src/policy/index.ts";
 import type { MapState } from "../../operator/src/policy/mapstate.ts";
 import { podIps } from "../../operator/src/policy/universe.ts";
-import { cluster, EXTERNAL_IPS, NODES, PROBES } from "./policy-fixtures.ts";
+import {
+  allowLocalhostMode,
+  cluster,
+  EXTERNAL_IPS,
+  NODE_ADDRESSES,
+  NODES,
+  PROBES,
+} from "./policy-fixtures.ts";
 import { asObjects } from "./policy-fixtures.ts";
 
-test("compiled lookups == reference evaluator, for random clusters, policies and probes", () => {
+test("compiled lookups == reference evaluator, for random clusters, policies, probes and allow-localhost modes", () => {
   fc.assert(
-    fc.property(cluster, (c) => {
+    fc.property(cluster, allowLocalhostMode, (c, allowLocalhost) => {
       const inputs = inputsFromObjects(asObjects(c));
-      const ref = new ReferenceEvaluator(inputs);
-      const states = new Map<string, MapState>(NODES.map((n) => [n, compile(inputs, { node: n }).state]));
+      const ref = new ReferenceEvaluator(inputs, { allowLocalhost, hostAddresses: NODE_ADDRESSES });
+      const states = new Map<string, MapState>(
+        NODES.map((n) => [
+          n,
+          compile(inputs, { node: n, allowLocalhost, hostAddresses: NODE_ADDRESSES.get(n) }).state,
+        ]),
+      );
       const podAt = new Map<string, { key: string; node: string }>();
       for (const p of c.pods)
         for (const ip of podIps(p))

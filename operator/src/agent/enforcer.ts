@@ -8,7 +8,13 @@ import type { Datapath } from "../datapath/programs.ts";
 import { describeMigrationError, LayoutMigration, type MigrationReport } from "../datapath/migrate.ts";
 import { MapSync, type SyncReport } from "../datapath/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
-import { type CompileError, compile, inputsFromObjects, type MapState } from "../policy/index.ts";
+import {
+  type AllowLocalhost,
+  type CompileError,
+  compile,
+  inputsFromObjects,
+  type MapState,
+} from "../policy/index.ts";
 import { attachAll, detachStale } from "./attachments.ts";
 import { DesiredStateCache } from "./desired-cache.ts";
 import { resolveLocalInterfaces } from "./endpoints.ts";
@@ -20,6 +26,10 @@ export interface EnforcerOptions {
   resolver: InterfaceResolver;
   labelOptions?: LabelOptions;
   capacity?: number;
+  // CompileOptions.allowLocalhost (default "always").
+  allowLocalhost?: AllowLocalhost;
+  // The node's own addresses (node-addresses.ts), read again at every apply.
+  hostAddresses?: () => readonly string[];
 }
 
 export interface EnforceResult {
@@ -89,6 +99,8 @@ export class Enforcer {
       capacity: o.capacity,
       labelOptions: o.labelOptions,
       endpointIds: this.appliedEndpointIds(local.byKey),
+      allowLocalhost: o.allowLocalhost,
+      hostAddresses: o.hostAddresses?.(),
     });
     // write() reports the compiled endpoints without an interface: the same pods local.pending names.
     return { ...this.write(result.state, local.byKey), errors: result.errors };

@@ -10,6 +10,8 @@ import { loadManifests } from "../manifests/load.ts";
 import { Enforcer, type EnforceResult } from "./enforcer.ts";
 import { type EventSampling, writeEventSampling } from "./event-config.ts";
 import { type InterfaceResolver, RouteInterfaceResolver } from "./host-interfaces.ts";
+import { nodeAddresses } from "./node-addresses.ts";
+import type { AllowLocalhost } from "../policy/index.ts";
 
 export interface StaticAgentOptions {
   files: string[];
@@ -23,6 +25,11 @@ export interface StaticAgentOptions {
   onEvent?: (line: string) => void;
   sampling: EventSampling;
   log?: (line: string) => void;
+  // Whether the node reaches its own pods whatever the policies say (default "always"; see
+  // CompileOptions.allowLocalhost).
+  allowLocalhost?: AllowLocalhost;
+  // The node's own addresses (identity host); default: this network namespace's, read at every reload.
+  hostAddresses?: () => readonly string[];
 }
 
 export class StaticAgent {
@@ -46,6 +53,8 @@ export class StaticAgent {
         node: o.node,
         pinRoot: o.pinRoot,
         resolver: o.resolver ?? new RouteInterfaceResolver(),
+        allowLocalhost: o.allowLocalhost,
+        hostAddresses: o.hostAddresses ?? (() => nodeAddresses()),
       }),
     );
     try {

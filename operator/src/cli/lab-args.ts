@@ -2,12 +2,15 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { ProbeReport } from "../lab/lab.ts";
-import { formatMatrixTable, type MatrixJson } from "../lab/matrix.ts";
+import { formatMatrixTable, type MatrixJson } from "../api/matrix-rows.ts";
 import { DEFAULT_STATE_DIR } from "../lab/up-state.ts";
 
 export const usage = `usage: sluice lab run -f <file or dir>... [--ports 80/TCP,81/UDP] [-o table|json] [--ipv6] [--no-agent]
-       sluice lab up -f <file or dir>... [--ports 80/TCP,81/UDP] [--timeout 10m]
+                      [--allow-localhost always|policy]
+       sluice lab up -f <file or dir>... [--ports 80/TCP,81/UDP] [--timeout 10m] [--allow-localhost always|policy]
                      (API server, operator, one agent per node; prints the KUBECONFIG to apply policies with)
+       --allow-localhost: the agents' flag (always, the default: each node reaches its own pods whatever
+                     the policies say; policy: only where a policy allows the host entity)
        sluice lab probe [--ports 80/TCP,81/UDP] [-o table|json] [--ipv6]   (probes the lab that is up)
        sluice lab status [-o json]
        sluice lab down    (removes the lab that is up, also after its supervisor was killed)
@@ -51,6 +54,12 @@ export function printReport(
     process.stderr.write(`note: ${report.skipped.length} probes skipped: ${reasons}\n`);
   }
   for (const n of report.notes) process.stderr.write(`note: ${n}\n`);
+}
+
+// --allow-localhost as the agents take it (undefined: their default).
+export function allowLocalhostOption(value: string | undefined): "always" | "policy" | undefined {
+  if (value === undefined || value === "always" || value === "policy") return value;
+  throw new Error(`--allow-localhost: ${JSON.stringify(value)} is not one of always, policy`);
 }
 
 export const probeOptions = {

@@ -5,15 +5,22 @@ import { spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
+import { parsePorts } from "../api/matrix-rows.ts";
 import { fileTail, NODE, NODE_FLAGS, SLUICE_MAIN } from "../lab/children.ts";
 import { loadObjects } from "../lab/inputs.ts";
-import { parsePorts } from "../lab/ports.ts";
 import { pidAlive, waitGone } from "../lab/stale.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
 import { recordedProcesses, removeLeftovers } from "../lab/up-leftovers.ts";
 import { control, readState, stateDir, statePaths, type UpState } from "../lab/up-state.ts";
 import { parseDuration } from "./duration.ts";
-import { inputFiles, needRoot, outputFormat, printReport, probeOptions } from "./lab-args.ts";
+import {
+  allowLocalhostOption,
+  inputFiles,
+  needRoot,
+  outputFormat,
+  printReport,
+  probeOptions,
+} from "./lab-args.ts";
 
 function logTail(path: string): string {
   return fileTail(path, 30) || "(no log)";
@@ -32,10 +39,12 @@ export async function labUp(argv: readonly string[]): Promise<number> {
       file: { type: "string", short: "f", multiple: true },
       ports: { type: "string" },
       timeout: { type: "string", default: "10m" },
+      "allow-localhost": { type: "string" },
     },
     strict: true,
   });
   const files = inputFiles(values.file);
+  const allowLocalhost = allowLocalhostOption(values["allow-localhost"]);
   needRoot("up");
   const timeoutMs = parseDuration(values.timeout, "--timeout");
   if (values.ports) parsePorts(values.ports);
@@ -63,6 +72,7 @@ export async function labUp(argv: readonly string[]): Promise<number> {
     ...files.flatMap((f) => ["-f", f]),
   ];
   if (values.ports) args.push("--ports", values.ports);
+  if (allowLocalhost) args.push("--allow-localhost", allowLocalhost);
   const supervisor = spawn(NODE, args, { stdio: ["ignore", fd, fd], detached: true });
   closeSync(fd);
   supervisor.unref();
@@ -126,6 +136,7 @@ export async function labServe(argv: readonly string[]): Promise<number> {
       state: { type: "string" },
       file: { type: "string", short: "f", multiple: true },
       ports: { type: "string" },
+      "allow-localhost": { type: "string" },
     },
     strict: true,
   });
@@ -135,6 +146,7 @@ export async function labServe(argv: readonly string[]): Promise<number> {
     stateDir: values.state,
     files: values.file,
     extraPorts: values.ports ? parsePorts(values.ports) : undefined,
+    allowLocalhost: allowLocalhostOption(values["allow-localhost"]),
   });
   process.exit(code);
 }

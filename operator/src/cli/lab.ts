@@ -7,12 +7,20 @@
 //   probe  probes the lab that is up (same output as run); down removes it; clean removes what runs
 //          killed with -9 left behind.
 import { parseArgs } from "node:util";
+import { parsePorts } from "../api/matrix-rows.ts";
 import { loadObjects } from "../lab/inputs.ts";
 import { Lab } from "../lab/lab.ts";
-import { parsePorts } from "../lab/ports.ts";
 import { cleanStaleRuns } from "../lab/stale.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
-import { inputFiles, needRoot, outputFormat, printReport, probeOptions, usage } from "./lab-args.ts";
+import {
+  allowLocalhostOption,
+  inputFiles,
+  needRoot,
+  outputFormat,
+  printReport,
+  probeOptions,
+  usage,
+} from "./lab-args.ts";
 import { labDown, labProbe, labServe, labStatus, labUp } from "./lab-up.ts";
 
 export async function labMain(argv: readonly string[]): Promise<number> {
@@ -60,18 +68,20 @@ async function labRun(argv: readonly string[]): Promise<number> {
       ...probeOptions,
       file: { type: "string", short: "f", multiple: true },
       "no-agent": { type: "boolean", default: false },
+      "allow-localhost": { type: "string" },
     },
     strict: true,
   });
   const files = inputFiles(values.file);
   const output = outputFormat(values.output);
+  const allowLocalhost = allowLocalhostOption(values["allow-localhost"]);
   needRoot("run");
   const ports = values.ports ? parsePorts(values.ports) : undefined;
   const topology = topologyFromObjects(loadObjects(files));
   const log = (line: string) => {
     if (values.verbose || output === "table") process.stderr.write(`${line}\n`);
   };
-  const lab = await Lab.create(topology, { extraPorts: ports, log });
+  const lab = await Lab.create(topology, { extraPorts: ports, log, allowLocalhost });
   try {
     if (!values["no-agent"]) await lab.startAgents(files);
     const report = await lab.probe({ ports, family: values.ipv6 ? 6 : undefined });

@@ -1,12 +1,11 @@
 // Flow events from the ring buffer, decoded. The addon polls on its own thread and delivers batches;
 // here they become typed events, pushed to listeners or pulled through an async iterator.
 import { EventEmitter } from "node:events";
-import type { Direction, Verdict } from "../policy/mapstate.ts";
+import { type Direction, ReservedRuleId, type Verdict } from "../policy/mapstate.ts";
 import type { BpfAddon, RingBufferHandle } from "./bpf-addon.ts";
-import { formatPrefix } from "./cidr.ts";
 import { flowEvent } from "./codecs.ts";
 import { enums } from "./layout.generated.ts";
-import { dirOfCode } from "./keys.ts";
+import { dirOfCode, formatAddressBytes } from "./keys.ts";
 
 export interface FlowEvent {
   tsNs: bigint;
@@ -16,6 +15,8 @@ export interface FlowEvent {
   ruleId: number;
   direction: Direction;
   verdict: Verdict | "none";
+  // sl_reason in lower case ("policy", "default", "ct_reply", ...), but "allow-localhost" where the
+  // compiler's allow-localhost entry (rule id ReservedRuleId.LOCALHOST) decided rather than a policy.
   reason: string;
   family: 4 | 6;
   protocol: number;
@@ -31,8 +32,7 @@ const reasonNames = new Map<number, string>(
 );
 
 function addr(bytes: Uint8Array, v4: boolean): string {
-  const p = formatPrefix({ family: v4 ? 4 : 6, addr: bytes.subarray(0, v4 ? 4 : 16), bits: v4 ? 32 : 128 });
-  return p.slice(0, p.lastIndexOf("/"));
+  return formatAddressBytes(bytes.subarray(0, v4 ? 4 : 16));
 }
 
 export function decodeFlowEvent(buf: Uint8Array): FlowEvent {
@@ -49,7 +49,10 @@ export function decodeFlowEvent(buf: Uint8Array): FlowEvent {
     ruleId: r.rule_id,
     direction: dirOfCode(r.dir),
     verdict: r.verdict === V.SL_VERDICT_ALLOW ? "allow" : r.verdict === V.SL_VERDICT_DENY ? "deny" : "none",
-    reason: reasonNames.get(r.reason) ?? `unknown(${r.reason})`,
+    reason:
+      r.reason === enums.sl_reason.SL_REASON_POLICY && r.rule_id === ReservedRuleId.LOCALHOST
+        ? "allow-localhost"
+        : (reasonNames.get(r.reason) ?? `unknown(${r.reason})`),
     family: v4 ? 4 : 6,
     protocol: r.proto,
     src: addr(r.saddr, v4),

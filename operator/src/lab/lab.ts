@@ -4,6 +4,7 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rm
 import type { Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { formatPort, type MatrixRow, type ProbePort } from "../api/matrix-rows.ts";
 import { API_BRIDGE_SCRIPT, bridgeUnixToTcp } from "./api-bridge.ts";
 import {
   type Child,
@@ -20,20 +21,18 @@ import {
 } from "./children.ts";
 import { registerCleanup } from "./cleanup.ts";
 import { mapLimit } from "./exec.ts";
-import type { MatrixRow } from "./matrix.ts";
 import { createNetns, deleteNetns, existingNetns, wireNetns } from "./netns.ts";
-import { type LabPlan, NETNS_PREFIX, newRunId, type PodPlan, planLab, probeAddress } from "./plan.ts";
+import { type LabPlan, NETNS_PREFIX, newRunId, type PodPlan, planLab, probeAddress } from "./netns-plan.ts";
 import type { ProbeRequest, ProbeResponse, ProbeTarget } from "./probe-protocol.ts";
-import { formatPort } from "./ports.ts";
 import { sctpAvailable } from "./sctp.ts";
 import { forgetRun, labWorkDirPrefix, recordRun } from "./stale.ts";
-import type { LabPort, LabTopology } from "./topology.ts";
+import type { LabTopology } from "./topology.ts";
 
 export const BPFFS_LAB_PREFIX = "/sys/fs/bpf/sluice-lab-";
 
 export interface LabOptions {
   // Extra ports every pod listens on (besides its container ports), e.g. from --ports.
-  extraPorts?: LabPort[];
+  extraPorts?: ProbePort[];
   log?: (line: string) => void;
   runId?: string;
   // Extra `sluice agent` flags for every agent this lab starts (e.g. --attach-mode tc).
@@ -42,11 +41,13 @@ export interface LabOptions {
   agentLogDir?: string;
   // The `sluice` entry point agents run (see Lab.agentMain).
   agentMain?: string;
+  // `--allow-localhost` of every agent this lab starts (the agent's default, always, when not given).
+  allowLocalhost?: "always" | "policy";
 }
 
 export interface ProbeOptions {
   // Probe these instead of each destination's container ports.
-  ports?: LabPort[];
+  ports?: ProbePort[];
   // Probe the pods' IPv4 or IPv6 address instead of the primary one.
   family?: 4 | 6;
   tcpTimeoutMs?: number;
@@ -88,6 +89,8 @@ export class Lab {
   private readonly agentLogDir: string | undefined;
   // The `sluice` entry point the next agents run: an upgrade test starts an older build's first.
   agentMain: string;
+  // The next agents' --allow-localhost (LabOptions.allowLocalhost; undefined: the agent's default).
+  allowLocalhost: "always" | "policy" | undefined;
   private readonly servers = new Map<string, Child>();
   private readonly bridges: Child[] = [];
   private hostBridge: Server | undefined;
@@ -95,7 +98,7 @@ export class Lab {
   private readonly netns: string[] = [];
   private readonly unregister: () => void;
   private destroying: Promise<void> | undefined;
-  private readonly serverPorts: Map<string, LabPort[]>;
+  private readonly serverPorts: Map<string, ProbePort[]>;
 
   private constructor(topology: LabTopology, opts: LabOptions) {
     this.topology = topology;
@@ -104,6 +107,7 @@ export class Lab {
     this.workDir = mkdtempSync(join(tmpdir(), labWorkDirPrefix(this.plan.runId)));
     this.log = opts.log ?? (() => {});
     this.agentArgs = opts.agentArgs ?? [];
+    this.allowLocalhost = opts.allowLocalhost;
     this.agentLogDir = opts.agentLogDir;
     this.agentMain = opts.agentMain ?? SLUICE_MAIN;
     this.serverPorts = new Map(
@@ -210,6 +214,7 @@ export class Lab {
     const readyFile = join(this.workDir, `ready-${plan.fabricPeerIf}-${Date.now()}.json`);
     const args = [NODE, ...NODE_FLAGS, this.agentMain, "agent", ...modeArgs];
     args.push("--node", node, "--bpffs-root", root, "--ready-file", readyFile, ...this.agentArgs);
+    if (this.allowLocalhost) args.push("--allow-localhost", this.allowLocalhost);
     const child = spawnIn(plan.netns, `agent ${node}`, args);
     child.proc.stdout?.resume();
     if (this.agentLogDir)
@@ -302,21 +307,9 @@ export class Lab {
       perSource.set(from.key, targets);
     }
     const notes: string[] = [];
-    const request = (probes: ProbeTarget[]): ProbeRequest => ({
-      probes,
-      tcpTimeoutMs: opts.tcpTimeoutMs ?? 1500,
-      udpTimeoutMs: opts.udpTimeoutMs ?? 400,
-      udpTries: opts.udpTries ?? 3,
-    });
     await mapLimit([...perSource], 16, async ([key, probes]) => {
       if (probes.length === 0) return;
-      const child = spawnIn(this.pod(key).netns, `prober ${key}`, [
-        NODE,
-        ...NODE_FLAGS,
-        labScript("pod-prober.ts"),
-      ]);
-      const out = await collect(child, JSON.stringify(request(probes)), 60000);
-      const res = JSON.parse(out) as ProbeResponse;
+      const res = await this.runProber(this.pod(key).netns, `prober ${key}`, probes, opts);
       for (const r of res.results) {
         const row = rows[r.id];
         row.verdict = r.verdict;
@@ -325,6 +318,62 @@ export class Lab {
       }
     });
     return { results: rows, skipped, notes, durationMs: performance.now() - t0 };
+  }
+
+  // Probes pods from a node's own network namespace, as the node's stack (kubelet probes) connects:
+  // from one of the node's addresses. Rows are from "node:<name>"; opts.from is ignored. Every pod by
+  // default (those of other nodes through the fabric), or the pods in `to`.
+  async probeFromNode(node: string, opts: ProbeOptions & { to?: string[] } = {}): Promise<ProbeReport> {
+    const t0 = performance.now();
+    const plan = this.plan.nodes.find((n) => n.name === node);
+    if (!plan) throw new Error(`no node ${node} in the lab`);
+    const from = `node:${node}`;
+    const rows: MatrixRow[] = [];
+    const skipped: ProbeReport["skipped"] = [];
+    const targets: ProbeTarget[] = [];
+    for (const to of this.topology.pods) {
+      if (opts.to && !opts.to.includes(to.key)) continue;
+      const ip = probeAddress(to, opts.family);
+      for (const port of opts.ports ?? to.ports) {
+        const row = { from, to: to.key, port: port.port, protocol: port.protocol };
+        if (!ip || port.protocol === "SCTP") {
+          skipped.push({
+            ...row,
+            reason: ip ? "SCTP probes are not implemented" : `no IPv${opts.family} address`,
+          });
+          continue;
+        }
+        targets.push({ id: rows.length, ip, port: port.port, protocol: port.protocol, expectKey: to.key });
+        rows.push({ ...row, verdict: "deny" });
+      }
+    }
+    const notes: string[] = [];
+    if (targets.length > 0) {
+      const res = await this.runProber(plan.netns, `prober ${from}`, targets, opts);
+      for (const r of res.results) {
+        const row = rows[r.id];
+        row.verdict = r.verdict;
+        if (r.note) notes.push(`${from} -> ${row.to} ${row.port}/${row.protocol}: ${r.verdict} (${r.note})`);
+      }
+    }
+    return { results: rows, skipped, notes, durationMs: performance.now() - t0 };
+  }
+
+  // Runs the prober (pod-prober.ts) in a network namespace on a list of targets.
+  private async runProber(
+    netns: string,
+    name: string,
+    probes: ProbeTarget[],
+    opts: ProbeOptions,
+  ): Promise<ProbeResponse> {
+    const request: ProbeRequest = {
+      probes,
+      tcpTimeoutMs: opts.tcpTimeoutMs ?? 1500,
+      udpTimeoutMs: opts.udpTimeoutMs ?? 400,
+      udpTries: opts.udpTries ?? 3,
+    };
+    const child = spawnIn(netns, name, [NODE, ...NODE_FLAGS, labScript("pod-prober.ts")]);
+    return JSON.parse(await collect(child, JSON.stringify(request), 60000)) as ProbeResponse;
   }
 
   // Counters of a pod's server (the sink of live-replacement traffic).

@@ -5,6 +5,7 @@
 // (so `lab up` can show the log) and exits non-zero.
 import { rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import { parsePorts, type ProbePort } from "../api/matrix-rows.ts";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { type Child, NODE, NODE_FLAGS, SLUICE_MAIN, spawnLogged, stopChild } from "./children.ts";
 import { registerCleanup } from "./cleanup.ts";
@@ -12,10 +13,9 @@ import { createLabCluster } from "./cluster-setup.ts";
 import { loadObjects } from "./inputs.ts";
 import type { Lab, ProbeOptions } from "./lab.ts";
 import { type LocalApiServer, startLocalApiServer } from "./local-apiserver.ts";
-import { newRunId } from "./plan.ts";
-import { parsePorts } from "./ports.ts";
+import { newRunId } from "./netns-plan.ts";
 import { waitLabReady } from "./readiness.ts";
-import { type LabPort, type LabTopology, topologyFromObjects } from "./topology.ts";
+import { type LabTopology, topologyFromObjects } from "./topology.ts";
 import {
   type ControlRequest,
   type ControlResponse,
@@ -27,8 +27,10 @@ import {
 export interface SupervisorOptions {
   stateDir: string;
   files: string[];
-  extraPorts?: LabPort[];
+  extraPorts?: ProbePort[];
   readyTimeoutMs?: number;
+  // The agents' --allow-localhost (their default when not given).
+  allowLocalhost?: "always" | "policy";
 }
 
 function log(line: string): void {
@@ -116,7 +118,13 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     lab = await createLabCluster(
       api,
       objects,
-      { extraPorts: o.extraPorts, log, runId: state.runId, agentLogDir: o.stateDir },
+      {
+        extraPorts: o.extraPorts,
+        log,
+        runId: state.runId,
+        agentLogDir: o.stateDir,
+        allowLocalhost: o.allowLocalhost,
+      },
       kubectlOpts,
     );
     log("topology registered");

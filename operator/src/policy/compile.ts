@@ -15,8 +15,15 @@ import {
   type ProtocolSpace,
 } from "./blocks.ts";
 import { stableIds } from "./hash.ts";
-import type { Direction, EndpointPolicy, EndpointState, MapState, PolicyEntry } from "./mapstate.ts";
-import { ReservedIdentity } from "./mapstate.ts";
+import type {
+  AllowLocalhost,
+  Direction,
+  EndpointPolicy,
+  EndpointState,
+  MapState,
+  PolicyEntry,
+} from "./mapstate.ts";
+import { ReservedIdentity, ReservedRuleId } from "./mapstate.ts";
 import {
   comparePolicies,
   type NormPolicy,
@@ -59,6 +66,13 @@ export interface CompileOptions {
   previous?: MapState;
   // Fixed endpoint ids (e.g. read back from pinned maps); others get stable hashed ids.
   endpointIds?: ReadonlyMap<string, number>;
+  // "always" (default): the local node (identity HOST) may open connections into every local endpoint
+  // on every port and protocol, whatever the policies say (a Deny included), so kubelet probes keep
+  // working under default deny. "policy": the node is a peer like any other (allowed where a policy
+  // allows the `host` entity). Egress to the node stays policy either way.
+  allowLocalhost?: AllowLocalhost;
+  // Addresses of the node's own interfaces, HOST like its Node object's (see UniverseInput).
+  hostAddresses?: readonly string[];
 }
 
 export interface CompileError {
@@ -250,10 +264,18 @@ export interface EndpointCompilation {
 
 export class PolicyCompiler {
   readonly universe: Universe;
+  readonly allowLocalhost: AllowLocalhost;
   private readonly peerCache = new WeakMap<NormRule, Set<number>>();
+  // Every identity of the local node: HOST and its refinements (node addresses policy CIDRs split).
+  private readonly hostIdentities: number[];
 
-  constructor(universe: Universe) {
+  constructor(universe: Universe, options: Pick<CompileOptions, "allowLocalhost"> = {}) {
     this.universe = universe;
+    this.allowLocalhost = options.allowLocalhost ?? "always";
+    this.hostIdentities = [...universe.identities.values()]
+      .filter((p) => p.base === ReservedIdentity.HOST)
+      .map((p) => p.id)
+      .sort((a, b) => a - b);
   }
 
   peersOf(rule: NormRule): Set<number> {
@@ -286,6 +308,8 @@ export class PolicyCompiler {
       if (active.length === 0) continue;
       this.compileDirection(direction, active, isolated, entries);
     }
+    if (this.allowLocalhost === "always")
+      allowLocalhostIngress(entries, defaultDeny.ingress, this.hostIdentities);
     entries.sort(compareEntries);
     const counts = new Map<string, number>();
     for (const e of entries) {
@@ -356,6 +380,29 @@ export class PolicyCompiler {
   }
 }
 
+// Allow-localhost "always": every identity of the local node gets one ingress entry allowing every
+// protocol and port, in place of whatever the policies compiled for it. The peer's own group is looked
+// up first and this entry matches everything, so it decides before any policy entry (a Deny of the
+// host entity or an Admin-tier Deny included) and before the endpoint default. Only where something
+// could deny the node: an endpoint without ingress entries that is not isolated allows it anyway.
+function allowLocalhostIngress(entries: PolicyEntry[], isolated: boolean, hosts: readonly number[]): void {
+  if (!isolated && !entries.some((e) => e.direction === "ingress")) return;
+  const host = new Set(hosts);
+  let kept = 0;
+  for (const e of entries) if (!(e.direction === "ingress" && host.has(e.identity))) entries[kept++] = e;
+  entries.length = kept;
+  for (const identity of hosts)
+    entries.push({
+      direction: "ingress",
+      identity,
+      protocol: 0,
+      port: 0,
+      portPrefixLen: 0,
+      verdict: "allow",
+      ruleId: ReservedRuleId.LOCALHOST,
+    });
+}
+
 export function compareEntries(a: PolicyEntry, b: PolicyEntry): number {
   return (
     (a.direction < b.direction ? -1 : a.direction > b.direction ? 1 : 0) ||
@@ -421,7 +468,7 @@ export function compile(inputs: PolicyInputs, options: CompileOptions): CompileR
 export function universeFor(
   inputs: PolicyInputs,
   policies: Iterable<NormPolicy>,
-  options: Pick<CompileOptions, "node" | "labelOptions">,
+  options: Pick<CompileOptions, "node" | "labelOptions" | "hostAddresses">,
 ): Universe {
   return buildUniverse({
     namespaces: inputs.namespaces,
@@ -430,6 +477,7 @@ export function universeFor(
     identities: inputs.identities,
     policyPrefixes: policyPrefixes(policies),
     node: options.node,
+    hostAddresses: options.hostAddresses,
     labelOptions: options.labelOptions,
   });
 }
@@ -437,7 +485,7 @@ export function universeFor(
 export function compileParts(inputs: PolicyInputs, options: CompileOptions): CompileParts {
   const policies = collectPolicies(inputs);
   const universe = universeFor(inputs, policies, options);
-  const compiler = new PolicyCompiler(universe);
+  const compiler = new PolicyCompiler(universe, options);
   const errors = policyErrors(policies);
   const eps = localEndpoints(inputs, universe, options.node, options.labelOptions);
   const ids = endpointIdsFor(

@@ -240,7 +240,7 @@ export class IncrementalCompiler {
       peersChanged = sig !== this.peerSignature;
       if (peersChanged) all = true;
       this.peerSignature = sig;
-      this.compiler = new PolicyCompiler(universe);
+      this.compiler = new PolicyCompiler(universe, this.options);
       eps = localEndpoints(inputs, universe, this.options.node, this.options.labelOptions);
       ipcache = universe.ipcache;
       this.universeDirty = false;

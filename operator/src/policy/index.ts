@@ -9,6 +9,9 @@
 //     Write state to the maps as is; report errors (they never make a partial state).
 //
 //   compile(inputs, options): the same from already sorted inputs with explicit identities.
+//     options.allowLocalhost ("always", the default, or "policy"): whether the local node (identity
+//     host: its Node object's addresses and options.hostAddresses) reaches local pods whatever the
+//     policies say; the entry that allows it has rule id ReservedRuleId.LOCALHOST.
 //   IncrementalCompiler: holds inputs, takes one change at a time, returns a MapDelta.
 //   ReferenceEvaluator: the oracle (interprets the objects directly for one probe).
 //   computeMatrix / connectivityRows: what `sluice matrix` prints.
@@ -28,11 +31,11 @@ export {
 } from "./compile.ts";
 export { IncrementalCompiler, type Change } from "./incremental.ts";
 export { diffStates, applyDelta, type MapDelta } from "./diff.ts";
-export { ReferenceEvaluator } from "./reference.ts";
+export { ReferenceEvaluator, type ReferenceOptions } from "./reference.ts";
 export { lookupIdentity, lookupVerdict } from "./lookup.ts";
 export * from "./mapstate.ts";
 export type { RuleRef } from "./normalize.ts";
-export { computeMatrix, type MatrixRow, type MatrixOptions } from "./matrix.ts";
+export { computeMatrix, type MatrixOptions } from "./matrix.ts";
 
 export function identitiesFor(objects: ClusterObjects, labelOptions?: LabelOptions): Identity[] {
   if (objects.securityIdentities.length > 0)

@@ -18,6 +18,21 @@ export const ReservedIdentity = {
   CLUSTER_MIN: 256,
 } as const;
 
+// Rule ids the compiler gives entries that no policy rule wrote (policy rules get hashes of their
+// RuleRef, never these; normalize.ts ruleId). Flow events carry them like any rule id.
+export const ReservedRuleId = {
+  // The endpoint default decided (no entry matched).
+  DEFAULT: 0,
+  // Allow-localhost: the local node (identity HOST) may open connections into every local endpoint,
+  // whatever its policies say (CompileOptions.allowLocalhost "always").
+  LOCALHOST: 0xffffffff,
+} as const;
+
+// Whether the local node reaches its own pods regardless of policy ("always", the default: kubelet
+// probes keep working under default deny) or only as policies allow the `host` entity ("policy").
+export type AllowLocalhost = "always" | "policy";
+export const ALLOW_LOCALHOST_MODES: readonly AllowLocalhost[] = ["always", "policy"];
+
 // One policy map entry of one endpoint. The BPF program looks up (identity, proto, port) with
 // longest-prefix match: first with the peer's identity, then with identity ANY; the first hit decides.
 // protocol 0 matches any protocol (and port is ignored); portPrefixLen is how many leading bits of

@@ -5,7 +5,7 @@ import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort
 import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
 import { type Prefix, formatPrefix, parsePrefix } from "./cidr.ts";
 import { fnv1a32 } from "./hash.ts";
-import type { Direction } from "./mapstate.ts";
+import { type Direction, ReservedRuleId } from "./mapstate.ts";
 
 export type Tier = "admin" | "namespace" | "baseline";
 export type Action = "allow" | "deny" | "pass";
@@ -86,8 +86,10 @@ export function policyKey(kind: PolicyKind, namespace: string | undefined, name:
 }
 
 export function ruleId(ref: RuleRef): number {
-  // 0 means "the endpoint default" in map entries.
-  return fnv1a32(`${policyKey(ref.kind, ref.namespace, ref.name)}#${ref.direction}#${ref.index}`) || 1;
+  // 0 means "the endpoint default" in map entries, and ReservedRuleId.LOCALHOST the allow-localhost
+  // entry: a hash that lands on one of them becomes 1.
+  const h = fnv1a32(`${policyKey(ref.kind, ref.namespace, ref.name)}#${ref.direction}#${ref.index}`);
+  return h === ReservedRuleId.DEFAULT || h === ReservedRuleId.LOCALHOST ? 1 : h;
 }
 
 function cidrPeer(

@@ -4,7 +4,7 @@
 import type { Namespace, Node, Pod } from "../api/k8s.ts";
 import { type LabelOptions, type SplitLabels, securityLabels, splitLabels } from "../identity/labels.ts";
 import { containsIp, parseIp } from "./cidr.ts";
-import type { Direction, Verdict } from "./mapstate.ts";
+import type { AllowLocalhost, Direction, Verdict } from "./mapstate.ts";
 import type { EndpointPeer, NormPolicy, NormRule, PeerSpec } from "./normalize.ts";
 import { type PolicyInputs, collectPolicies } from "./compile.ts";
 import { inRanges, type NamedPorts, namedPortsOf, resolvePorts } from "./ports.ts";
@@ -28,11 +28,28 @@ export interface ReferenceVerdict {
   ingress?: Verdict;
 }
 
+export interface ReferenceOptions {
+  labelOptions?: LabelOptions;
+  // As CompileOptions.allowLocalhost (default "always"): under "always" a node reaches its own pods
+  // on every port, whatever the policies say.
+  allowLocalhost?: AllowLocalhost;
+  // Per node name: the addresses of its own interfaces (CompileOptions.hostAddresses of that node's
+  // compile). Only that node knows them: seen from any other node they are what they would be without.
+  hostAddresses?: ReadonlyMap<string, readonly string[]>;
+}
+
 export class ReferenceEvaluator {
   private readonly policies: NormPolicy[];
   private readonly byIp = new Map<string, Peer>();
+  private readonly allowLocalhost: AllowLocalhost;
+  // node name -> canonical addresses of its interfaces.
+  private readonly local = new Map<string, Set<string>>();
 
-  constructor(inputs: PolicyInputs, labelOptions?: LabelOptions) {
+  constructor(inputs: PolicyInputs, options: ReferenceOptions = {}) {
+    const labelOptions = options.labelOptions;
+    this.allowLocalhost = options.allowLocalhost ?? "always";
+    for (const [node, ips] of options.hostAddresses ?? [])
+      this.local.set(node, new Set(ips.map((ip) => canonical(ip) ?? "")));
     this.policies = collectPolicies(inputs);
     const nsByName = new Map<string, Namespace>(inputs.namespaces.map((n) => [n.metadata.name ?? "", n]));
     for (const pod of inputs.pods) {
@@ -59,19 +76,32 @@ export class ReferenceEvaluator {
     if (key && !this.byIp.has(key)) this.byIp.set(key, peer);
   }
 
-  peerAt(ip: string): Peer {
-    return this.byIp.get(canonical(ip) ?? "") ?? { kind: "external" };
+  // What an address is, seen from node `from` (when given): a pod, else one of that node's own
+  // interfaces, else a node by its Node object, else outside the cluster.
+  peerAt(ip: string, from?: string): Peer {
+    const key = canonical(ip) ?? "";
+    const known = this.byIp.get(key);
+    if (known?.kind === "pod") return known;
+    if (from !== undefined && this.local.get(from)?.has(key)) return { kind: "node", node: from };
+    return known ?? { kind: "external" };
   }
 
-  // Egress of the source AND ingress of the destination, each where it is a pod on some node.
+  // Egress of the source AND ingress of the destination, each where it is a pod on some node, with
+  // the peer as that node sees it.
   evaluate(srcIp: string, dstIp: string, protocol: number, port: number): ReferenceVerdict {
     const src = this.peerAt(srcIp);
     const dst = this.peerAt(dstIp);
     const out: ReferenceVerdict = { verdict: "allow" };
-    if (src.kind === "pod" && src.pod.pod.spec?.nodeName)
-      out.egress = this.endpointVerdict(src.pod, "egress", dstIp, dst, protocol, port);
-    if (dst.kind === "pod" && dst.pod.pod.spec?.nodeName)
-      out.ingress = this.endpointVerdict(dst.pod, "ingress", srcIp, src, protocol, port);
+    const srcNode = src.kind === "pod" ? src.pod.pod.spec?.nodeName : undefined;
+    const dstNode = dst.kind === "pod" ? dst.pod.pod.spec?.nodeName : undefined;
+    if (src.kind === "pod" && srcNode) {
+      const peer = this.peerAt(dstIp, srcNode);
+      out.egress = this.endpointVerdict(src.pod, "egress", dstIp, peer, protocol, port);
+    }
+    if (dst.kind === "pod" && dstNode) {
+      const peer = this.peerAt(srcIp, dstNode);
+      out.ingress = this.endpointVerdict(dst.pod, "ingress", srcIp, peer, protocol, port);
+    }
     out.verdict = out.egress === "deny" || out.ingress === "deny" ? "deny" : "allow";
     return out;
   }
@@ -89,6 +119,14 @@ export class ReferenceEvaluator {
     const named =
       direction === "ingress" ? ep.namedPorts : peer.kind === "pod" ? peer.pod.namedPorts : undefined;
     const node = ep.pod.spec?.nodeName;
+    // Allow-localhost "always": the endpoint's own node gets in before any policy is read.
+    if (
+      direction === "ingress" &&
+      this.allowLocalhost === "always" &&
+      peer.kind === "node" &&
+      peer.node === node
+    )
+      return "allow";
     const hit = (r: NormRule) =>
       r.direction === direction &&
       peerMatches(r.peers, peerIp, peer, node) &&

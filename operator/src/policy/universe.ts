@@ -61,6 +61,9 @@ export interface UniverseInput {
   // formatPrefix() of every CIDR and except in the policies.
   policyPrefixes: Iterable<string>;
   node: string;
+  // Addresses of this node's own interfaces (found by the agent), identity HOST like the addresses of
+  // its Node object: the sources the node's own stack uses towards its pods (kubelet probes).
+  hostAddresses?: readonly string[];
   labelOptions?: LabelOptions;
 }
 
@@ -132,6 +135,12 @@ export function buildUniverse(input: UniverseInput): Universe {
       const ip = parseIp(text);
       if (ip) addresses.push({ text, ip, base: id, labels: info.labels, namedPorts: namedPortsOf(pod) });
     }
+  }
+  // The node's own interfaces, before other nodes' Node objects: an address configured here is this
+  // node whatever another Node object claims (pods still come first).
+  for (const text of input.hostAddresses ?? []) {
+    const ip = parseIp(text);
+    if (ip) addresses.push({ text, ip, base: ReservedIdentity.HOST });
   }
   for (const node of input.nodes ?? []) {
     const base = node.metadata.name === input.node ? ReservedIdentity.HOST : ReservedIdentity.REMOTE_NODE;
