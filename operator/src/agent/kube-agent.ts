@@ -8,7 +8,8 @@
 // A full rebuild from the caches (ALL_KEY) runs at start, every RESYNC_MS and after a failed pass.
 // Nothing is written to the maps before every cache has synced (a restart never writes a partial
 // view), and while the API server is unreachable the informers retry and the maps keep the last
-// good state.
+// good state. With --cni-socket the chained CNI plugin declares new pods' interfaces and addresses
+// before their containers start, and waits until they are enforced (cni-server.ts).
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { type ClusterObjects, classifyObjects, emptyObjects } from "../api/objects.ts";
 import { describeMigration } from "../datapath/migrate.ts";
@@ -31,15 +32,24 @@ import { type BatchResult, runBatchWorker, WorkQueue } from "../kube/workqueue.t
 import type { SyncReport } from "../datapath/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
 import { liveIdentities } from "../identity/live.ts";
-import { type Change, IncrementalCompiler, identitiesFor, inputsFromObjects } from "../policy/index.ts";
+import {
+  type AllowLocalhost,
+  type Change,
+  IncrementalCompiler,
+  identitiesFor,
+  inputsFromObjects,
+} from "../policy/index.ts";
 import { objectKey } from "../policy/incremental.ts";
 import { podKey } from "../policy/matrix.ts";
 import { policyKey } from "../policy/normalize.ts";
 import { podIps } from "../policy/universe.ts";
+import type { Pod } from "../api/k8s.ts";
+import { CniServer } from "./cni-server.ts";
 import { localPods, resolvePod } from "./endpoints.ts";
 import { Enforcer } from "./enforcer.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
 import { listLinks, staleInterfaces } from "./link-check.ts";
+import { nodeAddresses } from "./node-addresses.ts";
 import { ALL_KEY, endpointKey, endpointOfKey, keysForEvent, type WatchedObject } from "./reconcile-keys.ts";
 
 const WATCHED: readonly Resource[] = [
@@ -67,6 +77,13 @@ export interface KubeAgentOptions {
   resolver: InterfaceResolver;
   labelOptions?: LabelOptions;
   log: (line: string) => void;
+  // Where the chained CNI plugin reaches the agent (cni-server.ts); none: no plugin.
+  cniSocket?: string;
+  // CompileOptions.allowLocalhost (default "always").
+  allowLocalhost?: AllowLocalhost;
+  // The node's own addresses (identity host, beside its Node object's); default: this network
+  // namespace's (node-addresses.ts). Read again at every full pass.
+  hostAddresses?: () => readonly string[];
 }
 
 // What one reconcile pass did (logs, tests).
@@ -140,9 +157,12 @@ export class KubeAgent {
   // The compiler's identities are derived from the pods (identitiesFor: no live SecurityIdentity).
   #derivedIdentities = false;
   // Host-side interfaces by endpoint key, resolved once per set of pod addresses.
+  // The node addresses the compiler last mapped to identity host (joined).
+  #hostAddressKey = "";
   readonly #interfaces = new Map<string, ResolvedInterface>();
   // When the oldest event not yet reconciled was queued (how long keys wait).
   #firstEventAt?: number;
+  readonly #cni?: CniServer;
 
   constructor(o: KubeAgentOptions) {
     this.#o = o;
@@ -164,6 +184,17 @@ export class KubeAgent {
             o.log(`watch ${r.plural}: ${d} (failure ${n}; retrying, maps keep the last good state)`),
         }),
     );
+    if (o.cniSocket)
+      this.#cni = new CniServer(o.cniSocket, {
+        node: o.node,
+        log: o.log,
+        pod: (ns, name) => this.#byKind.get("Pod")?.get(name, ns) as Pod | undefined,
+        reconcile: (key) => {
+          this.#dirty.add(objectKey("Pod", ...(key.split("/") as [string, string])));
+          this.#staleInterfaces.add(key);
+          this.#enqueue([endpointKey(key)]);
+        },
+      });
     for (const inf of this.#informers) {
       this.#byKind.set(inf.resource.kind, inf);
       for (const ev of ["add", "update", "delete"] as const)
@@ -173,7 +204,7 @@ export class KubeAgent {
 
   // Informer callbacks run synchronously inside client-node: map to keys, mark dirty, queue.
   #onEvent(r: Resource, deleted: boolean, obj: KubernetesObject): void {
-    const current = deleted ? undefined : ({ ...obj, kind: r.kind } as WatchedObject);
+    const current = deleted ? undefined : ({ ...this.#cniView(r.kind, obj), kind: r.kind } as WatchedObject);
     const compiler = this.#compiler;
     if (r.kind === "SecurityIdentity") {
       this.#identitiesDirty = true;
@@ -209,6 +240,8 @@ export class KubeAgent {
 
   // Starts watching; resolves once the caches have synced and the first (full) pass ran.
   async start(): Promise<void> {
+    // Listening before the caches sync: a request waits for them rather than failing.
+    if (this.#cni) await this.#cni.start(await listLinks());
     for (const inf of this.#informers) inf.start();
     await waitForCacheSync(this.#informers);
     this.#o.log("caches synced");
@@ -231,7 +264,12 @@ export class KubeAgent {
   snapshot(): ClusterObjects {
     const objects: unknown[] = [];
     for (const inf of this.#informers)
-      for (const o of inf.list()) objects.push({ ...o, kind: inf.resource.kind, apiVersion: o.apiVersion });
+      for (const o of inf.list())
+        objects.push({
+          ...this.#cniView(inf.resource.kind, o),
+          kind: inf.resource.kind,
+          apiVersion: o.apiVersion,
+        });
     const o = classifyObjects(objects);
     o.securityIdentities = liveIdentities(o.securityIdentities);
     return o;
@@ -242,7 +280,13 @@ export class KubeAgent {
     const t0 = performance.now();
     const queuedMs = this.#firstEventAt === undefined ? 0 : t0 - this.#firstEventAt;
     this.#firstEventAt = undefined;
-    const full = this.#needsFull || !this.#compiler || keys.includes(ALL_KEY);
+    // The node's addresses are the sources of its own traffic to pods (identity host): a CNI adds one
+    // with the first pod of a bridge or of each ptp veth (its gateway), so a change recompiles all.
+    const hostAddresses = (this.#o.hostAddresses ?? nodeAddresses)();
+    const hostKey = hostAddresses.join(",");
+    const full =
+      this.#needsFull || !this.#compiler || keys.includes(ALL_KEY) || hostKey !== this.#hostAddressKey;
+    this.#hostAddressKey = hostKey;
     let compiler: IncrementalCompiler;
     let compileMs: number;
     let resolveMs = 0;
@@ -266,6 +310,8 @@ export class KubeAgent {
         labelOptions: this.#o.labelOptions,
         endpointIds: this.#enforcer.appliedEndpointIds(this.#wiredInterfaces()),
         previous: this.#compiler?.state,
+        allowLocalhost: this.#o.allowLocalhost,
+        hostAddresses,
       });
       this.#compiler = compiler;
       this.#needsFull = false;
@@ -345,6 +391,10 @@ export class KubeAgent {
       );
     if (result.migrated) this.#o.log(describeMigration(result.migrated));
     if (result.migrationError) this.#o.log(result.migrationError);
+    this.#cni?.settle((key) => {
+      const ep = compiler.state.endpoints.find((e) => e.key === key);
+      return ep && { identity: ep.identity, iface: this.#interfaces.get(key)?.iface };
+    });
     // The compiled endpoints without an interface: every one was resolved above, and is looked up
     // again after a pause.
     return { requeueAfterMs: new Map(result.pending.map((k) => [endpointKey(k), PENDING_RETRY_MS])) };
@@ -352,8 +402,9 @@ export class KubeAgent {
 
   async #checkLinks(): Promise<void> {
     const cached = [...this.#interfaces].map(([k, v]): [string, HostInterface | undefined] => [k, v.iface]);
-    if (cached.every(([, i]) => !i)) return;
+    if (cached.every(([, i]) => !i) && !this.#cni?.size) return;
     let links: Map<string, number>;
+    const listedAt = Date.now();
     try {
       links = await listLinks();
     } catch (e) {
@@ -362,7 +413,9 @@ export class KubeAgent {
       this.#linkCheckFailed = true;
       return;
     }
-    const stale = staleInterfaces(cached, links);
+    // Declared interfaces that are gone: forgotten, so their pods are resolved by route again.
+    const gone = this.#cni?.dropGone(links, listedAt) ?? [];
+    const stale = [...new Set([...staleInterfaces(cached, links), ...gone])];
     if (stale.length === 0) return;
     this.#o.log(`link check: interface of ${stale.join(", ")} changed; resolving again`);
     for (const k of stale) this.#staleInterfaces.add(k);
@@ -371,7 +424,12 @@ export class KubeAgent {
 
   #list(kind: string): readonly KubernetesObject[] {
     const inf = this.#byKind.get(kind);
-    return inf ? inf.list().map((o) => ({ ...o, kind })) : [];
+    return inf ? inf.list().map((o) => ({ ...this.#cniView(kind, o), kind })) : [];
+  }
+
+  // A pod as the compiler reads it: with the addresses its CNI ADD declared while its status has none.
+  #cniView(kind: string, o: KubernetesObject): KubernetesObject {
+    return this.#cni && kind === "Pod" ? (this.#cni.podView(o as Pod) as KubernetesObject) : o;
   }
 
   // The dirty objects as the caches hold them now (level-triggered: whatever the events said).
@@ -382,7 +440,8 @@ export class KubeAgent {
       const inf = this.#byKind.get(kind);
       if (!inf) continue;
       const [ns, name] = rest.length === 2 ? rest : [undefined, rest[0]];
-      const o = inf.get(name, ns);
+      const cached = inf.get(name, ns);
+      const o = cached && this.#cniView(kind, cached);
       const object = (o ? { ...o, kind } : { kind, metadata: { name, namespace: ns } }) as Change["object"];
       out.push({ type: o ? "upsert" : "delete", object });
     }
@@ -393,7 +452,7 @@ export class KubeAgent {
   async #resolve(pods: readonly ClusterObjects["pods"][number][], resolved: Set<string>): Promise<void> {
     for (const pod of pods) {
       const key = podKey(pod);
-      const iface = await resolvePod(this.#o.resolver, pod);
+      const iface = this.#cni?.interfaceOf(pod) ?? (await resolvePod(this.#o.resolver, pod));
       this.#interfaces.set(key, { ips: podIps(pod).join(","), iface });
       resolved.add(key);
     }
@@ -426,6 +485,7 @@ export class KubeAgent {
   }
 
   async stop(): Promise<void> {
+    await this.#cni?.close();
     if (this.#resync) clearInterval(this.#resync);
     if (this.#linkCheck) clearInterval(this.#linkCheck);
     this.#queue.shutDown();

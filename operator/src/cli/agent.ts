@@ -4,16 +4,22 @@ import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { KubeAgent } from "../agent/kube-agent.ts";
 import { RouteInterfaceResolver } from "../agent/host-interfaces.ts";
+import { installCniPlugin } from "../agent/cni-install.ts";
 import { type EventSampling, writeEventSampling } from "../agent/event-config.ts";
 import { StaticAgent } from "../agent/static-agent.ts";
 import type { AttachMode } from "../datapath/links.ts";
 import { loadDatapath } from "../datapath/programs.ts";
+import type { AllowLocalhost } from "../policy/index.ts";
 
 const usage =
   "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>] [options]\n" +
   "       sluice agent --static -f <file or dir>... --node <name> --bpffs-root <dir> [--events] [options]\n" +
-  "options: [--ready-file <path>] [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]\n" +
-  "         [--attach-mode auto|tcx|tc]   (auto: tcx links, tc filters where the kernel refuses tcx)";
+  "options: [--cni-socket <path>]   (Kubernetes mode: where the chained CNI plugin sluice-cni reaches the agent)\n" +
+  "         [--cni-bin-dir <dir>]   (install sluice-cni there at start: the node's CNI binary directory)\n" +
+  "         [--ready-file <path>] [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]\n" +
+  "         [--attach-mode auto|tcx|tc]   (auto: tcx links, tc filters where the kernel refuses tcx)\n" +
+  "         [--allow-localhost always|policy]   (always, the default: the node reaches its own pods whatever\n" +
+  "                                              the policies say; policy: where a policy allows entity host)";
 
 function count(v: string | undefined, name: string, fallback: number): number {
   if (v === undefined) return fallback;
@@ -33,9 +39,12 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       node: { type: "string" },
       "bpffs-root": { type: "string" },
       "ready-file": { type: "string" },
+      "cni-socket": { type: "string" },
+      "cni-bin-dir": { type: "string" },
       object: { type: "string" },
       events: { type: "boolean", default: false },
       "attach-mode": { type: "string", default: "auto" },
+      "allow-localhost": { type: "string", default: "always" },
       "event-sample-allow": { type: "string" },
       "event-sample-deny": { type: "string" },
       "events-per-second": { type: "string" },
@@ -54,9 +63,19 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
   const attachMode = values["attach-mode"];
   if (attachMode !== "auto" && attachMode !== "tcx" && attachMode !== "tc")
     throw new Error(`--attach-mode: ${JSON.stringify(attachMode)} is not one of auto, tcx, tc`);
+  const allowLocalhost = values["allow-localhost"];
+  if (allowLocalhost !== "always" && allowLocalhost !== "policy")
+    throw new Error(`--allow-localhost: ${JSON.stringify(allowLocalhost)} is not one of always, policy`);
   if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length)) {
     process.stderr.write(`${usage}\n`);
     return 2;
+  }
+  if (values.static && values["cni-socket"])
+    throw new Error("--cni-socket: the chained CNI plugin needs the agent in Kubernetes mode (not --static)");
+  if (values["cni-bin-dir"]) {
+    if (!values["cni-socket"])
+      throw new Error("--cni-bin-dir: the plugin it installs needs --cni-socket to reach the agent");
+    await installCniPlugin(values["cni-bin-dir"]);
   }
   if (!values.static)
     return kubeAgent(
@@ -67,6 +86,8 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       values.object,
       sampling,
       attachMode,
+      allowLocalhost,
+      values["cni-socket"],
     );
   const agent = await StaticAgent.start({
     files: values.file ?? [],
@@ -77,6 +98,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
     readyFile: values["ready-file"],
     onEvent: values.events ? (line) => process.stdout.write(`${line}\n`) : undefined,
     sampling,
+    allowLocalhost,
   });
   let reloading = Promise.resolve();
   process.on("SIGHUP", () => {
@@ -112,6 +134,8 @@ async function kubeAgent(
   objectPath: string | undefined,
   sampling: EventSampling,
   attachMode: AttachMode | "auto",
+  allowLocalhost: AllowLocalhost,
+  cniSocket: string | undefined,
 ): Promise<number> {
   const datapath = loadDatapath({ pinRoot, objectPath, attachMode });
   writeEventSampling(datapath, sampling);
@@ -123,6 +147,8 @@ async function kubeAgent(
     datapath,
     resolver: new RouteInterfaceResolver(),
     log,
+    allowLocalhost,
+    cniSocket,
   });
   try {
     await agent.start();
