@@ -39,4 +39,8 @@ export const commands: Record<string, Command> = {
     summary: "run the operator (identities, policy status)",
     run: async (argv) => (await import("./operator.ts")).operatorMain(argv),
   },
+  probe: {
+    summary: "test traffic endpoints for clusters: sluice probe serve|connect",
+    run: async (argv) => (await import("./probe.ts")).probeMain(argv),
+  },
 };

@@ -5,9 +5,9 @@
 // stdin prints the counts as one JSON line.
 //
 // usage: node pod-server.ts <key> <port/PROTO>,...
-import { createSocket } from "node:dgram";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { createInterface } from "node:readline";
+import { listenTcp, listenUdp } from "./probe-sockets.ts";
 
 interface Stats {
   udpStreams: Record<string, number>;
@@ -39,53 +39,37 @@ function snapshot(): Stats {
   return { udpStreams, ...stats, tcpErrors: [...stats.tcpErrors] };
 }
 
-async function listenTcp(port: number): Promise<void> {
-  const server = createServer((sock) => {
-    stats.tcpConnections++;
-    sockets.add(sock);
-    sock.on("data", (d: Buffer) => {
-      stats.tcpBytes += d.length;
-    });
-    sock.on("error", (err: NodeJS.ErrnoException) => {
-      stats.tcpErrors.push(`${port}: ${err.code ?? err.message}`);
-    });
-    sock.on("close", () => sockets.delete(sock));
-    sock.write(`${key}\n`);
+function countTcp(port: number, sock: Socket): void {
+  stats.tcpConnections++;
+  sockets.add(sock);
+  sock.on("data", (d: Buffer) => {
+    stats.tcpBytes += d.length;
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ port, host: "::", ipv6Only: false }, () => resolve());
+  sock.on("error", (err: NodeJS.ErrnoException) => {
+    stats.tcpErrors.push(`${port}: ${err.code ?? err.message}`);
   });
+  sock.on("close", () => sockets.delete(sock));
 }
 
-async function listenUdp(port: number): Promise<void> {
-  const sock = createSocket({ type: "udp6", ipv6Only: false, recvBufferSize: 4 << 20 });
-  sock.on("message", (msg, rinfo) => {
-    const kind = msg[0];
-    if (kind === 0x50 /* P: probe */) {
-      sock.send(`${key} ${msg.subarray(1).toString()}`, rinfo.port, rinfo.address);
-    } else if (kind === 0x53 /* S: stream */) {
-      const text = msg.subarray(1).toString();
-      const colon = text.indexOf(":");
-      const id = `${port}/${text.slice(0, colon)}`;
-      let seqs = streams.get(id);
-      if (!seqs) {
-        seqs = new Set();
-        streams.set(id, seqs);
-      }
-      seqs.add(Number(text.slice(colon + 1)));
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    sock.once("error", reject);
-    sock.bind({ port, address: "::" }, () => resolve());
-  });
+// "S<stream>:<seq>" datagrams of the live-replacement traffic; each distinct seq counts once.
+function countStream(port: number, msg: Buffer): void {
+  if (msg[0] !== 0x53 /* S: stream */) return;
+  const text = msg.subarray(1).toString();
+  const colon = text.indexOf(":");
+  const id = `${port}/${text.slice(0, colon)}`;
+  let seqs = streams.get(id);
+  if (!seqs) {
+    seqs = new Set();
+    streams.set(id, seqs);
+  }
+  seqs.add(Number(text.slice(colon + 1)));
 }
 
 async function main(): Promise<void> {
   for (const { port, protocol } of ports) {
-    if (protocol === "TCP") await listenTcp(port);
-    else if (protocol === "UDP") await listenUdp(port);
+    if (protocol === "TCP") await listenTcp(key, port, { onConnection: (sock) => countTcp(port, sock) });
+    else if (protocol === "UDP")
+      await listenUdp(key, port, { recvBufferSize: 4 << 20, onDatagram: (msg) => countStream(port, msg) });
     // SCTP: Node has no SCTP sockets; the lab skips SCTP probes (see probe.ts).
   }
   createInterface({ input: process.stdin }).on("line", (line) => {
