@@ -25,11 +25,31 @@ import (
 )
 
 // apiServerArgs are the flags of a minimal, fast-starting control plane: no controllers run here, so
-// anything that needs one (service-account tokens, endpoints) is switched off.
-func apiServerArgs(port int, dir, etcdURL, authz string, p *pki) []string {
+// anything that needs one (service-account tokens, endpoints) is switched off, unless nodeAddr names
+// the address of a real cluster's node (test/cluster), where a controller manager and kubelets run.
+func apiServerArgs(port int, dir, etcdURL, authz, nodeAddr string, p *pki) []string {
+	if nodeAddr == "" {
+		return append(baseArgs(port, dir, etcdURL, authz, "127.0.0.1", p),
+			// Pods created by tests carry no service account token: there is no token controller.
+			"--disable-admission-plugins=ServiceAccount",
+			"--endpoint-reconciler-type=none",
+		)
+	}
+	return append(baseArgs(port, dir, etcdURL, authz, nodeAddr, p),
+		"--advertise-address="+nodeAddr,
+		// The kubernetes Service's endpoint: in-cluster clients that use its IP find the server.
+		"--endpoint-reconciler-type=lease",
+		// The node is named by its hostname, which does not resolve here; exec and logs dial its IP.
+		"--kubelet-preferred-address-types=InternalIP",
+		"--kubelet-client-certificate="+p.adminCertFile,
+		"--kubelet-client-key="+p.adminKeyFile,
+	)
+}
+
+func baseArgs(port int, dir, etcdURL, authz, bind string, p *pki) []string {
 	return []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
+		"--bind-address=" + bind,
 		"--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
 		"--tls-cert-file=" + p.servingFile,
@@ -40,11 +60,8 @@ func apiServerArgs(port int, dir, etcdURL, authz string, p *pki) []string {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + p.saPubFile,
 		"--service-account-signing-key-file=" + p.saKeyFile,
-		"--service-cluster-ip-range=10.96.0.0/16",
-		// Pods created by tests carry no service account token: there is no token controller.
-		"--disable-admission-plugins=ServiceAccount",
+		"--service-cluster-ip-range=" + serviceCIDR,
 		"--allow-privileged=true",
-		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"--v=0",
@@ -53,7 +70,7 @@ func apiServerArgs(port int, dir, etcdURL, authz string, p *pki) []string {
 
 // runAPIServer mirrors what kube-apiserver's cobra command does, minus its process-wide signal
 // handler: the caller's context decides when the server stops.
-func runAPIServer(ctx context.Context, ln net.Listener, port int, dir, etcdURL, authz string, p *pki, extra []string) error {
+func runAPIServer(ctx context.Context, ln net.Listener, port int, dir, etcdURL, authz, nodeAddr string, p *pki, extra []string) error {
 	s := options.NewServerRunOptions()
 	namedFlagSets := s.Flags()
 	s.Flagz = flagz.NamedFlagSetsReader{FlagSets: namedFlagSets}
@@ -62,7 +79,7 @@ func runAPIServer(ctx context.Context, ln net.Listener, port int, dir, etcdURL, 
 	for _, f := range namedFlagSets.FlagSets {
 		fs.AddFlagSet(f)
 	}
-	if err := fs.Parse(append(apiServerArgs(port, dir, etcdURL, authz, p), extra...)); err != nil {
+	if err := fs.Parse(append(apiServerArgs(port, dir, etcdURL, authz, nodeAddr, p), extra...)); err != nil {
 		return fmt.Errorf("kube-apiserver flags: %w", err)
 	}
 	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {

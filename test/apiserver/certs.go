@@ -15,16 +15,23 @@ import (
 	"time"
 )
 
+// serviceCIDR is the Service IP range; its first address is the kubernetes Service's ClusterIP.
+const serviceCIDR = "10.96.0.0/16"
+
+var kubernetesServiceIP = net.ParseIP("10.96.0.1")
+
 // pki holds the PEM files of a throwaway cluster: one CA signs the serving certificate and the admin's
-// client certificate; a separate key signs service-account tokens.
+// client certificate; a separate key signs service-account tokens. The CA's key is written too: the
+// controller manager of a real cluster (test/cluster) signs kubelet client certificates with it.
 type pki struct {
-	caCert, caKey         []byte
-	servingCert, servKey  []byte
-	adminCert, adminKey   []byte
-	saKey, saPub          []byte
-	caFile                string
-	servingFile, servFile string
-	saKeyFile, saPubFile  string
+	caCert, caKey               []byte
+	servingCert, servKey        []byte
+	adminCert, adminKey         []byte
+	saKey, saPub                []byte
+	caFile, caKeyFile           string
+	servingFile, servFile       string
+	adminCertFile, adminKeyFile string
+	saKeyFile, saPubFile        string
 }
 
 func newKey() (*ecdsa.PrivateKey, []byte, error) {
@@ -56,7 +63,9 @@ func sign(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.Pr
 	return c, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
-func generatePKI(dir string) (*pki, error) {
+// generatePKI makes the cluster's certificates; host is the address clients dial (127.0.0.1, or the
+// node address of a real cluster, whose pods also dial the kubernetes Service IP).
+func generatePKI(dir, host string) (*pki, error) {
 	now := time.Now().Add(-time.Hour) // tolerate small clock skew between processes
 	notAfter := now.Add(10 * 365 * 24 * time.Hour)
 	p := &pki{}
@@ -92,7 +101,7 @@ func generatePKI(dir string) (*pki, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP(host), kubernetesServiceIP},
 	}, ca, &sKey.PublicKey, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate: %w", err)
@@ -128,12 +137,16 @@ func generatePKI(dir string) (*pki, error) {
 	p.saKey, p.saPub = saKeyPEM, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 
 	p.caFile = filepath.Join(dir, "ca.crt")
+	p.caKeyFile = filepath.Join(dir, "ca.key")
+	p.adminCertFile = filepath.Join(dir, "admin.crt")
+	p.adminKeyFile = filepath.Join(dir, "admin.key")
 	p.servingFile = filepath.Join(dir, "serving.crt")
 	p.servFile = filepath.Join(dir, "serving.key")
 	p.saKeyFile = filepath.Join(dir, "sa.key")
 	p.saPubFile = filepath.Join(dir, "sa.pub")
 	for path, data := range map[string][]byte{
-		p.caFile: p.caCert, p.servingFile: p.servingCert, p.servFile: p.servKey,
+		p.caFile: p.caCert, p.caKeyFile: p.caKey, p.servingFile: p.servingCert, p.servFile: p.servKey,
+		p.adminCertFile: p.adminCert, p.adminKeyFile: p.adminKey,
 		p.saKeyFile: p.saKey, p.saPubFile: p.saPub,
 	} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {

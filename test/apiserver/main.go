@@ -3,7 +3,11 @@
 // and removes everything it created when it gets SIGTERM or SIGINT.
 //
 //	sluice-apiserver [-dir DIR] [-kubeconfig PATH] [-port N] [-authorization-mode RBAC|AlwaysAllow]
-//	                 [-exit-with-parent] [-- extra kube-apiserver flags]
+//	                 [-node-address IP] [-exit-with-parent] [-- extra kube-apiserver flags]
+//
+// With -node-address it serves a real cluster (test/cluster): it listens on and advertises that
+// address, its certificate names it and the kubernetes Service IP, pods get service-account tokens
+// (the controller manager mints them) and it reaches kubelets by their InternalIP.
 package main
 
 import (
@@ -46,6 +50,7 @@ func run() error {
 	kubeconfig := flag.String("kubeconfig", "", "where to write the admin kubeconfig (default: DIR/kubeconfig); removed on exit")
 	port := flag.Int("port", 0, "secure port on 127.0.0.1 (0: any free port)")
 	authz := flag.String("authorization-mode", "RBAC", "kube-apiserver --authorization-mode (the admin is in system:masters either way)")
+	nodeAddr := flag.String("node-address", "", "serve a cluster: listen on and advertise this address instead of 127.0.0.1 (see apiServerArgs)")
 	withParent := flag.Bool("exit-with-parent", false, "stop when the parent process dies (PR_SET_PDEATHSIG)")
 	flag.Parse()
 
@@ -90,7 +95,14 @@ func run() error {
 	}
 	defer os.Remove(*kubeconfig)
 
-	p, err := generatePKI(dir)
+	host := "127.0.0.1"
+	if *nodeAddr != "" {
+		if net.ParseIP(*nodeAddr) == nil {
+			return fmt.Errorf("-node-address %q is not an IP address", *nodeAddr)
+		}
+		host = *nodeAddr
+	}
+	p, err := generatePKI(dir, host)
 	if err != nil {
 		return fmt.Errorf("generate certificates: %w", err)
 	}
@@ -102,12 +114,12 @@ func run() error {
 	// Runs after the API server has shut down (defers run in reverse order).
 	defer etcd.Close()
 
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(*port)))
 	if err != nil {
-		return fmt.Errorf("listen on 127.0.0.1:%d: %w", *port, err)
+		return fmt.Errorf("listen on %s:%d: %w", host, *port, err)
 	}
 	boundPort := ln.Addr().(*net.TCPAddr).Port
-	server := fmt.Sprintf("https://127.0.0.1:%d", boundPort)
+	server := "https://" + net.JoinHostPort(host, strconv.Itoa(boundPort))
 
 	if err := writeKubeconfig(*kubeconfig, server, p); err != nil {
 		ln.Close()
@@ -121,7 +133,7 @@ func run() error {
 	var apiErr error
 	apiDone := make(chan struct{})
 	go func() {
-		apiErr = runAPIServer(apiCtx, ln, boundPort, dir, etcdURL, *authz, p, flag.Args())
+		apiErr = runAPIServer(apiCtx, ln, boundPort, dir, etcdURL, *authz, *nodeAddr, p, flag.Args())
 		close(apiDone)
 	}()
 

@@ -65,3 +65,10 @@ test("the chart passes the agent and operator only flags their commands accept",
     assert.equal(r.status, 0, `${d.kind}/${d.metadata.name}: sluice ${args.join(" ")}: ${r.stderr}`);
   }
 });
+
+test("agent.allowLocalhost becomes the agent's --allow-localhost (default always)", () => {
+  const agentArgs = (...set: string[]) =>
+    render(...set).find((d) => d.kind === "DaemonSet")?.spec?.template?.spec.containers[0].args ?? [];
+  assert.ok(agentArgs().includes("--allow-localhost=always"), agentArgs().join(" "));
+  assert.ok(agentArgs("agent.allowLocalhost=policy").includes("--allow-localhost=policy"));
+});

@@ -36,6 +36,12 @@ export interface LocalApiServerOptions {
   dir?: string;
   /** Where the kubeconfig goes. Default: <dir>/kubeconfig. */
   kubeconfigPath?: string;
+  /** Run inside this network namespace (/run/netns/NAME) instead of the host's. */
+  netns?: string;
+  /** Serve a real cluster's node (test/cluster): listen on and advertise this address (-node-address). */
+  nodeAddress?: string;
+  /** Secure port (default: any free one). */
+  port?: number;
 }
 
 interface ReadyLine {
@@ -46,12 +52,17 @@ interface ReadyLine {
   startupMs: number;
 }
 
-let binaryPromise: Promise<string> | undefined;
+const built = new Map<string, Promise<string>>();
 
-/** Path of the cached binary, building it on first use (minutes, once per machine and source change). */
-export function apiServerBinary(): Promise<string> {
-  binaryPromise ??= new Promise((resolveBinary, reject) => {
-    const child = spawn("bash", [join(REPO_ROOT, "scripts/apiserver-build.sh")], {
+/**
+ * Runs a build script of scripts/ once per process and resolves with the path it prints last (the
+ * scripts cache their output per machine and source change, so only the first run is slow).
+ */
+export function builtPath(script: string): Promise<string> {
+  let p = built.get(script);
+  if (p) return p;
+  p = new Promise<string>((resolveBuilt, reject) => {
+    const child = spawn("bash", [join(REPO_ROOT, "scripts", script)], {
       cwd: REPO_ROOT,
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -62,14 +73,18 @@ export function apiServerBinary(): Promise<string> {
     child.on("error", reject);
     child.on("exit", (code) => {
       const path = out.trim().split("\n").pop() ?? "";
-      if (code === 0 && path && existsSync(path)) resolveBinary(path);
-      else reject(new Error(`scripts/apiserver-build.sh failed (exit ${code}); see its output above`));
+      if (code === 0 && path && existsSync(path)) resolveBuilt(path);
+      else reject(new Error(`scripts/${script} failed (exit ${code}); see its output above`));
     });
   });
-  binaryPromise.catch(() => {
-    binaryPromise = undefined;
-  });
-  return binaryPromise;
+  built.set(script, p);
+  p.catch(() => built.delete(script));
+  return p;
+}
+
+/** Path of the cached API server binary, building it on first use. */
+export function apiServerBinary(): Promise<string> {
+  return builtPath("apiserver-build.sh");
 }
 
 const running = new Set<ChildProcess>();
@@ -106,10 +121,16 @@ export async function startLocalApiServer(opts: LocalApiServerOptions = {}): Pro
     opts.authorizationMode ?? "RBAC",
     "-exit-with-parent",
   ];
+  if (opts.nodeAddress) args.push("-node-address", opts.nodeAddress);
+  if (opts.port) args.push("-port", String(opts.port));
   if (opts.extraArgs?.length) args.push("--", ...opts.extraArgs);
 
   const started = performance.now();
-  const child = spawn(binary, args, { stdio: ["ignore", "pipe", logFd] });
+  // nsenter execs the server, so -exit-with-parent still ties it to this process.
+  const argv = opts.netns
+    ? ["nsenter", `--net=/run/netns/${opts.netns}`, "--", binary, ...args]
+    : [binary, ...args];
+  const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", logFd] });
   closeSync(logFd);
   running.add(child);
   installExitHook();
