@@ -6,12 +6,21 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { type ProbePort, parsePorts } from "../api/matrix-rows.ts";
-import { listenTcp, listenUdp, type ProbeResult, probeTcp, probeUdp } from "../lab/probe-sockets.ts";
+import {
+  listenTcp,
+  listenUdp,
+  type ProbeResult,
+  probeTcp,
+  probeUdp,
+  StreamCounter,
+} from "../lab/probe-sockets.ts";
 import { parseDuration } from "./duration.ts";
 
 const usage =
   "usage: sluice probe serve --ports 80/TCP,53/UDP [--ip ADDR] [--name NAME]\n" +
-  "       sluice probe connect --to IP|HOST --ports 80/TCP,53/UDP [--timeout 1s] [-o json|table]";
+  "       sluice probe connect --to IP|HOST --ports 80/TCP,53/UDP [--timeout 1s] [-o json|table]\n" +
+  "       sluice probe stats --port 53/UDP   (inside the pod: the lab's traffic streams serve has counted)\n" +
+  "       sluice probe send --to IP --port 53/UDP --stream ID [--rate 1000] [--duration 3s]   (a numbered stream; prints what it sent)";
 
 export interface ConnectRow {
   port: number;
@@ -53,6 +62,7 @@ async function serve(argv: string[]): Promise<number> {
   if (values.ip !== undefined && isIP(values.ip) === 0)
     throw new UsageError(`--ip: ${values.ip} is not an IP`);
   const name = values.name ?? hostname();
+  const streams = new StreamCounter();
   // As a container's PID 1 no signal has a default action: without these, SIGTERM would be
   // ignored and the pod would wait out its grace period.
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => process.exit(0));
@@ -69,14 +79,86 @@ async function serve(argv: string[]): Promise<number> {
     else
       await listenUdp(name, port, {
         host: values.ip,
-        // Anything else than a probe datagram still gets the name back.
-        onDatagram: (_msg, from, sock) => sock.send(`${name}\n`, from.port, from.address),
+        recvBufferSize: 4 << 20,
+        onDatagram: (msg, from, sock) => {
+          if (streams.count(port, msg)) return;
+          // The counts, to `probe stats` on the pod's own loopback (no policy applies there).
+          if (msg.toString() === STATS_QUERY && isLoopback(from.address))
+            sock.send(JSON.stringify({ udpStreams: streams.snapshot() }), from.port, from.address);
+          // Anything else than a probe datagram still gets the name back.
+          else sock.send(`${name}\n`, from.port, from.address);
+        },
       });
   }
   process.stderr.write(
     `probe serve: ${name} listening on ${values.ip ?? "*"} ${ports.map((p) => `${p.port}/${p.protocol}`).join(",")}\n`,
   );
   return new Promise<number>(() => {}); // until a signal
+}
+
+const STATS_QUERY = "Qstats";
+
+function isLoopback(address: string): boolean {
+  return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
+}
+
+// Asks the pod's own `probe serve` (over loopback) for the stream datagrams it counted on a port.
+async function stats(argv: string[]): Promise<number> {
+  const { values } = parsing(() => parseArgs({ args: argv, options: { port: { type: "string" } } }));
+  const [p] = parsing(() => tcpUdpPorts(values.port));
+  if (!p || p.protocol !== "UDP") throw new UsageError("--port: one UDP port, e.g. 5000/UDP");
+  const { createSocket } = await import("node:dgram");
+  const sock = createSocket("udp4");
+  try {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no answer from probe serve on 127.0.0.1:${p.port}`)),
+        2000,
+      );
+      sock.once("message", (m) => {
+        clearTimeout(timer);
+        resolve(m.toString());
+      });
+      sock.send(STATS_QUERY, p.port, "127.0.0.1");
+    });
+    process.stdout.write(`${reply}\n`);
+  } finally {
+    sock.close();
+  }
+  return 0;
+}
+
+// A sequence-numbered UDP stream from the first instant the process runs (the lab's traffic sender):
+// what a new pod sends before anything could have enforced it, counted by the peer's `probe serve`.
+async function send(argv: string[]): Promise<number> {
+  const { values } = parsing(() =>
+    parseArgs({
+      args: argv,
+      options: {
+        to: { type: "string" },
+        port: { type: "string" },
+        stream: { type: "string" },
+        rate: { type: "string", default: "1000" },
+        duration: { type: "string", default: "3s" },
+      },
+    }),
+  );
+  if (!values.to || isIP(values.to) === 0) throw new UsageError("--to: an IP address is required");
+  const [p] = parsing(() => tcpUdpPorts(values.port));
+  if (!p || p.protocol !== "UDP") throw new UsageError("--port: one UDP port, e.g. 5000/UDP");
+  if (!values.stream || /[:\s]/.test(values.stream))
+    throw new UsageError("--stream: an id without ':' or spaces");
+  const rate = Number(values.rate);
+  if (!Number.isInteger(rate) || rate < 1 || rate > 100_000)
+    throw new UsageError("--rate: datagrams per second, 1 to 100000");
+  const durationMs = parsing(() => parseDuration(values.duration, "--duration"));
+  const { sendTraffic } = await import("../lab/traffic-sender.ts");
+  const report = await sendTraffic({
+    durationMs,
+    udp: [{ stream: values.stream, ip: values.to, port: p.port, rate }],
+  });
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+  return 0;
 }
 
 async function connect(argv: string[]): Promise<number> {
@@ -144,6 +226,8 @@ export async function probeMain(argv: readonly string[]): Promise<number> {
   try {
     if (sub === "serve") return await serve(rest);
     if (sub === "connect") return await connect(rest);
+    if (sub === "stats") return await stats(rest);
+    if (sub === "send") return await send(rest);
     throw new UsageError(
       sub ? `unknown probe command ${JSON.stringify(sub)}` : "a probe command is required",
     );

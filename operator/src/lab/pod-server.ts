@@ -7,7 +7,7 @@
 // usage: node pod-server.ts <key> <port/PROTO>,...
 import type { Socket } from "node:net";
 import { createInterface } from "node:readline";
-import { listenTcp, listenUdp } from "./probe-sockets.ts";
+import { listenTcp, listenUdp, StreamCounter } from "./probe-sockets.ts";
 
 interface Stats {
   udpStreams: Record<string, number>;
@@ -29,14 +29,12 @@ const ports = portList
     return { port: Number(port), protocol };
   });
 
-const streams = new Map<string, Set<number>>();
+const streams = new StreamCounter();
 const stats: Omit<Stats, "udpStreams"> = { tcpBytes: 0, tcpConnections: 0, tcpErrors: [] };
 const sockets = new Set<Socket>();
 
 function snapshot(): Stats {
-  const udpStreams: Record<string, number> = {};
-  for (const [id, seqs] of streams) udpStreams[id] = seqs.size;
-  return { udpStreams, ...stats, tcpErrors: [...stats.tcpErrors] };
+  return { udpStreams: streams.snapshot(), ...stats, tcpErrors: [...stats.tcpErrors] };
 }
 
 function countTcp(port: number, sock: Socket): void {
@@ -51,25 +49,11 @@ function countTcp(port: number, sock: Socket): void {
   sock.on("close", () => sockets.delete(sock));
 }
 
-// "S<stream>:<seq>" datagrams of the live-replacement traffic; each distinct seq counts once.
-function countStream(port: number, msg: Buffer): void {
-  if (msg[0] !== 0x53 /* S: stream */) return;
-  const text = msg.subarray(1).toString();
-  const colon = text.indexOf(":");
-  const id = `${port}/${text.slice(0, colon)}`;
-  let seqs = streams.get(id);
-  if (!seqs) {
-    seqs = new Set();
-    streams.set(id, seqs);
-  }
-  seqs.add(Number(text.slice(colon + 1)));
-}
-
 async function main(): Promise<void> {
   for (const { port, protocol } of ports) {
     if (protocol === "TCP") await listenTcp(key, port, { onConnection: (sock) => countTcp(port, sock) });
     else if (protocol === "UDP")
-      await listenUdp(key, port, { recvBufferSize: 4 << 20, onDatagram: (msg) => countStream(port, msg) });
+      await listenUdp(key, port, { recvBufferSize: 4 << 20, onDatagram: (msg) => streams.count(port, msg) });
     // SCTP: Node has no SCTP sockets; the lab skips SCTP probes (see probe.ts).
   }
   createInterface({ input: process.stdin }).on("line", (line) => {

@@ -183,3 +183,36 @@ export function probeUdp(ip: string, port: number, opts: UdpProbeOptions): Promi
     else sock.bind(0, send);
   });
 }
+
+// The sink side of the lab's live traffic: sequence-numbered datagrams "S<stream>:<seq>" counted per
+// (port, stream), each distinct seq once, so a duplicate never hides a loss. Used by the lab's pod
+// server and by `sluice probe serve` in a cluster's pods.
+export class StreamCounter {
+  readonly #streams = new Map<string, Set<number>>();
+
+  /** Counts msg when it is a stream datagram; false for anything else. */
+  count(port: number, msg: Buffer): boolean {
+    if (msg[0] !== 0x53 /* S: stream */) return false;
+    const text = msg.subarray(1).toString();
+    const colon = text.indexOf(":");
+    const id = `${port}/${text.slice(0, colon)}`;
+    let seqs = this.#streams.get(id);
+    if (!seqs) {
+      seqs = new Set();
+      this.#streams.set(id, seqs);
+    }
+    seqs.add(Number(text.slice(colon + 1)));
+    return true;
+  }
+
+  /** Distinct datagrams received, by "<port>/<stream>". */
+  snapshot(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [id, seqs] of this.#streams) out[id] = seqs.size;
+    return out;
+  }
+
+  clear(): void {
+    this.#streams.clear();
+  }
+}

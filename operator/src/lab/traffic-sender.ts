@@ -20,8 +20,8 @@ function connectUdp(ip: string, port: number): Promise<UdpSocket> {
   });
 }
 
-async function main(): Promise<void> {
-  const spec = await readSpec();
+/** Sends the spec's streams for its duration; what was sent (the receivers count what arrived). */
+export async function sendTraffic(spec: TrafficSpec): Promise<TrafficReport> {
   const report: TrafficReport = { udpSent: {}, udpSendErrors: 0, tcpBytes: 0, tcpConnected: false };
   const udp = await Promise.all(
     spec.udp.map(async (s) => {
@@ -102,10 +102,15 @@ async function main(): Promise<void> {
   if (tcp && !tcp.destroyed) tcp.end();
   await tcpDone;
   for (const s of udp) s.sock.close();
-  process.stdout.write(`${JSON.stringify(report)}\n`);
+  return report;
 }
 
-main().catch((err: Error) => {
-  process.stderr.write(`traffic-sender: ${err.message}\n`);
-  process.exit(1);
-});
+// Run as a script (the lab, through nsenter; `kubectl exec` in a cluster): the spec on stdin.
+if (import.meta.main)
+  readSpec()
+    .then(sendTraffic)
+    .then((report) => process.stdout.write(`${JSON.stringify(report)}\n`))
+    .catch((err: Error) => {
+      process.stderr.write(`traffic-sender: ${err.message}\n`);
+      process.exit(1);
+    });

@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import { REPO_ROOT } from "../../../operator/src/lab/local-apiserver.ts";
 import { requirePrivileged } from "../../support/privileged.ts";
 import { builtImages, type Cluster, type CniShape, startCluster } from "./cluster.ts";
+import { measureFirstPacket } from "./first-packet.ts";
 import {
   deploymentManifests,
   type LivePod,
@@ -18,7 +19,9 @@ import {
   podHealth,
   probeRows,
   probeUntil,
+  sendTraffic,
   sortVerdicts,
+  streamCounts,
   type Verdict,
 } from "./workloads.ts";
 
@@ -36,6 +39,7 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
   let image = "";
   let pods: LivePod[] = [];
   let enforced: Verdict[] = [];
+  const restartsBefore = new Map<string, number>();
   const topo = loadTopology();
   const namespaces = topo.namespaces.map((n) => n.metadata.name);
   const c = (): Cluster => {
@@ -112,6 +116,8 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
     timeout: 180_000,
   }, async (t) => {
     if (!requirePrivileged(t)) return;
+    for (const ns of namespaces)
+      for (const p of await podHealth(c(), ns)) restartsBefore.set(`${ns}/${p.pod}`, p.restarts);
     await c().kubectl(["apply", "-f", POLICIES]);
     enforced = await matrixFor(c(), namespaces, [POLICIES]);
     assert.ok(enforced.some((r) => r.verdict === "deny") && enforced.some((r) => r.verdict === "allow"));
@@ -129,16 +135,48 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
     for (const ns of namespaces)
       for (const p of await podHealth(c(), ns)) {
         assert.ok(p.ready, `${ns}/${p.pod} is Ready`);
-        assert.equal(p.restarts, 0, `${ns}/${p.pod} was not restarted`);
+        assert.equal(
+          p.restarts,
+          restartsBefore.get(`${ns}/${p.pod}`),
+          `${ns}/${p.pod} was not restarted under the policies`,
+        );
       }
   });
 
   if (!opts.lifecycle) return;
 
-  test(`${shape}: kubectl delete pod of the agent under traffic: verdicts never change`, {
+  test(`${shape}: a pod is enforced from its first packet`, { timeout: 240_000 }, async (t) => {
+    if (!requirePrivileged(t)) return;
+    const starts = 9;
+    const r = await measureFirstPacket(c(), image, starts);
+    t.diagnostic(JSON.stringify(r));
+    assert.ok(
+      r.controlSent > 0 && r.controlReceived === r.controlSent,
+      `controls: ${r.controlReceived} of ${r.controlSent} arrived`,
+    );
+    assert.ok(
+      r.openReceived.every((n) => n > 0),
+      `open pods received the peer's datagrams: ${r.openReceived}`,
+    );
+    assert.ok(r.deniedSent >= starts * 1000, `denied senders sent ${r.deniedSent}`);
+    assert.equal(r.deniedLeaked, 0, "datagrams of new pods that their egress policy denies reached the sink");
+    assert.equal(r.isolatedPods, starts);
+    assert.equal(r.isolatedLeaked, 0, "datagrams reached new pods that their ingress policy isolates");
+  });
+
+  test(`${shape}: kubectl delete pod of the agent under traffic: 0 lost, 0 leaked`, {
     timeout: 180_000,
   }, async (t) => {
     if (!requirePrivileged(t)) return;
+    assert.ok(enforced.length > 0, "the policies' matrix (an earlier test) is known");
+    const pod = (app: string) => pods.find((p) => p.name === app) ?? assert.fail(`no ${app} pod`);
+    const [frontend, backend, db] = [pod("frontend"), pod("backend"), pod("db")];
+    // The demo's policies: frontend may send to backend's 5000/UDP, db may not.
+    const verdict = (from: LivePod) =>
+      enforced.find((r) => r.from === `shop/${from.pod}` && r.to === `shop/${backend.pod}` && r.port === 5000)
+        ?.verdict;
+    assert.equal(verdict(frontend), "allow");
+    assert.equal(verdict(db), "deny");
     const agent = (
       await c().kubectl([
         "get",
@@ -152,21 +190,43 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
       ])
     ).trim();
     assert.ok(agent, "an agent pod");
-    assert.ok(enforced.length > 0, "the policies' matrix (an earlier test) is known");
-    let stop = false;
-    const rounds: Verdict[][] = [];
-    const traffic = (async () => {
-      while (!stop) rounds.push(await probeRows(c(), pods, enforced));
-    })();
+    const id = `r${Date.now() % 100000}`;
+    const stream = (name: string) => ({
+      durationMs: 10_000,
+      udp: [{ stream: name, ip: backend.ip, port: 5000, rate: 500 }],
+    });
+    const senders = [sendTraffic(c(), frontend, stream(`${id}a`)), sendTraffic(c(), db, stream(`${id}d`))];
+    // Replaced in the middle of the streams: SIGTERM, a new pod that adopts the pinned datapath.
+    await new Promise((r) => setTimeout(r, 2000));
     await c().kubectl(["delete", "-n", RELEASE_NS, agent, "--wait=true"]);
     await c().kubectl(["rollout", "status", "daemonset/sluice-agent", "-n", RELEASE_NS, "--timeout=120s"]);
-    await new Promise((r) => setTimeout(r, 2000));
-    stop = true;
-    await traffic;
-    const want = JSON.stringify(sortVerdicts(enforced));
-    assert.ok(rounds.length >= 2, `probed ${rounds.length} times while the agent restarted`);
-    for (const [i, r] of rounds.entries())
-      assert.equal(JSON.stringify(r), want, `round ${i} of ${rounds.length}`);
+    const newAgent = (
+      await c().kubectl([
+        "get",
+        "pods",
+        "-n",
+        RELEASE_NS,
+        "-l",
+        "app.kubernetes.io/component=agent",
+        "-o",
+        "name",
+      ])
+    ).trim();
+    assert.notEqual(newAgent, agent, "the DaemonSet started a new agent pod");
+    const [allowed, denied] = await Promise.all(senders);
+    await new Promise((r) => setTimeout(r, 500));
+    const counts = await streamCounts(c(), backend, 5000);
+    const sent = allowed.udpSent[`${id}a`];
+    assert.ok(
+      sent > 1000 && denied.udpSent[`${id}d`] > 1000,
+      `streams sent ${sent} and ${denied.udpSent[`${id}d`]} datagrams`,
+    );
+    assert.equal(sent - (counts[`5000/${id}a`] ?? 0), 0, "allowed datagrams lost");
+    assert.equal(counts[`5000/${id}d`] ?? 0, 0, "denied datagrams leaked");
+    t.diagnostic(
+      `allowed ${sent} sent, ${counts[`5000/${id}a`]} received; denied ${denied.udpSent[`${id}d`]} sent, 0 received`,
+    );
+    assert.deepEqual(await probeRows(c(), pods, enforced), sortVerdicts(enforced));
   });
 
   test(`${shape}: helm uninstall keeps the CRDs and the policies; the datapath keeps enforcing`, {

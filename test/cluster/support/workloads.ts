@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 import { run } from "../../../operator/src/lab/exec.ts";
 import { REPO_ROOT } from "../../../operator/src/lab/local-apiserver.ts";
+import type { TrafficReport, TrafficSpec } from "../../../operator/src/lab/traffic-protocol.ts";
 import type { Cluster } from "./cluster.ts";
 
 /** The sluice CLI inside the image (scripts/image-build.sh: a launcher without a shell). */
@@ -102,7 +103,15 @@ export function deploymentManifests(
                 imagePullPolicy: "Never",
                 args: ["probe", "serve", "--ports", portSpec(w.ports)],
                 ports: w.ports,
-                ...(probe ? { readinessProbe: probe, livenessProbe: probe } : {}),
+                // The startup probe holds the liveness probe back until the server listens: a slow
+                // start on a loaded machine is not a failure of policy.
+                ...(probe
+                  ? {
+                      startupProbe: { ...probe, periodSeconds: 1, failureThreshold: 60 },
+                      readinessProbe: probe,
+                      livenessProbe: probe,
+                    }
+                  : {}),
               },
             ],
           },
@@ -262,4 +271,49 @@ export async function probeUntil(
     if (JSON.stringify(got) === JSON.stringify(sorted) || Date.now() - t0 > timeoutMs) return got;
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/** The lab's traffic sender, run inside a pod (the image carries the lab's scripts). */
+export async function sendTraffic(
+  cluster: Cluster,
+  from: LivePod,
+  spec: TrafficSpec,
+): Promise<TrafficReport> {
+  const sender = "/opt/sluice/app/operator/src/lab/traffic-sender.ts";
+  const out = await cluster.kubectl(
+    [
+      "exec",
+      "-i",
+      "-n",
+      from.namespace,
+      from.pod,
+      "--",
+      "/opt/sluice/node/bin/node",
+      "--disable-warning=ExperimentalWarning",
+      sender,
+    ],
+    JSON.stringify(spec),
+  );
+  return JSON.parse(out) as TrafficReport;
+}
+
+/** The stream datagrams a pod's `probe serve` counted on a UDP port, by "<port>/<stream>". */
+export async function streamCounts(
+  cluster: Cluster,
+  pod: LivePod,
+  port: number,
+): Promise<Record<string, number>> {
+  const out = await cluster.kubectl([
+    "exec",
+    "-n",
+    pod.namespace,
+    pod.pod,
+    "--",
+    ...SLUICE_IN_IMAGE,
+    "probe",
+    "stats",
+    "--port",
+    `${port}/UDP`,
+  ]);
+  return (JSON.parse(out) as { udpStreams: Record<string, number> }).udpStreams;
 }
