@@ -1,7 +1,8 @@
 // A flow that lives on conntrack alone: the client sends one datagram, then the server sends datagrams
 // back to it for a while and the client sends nothing more. Where the client's pod is ingress-isolated,
 // those datagrams pass only as replies of the tracked flow.
-//   server <port> <rate> <durationMs>: prints "ready", serves one client, prints {"sent": n}
+//   server <port> <rate> <durationMs>: prints "ready", serves one client, prints {"sent": n, "startedAt": ms}
+//   (startedAt: the wall clock when the client's first datagram came, the push's start)
 //   client <ip> <port> <durationMs>: prints {"received": n, "lastSeq": s}
 import { createSocket } from "node:dgram";
 import { isIPv6 } from "node:net";
@@ -15,6 +16,7 @@ function server(port: number, rate: number, durationMs: number): void {
   sock.on("message", (_msg, peer) => {
     if (started) return;
     started = true;
+    const startedAt = Date.now();
     let seq = 0;
     const t0 = performance.now();
     // Batches every 10 ms at the asked rate.
@@ -31,7 +33,7 @@ function server(port: number, rate: number, durationMs: number): void {
       if (performance.now() - t0 >= durationMs) {
         clearInterval(timer);
         setTimeout(() => {
-          process.stdout.write(`${JSON.stringify({ sent: seq })}\n`);
+          process.stdout.write(`${JSON.stringify({ sent: seq, startedAt })}\n`);
           sock.close();
         }, 200);
       }

@@ -20,27 +20,18 @@ import {
 } from "../../operator/src/lab/children.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { runLiveTraffic } from "../../operator/src/lab/traffic.ts";
+import { layout3Tree } from "../support/layout3.ts";
 import { requirePrivileged } from "../support/privileged.ts";
 import { agentMissing, basicTopology, DENIED_UDP, fixture, ROOT, STREAMS, TOPOLOGY } from "./lab-support.ts";
 
-// The last commit whose datapath is layout 3 (map names end in _v3).
-const LAYOUT3_COMMIT = "b1b8cee78b33cf034040046eefc7c3dc7f755ba9";
 const PUSH_PORT = 7070;
 const PUSH_SCRIPT = join(ROOT, "test/e2e/udp-push.ts");
 
 // That commit's tree with its BPF objects, addon and generated layout built; the dependencies and the
 // toolchain are this tree's (the same lockfile).
 function buildLayout3(): string {
+  const dir = layout3Tree();
   try {
-    execFileSync("git", ["-C", ROOT, "cat-file", "-e", `${LAYOUT3_COMMIT}^{commit}`], { stdio: "ignore" });
-  } catch {
-    throw new Error(
-      `the upgrade test builds commit ${LAYOUT3_COMMIT} from git history: run it in a clone that has it`,
-    );
-  }
-  const dir = mkdtempSync(join(tmpdir(), "sluice-layout3-"));
-  try {
-    execFileSync("bash", ["-c", `git -C "${ROOT}" archive ${LAYOUT3_COMMIT} | tar -x -C "${dir}"`]);
     symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
     symlinkSync(join(ROOT, ".tooling"), join(dir, ".tooling"));
     execFileSync("make", ["-C", join(dir, "bpf")], { stdio: ["ignore", "ignore", "pipe"] });

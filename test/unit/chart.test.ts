@@ -66,9 +66,40 @@ test("the chart passes the agent and operator only flags their commands accept",
   }
 });
 
-test("agent.allowLocalhost becomes the agent's --allow-localhost (default always)", () => {
-  const agentArgs = (...set: string[]) =>
-    render(...set).find((d) => d.kind === "DaemonSet")?.spec?.template?.spec.containers[0].args ?? [];
-  assert.ok(agentArgs().includes("--allow-localhost=always"), agentArgs().join(" "));
-  assert.ok(agentArgs("agent.allowLocalhost=policy").includes("--allow-localhost=policy"));
+const agentArgs = (...set: string[]) =>
+  render(...set).find((d) => d.kind === "DaemonSet")?.spec?.template?.spec.containers[0].args ?? [];
+
+test("agent.allowLocalhost becomes --allow-localhost only when it is not the agent's default (always)", () => {
+  const localhost = (...set: string[]) => agentArgs(...set).filter((a) => a.startsWith("--allow-localhost"));
+  assert.deepEqual(localhost(), [], agentArgs().join(" "));
+  assert.deepEqual(localhost("agent.allowLocalhost=always"), []);
+  assert.deepEqual(localhost("agent.allowLocalhost="), []);
+  assert.deepEqual(localhost("agent.allowLocalhost=policy"), ["--allow-localhost=policy"]);
+  // Not the default, so passed: the agent rejects it instead of the chart hiding a typo.
+  assert.deepEqual(localhost("agent.allowLocalhost=alwyas"), ["--allow-localhost=alwyas"]);
+  const r = spawnSync(new URL("../../bin/sluice", import.meta.url).pathname, [
+    ...agentArgs("agent.allowLocalhost=policy"),
+    "--help",
+  ]);
+  assert.equal(r.status, 0, String(r.stderr));
+});
+
+test("cni.install=false with the defaults passes only flags an agent older than the CNI plugin and allow-localhost knows", () => {
+  // Those of the last datapath layout-3 commit's agent (b1b8cee), which test/cluster/upgrade.test.ts
+  // installs with this chart before upgrading it.
+  const old = [
+    "--node",
+    "--bpffs-root",
+    "--event-sample-allow",
+    "--event-sample-deny",
+    "--events-per-second",
+  ];
+  const args = agentArgs("cni.install=false");
+  assert.equal(args[0], "agent");
+  for (const a of args.slice(1))
+    assert.ok(old.includes(a.split("=")[0]), `${a} is not a flag of the old agent`);
+  assert.ok(
+    agentArgs().includes("--cni-socket=/run/sluice/cni.sock"),
+    "cni.install (default) passes the socket",
+  );
 });

@@ -80,6 +80,11 @@ export interface ClusterOptions {
   shape: CniShape;
   /** OCI archives to import (default: the images of build/image/images.json). */
   images?: readonly string[];
+  /**
+   * Chain Sluice's CNI plugin after the shape's (default true). false for a chart installed with
+   * cni.install=false, whose agent serves no plugin: pods then start without waiting for it.
+   */
+  chainSluice?: boolean;
 }
 
 let imagesBuilt: Promise<ImageRef[]> | undefined;
@@ -254,7 +259,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     writeFile(
       paths.cniConfDir,
       `10-sluice-${opts.shape}.conflist`,
-      cniConflist(opts.shape, "10.244.0.0/24", "10.244.0.1", `slbr${id}`, paths),
+      cniConflist(opts.shape, "10.244.0.0/24", "10.244.0.1", `slbr${id}`, paths, opts.chainSluice ?? true),
     );
 
     createCgroupRoot(paths.cgroupRoot);

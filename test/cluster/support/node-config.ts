@@ -55,6 +55,8 @@ state = "${p.dir}/containerd/state"
  * The node's CNI network: Debian's ptp (one veth per pod with a host route, as Calico does) or bridge
  * (pods on one bridge, as Flannel does), host-local IPAM, then Sluice's chained plugin, which returns
  * only once the agent enforces the new pod. No portmap and no masquerade: nothing touches iptables.
+ * chainSluice false leaves the plugin out (a chart installed with cni.install=false: no agent answers
+ * it, and a chained plugin that finds no agent fails the pod closed).
  */
 export function cniConflist(
   shape: CniShape,
@@ -62,6 +64,7 @@ export function cniConflist(
   gateway: string,
   bridge: string,
   p: NodePaths,
+  chainSluice = true,
 ): string {
   const ipam = {
     type: "host-local",
@@ -83,7 +86,9 @@ export function cniConflist(
     {
       cniVersion: "1.0.0",
       name: `sluice-test-${shape}`,
-      plugins: [first, { type: "sluice-cni", socket: p.cniSocket, timeoutSeconds: 60 }],
+      plugins: chainSluice
+        ? [first, { type: "sluice-cni", socket: p.cniSocket, timeoutSeconds: 60 }]
+        : [first],
     },
     null,
     2,
