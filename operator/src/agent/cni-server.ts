@@ -27,7 +27,7 @@ import {
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { basename, dirname, extname, join } from "node:path";
 import type { Pod } from "../api/k8s.ts";
-import { podKey } from "../policy/matrix.ts";
+import { podKey } from "../api/k8s.ts";
 import { ReservedIdentity } from "../policy/mapstate.ts";
 import { podIps } from "../policy/universe.ts";
 import {

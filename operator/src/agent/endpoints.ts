@@ -2,7 +2,7 @@
 // reaches it. A pod whose interface is not there yet (still being wired) is reported as pending and
 // picked up on a later pass.
 import type { Pod } from "../api/k8s.ts";
-import { podKey } from "../policy/matrix.ts";
+import { podKey } from "../api/k8s.ts";
 import { isNetworkedPod, podIps } from "../policy/universe.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
 

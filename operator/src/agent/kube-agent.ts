@@ -40,7 +40,7 @@ import {
   inputsFromObjects,
 } from "../policy/index.ts";
 import { objectKey } from "../policy/incremental.ts";
-import { podKey } from "../policy/matrix.ts";
+import { podKey } from "../api/k8s.ts";
 import { policyKey } from "../policy/normalize.ts";
 import { podIps } from "../policy/universe.ts";
 import type { Pod } from "../api/k8s.ts";
@@ -156,9 +156,9 @@ export class KubeAgent {
   #identitiesDirty = false;
   // The compiler's identities are derived from the pods (identitiesFor: no live SecurityIdentity).
   #derivedIdentities = false;
-  // Host-side interfaces by endpoint key, resolved once per set of pod addresses.
   // The node addresses the compiler last mapped to identity host (joined).
   #hostAddressKey = "";
+  // Host-side interfaces by endpoint key, resolved once per set of pod addresses.
   readonly #interfaces = new Map<string, ResolvedInterface>();
   // When the oldest event not yet reconciled was queued (how long keys wait).
   #firstEventAt?: number;

@@ -24,7 +24,7 @@ import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityIdentity, SecurityPolicy } from "../api/types.generated.ts";
 import type { SplitLabels } from "../identity/labels.ts";
 import { selectsEndpoint } from "../policy/compile.ts";
-import { podKey } from "../policy/matrix.ts";
+import { podKey } from "../api/k8s.ts";
 import { normalizePolicy } from "../policy/normalize.ts";
 import { namedPortsKey, namedPortsOf } from "../policy/ports.ts";
 import { isNetworkedPod, podIps } from "../policy/universe.ts";

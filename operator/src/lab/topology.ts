@@ -4,7 +4,6 @@ import { isIP } from "node:net";
 import type { ProbePort } from "../api/matrix-rows.ts";
 
 // cli/probe.ts imports the old name; this line goes when it imports ProbePort from api/matrix-rows.ts.
-export type { ProbePort as LabPort } from "../api/matrix-rows.ts";
 
 export interface LabPod {
   namespace: string;

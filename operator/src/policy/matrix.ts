@@ -9,10 +9,6 @@ import type { EndpointState, MapState } from "./mapstate.ts";
 import { protocolName, protocolNumber } from "./ports.ts";
 import { isNetworkedPod, podIps } from "./universe.ts";
 
-// The agent imports podKey from here; its owner is api/k8s.ts (this line goes when the agent imports
-// it from there).
-export { podKey } from "../api/k8s.ts";
-
 export interface MatrixOptions extends Omit<CompileOptions, "node"> {
   // Probe these on every destination; default: each destination's container ports.
   ports?: ProbePort[];
