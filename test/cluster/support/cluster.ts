@@ -11,7 +11,9 @@
 // own; its root directory is a shared mount, so the volumes it mounts there reach containerd.
 //
 // With SLUICE_USE_KUBECONFIG=1 and KUBECONFIG set, the cluster KUBECONFIG names is used instead and
-// nothing is started (its nodes must have the images: load build/image/*.oci.tar into them).
+// nothing is started (its nodes must have the images: load build/image/*.oci.tar into them, and chain
+// sluice-cni in their CNI conflist); SLUICE_CLUSTER_SET="k=v,..." gives the chart the values that
+// cluster needs.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -111,7 +113,14 @@ function externalCluster(): Cluster | undefined {
     nodeName: "",
     nodeIp: "",
     apiPort: 0,
-    chartValues: {},
+    // The chart's values for that cluster (its host paths, its API server address, ...), as
+    // SLUICE_CLUSTER_SET="key=value,key=value".
+    chartValues: Object.fromEntries(
+      (process.env.SLUICE_CLUSTER_SET ?? "")
+        .split(",")
+        .filter((kv) => kv.includes("="))
+        .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+    ),
     kubectl: direct(KUBECTL),
     helm: direct(HELM),
     onNode: (argv) => run(argv[0], argv.slice(1)).then((r) => r.stdout),
