@@ -27,6 +27,7 @@ import {
 
 const CHART = join(REPO_ROOT, "charts/sluice");
 const POLICIES = join(REPO_ROOT, "samples/demo/policies");
+const SAMPLES = join(REPO_ROOT, "samples/policies");
 const RELEASE_NS = "sluice-system";
 
 export interface SuiteOptions {
@@ -141,6 +142,19 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
           `${ns}/${p.pod} was not restarted under the policies`,
         );
       }
+  });
+
+  test(`${shape}: kubectl apply of every sample policy on top: probes follow sluice matrix; deleted again`, {
+    timeout: 180_000,
+  }, async (t) => {
+    if (!requirePrivileged(t)) return;
+    assert.ok(enforced.length > 0, "the demo's matrix (an earlier test) is known");
+    await c().kubectl(["apply", "-f", SAMPLES]);
+    const withSamples = await matrixFor(c(), namespaces, [POLICIES, SAMPLES]);
+    assert.notDeepEqual(sortVerdicts(withSamples), sortVerdicts(enforced), "the samples change some verdict");
+    assert.deepEqual(await probeUntil(c(), pods, withSamples), sortVerdicts(withSamples));
+    await c().kubectl(["delete", "-f", SAMPLES]);
+    assert.deepEqual(await probeUntil(c(), pods, enforced), sortVerdicts(enforced));
   });
 
   if (!opts.lifecycle) return;
