@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // Generates operator/src/datapath/layout.generated.ts from BTF, so the TypeScript side never keeps a
-// hand-written copy of a struct layout or constant from bpf/include/sluice_shared.h.
+// hand-written copy of a struct layout or constant from bpf/include/sluice_shared.h. The one exception is
+// the compiler (operator/src/policy/), which must not import the datapath: it keeps the reserved
+// identities and protocol numbers it needs, and test/unit/policy-constants.test.ts compares them with
+// the enums generated here.
 //
 // Clang only emits BTF for types a program uses, so reading the datapath object alone could miss a
 // struct or enum. The generator therefore writes an anchor C file (bpf/build/layout_anchor.c) that

@@ -28,7 +28,6 @@
 #define SL_NEXTHDR_FRAGMENT 44
 #define SL_NEXTHDR_AUTH 51
 #define SL_NEXTHDR_DEST 60
-#define SL_PROTO_ICMPV6 58
 
 #define SL_IP_MF 0x2000
 #define SL_IP_OFFSET 0x1fff

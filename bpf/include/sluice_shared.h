@@ -37,6 +37,19 @@ enum sl_identity {
 	SL_ID_CLUSTER_MIN = 256,
 };
 
+/*
+ * IP protocol numbers that policy entries and keys carry (the packet's protocol / next-header number);
+ * SL_PROTO_ANY (0) in a policy entry matches every protocol and port.
+ */
+enum sl_proto {
+	SL_PROTO_ANY = 0,
+	SL_PROTO_ICMP = 1,
+	SL_PROTO_TCP = 6,
+	SL_PROTO_UDP = 17,
+	SL_PROTO_ICMPV6 = 58,
+	SL_PROTO_SCTP = 132,
+};
+
 /* Address families as stored in keys (AF_INET / AF_INET6 values). */
 enum sl_family { SL_FAMILY_V4 = 2, SL_FAMILY_V6 = 10 };
 

@@ -27,7 +27,7 @@ import {
   PolicyWriteScratch,
   policyRecordBatches,
 } from "../../operator/src/datapath/policy-store.ts";
-import { arrangeGroup, groupsOf } from "../../operator/src/policy/lookup.ts";
+import { arrangeGroup, groupsOf } from "../../operator/src/datapath/group-arrangement.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
 import { referenceSetRecord } from "../support/policy-reference.ts";

@@ -1,17 +1,12 @@
 // Policy records encoded the slow, obvious way: through the generic StructCodecs of the generated
 // layout, one field at a time. The fast encoder's tests and the map-sync benchmark compare against it.
 import * as C from "../../operator/src/datapath/codecs.ts";
+import type { GroupLayout } from "../../operator/src/datapath/group-arrangement.ts";
 import { exactFilterBit, INLINE } from "../../operator/src/datapath/policy-encoder.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 
 export function portMask(e: PolicyEntry): number {
   return e.protocol === 0 || e.portPrefixLen === 0 ? 0 : (0xffff << (16 - e.portPrefixLen)) & 0xffff;
-}
-
-export interface GroupLayout {
-  inline: readonly PolicyEntry[];
-  exact: readonly PolicyEntry[];
-  lpm: readonly PolicyEntry[];
 }
 
 /** The sl_pset record of one group (epId, gen, direction, identity) arranged as layout. */

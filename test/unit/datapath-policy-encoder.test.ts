@@ -17,7 +17,8 @@ import {
 } from "../../operator/src/datapath/policy-encoder.ts";
 import { PolicyWriteScratch, policyRecordBatches } from "../../operator/src/datapath/policy-store.ts";
 import { referenceSetRecord } from "../support/policy-reference.ts";
-import { arrangeGroup, lookupVerdict } from "../../operator/src/policy/lookup.ts";
+import { arrangeGroup, searchGroup } from "../../operator/src/datapath/group-arrangement.ts";
+import { lookupVerdict } from "../../operator/src/policy/lookup.ts";
 import { type PolicyEntry, policyEntryKey } from "../../operator/src/policy/mapstate.ts";
 
 // A valid entry that the refusal tests break one field at a time.
@@ -402,6 +403,9 @@ test("group arrangement (inline, exact spill, LPM spill) keeps the longest-prefi
             const want = longest(unique, proto, port);
             const got = lookupVerdict(policy, "ingress", 300, proto, port);
             assert.equal(got.entry, want, `${proto}/${port}`);
+            // The maps' arrangement of the group, searched as the program searches it.
+            const arranged = searchGroup(arrangeGroup(unique, INLINE), proto, port);
+            assert.equal(arranged, want, `arranged ${proto}/${port}`);
           }
       },
     ),

@@ -12,6 +12,7 @@
 // before their containers start, and waits until they are enforced (cni-server.ts).
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { type ClusterObjects, classifyObjects, emptyObjects } from "../api/objects.ts";
+import { DATAPATH_VERSION } from "../datapath/maps.ts";
 import { describeMigration } from "../datapath/migrate.ts";
 import type { Datapath } from "../datapath/programs.ts";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
@@ -61,7 +62,6 @@ const WATCHED: readonly Resource[] = [
   CLUSTER_SECURITY_POLICIES,
   SECURITY_IDENTITIES,
 ];
-const DATAPATH_VERSION = "sluice-bpf-v1";
 // The safety net: a full rebuild from the caches this often, whatever the events said.
 const RESYNC_MS = 5 * 60_000;
 // How often cached host-side interfaces are checked against the node's links (link-check.ts).

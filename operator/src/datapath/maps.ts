@@ -6,7 +6,11 @@ import * as C from "./codecs.ts";
 import { enums } from "./layout.generated.ts";
 import { PerCpuMap, TypedMap } from "./typed-map.ts";
 
-const VERSION = enums.sl_layout.SL_LAYOUT_VERSION;
+// The one datapath version: SL_LAYOUT_VERSION of bpf/include/sluice_shared.h, read from the generated
+// layout. Every pinned map name carries it, and the node status reports it (DATAPATH_VERSION).
+export const LAYOUT_VERSION = enums.sl_layout.SL_LAYOUT_VERSION;
+const VERSION = LAYOUT_VERSION;
+export const DATAPATH_VERSION = `sluice-bpf-v${LAYOUT_VERSION}`;
 
 export const MapNames = {
   ipHosts4: `sl_ip4h_v${VERSION}`,

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { BpfAddon } from "./bpf-addon.ts";
 import * as C from "./codecs.ts";
 import { enums } from "./layout.generated.ts";
-import { counterIndex, type DatapathMaps } from "./maps.ts";
+import { counterIndex, type DatapathMaps, LAYOUT_VERSION } from "./maps.ts";
 import { PerCpuMap, TypedMap } from "./typed-map.ts";
 
 const OLD = 3;
@@ -17,7 +17,7 @@ const OLD_CONNTRACK = `sl_ct_v${OLD}`;
 const OLD_COUNTERS = `sl_cnt_v${OLD}`;
 const V4 = enums.sl_family.SL_FAMILY_V4;
 const V6 = enums.sl_family.SL_FAMILY_V6;
-const CURRENT = enums.sl_layout.SL_LAYOUT_VERSION;
+const CURRENT = LAYOUT_VERSION;
 
 export interface MigrationReport {
   fromVersion: number;

@@ -2,7 +2,7 @@
 // call, with no per-entry objects. Offsets come from the BTF-generated layout (checked once, here, at
 // load); byte order and canonical form are those of keys.ts and the generic StructCodec, which the unit
 // test holds these encoders to (same bytes for random entries).
-import { arrangeGroup, type GroupLayout } from "../policy/lookup.ts";
+import { arrangeGroup, type GroupLayout } from "./group-arrangement.ts";
 import type { Direction, PolicyEntry } from "../policy/mapstate.ts";
 import { dirCode, portMask, ruleWord, verdictCode } from "./keys.ts";
 import { enums, type StructLayout, structs } from "./layout.generated.ts";

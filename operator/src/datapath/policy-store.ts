@@ -1,10 +1,10 @@
 // Policy entries as the maps hold them (bpf/include/sluice_shared.h): one record per (endpoint,
 // generation, direction, identity) group in sl_pset with the group's entries inline, and for big
 // groups the full-port entries in sl_pexact and, for the biggest, the other entries in sl_pol (LPM).
-// arrangeGroup (policy/lookup.ts, which also models the program's lookup) decides where each goes.
+// arrangeGroup (group-arrangement.ts) decides where each goes.
 // Reading turns the maps back into entries; writing turns entry-level changes of the planner into
 // record changes of the groups they touch.
-import { arrangeGroup, type GroupLayout } from "../policy/lookup.ts";
+import { arrangeGroup, type GroupLayout } from "./group-arrangement.ts";
 import { type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
 import * as C from "./codecs.ts";
 import { dirOfCode, entryOfPolicy, ofRuleWord, portMask, verdictOfCode } from "./keys.ts";

@@ -5,9 +5,14 @@
 export type Direction = "ingress" | "egress";
 export type Verdict = "allow" | "deny";
 
+// The compiler's own copies of constants that bpf/include/sluice_shared.h defines for the programs: the
+// compiler does not import the datapath layout. test/unit/policy-constants.test.ts holds each of them to
+// the BTF-generated layout, so a drift fails there.
+
+// IP protocol numbers, 0 for any (enum sl_proto).
 export const Protocol = { ANY: 0, ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58, SCTP: 132 } as const;
 
-// Reserved identities (bpf/include/sluice_shared.h enum sl_identity).
+// Reserved identities (enum sl_identity).
 export const ReservedIdentity = {
   ANY: 0,
   HOST: 1,
