@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Generates operator/src/datapath/layout.generated.ts from BTF, so the TypeScript side never keeps a
+// Generates operator/src/datapath/codec/layout.generated.ts from BTF, so the TypeScript side never keeps a
 // hand-written copy of a struct layout or constant from bpf/include/sluice_shared.h. The one exception is
 // the compiler (operator/src/policy/), which must not import the datapath: it keeps the reserved
 // identities and protocol numbers it needs, and test/unit/policy-constants.test.ts compares them with

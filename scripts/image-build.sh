@@ -99,7 +99,7 @@ layer_tar() { # DIR OUT MTIME
 #   node          libc6 libgcc-s1 libstdc++6
 #   sluice_bpf    libbpf1 libelf1 zlib1g (+ libstdc++6)
 #   ip            iproute2 libmnl0 libbsd0 libmd0 libcap2 (+ libbpf1 libelf1 zlib1g)  agent/host-interfaces.ts, link-check.ts
-#   mount         mount libmount1 libblkid1 libselinux1 libpcre2-8-0                  datapath/bpffs.ts
+#   mount         mount libmount1 libblkid1 libselinux1 libpcre2-8-0                  datapath/kernel/bpffs.ts
 PACKAGES=(libc6 libgcc-s1 libstdc++6 libbpf1 libelf1 zlib1g iproute2 libmnl0 libbsd0 libmd0 libcap2
   mount libmount1 libblkid1 libselinux1 libpcre2-8-0)
 

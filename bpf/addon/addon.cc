@@ -1,4 +1,4 @@
-// Module registration of sluice_bpf.node. The typed facade is operator/src/datapath/bpf-addon.ts.
+// Module registration of sluice_bpf.node. The typed facade is operator/src/datapath/kernel/bpf-addon.ts.
 #include "addon.h"
 
 namespace sluice {

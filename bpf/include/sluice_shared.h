@@ -2,7 +2,7 @@
 /*
  * Every struct and constant shared between the BPF programs and user space.
  * User space never keeps a copy of these layouts: the build reads them back from the BTF
- * of the compiled object (scripts/gen-layout.mjs) into operator/src/datapath/layout.generated.ts.
+ * of the compiled object (scripts/gen-layout.mjs) into operator/src/datapath/codec/layout.generated.ts.
  * Constants are enums (not #defines) so that they reach BTF too.
  */
 #ifndef SLUICE_SHARED_H

@@ -16,20 +16,24 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import * as C from "../../operator/src/datapath/codecs.ts";
-import { policyKeyOf, policyValueOf } from "../../operator/src/datapath/keys.ts";
-import { MapNames } from "../../operator/src/datapath/maps.ts";
-import { INLINE, type PolicyBatch, type PolicyEntryRef } from "../../operator/src/datapath/policy-encoder.ts";
+import * as C from "../../operator/src/datapath/codec/codecs.ts";
+import { policyKeyOf, policyValueOf } from "../../operator/src/datapath/codec/keys.ts";
+import { MapNames } from "../../operator/src/datapath/kernel/maps.ts";
+import {
+  INLINE,
+  type PolicyBatch,
+  type PolicyEntryRef,
+} from "../../operator/src/datapath/writer/policy-encoder.ts";
 import {
   applyPolicyRecords,
   countPolicyEntries,
   type PolicyRecordBatches,
   PolicyWriteScratch,
   policyRecordBatches,
-} from "../../operator/src/datapath/policy-store.ts";
-import { arrangeGroup, groupsOf } from "../../operator/src/datapath/group-arrangement.ts";
+} from "../../operator/src/datapath/writer/policy-store.ts";
+import { arrangeGroup, groupsOf } from "../../operator/src/datapath/writer/group-arrangement.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
-import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
+import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { referenceSetRecord } from "../support/policy-reference.ts";
 import { machine, markdownTable, median, requireRoot } from "./table.ts";
 

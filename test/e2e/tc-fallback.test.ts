@@ -11,9 +11,13 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { attachAll, detachStale, pinnedLinks, replaceAll } from "../../operator/src/agent/attachments.ts";
-import { type BpfAddon, type BpfError, loadAddon } from "../../operator/src/datapath/bpf-addon.ts";
-import { attachedProgramId, attachOrReplace, recordedAttachment } from "../../operator/src/datapath/links.ts";
-import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
+import { type BpfAddon, type BpfError, loadAddon } from "../../operator/src/datapath/kernel/bpf-addon.ts";
+import {
+  attachedProgramId,
+  attachOrReplace,
+  recordedAttachment,
+} from "../../operator/src/datapath/kernel/links.ts";
+import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { diffMatrices, type MatrixJson } from "../../operator/src/api/matrix-rows.ts";
 import { pinRoot, testInterface } from "../kernel/addon-rig.ts";

@@ -4,9 +4,9 @@
 // exactly the entries the endpoint had.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { loadAddon } from "../../operator/src/datapath/bpf-addon.ts";
-import { type DatapathMaps, openPinnedMaps } from "../../operator/src/datapath/maps.ts";
-import { type AppliedView, readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
+import { loadAddon } from "../../operator/src/datapath/kernel/bpf-addon.ts";
+import { type DatapathMaps, openPinnedMaps } from "../../operator/src/datapath/kernel/maps.ts";
+import { type AppliedView, readApplied, viewApplied } from "../../operator/src/datapath/writer/sync.ts";
 import { loadObjects } from "../../operator/src/lab/inputs.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
 import {

@@ -16,10 +16,10 @@ import { join } from "node:path";
 import { after, before, test, type TestContext } from "node:test";
 import { pinnedLinks } from "../../operator/src/agent/attachments.ts";
 import { declarationsPath } from "../../operator/src/agent/cni-server.ts";
-import { loadAddon } from "../../operator/src/datapath/bpf-addon.ts";
-import { enums } from "../../operator/src/datapath/layout.generated.ts";
-import { type DatapathMaps, openPinnedMaps } from "../../operator/src/datapath/maps.ts";
-import { readApplied } from "../../operator/src/datapath/sync.ts";
+import { loadAddon } from "../../operator/src/datapath/kernel/bpf-addon.ts";
+import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
+import { type DatapathMaps, openPinnedMaps } from "../../operator/src/datapath/kernel/maps.ts";
+import { readApplied } from "../../operator/src/datapath/writer/sync.ts";
 import { loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import {
   type Child,

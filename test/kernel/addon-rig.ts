@@ -2,8 +2,8 @@
 import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { loadAddon, repoRoot } from "../../operator/src/datapath/bpf-addon.ts";
-import { ensureBpffs } from "../../operator/src/datapath/bpffs.ts";
+import { loadAddon, repoRoot } from "../../operator/src/datapath/kernel/bpf-addon.ts";
+import { ensureBpffs } from "../../operator/src/datapath/kernel/bpffs.ts";
 
 export const testObject = join(repoRoot(), "bpf/build/testdata/addon_test.bpf.o");
 export const badObject = join(repoRoot(), "bpf/build/testdata/addon_bad.bpf.o");

@@ -8,15 +8,15 @@ import {
   isBpfError,
   type LoadedObject,
   UpdateFlags,
-} from "../../operator/src/datapath/bpf-addon.ts";
+} from "../../operator/src/datapath/kernel/bpf-addon.ts";
 import { RecordStream } from "../../operator/src/datapath/events.ts";
 import {
   attachedProgramId,
   attachOrReplace,
   detach,
   replaceProgram,
-} from "../../operator/src/datapath/links.ts";
-import { PerCpuMap } from "../../operator/src/datapath/typed-map.ts";
+} from "../../operator/src/datapath/kernel/links.ts";
+import { PerCpuMap } from "../../operator/src/datapath/kernel/typed-map.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
 import { addon, badObject, testInterface, pinRoot, testObject } from "./addon-rig.ts";
 

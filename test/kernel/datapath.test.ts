@@ -13,12 +13,12 @@ import { IPPROTO, arp, packet, quote, truncate } from "../support/packets.ts";
 import type { PacketSpec } from "../support/packets.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
 import { type FlowEvent, openFlowEvents } from "../../operator/src/datapath/events.ts";
-import { canonicalEntry, dirCode } from "../../operator/src/datapath/keys.ts";
-import { endpointValueOf } from "../../operator/src/datapath/endpoint-value.ts";
-import { writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
-import type { EndpointRecord } from "../../operator/src/datapath/sync-plan.ts";
-import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
-import { writeIpcache } from "../../operator/src/datapath/sync.ts";
+import { canonicalEntry, dirCode } from "../../operator/src/datapath/codec/keys.ts";
+import { endpointValueOf } from "../../operator/src/datapath/writer/endpoint-value.ts";
+import { writePolicyChanges } from "../../operator/src/datapath/writer/policy-store.ts";
+import type { EndpointRecord } from "../../operator/src/datapath/writer/sync-plan.ts";
+import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
+import { writeIpcache } from "../../operator/src/datapath/writer/sync.ts";
 
 const ALLOW = 1;
 const DENY = 2;

@@ -13,9 +13,9 @@ import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
-import { dirCode } from "../../operator/src/datapath/keys.ts";
-import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
-import { MapSync } from "../../operator/src/datapath/sync.ts";
+import { dirCode } from "../../operator/src/datapath/codec/keys.ts";
+import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
+import { MapSync } from "../../operator/src/datapath/writer/sync.ts";
 import {
   compile,
   inputsFromObjects,

@@ -3,14 +3,18 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type BpfAddon, repoRoot } from "../../operator/src/datapath/bpf-addon.ts";
-import { wildcardsMatch } from "../../operator/src/datapath/endpoint-value.ts";
-import { counterIndex } from "../../operator/src/datapath/maps.ts";
-import { encodeExactBatch, encodeLpmBatch, INLINE } from "../../operator/src/datapath/policy-encoder.ts";
-import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/policy-store.ts";
-import { type Datapath, loadDatapath } from "../../operator/src/datapath/programs.ts";
-import { MapSync, readApplied, viewApplied } from "../../operator/src/datapath/sync.ts";
-import { MapCapacityError } from "../../operator/src/datapath/typed-map.ts";
+import { type BpfAddon, repoRoot } from "../../operator/src/datapath/kernel/bpf-addon.ts";
+import { wildcardsMatch } from "../../operator/src/datapath/writer/endpoint-value.ts";
+import { counterIndex } from "../../operator/src/datapath/kernel/maps.ts";
+import {
+  encodeExactBatch,
+  encodeLpmBatch,
+  INLINE,
+} from "../../operator/src/datapath/writer/policy-encoder.ts";
+import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/writer/policy-store.ts";
+import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
+import { MapSync, readApplied, viewApplied } from "../../operator/src/datapath/writer/sync.ts";
+import { MapCapacityError } from "../../operator/src/datapath/kernel/typed-map.ts";
 import type { EndpointState, MapState, PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 import { policyEntryKey } from "../../operator/src/policy/mapstate.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";

@@ -1,8 +1,8 @@
 // Policy records encoded the slow, obvious way: through the generic StructCodecs of the generated
 // layout, one field at a time. The fast encoder's tests and the map-sync benchmark compare against it.
-import * as C from "../../operator/src/datapath/codecs.ts";
-import type { GroupLayout } from "../../operator/src/datapath/group-arrangement.ts";
-import { exactFilterBit, INLINE } from "../../operator/src/datapath/policy-encoder.ts";
+import * as C from "../../operator/src/datapath/codec/codecs.ts";
+import type { GroupLayout } from "../../operator/src/datapath/writer/group-arrangement.ts";
+import { exactFilterBit, INLINE } from "../../operator/src/datapath/writer/policy-encoder.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 
 export function portMask(e: PolicyEntry): number {

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DesiredStateCache } from "../../operator/src/agent/desired-cache.ts";
 import type { NetworkPolicy } from "../../operator/src/api/k8s.ts";
-import { desiredState } from "../../operator/src/datapath/sync-plan.ts";
+import { desiredState } from "../../operator/src/datapath/writer/sync-plan.ts";
 import { IncrementalCompiler, inputsFromObjects } from "../../operator/src/policy/index.ts";
 import { ns, pod } from "./policy-fixtures.ts";
 

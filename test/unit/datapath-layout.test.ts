@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { canonicalCidr, formatPrefix, parseCidr } from "../../operator/src/policy/cidr.ts";
-import * as C from "../../operator/src/datapath/codecs.ts";
+import * as C from "../../operator/src/datapath/codec/codecs.ts";
 import {
   canonicalEntry,
   cidrOfIpcacheKey,
@@ -11,8 +11,8 @@ import {
   ipcacheKeyOf,
   policyKeyOf,
   policyValueOf,
-} from "../../operator/src/datapath/keys.ts";
-import { enums, structs } from "../../operator/src/datapath/layout.generated.ts";
+} from "../../operator/src/datapath/codec/keys.ts";
+import { enums, structs } from "../../operator/src/datapath/codec/layout.generated.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 
 test("generated layouts match the header's documented sizes", () => {

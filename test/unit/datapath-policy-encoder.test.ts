@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import * as C from "../../operator/src/datapath/codecs.ts";
-import { canonicalEntry, policyKeyOf, policyValueOf } from "../../operator/src/datapath/keys.ts";
+import * as C from "../../operator/src/datapath/codec/codecs.ts";
+import { canonicalEntry, policyKeyOf, policyValueOf } from "../../operator/src/datapath/codec/keys.ts";
 import {
   encodeExactBatch,
   encodeLpmBatch,
@@ -14,10 +14,10 @@ import {
   POLICY_KEY_SIZE,
   POLICY_VALUE_SIZE,
   type PolicyEntryRef,
-} from "../../operator/src/datapath/policy-encoder.ts";
-import { PolicyWriteScratch, policyRecordBatches } from "../../operator/src/datapath/policy-store.ts";
+} from "../../operator/src/datapath/writer/policy-encoder.ts";
+import { PolicyWriteScratch, policyRecordBatches } from "../../operator/src/datapath/writer/policy-store.ts";
 import { referenceSetRecord } from "../support/policy-reference.ts";
-import { arrangeGroup, searchGroup } from "../../operator/src/datapath/group-arrangement.ts";
+import { arrangeGroup, searchGroup } from "../../operator/src/datapath/writer/group-arrangement.ts";
 import { lookupVerdict } from "../../operator/src/policy/lookup.ts";
 import { type PolicyEntry, policyEntryKey } from "../../operator/src/policy/mapstate.ts";
 

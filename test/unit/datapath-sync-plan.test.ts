@@ -9,9 +9,9 @@ import {
   EMPTY_STATE,
   planSync,
   type SyncPlan,
-} from "../../operator/src/datapath/sync-plan.ts";
-import { canonicalEntry } from "../../operator/src/datapath/keys.ts";
-import { MapCapacityError } from "../../operator/src/datapath/typed-map.ts";
+} from "../../operator/src/datapath/writer/sync-plan.ts";
+import { canonicalEntry } from "../../operator/src/datapath/codec/keys.ts";
+import { MapCapacityError } from "../../operator/src/datapath/kernel/typed-map.ts";
 import {
   type EndpointState,
   type MapState,

@@ -3,9 +3,9 @@
 // the compiled map state (what the datapath does) and through the reference evaluator.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { flowEvent } from "../../operator/src/datapath/codecs.ts";
+import { flowEvent } from "../../operator/src/datapath/codec/codecs.ts";
 import { decodeFlowEvent } from "../../operator/src/datapath/events.ts";
-import { enums } from "../../operator/src/datapath/layout.generated.ts";
+import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
 import {
   type AllowLocalhost,
   compile,

@@ -4,7 +4,7 @@
 // layout.generated.ts), both ways, so a drift on either side fails here. No kernel.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { enums } from "../../operator/src/datapath/layout.generated.ts";
+import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
 import { Protocol, ReservedIdentity } from "../../operator/src/policy/mapstate.ts";
 
 // Compiler name NAME <-> header name prefix + NAME.

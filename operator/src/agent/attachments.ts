@@ -3,7 +3,7 @@
 // longer endpoints are removed.
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { HookDirection } from "../datapath/bpf-addon.ts";
+import type { HookDirection } from "../datapath/kernel/bpf-addon.ts";
 import {
   type AttachMode,
   type Attachment,
@@ -11,8 +11,8 @@ import {
   detach,
   recordedAttachment,
   replaceProgram,
-} from "../datapath/links.ts";
-import type { Datapath } from "../datapath/programs.ts";
+} from "../datapath/kernel/links.ts";
+import type { Datapath } from "../datapath/kernel/programs.ts";
 import type { HostInterface } from "./host-interfaces.ts";
 
 const HOOKS: readonly HookDirection[] = ["ingress", "egress"];

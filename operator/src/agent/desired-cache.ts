@@ -4,7 +4,7 @@
 // object for every endpoint it did not recompile, so the desired form of those is kept and only new or
 // changed endpoints (and the ipcache when it changed) go through desiredState again. The checks that
 // span endpoints (one endpoint per interface, one per id) are made here on every pass.
-import { type DesiredEndpoint, type DesiredState, desiredState } from "../datapath/sync-plan.ts";
+import { type DesiredEndpoint, type DesiredState, desiredState } from "../datapath/writer/sync-plan.ts";
 import type { EndpointState, IpcacheEntry, MapState } from "../policy/mapstate.ts";
 
 interface Cached {

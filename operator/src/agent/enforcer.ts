@@ -4,9 +4,9 @@
 // compiles the whole node (static agent); write() takes a state compiled elsewhere (the Kubernetes
 // agent's incremental compiler).
 import type { ClusterObjects } from "../api/objects.ts";
-import type { Datapath } from "../datapath/programs.ts";
+import type { Datapath } from "../datapath/kernel/programs.ts";
 import { describeMigrationError, LayoutMigration, type MigrationReport } from "../datapath/migrate.ts";
-import { MapSync, type SyncReport } from "../datapath/sync.ts";
+import { MapSync, type SyncReport } from "../datapath/writer/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
 import {
   type AllowLocalhost,

@@ -1,5 +1,5 @@
 // How many verdicts the datapath reports as flow events (sl_config): shared by both agent modes.
-import type { Datapath } from "../datapath/programs.ts";
+import type { Datapath } from "../datapath/kernel/programs.ts";
 
 export interface EventSampling {
   // Report 1 of N allowed / denied packets; 0 reports none.

@@ -12,9 +12,9 @@
 // before their containers start, and waits until they are enforced (cni-server.ts).
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { type ClusterObjects, classifyObjects, emptyObjects } from "../api/objects.ts";
-import { DATAPATH_VERSION } from "../datapath/maps.ts";
+import { DATAPATH_VERSION } from "../datapath/kernel/maps.ts";
 import { describeMigration } from "../datapath/migrate.ts";
-import type { Datapath } from "../datapath/programs.ts";
+import type { Datapath } from "../datapath/kernel/programs.ts";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { describeError } from "../kube/errors.ts";
 import { Informer, waitForCacheSync } from "../kube/informer.ts";
@@ -30,7 +30,7 @@ import {
   SECURITY_POLICIES,
 } from "../kube/resources.ts";
 import { type BatchResult, runBatchWorker, WorkQueue } from "../kube/workqueue.ts";
-import type { SyncReport } from "../datapath/sync.ts";
+import type { SyncReport } from "../datapath/writer/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
 import { liveIdentities } from "../identity/live.ts";
 import {

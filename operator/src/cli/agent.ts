@@ -7,8 +7,8 @@ import { RouteInterfaceResolver } from "../agent/host-interfaces.ts";
 import { installCniPlugin } from "../agent/cni-install.ts";
 import { type EventSampling, writeEventSampling } from "../agent/event-config.ts";
 import { StaticAgent } from "../agent/static-agent.ts";
-import type { AttachMode } from "../datapath/links.ts";
-import { loadDatapath } from "../datapath/programs.ts";
+import type { AttachMode } from "../datapath/kernel/links.ts";
+import { loadDatapath } from "../datapath/kernel/programs.ts";
 import type { AllowLocalhost } from "../policy/index.ts";
 
 const usage =

@@ -4,13 +4,13 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { detachAll, pinnedLinks, replaceAll } from "../agent/attachments.ts";
-import { loadAddon } from "../datapath/bpf-addon.ts";
-import { dirOfCode, verdictOfCode } from "../datapath/keys.ts";
-import { enums } from "../datapath/layout.generated.ts";
-import { openPinnedMaps } from "../datapath/maps.ts";
+import { loadAddon } from "../datapath/kernel/bpf-addon.ts";
+import { dirOfCode, verdictOfCode } from "../datapath/codec/keys.ts";
+import { enums } from "../datapath/codec/layout.generated.ts";
+import { openPinnedMaps } from "../datapath/kernel/maps.ts";
 import { olderLayoutPins } from "../datapath/migrate.ts";
-import { loadDatapath } from "../datapath/programs.ts";
-import { readApplied, viewApplied } from "../datapath/sync.ts";
+import { loadDatapath } from "../datapath/kernel/programs.ts";
+import { readApplied, viewApplied } from "../datapath/writer/sync.ts";
 
 const usage =
   "usage: sluice datapath replace --bpffs-root <dir> [--times N] [--object <bpf.o>]\n" +

@@ -2,10 +2,10 @@
 // here they become typed events, pushed to listeners or pulled through an async iterator.
 import { EventEmitter } from "node:events";
 import { type Direction, ReservedRuleId, type Verdict } from "../policy/mapstate.ts";
-import type { BpfAddon, RingBufferHandle } from "./bpf-addon.ts";
-import { flowEvent } from "./codecs.ts";
-import { enums } from "./layout.generated.ts";
-import { dirOfCode, formatAddressBytes } from "./keys.ts";
+import type { BpfAddon, RingBufferHandle } from "./kernel/bpf-addon.ts";
+import { flowEvent } from "./codec/codecs.ts";
+import { enums } from "./codec/layout.generated.ts";
+import { dirOfCode, formatAddressBytes } from "./codec/keys.ts";
 
 export interface FlowEvent {
   tsNs: bigint;

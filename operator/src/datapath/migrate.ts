@@ -6,11 +6,11 @@
 // in between); then the old maps' pins go.
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { BpfAddon } from "./bpf-addon.ts";
-import * as C from "./codecs.ts";
-import { enums } from "./layout.generated.ts";
-import { counterIndex, type DatapathMaps, LAYOUT_VERSION } from "./maps.ts";
-import { PerCpuMap, TypedMap } from "./typed-map.ts";
+import type { BpfAddon } from "./kernel/bpf-addon.ts";
+import * as C from "./codec/codecs.ts";
+import { enums } from "./codec/layout.generated.ts";
+import { counterIndex, type DatapathMaps, LAYOUT_VERSION } from "./kernel/maps.ts";
+import { PerCpuMap, TypedMap } from "./kernel/typed-map.ts";
 
 const OLD = 3;
 const OLD_CONNTRACK = `sl_ct_v${OLD}`;

@@ -1,6 +1,6 @@
 // IP addresses and prefixes: the one parser, normaliser and containment test of them, as bigints so
 // IPv4 and IPv6 share one code path. The compiler keys identities by formatPrefix(); the datapath
-// derives its key bytes from these prefixes (datapath/keys.ts) and canonicalises with canonicalCidr(),
+// derives its key bytes from these prefixes (datapath/codec/keys.ts) and canonicalises with canonicalCidr(),
 // so a prefix has one text everywhere.
 import { isIPv4, isIPv6 } from "node:net";
 

@@ -1,5 +1,5 @@
 // The BPF program's policy decision, simulated over compiled state as a plain longest-prefix match.
-// How the maps store a group is the datapath's business (datapath/group-arrangement.ts); whatever the
+// How the maps store a group is the datapath's business (datapath/writer/group-arrangement.ts); whatever the
 // arrangement, the program must give this answer, and the differential tests check that it does.
 // Not a hot path.
 import { containsIp, parseIp, parsePrefix } from "./cidr.ts";

@@ -3,9 +3,9 @@
 // the datapath to both host-side interfaces with pinned tcx links, then exits (pins keep it enforcing).
 // The flow the bench sends (A -> B, UDP --port) is allowed; every other entry is for other identities.
 import { parseArgs } from "node:util";
-import { attachOrReplace } from "../../../operator/src/datapath/links.ts";
-import { loadDatapath } from "../../../operator/src/datapath/programs.ts";
-import { MapSync } from "../../../operator/src/datapath/sync.ts";
+import { attachOrReplace } from "../../../operator/src/datapath/kernel/links.ts";
+import { loadDatapath } from "../../../operator/src/datapath/kernel/programs.ts";
+import { MapSync } from "../../../operator/src/datapath/writer/sync.ts";
 import type { EndpointState, PolicyEntry } from "../../../operator/src/policy/mapstate.ts";
 
 const { values: o } = parseArgs({

@@ -7,7 +7,7 @@ export const ip4Key = new StructCodec("sl_ip4_key", structs.sl_ip4_key);
 export const ip6Key = new StructCodec("sl_ip6_key", structs.sl_ip6_key);
 export const ipcacheValue = new StructCodec("sl_ipcache_value", structs.sl_ipcache_value);
 export const endpointKey = new StructCodec("sl_endpoint_key", structs.sl_endpoint_key);
-// any: raw bytes, one sl_policy_set per direction (policy-encoder.ts writes them).
+// any: raw bytes, one sl_policy_set per direction (writer/policy-encoder.ts writes them).
 export const endpointValue = new StructCodec("sl_endpoint_value", structs.sl_endpoint_value);
 export const policySetKey = new StructCodec("sl_policy_set_key", structs.sl_policy_set_key);
 // rules, results: raw bytes, SL_POLICY_INLINE policyRule and policyValue records back to back.
@@ -33,7 +33,7 @@ export const ct6Key = new StructCodec("sl_ct6_key", structs.sl_ct6_key, {
 } as const);
 export const ctValue = new StructCodec("sl_ct_value", structs.sl_ct_value);
 export const counterValue = new StructCodec("sl_counter_value", structs.sl_counter_value);
-// Layout 3's keys, read when migrating (migrate.ts).
+// Layout 3's keys, read when migrating (datapath/migrate.ts).
 export const v3CtKey = new StructCodec("sl_v3_ct_key", structs.sl_v3_ct_key, {
   sport: "be",
   dport: "be",

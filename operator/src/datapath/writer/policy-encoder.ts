@@ -1,11 +1,11 @@
 // The map writer's hot path: policy records straight into the contiguous key/value buffers of one batch
 // call, with no per-entry objects. Offsets come from the BTF-generated layout (checked once, here, at
-// load); byte order and canonical form are those of keys.ts and the generic StructCodec, which the unit
-// test holds these encoders to (same bytes for random entries).
+// load); byte order and canonical form are those of codec/keys.ts and the generic StructCodec, which
+// the unit test holds these encoders to (same bytes for random entries).
 import { arrangeGroup, type GroupLayout } from "./group-arrangement.ts";
-import type { Direction, PolicyEntry } from "../policy/mapstate.ts";
-import { dirCode, portMask, ruleWord, verdictCode } from "./keys.ts";
-import { enums, type StructLayout, structs } from "./layout.generated.ts";
+import type { Direction, PolicyEntry } from "../../policy/mapstate.ts";
+import { dirCode, portMask, ruleWord, verdictCode } from "../codec/keys.ts";
+import { enums, type StructLayout, structs } from "../codec/layout.generated.ts";
 
 function offsetOf(struct: string, layout: StructLayout, field: string, size: number): number {
   const f = layout.fields[field];

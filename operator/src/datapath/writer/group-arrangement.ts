@@ -4,8 +4,8 @@
 // or, when even they do not fit, in the LPM trie (sl_pol). Any arrangement gives the longest-prefix
 // answer (policy/lookup.ts is the plain longest-match simulator the tests hold the program to); this
 // one bounds the lookups per group whatever the map sizes.
-import { entryMatches, longestMatch, specificity } from "../policy/lookup.ts";
-import type { PolicyEntry } from "../policy/mapstate.ts";
+import { entryMatches, longestMatch, specificity } from "../../policy/lookup.ts";
+import type { PolicyEntry } from "../../policy/mapstate.ts";
 
 export interface GroupLayout {
   inline: readonly PolicyEntry[];

@@ -2,8 +2,8 @@
 // found either in a freshly loaded object or as pins under the bpffs root (CLI inspection, adoption).
 import { join } from "node:path";
 import type { BpfAddon, LoadedObject } from "./bpf-addon.ts";
-import * as C from "./codecs.ts";
-import { enums } from "./layout.generated.ts";
+import * as C from "../codec/codecs.ts";
+import { enums } from "../codec/layout.generated.ts";
 import { PerCpuMap, TypedMap } from "./typed-map.ts";
 
 // The one datapath version: SL_LAYOUT_VERSION of bpf/include/sluice_shared.h, read from the generated
@@ -92,7 +92,7 @@ export interface DatapathMaps {
   ipcache: TypedMap<C.IpcacheKey, C.IpcacheValue>;
   endpoints: TypedMap<C.EndpointKey, C.EndpointValue>;
   // Policy: one record per (endpoint, generation, direction, identity) group with its entries inline,
-  // and the spill of big groups (policy-store.ts).
+  // and the spill of big groups (writer/policy-store.ts).
   policySets: TypedMap<C.PolicySetKey, C.PolicySet>;
   policyExact: TypedMap<C.PolicyExactKey, C.PolicyValue>;
   policyLpm: TypedMap<C.PolicyKey, C.PolicyValue>;
@@ -100,7 +100,7 @@ export interface DatapathMaps {
   conntrack6: TypedMap<C.Ct6Key, C.CtValue>;
   counters: CounterMap;
   config: ConfigMap;
-  // The ring buffer's fd, for events.ts.
+  // The ring buffer's fd, for datapath/events.ts.
   eventsFd: number;
   // Closes fds this object opened itself (pins); fds of a loaded object belong to that object.
   close(): void;

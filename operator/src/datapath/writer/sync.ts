@@ -1,13 +1,20 @@
 // The map writer: applies a SyncPlan to the datapath maps with batch calls, and reads the maps back into
 // an AppliedState (adoption after an agent restart: the new process computes a delta against what the
 // kernel enforces, instead of rewriting or clearing it).
-import type { EndpointState, MapState, PolicyEntry } from "../policy/mapstate.ts";
-import type { BpfAddon } from "./bpf-addon.ts";
-import type { EndpointKey, EndpointValue, Ip4Key, Ip6Key, IpcacheKey, IpcacheValue } from "./codecs.ts";
+import type { EndpointState, MapState, PolicyEntry } from "../../policy/mapstate.ts";
+import type { BpfAddon } from "../kernel/bpf-addon.ts";
+import type {
+  EndpointKey,
+  EndpointValue,
+  Ip4Key,
+  Ip6Key,
+  IpcacheKey,
+  IpcacheValue,
+} from "../codec/codecs.ts";
 import { endpointValueOf, wildcardsMatch } from "./endpoint-value.ts";
-import { cidrOfHost, cidrOfIpcacheKey, hostOfCidr, ipcacheKeyOf } from "./keys.ts";
-import { enums } from "./layout.generated.ts";
-import type { DatapathMaps } from "./maps.ts";
+import { cidrOfHost, cidrOfIpcacheKey, hostOfCidr, ipcacheKeyOf } from "../codec/keys.ts";
+import { enums } from "../codec/layout.generated.ts";
+import type { DatapathMaps } from "../kernel/maps.ts";
 import { deleteStrays, PolicyWriteScratch, readPolicyMaps, writePolicyChanges } from "./policy-store.ts";
 import {
   type AppliedState,

@@ -1,7 +1,7 @@
 // The endpoint value (bpf/include/sluice_shared.h, struct sl_endpoint_value) of a planned endpoint
 // record: the record's fields and the wildcard groups of the generation it activates.
-import type { PolicyEntry } from "../policy/mapstate.ts";
-import type { EndpointValue } from "./codecs.ts";
+import type { PolicyEntry } from "../../policy/mapstate.ts";
+import type { EndpointValue } from "../codec/codecs.ts";
 import { encodeWildcardSets } from "./policy-encoder.ts";
 import type { EndpointRecord } from "./sync-plan.ts";
 

@@ -10,15 +10,23 @@
 //   phase 3: the old generation is brought to the same content (the next update is a delta again) and
 //            policy and counters of endpoints that are gone are deleted; ipcache changes follow the policy.
 // Capacity is checked on the whole plan before anything is written.
-import { type EndpointState, type MapState, type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
-import { canonicalCidr } from "../policy/cidr.ts";
-import { enums } from "./layout.generated.ts";
-import { canonicalEntry } from "./keys.ts";
-import type { EntryChange } from "./policy-store.ts";
-import { MapCapacityError } from "./typed-map.ts";
+import {
+  type EndpointState,
+  type MapState,
+  type PolicyEntry,
+  policyEntryKey,
+} from "../../policy/mapstate.ts";
+import { canonicalCidr } from "../../policy/cidr.ts";
+import { enums } from "../codec/layout.generated.ts";
+import { canonicalEntry } from "../codec/keys.ts";
+import type { PolicyEntryRef } from "./policy-encoder.ts";
+import { MapCapacityError } from "../kernel/typed-map.ts";
 
 export type Generation = 0 | 1;
 export type EntrySet = ReadonlyMap<string, PolicyEntry>;
+
+// Entry-level change of one endpoint generation, as the planner emits it (policy-store.ts writes it).
+export type EntryChange = PolicyEntryRef & { gen: Generation };
 
 export interface EndpointRecord {
   id: number;

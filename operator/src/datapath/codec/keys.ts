@@ -1,6 +1,6 @@
 // Construction of map keys/values from the compiler's MapState vocabulary, and back. Pure: no kernel.
-import { formatIp, formatPrefix, parseCidr } from "../policy/cidr.ts";
-import type { Direction, PolicyEntry, Verdict } from "../policy/mapstate.ts";
+import { formatIp, formatPrefix, parseCidr } from "../../policy/cidr.ts";
+import type { Direction, PolicyEntry, Verdict } from "../../policy/mapstate.ts";
 import type { IpcacheKey, PolicyKey, PolicyValue } from "./codecs.ts";
 import { enums } from "./layout.generated.ts";
 

@@ -5,11 +5,11 @@
 // Reading turns the maps back into entries; writing turns entry-level changes of the planner into
 // record changes of the groups they touch.
 import { arrangeGroup, type GroupLayout } from "./group-arrangement.ts";
-import { type PolicyEntry, policyEntryKey } from "../policy/mapstate.ts";
-import * as C from "./codecs.ts";
-import { dirOfCode, entryOfPolicy, ofRuleWord, portMask, verdictOfCode } from "./keys.ts";
-import { enums } from "./layout.generated.ts";
-import type { DatapathMaps } from "./maps.ts";
+import { type PolicyEntry, policyEntryKey } from "../../policy/mapstate.ts";
+import * as C from "../codec/codecs.ts";
+import { dirOfCode, entryOfPolicy, ofRuleWord, portMask, verdictOfCode } from "../codec/keys.ts";
+import { enums } from "../codec/layout.generated.ts";
+import type { DatapathMaps } from "../kernel/maps.ts";
 import {
   encodeExactBatch,
   encodeLpmBatch,
@@ -20,9 +20,7 @@ import {
   type PolicyEntryRef,
   SetBatchWriter,
 } from "./policy-encoder.ts";
-
-type Gen = 0 | 1;
-type EntryMap = ReadonlyMap<string, PolicyEntry>;
+import type { EntryChange, EntrySet, Generation } from "./sync-plan.ts";
 
 // endpoint id -> entries of generation 0 and 1
 export type PolicyByEndpoint = Map<number, [Map<string, PolicyEntry>, Map<string, PolicyEntry>]>;
@@ -41,7 +39,7 @@ function groupKey(epId: number, gen: number, dir: number, identity: number): str
   return `${epId}|${gen}|${dir}|${identity}`;
 }
 
-function checkGen(epId: number, gen: number): Gen {
+function checkGen(epId: number, gen: number): Generation {
   if (gen !== 0 && gen !== 1)
     throw new Error(`policy entry of endpoint ${epId}: generation ${gen} is not 0 or 1`);
   return gen;
@@ -57,7 +55,7 @@ function prefixLenOfMask(mask: number, where: string): number {
 // Every generation of every endpoint in the maps, and the stray spill records.
 export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; strays: StrayRecords } {
   const policy: PolicyByEndpoint = new Map();
-  const add = (epId: number, gen: Gen, e: PolicyEntry) => {
+  const add = (epId: number, gen: Generation, e: PolicyEntry) => {
     let gens = policy.get(epId);
     if (!gens) {
       gens = [new Map(), new Map()];
@@ -134,12 +132,9 @@ export function countPolicyEntries(maps: DatapathMaps): number {
   return n + maps.policyExact.count() + maps.policyLpm.count();
 }
 
-// Entry-level change of one endpoint generation, as the planner emits it.
-export type EntryChange = PolicyEntryRef & { gen: Gen };
-
 interface TouchedGroup {
   epId: number;
-  gen: Gen;
+  gen: Generation;
   direction: PolicyEntry["direction"];
   identity: number;
   // What the group holds before the phase (filled only for generations that hold something).
@@ -156,7 +151,7 @@ function sameValue(a: PolicyEntry, b: PolicyEntry): boolean {
 // Spill records to delete and to (re)write when a group goes from layout a to layout b.
 function diffSpill(
   epId: number,
-  gen: Gen,
+  gen: Generation,
   a: readonly PolicyEntry[],
   b: readonly PolicyEntry[],
   del: PolicyEntryRef[],
@@ -220,7 +215,7 @@ function groupId(
 // group. current gives what each endpoint generation holds before the phase. Pure: no kernel. With
 // o.scratch the batches may be views of its buffers, valid until it is used again.
 export function policyRecordBatches(
-  current: (epId: number, gen: Gen) => EntryMap,
+  current: (epId: number, gen: Generation) => EntrySet,
   deletes: readonly EntryChange[],
   writes: readonly EntryChange[],
   o: { bulk?: boolean; scratch?: PolicyWriteScratch } = {},
@@ -230,7 +225,7 @@ export function policyRecordBatches(
     if (b) return b;
   }
   const index: GroupIndex = new Map();
-  const generations = new Map<number, [number, Gen]>();
+  const generations = new Map<number, [number, Generation]>();
   const touch = (c: EntryChange): TouchedGroup => {
     const e = c.entry;
     const id = groupId(c.epId, c.gen, e.direction, e.identity);
@@ -385,7 +380,7 @@ function groupKeyOf(e: PolicyEntry): number {
 // endpoint by endpoint). Groups are then complete at the end of their run. Returns undefined when the
 // input is not of that shape.
 function bulkRecordBatches(
-  current: (epId: number, gen: Gen) => EntryMap,
+  current: (epId: number, gen: Generation) => EntrySet,
   writes: readonly EntryChange[],
   s: PolicyWriteScratch,
 ): PolicyRecordBatches | undefined {
@@ -539,7 +534,7 @@ export function applyPolicyRecords(maps: DatapathMaps, b: PolicyRecordBatches): 
 // Applies the planner's entry deletes and writes of one phase to the maps.
 export function writePolicyChanges(
   maps: DatapathMaps,
-  current: (epId: number, gen: Gen) => EntryMap,
+  current: (epId: number, gen: Generation) => EntrySet,
   deletes: readonly EntryChange[],
   writes: readonly EntryChange[],
   scratch?: PolicyWriteScratch,

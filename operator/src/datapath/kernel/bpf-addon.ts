@@ -186,7 +186,7 @@ export const MapType = {
 } as const;
 
 export function repoRoot(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+  return resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 }
 
 export function defaultAddonPath(): string {
