@@ -5,10 +5,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 NODE_VERSION=24.21.0
-# runc, containernetworking-plugins: the test cluster's runtime and CNI (test/cluster); umoci: the image
-# (scripts/image-build.sh).
+# runc, containernetworking-plugins: the test cluster's runtime and CNI (test/cluster).
 APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 libelf-dev zlib1g-dev pkg-config lua5.1 iptables unzip make g++ golang-go git
-  runc containernetworking-plugins umoci)
+  runc containernetworking-plugins)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
