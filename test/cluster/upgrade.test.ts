@@ -37,7 +37,7 @@ import {
 import {
   deploymentManifests,
   type LivePod,
-  livePods,
+  deployWorkloads,
   loadTopology,
   matrixFor,
   probeRows,
@@ -141,21 +141,12 @@ test(`helm install of the layout-3 image (${LAYOUT3_COMMIT.slice(0, 7)}, cni.ins
   const [agent] = await agentPods(c());
   assert.equal(agent?.image, old.image, "the agent runs the layout-3 image");
 
-  await c().kubectl(
-    ["apply", "-f", "-"],
+  pods = await deployWorkloads(
+    c(),
     withoutKubeletProbes(deploymentManifests(current.image, topo.namespaces, topo.workloads)),
+    namespaces,
+    topo.workloads,
   );
-  for (const ns of namespaces)
-    await c().kubectl([
-      "wait",
-      "--for=condition=Available",
-      "deployment",
-      "--all",
-      "-n",
-      ns,
-      "--timeout=120s",
-    ]);
-  pods = await livePods(c(), topo.workloads);
   await c().kubectl(["apply", "-f", POLICIES]);
   enforced = await matrixFor(c(), namespaces, [POLICIES]);
   assert.ok(enforced.some((r) => r.verdict === "deny") && enforced.some((r) => r.verdict === "allow"));

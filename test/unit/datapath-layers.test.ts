@@ -5,29 +5,16 @@
 // writer/ neither events.ts nor migrate.ts. Reads every datapath file's import and re-export
 // specifiers, as policy-boundary.test.ts does. No kernel.
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { test } from "node:test";
+import { sources, specifiers } from "../support/imports.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const datapathDir = join(root, "operator/src/datapath");
 
 // Rank of each part of datapath/: a file may import only parts of rank at most its own.
 const RANK: Record<string, number> = { codec: 0, kernel: 1, writer: 2, top: 3 };
-
-function sources(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: "utf8" })
-    .filter((f) => f.endsWith(".ts"))
-    .map((f) => join(dir, f));
-}
-
-// Module specifiers of static imports and re-exports and of dynamic imports (comments dropped).
-function specifiers(src: string): string[] {
-  const code = src.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
-  const out: string[] = [];
-  for (const m of code.matchAll(/(?:\bfrom|\bimport)\s*\(?\s*["']([^"']+)["']/g)) out.push(m[1]);
-  return out;
-}
 
 // The part of datapath/ a path lies in: its first folder, or "top" for files directly in datapath/.
 function partOf(path: string): string {

@@ -2,28 +2,14 @@
 // (docs/architecture.md, "The compiler knows no bytes"). The datapath imports the compiler's vocabulary,
 // never the other way. Reads every policy/ file's import and re-export specifiers. No kernel.
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { test } from "node:test";
+import { sources, specifiers } from "../support/imports.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const policyDir = join(root, "operator/src/policy");
 const datapathDir = join(root, "operator/src/datapath");
-
-function sources(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: "utf8" })
-    .filter((f) => f.endsWith(".ts"))
-    .map((f) => join(dir, f));
-}
-
-// Module specifiers of static imports and re-exports (`import ... from "x"`, `import "x"`,
-// `export ... from "x"`) and of dynamic imports (`import("x")`).
-function specifiers(src: string): string[] {
-  const code = src.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
-  const out: string[] = [];
-  for (const m of code.matchAll(/(?:\bfrom|\bimport)\s*\(?\s*["']([^"']+)["']/g)) out.push(m[1]);
-  return out;
-}
 
 test("the policy/ file list and the import reader see what they should", () => {
   const files = sources(policyDir);

@@ -244,7 +244,6 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       `--service-account-private-key-file=${join(pki, "sa.key")}`,
       `--root-ca-file=${join(pki, "ca.crt")}`,
       "--use-service-account-credentials=false",
-      "--terminated-pod-gc-threshold=10",
     ]);
     spawnNode("scheduler", [kube, "scheduler", ...shared, "--secure-port=0"]);
     await waitFor("containerd socket", () => existsSync(paths.containerdSocket), 30_000, logs);

@@ -13,7 +13,7 @@ import { measureFirstPacket } from "./first-packet.ts";
 import {
   deploymentManifests,
   type LivePod,
-  livePods,
+  deployWorkloads,
   loadTopology,
   matrixFor,
   podHealth,
@@ -43,6 +43,19 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
   const restartsBefore = new Map<string, number>();
   const topo = loadTopology();
   const namespaces = topo.namespaces.map((n) => n.metadata.name);
+  const agentPod = async (): Promise<string> =>
+    (
+      await c().kubectl([
+        "get",
+        "pods",
+        "-n",
+        RELEASE_NS,
+        "-l",
+        "app.kubernetes.io/component=agent",
+        "-o",
+        "name",
+      ])
+    ).trim();
   const c = (): Cluster => {
     assert.ok(cluster, "the cluster did not start");
     return cluster;
@@ -93,18 +106,12 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
     timeout: 180_000,
   }, async (t) => {
     if (!requirePrivileged(t)) return;
-    await c().kubectl(["apply", "-f", "-"], deploymentManifests(image, topo.namespaces, topo.workloads));
-    for (const ns of namespaces)
-      await c().kubectl([
-        "wait",
-        "--for=condition=Available",
-        "deployment",
-        "--all",
-        "-n",
-        ns,
-        "--timeout=120s",
-      ]);
-    pods = await livePods(c(), topo.workloads);
+    pods = await deployWorkloads(
+      c(),
+      deploymentManifests(image, topo.namespaces, topo.workloads),
+      namespaces,
+      topo.workloads,
+    );
     const open = await matrixFor(c(), namespaces, []);
     assert.ok(
       open.length > 0 && open.every((r) => r.verdict === "allow"),
@@ -191,18 +198,7 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
         ?.verdict;
     assert.equal(verdict(frontend), "allow");
     assert.equal(verdict(db), "deny");
-    const agent = (
-      await c().kubectl([
-        "get",
-        "pods",
-        "-n",
-        RELEASE_NS,
-        "-l",
-        "app.kubernetes.io/component=agent",
-        "-o",
-        "name",
-      ])
-    ).trim();
+    const agent = await agentPod();
     assert.ok(agent, "an agent pod");
     const id = `r${Date.now() % 100000}`;
     const stream = (name: string) => ({
@@ -214,18 +210,7 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
     await new Promise((r) => setTimeout(r, 2000));
     await c().kubectl(["delete", "-n", RELEASE_NS, agent, "--wait=true"]);
     await c().kubectl(["rollout", "status", "daemonset/sluice-agent", "-n", RELEASE_NS, "--timeout=120s"]);
-    const newAgent = (
-      await c().kubectl([
-        "get",
-        "pods",
-        "-n",
-        RELEASE_NS,
-        "-l",
-        "app.kubernetes.io/component=agent",
-        "-o",
-        "name",
-      ])
-    ).trim();
+    const newAgent = await agentPod();
     assert.notEqual(newAgent, agent, "the DaemonSet started a new agent pod");
     const [allowed, denied] = await Promise.all(senders);
     await new Promise((r) => setTimeout(r, 500));

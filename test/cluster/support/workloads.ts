@@ -122,6 +122,27 @@ export function deploymentManifests(
   return docs.map((d) => stringify(d)).join("---\n");
 }
 
+/** Applies the Deployments and waits until every one is Available; their running pods. */
+export async function deployWorkloads(
+  cluster: Cluster,
+  manifests: string,
+  namespaces: readonly string[],
+  workloads: readonly Workload[],
+): Promise<LivePod[]> {
+  await cluster.kubectl(["apply", "-f", "-"], manifests);
+  for (const ns of namespaces)
+    await cluster.kubectl([
+      "wait",
+      "--for=condition=Available",
+      "deployment",
+      "--all",
+      "-n",
+      ns,
+      "--timeout=120s",
+    ]);
+  return livePods(cluster, workloads);
+}
+
 interface PodJson {
   metadata: { name: string; namespace: string; labels?: Record<string, string> };
   status: { podIP?: string; containerStatuses?: { ready: boolean; restartCount: number }[] };
