@@ -10,6 +10,7 @@ import { StaticAgent } from "../agent/static-agent.ts";
 import type { AttachMode } from "../datapath/kernel/links.ts";
 import { loadDatapath } from "../datapath/kernel/programs.ts";
 import type { AllowLocalhost } from "../policy/index.ts";
+import { allowLocalhostOption } from "./lab-args.ts";
 
 const usage =
   "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>] [options]\n" +
@@ -63,9 +64,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
   const attachMode = values["attach-mode"];
   if (attachMode !== "auto" && attachMode !== "tcx" && attachMode !== "tc")
     throw new Error(`--attach-mode: ${JSON.stringify(attachMode)} is not one of auto, tcx, tc`);
-  const allowLocalhost = values["allow-localhost"];
-  if (allowLocalhost !== "always" && allowLocalhost !== "policy")
-    throw new Error(`--allow-localhost: ${JSON.stringify(allowLocalhost)} is not one of always, policy`);
+  const allowLocalhost = allowLocalhostOption(values["allow-localhost"]) ?? "always";
   if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length)) {
     process.stderr.write(`${usage}\n`);
     return 2;

@@ -56,7 +56,7 @@ export function printReport(
   for (const n of report.notes) process.stderr.write(`note: ${n}\n`);
 }
 
-// --allow-localhost as the agents take it (undefined: their default).
+// --allow-localhost as the agents take it (undefined: their default); `sluice agent` parses it here too.
 export function allowLocalhostOption(value: string | undefined): "always" | "policy" | undefined {
   if (value === undefined || value === "always" || value === "policy") return value;
   throw new Error(`--allow-localhost: ${JSON.stringify(value)} is not one of always, policy`);

@@ -20,6 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Child, fileTail, spawnLogged, stopChild } from "../../../operator/src/lab/children.ts";
 import { run } from "../../../operator/src/lab/exec.ts";
+import { signalAll } from "../../../operator/src/lab/stale.ts";
 import {
   builtPath,
   type LocalApiServer,
@@ -415,19 +416,6 @@ function walkDirs(d: string): string[] {
   return out;
 }
 
-function killAll(pids: Iterable<string>): void {
-  for (const p of pids) {
-    const n = Number(p);
-    if (n > 1 && n !== process.pid) {
-      try {
-        process.kill(n, "SIGKILL");
-      } catch {
-        // gone already
-      }
-    }
-  }
-}
-
 /** Removes everything a run created: its processes, mounts, cgroups, namespace and directory. */
 function teardown(dir: string, state: RunState): void {
   for (let round = 0; round < 20; round++) {
@@ -437,8 +425,12 @@ function teardown(dir: string, state: RunState): void {
         for (const p of readFileSync(join(sub, "cgroup.procs"), "utf8").split("\n")) if (p) pids.add(p);
     for (const p of sh("ip", ["netns", "pids", state.netns]).split("\n")) if (p.trim()) pids.add(p.trim());
     // Shims run in the node's namespace; runc's children (pods) in the run's cgroups.
+    pids.delete(String(process.pid));
     if (pids.size === 0) break;
-    killAll(pids);
+    signalAll(
+      [...pids].map(Number).filter((n) => n > 1),
+      "SIGKILL",
+    );
     execFileSync("sleep", ["0.2"]);
   }
   const mounts = readFileSync("/proc/self/mountinfo", "utf8")
