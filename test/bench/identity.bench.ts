@@ -10,7 +10,7 @@ import {
 import { securityLabels } from "../../operator/src/identity/labels.ts";
 import { Informer } from "../../operator/src/kube/informer.ts";
 import { SECURITY_IDENTITIES } from "../../operator/src/kube/resources.ts";
-import { Operator } from "../../operator/src/operator/run.ts";
+import { Operator } from "../../operator/src/controllers/run.ts";
 import { createNamespace, createPod, pool, startCluster } from "../integration/operator-helpers.ts";
 import type { KubernetesObject } from "@kubernetes/client-node";
 

@@ -33,7 +33,7 @@ import {
 import { createLabCluster, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
 import type { ProbeRequest, ProbeResponse } from "../../operator/src/lab/probe-protocol.ts";
-import type { Operator } from "../../operator/src/operator/run.ts";
+import type { Operator } from "../../operator/src/controllers/run.ts";
 import { ReservedIdentity } from "../../operator/src/policy/mapstate.ts";
 import { type ApiServer, repoRoot, startApiServer } from "../support/apiserver.ts";
 import { privilegeProblem } from "../support/privileged.ts";

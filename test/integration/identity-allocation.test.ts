@@ -25,7 +25,7 @@ import {
   type IdentityObj,
   type NamespaceObject,
   type PodObject,
-} from "../../operator/src/operator/identity-controller.ts";
+} from "../../operator/src/controllers/identity-controller.ts";
 import {
   type Cluster,
   createNamespace,

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join, relative } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadManifests, yamlFiles } from "../../operator/src/manifests/load.ts";
-import type { Operator } from "../../operator/src/operator/run.ts";
+import type { Operator } from "../../operator/src/controllers/run.ts";
 import { kubectl } from "../support/apiserver.ts";
 import {
   CEL_CASES,

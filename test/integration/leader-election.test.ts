@@ -12,7 +12,7 @@ import { IDENTITY_TOMBSTONE_LABEL, labelSetHash } from "../../operator/src/ident
 import { securityLabels } from "../../operator/src/identity/labels.ts";
 import { publishNodeStatus } from "../../operator/src/kube/node-status.ts";
 import { rawRequest } from "../../operator/src/kube/raw.ts";
-import { LeaderElector } from "../../operator/src/operator/leader-election.ts";
+import { LeaderElector } from "../../operator/src/controllers/leader-election.ts";
 import {
   type Cluster,
   createNamespace,

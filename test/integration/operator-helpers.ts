@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
-import { Operator } from "../../operator/src/operator/run.ts";
+import { Operator } from "../../operator/src/controllers/run.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { applyCrds, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { publishNodeStatus } from "../../operator/src/kube/node-status.ts";
-import type { Operator } from "../../operator/src/operator/run.ts";
+import type { Operator } from "../../operator/src/controllers/run.ts";
 import {
   type Cluster,
   createNamespace,

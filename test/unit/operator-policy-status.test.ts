@@ -12,7 +12,7 @@ import {
   type PodView,
   type PolicyView,
   sameStatus,
-} from "../../operator/src/operator/policy-status.ts";
+} from "../../operator/src/controllers/policy-status.ts";
 
 const policy = (over: Partial<PolicyView> = {}): PolicyView => ({
   uid: "u1",

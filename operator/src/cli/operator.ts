@@ -2,7 +2,7 @@
 // runs the operator (identities, policy status) until SIGTERM/SIGINT, releasing its lease on the way out.
 import { parseArgs } from "node:util";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
-import { Operator } from "../operator/run.ts";
+import { Operator } from "../controllers/run.ts";
 import { parseDuration } from "./duration.ts";
 
 const usage =

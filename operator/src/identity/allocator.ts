@@ -1,5 +1,5 @@
 // Identity allocation, the pure part: which SecurityIdentity stands for a label set, which
-// number to try next, which objects are duplicates. The controller (operator/identity-controller.ts)
+// number to try next, which objects are duplicates. The controller (controllers/identity-controller.ts)
 // does the I/O.
 //
 // Invariants and how they hold:
