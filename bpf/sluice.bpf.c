@@ -244,16 +244,28 @@ static __always_inline void sl_frag_key(struct sl_frag_key *k, __u32 ep_id, __u8
 	__builtin_memcpy(k->daddr, p->t.daddr, 16);
 }
 
-static __always_inline void sl_count(__u16 slot, __u8 dir, __u8 verdict, __u64 len)
+/*
+ * The endpoint's counter and the node's verdict counter: per-CPU values, so plain adds (no other writer).
+ * SL_NO_VERDICT_COUNTERS compiles the node-wide one out, for the benchmark that prices it.
+ */
+static __always_inline void sl_count(__u16 slot, __u8 dir, __u8 verdict, __u8 reason, __u64 len)
 {
-	__u32 k = (__u32)slot * SL_COUNTERS_PER_ENDPOINT + dir * 2 + (verdict != SL_VERDICT_ALLOW);
+	__u32 denied = verdict != SL_VERDICT_ALLOW;
+	__u32 k = (__u32)slot * SL_COUNTERS_PER_ENDPOINT + dir * 2 + denied;
 	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v4, &k);
 
-	if (!v)
-		return;
-	/* Per-CPU value: no other writer. */
-	v->packets += 1;
-	v->bytes += len;
+	if (v) {
+		v->packets += 1;
+		v->bytes += len;
+	}
+#ifndef SL_NO_VERDICT_COUNTERS
+	__u32 vk = (dir * 2 + denied) * SL_VERDICT_REASONS + reason;
+	v = bpf_map_lookup_elem(&sl_vcnt_v4, &vk);
+	if (v) {
+		v->packets += 1;
+		v->bytes += len;
+	}
+#endif
 }
 
 /* Sampled (1 of N per verdict), then rate-limited per CPU per second; never waits. */
@@ -434,7 +446,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 		}
 	}
 
-	sl_count(ep->slot, dir, d.verdict, skb->len);
+	sl_count(ep->slot, dir, d.verdict, d.reason, skb->len);
 	sl_event(skb, ep, dir, &p, &d);
 	return d.verdict == SL_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
 }

@@ -124,6 +124,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_cnt_v4 SEC(".maps");
 
+/*
+ * verdict counters: packets and bytes per (direction, verdict, reason) over the whole node, per CPU
+ * (enum sl_verdict_counters), for the agent's metrics. A new map under a new pin name: programs built
+ * before it neither use nor miss it, so adding it changes no existing layout (no version bump).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_VERDICT_COUNTERS);
+	__type(key, __u32);
+	__type(value, struct sl_counter_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_vcnt_v4 SEC(".maps");
+
 /* events: sampled struct sl_flow_event records. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -59,7 +59,7 @@ enum sl_endpoint_flags {
 	SL_EP_DEFAULT_DENY_EGRESS = 2,
 };
 
-/* Why an event was emitted or a packet dropped. */
+/* Why an event was emitted or a packet dropped. A new reason goes last: SL_VERDICT_REASONS follows it. */
 enum sl_reason {
 	SL_REASON_POLICY = 0,      /* a policy entry decided */
 	SL_REASON_DEFAULT = 1,     /* no entry matched: endpoint default */
@@ -279,6 +279,16 @@ struct sl_frag_value {
 
 /* counters: SL_COUNTERS_PER_ENDPOINT per-CPU slots per endpoint, at slot * 4 + dir * 2 + (verdict != ALLOW). */
 enum sl_counters { SL_COUNTERS_PER_ENDPOINT = 4 };
+
+/*
+ * Node-wide verdict counters (sl_vcnt): SL_VERDICT_COUNTERS per-CPU slots, one per (direction, verdict,
+ * reason), at (dir * 2 + (verdict != ALLOW)) * SL_VERDICT_REASONS + reason. Values are struct
+ * sl_counter_value. SL_REASON_NO_ENDPOINT has a slot but is never counted (such packets are not judged).
+ */
+enum sl_verdict_counters {
+	SL_VERDICT_REASONS = SL_REASON_NDP + 1, /* every enum sl_reason: the last one + 1 */
+	SL_VERDICT_COUNTERS = 2 * 2 * SL_VERDICT_REASONS,
+};
 
 /* counters value: packets and bytes. */
 struct sl_counter_value {

@@ -9,7 +9,10 @@
 // when the API server delivers the change, so "enforced − delivered" approximates the agent's share
 // (its own watch through the lab's API bridge, queue, compile, map write, plus the poll interval; it
 // can be negative when the agent's watch is the faster one); `kubectl version --client` (no request
-// at all) is the floor a kubectl process costs. Target: p99 < 100 ms. Run as root:
+// at all) is the floor a kubectl process costs. Target: p99 < 100 ms. Metrics on vs off: the same
+// client-node writes with the agent restarted with --metrics-addr 0, then with its server on and
+// scraped every SCRAPE_MS (default 100 ms, far more often than Prometheus would) from inside its node's
+// namespace, alternating rounds so that drift falls on both. Run as root:
 //   node --disable-warning=ExperimentalWarning test/bench/apply.bench.ts   (env APPLIES, default 100)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,6 +28,7 @@ import { NETWORK_POLICIES } from "../../operator/src/kube/resources.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { kubectl } from "../../operator/src/lab/cluster-setup.ts";
+import { type Child, NODE, NODE_FLAGS, spawnIn, stopChild } from "../../operator/src/lab/children.ts";
 import { createLabCluster, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 import { machine, markdownTable, ratio, requireRoot } from "./table.ts";
 
@@ -33,6 +37,8 @@ const WARMUP = 5;
 const TIMEOUT_MS = 10_000;
 const NS = "bench";
 const NODE_NAME = "n1";
+const SCRAPE_MS = Number(process.env.SCRAPE_MS ?? 100);
+const METRICS_ROUNDS = 2;
 
 // One node, one namespace, a server and a client pod (the shape `kubectl get ns,pods -o yaml` prints).
 const pods = [
@@ -160,6 +166,58 @@ async function kubectlFloor(kc: string): Promise<number[]> {
   return out;
 }
 
+// Scrapes the agent's /metrics every SCRAPE_MS from inside its node's namespace until stopped; its
+// stdout is one line per failed scrape.
+function startScraper(lab: Lab): Child {
+  const address = lab.agentMetricsAddress(NODE_NAME);
+  if (!address) throw new Error("the agent serves no metrics");
+  const netns = lab.plan.nodes.find((n) => n.name === NODE_NAME)!.netns;
+  const script =
+    "setInterval(() => fetch(process.argv[1]).then((r) => r.text())" +
+    '.catch((e) => process.stdout.write(e.message + "\\n")), Number(process.argv[2]));';
+  return spawnIn(netns, "metrics scraper", [
+    NODE,
+    ...NODE_FLAGS,
+    "-e",
+    script,
+    `http://${address}/metrics`,
+    String(SCRAPE_MS),
+  ]);
+}
+
+// The agent restarted with its metrics server off, then on and scraped, METRICS_ROUNDS times.
+async function metricsOnOff(
+  lab: Lab,
+  kc: string,
+  m: DatapathMaps,
+  write: (port: number) => Promise<void>,
+): Promise<{ off: Sample[]; on: Sample[] }> {
+  const off: Sample[] = [];
+  const on: Sample[] = [];
+  let port = 10_000;
+  for (let round = 0; round < METRICS_ROUNDS; round++) {
+    await lab.stopAgent(NODE_NAME);
+    await lab.startKubeAgent(NODE_NAME, kc, 60_000, ["--metrics-addr", "0"]);
+    off.push(...(await measure(m, port, write)));
+    port += 1000;
+    await lab.stopAgent(NODE_NAME);
+    await lab.startKubeAgent(NODE_NAME, kc);
+    const scraper = startScraper(lab);
+    let failures = "";
+    scraper.proc.stdout?.setEncoding("utf8").on("data", (d: string) => {
+      failures += d;
+    });
+    try {
+      on.push(...(await measure(m, port, write)));
+    } finally {
+      await stopChild(scraper, 5000);
+    }
+    if (failures) throw new Error(`scrapes failed: ${failures}`);
+    port += 1000;
+  }
+  return { off, on };
+}
+
 async function main(): Promise<void> {
   requireRoot("apply.bench");
   let api: ApiServer | undefined;
@@ -199,9 +257,11 @@ async function main(): Promise<void> {
     ).finally(() => rmSync(coldDir, { recursive: true, force: true }));
 
     const objects = KubernetesObjectApi.makeApiClient(config);
-    const viaClient = await measure(m, 3000, async (port) => {
+    const ssa = async (port: number) => {
       await applyObject(objects, policy(port), "sluice-apply-bench");
-    });
+    };
+    const viaClient = await measure(m, 3000, ssa);
+    const metrics = await metricsOnOff(lab, kc, m, ssa);
 
     const stat = (xs: number[]) => ({
       p50: percentile(xs, 50),
@@ -244,6 +304,26 @@ async function main(): Promise<void> {
     console.log(markdownTable(["what", "p50", "p99", "max", "p50 × baseline", "p99 × baseline"], rows));
     console.log(`\ntarget p99 < 100 ms: ${verdicts.join(", ")}`);
     console.log(`agent's share (enforced − delivered) p50 / p99: ${shares.join(", ")}`);
+
+    const offE = stat(metrics.off.map((s) => s.enforced));
+    const onE = stat(metrics.on.map((s) => s.enforced));
+    const offA = stat(metrics.off.map((s) => s.enforced - s.delivered));
+    const onA = stat(metrics.on.map((s) => s.enforced - s.delivered));
+    console.log(
+      `\n## metrics on vs off: client-node server-side apply → enforced, ${metrics.off.length} applies each ` +
+        `(${METRICS_ROUNDS} alternating rounds, agent restarted for each)\n`,
+    );
+    console.log(
+      markdownTable(
+        ["what", "p50", "p99", "max", "p50 × baseline", "p99 × baseline"],
+        [
+          row("baseline: `--metrics-addr 0` (no server, nothing recorded)", offE, offE),
+          row(`metrics on, /metrics scraped every ${SCRAPE_MS} ms`, onE, offE),
+          row("agent's share (enforced − delivered), metrics off", offA, offA),
+          row("agent's share (enforced − delivered), metrics on", onA, offA),
+        ],
+      ),
+    );
   } finally {
     await watch?.stop();
     maps?.close();

@@ -8,6 +8,9 @@
 // Each size has its own datapath (maps filled once), so that every trial runs every size and scenario
 // back to back: a machine whose speed drifts (a shared VM) then biases no size or path against another.
 // Targets: <= 100 ns/packet at 100k entries and <= 1.2x the 10-entry cost.
+// The node-wide verdict counter (one per-CPU array lookup per packet) is priced in the same run: every
+// path runs also on bpf/build/variants/sluice_no_vcnt.bpf.o (built with -DSL_NO_VERDICT_COUNTERS),
+// loaded over the same pinned maps, interleaved with the real program; a second table gives the difference.
 // Run as root: node test/bench/packet.bench.ts [--repeat 1000000] [--trials 15]
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
@@ -50,10 +53,14 @@ const pinRoot = `/sys/fs/bpf/sluice-bench-${process.pid}-${randomBytes(4).toStri
 const trivialPin = `${pinRoot}-trivial`;
 const pinOf = (size: number) => `${pinRoot}-${size}`;
 const datapaths = new Map<number, Datapath>();
+// The same maps, programs without the node-wide verdict counter.
+const variants = new Map<number, Datapath>();
+const VARIANT_OBJECT = join(repoRoot(), "bpf/build/variants/sluice_no_vcnt.bpf.o");
 let trivial: LoadedObject | undefined;
 
 function cleanup(): void {
   for (const d of datapaths.values()) d.close();
+  for (const d of variants.values()) d.close();
   trivial?.close();
   for (const size of SIZES) rmSync(pinOf(size), { recursive: true, force: true });
   rmSync(trivialPin, { recursive: true, force: true });
@@ -94,6 +101,8 @@ interface Scenario {
   expect: number;
   // One run per BPF_PROG_RUN call, conntrack emptied after each (a path that creates state).
   single?: boolean;
+  // Runs the program built without the node-wide verdict counter.
+  variant?: boolean;
 }
 
 const SINGLE_RUNS = 1000;
@@ -196,6 +205,7 @@ function loadSize(size: number): Datapath {
     { ifindex: 1 },
     endpointValueOf({ id: EP_ID, identity: 300, policyRev: 1, gen: 0, flags: 3, slot: 0 }, all),
   );
+  variants.set(size, loadDatapath({ pinRoot: pinOf(size), objectPath: VARIANT_OBJECT }));
   return d;
 }
 
@@ -261,11 +271,20 @@ async function main(): Promise<void> {
     },
   ];
 
-  const fdOf = (size: number, s: Scenario) =>
-    s.prog === "trivial" ? trivialFd : dpOf(size).programFor(s.prog === "from" ? "ingress" : "egress");
-  const bySize = measureAll(fdOf, scenarios, c);
+  const withoutCounter = (s: Scenario): string => `${s.name} [no verdict counter]`;
+  // Repeated paths only: a one-run call costs microseconds of cold caches, which hide a few nanoseconds.
+  const priced = scenarios.filter((s) => s.prog !== "trivial" && !s.single);
+  const variantScenarios: Scenario[] = priced.map((s) => ({ ...s, name: withoutCounter(s), variant: true }));
+  const fdOf = (size: number, s: Scenario) => {
+    if (s.prog === "trivial") return trivialFd;
+    const d = s.variant ? variants.get(size) : dpOf(size);
+    if (!d) throw new Error(`no variant datapath of size ${size}`);
+    return d.programFor(s.prog === "from" ? "ingress" : "egress");
+  };
+  const measured = [...scenarios, ...variantScenarios];
+  const bySize = measureAll(fdOf, measured, c);
   const results = new Map<string, number[]>(
-    scenarios.map((s, j) => [s.name, SIZES.map((_, i) => median(bySize[i][j]))]),
+    measured.map((s, j) => [s.name, SIZES.map((_, i) => median(bySize[i][j]))]),
   );
 
   const fmt = (ns: number) => `${ns.toFixed(0)} ns`;
@@ -306,6 +325,23 @@ async function main(): Promise<void> {
   console.log(
     `\nAllowed new flow, estimated (denied-by-an-entry repeated + allowed one-run − denied one-run): ` +
       `${allowed.map(fmt).join(" / ")} at 10 / 1k / 100k entries.`,
+  );
+  // The counter's price per path: the same run's medians with and without it, at every size (the
+  // counter does not depend on the policy's size, so three figures show the noise too).
+  const counterRows = priced.map((s) => {
+    const w = results.get(s.name) ?? [];
+    const wo = results.get(withoutCounter(s)) ?? [];
+    return [
+      s.name,
+      ...SIZES.map((_, i) => `${(w[i] - wo[i]).toFixed(1)} ns (${(w[i] / wo[i]).toFixed(3)}×)`),
+      `${fmt(w[2])} / ${fmt(wo[2])}`,
+    ];
+  });
+  console.log(
+    "\n### Cost of the node-wide verdict counter (with − compiled out, and the ratio; same run, repeated paths)\n",
+  );
+  console.log(
+    markdownTable(["path", "10 entries", "1k entries", "100k entries", "100k: with / without"], counterRows),
   );
   console.log(
     `\nTargets: <= 100 ns at 100k entries (worst repeated path ${worst.toFixed(0)} ns: ${worst <= 100 ? "met" : "NOT met"}); ` +

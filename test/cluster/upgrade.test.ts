@@ -84,6 +84,8 @@ function chartArgs(tag: string): string[] {
     "operator.replicas": "1",
     "image.tag": tag,
     "cni.install": "false",
+    // The layout-3 image predates --metrics-addr, --log-* and the probes' /healthz, /readyz.
+    "image.legacy": String(tag === OLD_TAG),
   };
   return Object.entries(values).flatMap(([k, v]) => ["--set", `${k}=${v}`]);
 }

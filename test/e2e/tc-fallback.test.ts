@@ -10,13 +10,14 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { attachAll, detachStale, pinnedLinks, replaceAll } from "../../operator/src/agent/attachments.ts";
+import { attachAll, detachStale, replaceAll } from "../../operator/src/datapath/kernel/attachments.ts";
 import { type BpfAddon, type BpfError, loadAddon } from "../../operator/src/datapath/kernel/bpf-addon.ts";
 import {
   attachedProgramId,
   attachOrReplace,
   recordedAttachment,
 } from "../../operator/src/datapath/kernel/links.ts";
+import { DatapathPins } from "../../operator/src/datapath/kernel/pins.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { diffMatrices, type MatrixJson } from "../../operator/src/api/matrix-rows.ts";
@@ -64,7 +65,7 @@ describe("tc fallback", () => {
       const iface = { ifname: dev.name, ifindex: loadAddon().ifNameToIndex(dev.name) };
       const old = loadDatapath({ pinRoot: root.path, addon: addonWithoutTcx() });
       opened.push(old);
-      const first = attachAll(old, root.path, [iface]);
+      const first = attachAll(old, [iface]);
       assert.deepEqual(
         first.map((a) => [a.hook, a.mode, a.adopted]),
         [
@@ -74,7 +75,8 @@ describe("tc fallback", () => {
       );
       assert.equal(existsSync(join(root.path, "links")), false, "no tcx link pinned");
       assert.deepEqual(
-        pinnedLinks(root.path)
+        new DatapathPins(root.path)
+          .links()
           .map((l) => `${l.mode}:${l.ifname}-${l.hook}`)
           .sort(),
         [`tc:${dev.name}-egress`, `tc:${dev.name}-ingress`],
@@ -84,13 +86,13 @@ describe("tc fallback", () => {
       // An upgrade: a new build's programs replace the filters' programs in place.
       const next = loadDatapath({ pinRoot: root.path, addon: addonWithoutTcx() });
       opened.push(next);
-      assert.equal(replaceAll(next, root.path), 2);
+      assert.equal(replaceAll(next), 2);
       for (const a of first) assert.equal(attachedProgramId(next.addon, a), programIds(next)[a.hook]);
 
       // A restarted agent with the real addon: the endpoint stays on tc (no tcx link beside the filter).
       const restarted = loadDatapath({ pinRoot: root.path });
       opened.push(restarted);
-      const again = attachAll(restarted, root.path, [iface]);
+      const again = attachAll(restarted, [iface]);
       assert.deepEqual(
         again.map((a) => [a.mode, a.adopted]),
         [
@@ -104,10 +106,11 @@ describe("tc fallback", () => {
 
       // An explicit mode moves a hook: the tcx link first, then the filter and its record go; and back.
       const records = () =>
-        pinnedLinks(root.path)
+        new DatapathPins(root.path)
+          .links()
           .map((l) => `${l.mode}:${l.hook}`)
           .sort();
-      const ingress = { pinRoot: root.path, ifname: dev.name, hook: "ingress" as const };
+      const ingress = { pins: restarted.pins, ifname: dev.name, hook: "ingress" as const };
       const progFd = restarted.programFor("ingress");
       const moved = attachOrReplace(restarted.addon, { ...ingress, progFd, mode: "tcx" });
       assert.equal(moved.mode, "tcx");
@@ -120,9 +123,9 @@ describe("tc fallback", () => {
       assert.deepEqual(records(), ["tc:egress", "tc:ingress"]);
 
       // The endpoint is gone from policy: its filters and records are removed.
-      assert.equal(detachStale(restarted, root.path, new Set()).length, 2);
+      assert.equal(detachStale(restarted, new Set()).length, 2);
       for (const a of again) assert.equal(attachedProgramId(restarted.addon, a), undefined);
-      assert.deepEqual(pinnedLinks(root.path), []);
+      assert.deepEqual(new DatapathPins(root.path).links(), []);
     } finally {
       for (const dp of opened) dp.close();
       dev.remove();
@@ -138,13 +141,13 @@ describe("tc fallback", () => {
     try {
       execFileSync("ip", ["link", "set", dev.name, "up"]);
       dp = loadDatapath({ pinRoot: root.path, attachMode: "tc" });
-      attachAll(dp, root.path, [{ ifname: dev.name, ifindex: dp.addon.ifNameToIndex(dev.name) }]);
+      attachAll(dp, [{ ifname: dev.name, ifindex: dp.addon.ifNameToIndex(dev.name) }]);
       dev.remove();
-      const rec = recordedAttachment(dp.addon, pinnedLinks(root.path)[0]);
+      const rec = recordedAttachment(dp.addon, new DatapathPins(root.path).links()[0]);
       assert.equal(rec.ifindex, 0);
-      assert.equal(replaceAll(dp, root.path), 0, "nothing to replace on a device that is gone");
-      assert.equal(detachStale(dp, root.path, new Set()).length, 2);
-      assert.deepEqual(pinnedLinks(root.path), []);
+      assert.equal(replaceAll(dp), 0, "nothing to replace on a device that is gone");
+      assert.equal(detachStale(dp, new Set()).length, 2);
+      assert.deepEqual(new DatapathPins(root.path).links(), []);
     } finally {
       dp?.close();
       dev.remove();
@@ -199,7 +202,7 @@ describe("tc fallback", () => {
       for (const n of lab!.plan.nodes) {
         const root = lab!.nodeBpffsRoot(n.name);
         assert.equal(existsSync(join(root, "links")), false, `${n.name}: no tcx links`);
-        const links = pinnedLinks(root);
+        const links = new DatapathPins(root).links();
         assert.ok(links.length > 0 && links.every((l) => l.mode === "tc"), `${n.name}: tc records`);
         assert.match(tcFilters(n.name), /bpf .*direct-action/);
       }
@@ -229,7 +232,7 @@ describe("tc fallback", () => {
       await lab!.stopAgents("SIGTERM");
       for (const n of lab!.plan.nodes) {
         const root = lab!.nodeBpffsRoot(n.name);
-        const devs = pinnedLinks(root);
+        const devs = new DatapathPins(root).links();
         const r = sluiceIn(n.name, ["datapath", "remove", "--bpffs-root", root]);
         assert.equal(r.code, 0, r.stderr);
         assert.equal(existsSync(root), false);

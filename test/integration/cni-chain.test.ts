@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test, type TestContext } from "node:test";
-import { pinnedLinks } from "../../operator/src/agent/attachments.ts";
+import { DatapathPins } from "../../operator/src/datapath/kernel/pins.ts";
 import { declarationsPath } from "../../operator/src/agent/cni-server.ts";
 import { loadAddon } from "../../operator/src/datapath/kernel/bpf-addon.ts";
 import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
@@ -385,11 +385,11 @@ for (const kind of ["ptp", "bridge"] as const) {
     assert.equal(state.ipcache.get(`${s.ip}/32`), ep.identity, "the declared address maps to the identity");
     const status = JSON.parse(await k(["get", "pod", "-n", "shop", name, "-o", "json"])).status;
     assert.equal(status.podIPs, undefined, "the Pod has no addresses in its status yet");
-    const links = pinnedLinks(lab!.nodeBpffsRoot(NODE_NAME)).filter((l) => l.ifname === veth);
+    const links = new DatapathPins(lab!.nodeBpffsRoot(NODE_NAME)).links().filter((l) => l.ifname === veth);
     assert.deepEqual(links.map((l) => l.hook).sort(), ["egress", "ingress"], `programs on ${veth}`);
     if (bridge)
       assert.ok(
-        !pinnedLinks(lab!.nodeBpffsRoot(NODE_NAME)).some((l) => l.ifname === bridge),
+        !new DatapathPins(lab!.nodeBpffsRoot(NODE_NAME)).links().some((l) => l.ifname === bridge),
         "none on the bridge",
       );
     // The result is prevResult, unchanged (the CNI library leaves out an empty "dns").
@@ -436,7 +436,7 @@ for (const kind of ["ptp", "bridge"] as const) {
       await lab!.startKubeAgent(NODE_NAME, api!.kubeconfigPath);
       const again = applied().endpoints.get(ifindex);
       assert.equal(again?.identity, ep.identity, "the endpoint is still on the veth after a restart");
-      const pins = pinnedLinks(lab!.nodeBpffsRoot(NODE_NAME));
+      const pins = new DatapathPins(lab!.nodeBpffsRoot(NODE_NAME)).links();
       assert.equal(pins.filter((l) => l.ifname === veth).length, 2);
       assert.ok(!pins.some((l) => l.ifname === bridge));
       assert.deepEqual(await probe(db.netns, [{ ip: s.ip, port: 8080, expectKey: `shop/${name}` }]), [

@@ -34,6 +34,7 @@ import {
   listIdentities,
   pool,
   startCluster,
+  testLogger,
   waitFor,
 } from "./operator-helpers.ts";
 
@@ -60,7 +61,7 @@ function startController(c: Cluster, gcGraceMs: number): Running {
     gcGraceMs,
     sweepIntervalMs: 200,
     isLeader: () => true,
-    log: process.env.SLUICE_TEST_LOG ? (m) => process.stderr.write(`${m}\n`) : undefined,
+    log: process.env.SLUICE_TEST_LOG ? testLogger((m) => process.stderr.write(`${m}\n`)) : undefined,
   });
   const abort = new AbortController();
   return { ctl, abort, done: ctl.run(abort.signal), informers };

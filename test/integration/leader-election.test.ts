@@ -140,6 +140,9 @@ describe("leader election (real API server)", () => {
           "10m",
           "--id",
           id,
+          // Two replicas on one machine: each its own free port, not both :9963.
+          "--metrics-addr",
+          "127.0.0.1:0",
         ],
         { stdio: ["ignore", log, log] },
       );
@@ -155,7 +158,7 @@ describe("leader election (real API server)", () => {
       startReplica("op-b");
       // A standby only counts once it runs and has seen the lease (a process takes a second to boot).
       await waitFor("op-b stands by", async () =>
-        readFileSync(logOf("op-b"), "utf8").includes("leader is op-a"),
+        readFileSync(logOf("op-b"), "utf8").includes('"leader":"op-a"'),
       );
 
       // A policy enforced everywhere: its status must not change across the failover.

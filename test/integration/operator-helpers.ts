@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubeConfig } from "@kubernetes/client-node";
+import pino from "pino";
+import type { Logger } from "../../operator/src/observe/log.ts";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { Operator } from "../../operator/src/controllers/run.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
@@ -110,6 +112,22 @@ export async function pool<T>(
 }
 
 /**
+ * A debug-level logger whose JSON lines go to `write` (a test's buffer, or stderr when a test runs
+ * with SLUICE_TEST_LOG set); the operator's own format and fields, minus the terminal.
+ */
+export function testLogger(write: (line: string) => void): Logger {
+  return pino(
+    {
+      level: "debug",
+      base: { component: "operator" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    { write: (s: string) => write(s.trimEnd()) },
+  );
+}
+
+/**
  * A leading operator with short test timings (lease 3 s, status debounce 20 ms); stop() it after.
  * Returns once it leads.
  */
@@ -126,8 +144,8 @@ export async function startTestOperator(
     leaseDurationMs: 3000,
     renewDeadlineMs: 2000,
     retryPeriodMs: 300,
-    statusDebounceMs: 20,
-    ...extra,
+    statusDebounceMs: extra.statusDebounceMs ?? 20,
+    log: extra.log ? testLogger(extra.log) : undefined,
   });
   op.start();
   try {

@@ -16,6 +16,7 @@ import {
   detach,
   replaceProgram,
 } from "../../operator/src/datapath/kernel/links.ts";
+import { DatapathPins } from "../../operator/src/datapath/kernel/pins.ts";
 import { PerCpuMap } from "../../operator/src/datapath/kernel/typed-map.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
 import { addon, badObject, testInterface, pinRoot, testObject } from "./addon-rig.ts";
@@ -279,7 +280,12 @@ describe("addon", { skip: skip ? privilegeProblem() : false }, () => {
       const p2 = progFd("t_prog2");
       const id1 = a.progInfo(p1).id;
       const id2 = a.progInfo(p2).id;
-      const att = attachOrReplace(a, { pinRoot: root.path, ifname: dev.name, hook: "egress", progFd: p1 });
+      const att = attachOrReplace(a, {
+        pins: new DatapathPins(root.path),
+        ifname: dev.name,
+        hook: "egress",
+        progFd: p1,
+      });
       assert.equal(att.mode, "tcx");
       assert.equal(att.adopted, false);
       assert.ok(existsSync(`${root.path}/links/${dev.name}-egress`));
@@ -293,12 +299,17 @@ describe("addon", { skip: skip ? privilegeProblem() : false }, () => {
       replaceProgram(a, att, p2, p1);
       assert.equal(attachedProgramId(a, att), id2);
       // A restarted agent: attaching again finds the pin and swaps the program in, never re-attaching.
-      const again = attachOrReplace(a, { pinRoot: root.path, ifname: dev.name, hook: "egress", progFd: p1 });
+      const again = attachOrReplace(a, {
+        pins: new DatapathPins(root.path),
+        ifname: dev.name,
+        hook: "egress",
+        progFd: p1,
+      });
       assert.equal(again.adopted, true);
       assert.equal(attachedProgramId(a, again), id1);
 
       const tc = attachOrReplace(a, {
-        pinRoot: root.path,
+        pins: new DatapathPins(root.path),
         ifname: dev.name,
         hook: "ingress",
         progFd: p1,
@@ -307,7 +318,7 @@ describe("addon", { skip: skip ? privilegeProblem() : false }, () => {
       assert.equal(tc.mode, "tc");
       assert.equal(attachedProgramId(a, tc), id1);
       const tc2 = attachOrReplace(a, {
-        pinRoot: root.path,
+        pins: new DatapathPins(root.path),
         ifname: dev.name,
         hook: "ingress",
         progFd: p2,
@@ -331,7 +342,7 @@ describe("addon", { skip: skip ? privilegeProblem() : false }, () => {
     const dev = testInterface();
     try {
       const att = attachOrReplace(a, {
-        pinRoot: root.path,
+        pins: new DatapathPins(root.path),
         ifname: dev.name,
         hook: "ingress",
         progFd: progFd("t_prog"),
@@ -339,7 +350,7 @@ describe("addon", { skip: skip ? privilegeProblem() : false }, () => {
       dev.remove();
       execFileSync("ip", ["link", "add", dev.name, "type", "veth", "peer", "name", `${dev.name}p`]);
       const next = attachOrReplace(a, {
-        pinRoot: root.path,
+        pins: new DatapathPins(root.path),
         ifname: dev.name,
         hook: "ingress",
         progFd: progFd("t_prog"),

@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { Enforcer } from "../../operator/src/agent/enforcer.ts";
 import { repoRoot } from "../../operator/src/datapath/kernel/bpf-addon.ts";
 import * as C from "../../operator/src/datapath/codec/codecs.ts";
-import { LayoutMigration, olderLayoutPins } from "../../operator/src/datapath/migrate.ts";
+import { LayoutMigration } from "../../operator/src/datapath/migrate.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { MapSync } from "../../operator/src/datapath/writer/sync.ts";
 import { PerCpuMap, TypedMap } from "../../operator/src/datapath/kernel/typed-map.ts";
@@ -96,7 +96,7 @@ describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => 
       C.counterValue,
     );
     try {
-      assert.deepEqual(olderLayoutPins(root.path).sort(), ["sl_cnt_v3", "sl_ct_v3"]);
+      assert.deepEqual(dp.pins.olderLayoutMaps().sort(), ["sl_cnt_v3", "sl_ct_v3"]);
       // Flows the pod opened, tracked by the new program, then moved into the old map as layout 3's
       // program would have stored them (same orientation, family in the key, addresses in 16 bytes).
       assert.equal(run("from", tcp(POD4, PEER4, 40000, 5432)), TC_ACT_OK);
@@ -126,7 +126,7 @@ describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => 
         Array.from({ length: cpus }, () => ({ packets: 1n, bytes: 1n })),
       );
 
-      const m = LayoutMigration.open(a, root.path);
+      const m = LayoutMigration.open(dp);
       assert.ok(m, "older pins found");
       assert.equal(m.copyConntrack(dp.maps), 2);
       assert.equal(run("to", tcp(PEER4, POD4, 5432, 40000)), TC_ACT_OK);
@@ -152,7 +152,7 @@ describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => 
       assert.deepEqual(report.removedPins.sort(), ["sl_cnt_v3", "sl_ct_v3"]);
       assert.deepEqual([report.conntrack, report.counters], [2, 1]);
       assert.ok(!existsSync(join(root.path, "sl_ct_v3")) && !existsSync(join(root.path, "sl_cnt_v3")));
-      assert.equal(LayoutMigration.open(a, root.path), undefined, "nothing left to migrate");
+      assert.equal(LayoutMigration.open(dp), undefined, "nothing left to migrate");
       // The maps of this layout are untouched by the removal.
       assert.equal(run("to", tcp(PEER4, POD4, 5432, 40000)), TC_ACT_OK);
     } finally {
@@ -194,14 +194,14 @@ describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => 
       d = loadDatapath({ pinRoot: upgraded.path });
       const ifindex = Number(readFileSync(`/sys/class/net/${dev.name}/ifindex`, "utf8"));
       const resolver = { resolve: async () => ({ ifname: dev.name, ifindex }) };
-      const enforcer = new Enforcer(d, { node: "n", pinRoot: upgraded.path, resolver });
+      const enforcer = new Enforcer(d, { node: "n", resolver });
       // Copied before any program is swapped, so the replies of these flows never miss.
       assert.equal(d.maps.conntrack4.count(), 2);
       const first = enforcer.write(state, new Map([["ns/pod", { ifname: dev.name, ifindex }]]));
       assert.equal(first.endpoints, 1);
       assert.deepEqual(first.migrated?.removedPins.sort(), ["sl_cnt_v3", "sl_ct_v3"]);
       assert.equal(first.migrated?.conntrack, 2);
-      assert.deepEqual(olderLayoutPins(upgraded.path), []);
+      assert.deepEqual(d.pins.olderLayoutMaps(), []);
       const again = enforcer.write(state, new Map([["ns/pod", { ifname: dev.name, ifindex }]]));
       assert.equal(again.migrated, undefined, "only the first write migrates");
     } finally {

@@ -5,7 +5,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type BpfAddon, repoRoot } from "../../operator/src/datapath/kernel/bpf-addon.ts";
 import { wildcardsMatch } from "../../operator/src/datapath/writer/endpoint-value.ts";
+import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
 import { counterIndex } from "../../operator/src/datapath/kernel/maps.ts";
+import { verdictCounterIndex } from "../../operator/src/datapath/kernel/verdicts.ts";
 import {
   encodeExactBatch,
   encodeLpmBatch,
@@ -247,6 +249,56 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.deepEqual(comparable(dp), expected(B));
   });
 
+  test("usage(): each map's entries, from the writer's bookkeeping, equal what the map holds", (t) => {
+    if (!requirePrivileged(t)) return;
+    const m = dp.maps;
+    const held = () =>
+      [m.ipHosts4, m.ipHosts6, m.ipcache, m.endpoints, m.policySets, m.policyExact, m.policyLpm].map((x) => ({
+        map: x.name,
+        entries: x.count(),
+        capacity: x.maxEntries,
+      }));
+    const sync = MapSync.adopt(a, m);
+    assert.deepEqual(sync.usage(), held(), "after adoption");
+    const exact = (n: number) =>
+      Array.from({ length: n }, (_, i) => entry("ingress", 310, 6, 2000 + i, 16, "allow", 100 + i));
+    const blocks = (n: number) =>
+      Array.from({ length: n }, (_, i) => entry("ingress", 310, 17, i * 256, 8, "deny", 200 + i));
+    const many = INLINE + 3;
+    const states: [string, MapState][] = [
+      ["A", A],
+      ["B: prefixes and endpoints added, removed and changed", B],
+      [
+        "a spilled group, v6 hosts",
+        {
+          ipcache: [
+            ...B.ipcache,
+            { cidr: "fd00:2::7/128", identity: 306 },
+            { cidr: "10.0.9.9/32", identity: 307 },
+          ],
+          endpoints: [ep(1, 300, [...exact(many), ...blocks(many)]), B.endpoints[1]],
+        },
+      ],
+      [
+        "the group shrunk, a host's identity changed",
+        {
+          ipcache: [...B.ipcache, { cidr: "10.0.9.9/32", identity: 308 }],
+          endpoints: [ep(1, 300, [...exact(many), ...blocks(2)]), B.endpoints[1]],
+        },
+      ],
+      ["back to B", B],
+    ];
+    let spilled = false;
+    for (const [what, state] of states) {
+      sync.apply(state, ifindexOf);
+      const want = held();
+      assert.deepEqual(sync.usage(), want, what);
+      spilled ||= want[5].entries > 0 && want[6].entries > 0;
+    }
+    assert.ok(spilled, "some state used the exact hash and the LPM trie");
+    assert.deepEqual(MapSync.adopt(a, m).usage(), held(), "a restarted writer");
+  });
+
   test("capacity: an update that cannot fit is refused and nothing is written", (t) => {
     if (!requirePrivileged(t)) return;
     const sync = MapSync.adopt(a, dp.maps);
@@ -309,7 +361,7 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.ok(slot3 !== undefined && slot3 !== slot2, "a slot freed by this sync is not handed out by it");
   });
 
-  test("`sluice datapath show -o json`: endpoints and their counters, read from the pins", (t) => {
+  test("`sluice datapath show -o json`: endpoints, their counters and the node's verdicts, read from the pins", (t) => {
     if (!requirePrivileged(t)) return;
     const sync = MapSync.adopt(a, dp.maps);
     sync.apply(A, ifindexOf);
@@ -317,6 +369,13 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.ok(slot1 !== undefined);
     dp.maps.counters.zero(slot1);
     dp.maps.counters.set(counterIndex(slot1, 1, 2), { packets: 3n, bytes: 300n });
+    const verdicts = dp.maps.verdicts;
+    assert.ok(verdicts, "the loaded datapath has its verdict counters");
+    const ctReply = enums.sl_reason.SL_REASON_CT_REPLY;
+    verdicts.set(verdictCounterIndex(enums.sl_dir.SL_DIR_INGRESS, false, ctReply), {
+      packets: 2n,
+      bytes: 20n,
+    });
     const out = execFileSync(
       join(repoRoot(), "bin/sluice"),
       ["datapath", "show", "--bpffs-root", root.path, "-o", "json"],
@@ -327,6 +386,7 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     const shown = JSON.parse(out) as {
       endpoints: { id: number; ifindex: number }[];
       counters: { epId: number; dir: string; verdict: string; packets: number; bytes: number }[];
+      verdicts: { direction: string; verdict: string; reason: string; packets: number; bytes: number }[];
     };
     assert.deepEqual(
       shown.endpoints.map((e) => [e.id, e.ifindex]),
@@ -338,6 +398,10 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
       shown.counters.filter((c) => c.epId === 1),
       [{ epId: 1, dir: "egress", verdict: "deny", packets: 3 * cpus, bytes: 300 * cpus }],
     );
+    // No program ran on these maps: the one node-wide counter set here is the only one shown.
+    assert.deepEqual(shown.verdicts, [
+      { direction: "ingress", verdict: "allowed", reason: "ct-reply", packets: 2 * cpus, bytes: 20 * cpus },
+    ]);
   });
 
   test("removing every endpoint clears the policy and endpoint maps", (t) => {

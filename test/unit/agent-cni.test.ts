@@ -12,6 +12,7 @@ import { test } from "node:test";
 import { CniRequestError, parseCniRequest } from "../../operator/src/agent/cni-protocol.ts";
 import { CniServer, declarationsPath, type EndpointStatus } from "../../operator/src/agent/cni-server.ts";
 import type { Pod } from "../../operator/src/api/k8s.ts";
+import { createLogger } from "../../operator/src/observe/log.ts";
 import { ReservedIdentity } from "../../operator/src/policy/mapstate.ts";
 
 const ADD = {
@@ -96,19 +97,26 @@ interface Harness {
   server: CniServer;
   pods: Map<string, Pod>;
   reconciled: string[];
-  logs: string[];
+  // The server's log lines, parsed.
+  logs: Record<string, unknown>[];
 }
 
-function harness(
+async function harness(
   t: { after(fn: () => void): void },
   dir = mkdtempSync(join(tmpdir(), "sluice-cni-unit-")),
-): Harness {
+): Promise<Harness> {
   const pods = new Map<string, Pod>();
   const reconciled: string[] = [];
-  const logs: string[] = [];
+  const logs: Record<string, unknown>[] = [];
+  const logger = await createLogger({
+    level: "debug",
+    format: "json",
+    base: {},
+    destination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) },
+  });
   const server = new CniServer(join(dir, "cni.sock"), {
     node: "n1",
-    log: (l) => logs.push(l),
+    logger,
     pod: (ns, name) => pods.get(`${ns}/${name}`),
     reconcile: (key) => reconciled.push(key),
   });
@@ -126,7 +134,7 @@ const enforced =
 const onVeth = { ifname: "veth1234", ifindex: 42 };
 
 test("add waits for a pass that enforces the endpoint on the declared interface with an identity", async (t) => {
-  const h = harness(t);
+  const h = await harness(t);
   h.pods.set("shop/web-1", pod());
   let answered: unknown;
   const pending = h.server.handle(line(ADD)).then((r) => {
@@ -152,14 +160,23 @@ test("add waits for a pass that enforces the endpoint on the declared interface 
   h.server.settle(enforced({ identity: 300, iface: onVeth }));
   assert.deepEqual(await pending, { ok: true });
   assert.equal(h.logs.length, 1);
-  assert.match(
-    h.logs[0],
-    /^cni add shop\/web-1 \(container 0123456789ab\) on veth1234 #42 \[10\.1\.0\.5 fd00::5\]: ok in [\d.]+ ms$/,
-  );
+  const { time, duration_ms, ...fields } = h.logs[0]!;
+  assert.equal(typeof time, "string");
+  assert.equal(typeof duration_ms, "number");
+  assert.deepEqual(fields, {
+    level: "info",
+    msg: "cni add: ok",
+    op: "add",
+    endpoint: "shop/web-1",
+    container: "0123456789ab",
+    iface: "veth1234",
+    ifindex: 42,
+    ips: ["10.1.0.5", "fd00::5"],
+  });
 });
 
 test("add times out saying what was missing", async (t) => {
-  const h = harness(t);
+  const h = await harness(t);
   const quick = { ...ADD, timeoutMs: 50 };
   let r = await h.server.handle(line(quick));
   assert.deepEqual(r, {
@@ -185,7 +202,7 @@ test("add times out saying what was missing", async (t) => {
 });
 
 test("a pod of another node is refused at once; del forgets only its own container's declaration", async (t) => {
-  const h = harness(t);
+  const h = await harness(t);
   h.pods.set("shop/web-1", pod({ node: "n2" }));
   assert.deepEqual(await h.server.handle(line(ADD)), { ok: false, error: "scheduled to node n2, not to n1" });
   assert.equal(h.server.size, 0);
@@ -210,7 +227,7 @@ test("a pod of another node is refused at once; del forgets only its own contain
 });
 
 test("a newer sandbox of the pod supersedes the older one's request; a vanished interface is dropped", async (t) => {
-  const h = harness(t);
+  const h = await harness(t);
   h.pods.set("shop/web-1", pod());
   const first = h.server.handle(line(ADD));
   const second = h.server.handle(
@@ -225,7 +242,7 @@ test("a newer sandbox of the pod supersedes the older one's request; a vanished 
 });
 
 test("the socket: one line each way, declarations survive a restart, a stale socket is replaced", async (t) => {
-  const h = harness(t);
+  const h = await harness(t);
   const sock = join(h.dir, "cni.sock");
   // A socket file nobody listens on (an agent killed with -9).
   const dead = createServer();
@@ -257,17 +274,17 @@ test("the socket: one line each way, declarations survive a restart, a stale soc
   );
 
   // Another agent on the same socket is refused.
-  const rival = harness(t, h.dir);
+  const rival = await harness(t, h.dir);
   await assert.rejects(rival.server.start(), /another process is listening/);
   await h.server.close();
 
   // A restarted agent finds the declaration (its interface still there), and forgets it when not.
   assert.ok(declarationsPath(sock).endsWith("cni.endpoints.json"));
-  const again = harness(t, h.dir);
+  const again = await harness(t, h.dir);
   await again.server.start(new Map([["veth1234", 42]]));
   assert.deepEqual(again.server.interfaceOf(pod()), onVeth);
   await again.server.close();
-  const gone = harness(t, h.dir);
+  const gone = await harness(t, h.dir);
   await gone.server.start(new Map([["veth1234", 99]]));
   assert.equal(gone.server.size, 0);
 });

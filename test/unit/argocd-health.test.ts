@@ -1,8 +1,9 @@
 // The Argo CD health check runs in gopher-lua (Lua 5.1) without string/math; run it in Debian's lua5.1
-// inside an environment that lacks them too, so using either fails here as it would in Argo CD.
+// inside an environment that lacks them too, so using either fails here as it would in Argo CD. Also
+// the samples/gitops layout: its patch, exclusions and the Application's policies folder.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 
 const script = readFileSync(new URL("../../charts/sluice/files/argocd-health.lua", import.meta.url), "utf8");
@@ -95,15 +96,39 @@ test("the script uses neither string nor math (Argo CD runs it without them)", (
   assert.doesNotMatch(script, /\bgoto\b/);
 });
 
-test("the argocd-cm patch in samples/gitops carries the same Lua and excludes run-time objects", async () => {
+const gitops = (path: string) => new URL(`../../samples/gitops/${path}`, import.meta.url);
+
+test("the argocd-cm patch in samples/gitops carries the same Lua, and no resource.exclusions to replace", async () => {
   const { parse } = await import("yaml");
-  const patch = parse(
-    readFileSync(new URL("../../samples/gitops/argocd/argocd-cm-patch.yaml", import.meta.url), "utf8"),
-  ) as {
+  const patch = parse(readFileSync(gitops("argocd/argocd-cm-patch.yaml"), "utf8")) as {
     data: Record<string, string>;
   };
   assert.equal(patch.data["resource.customizations.health.sluice.dev_SecurityPolicy"], script);
   assert.equal(patch.data["resource.customizations.health.sluice.dev_ClusterSecurityPolicy"], script);
-  const exclusions = parse(patch.data["resource.exclusions"]) as { kinds: string[] }[];
+  // A merge patch of this one string would drop the list already there (Argo CD's defaults too).
+  assert.equal(patch.data["resource.exclusions"], undefined);
+  const exclusions = parse(readFileSync(gitops("argocd/resource-exclusions.yaml"), "utf8")) as {
+    apiGroups: string[];
+    kinds: string[];
+  }[];
+  assert.deepEqual(
+    exclusions.flatMap((e) => e.apiGroups),
+    ["sluice.dev"],
+  );
   assert.deepEqual(exclusions.flatMap((e) => e.kinds).sort(), ["SecurityIdentity", "SecurityNodeStatus"]);
+});
+
+test("the Application's path exists in the gitops layout and every policy there validates", async () => {
+  const { parse } = await import("yaml");
+  const app = parse(readFileSync(gitops("argocd/application.yaml"), "utf8")) as {
+    spec: { source: { path: string } };
+  };
+  const dir = gitops(app.spec.source.path).pathname;
+  assert.ok(existsSync(dir), `samples/gitops/${app.spec.source.path} does not exist`);
+  const files = readdirSync(dir).filter((f) => f.endsWith(".yaml"));
+  assert.ok(files.length > 0, `no policies in samples/gitops/${app.spec.source.path}`);
+  // What the README says the policy repository's CI runs.
+  const sluice = new URL("../../bin/sluice", import.meta.url).pathname;
+  const r = spawnSync(sluice, ["validate", dir], { encoding: "utf8" });
+  assert.equal(r.status, 0, `sluice validate ${dir}: ${r.stdout}${r.stderr}`);
 });

@@ -2,8 +2,9 @@
 // under kernel/ (the addon binding, typed maps, programs, links) under writer/ (the map writer and its
 // planner) and the top-level events.ts and migrate.ts. A file may import its own layer and the layers
 // under it, never one above: codec/ imports nothing else of the datapath, kernel/ only codec/, and
-// writer/ neither events.ts nor migrate.ts. Reads every datapath file's import and re-export
-// specifiers, as policy-boundary.test.ts does. No kernel.
+// writer/ neither events.ts nor migrate.ts. The datapath imports none of its users (only the compiler's
+// vocabulary), and the CLI's datapath command reaches the pins through datapath/, not the agent. Reads
+// every datapath file's import and re-export specifiers, as policy-boundary.test.ts does. No kernel.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
@@ -48,6 +49,36 @@ test("no datapath layer imports one above it (codec < kernel < writer < events, 
     }
   }
   assert.deepEqual(offenders, [], "a lower datapath layer must not import a higher one");
+});
+
+// Relative import targets of a file that resolve outside dir, as paths relative to operator/src.
+function importsOutside(file: string, dir: string): string[] {
+  const src = join(root, "operator/src");
+  return specifiers(readFileSync(file, "utf8"))
+    .filter((spec) => spec.startsWith("."))
+    .map((spec) => resolve(dirname(file), spec))
+    .filter((target) => !target.startsWith(dir + sep))
+    .map((target) => relative(src, target));
+}
+
+test("the datapath knows none of its users: outside datapath/ it imports only policy/", () => {
+  const offenders: string[] = [];
+  for (const file of sources(datapathDir))
+    for (const target of importsOutside(file, datapathDir))
+      if (!target.startsWith(`policy${sep}`)) offenders.push(`${relative(root, file)} imports ${target}`);
+  assert.deepEqual(offenders, [], "datapath/ must not import agent/, cli/, lab/ or any other user");
+});
+
+test("the CLI inspects, replaces and removes a datapath through datapath/ alone, not the agent", () => {
+  const file = join(root, "operator/src/cli/datapath.ts");
+  const agent = importsOutside(file, join(root, "operator/src/cli")).filter((t) =>
+    t.startsWith(`agent${sep}`),
+  );
+  assert.deepEqual(agent, [], "cli/datapath.ts must not import agent/");
+  assert.ok(
+    importsOutside(file, join(root, "operator/src/cli")).some((t) => t.startsWith(`datapath${sep}`)),
+    "the check reads cli/datapath.ts's imports",
+  );
 });
 
 test("the rank check sees an upward import", () => {

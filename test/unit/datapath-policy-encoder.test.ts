@@ -218,6 +218,10 @@ test("bulk writes: the streaming path gives the records of the general one", () 
         const general = policyRecordBatches(() => none, [], writes, { bulk: false });
         for (const k of ["setPut", "exactPut", "lpmPut"] as const)
           assert.deepEqual(records(bulk[k]), records(general[k]), k);
+        // Into empty generations every record is new: both paths count each put once.
+        const puts = { sets: bulk.setPut.count, exact: bulk.exactPut.count, lpm: bulk.lpmPut.count };
+        assert.deepEqual(bulk.added, puts, "bulk path's record count");
+        assert.deepEqual(general.added, puts, "general path's record count");
         spilled += bulk.exactPut.count + bulk.lpmPut.count;
       },
     ),

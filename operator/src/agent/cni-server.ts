@@ -28,6 +28,7 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { basename, dirname, extname, join } from "node:path";
 import type { Pod } from "../api/k8s.ts";
 import { podKey } from "../api/k8s.ts";
+import type { Logger } from "../observe/log.ts";
 import { ReservedIdentity } from "../policy/mapstate.ts";
 import { podIps } from "../policy/universe.ts";
 import {
@@ -44,7 +45,7 @@ export const DEFAULT_CNI_TIMEOUT_MS = 30_000;
 
 export interface CniHooks {
   node: string;
-  log: (line: string) => void;
+  logger: Logger;
   // The pod as the agent's cache holds it now.
   pod: (namespace: string, name: string) => Pod | undefined;
   // The pod's declaration changed (or a check wants a fresh look): reconcile its endpoint now.
@@ -82,10 +83,15 @@ export function declarationsPath(socketPath: string): string {
   return join(dirname(socketPath), `${basename(socketPath, extname(socketPath))}.endpoints.json`);
 }
 
-function describe(req: CniRequest): string {
-  const where = req.interface ? ` on ${req.interface.name} #${req.interface.index}` : "";
-  const ips = req.ips.length ? ` [${req.ips.join(" ")}]` : "";
-  return `${req.namespace}/${req.pod} (container ${req.containerId.slice(0, 12)})${where}${ips}`;
+// A request's log fields: one line per CNI call (a pod sandbox starting or going), never per packet.
+function requestFields(req: CniRequest): Record<string, unknown> {
+  return {
+    op: req.op,
+    endpoint: `${req.namespace}/${req.pod}`,
+    container: req.containerId.slice(0, 12),
+    ...(req.interface ? { iface: req.interface.name, ifindex: req.interface.index } : {}),
+    ...(req.ips.length ? { ips: req.ips } : {}),
+  };
 }
 
 export class CniServer {
@@ -130,7 +136,7 @@ export class CniServer {
         resolve();
       });
     });
-    server.on("error", (e) => this.#hooks.log(`cni socket: ${e.message}`));
+    server.on("error", (e) => this.#hooks.logger.error({ err: e }, "cni socket failed"));
     chmodSync(this.socketPath, 0o600);
     this.#server = server;
   }
@@ -191,7 +197,7 @@ export class CniServer {
         });
     }
     if (gone.length > 0) {
-      this.#hooks.log(`cni: interfaces gone, declarations dropped: ${gone.join(", ")}`);
+      this.#hooks.logger.info({ endpoints: gone }, "cni: interfaces gone, declarations dropped");
       this.#trySave();
     }
     return gone;
@@ -205,12 +211,13 @@ export class CniServer {
       req = parseCniRequest(line);
     } catch (e) {
       const error = e instanceof CniRequestError ? `bad request: ${e.message}` : String(e);
-      this.#hooks.log(`cni: ${error}`);
+      this.#hooks.logger.warn({ error }, "cni: bad request");
       return { ok: false, error };
     }
     const r = await this.#handle(req);
-    const ms = (performance.now() - t0).toFixed(1);
-    this.#hooks.log(`cni ${req.op} ${describe(req)}: ${r.ok ? "ok" : `refused (${r.error})`} in ${ms} ms`);
+    const fields = { ...requestFields(req), duration_ms: Math.round((performance.now() - t0) * 100) / 100 };
+    if (r.ok) this.#hooks.logger.info(fields, `cni ${req.op}: ok`);
+    else this.#hooks.logger.warn({ ...fields, error: r.error }, `cni ${req.op}: refused`);
     return r;
   }
 
@@ -394,9 +401,12 @@ export class CniServer {
           this.#decls.set(key, d);
       }
       if (this.#decls.size > 0)
-        this.#hooks.log(`cni: ${this.#decls.size} declarations from ${this.statePath}`);
+        this.#hooks.logger.info(
+          { declarations: this.#decls.size, path: this.statePath },
+          "cni: declarations restored",
+        );
     } catch (e) {
-      this.#hooks.log(`cni: ignoring ${this.statePath}: ${(e as Error).message}`);
+      this.#hooks.logger.warn({ err: e, path: this.statePath }, "cni: ignoring unreadable declarations");
     }
   }
 
@@ -411,7 +421,7 @@ export class CniServer {
     try {
       this.#save();
     } catch (e) {
-      this.#hooks.log(`cni: cannot save ${this.statePath}: ${(e as Error).message}`);
+      this.#hooks.logger.error({ err: e, path: this.statePath }, "cni: cannot save declarations");
     }
   }
 }

@@ -5,8 +5,9 @@
 // agent's incremental compiler).
 import type { ClusterObjects } from "../api/objects.ts";
 import type { Datapath } from "../datapath/kernel/programs.ts";
+import { attachAll, detachStale } from "../datapath/kernel/attachments.ts";
 import { describeMigrationError, LayoutMigration, type MigrationReport } from "../datapath/migrate.ts";
-import { MapSync, type SyncReport } from "../datapath/writer/sync.ts";
+import { MapSync, type MapUsage, type SyncReport } from "../datapath/writer/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
 import {
   type AllowLocalhost,
@@ -15,14 +16,12 @@ import {
   inputsFromObjects,
   type MapState,
 } from "../policy/index.ts";
-import { attachAll, detachStale } from "./attachments.ts";
 import { DesiredStateCache } from "./desired-cache.ts";
 import { resolveLocalInterfaces } from "./endpoints.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
 
 export interface EnforcerOptions {
   node: string;
-  pinRoot: string;
   resolver: InterfaceResolver;
   labelOptions?: LabelOptions;
   capacity?: number;
@@ -43,6 +42,11 @@ export interface EnforceResult {
   // nothing was.
   migrated?: MigrationReport;
   migrationError?: string;
+  // Live replacement: attachments of an earlier agent whose program this write swapped in place,
+  // and how long attaching (swaps included) and the layout migration took.
+  swapped: number;
+  attachMs: number;
+  migrationMs: number;
 }
 
 export class Enforcer {
@@ -65,7 +69,7 @@ export class Enforcer {
     // Conntrack of the old programs, before they are swapped for these (the rest after the swap). A
     // node whose old state cannot be read is still enforced: only the carried-over state is lost.
     try {
-      this.#migration = LayoutMigration.open(dp.addon, o.pinRoot);
+      this.#migration = LayoutMigration.open(dp);
       this.#migration?.copyConntrack(dp.maps);
     } catch (e) {
       this.#migration?.close();
@@ -76,6 +80,11 @@ export class Enforcer {
 
   get datapath(): Datapath {
     return this.#dp;
+  }
+
+  // How full each map is, from the writer's own bookkeeping (metrics read it at scrape time).
+  mapUsage(): MapUsage[] {
+    return this.#sync.usage();
   }
 
   // Endpoint ids live in every map key: the ids the maps already hold for these interfaces, by
@@ -109,26 +118,31 @@ export class Enforcer {
   // Writes a compiled state: the maps (one batched delta, nothing if they already hold it), then the
   // programs on interfaces not attached yet, then removes links of interfaces that are no endpoints.
   write(state: MapState, interfaces: ReadonlyMap<string, HostInterface>): Omit<EnforceResult, "errors"> {
-    const o = this.#o;
     // Maps first, then programs: a program never runs on an interface without its endpoint entry.
     const { desired, pending } = this.#desired.build(state, (ep) => interfaces.get(ep.key)?.ifindex);
     const sync = { ...this.#sync.applyDesired(desired), pending };
     const compiled = new Set(state.endpoints.map((e) => e.key));
     const wired = [...interfaces].filter(([key]) => compiled.has(key)).map(([, i]) => i);
-    attachAll(
+    const ta = performance.now();
+    const attached = attachAll(
       this.#dp,
-      o.pinRoot,
       wired.filter((i) => !this.#attached.has(`${i.ifname}#${i.ifindex}`)),
     );
+    const attachMs = performance.now() - ta;
     this.#attached.clear();
     for (const i of wired) this.#attached.add(`${i.ifname}#${i.ifindex}`);
-    const detached = detachStale(this.#dp, o.pinRoot, new Set(wired.map((i) => i.ifname)));
+    const detached = detachStale(this.#dp, new Set(wired.map((i) => i.ifname)));
+    const tm = performance.now();
+    const migration = this.#finishMigration();
     return {
       sync,
       pending: sync.pending,
       endpoints: wired.length,
       detached: detached.map((l) => `${l.ifname}-${l.hook}`),
-      ...this.#finishMigration(),
+      ...migration,
+      swapped: attached.filter((a) => a.adopted).length,
+      attachMs,
+      migrationMs: performance.now() - tm,
     };
   }
 

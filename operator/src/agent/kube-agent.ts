@@ -13,8 +13,8 @@
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { type ClusterObjects, classifyObjects, emptyObjects } from "../api/objects.ts";
 import { DATAPATH_VERSION } from "../datapath/kernel/maps.ts";
-import { describeMigration } from "../datapath/migrate.ts";
 import type { Datapath } from "../datapath/kernel/programs.ts";
+import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { describeError } from "../kube/errors.ts";
 import { Informer, waitForCacheSync } from "../kube/informer.ts";
@@ -30,7 +30,6 @@ import {
   SECURITY_POLICIES,
 } from "../kube/resources.ts";
 import { type BatchResult, runBatchWorker, WorkQueue } from "../kube/workqueue.ts";
-import type { SyncReport } from "../datapath/writer/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
 import { liveIdentities } from "../identity/live.ts";
 import {
@@ -45,12 +44,18 @@ import { podKey } from "../api/k8s.ts";
 import { policyKey } from "../policy/normalize.ts";
 import { podIps } from "../policy/universe.ts";
 import type { Pod } from "../api/k8s.ts";
+import type { Logger } from "../observe/log.ts";
+import { AgentHealth } from "./agent-health.ts";
 import { CniServer } from "./cni-server.ts";
 import { localPods, resolvePod } from "./endpoints.ts";
-import { Enforcer } from "./enforcer.ts";
+import { type EnforceResult, Enforcer } from "./enforcer.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
 import { listLinks, staleInterfaces } from "./link-check.ts";
+import type { AgentMetrics } from "./metrics.ts";
 import { nodeAddresses } from "./node-addresses.ts";
+import { PassClock, type PassReport, passLogFields, passWroteNothing } from "./pass-report.ts";
+import { PolicyDelayTracker } from "./policy-delay.ts";
+import { reportWriteOutcome } from "./write-outcome.ts";
 import { ALL_KEY, endpointKey, endpointOfKey, keysForEvent, type WatchedObject } from "./reconcile-keys.ts";
 
 const WATCHED: readonly Resource[] = [
@@ -72,11 +77,13 @@ const PENDING_RETRY_MS = 1000;
 export interface KubeAgentOptions {
   kubeconfig?: string;
   node: string;
-  pinRoot: string;
   datapath: Datapath;
   resolver: InterfaceResolver;
   labelOptions?: LabelOptions;
-  log: (line: string) => void;
+  // Lines carry component and node already (the CLI's base fields).
+  logger: Logger;
+  // None: nothing is recorded (--metrics-addr 0).
+  metrics?: AgentMetrics;
   // Where the chained CNI plugin reaches the agent (cni-server.ts); none: no plugin.
   cniSocket?: string;
   // CompileOptions.allowLocalhost (default "always").
@@ -86,22 +93,13 @@ export interface KubeAgentOptions {
   hostAddresses?: () => readonly string[];
 }
 
-// What one reconcile pass did (logs, tests).
-export interface PassReport {
-  keys: number;
-  full: boolean;
-  recompiled: number;
-  universeRebuilt: boolean;
-  peersChanged: boolean;
-  sync: SyncReport;
-  // Time spent: from the oldest event to the pass; recording changes and compiling; resolving
-  // interfaces; writing the maps; in total.
-  queuedMs: number;
-  compileMs: number;
-  resolveMs: number;
-  syncMs: number;
-  totalMs: number;
-}
+export type { PassReport } from "./pass-report.ts";
+
+const POLICY_KINDS: ReadonlySet<string> = new Set([
+  NETWORK_POLICIES.kind,
+  SECURITY_POLICIES.kind,
+  CLUSTER_SECURITY_POLICIES.kind,
+]);
 
 // What the node tells the operator: every policy it compiled at its generation, and what failed.
 export function enforcementSummary(
@@ -130,9 +128,20 @@ export function enforcementSummary(
   };
 }
 
+type EnforceWrite = Omit<EnforceResult, "errors">;
+
 interface ResolvedInterface {
   ips: string;
   iface?: HostInterface;
+}
+
+// What the compile step of a pass produced.
+interface Compiled {
+  compiler: IncrementalCompiler;
+  full: boolean;
+  recompiled: number;
+  universeRebuilt: boolean;
+  peersChanged: boolean;
 }
 
 export class KubeAgent {
@@ -163,31 +172,45 @@ export class KubeAgent {
   // When the oldest event not yet reconciled was queued (how long keys wait).
   #firstEventAt?: number;
   readonly #cni?: CniServer;
+  readonly #log: Logger;
+  readonly #policyDelay = new PolicyDelayTracker();
+  // What /healthz and /readyz report (AgentHealth.live and .ready).
+  readonly health = new AgentHealth();
 
   constructor(o: KubeAgentOptions) {
     this.#o = o;
+    this.#log = o.logger;
     const kc = loadKubeConfig(o.kubeconfig);
     const clients = makeClients(kc);
     this.#enforcer = new Enforcer(o.datapath, {
       node: o.node,
-      pinRoot: o.pinRoot,
       resolver: o.resolver,
       labelOptions: o.labelOptions,
     });
+    // Read at scrape time only.
+    o.metrics?.setSources({
+      verdicts: () => readVerdictCounters(o.datapath),
+      mapUsage: () => this.#enforcer.mapUsage(),
+    });
     this.#status = new NodeStatusPublisher(clients, o.node, {
-      onError: (e) => o.log(`node status: ${describeError(e)}`),
+      onError: (e) => this.#log.warn({ error: describeError(e) }, "node status not published; retrying"),
     });
     this.#informers = WATCHED.map(
       (r) =>
         new Informer<KubernetesObject>(kc, r, {
-          onError: (d, n) =>
-            o.log(`watch ${r.plural}: ${d} (failure ${n}; retrying, maps keep the last good state)`),
+          onError: (d, n) => {
+            o.metrics?.watchRestart(r.plural);
+            this.#log.warn(
+              { resource: r.plural, error: d, failures: n },
+              "watch failed; retrying, the maps keep the last good state",
+            );
+          },
         }),
     );
     if (o.cniSocket)
       this.#cni = new CniServer(o.cniSocket, {
         node: o.node,
-        log: o.log,
+        logger: this.#log,
         pod: (ns, name) => this.#byKind.get("Pod")?.get(name, ns) as Pod | undefined,
         reconcile: (key) => {
           this.#dirty.add(objectKey("Pod", ...(key.split("/") as [string, string])));
@@ -225,8 +248,25 @@ export class KubeAgent {
     const old = compiler.object(r.kind, ns, name) as WatchedObject | undefined;
     const keys = keysForEvent({ old, current }, this.#view(compiler));
     if (keys.length === 0) return;
+    if (POLICY_KINDS.has(r.kind)) this.#policyDelivered(id, r.kind, obj, deleted, old);
     this.#dirty.add(id);
     this.#enqueue(keys);
+  }
+
+  // A new generation (or the deletion) of a policy reached the watch: its implementation delay runs
+  // until a pass writes it (status updates keep the generation and are no policy change).
+  #policyDelivered(
+    id: string,
+    kind: string,
+    obj: KubernetesObject,
+    deleted: boolean,
+    old: WatchedObject | undefined,
+  ): void {
+    if (!this.#o.metrics) return;
+    const generation = deleted ? undefined : (obj.metadata?.generation ?? 0);
+    if (!deleted && old && (old.metadata?.generation ?? 0) === generation) return;
+    const ref = { kind, namespace: obj.metadata?.namespace, name: obj.metadata?.name ?? "" };
+    this.#policyDelay.delivered(id, ref, generation, performance.now());
   }
 
   #view(c: IncrementalCompiler) {
@@ -235,6 +275,8 @@ export class KubeAgent {
 
   #enqueue(keys: readonly string[]): void {
     this.#firstEventAt ??= performance.now();
+    // Before the worker runs, keys wait for the first pass, which is not a wedged reconciler.
+    if (this.#workers) this.health.keysQueued();
     for (const k of keys) this.#queue.add(k);
   }
 
@@ -243,17 +285,16 @@ export class KubeAgent {
     // Listening before the caches sync: a request waits for them rather than failing.
     if (this.#cni) await this.#cni.start(await listLinks());
     for (const inf of this.#informers) inf.start();
+    const t0 = performance.now();
     await waitForCacheSync(this.#informers);
-    this.#o.log("caches synced");
+    this.health.cachesSynced();
+    this.#log.info({ duration_ms: Math.round(performance.now() - t0) }, "caches synced");
+    this.#o.metrics?.setSources({ queueDepth: () => this.#queue.length });
     await this.reconcile([ALL_KEY]);
     this.#workers = runBatchWorker(
       this.#queue,
       (keys) => this.reconcile(keys),
-      (keys, e) => {
-        // The compiler may be half way through a change: rebuild it from the caches on the retry.
-        this.#needsFull = true;
-        this.#o.log(`reconcile (${keys.length} keys): ${describeError(e)}`);
-      },
+      (keys, e) => this.#passFailed(keys, e),
     );
     this.#resync = setInterval(() => this.#queue.add(ALL_KEY), RESYNC_MS);
     this.#resync.unref();
@@ -275,11 +316,35 @@ export class KubeAgent {
     return o;
   }
 
-  // One pass over a batch of keys.
+  // One pass over a batch of keys: compile what they name (everything on a full pass), find the
+  // interfaces of endpoints that need one, write the maps and attach, then tell the operator and the
+  // CNI plugin. Timing, metrics and the log line are #passDone's.
   async reconcile(keys: readonly string[]): Promise<BatchResult<string>> {
-    const t0 = performance.now();
-    const queuedMs = this.#firstEventAt === undefined ? 0 : t0 - this.#firstEventAt;
+    this.health.passStarted();
+    const pass = new PassClock(this.#takeQueuedMs());
+    // Endpoints resolved in this pass: one not wired yet is not looked up a second time.
+    const resolved = new Set<string>();
+    const step = await this.#compile(keys, pass, resolved);
+    await pass.timeAsync("resolve", () => this.#resolveChanged(step.compiler, resolved));
+    const result = pass.time("sync", () =>
+      this.#enforcer.write(step.compiler.state, this.#wiredInterfaces()),
+    );
+    this.#publish(step.compiler, result.endpoints);
+    this.#settleCni(step.compiler);
+    this.#passDone(keys, step, pass, result);
+    // The compiled endpoints without an interface: every one was resolved above, and is looked up
+    // again after a pause.
+    return { requeueAfterMs: new Map(result.pending.map((k) => [endpointKey(k), PENDING_RETRY_MS])) };
+  }
+
+  // How long the oldest event of this pass waited for it.
+  #takeQueuedMs(): number {
+    const at = this.#firstEventAt;
     this.#firstEventAt = undefined;
+    return at === undefined ? 0 : performance.now() - at;
+  }
+
+  async #compile(keys: readonly string[], pass: PassClock, resolved: Set<string>): Promise<Compiled> {
     // The node's addresses are the sources of its own traffic to pods (identity host): a CNI adds one
     // with the first pod of a bridge or of each ptp veth (its gateway), so a change recompiles all.
     const hostAddresses = (this.#o.hostAddresses ?? nodeAddresses)();
@@ -287,117 +352,139 @@ export class KubeAgent {
     const full =
       this.#needsFull || !this.#compiler || keys.includes(ALL_KEY) || hostKey !== this.#hostAddressKey;
     this.#hostAddressKey = hostKey;
-    let compiler: IncrementalCompiler;
-    let compileMs: number;
-    let resolveMs = 0;
-    let r: { recompiled: number; universeRebuilt: boolean; peersChanged: boolean };
-    // Endpoints resolved in this pass: one not wired yet is not looked up a second time.
-    const resolved = new Set<string>();
-    if (full) {
-      this.#interfaces.clear();
-      // Interfaces first: the endpoint ids the maps hold are found by ifindex.
-      const tr = performance.now();
-      await this.#resolve(localPods(this.#list("Pod") as ClusterObjects["pods"], this.#o.node), resolved);
-      resolveMs += performance.now() - tr;
-      // From the snapshot to the new compiler without an await: no event falls in between.
-      const tc = performance.now();
-      const objects = this.snapshot();
-      this.#dirty.clear();
-      this.#identitiesDirty = false;
-      this.#derivedIdentities = objects.securityIdentities.length === 0;
-      compiler = new IncrementalCompiler(inputsFromObjects(objects, this.#o.labelOptions), {
-        node: this.#o.node,
-        labelOptions: this.#o.labelOptions,
-        endpointIds: this.#enforcer.appliedEndpointIds(this.#wiredInterfaces()),
-        previous: this.#compiler?.state,
-        allowLocalhost: this.#o.allowLocalhost,
-        hostAddresses,
-      });
-      this.#compiler = compiler;
-      this.#needsFull = false;
-      compileMs = performance.now() - tc;
-      r = { recompiled: compiler.localEndpoints.length, universeRebuilt: true, peersChanged: true };
-    } else {
-      compiler = this.#compiler!;
-      const tc = performance.now();
-      const changes = this.#drainDirty();
-      for (const c of changes) compiler.record(c);
-      // Identities derived from the pods (no live SecurityIdentity yet) change with pods and namespace
-      // labels, so they are derived again on a pass that recorded one; setIdentities ignores an
-      // unchanged set.
-      const podsChanged = changes.some((c) => c.object.kind === "Pod" || c.object.kind === "Namespace");
-      if (this.#identitiesDirty || (this.#derivedIdentities && podsChanged)) {
-        this.#identitiesDirty = false;
-        const live = liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]);
-        this.#derivedIdentities = live.length === 0;
-        compiler.setIdentities(
-          identitiesFor(
-            {
-              ...emptyObjects(),
-              securityIdentities: live,
-              pods: this.#list("Pod") as ClusterObjects["pods"],
-              namespaces: this.#list("Namespace") as ClusterObjects["namespaces"],
-            },
-            this.#o.labelOptions,
-          ),
-        );
-      }
-      const eps = keys.map(endpointOfKey).filter((k) => k !== undefined);
-      const rc = compiler.recompile(eps);
-      r = { ...rc, recompiled: rc.recompiled.length };
-      compileMs = performance.now() - tc;
-    }
+    if (!full) return pass.time("compile", () => this.#recompile(keys));
+    this.#interfaces.clear();
+    // Interfaces first: the endpoint ids the maps hold are found by ifindex.
+    const pods = localPods(this.#list("Pod") as ClusterObjects["pods"], this.#o.node);
+    await pass.timeAsync("resolve", () => this.#resolve(pods, resolved));
+    return pass.time("compile", () => this.#rebuild(hostAddresses));
+  }
 
-    // Interfaces of endpoints that are new, moved to other addresses, re-wired or not wired yet.
+  // A new compiler from a snapshot of the caches, without an await: no event falls in between.
+  #rebuild(hostAddresses: readonly string[]): Compiled {
+    const objects = this.snapshot();
+    this.#dirty.clear();
+    this.#identitiesDirty = false;
+    this.#derivedIdentities = objects.securityIdentities.length === 0;
+    const compiler = new IncrementalCompiler(inputsFromObjects(objects, this.#o.labelOptions), {
+      node: this.#o.node,
+      labelOptions: this.#o.labelOptions,
+      endpointIds: this.#enforcer.appliedEndpointIds(this.#wiredInterfaces()),
+      previous: this.#compiler?.state,
+      allowLocalhost: this.#o.allowLocalhost,
+      hostAddresses,
+    });
+    this.#compiler = compiler;
+    this.#needsFull = false;
+    return {
+      compiler,
+      full: true,
+      recompiled: compiler.localEndpoints.length,
+      universeRebuilt: true,
+      peersChanged: true,
+    };
+  }
+
+  // Records the dirty objects as the caches hold them now and recompiles the named endpoints.
+  #recompile(keys: readonly string[]): Compiled {
+    const compiler = this.#compiler!;
+    const changes = this.#drainDirty();
+    for (const c of changes) compiler.record(c);
+    this.#refreshIdentities(compiler, changes);
+    const eps = keys.map(endpointOfKey).filter((k) => k !== undefined);
+    const rc = compiler.recompile(eps);
+    return { ...rc, compiler, full: false, recompiled: rc.recompiled.length };
+  }
+
+  // Identities derived from the pods (no live SecurityIdentity yet) change with pods and namespace
+  // labels, so they are derived again on a pass that recorded one; setIdentities ignores an
+  // unchanged set.
+  #refreshIdentities(compiler: IncrementalCompiler, changes: readonly Change[]): void {
+    const podsChanged = changes.some((c) => c.object.kind === "Pod" || c.object.kind === "Namespace");
+    if (!this.#identitiesDirty && !(this.#derivedIdentities && podsChanged)) return;
+    this.#identitiesDirty = false;
+    const live = liveIdentities(this.#list("SecurityIdentity") as ClusterObjects["securityIdentities"]);
+    this.#derivedIdentities = live.length === 0;
+    compiler.setIdentities(
+      identitiesFor(
+        {
+          ...emptyObjects(),
+          securityIdentities: live,
+          pods: this.#list("Pod") as ClusterObjects["pods"],
+          namespaces: this.#list("Namespace") as ClusterObjects["namespaces"],
+        },
+        this.#o.labelOptions,
+      ),
+    );
+  }
+
+  // Interfaces of endpoints that are new, moved to other addresses, re-wired or not wired yet.
+  async #resolveChanged(compiler: IncrementalCompiler, resolved: Set<string>): Promise<void> {
     for (const k of this.#staleInterfaces) this.#interfaces.delete(k);
     this.#staleInterfaces.clear();
-    const tr = performance.now();
     const live = new Set(compiler.localEndpoints.map((e) => e.key));
     for (const k of this.#interfaces.keys()) if (!live.has(k)) this.#interfaces.delete(k);
+    const changed = compiler.localEndpoints.filter((e) => {
+      const c = this.#interfaces.get(e.key);
+      if (c?.ips !== podIps(e.pod).join(",")) return true;
+      return !c.iface && !resolved.has(e.key);
+    });
     await this.#resolve(
-      compiler.localEndpoints
-        .filter((e) => {
-          const c = this.#interfaces.get(e.key);
-          if (c?.ips !== podIps(e.pod).join(",")) return true;
-          return !c.iface && !resolved.has(e.key);
-        })
-        .map((e) => e.pod),
+      changed.map((e) => e.pod),
       resolved,
     );
-    resolveMs += performance.now() - tr;
+  }
 
-    const ts = performance.now();
-    const result = this.#enforcer.write(compiler.state, this.#wiredInterfaces());
-    const syncMs = performance.now() - ts;
-    this.#publish(compiler, result.endpoints);
-    const s = result.sync;
-    const pass: PassReport = {
-      keys: keys.length,
-      full,
-      ...r,
-      sync: s,
-      queuedMs,
-      compileMs,
-      resolveMs,
-      syncMs,
-      totalMs: performance.now() - t0,
-    };
-    if (s.policyWritten + s.policyDeleted + s.ipcacheWritten + s.ipcacheDeleted + s.endpointsWritten > 0)
-      this.#o.log(
-        `sync${full ? " (full)" : ""}: ${keys.length} keys, ${r.recompiled} recompiled, ${result.endpoints} endpoints, ` +
-          `policy +${s.policyWritten}/-${s.policyDeleted}, flips ${s.flips}, ipcache +${s.ipcacheWritten}/-${s.ipcacheDeleted}; ` +
-          `queued ${queuedMs.toFixed(1)} ms, compile ${compileMs.toFixed(1)} ms, interfaces ${resolveMs.toFixed(1)} ms, maps ${syncMs.toFixed(1)} ms, ` +
-          `pass ${pass.totalMs.toFixed(1)} ms`,
-      );
-    if (result.migrated) this.#o.log(describeMigration(result.migrated));
-    if (result.migrationError) this.#o.log(result.migrationError);
+  // Answers the CNI requests whose endpoint this pass enforced.
+  #settleCni(compiler: IncrementalCompiler): void {
     this.#cni?.settle((key) => {
       const ep = compiler.state.endpoints.find((e) => e.key === key);
       return ep && { identity: ep.identity, iface: this.#interfaces.get(key)?.iface };
     });
-    // The compiled endpoints without an interface: every one was resolved above, and is looked up
-    // again after a pause.
-    return { requeueAfterMs: new Map(result.pending.map((k) => [endpointKey(k), PENDING_RETRY_MS])) };
+  }
+
+  // The pass's bookkeeping: health, metrics, the policy implementation delays and one log line.
+  #passDone(keys: readonly string[], step: Compiled, pass: PassClock, result: EnforceWrite): void {
+    const report: PassReport = {
+      keys: keys.length,
+      full: step.full,
+      recompiled: step.recompiled,
+      universeRebuilt: step.universeRebuilt,
+      peersChanged: step.peersChanged,
+      endpoints: result.endpoints,
+      sync: result.sync,
+      queuedMs: pass.queuedMs,
+      compileMs: pass.ms("compile"),
+      resolveMs: pass.ms("resolve"),
+      syncMs: pass.ms("sync"),
+      totalMs: pass.elapsedMs(),
+    };
+    this.health.passSucceeded();
+    const metrics = this.#o.metrics;
+    if (metrics) {
+      metrics.pass(report);
+      const compiler = step.compiler;
+      metrics.policiesImplemented(
+        this.#policyDelay.written(
+          (p) => compiler.object(p.kind, p.namespace, p.name)?.metadata?.generation ?? undefined,
+          performance.now(),
+        ),
+      );
+    }
+    const quiet = passWroteNothing(result.sync) && !step.full;
+    this.#log[quiet ? "debug" : "info"](passLogFields(report), "reconciled");
+    reportWriteOutcome(result, this.#log, metrics);
+  }
+
+  #passFailed(keys: readonly string[], e: unknown): void {
+    // The compiler may be half way through a change: rebuild it from the caches on the retry.
+    this.#needsFull = true;
+    this.health.passFailed(describeError(e));
+    this.#o.metrics?.passFailed(keys.length);
+    this.#log.error(
+      { keys: keys.length, err: e },
+      "reconcile failed; retrying with backoff, the maps keep the last good state",
+    );
   }
 
   async #checkLinks(): Promise<void> {
@@ -409,7 +496,10 @@ export class KubeAgent {
       links = await listLinks();
     } catch (e) {
       if (!this.#linkCheckFailed)
-        this.#o.log(`link check: ${describeError(e)} (interfaces are re-resolved at each full resync only)`);
+        this.#log.warn(
+          { error: describeError(e) },
+          "link check failed; interfaces are resolved again at each full resync only",
+        );
       this.#linkCheckFailed = true;
       return;
     }
@@ -417,7 +507,7 @@ export class KubeAgent {
     const gone = this.#cni?.dropGone(links, listedAt) ?? [];
     const stale = [...new Set([...staleInterfaces(cached, links), ...gone])];
     if (stale.length === 0) return;
-    this.#o.log(`link check: interface of ${stale.join(", ")} changed; resolving again`);
+    this.#log.info({ endpoints: stale }, "link check: interfaces changed; resolving them again");
     for (const k of stale) this.#staleInterfaces.add(k);
     this.#enqueue(stale.map(endpointKey));
   }

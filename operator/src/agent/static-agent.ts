@@ -3,14 +3,18 @@
 import { writeFileSync } from "node:fs";
 import { classifyObjects } from "../api/objects.ts";
 import { openFlowEvents } from "../datapath/events.ts";
-import { describeMigration } from "../datapath/migrate.ts";
 import type { AttachMode } from "../datapath/kernel/links.ts";
 import { loadDatapath } from "../datapath/kernel/programs.ts";
+import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
 import { loadManifests } from "../manifests/load.ts";
+import { type Logger, silentLogger } from "../observe/log.ts";
+import { AgentHealth } from "./agent-health.ts";
 import { Enforcer, type EnforceResult } from "./enforcer.ts";
 import { type EventSampling, writeEventSampling } from "./event-config.ts";
 import { type InterfaceResolver, RouteInterfaceResolver } from "./host-interfaces.ts";
+import type { AgentMetrics } from "./metrics.ts";
 import { nodeAddresses } from "./node-addresses.ts";
+import { reportWriteOutcome } from "./write-outcome.ts";
 import type { AllowLocalhost } from "../policy/index.ts";
 
 export interface StaticAgentOptions {
@@ -20,11 +24,16 @@ export interface StaticAgentOptions {
   objectPath?: string;
   attachMode?: AttachMode | "auto";
   readyFile?: string;
+  // More fields for the ready file (the CLI's: the bound metrics address).
+  readyInfo?: Record<string, unknown>;
   resolver?: InterfaceResolver;
   // Flow events to this sink (JSON lines), sampled as configured.
   onEvent?: (line: string) => void;
   sampling: EventSampling;
-  log?: (line: string) => void;
+  // Default: silent (a library caller that wants no output).
+  logger?: Logger;
+  // None: nothing is recorded.
+  metrics?: AgentMetrics;
   // Whether the node reaches its own pods whatever the policies say (default "always"; see
   // CompileOptions.allowLocalhost).
   allowLocalhost?: AllowLocalhost;
@@ -35,28 +44,35 @@ export interface StaticAgentOptions {
 export class StaticAgent {
   readonly #o: StaticAgentOptions;
   readonly #enforcer: Enforcer;
-  readonly #log: (line: string) => void;
+  readonly #log: Logger;
   #stopEvents?: () => void;
+  // No caches here: ready once the files are enforced, not while the last reload failed.
+  readonly health = new AgentHealth();
 
   private constructor(o: StaticAgentOptions, enforcer: Enforcer) {
     this.#o = o;
     this.#enforcer = enforcer;
-    this.#log = o.log ?? ((l) => process.stderr.write(`${l}\n`));
+    this.#log = o.logger ?? silentLogger();
+    this.health.cachesSynced();
   }
 
   static async start(o: StaticAgentOptions): Promise<StaticAgent> {
     const dp = loadDatapath({ pinRoot: o.pinRoot, objectPath: o.objectPath, attachMode: o.attachMode });
     writeEventSampling(dp, o.sampling);
+
     const agent = new StaticAgent(
       o,
       new Enforcer(dp, {
         node: o.node,
-        pinRoot: o.pinRoot,
         resolver: o.resolver ?? new RouteInterfaceResolver(),
         allowLocalhost: o.allowLocalhost,
         hostAddresses: o.hostAddresses ?? (() => nodeAddresses()),
       }),
     );
+    o.metrics?.setSources({
+      verdicts: () => readVerdictCounters(dp),
+      mapUsage: () => agent.#enforcer.mapUsage(),
+    });
     try {
       const result = await agent.reload();
       if (!result) throw new Error("the manifests could not be loaded; nothing was written");
@@ -70,7 +86,10 @@ export class StaticAgent {
         agent.#stopEvents = () => stream.stop();
       }
       if (o.readyFile)
-        writeFileSync(o.readyFile, JSON.stringify({ endpoints: result.endpoints, pending: result.pending }));
+        writeFileSync(
+          o.readyFile,
+          JSON.stringify({ ...o.readyInfo, endpoints: result.endpoints, pending: result.pending }),
+        );
     } catch (e) {
       agent.close();
       throw e;
@@ -80,22 +99,48 @@ export class StaticAgent {
 
   // Re-reads the files and applies them. Returns undefined (and keeps the enforced state) on bad input.
   async reload(): Promise<EnforceResult | undefined> {
+    const t0 = performance.now();
+    this.health.passStarted();
     const { documents, errors } = loadManifests(this.#o.files);
     if (errors.length > 0) {
-      for (const e of errors) this.#log(`${e.path}:${e.line}: ${e.message}`);
-      this.#log("manifests rejected: keeping the last good state");
+      for (const e of errors) this.#log.error({ file: e.path, line: e.line }, e.message);
+      this.#log.error({ errors: errors.length }, "manifests rejected: keeping the last good state");
+      this.health.passFailed(
+        `${errors.length} manifest errors, first: ${errors[0]!.path}:${errors[0]!.line}`,
+      );
       return undefined;
     }
-    const result = await this.#enforcer.apply(classifyObjects(documents.map((d) => d.object)));
+    let result: EnforceResult;
+    try {
+      result = await this.#enforcer.apply(classifyObjects(documents.map((d) => d.object)));
+    } catch (e) {
+      this.health.passFailed(e instanceof Error ? e.message : String(e));
+      throw e;
+    }
+    this.health.passSucceeded();
     for (const e of result.errors)
-      this.#log(`policy error: ${e.policies.join(", ")}: ${e.field ? `${e.field}: ` : ""}${e.message}`);
+      this.#log.error(
+        { policy: e.policies.join(", "), ...(e.field ? { field: e.field } : {}) },
+        `policy error: ${e.message}`,
+      );
     const s = result.sync;
-    this.#log(
-      `enforcing ${result.endpoints} endpoints (pending ${result.pending.length}): policy +${s.policyWritten}/-${s.policyDeleted}, ` +
-        `flips ${s.flips}, ipcache +${s.ipcacheWritten}/-${s.ipcacheDeleted} in ${s.durationMs.toFixed(1)} ms`,
+    const totalMs = performance.now() - t0;
+    this.#o.metrics?.staticReload(totalMs, result.endpoints);
+    this.#log.info(
+      {
+        endpoints: result.endpoints,
+        pending: result.pending.length,
+        policy_written: s.policyWritten,
+        policy_deleted: s.policyDeleted,
+        flips: s.flips,
+        ipcache_written: s.ipcacheWritten,
+        ipcache_deleted: s.ipcacheDeleted,
+        sync_ms: Math.round(s.durationMs * 100) / 100,
+        total_ms: Math.round(totalMs * 100) / 100,
+      },
+      "enforcing",
     );
-    if (result.migrated) this.#log(describeMigration(result.migrated));
-    if (result.migrationError) this.#log(result.migrationError);
+    reportWriteOutcome(result, this.#log, this.#o.metrics);
     return result;
   }
 

@@ -1,16 +1,20 @@
 // `sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>]`, or with `--static -f <files>`.
 // Runs until SIGTERM/SIGINT and leaves the datapath enforcing; in static mode SIGHUP re-reads the files.
 import { writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { KubeAgent } from "../agent/kube-agent.ts";
 import { RouteInterfaceResolver } from "../agent/host-interfaces.ts";
 import { installCniPlugin } from "../agent/cni-install.ts";
 import { type EventSampling, writeEventSampling } from "../agent/event-config.ts";
+import { AgentMetrics } from "../agent/metrics.ts";
 import { StaticAgent } from "../agent/static-agent.ts";
 import type { AttachMode } from "../datapath/kernel/links.ts";
 import { loadDatapath } from "../datapath/kernel/programs.ts";
+import { EventLoopCheck, type HealthCheck } from "../observe/health.ts";
+import { createLogger, type Logger, logArgOptions, logSettings, logUsage } from "../observe/log.ts";
+import { type ListenAddress, newRegistry, ObserveServer, parseListenAddress } from "../observe/server.ts";
 import type { AllowLocalhost } from "../policy/index.ts";
 import { allowLocalhostOption } from "./lab-args.ts";
+import { parseCommandArgs, UsageError } from "./usage.ts";
 
 const usage =
   "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>] [options]\n" +
@@ -20,20 +24,24 @@ const usage =
   "         [--ready-file <path>] [--event-sample-allow N] [--event-sample-deny N] [--events-per-second N] [--object <bpf.o>]\n" +
   "         [--attach-mode auto|tcx|tc]   (auto: tcx links, tc filters where the kernel refuses tcx)\n" +
   "         [--allow-localhost always|policy]   (always, the default: the node reaches its own pods whatever\n" +
-  "                                              the policies say; policy: where a policy allows entity host)";
+  "                                              the policies say; policy: where a policy allows entity host)\n" +
+  "         [--metrics-addr [host]:port|0]   (/metrics, /healthz, /readyz; default :9962, 0: none)\n" +
+  `         ${logUsage}`;
 
 function count(v: string | undefined, name: string, fallback: number): number {
   if (v === undefined) return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0)
-    throw new Error(`--${name}: ${JSON.stringify(v)} is not a non-negative integer`);
+    throw new UsageError(`--${name}: ${JSON.stringify(v)} is not a non-negative integer`);
   return n;
 }
 
 export async function agentMain(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs({
     args: [...argv],
     options: {
+      ...logArgOptions,
+      "metrics-addr": { type: "string", default: ":9962" },
       static: { type: "boolean", default: false },
       kubeconfig: { type: "string" },
       file: { type: "string", short: "f", multiple: true },
@@ -63,12 +71,15 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
   };
   const attachMode = values["attach-mode"];
   if (attachMode !== "auto" && attachMode !== "tcx" && attachMode !== "tc")
-    throw new Error(`--attach-mode: ${JSON.stringify(attachMode)} is not one of auto, tcx, tc`);
+    throw new UsageError(`--attach-mode: ${JSON.stringify(attachMode)} is not one of auto, tcx, tc`);
   const allowLocalhost = allowLocalhostOption(values["allow-localhost"]) ?? "always";
-  if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length)) {
-    process.stderr.write(`${usage}\n`);
-    return 2;
-  }
+  if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length))
+    throw new UsageError(
+      `${values.static && !values.file?.length ? "--static needs -f <files>; " : ""}--node and --bpffs-root are required (see sluice agent --help)`,
+    );
+  const node = values.node;
+  const listen = parseListenAddress(values["metrics-addr"]);
+  const log = await createLogger({ ...logSettings(values), base: { component: "agent", node } });
   if (values.static && values["cni-socket"])
     throw new Error("--cni-socket: the chained CNI plugin needs the agent in Kubernetes mode (not --static)");
   if (values["cni-bin-dir"]) {
@@ -76,46 +87,96 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       throw new Error("--cni-bin-dir: the plugin it installs needs --cni-socket to reach the agent");
     await installCniPlugin(values["cni-bin-dir"]);
   }
+  const common = { node, log, listen, readyFile: values["ready-file"] };
   if (!values.static)
-    return kubeAgent(
-      values.node,
-      values["bpffs-root"],
-      values.kubeconfig,
-      values["ready-file"],
-      values.object,
+    return kubeAgent({
+      ...common,
+      pinRoot: values["bpffs-root"],
+      kubeconfig: values.kubeconfig,
+      objectPath: values.object,
       sampling,
       attachMode,
       allowLocalhost,
-      values["cni-socket"],
-    );
-  const agent = await StaticAgent.start({
-    files: values.file ?? [],
-    node: values.node,
-    pinRoot: values["bpffs-root"],
-    objectPath: values.object,
-    attachMode,
-    readyFile: values["ready-file"],
-    onEvent: values.events ? (line) => process.stdout.write(`${line}\n`) : undefined,
-    sampling,
-    allowLocalhost,
-  });
-  let reloading = Promise.resolve();
-  process.on("SIGHUP", () => {
-    reloading = reloading.then(async () => {
-      try {
-        await agent.reload();
-      } catch (e) {
-        // Never crash on a reload: the last good state stays enforced.
-        process.stderr.write(
-          `reload failed, keeping the last good state: ${e instanceof Error ? e.message : String(e)}\n`,
-        );
-      }
+      cniSocket: values["cni-socket"],
     });
-  });
-  await untilSignalled();
-  await reloading;
-  agent.close();
+  // The server first, so that probes get an answer (503) while the files are read and enforced.
+  const metrics = listen ? new AgentMetrics(newRegistry()) : undefined;
+  let agent: StaticAgent | undefined;
+  const server = await startObserveServer(
+    common,
+    metrics,
+    {
+      name: "policy-written",
+      check: () => (agent ? agent.health.ready.check() : "the policy files are not enforced yet"),
+    },
+    () => agent?.health.live,
+  );
+  try {
+    agent = await StaticAgent.start({
+      files: values.file ?? [],
+      node,
+      pinRoot: values["bpffs-root"],
+      objectPath: values.object,
+      attachMode,
+      readyFile: values["ready-file"],
+      readyInfo: server ? { metrics: formatAddress(server.address) } : {},
+      onEvent: values.events ? (line) => process.stdout.write(`${line}\n`) : undefined,
+      sampling,
+      allowLocalhost,
+      logger: log,
+      metrics,
+    });
+    log.info("agent ready");
+    let reloading = Promise.resolve();
+    process.on("SIGHUP", () => {
+      reloading = reloading.then(async () => {
+        try {
+          await agent?.reload();
+        } catch (e) {
+          // Never crash on a reload: the last good state stays enforced.
+          log.error({ err: e }, "reload failed, keeping the last good state");
+        }
+      });
+    });
+    await untilSignalled();
+    await reloading;
+    agent.close();
+  } finally {
+    await server?.close();
+  }
   return 0;
+}
+
+interface CommonOptions {
+  node: string;
+  log: Logger;
+  listen: ListenAddress | undefined;
+  readyFile: string | undefined;
+}
+
+function formatAddress(a: ListenAddress): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+// /metrics, /healthz and /readyz (none with --metrics-addr 0). The agent's own liveness check is
+// looked up at each probe: the static agent exists only once its files are enforced.
+async function startObserveServer(
+  o: CommonOptions,
+  metrics: AgentMetrics | undefined,
+  ready: HealthCheck,
+  agentLive: () => HealthCheck | undefined,
+): Promise<ObserveServer | undefined> {
+  if (!o.listen || !metrics) return undefined;
+  const eventLoop = new EventLoopCheck();
+  const reconciler: HealthCheck = { name: "reconciler", check: () => agentLive()?.check() };
+  const server = await ObserveServer.start({
+    listen: o.listen,
+    registry: metrics.registry,
+    live: [eventLoop, reconciler],
+    ready: [ready],
+  });
+  o.log.info({ address: formatAddress(server.address) }, "serving /metrics, /healthz and /readyz");
+  return server;
 }
 
 function untilSignalled(): Promise<void> {
@@ -125,37 +186,46 @@ function untilSignalled(): Promise<void> {
   });
 }
 
-async function kubeAgent(
-  node: string,
-  pinRoot: string,
-  kubeconfig: string | undefined,
-  readyFile: string | undefined,
-  objectPath: string | undefined,
-  sampling: EventSampling,
-  attachMode: AttachMode | "auto",
-  allowLocalhost: AllowLocalhost,
-  cniSocket: string | undefined,
-): Promise<number> {
-  const datapath = loadDatapath({ pinRoot, objectPath, attachMode });
-  writeEventSampling(datapath, sampling);
-  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
-  const agent = new KubeAgent({
-    kubeconfig,
-    node,
-    pinRoot,
-    datapath,
-    resolver: new RouteInterfaceResolver(),
-    log,
-    allowLocalhost,
-    cniSocket,
-  });
+interface KubeAgentCliOptions extends CommonOptions {
+  pinRoot: string;
+  kubeconfig: string | undefined;
+  objectPath: string | undefined;
+  sampling: EventSampling;
+  attachMode: AttachMode | "auto";
+  allowLocalhost: AllowLocalhost;
+  cniSocket: string | undefined;
+}
+
+async function kubeAgent(o: KubeAgentCliOptions): Promise<number> {
+  const datapath = loadDatapath({ pinRoot: o.pinRoot, objectPath: o.objectPath, attachMode: o.attachMode });
+  writeEventSampling(datapath, o.sampling);
+  const metrics = o.listen ? new AgentMetrics(newRegistry()) : undefined;
+  let server: ObserveServer | undefined;
   try {
+    const agent = new KubeAgent({
+      kubeconfig: o.kubeconfig,
+      node: o.node,
+      datapath,
+      resolver: new RouteInterfaceResolver(),
+      logger: o.log,
+      metrics,
+      allowLocalhost: o.allowLocalhost,
+      cniSocket: o.cniSocket,
+    });
+    // Listening before the caches sync: /readyz says why it is not ready yet.
+    server = await startObserveServer(o, metrics, agent.health.ready, () => agent.health.live);
     await agent.start();
-    if (readyFile) writeFileSync(readyFile, JSON.stringify({ node }));
-    log(`agent ready on node ${node}`);
+    if (o.readyFile)
+      writeFileSync(
+        o.readyFile,
+        JSON.stringify({ node: o.node, ...(server ? { metrics: formatAddress(server.address) } : {}) }),
+      );
+    // "agent ready on node" is what the cluster's upgrade test waits for.
+    o.log.info(`agent ready on node ${o.node}`);
     await untilSignalled();
     await agent.stop();
   } finally {
+    await server?.close();
     datapath.close();
   }
   return 0;

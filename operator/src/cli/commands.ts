@@ -4,7 +4,15 @@
 export interface Command {
   summary: string;
   run: (argv: readonly string[]) => Promise<number>;
+  /** The subcommands, where the command has some: the dispatch tables are typed by these lists. */
+  subcommands?: readonly string[];
 }
+
+// The one list of each command's subcommands: lab.ts, datapath.ts and probe.ts key their dispatch
+// tables by these (the compiler checks they match) and the CLI test walks them.
+export const labSubcommands = ["run", "up", "probe", "status", "down", "clean"] as const;
+export const datapathSubcommands = ["show", "replace", "remove"] as const;
+export const probeSubcommands = ["serve", "connect", "send", "stats"] as const;
 
 export const commands: Record<string, Command> = {
   validate: {
@@ -22,6 +30,7 @@ export const commands: Record<string, Command> = {
   lab: {
     summary: "network-namespace lab: sluice lab run|up|probe|status|down|clean",
     run: async (argv) => (await import("./lab.ts")).labMain(argv),
+    subcommands: labSubcommands,
   },
   demo: {
     summary: "the demo: lab matrix before/after policies, live datapath replacement",
@@ -34,13 +43,19 @@ export const commands: Record<string, Command> = {
   datapath: {
     summary: "inspect, live-replace or remove a node's pinned datapath",
     run: async (argv) => (await import("./datapath.ts")).datapathMain(argv),
+    subcommands: datapathSubcommands,
   },
   operator: {
     summary: "run the operator (identities, policy status)",
     run: async (argv) => (await import("./operator.ts")).operatorMain(argv),
   },
   probe: {
-    summary: "test traffic endpoints for clusters: sluice probe serve|connect",
+    summary: "test traffic endpoints for clusters: sluice probe serve|connect|send|stats",
     run: async (argv) => (await import("./probe.ts")).probeMain(argv),
+    subcommands: probeSubcommands,
+  },
+  version: {
+    summary: "the release and the datapath layout version of this build",
+    run: async (argv) => (await import("./version.ts")).versionMain(argv),
   },
 };

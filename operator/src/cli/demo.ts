@@ -4,13 +4,18 @@
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { diffMatrices, formatMatrixTable, type MatrixRow } from "../api/matrix-rows.ts";
 import { loadObjects } from "../lab/inputs.ts";
 import { matrixFromPaths } from "./matrix.ts";
 import { Lab } from "../lab/lab.ts";
 import { runLiveTraffic } from "../lab/traffic.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
+import { plural } from "./output.ts";
+import { parseCommandArgs, UsageError } from "./usage.ts";
+
+const usage =
+  "usage: sluice demo [--dir <dir>] [--traffic-ms 5000] [--rate 3000]   (root; what `npm run demo` runs)\n" +
+  "       --dir: topology files (*.yaml) and a policies/ folder; default samples/demo";
 
 const DEFAULT_DIR = fileURLToPath(new URL("../../../samples/demo", import.meta.url));
 // A port no sample policy opens: the denied stream's target when no denied UDP row exists.
@@ -25,18 +30,23 @@ function ms(t0: number): string {
 }
 
 export async function demoMain(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      dir: { type: "string", default: DEFAULT_DIR },
-      "traffic-ms": { type: "string", default: "5000" },
-      rate: { type: "string", default: "3000" },
+  const { values } = parseCommandArgs(
+    {
+      args: [...argv],
+      options: {
+        dir: { type: "string", default: DEFAULT_DIR },
+        "traffic-ms": { type: "string", default: "5000" },
+        rate: { type: "string", default: "3000" },
+      },
+      strict: true,
     },
-    strict: true,
-  });
-  if (process.getuid?.() !== 0)
-    throw new Error("sluice demo needs root (network namespaces and BPF): run it with sudo");
-  const dir = values.dir!;
+    usage,
+  );
+  for (const flag of ["traffic-ms", "rate"] as const)
+    if (!/^[1-9]\d*$/.test(values[flag]))
+      throw new UsageError(`--${flag}: ${JSON.stringify(values[flag])} is not a positive integer`);
+  if (process.getuid?.() !== 0) throw new Error("needs root (network namespaces and BPF): run it with sudo");
+  const dir = values.dir;
   const policiesDir = join(dir, "policies");
   const topologyFiles = readdirSync(dir)
     .filter((f) => /\.(ya?ml|json)$/.test(f))
@@ -51,7 +61,7 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
   const lab = await Lab.create(topology, { extraPorts: [{ port: SPARE_UDP_PORT, protocol: "UDP" }] });
   try {
     out(
-      `Lab ${lab.plan.runId}: ${topology.nodes.length} nodes (${topology.nodes.join(", ")}), ${topology.pods.length} pods, built in ${ms(t)}`,
+      `Lab ${lab.plan.runId}: ${plural(topology.nodes.length, "node")} (${topology.nodes.join(", ")}), ${plural(topology.pods.length, "pod")}, built in ${ms(t)}`,
     );
 
     t = performance.now();
@@ -60,7 +70,7 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
     const before = await lab.probe();
     out();
     out(
-      `Connectivity before policies (${before.results.length} probes in ${(before.durationMs / 1000).toFixed(2)} s):`,
+      `Connectivity before policies (${plural(before.results.length, "probe")} in ${(before.durationMs / 1000).toFixed(2)} s):`,
     );
     out(formatMatrixTable(before.results));
 
@@ -74,11 +84,11 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
     const after = await lab.probe();
     out();
     out(
-      `Connectivity after policies (${after.results.length} probes in ${(after.durationMs / 1000).toFixed(2)} s):`,
+      `Connectivity after policies (${plural(after.results.length, "probe")} in ${(after.durationMs / 1000).toFixed(2)} s):`,
     );
     out(formatMatrixTable(after.results));
     const changes = diffMatrices(before.results, after.results);
-    out(`${changes.length} of ${after.results.length} rows changed`);
+    out(`${changes.length} of ${plural(after.results.length, "row")} changed`);
     // The same inputs through the compiler and the TS simulation of the BPF lookup.
     const predicted = matrixFromPaths([...topologyFiles, policiesDir]);
     const disagree = diffMatrices(
@@ -94,7 +104,7 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
     for (const n of [...before.notes, ...after.notes]) out(`note: ${n}`);
     if (before.skipped.length + after.skipped.length > 0)
       out(
-        `note: ${after.skipped.length} probes skipped: ${[...new Set(after.skipped.map((s) => s.reason))].join("; ")}`,
+        `note: ${plural(after.skipped.length, "probe")} skipped: ${[...new Set(after.skipped.map((s) => s.reason))].join("; ")}`,
       );
 
     const pair = await pickTrafficPair(lab, after.results);
@@ -113,7 +123,7 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
         replace: true,
       });
       out(
-        `  datapath replacements: ${r.replacements} (${r.replaceRuns} rounds on ${lab.plan.nodes.length} nodes)`,
+        `  datapath replacements: ${r.replacements} (${plural(r.replaceRuns, "round")} on ${plural(lab.plan.nodes.length, "node")})`,
       );
       out(`  allowed UDP: sent ${r.sent}, received ${r.received}, lost ${r.lost}`);
       out(`  denied UDP:  sent ${r.deniedSent}, leaked ${r.leaked}`);

@@ -4,7 +4,6 @@
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
-import { parseArgs } from "node:util";
 import { parsePorts } from "../api/matrix-rows.ts";
 import { fileTail, NODE, NODE_FLAGS, SLUICE_MAIN } from "../lab/children.ts";
 import { loadObjects } from "../lab/inputs.ts";
@@ -16,11 +15,13 @@ import { parseDuration } from "./duration.ts";
 import {
   allowLocalhostOption,
   inputFiles,
+  labUsage,
   needRoot,
-  outputFormat,
   printReport,
   probeOptions,
 } from "./lab-args.ts";
+import { outputFormat, outputOption, plural, writeOutput } from "./output.ts";
+import { flagValue, parseCommandArgs, UsageError } from "./usage.ts";
 
 function logTail(path: string): string {
   return fileTail(path, 30) || "(no log)";
@@ -33,21 +34,24 @@ function describeRunning(dir: string, state: UpState | undefined): string {
 }
 
 export async function labUp(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      file: { type: "string", short: "f", multiple: true },
-      ports: { type: "string" },
-      timeout: { type: "string", default: "10m" },
-      "allow-localhost": { type: "string" },
+  const { values } = parseCommandArgs(
+    {
+      args: [...argv],
+      options: {
+        file: { type: "string", short: "f", multiple: true },
+        ports: { type: "string" },
+        timeout: { type: "string", default: "10m" },
+        "allow-localhost": { type: "string" },
+      },
+      strict: true,
     },
-    strict: true,
-  });
-  const files = inputFiles(values.file);
+    labUsage.up,
+  );
   const allowLocalhost = allowLocalhostOption(values["allow-localhost"]);
-  needRoot("up");
   const timeoutMs = parseDuration(values.timeout, "--timeout");
-  if (values.ports) parsePorts(values.ports);
+  if (values.ports) flagValue(() => parsePorts(values.ports ?? ""));
+  const files = inputFiles(values.file);
+  needRoot();
   // Bad manifests fail here, with the loader's message, before anything starts.
   const topology = topologyFromObjects(loadObjects(files));
   const dir = stateDir();
@@ -77,7 +81,7 @@ export async function labUp(argv: readonly string[]): Promise<number> {
   closeSync(fd);
   supervisor.unref();
   process.stderr.write(
-    `starting lab: ${topology.nodes.length} nodes, ${topology.pods.length} pods (log: ${paths.log})\n`,
+    `starting lab: ${plural(topology.nodes.length, "node")}, ${plural(topology.pods.length, "pod")} (log: ${paths.log})\n`,
   );
 
   const fail = async (why: string, log = logTail(paths.log)): Promise<number> => {
@@ -105,7 +109,7 @@ export async function labUp(argv: readonly string[]): Promise<number> {
     if (state?.phase === "ready") {
       process.stdout.write(`export KUBECONFIG=${state.kubeconfig}\n`);
       process.stderr.write(
-        `lab ${state.runId} up in ${((performance.now() - t0) / 1000).toFixed(1)} s: API server ${state.server}, operator, ${state.nodes.length} agents (${state.nodes.join(", ")}), ${state.pods.length} pods\n` +
+        `lab ${state.runId} up in ${((performance.now() - t0) / 1000).toFixed(1)} s: API server ${state.server}, operator, ${plural(state.nodes.length, "agent")} (${state.nodes.join(", ")}), ${plural(state.pods.length, "pod")}\n` +
           "kubectl apply policies with that KUBECONFIG; `sluice lab probe` measures, `sluice lab down` removes it\n",
       );
       return 0;
@@ -130,7 +134,7 @@ export async function labUp(argv: readonly string[]): Promise<number> {
 }
 
 export async function labServe(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs({
     args: [...argv],
     options: {
       state: { type: "string" },
@@ -140,7 +144,7 @@ export async function labServe(argv: readonly string[]): Promise<number> {
     },
     strict: true,
   });
-  if (!values.state || !values.file?.length) throw new Error("lab serve: --state and -f are required");
+  if (!values.state || !values.file?.length) throw new UsageError("--state and -f are required");
   const { runSupervisor } = await import("../lab/supervisor.ts");
   const code = await runSupervisor({
     stateDir: values.state,
@@ -167,8 +171,12 @@ function upState(): { dir: string; state: UpState } {
 }
 
 export async function labProbe(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({ args: [...argv], options: probeOptions, strict: true });
+  const { values } = parseCommandArgs(
+    { args: [...argv], options: probeOptions, strict: true },
+    labUsage.probe,
+  );
   const output = outputFormat(values.output);
+  if (values.ports) flagValue(() => parsePorts(values.ports ?? ""));
   const { dir } = upState();
   const res = await control(dir, { op: "probe", ports: values.ports, ipv6: values.ipv6 });
   if (!res.ok) throw new Error(res.error);
@@ -180,35 +188,32 @@ export async function labProbe(argv: readonly string[]): Promise<number> {
 }
 
 export async function labStatus(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: { output: { type: "string", short: "o", default: "table" } },
-    strict: true,
-  });
+  const { values } = parseCommandArgs(
+    { args: [...argv], options: outputOption, strict: true },
+    labUsage.status,
+  );
   const output = outputFormat(values.output);
   const { dir } = upState();
   const res = await control(dir, { op: "status" });
   if (!res.ok) throw new Error(res.error);
   if (!("state" in res)) throw new Error("the lab supervisor answered without a state");
   const s = res.state;
-  if (output === "json") process.stdout.write(`${JSON.stringify(s)}\n`);
-  else
-    process.stdout.write(
-      `${[
-        `lab ${s.runId}: ${s.phase} (supervisor pid ${s.pid}, state ${dir})`,
-        `KUBECONFIG=${s.kubeconfig}`,
-        `API server ${s.server} (pid ${s.apiserverPid}), operator pid ${s.operatorPid}`,
-        `agents running: ${(s.agents ?? []).join(", ") || "none"} of ${s.nodes.join(", ")}`,
-        `${s.pods.length} pods; files: ${s.files.join(" ")}`,
-        `logs: ${dir}/*.log`,
-      ].join("\n")}\n`,
-    );
+  writeOutput(output, s, () =>
+    [
+      `lab ${s.runId}: ${s.phase} (supervisor pid ${s.pid}, state ${dir})`,
+      `KUBECONFIG=${s.kubeconfig}`,
+      `API server ${s.server} (pid ${s.apiserverPid}), operator pid ${s.operatorPid}`,
+      `agents running: ${(s.agents ?? []).join(", ") || "none"} of ${s.nodes.join(", ")}`,
+      `${plural(s.pods.length, "pod")}; files: ${s.files.join(" ")}`,
+      `logs: ${dir}/*.log`,
+    ].join("\n"),
+  );
   return 0;
 }
 
 export async function labDown(argv: readonly string[]): Promise<number> {
-  parseArgs({ args: [...argv], options: {}, strict: true });
-  needRoot("down");
+  parseCommandArgs({ args: [...argv], options: {}, strict: true }, labUsage.down);
+  needRoot();
   const dir = stateDir();
   if (!existsSync(dir)) {
     process.stderr.write(`no lab is up (${dir})\n`);
@@ -237,7 +242,7 @@ export async function labDown(argv: readonly string[]): Promise<number> {
   errors.push(...r.errors);
   if (r.killed.length > 0 || r.netns > 0)
     process.stderr.write(
-      `removed leftovers: ${[...r.killed, `${r.netns} namespaces`].join(", ")}${existsSync(dir) ? "" : `, ${dir}`}\n`,
+      `removed leftovers: ${[...r.killed, plural(r.netns, "namespace")].join(", ")}${existsSync(dir) ? "" : `, ${dir}`}\n`,
     );
   for (const e of errors) process.stderr.write(`error: ${e}\n`);
   if (errors.length > 0) return 1;

@@ -6,78 +6,70 @@
 //          node, with the topology registered; prints the KUBECONFIG to `kubectl apply` policies with;
 //   probe  probes the lab that is up (same output as run); down removes it; clean removes what runs
 //          killed with -9 left behind.
-import { parseArgs } from "node:util";
 import { parsePorts } from "../api/matrix-rows.ts";
 import { loadObjects } from "../lab/inputs.ts";
 import { Lab } from "../lab/lab.ts";
 import { cleanStaleRuns } from "../lab/stale.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
+import type { labSubcommands } from "./commands.ts";
 import {
   allowLocalhostOption,
   inputFiles,
+  labUsage,
   needRoot,
-  outputFormat,
   printReport,
   probeOptions,
-  usage,
 } from "./lab-args.ts";
 import { labDown, labProbe, labServe, labStatus, labUp } from "./lab-up.ts";
+import { outputFormat, plural } from "./output.ts";
+import { dispatch, flagValue, parseCommandArgs, type Subcommand } from "./usage.ts";
+
+const subcommands: Record<(typeof labSubcommands)[number], Subcommand> = {
+  run: { usage: labUsage.run, run: labRun },
+  up: { usage: labUsage.up, run: labUp },
+  probe: { usage: labUsage.probe, run: labProbe },
+  status: { usage: labUsage.status, run: labStatus },
+  down: { usage: labUsage.down, run: labDown },
+  clean: { usage: labUsage.clean, run: labClean },
+};
 
 export async function labMain(argv: readonly string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  switch (sub) {
-    case "run":
-      return labRun(rest);
-    case "up":
-      return labUp(rest);
-    case "serve":
-      return labServe(rest);
-    case "probe":
-      return labProbe(rest);
-    case "status":
-      return labStatus(rest);
-    case "down":
-      return labDown(rest);
-    case "clean":
-      return labClean();
-    case "help":
-    case "--help":
-    case "-h":
-      process.stdout.write(`${usage}\n`);
-      return 0;
-    default:
-      process.stderr.write(`${usage}\n`);
-      return 2;
-  }
+  // serve: the supervisor `lab up` starts, not for people.
+  return dispatch("lab", subcommands, argv, { serve: labServe });
 }
 
-async function labClean(): Promise<number> {
-  needRoot("clean");
+async function labClean(argv: readonly string[]): Promise<number> {
+  parseCommandArgs({ args: [...argv], options: {}, strict: true }, labUsage.clean);
+  needRoot();
   const r = await cleanStaleRuns();
   process.stdout.write(
-    `removed ${r.runs.length} stale lab runs (${r.netns.length} namespaces, ${r.killed} processes)\n`,
+    `removed ${plural(r.runs.length, "stale lab run")} (${plural(r.netns.length, "namespace")}, ${plural(r.killed, "process", "processes")})\n`,
   );
   for (const e of r.errors) process.stderr.write(`error: ${e}\n`);
   return r.errors.length > 0 ? 1 : 0;
 }
 
 async function labRun(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      ...probeOptions,
-      file: { type: "string", short: "f", multiple: true },
-      "no-agent": { type: "boolean", default: false },
-      "allow-localhost": { type: "string" },
+  const { values } = parseCommandArgs(
+    {
+      args: [...argv],
+      options: {
+        ...probeOptions,
+        file: { type: "string", short: "f", multiple: true },
+        "no-agent": { type: "boolean", default: false },
+        "allow-localhost": { type: "string" },
+      },
+      strict: true,
     },
-    strict: true,
-  });
-  const files = inputFiles(values.file);
+    labUsage.run,
+  );
   const output = outputFormat(values.output);
   const allowLocalhost = allowLocalhostOption(values["allow-localhost"]);
-  needRoot("run");
-  const ports = values.ports ? parsePorts(values.ports) : undefined;
-  const topology = topologyFromObjects(loadObjects(files));
+  const ports = values.ports ? flagValue(() => parsePorts(values.ports ?? "")) : undefined;
+  const files = inputFiles(values.file);
+  needRoot();
+  // The paths as given: the loader's messages point where the user typed.
+  const topology = topologyFromObjects(loadObjects(values.file ?? []));
   const log = (line: string) => {
     if (values.verbose || output === "table") process.stderr.write(`${line}\n`);
   };

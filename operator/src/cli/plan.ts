@@ -1,11 +1,14 @@
-// `sluice plan --before <dir> --after <dir> [--ports ...] [-o table|json]`: the connectivity rows
+// `sluice plan --before <dir> --after <dir> [--ports ...] [-o table|json|yaml]`: the connectivity rows
 // that a change of manifests opens or closes.
-import { parseArgs } from "node:util";
-import type { MatrixRow } from "../api/matrix-rows.ts";
+import { type MatrixRow, parsePorts } from "../api/matrix-rows.ts";
+import { checkInputs } from "./inputs.ts";
 import { matrixFromPaths } from "./matrix.ts";
+import { outputFormat, outputOption, writeOutput } from "./output.ts";
+import { flagValue, parseCommandArgs } from "./usage.ts";
 
 const usage =
-  "usage: sluice plan --before <file or dir>... --after <file or dir>... [--ports 80/TCP] [-o table|json]";
+  "usage: sluice plan --before <file or dir>... --after <file or dir>... [--ports 80/TCP] [-o table|json|yaml]\n" +
+  "       (- for one of them: manifests from stdin, e.g. --after -)";
 
 export interface PlanRow {
   from: string;
@@ -35,37 +38,38 @@ export function planRows(before: readonly MatrixRow[], after: readonly MatrixRow
 }
 
 export async function planMain(argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      before: { type: "string", multiple: true },
-      after: { type: "string", multiple: true },
-      ports: { type: "string" },
-      output: { type: "string", short: "o", default: "table" },
+  const { values } = parseCommandArgs(
+    {
+      args: [...argv],
+      options: {
+        before: { type: "string", multiple: true },
+        after: { type: "string", multiple: true },
+        ports: { type: "string" },
+        ...outputOption,
+      },
+      strict: true,
     },
-  });
-  if (
-    !values.before?.length ||
-    !values.after?.length ||
-    (values.output !== "table" && values.output !== "json")
-  ) {
-    process.stderr.write(`${usage}\n`);
-    return 2;
-  }
-  const a = matrixFromPaths(values.before, values.ports);
-  const b = matrixFromPaths(values.after, values.ports);
+    usage,
+  );
+  const output = outputFormat(values.output);
+  if (values.ports) flagValue(() => parsePorts(values.ports ?? ""));
+  const before = values.before ?? [];
+  const after = values.after ?? [];
+  checkInputs("--before", before);
+  checkInputs("--after", after);
+  checkInputs("--before/--after", [...before, ...after]);
+  const a = matrixFromPaths(before, values.ports);
+  const b = matrixFromPaths(after, values.ports);
   const errors = [...a.errors, ...b.errors];
   for (const e of errors) process.stderr.write(`${e}\n`);
   if (errors.length > 0) return 1;
   const rows = planRows(a.rows, b.rows);
-  if (values.output === "json") {
-    process.stdout.write(`${JSON.stringify({ changes: rows })}\n`);
-    return 0;
-  }
-  if (rows.length === 0) process.stdout.write("no connectivity changes\n");
-  for (const r of rows)
-    process.stdout.write(
-      `${r.change.padEnd(7)} ${r.from} -> ${r.to} ${r.port}/${r.protocol} (${r.verdict})\n`,
-    );
+  writeOutput(output, { changes: rows }, () =>
+    rows.length === 0
+      ? "no connectivity changes"
+      : rows
+          .map((r) => `${r.change.padEnd(7)} ${r.from} -> ${r.to} ${r.port}/${r.protocol} (${r.verdict})`)
+          .join("\n"),
+  );
   return 0;
 }

@@ -4,7 +4,6 @@
 // (lab/probe-sockets.ts), so connect also says which pod answered (through a Service, say).
 import { isIP } from "node:net";
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
 import { type ProbePort, parsePorts } from "../api/matrix-rows.ts";
 import {
   listenTcp,
@@ -14,13 +13,21 @@ import {
   probeUdp,
   StreamCounter,
 } from "../lab/probe-sockets.ts";
+import type { probeSubcommands } from "./commands.ts";
 import { parseDuration } from "./duration.ts";
+import { outputFormat, outputOption, writeOutput } from "./output.ts";
+import { dispatch, parseCommandArgs, type Subcommand, UsageError } from "./usage.ts";
 
-const usage =
-  "usage: sluice probe serve --ports 80/TCP,53/UDP [--ip ADDR] [--name NAME]\n" +
-  "       sluice probe connect --to IP|HOST --ports 80/TCP,53/UDP [--timeout 1s] [-o json|table]\n" +
-  "       sluice probe stats --port 53/UDP   (inside the pod: the lab's traffic streams serve has counted)\n" +
-  "       sluice probe send --to IP --port 53/UDP --stream ID [--rate 1000] [--duration 3s]   (a numbered stream; prints what it sent)";
+const usage: Record<(typeof probeSubcommands)[number], string> = {
+  serve: "usage: sluice probe serve --ports 80/TCP,53/UDP [--ip ADDR] [--name NAME]",
+  connect:
+    "usage: sluice probe connect --to IP|HOST --ports 80/TCP,53/UDP [--timeout 1s] [-o table|json|yaml]",
+  send:
+    "usage: sluice probe send --to IP --port 53/UDP --stream ID [--rate 1000] [--duration 3s] [-o json|yaml|table]\n" +
+    "       (a numbered stream; prints what it sent, as JSON by default)",
+  stats:
+    "usage: sluice probe stats --port 53/UDP [-o table|json|yaml]   (inside the pod: the stream datagrams serve has counted)",
+};
 
 export interface ConnectRow {
   port: number;
@@ -32,33 +39,33 @@ export interface ConnectRow {
   error?: string;
 }
 
-class UsageError extends Error {}
-
-// Bad flags, ports or durations are usage errors (exit 2), not failures.
-function parsing<T>(parse: () => T): T {
+// parsePorts names --ports in its messages; stats and send take the one --port.
+function tcpUdpPorts(
+  text: string | undefined,
+  flag = "--ports",
+): Array<ProbePort & { protocol: "TCP" | "UDP" }> {
+  if (!text) throw new UsageError(`${flag} is required`);
+  let ports: ProbePort[];
   try {
-    return parse();
-  } catch (err) {
-    throw err instanceof UsageError ? err : new UsageError(err instanceof Error ? err.message : String(err));
+    ports = parsePorts(text);
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message.replace(/^--ports:/, `${flag}:`) : String(e));
   }
-}
-
-function tcpUdpPorts(text: string | undefined): Array<ProbePort & { protocol: "TCP" | "UDP" }> {
-  if (!text) throw new UsageError("--ports is required");
-  const ports = parsePorts(text);
   const sctp = ports.find((p) => p.protocol === "SCTP");
-  if (sctp) throw new UsageError(`--ports: ${sctp.port}/SCTP: Node has no SCTP sockets`);
+  if (sctp) throw new UsageError(`${flag}: ${sctp.port}/SCTP: Node has no SCTP sockets`);
   return ports as Array<ProbePort & { protocol: "TCP" | "UDP" }>;
 }
 
 async function serve(argv: string[]): Promise<number> {
-  const { values } = parsing(() =>
-    parseArgs({
+  const { values } = parseCommandArgs(
+    {
       args: argv,
       options: { ports: { type: "string" }, ip: { type: "string" }, name: { type: "string" } },
-    }),
+      strict: true,
+    },
+    usage.serve,
   );
-  const ports = parsing(() => tcpUdpPorts(values.ports));
+  const ports = tcpUdpPorts(values.ports);
   if (values.ip !== undefined && isIP(values.ip) === 0)
     throw new UsageError(`--ip: ${values.ip} is not an IP`);
   const name = values.name ?? hostname();
@@ -104,9 +111,13 @@ function isLoopback(address: string): boolean {
 
 // Asks the pod's own `probe serve` (over loopback) for the stream datagrams it counted on a port.
 async function stats(argv: string[]): Promise<number> {
-  const { values } = parsing(() => parseArgs({ args: argv, options: { port: { type: "string" } } }));
-  const [p] = parsing(() => tcpUdpPorts(values.port));
-  if (!p || p.protocol !== "UDP") throw new UsageError("--port: one UDP port, e.g. 5000/UDP");
+  const { values } = parseCommandArgs(
+    { args: argv, options: { port: { type: "string" }, ...outputOption }, strict: true },
+    usage.stats,
+  );
+  const output = outputFormat(values.output);
+  const [p] = tcpUdpPorts(values.port, "--port");
+  if (p?.protocol !== "UDP") throw new UsageError("--port: one UDP port, e.g. 5000/UDP");
   const { createSocket } = await import("node:dgram");
   const sock = createSocket("udp4");
   try {
@@ -121,7 +132,13 @@ async function stats(argv: string[]): Promise<number> {
       });
       sock.send(STATS_QUERY, p.port, "127.0.0.1");
     });
-    process.stdout.write(`${reply}\n`);
+    const counts = JSON.parse(reply) as { udpStreams: Record<string, number> };
+    writeOutput(output, counts, () =>
+      formatTable([
+        ["STREAM", "DATAGRAMS"],
+        ...Object.entries(counts.udpStreams).map(([stream, n]) => [stream, String(n)]),
+      ]),
+    );
   } finally {
     sock.close();
   }
@@ -131,8 +148,8 @@ async function stats(argv: string[]): Promise<number> {
 // A sequence-numbered UDP stream from the first instant the process runs (the lab's traffic sender):
 // what a new pod sends before anything could have enforced it, counted by the peer's `probe serve`.
 async function send(argv: string[]): Promise<number> {
-  const { values } = parsing(() =>
-    parseArgs({
+  const { values } = parseCommandArgs(
+    {
       args: argv,
       options: {
         to: { type: "string" },
@@ -140,43 +157,54 @@ async function send(argv: string[]): Promise<number> {
         stream: { type: "string" },
         rate: { type: "string", default: "1000" },
         duration: { type: "string", default: "3s" },
+        ...outputOption,
       },
-    }),
+      strict: true,
+    },
+    usage.send,
   );
+  // JSON by default: callers (the cluster tests, reading the senders' logs) parse the report.
+  const output = outputFormat(values.output, "json");
   if (!values.to || isIP(values.to) === 0) throw new UsageError("--to: an IP address is required");
-  const [p] = parsing(() => tcpUdpPorts(values.port));
-  if (!p || p.protocol !== "UDP") throw new UsageError("--port: one UDP port, e.g. 5000/UDP");
+  const [p] = tcpUdpPorts(values.port, "--port");
+  if (p?.protocol !== "UDP") throw new UsageError("--port: one UDP port, e.g. 5000/UDP");
   if (!values.stream || /[:\s]/.test(values.stream))
     throw new UsageError("--stream: an id without ':' or spaces");
   const rate = Number(values.rate);
   if (!Number.isInteger(rate) || rate < 1 || rate > 100_000)
     throw new UsageError("--rate: datagrams per second, 1 to 100000");
-  const durationMs = parsing(() => parseDuration(values.duration, "--duration"));
+  const durationMs = parseDuration(values.duration, "--duration");
   const { sendTraffic } = await import("../lab/traffic-sender.ts");
   const report = await sendTraffic({
     durationMs,
     udp: [{ stream: values.stream, ip: values.to, port: p.port, rate }],
   });
-  process.stdout.write(`${JSON.stringify(report)}\n`);
+  writeOutput(output, report, () =>
+    Object.entries(report)
+      .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : String(v)}`)
+      .join("\n"),
+  );
   return 0;
 }
 
 async function connect(argv: string[]): Promise<number> {
-  const { values } = parsing(() =>
-    parseArgs({
+  const { values } = parseCommandArgs(
+    {
       args: argv,
       options: {
         to: { type: "string" },
         ports: { type: "string" },
         timeout: { type: "string", default: "1s" },
-        output: { type: "string", short: "o", default: "table" },
+        ...outputOption,
       },
-    }),
+      strict: true,
+    },
+    usage.connect,
   );
+  const output = outputFormat(values.output);
   if (!values.to) throw new UsageError("--to is required");
-  if (values.output !== "table" && values.output !== "json") throw new UsageError("-o: table or json");
-  const ports = parsing(() => tcpUdpPorts(values.ports));
-  const timeoutMs = parsing(() => parseDuration(values.timeout, "--timeout"));
+  const ports = tcpUdpPorts(values.ports);
+  const timeoutMs = parseDuration(values.timeout, "--timeout");
   let ip = values.to;
   if (isIP(ip) === 0) ip = (await (await import("node:dns/promises")).lookup(ip)).address;
   const rows = await Promise.all(
@@ -197,16 +225,17 @@ async function connect(argv: string[]): Promise<number> {
       return row;
     }),
   );
-  if (values.output === "json") process.stdout.write(`${JSON.stringify(rows)}\n`);
-  else process.stdout.write(formatTable(rows));
+  writeOutput(output, rows, () =>
+    formatTable([
+      ["PORT", "RESULT", "MS", "REPLY"],
+      ...rows.map((r) => [`${r.port}/${r.protocol}`, r.result, r.ms.toFixed(1), r.reply ?? r.error ?? ""]),
+    ]),
+  );
   return 0;
 }
 
-function formatTable(rows: readonly ConnectRow[]): string {
-  const table = [
-    ["PORT", "RESULT", "MS", "REPLY"],
-    ...rows.map((r) => [`${r.port}/${r.protocol}`, r.result, r.ms.toFixed(1), r.reply ?? r.error ?? ""]),
-  ];
+// Columns padded to their widest cell, kubectl's plain table.
+function formatTable(table: readonly string[][]): string {
   const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
   const lines = table.map((row) =>
     row
@@ -217,23 +246,13 @@ function formatTable(rows: readonly ConnectRow[]): string {
   return `${lines.join("\n")}\n`;
 }
 
+const subcommands: Record<(typeof probeSubcommands)[number], Subcommand> = {
+  serve: { usage: usage.serve, run: serve },
+  connect: { usage: usage.connect, run: connect },
+  send: { usage: usage.send, run: send },
+  stats: { usage: usage.stats, run: stats },
+};
+
 export async function probeMain(argv: readonly string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === "--help" || sub === "-h" || sub === "help") {
-    process.stdout.write(`${usage}\n`);
-    return 0;
-  }
-  try {
-    if (sub === "serve") return await serve(rest);
-    if (sub === "connect") return await connect(rest);
-    if (sub === "stats") return await stats(rest);
-    if (sub === "send") return await send(rest);
-    throw new UsageError(
-      sub ? `unknown probe command ${JSON.stringify(sub)}` : "a probe command is required",
-    );
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`sluice probe: ${err.message}\n${usage}\n`);
-    return 2;
-  }
+  return dispatch("probe", subcommands, argv);
 }

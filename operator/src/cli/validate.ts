@@ -1,11 +1,18 @@
-// `sluice validate <files|dirs>...`: every YAML document checked against the CRD schemas (ajv), the
+// `sluice validate <files|dirs|->...`: every YAML document checked against the CRD schemas (ajv), the
 // CRDs' CEL rules (their intent, in TS) and semantic checks. Prints
 // `path:line: kind/namespace/name: field: message`; exit 1 on any error. For a GitOps repo's CI.
 import { isValidatedKind, validateSchema } from "../api/schemas.ts";
 import { classifyObjects } from "../api/objects.ts";
-import { loadManifests, type LoadedDocument } from "../manifests/load.ts";
+import type { LoadedDocument } from "../manifests/load.ts";
 import type { AnyPolicy } from "../policy/normalize.ts";
 import { validatePolicy } from "../policy/validate.ts";
+import { checkInputs, loadInputs } from "./inputs.ts";
+import { outputFormat, outputOption, plural, writeOutput } from "./output.ts";
+import { parseCommandArgs } from "./usage.ts";
+
+const usage =
+  "usage: sluice validate <file or dir>... [-o table|json|yaml]   (- or -f -: manifests from stdin)\n" +
+  "       exit 0: valid; 1: errors (path:line: kind/namespace/name: field: message); 2: usage";
 
 export interface ValidationMessage {
   path: string;
@@ -42,15 +49,41 @@ export function formatMessage(m: ValidationMessage): string {
 }
 
 export async function validateMain(argv: readonly string[]): Promise<number> {
-  if (argv.length === 0 || argv.includes("-h") || argv.includes("--help")) {
-    process.stderr.write("usage: sluice validate <file or dir>...\n");
-    return 2;
+  const { values, positionals } = parseCommandArgs(
+    {
+      args: [...argv],
+      options: { file: { type: "string", short: "f", multiple: true }, ...outputOption },
+      allowPositionals: true,
+      strict: true,
+    },
+    usage,
+  );
+  const output = outputFormat(values.output);
+  const paths = [...(values.file ?? []), ...positionals];
+  checkInputs(undefined, paths);
+  const { documents, errors, files } = loadInputs(paths);
+  // A YAML syntax error has no object or field: it is reported as field "yaml".
+  const messages: Array<Partial<ValidationMessage> & { path: string; line: number; message: string }> = [
+    ...errors.map((e) => ({ ...e, field: "yaml" })),
+    ...validateDocuments(documents),
+  ];
+  const n = messages.length;
+  writeOutput(output, { documents: documents.length, files, errors: messages }, () =>
+    messages
+      .map((m) =>
+        m.object === undefined
+          ? `${m.path}:${m.line}: yaml: ${m.message}`
+          : formatMessage(m as ValidationMessage),
+      )
+      .join("\n"),
+  );
+  if (output === "table") {
+    const failing = new Set(messages.map((m) => m.path)).size;
+    process.stderr.write(
+      n === 0
+        ? `${plural(documents.length, "document")} in ${plural(files, "file")} valid\n`
+        : `${plural(n, "error")} in ${plural(failing, "file")}\n`,
+    );
   }
-  const { documents, errors } = loadManifests(argv);
-  const messages = validateDocuments(documents);
-  for (const e of errors) process.stdout.write(`${e.path}:${e.line}: yaml: ${e.message}\n`);
-  for (const m of messages) process.stdout.write(`${formatMessage(m)}\n`);
-  const n = errors.length + messages.length;
-  process.stderr.write(n === 0 ? `${documents.length} documents valid\n` : `${n} errors\n`);
   return n === 0 ? 0 : 1;
 }

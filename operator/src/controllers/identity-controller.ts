@@ -3,9 +3,9 @@
 // identity/gc.ts; this file wires informers, the work queue and the API writes.
 //
 // Work queue keys: a label-set hash (allocate if used and missing) or SWEEP (duplicates, unused
-// identities past the grace period, obsolete tombstones). Nothing runs before the pod, namespace,
-// identity and node-status caches have synced: an unsynced pod cache would make every identity
-// look unused and an unsynced identity cache would allocate duplicates.
+// identities past the grace period, obsolete tombstones). The frame (frame.ts) runs nothing before
+// the pod, namespace, identity and node-status caches have synced: an unsynced pod cache would make
+// every identity look unused and an unsynced identity cache would allocate duplicates.
 import {
   type CustomObjectsApi,
   type KubernetesObject,
@@ -24,10 +24,13 @@ import {
 } from "../identity/allocator.ts";
 import { planGc } from "../identity/gc.ts";
 import { type LabelOptions, type LabelSet, securityLabels } from "../identity/labels.ts";
-import { describeError, isAlreadyExists, isNotFound } from "../kube/errors.ts";
+import { isAlreadyExists, isNotFound } from "../kube/errors.ts";
 import type { Informer } from "../kube/informer.ts";
 import { apiVersionOf, SECURITY_IDENTITIES } from "../kube/resources.ts";
-import { runWorkers, WorkQueue } from "../kube/workqueue.ts";
+import { WorkQueue } from "../kube/workqueue.ts";
+import { type Logger, silentLogger } from "../observe/log.ts";
+import { runController } from "./frame.ts";
+import type { ApiVerb, OperatorMetrics } from "./metrics.ts";
 
 export type PodObject = Pod & KubernetesObject;
 export type NamespaceObject = Namespace & KubernetesObject;
@@ -50,7 +53,8 @@ export interface IdentityControllerOptions {
   workers?: number;
   /** Periodic sweep even without events. Default 30 s. */
   sweepIntervalMs?: number;
-  log?: (msg: string) => void;
+  log?: Logger;
+  metrics?: OperatorMetrics;
 }
 
 const SWEEP = "sweep";
@@ -71,50 +75,49 @@ export class IdentityController {
   private readonly pending = new Map<string, number>();
   private readonly unusedSince = new Map<number, number>();
   private highWater = 0;
+  /** Label sets without identity → when this controller first saw a pod using them (allocation latency). */
+  private readonly waitingSince = new Map<string, number>();
   private readonly handlers: Array<() => void> = [];
+  private readonly log: Logger;
   /** Creates and retirements done (observability and tests). */
   readonly stats = { created: 0, conflicts: 0, adopted: 0, deleted: 0, tombstoned: 0 };
 
   constructor(o: IdentityControllerOptions) {
     this.o = o;
-  }
-
-  private log(msg: string): void {
-    this.o.log?.(`identity: ${msg}`);
+    this.log = (o.log ?? silentLogger()).child({ controller: "identity" });
   }
 
   /** Runs until the signal aborts (leadership lost or shutdown). */
-  async run(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return;
-    const informers = [
-      this.o.pods,
-      this.o.namespaces,
-      this.o.identities,
-      ...(this.o.nodeStatuses ? [this.o.nodeStatuses] : []),
-    ];
-    const synced = Promise.all(informers.map((i) => i.waitForSync()));
-    const aborted = new Promise<void>((resolve) =>
-      signal.addEventListener("abort", () => resolve(), { once: true }),
+  run(signal: AbortSignal): Promise<void> {
+    return runController(
+      {
+        name: "identity",
+        caches: [
+          this.o.pods,
+          this.o.namespaces,
+          this.o.identities,
+          ...(this.o.nodeStatuses ? [this.o.nodeStatuses] : []),
+        ],
+        queue: this.queue,
+        start: () => {
+          this.subscribe();
+          // Initial state from the caches, then one allocation check per used label set and a sweep.
+          for (const i of this.o.identities.list()) this.onIdentity(i);
+          for (const p of this.o.pods.list()) this.onPod(p);
+          for (const hash of this.uses.keys()) this.queue.add(hash);
+          this.queue.add(SWEEP);
+          return () => {
+            for (const off of this.handlers.splice(0)) off();
+          };
+        },
+        reconcile: (key) => this.reconcile(key),
+        workers: this.o.workers,
+        log: this.o.log ?? silentLogger(),
+        metrics: this.o.metrics?.controllers,
+        describeKey: (key) => (key === SWEEP ? { key } : { label_set_hash: key }),
+      },
+      signal,
     );
-    await Promise.race([synced, aborted]);
-    if (signal.aborted) return;
-    this.subscribe();
-    // Initial state from the caches, then one allocation check per used label set and a sweep.
-    for (const i of this.o.identities.list()) this.onIdentity(i);
-    for (const p of this.o.pods.list()) this.onPod(p);
-    for (const hash of this.uses.keys()) this.queue.add(hash);
-    this.queue.add(SWEEP);
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
-    try {
-      await runWorkers(
-        this.queue,
-        this.o.workers ?? 4,
-        (key) => this.reconcile(key),
-        (key, err) => this.log(`${key}: ${describeError(err)}`),
-      );
-    } finally {
-      for (const off of this.handlers.splice(0)) off();
-    }
   }
 
   /** Used label sets without a live identity in the cache (0 when allocation has caught up). */
@@ -174,8 +177,22 @@ export class IdentityController {
     if (use) use.count++;
     else {
       this.uses.set(hash, { count: 1, labels });
+      if (!this.pending.has(hash) && this.index.live(hash, labels).length === 0) this.waiting(hash);
       this.queue.add(hash);
     }
+  }
+
+  /** A used label set has no identity from now on: the allocation latency counts from here. */
+  private waiting(hash: string): void {
+    if (!this.waitingSince.has(hash)) this.waitingSince.set(hash, performance.now());
+  }
+
+  /** The label set has its identity (created here, adopted, or seen in the cache). */
+  private bound(hash: string): void {
+    const since = this.waitingSince.get(hash);
+    if (since === undefined) return;
+    this.waitingSince.delete(hash);
+    this.o.metrics?.allocationSeconds.observe((performance.now() - since) / 1000);
   }
 
   private onPodGone(p: PodObject): void {
@@ -191,6 +208,7 @@ export class IdentityController {
     if (!use) return;
     if (--use.count <= 0) {
       this.uses.delete(hash);
+      this.waitingSince.delete(hash);
       this.queue.add(SWEEP);
     }
   }
@@ -200,6 +218,7 @@ export class IdentityController {
     if (!r) return;
     this.index.upsert(r);
     if (this.pending.get(r.hash) === r.id) this.pending.delete(r.hash);
+    if (!r.tombstone) this.bound(r.hash);
     if (this.index.live(r.hash).length > 1) this.queue.add(SWEEP);
   }
 
@@ -209,7 +228,11 @@ export class IdentityController {
     this.index.remove(r.id);
     if (this.pending.get(r.hash) === r.id) this.pending.delete(r.hash);
     // Someone deleted an identity still in use: allocate again (a new number).
-    if (this.uses.has(r.hash)) this.queue.add(r.hash);
+    const use = this.uses.get(r.hash);
+    if (use) {
+      if (this.index.live(r.hash, use.labels).length === 0) this.waiting(r.hash);
+      this.queue.add(r.hash);
+    }
   }
 
   private nodeFloor(): number {
@@ -261,25 +284,30 @@ export class IdentityController {
         spec: { labels },
       };
       try {
-        await this.o.custom.createClusterCustomObject({
-          group: SECURITY_IDENTITIES.group,
-          version: SECURITY_IDENTITIES.version,
-          plural: SECURITY_IDENTITIES.plural,
-          body,
-          fieldManager: FIELD_MANAGER,
-        });
+        await this.api("create", () =>
+          this.o.custom.createClusterCustomObject({
+            group: SECURITY_IDENTITIES.group,
+            version: SECURITY_IDENTITIES.version,
+            plural: SECURITY_IDENTITIES.plural,
+            body,
+            fieldManager: FIELD_MANAGER,
+          }),
+        );
         this.pending.set(hash, candidate);
         this.stats.created++;
+        this.allocated(hash, candidate, "created");
         return;
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
         this.stats.conflicts++;
+        this.o.metrics?.identityAllocationConflicts.inc();
         // Taken: by another (old) leader for this same set? Then adopt it instead of a duplicate.
         const existing = await this.read(candidate);
         const r = existing && identityRecord(existing);
         if (r && !r.tombstone && r.hash === hash) {
           this.pending.set(hash, candidate);
           this.stats.adopted++;
+          this.allocated(hash, candidate, "adopted");
           return;
         }
       }
@@ -287,14 +315,44 @@ export class IdentityController {
     throw new Error(`could not allocate an identity for ${hash} after 64 attempts`);
   }
 
+  private allocated(hash: string, id: number, how: "created" | "adopted"): void {
+    this.o.metrics?.identitiesAllocated.inc();
+    const since = this.waitingSince.get(hash);
+    // Per identity, so debug: a rollout of a new Deployment allocates one, a cluster start thousands.
+    this.log.debug(
+      {
+        identity: id,
+        label_set_hash: hash,
+        how,
+        ...(since !== undefined ? { wait_ms: Math.round(performance.now() - since) } : {}),
+      },
+      "identity allocated",
+    );
+    this.bound(hash);
+  }
+
+  /** An API call whose unexpected failures count in sluice_operator_api_errors_total. */
+  private async api<T>(verb: ApiVerb, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      // AlreadyExists and NotFound are answers the allocation and GC decide on, not failures.
+      if (!isAlreadyExists(err) && !isNotFound(err))
+        this.o.metrics?.apiError(SECURITY_IDENTITIES.plural, verb);
+      throw err;
+    }
+  }
+
   private async read(id: number): Promise<IdentityObj | undefined> {
     try {
-      return (await this.o.custom.getClusterCustomObject({
-        group: SECURITY_IDENTITIES.group,
-        version: SECURITY_IDENTITIES.version,
-        plural: SECURITY_IDENTITIES.plural,
-        name: String(id),
-      })) as IdentityObj;
+      return (await this.api("get", () =>
+        this.o.custom.getClusterCustomObject({
+          group: SECURITY_IDENTITIES.group,
+          version: SECURITY_IDENTITIES.version,
+          plural: SECURITY_IDENTITIES.plural,
+          name: String(id),
+        }),
+      )) as IdentityObj;
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -310,6 +368,8 @@ export class IdentityController {
       Date.now(),
       this.o.gcGraceMs,
     );
+    const t0 = performance.now();
+    const done = { delete: 0, tombstone: 0 };
     for (const a of plan.actions) {
       const r = this.index.get(a.id);
       // Re-check against the cache right before writing: a pod may have come back meanwhile.
@@ -317,19 +377,29 @@ export class IdentityController {
       this.guard();
       if (a.action === "delete") await this.deleteIdentity(a.id);
       else await this.tombstone(a.id);
-      this.log(`${a.action} ${a.id} (${a.why})`);
+      done[a.action]++;
+      this.o.metrics?.identitiesGc.inc({ action: a.action });
+      this.log.debug({ identity: a.id, action: a.action, why: a.why }, "identity retired");
     }
+    // One line per sweep that did something, not one per identity.
+    if (done.delete + done.tombstone > 0)
+      this.log.info(
+        { deleted: done.delete, tombstoned: done.tombstone, sweep_ms: Math.round(performance.now() - t0) },
+        "identity gc",
+      );
     return { requeueAfterMs: Math.max(50, Math.min(interval, plan.nextDueMs ?? interval)) };
   }
 
   private async deleteIdentity(id: number): Promise<void> {
     try {
-      await this.o.custom.deleteClusterCustomObject({
-        group: SECURITY_IDENTITIES.group,
-        version: SECURITY_IDENTITIES.version,
-        plural: SECURITY_IDENTITIES.plural,
-        name: String(id),
-      });
+      await this.api("delete", () =>
+        this.o.custom.deleteClusterCustomObject({
+          group: SECURITY_IDENTITIES.group,
+          version: SECURITY_IDENTITIES.version,
+          plural: SECURITY_IDENTITIES.plural,
+          name: String(id),
+        }),
+      );
       this.stats.deleted++;
     } catch (err) {
       if (!isNotFound(err)) throw err;
@@ -338,15 +408,19 @@ export class IdentityController {
 
   private async tombstone(id: number): Promise<void> {
     try {
-      await this.o.custom.patchClusterCustomObject(
-        {
-          group: SECURITY_IDENTITIES.group,
-          version: SECURITY_IDENTITIES.version,
-          plural: SECURITY_IDENTITIES.plural,
-          name: String(id),
-          body: { metadata: { labels: { [IDENTITY_TOMBSTONE_LABEL]: "true", [IDENTITY_HASH_LABEL]: null } } },
-        },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      await this.api("patch", () =>
+        this.o.custom.patchClusterCustomObject(
+          {
+            group: SECURITY_IDENTITIES.group,
+            version: SECURITY_IDENTITIES.version,
+            plural: SECURITY_IDENTITIES.plural,
+            name: String(id),
+            body: {
+              metadata: { labels: { [IDENTITY_TOMBSTONE_LABEL]: "true", [IDENTITY_HASH_LABEL]: null } },
+            },
+          },
+          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+        ),
       );
       this.stats.tombstoned++;
     } catch (err) {

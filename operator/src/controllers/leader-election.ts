@@ -29,8 +29,12 @@ export interface LeaderElectionConfig {
   onStoppedLeading?: () => void;
   /** Another replica became (or is) leader. */
   onNewLeader?: (identity: string) => void;
-  onError?: (description: string) => void;
+  /** `op` says which step failed (for metrics); the description is safe to log. */
+  onError?: (description: string, op: LeaseOp) => void;
 }
+
+/** The lease requests (and the leader's own work) whose failures onError reports. */
+export type LeaseOp = "get" | "create" | "update" | "release" | "leader-work";
 
 interface LeaseSpec {
   holderIdentity?: string | null;
@@ -79,6 +83,8 @@ export class LeaderElector {
   private readonly stopCtl = new AbortController();
   private loop: Promise<void> | undefined;
   private lastLeader = "";
+  /** Local monotonic time of the last successful acquire or renewal while leading. */
+  private lastRenewAt = 0;
 
   constructor(kc: KubeConfig, cfg: LeaderElectionConfig) {
     this.kc = kc;
@@ -98,6 +104,18 @@ export class LeaderElector {
 
   isLeader(): boolean {
     return this.leading !== undefined && !this.leading.signal.aborted;
+  }
+
+  /**
+   * While leading, milliseconds since the lease was last acquired or renewed; undefined otherwise.
+   * The renew loop gives up after renewDeadline, so a value past leaseDuration means it is wedged.
+   */
+  renewedAgoMs(): number | undefined {
+    return this.isLeader() ? performance.now() - this.lastRenewAt : undefined;
+  }
+
+  get leaseDurationMs(): number {
+    return this.cfg.leaseDurationMs;
   }
 
   /** The holder as last observed ("" when unknown or free). */
@@ -121,11 +139,12 @@ export class LeaderElector {
       if (signal.aborted) return;
       const ctl = new AbortController();
       this.leading = ctl;
+      let lastRenew = performance.now();
+      this.lastRenewAt = lastRenew;
       void Promise.resolve()
         .then(() => this.cfg.onStartedLeading(ctl.signal))
-        .catch((err) => this.cfg.onError?.(`leader work failed: ${describeError(err)}`));
+        .catch((err) => this.cfg.onError?.(`leader work failed: ${describeError(err)}`, "leader-work"));
       // Renew until a renewal does not succeed within renewDeadline.
-      let lastRenew = performance.now();
       while (!signal.aborted) {
         // Never sleep past the renew deadline: leadership ends exactly renewDeadline after the last
         // renewal, which is what lets candidates count from their last poll.
@@ -136,6 +155,7 @@ export class LeaderElector {
         const ok = remaining > 0 && (await this.tryAcquireOrRenew(remaining));
         if (ok) {
           lastRenew = performance.now();
+          this.lastRenewAt = lastRenew;
           continue;
         }
         if (performance.now() - lastRenew >= this.cfg.renewDeadlineMs || !this.holdsObserved()) break;
@@ -215,7 +235,7 @@ export class LeaderElector {
       current = await rawRequest<Lease>(this.kc, "GET", `${this.path}/${this.cfg.name}`, undefined, reqOpts);
     } catch (err) {
       if (!isNotFound(err)) {
-        this.cfg.onError?.(`lease ${this.cfg.namespace}/${this.cfg.name}: ${describeError(err)}`);
+        this.cfg.onError?.(`lease ${this.cfg.namespace}/${this.cfg.name}: ${describeError(err)}`, "get");
         return false;
       }
       const fresh: Lease = {
@@ -234,7 +254,7 @@ export class LeaderElector {
         this.observe(await rawRequest<Lease>(this.kc, "POST", this.path, fresh, reqOpts));
         return true;
       } catch (err2) {
-        if (!isAlreadyExists(err2)) this.cfg.onError?.(`create lease: ${describeError(err2)}`);
+        if (!isAlreadyExists(err2)) this.cfg.onError?.(`create lease: ${describeError(err2)}`, "create");
         return false;
       }
     }
@@ -263,7 +283,7 @@ export class LeaderElector {
       this.observe(updated);
       return true;
     } catch (err) {
-      if (!isConflict(err)) this.cfg.onError?.(`update lease: ${describeError(err)}`);
+      if (!isConflict(err)) this.cfg.onError?.(`update lease: ${describeError(err)}`, "update");
       return false;
     }
   }
@@ -288,7 +308,7 @@ export class LeaderElector {
     try {
       await rawRequest(this.kc, "PUT", `${this.path}/${this.cfg.name}`, released, { timeoutMs: 5_000 });
     } catch (err) {
-      this.cfg.onError?.(`release lease: ${describeError(err)}`);
+      this.cfg.onError?.(`release lease: ${describeError(err)}`, "release");
     }
   }
 }

@@ -3,9 +3,14 @@
 // the controllers at once; they re-run from the caches when this replica leads again.
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
+import { Registry } from "prom-client";
+import { identityRecord } from "../identity/allocator.ts";
 import { validatePolicy } from "../policy/validate.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { Informer } from "../kube/informer.ts";
+import type { HealthCheck } from "../observe/health.ts";
+import { type Logger, silentLogger } from "../observe/log.ts";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import type { KubeClients } from "../kube/client.ts";
 import type { SecurityNodeStatusObject } from "../kube/node-status.ts";
 import {
@@ -13,6 +18,7 @@ import {
   NAMESPACES,
   NETWORK_POLICIES,
   PODS,
+  type Resource,
   SECURITY_IDENTITIES,
   SECURITY_NODE_STATUSES,
   SECURITY_POLICIES,
@@ -23,7 +29,9 @@ import {
   type NamespaceObject,
   type PodObject,
 } from "./identity-controller.ts";
+import { cachesSyncedCheck, leaderKnownCheck, leaseRenewalCheck } from "./checks.ts";
 import { LeaderElector } from "./leader-election.ts";
+import { OperatorMetrics } from "./metrics.ts";
 import {
   type ClusterSecurityPolicyObject,
   type NetworkPolicyObject,
@@ -42,7 +50,10 @@ export interface OperatorOptions {
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
   statusDebounceMs?: number;
-  log?: (msg: string) => void;
+  /** Default: silent. The CLI's has { component: "operator" } on every line. */
+  log?: Logger;
+  /** Default: metrics on a registry nobody scrapes. */
+  metrics?: OperatorMetrics;
 }
 
 export interface OperatorInformers {
@@ -59,7 +70,9 @@ export class Operator {
   readonly id: string;
   readonly informers: OperatorInformers;
   readonly elector: LeaderElector;
+  readonly metrics: OperatorMetrics;
   private readonly o: OperatorOptions;
+  private readonly log: Logger;
   /** Controllers of the current (or last) term as leader. */
   identity: IdentityController | undefined;
   status: StatusController | undefined;
@@ -69,25 +82,27 @@ export class Operator {
   constructor(o: OperatorOptions) {
     this.o = o;
     this.id = o.id ?? `${hostname()}-${randomBytes(3).toString("hex")}`;
+    this.log = o.log ?? silentLogger();
+    this.metrics = o.metrics ?? new OperatorMetrics(new Registry());
+    const log = this.log;
+    const metrics = this.metrics;
     const kc = o.clients.kc;
-    const onError = (what: string) => (d: string, n: number) =>
-      o.log?.(`informer ${what}: ${d} (failure ${n})`);
+    // Restarts back off exponentially (informer.ts), so one line per failure stays readable.
+    const informer = <T extends KubernetesObject>(r: Resource) =>
+      new Informer<T>(kc, r, {
+        onError: (d, n) => {
+          metrics.apiError(r.plural, "list_watch");
+          log.warn({ resource: r.plural, failures: n, err: d }, "watch failed; restarting with backoff");
+        },
+      });
     this.informers = {
-      pods: new Informer<PodObject>(kc, PODS, { onError: onError("pods") }),
-      namespaces: new Informer<NamespaceObject>(kc, NAMESPACES, { onError: onError("namespaces") }),
-      identities: new Informer<IdentityObj>(kc, SECURITY_IDENTITIES, { onError: onError("identities") }),
-      nodeStatuses: new Informer<SecurityNodeStatusObject>(kc, SECURITY_NODE_STATUSES, {
-        onError: onError("nodestatuses"),
-      }),
-      securityPolicies: new Informer<SecurityPolicyObject>(kc, SECURITY_POLICIES, {
-        onError: onError("securitypolicies"),
-      }),
-      clusterSecurityPolicies: new Informer<ClusterSecurityPolicyObject>(kc, CLUSTER_SECURITY_POLICIES, {
-        onError: onError("clustersecuritypolicies"),
-      }),
-      networkPolicies: new Informer<NetworkPolicyObject>(kc, NETWORK_POLICIES, {
-        onError: onError("networkpolicies"),
-      }),
+      pods: informer<PodObject>(PODS),
+      namespaces: informer<NamespaceObject>(NAMESPACES),
+      identities: informer<IdentityObj>(SECURITY_IDENTITIES),
+      nodeStatuses: informer<SecurityNodeStatusObject>(SECURITY_NODE_STATUSES),
+      securityPolicies: informer<SecurityPolicyObject>(SECURITY_POLICIES),
+      clusterSecurityPolicies: informer<ClusterSecurityPolicyObject>(CLUSTER_SECURITY_POLICIES),
+      networkPolicies: informer<NetworkPolicyObject>(NETWORK_POLICIES),
     };
     this.elector = new LeaderElector(kc, {
       namespace: o.leaseNamespace,
@@ -97,10 +112,42 @@ export class Operator {
       renewDeadlineMs: o.renewDeadlineMs,
       retryPeriodMs: o.retryPeriodMs,
       onStartedLeading: (signal) => this.lead(signal),
-      onStoppedLeading: () => o.log?.(`${this.id}: stopped leading`),
-      onNewLeader: (leader) => o.log?.(`${this.id}: leader is ${leader}`),
-      onError: (d) => o.log?.(`leader election: ${d}`),
+      onStoppedLeading: () => {
+        metrics.leaderTransitions.inc({ to: "standby" });
+        log.info({ id: this.id }, "stopped leading");
+      },
+      onNewLeader: (leader) => log.info({ id: this.id, leader }, "new leader observed; standing by"),
+      onError: (d, op) => {
+        if (op === "leader-work") {
+          log.error({ err: d }, "leader work failed");
+          return;
+        }
+        metrics.apiError("leases", op === "release" ? "update" : op);
+        log.warn({ op, err: d }, "lease request failed");
+      },
     });
+    metrics.bind({
+      isLeader: () => this.isLeader(),
+      liveIdentities: () => {
+        let n = 0;
+        for (const i of this.informers.identities.list()) {
+          const r = identityRecord(i);
+          if (r && !r.tombstone) n++;
+        }
+        return n;
+      },
+    });
+  }
+
+  /** /readyz: caches synced, and this replica leads or knows who does. */
+  readiness(): HealthCheck[] {
+    const byPlural = Object.fromEntries(Object.values(this.informers).map((i) => [i.resource.plural, i]));
+    return [cachesSyncedCheck(byPlural), leaderKnownCheck(this.id, this.elector)];
+  }
+
+  /** /healthz beyond the event loop: the leader's renew loop is not wedged. */
+  liveness(): HealthCheck[] {
+    return [leaseRenewalCheck(this.elector)];
   }
 
   start(): void {
@@ -114,10 +161,12 @@ export class Operator {
 
   private async lead(signal: AbortSignal): Promise<void> {
     this.terms++;
-    this.o.log?.(`${this.id}: started leading`);
+    this.metrics.leaderTransitions.inc({ to: "leader" });
+    this.log.info({ id: this.id, term: this.terms }, "started leading");
     const { clients } = this.o;
     const isLeader = () => !signal.aborted && this.elector.isLeader();
-    const log = this.o.log;
+    const log = this.log;
+    const metrics = this.metrics;
     this.identity = new IdentityController({
       custom: clients.custom,
       pods: this.informers.pods,
@@ -127,6 +176,7 @@ export class Operator {
       gcGraceMs: this.o.identityGcGraceMs,
       isLeader,
       log,
+      metrics,
     });
     this.status = new StatusController({
       custom: clients.custom,
@@ -145,10 +195,14 @@ export class Operator {
       events: new EventRecorder(clients.core, {
         component: "sluice-operator",
         instance: this.id,
-        onError: log,
+        onError: (d, verb) => {
+          metrics.apiError("events", verb);
+          log.warn({ err: d }, "event not recorded");
+        },
       }),
       debounceMs: this.o.statusDebounceMs,
       log,
+      metrics,
     });
     await Promise.all([this.identity.run(signal), this.status.run(signal)]);
   }

@@ -9,7 +9,7 @@ import type { CustomObjectsApi, KubernetesObject } from "@kubernetes/client-node
 import type { NetworkPolicy } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
 import { applyCustomStatus } from "../kube/apply.ts";
-import { describeError, isNotFound } from "../kube/errors.ts";
+import { isNotFound } from "../kube/errors.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Informer } from "../kube/informer.ts";
 import {
@@ -24,8 +24,11 @@ import {
   type Resource,
   SECURITY_POLICIES,
 } from "../kube/resources.ts";
-import { runWorkers, WorkQueue } from "../kube/workqueue.ts";
+import { WorkQueue } from "../kube/workqueue.ts";
+import { type Logger, silentLogger } from "../observe/log.ts";
 import { normalizePolicy } from "../policy/normalize.ts";
+import { runController } from "./frame.ts";
+import type { OperatorMetrics } from "./metrics.ts";
 import type { NamespaceObject, PodObject } from "./identity-controller.ts";
 import { aggregate, type PodView, type PolicyStatus, sameStatus } from "./policy-status.ts";
 
@@ -48,7 +51,8 @@ export interface StatusControllerOptions {
   validate?: (policy: AnyStatusPolicy) => Array<{ field: string; message: string }>;
   workers?: number;
   debounceMs?: number;
-  log?: (msg: string) => void;
+  log?: Logger;
+  metrics?: OperatorMetrics;
 }
 
 const FIELD_MANAGER = "sluice-operator";
@@ -57,42 +61,45 @@ export class StatusController {
   private readonly o: StatusControllerOptions;
   private readonly queue = new WorkQueue<string>();
   private readonly handlers: Array<() => void> = [];
+  private readonly log: Logger;
   /** Status writes done (observability and the no-flapping tests). */
   writes = 0;
   readonly writesByKey = new Map<string, number>();
 
   constructor(o: StatusControllerOptions) {
     this.o = o;
+    this.log = (o.log ?? silentLogger()).child({ controller: "status" });
   }
 
-  async run(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return;
-    const informers = [
-      this.o.securityPolicies,
-      this.o.clusterSecurityPolicies,
-      this.o.pods,
-      this.o.namespaces,
-      this.o.nodeStatuses,
-      ...(this.o.networkPolicies ? [this.o.networkPolicies] : []),
-    ];
-    const aborted = new Promise<void>((resolve) =>
-      signal.addEventListener("abort", () => resolve(), { once: true }),
+  /** Runs until the signal aborts (leadership lost or shutdown). */
+  run(signal: AbortSignal): Promise<void> {
+    return runController(
+      {
+        name: "status",
+        caches: [
+          this.o.securityPolicies,
+          this.o.clusterSecurityPolicies,
+          this.o.pods,
+          this.o.namespaces,
+          this.o.nodeStatuses,
+          ...(this.o.networkPolicies ? [this.o.networkPolicies] : []),
+        ],
+        queue: this.queue,
+        start: () => {
+          this.subscribe();
+          this.enqueueAll(0);
+          return () => {
+            for (const off of this.handlers.splice(0)) off();
+          };
+        },
+        reconcile: (key) => this.reconcile(key),
+        workers: this.o.workers,
+        log: this.o.log ?? silentLogger(),
+        metrics: this.o.metrics?.controllers,
+        describeKey: (key) => ({ policy: key }),
+      },
+      signal,
     );
-    await Promise.race([Promise.all(informers.map((i) => i.waitForSync())), aborted]);
-    if (signal.aborted) return;
-    this.subscribe();
-    this.enqueueAll(0);
-    signal.addEventListener("abort", () => this.queue.shutDown(), { once: true });
-    try {
-      await runWorkers(
-        this.queue,
-        this.o.workers ?? 4,
-        (key) => this.reconcile(key),
-        (key, err) => this.o.log?.(`status ${key}: ${describeError(err)}`),
-      );
-    } finally {
-      for (const off of this.handlers.splice(0)) off();
-    }
   }
 
   private subscribe(): void {
@@ -182,6 +189,7 @@ export class StatusController {
     const { status, nodeErrors } = this.compute(policy);
     if (sameStatus(status, policy.status)) return undefined;
     if (!this.o.isLeader()) throw new Error("not the leader any more");
+    const t0 = performance.now();
     try {
       await applyCustomStatus(
         this.o.custom,
@@ -191,11 +199,27 @@ export class StatusController {
         FIELD_MANAGER,
       );
     } catch (err) {
-      if (isNotFound(err)) return undefined; // deleted meanwhile
+      if (isNotFound(err)) {
+        this.o.metrics?.statusWrite("gone");
+        return undefined; // deleted meanwhile
+      }
+      this.o.metrics?.statusWrite("error");
+      this.o.metrics?.apiError(resource.plural, "apply");
       throw err;
     }
+    this.o.metrics?.statusWrite("ok");
     this.writes++;
     this.writesByKey.set(key, (this.writesByKey.get(key) ?? 0) + 1);
+    // Per write, so debug; what operators act on are the conditions and events the write carries.
+    this.log.debug(
+      {
+        policy: key,
+        generation: policy.metadata.generation,
+        conditions: Object.fromEntries(status.conditions.map((c) => [c.type, c.reason])),
+        write_ms: Math.round(performance.now() - t0),
+      },
+      "policy status written",
+    );
     await this.emitEvents(resource, policy, status, nodeErrors);
     return undefined;
   }

@@ -4,12 +4,13 @@
 // established flow reaching a pod whose policy alone would drop it is cut at the upgrade) and the
 // counters. Conntrack is copied before the swap and again after it (entries the old programs created
 // in between); then the old maps' pins go.
-import { readdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import type { BpfAddon } from "./kernel/bpf-addon.ts";
 import * as C from "./codec/codecs.ts";
 import { enums } from "./codec/layout.generated.ts";
-import { counterIndex, type DatapathMaps, LAYOUT_VERSION } from "./kernel/maps.ts";
+import { counterIndex, type DatapathMaps } from "./kernel/maps.ts";
+import type { DatapathPins } from "./kernel/pins.ts";
+import type { PinnedDatapath } from "./kernel/programs.ts";
 import { PerCpuMap, TypedMap } from "./kernel/typed-map.ts";
 
 const OLD = 3;
@@ -17,27 +18,12 @@ const OLD_CONNTRACK = `sl_ct_v${OLD}`;
 const OLD_COUNTERS = `sl_cnt_v${OLD}`;
 const V4 = enums.sl_family.SL_FAMILY_V4;
 const V6 = enums.sl_family.SL_FAMILY_V6;
-const CURRENT = LAYOUT_VERSION;
 
 export interface MigrationReport {
   fromVersion: number;
   conntrack: number;
   counters: number;
   removedPins: string[];
-}
-
-// Map pins of older layout versions under the root (their names end in _v<N>, N below this layout's).
-export function olderLayoutPins(pinRoot: string): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(pinRoot);
-  } catch {
-    return [];
-  }
-  return names.filter((n) => {
-    const m = /^sl_\w+_v(\d+)$/.exec(n);
-    return m !== null && Number(m[1]) < CURRENT;
-  });
 }
 
 function hex(b: Uint8Array): string {
@@ -57,18 +43,18 @@ export function describeMigrationError(e: unknown): string {
 
 export class LayoutMigration {
   readonly #addon: BpfAddon;
-  readonly #pinRoot: string;
+  readonly #pins: DatapathPins;
   readonly #conntrack: TypedMap<C.V3CtKey, C.CtValue> | undefined;
   readonly #counters: PerCpuMap<C.V3CounterKey, C.CounterValue> | undefined;
   readonly #report: MigrationReport = { fromVersion: OLD, conntrack: 0, counters: 0, removedPins: [] };
   #closed = false;
 
-  private constructor(addon: BpfAddon, pinRoot: string) {
+  private constructor(addon: BpfAddon, pins: DatapathPins) {
     this.#addon = addon;
-    this.#pinRoot = pinRoot;
+    this.#pins = pins;
     const open = (name: string): number | undefined => {
       try {
-        return addon.objGet(join(pinRoot, name));
+        return addon.objGet(pins.map(name));
       } catch {
         return undefined;
       }
@@ -85,10 +71,10 @@ export class LayoutMigration {
     }
   }
 
-  // A migration when the root holds pins of an older layout, else undefined.
-  static open(addon: BpfAddon, pinRoot: string): LayoutMigration | undefined {
-    if (olderLayoutPins(pinRoot).length === 0) return undefined;
-    return new LayoutMigration(addon, pinRoot);
+  // A migration when the datapath's root holds pins of an older layout, else undefined.
+  static open(dp: PinnedDatapath): LayoutMigration | undefined {
+    if (dp.pins.olderLayoutMaps().length === 0) return undefined;
+    return new LayoutMigration(dp.addon, dp.pins);
   }
 
   get report(): MigrationReport {
@@ -144,8 +130,8 @@ export class LayoutMigration {
   // Closes the old maps and removes every pin of an older layout (the maps go with their last user).
   finish(): MigrationReport {
     this.close();
-    for (const name of olderLayoutPins(this.#pinRoot)) {
-      rmSync(join(this.#pinRoot, name), { force: true });
+    for (const name of this.#pins.olderLayoutMaps()) {
+      rmSync(this.#pins.map(name), { force: true });
       this.#report.removedPins.push(name);
     }
     return this.#report;

@@ -17,11 +17,19 @@ export interface KubeClients {
   objects: KubernetesObjectApi;
 }
 
-/** Loads a kubeconfig file; without a path, the in-cluster service account or $KUBECONFIG. */
-export function loadKubeConfig(path?: string): KubeConfig {
+/**
+ * Loads a kubeconfig file; without a path, the in-cluster service account or $KUBECONFIG. `context`
+ * (kubectl's --context) picks one of the file's contexts instead of its current one.
+ */
+export function loadKubeConfig(path?: string, context?: string): KubeConfig {
   const kc = new KubeConfig();
   if (path) kc.loadFromFile(path);
   else kc.loadFromDefault();
+  if (context !== undefined) {
+    if (!kc.getContextObject(context))
+      throw new Error(`kubeconfig ${path ?? "(default)"}: no context named ${JSON.stringify(context)}`);
+    kc.setCurrentContext(context);
+  }
   if (!kc.getCurrentCluster()) {
     throw new Error(`kubeconfig ${path ?? "(default)"}: the current context names no cluster`);
   }

@@ -32,7 +32,8 @@ export interface EventRecorderOptions {
   windowMs?: number;
   /** Remembered (object, reason, message) keys. Default 4096. */
   maxKeys?: number;
-  onError?: (description: string) => void;
+  /** Events are best effort: failures come here (with the request that failed), never thrown. */
+  onError?: (description: string, verb: "create" | "patch") => void;
 }
 
 const MAX_MESSAGE = 1024;
@@ -62,8 +63,10 @@ export class EventRecorder {
     const now = new Date();
     const windowMs = this.opts.windowMs ?? 600_000;
     const prev = this.seen.get(key);
+    let verb: "create" | "patch" = "create";
     try {
       if (prev && now.getTime() - prev.last < windowMs) {
+        verb = "patch";
         prev.count++;
         prev.last = now.getTime();
         this.touch(key, prev);
@@ -82,6 +85,7 @@ export class EventRecorder {
           this.seen.delete(key); // expired by the server's event TTL: start a new one
         }
       }
+      verb = "create";
       const name = `${obj.name}.${now.getTime().toString(16)}${(this.seq++ % 4096).toString(16).padStart(3, "0")}`;
       const body: CoreV1Event = {
         metadata: { name, namespace },
@@ -107,7 +111,10 @@ export class EventRecorder {
       this.touch(key, { name, namespace, count: 1, first: now, last: now.getTime() });
       return name;
     } catch (err) {
-      this.opts.onError?.(`event ${reason} on ${obj.kind} ${namespace}/${obj.name}: ${describeError(err)}`);
+      this.opts.onError?.(
+        `event ${reason} on ${obj.kind} ${namespace}/${obj.name}: ${describeError(err)}`,
+        verb,
+      );
       return undefined;
     }
   }

@@ -5,6 +5,7 @@ import type { Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatPort, type MatrixRow, type ProbePort } from "../api/matrix-rows.ts";
+import { DEFAULT_BPFFS } from "../datapath/kernel/bpffs.ts";
 import { API_BRIDGE_SCRIPT, bridgeUnixToTcp } from "./api-bridge.ts";
 import {
   type Child,
@@ -28,7 +29,7 @@ import { sctpAvailable } from "./sctp.ts";
 import { forgetRun, labWorkDirPrefix, recordRun } from "./stale.ts";
 import type { LabTopology } from "./topology.ts";
 
-export const BPFFS_LAB_PREFIX = "/sys/fs/bpf/sluice-lab-";
+export const BPFFS_LAB_PREFIX = join(DEFAULT_BPFFS, "sluice-lab-");
 
 export interface LabOptions {
   // Extra ports every pod listens on (besides its container ports), e.g. from --ports.
@@ -77,6 +78,14 @@ interface Agent {
   node: string;
   child: Child;
   readyFile: string;
+  // Where the agent serves /metrics, /healthz and /readyz, in its node's namespace (ready file).
+  metrics?: string;
+}
+
+// What an agent's --ready-file holds (cli/agent.ts): the static agent's counts, the bound address.
+interface AgentReady {
+  endpoints?: number;
+  metrics?: string;
 }
 
 export class Lab {
@@ -179,9 +188,15 @@ export class Lab {
   }
 
   // Starts the agent in Kubernetes mode on a node; connectApiServer() must have run.
-  async startKubeAgent(node: string, kubeconfig: string, timeoutMs = 60000): Promise<void> {
+  // extraArgs: more `sluice agent` flags for this agent only (e.g. --metrics-addr 0).
+  async startKubeAgent(
+    node: string,
+    kubeconfig: string,
+    timeoutMs = 60000,
+    extraArgs: readonly string[] = [],
+  ): Promise<void> {
     if (!this.hostBridge) throw new Error("connectApiServer() before starting a Kubernetes-mode agent");
-    await this.launchAgent(node, ["--kubeconfig", kubeconfig], timeoutMs);
+    await this.launchAgent(node, ["--kubeconfig", kubeconfig, ...extraArgs], timeoutMs);
   }
 
   // Makes an API server on the host's loopback reachable at the same address from every node's
@@ -215,6 +230,10 @@ export class Lab {
     const args = [NODE, ...NODE_FLAGS, this.agentMain, "agent", ...modeArgs];
     args.push("--node", node, "--bpffs-root", root, "--ready-file", readyFile, ...this.agentArgs);
     if (this.allowLocalhost) args.push("--allow-localhost", this.allowLocalhost);
+    // A free port on the namespace's loopback, found in the ready file: the agents of a lab never
+    // contend for :9962, nor expose it on the fabric. An older build (upgrade tests) has no server.
+    if (this.agentMain === SLUICE_MAIN && !args.includes("--metrics-addr"))
+      args.push("--metrics-addr", "127.0.0.1:0");
     const child = spawnIn(plan.netns, `agent ${node}`, args);
     child.proc.stdout?.resume();
     if (this.agentLogDir)
@@ -223,15 +242,18 @@ export class Lab {
     const t0 = performance.now();
     for (;;) {
       if (existsSync(readyFile)) {
-        let ready: { endpoints?: number };
+        let ready: AgentReady;
         try {
-          ready = JSON.parse(readFileSync(readyFile, "utf8")) as { endpoints?: number };
+          ready = JSON.parse(readFileSync(readyFile, "utf8")) as AgentReady;
         } catch {
           await sleep(20); // written but not complete yet
           continue;
         }
+        const agent = this.agents.get(node);
+        if (agent) agent.metrics = ready.metrics;
         this.log(
-          `agent ${node}: ready with ${ready.endpoints ?? "?"} endpoints in ${Math.round(performance.now() - t0)} ms`,
+          `agent ${node}: ready with ${ready.endpoints ?? "?"} endpoints in ${Math.round(performance.now() - t0)} ms` +
+            (ready.metrics ? `, metrics at ${ready.metrics} in its namespace` : ""),
         );
         return;
       }
@@ -258,6 +280,31 @@ export class Lab {
     else await stopChild(a.child, 10000);
     const { code } = await a.child.exited;
     return { code };
+  }
+
+  // host:port of the running agent's /metrics, /healthz and /readyz, in its node's namespace.
+  agentMetricsAddress(node: string): string | undefined {
+    return this.agents.get(node)?.metrics;
+  }
+
+  // GET of an agent's /metrics, /healthz or /readyz. The agent listens in its node's namespace, which
+  // the host cannot reach: a node process entered into that namespace makes the request.
+  async agentHttp(node: string, path: string, timeoutMs = 10000): Promise<{ status: number; body: string }> {
+    const address = this.agentMetricsAddress(node);
+    if (!address) throw new Error(`agent on ${node}: not running, or serving no metrics`);
+    const netns = this.plan.nodes.find((n) => n.name === node)!.netns;
+    const script =
+      "const r = await fetch(process.argv[1]);" +
+      "process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() }));";
+    const child = spawnIn(netns, `agent http ${node}`, [
+      NODE,
+      ...NODE_FLAGS,
+      "--input-type=module",
+      "-e",
+      script,
+      `http://${address}${path}`,
+    ]);
+    return JSON.parse(await collect(child, "", timeoutMs)) as { status: number; body: string };
   }
 
   // Nodes whose agent process is alive.

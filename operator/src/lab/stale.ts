@@ -5,6 +5,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DEFAULT_BPFFS } from "../datapath/kernel/bpffs.ts";
 import { run } from "./exec.ts";
 import { deleteNetns, existingNetns } from "./netns.ts";
 
@@ -104,7 +105,7 @@ export async function cleanRuns(runs: readonly string[]): Promise<CleanReport> {
   const errors = await deleteNetns(netns);
   const temps = runs.length > 0 ? readdirSync(tmpdir()) : [];
   for (const r of runs) {
-    rmSync(`/sys/fs/bpf/${BPFFS_PREFIX}${r}`, { recursive: true, force: true });
+    rmSync(join(DEFAULT_BPFFS, `${BPFFS_PREFIX}${r}`), { recursive: true, force: true });
     for (const d of temps)
       if (d.startsWith(labWorkDirPrefix(r))) rmSync(join(tmpdir(), d), { recursive: true, force: true });
     forgetRun(r);
@@ -120,7 +121,7 @@ export async function cleanStaleRuns(): Promise<CleanReport> {
   }
   let bpffs: string[] = [];
   try {
-    bpffs = readdirSync("/sys/fs/bpf").filter((d) => d.startsWith(BPFFS_PREFIX));
+    bpffs = readdirSync(DEFAULT_BPFFS).filter((d) => d.startsWith(BPFFS_PREFIX));
   } catch {
     // no bpffs
   }

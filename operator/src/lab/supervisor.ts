@@ -51,6 +51,9 @@ function startOperator(kubeconfig: string, logPath: string): Child {
       kubeconfig,
       "--lease-namespace",
       "default",
+      // Loopback and a free port (operator.log names it): the lab must not need :9963 to be free.
+      "--metrics-addr",
+      "127.0.0.1:0",
     ],
     logPath,
   );

@@ -96,7 +96,7 @@ try {
   for (const name of ifname.values())
     for (const hook of ["ingress", "egress"] as const)
       attachOrReplace(dp.addon, {
-        pinRoot: need("pin-root"),
+        pins: dp.pins,
         ifname: name,
         hook,
         progFd: dp.programFor(hook),

@@ -335,6 +335,8 @@ export async function streamCounts(
     "stats",
     "--port",
     `${port}/UDP`,
+    "-o",
+    "json",
   ]);
   return (JSON.parse(out) as { udpStreams: Record<string, number> }).udpStreams;
 }

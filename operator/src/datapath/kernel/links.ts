@@ -1,12 +1,13 @@
-// Attaching programs to an endpoint's host-side interface. tcx links are pinned under
-// <pinRoot>/links/<ifname>-<ingress|egress> so they survive the agent; a restarted agent adopts the
-// pin and swaps the program in with one atomic bpf_link_update. Never detach+attach to upgrade: the gap
-// lets traffic through that policy denies. Kernels without tcx get tc clsact filters, replaced in place
-// (the kernel swaps a filter's program atomically too); a tc filter lives on the device, not in bpffs,
-// so an empty directory <pinRoot>/tc/<ifname>-<hook> records it for restarts, upgrades and removal.
+// Attaching programs to an endpoint's host-side interface. tcx links are pinned under the datapath's
+// root (pins.ts) so they survive the agent; a restarted agent adopts the pin and swaps the program in
+// with one atomic bpf_link_update. Never detach+attach to upgrade: the gap lets traffic through that
+// policy denies. Kernels without tcx get tc clsact filters, replaced in place (the kernel swaps a
+// filter's program atomically too); a tc filter lives on the device, not in bpffs, so an empty marker
+// directory under the root records it for restarts, upgrades and removal.
 import { existsSync, mkdirSync, rmSync, unlinkSync } from "node:fs";
-import { join } from "node:path";
+import { dirname } from "node:path";
 import { type BpfAddon, type HookDirection, hasErrnoCode } from "./bpf-addon.ts";
+import type { DatapathPins } from "./pins.ts";
 
 export type AttachMode = "tcx" | "tc";
 
@@ -25,7 +26,7 @@ export interface Attachment {
 }
 
 export interface AttachOptions {
-  pinRoot: string;
+  pins: DatapathPins;
   ifname: string;
   hook: HookDirection;
   progFd: number;
@@ -35,14 +36,6 @@ export interface AttachOptions {
 
 const TC_HANDLE = 1;
 const TC_PRIORITY = 1;
-
-export function linkPinPath(pinRoot: string, ifname: string, hook: HookDirection): string {
-  return join(pinRoot, "links", `${ifname}-${hook}`);
-}
-
-export function tcMarkerPath(pinRoot: string, ifname: string, hook: HookDirection): string {
-  return join(pinRoot, "tc", `${ifname}-${hook}`);
-}
 
 // Opens the pinned link, returning its fd when it still belongs to ifindex (else removes the stale pin).
 function openPinnedLink(addon: BpfAddon, pin: string, ifindex: number): number | undefined {
@@ -67,8 +60,7 @@ function openPinnedLink(addon: BpfAddon, pin: string, ifindex: number): number |
 // new attachment first, then the old one goes (both enforce the same maps meanwhile: no gap).
 export function attachOrReplace(addon: BpfAddon, o: AttachOptions): Attachment {
   const a = attachOrReplaceOne(addon, o);
-  const other =
-    a.mode === "tcx" ? tcMarkerPath(o.pinRoot, o.ifname, o.hook) : linkPinPath(o.pinRoot, o.ifname, o.hook);
+  const other = a.mode === "tcx" ? o.pins.tcMarker(o.ifname, o.hook) : o.pins.link(o.ifname, o.hook);
   if (existsSync(other))
     detach(addon, recordedAttachment(addon, { ...a, mode: a.mode === "tcx" ? "tc" : "tcx", pinPath: other }));
   return a;
@@ -77,9 +69,9 @@ export function attachOrReplace(addon: BpfAddon, o: AttachOptions): Attachment {
 function attachOrReplaceOne(addon: BpfAddon, o: AttachOptions): Attachment {
   const ifindex = addon.ifNameToIndex(o.ifname);
   const mode = o.mode ?? "auto";
-  const pin = linkPinPath(o.pinRoot, o.ifname, o.hook);
+  const pin = o.pins.link(o.ifname, o.hook);
   const base = { ifname: o.ifname, ifindex, hook: o.hook };
-  const marker = tcMarkerPath(o.pinRoot, o.ifname, o.hook);
+  const marker = o.pins.tcMarker(o.ifname, o.hook);
   // An endpoint attached with tc stays on tc: adding a tcx link beside the filter would run both.
   if (mode === "tcx" || (mode === "auto" && !existsSync(marker))) {
     const existing = openPinnedLink(addon, pin, ifindex);
@@ -94,7 +86,7 @@ function attachOrReplaceOne(addon: BpfAddon, o: AttachOptions): Attachment {
     try {
       const fd = addon.attachTcx(o.progFd, ifindex, o.hook);
       try {
-        mkdirSync(join(o.pinRoot, "links"), { recursive: true });
+        mkdirSync(dirname(pin), { recursive: true });
         addon.objPin(fd, pin);
       } catch (e) {
         // Unpinned, the link would vanish with this process anyway; detach explicitly to be clear.

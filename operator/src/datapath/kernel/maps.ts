@@ -1,9 +1,9 @@
 // The datapath's maps, typed. Names carry the layout version (bpf/include/sluice_maps.h); they are
 // found either in a freshly loaded object or as pins under the bpffs root (CLI inspection, adoption).
-import { join } from "node:path";
-import type { BpfAddon, LoadedObject } from "./bpf-addon.ts";
+import { type BpfAddon, hasErrnoCode, type LoadedObject } from "./bpf-addon.ts";
 import * as C from "../codec/codecs.ts";
 import { enums } from "../codec/layout.generated.ts";
+import { DatapathPins } from "./pins.ts";
 import { PerCpuMap, TypedMap } from "./typed-map.ts";
 
 // The one datapath version: SL_LAYOUT_VERSION of bpf/include/sluice_shared.h, read from the generated
@@ -24,6 +24,7 @@ export const MapNames = {
   conntrack6: `sl_ct6_v${VERSION}`,
   fragments: `sl_frag_v${VERSION}`,
   counters: `sl_cnt_v${VERSION}`,
+  verdicts: `sl_vcnt_v${VERSION}`,
   events: `sl_evt_v${VERSION}`,
   config: `sl_cfg_v${VERSION}`,
 } as const;
@@ -55,6 +56,9 @@ export class CounterMap extends PerCpuMap<number, C.CounterValue> {
     for (let i = 0; i < PER_ENDPOINT; i++) this.set(slot * PER_ENDPOINT + i, zero);
   }
 }
+
+// Per-CPU node-wide packet and byte counters by (direction, verdict, reason): verdicts.ts reads them.
+export type VerdictCounterMap = PerCpuMap<number, C.CounterValue>;
 
 export class ConfigMap extends TypedMap<number, C.Config> {
   read(): C.Config {
@@ -99,6 +103,8 @@ export interface DatapathMaps {
   conntrack4: TypedMap<C.Ct4Key, C.CtValue>;
   conntrack6: TypedMap<C.Ct6Key, C.CtValue>;
   counters: CounterMap;
+  // Undefined only for pins of a build that predates the map (openPinnedMaps on an older agent's node).
+  verdicts: VerdictCounterMap | undefined;
   config: ConfigMap;
   // The ring buffer's fd, for datapath/events.ts.
   eventsFd: number;
@@ -106,7 +112,14 @@ export interface DatapathMaps {
   close(): void;
 }
 
-function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => void): DatapathMaps {
+// fdOf throws for a map that is not there; fdIfThere returns undefined (maps that may be missing).
+function build(
+  addon: BpfAddon,
+  fdOf: (name: string) => number,
+  fdIfThere: (name: string) => number | undefined,
+  close: () => void,
+): DatapathMaps {
+  const verdictsFd = fdIfThere(MapNames.verdicts);
   return {
     ipHosts4: new TypedMap(addon, fdOf(MapNames.ipHosts4), MapNames.ipHosts4, C.ip4Key, C.ipcacheValue),
     ipHosts6: new TypedMap(addon, fdOf(MapNames.ipHosts6), MapNames.ipHosts6, C.ip6Key, C.ipcacheValue),
@@ -136,6 +149,10 @@ function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => voi
     conntrack4: new TypedMap(addon, fdOf(MapNames.conntrack4), MapNames.conntrack4, C.ct4Key, C.ctValue),
     conntrack6: new TypedMap(addon, fdOf(MapNames.conntrack6), MapNames.conntrack6, C.ct6Key, C.ctValue),
     counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, u32, C.counterValue),
+    verdicts:
+      verdictsFd === undefined
+        ? undefined
+        : new PerCpuMap(addon, verdictsFd, MapNames.verdicts, u32, C.counterValue),
     config: new ConfigMap(addon, fdOf(MapNames.config), MapNames.config, u32, C.config),
     eventsFd: fdOf(MapNames.events),
     close,
@@ -143,30 +160,42 @@ function build(addon: BpfAddon, fdOf: (name: string) => number, close: () => voi
 }
 
 export function mapsOfObject(addon: BpfAddon, obj: LoadedObject): DatapathMaps {
+  const fdIfThere = (name: string) => obj.maps.find((x) => x.name === name)?.fd;
   return build(
     addon,
     (name) => {
-      const m = obj.maps.find((x) => x.name === name);
-      if (!m) throw new Error(`BPF object has no map ${name}`);
-      return m.fd;
+      const fd = fdIfThere(name);
+      if (fd === undefined) throw new Error(`BPF object has no map ${name}`);
+      return fd;
     },
+    fdIfThere,
     () => {},
   );
 }
 
-// Opens the pinned maps under pinRoot (no program load). Throws ENOENT (code) when not pinned.
-export function openPinnedMaps(addon: BpfAddon, pinRoot: string): DatapathMaps {
+// Opens the maps pinned under a datapath's root (no program load). Throws ENOENT (code) when not pinned.
+export function openPinnedMaps(addon: BpfAddon, pins: DatapathPins | string): DatapathMaps {
+  const root = typeof pins === "string" ? new DatapathPins(pins) : pins;
   const fds: number[] = [];
   const close = () => {
     for (const fd of fds.splice(0)) addon.closeFd(fd);
   };
+  const fdOf = (name: string) => {
+    const fd = addon.objGet(root.map(name));
+    fds.push(fd);
+    return fd;
+  };
   try {
     return build(
       addon,
+      fdOf,
       (name) => {
-        const fd = addon.objGet(join(pinRoot, name));
-        fds.push(fd);
-        return fd;
+        try {
+          return fdOf(name);
+        } catch (e) {
+          if (hasErrnoCode(e, "ENOENT")) return undefined;
+          throw e;
+        }
       },
       close,
     );

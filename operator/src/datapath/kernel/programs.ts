@@ -1,15 +1,21 @@
-// Loading the datapath object: programs by role, typed maps, all maps pinned under one bpffs root.
+// Loading the datapath object: programs by role, typed maps, all maps pinned under one bpffs root, which
+// the loaded datapath carries (pins): its links, markers and older layouts' maps are found from it.
 import { join } from "node:path";
 import { type BpfAddon, type LoadedObject, loadAddon, repoRoot } from "./bpf-addon.ts";
-import { ensureBpffs } from "./bpffs.ts";
 import type { AttachMode } from "./links.ts";
 import { type DatapathMaps, mapsOfObject } from "./maps.ts";
+import { DatapathPins } from "./pins.ts";
 
 // Program names in bpf/sluice.bpf.c. Traffic from the pod enters the host side's ingress hook.
 export const ProgramNames = { fromPod: "sl_from_pod", toPod: "sl_to_pod" } as const;
 
-export interface Datapath {
+// What acts on a datapath's pins without its programs (inspection, removal): the addon and the root.
+export interface PinnedDatapath {
   addon: BpfAddon;
+  pins: DatapathPins;
+}
+
+export interface Datapath extends PinnedDatapath {
   object: LoadedObject;
   maps: DatapathMaps;
   // fd of the program for the host-side hook.
@@ -34,8 +40,9 @@ export interface LoadOptions {
 // Loads (or, through the pins, reuses the maps of) the datapath. The pin root's parent must be on bpffs.
 export function loadDatapath(o: LoadOptions): Datapath {
   const addon = o.addon ?? loadAddon();
-  if (o.pinRoot.startsWith("/sys/fs/bpf")) ensureBpffs();
-  const object = addon.loadObject(o.objectPath ?? defaultObjectPath(), { pinRoot: o.pinRoot });
+  const pins = new DatapathPins(o.pinRoot);
+  pins.prepare();
+  const object = addon.loadObject(o.objectPath ?? defaultObjectPath(), { pinRoot: pins.root });
   try {
     const maps = mapsOfObject(addon, object);
     const programFd = (name: string): number => {
@@ -45,6 +52,7 @@ export function loadDatapath(o: LoadOptions): Datapath {
     };
     return {
       addon,
+      pins,
       object,
       maps,
       programFd,

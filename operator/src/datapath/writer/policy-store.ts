@@ -32,6 +32,13 @@ export interface StrayRecords {
   lpm: C.PolicyKey[];
 }
 
+// Records per policy map (sl_pset, sl_pexact, sl_pol): what the maps hold, or a change of it.
+export interface PolicyRecordCounts {
+  sets: number;
+  exact: number;
+  lpm: number;
+}
+
 const PSET_EXACT = enums.sl_policy_set_flags.SL_PSET_EXACT;
 const PSET_LPM = enums.sl_policy_set_flags.SL_PSET_LPM;
 
@@ -52,8 +59,13 @@ function prefixLenOfMask(mask: number, where: string): number {
   return len;
 }
 
-// Every generation of every endpoint in the maps, and the stray spill records.
-export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; strays: StrayRecords } {
+// Every generation of every endpoint in the maps, the stray spill records, and how many records the
+// maps hold besides the strays.
+export function readPolicyMaps(maps: DatapathMaps): {
+  policy: PolicyByEndpoint;
+  strays: StrayRecords;
+  records: PolicyRecordCounts;
+} {
   const policy: PolicyByEndpoint = new Map();
   const add = (epId: number, gen: Generation, e: PolicyEntry) => {
     let gens = policy.get(epId);
@@ -66,7 +78,9 @@ export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; 
   const flagsOf = new Map<string, number>();
   const ruleSize = C.policyRule.size;
   const valueSize = C.policyValue.size;
+  const records: PolicyRecordCounts = { sets: 0, exact: 0, lpm: 0 };
   for (const [k, v] of maps.policySets.entries()) {
+    records.sets++;
     const gen = checkGen(k.ep_id, k.gen);
     const direction = dirOfCode(k.dir);
     const where = `policy group of endpoint ${k.ep_id} identity ${k.identity}`;
@@ -95,6 +109,7 @@ export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; 
       strayExact.push(k);
       continue;
     }
+    records.exact++;
     add(k.ep_id, gen, {
       direction: dirOfCode(k.dir),
       identity: k.identity,
@@ -112,11 +127,13 @@ export function readPolicyMaps(maps: DatapathMaps): { policy: PolicyByEndpoint; 
       strayLpm.push(k);
       continue;
     }
+    records.lpm++;
     add(k.ep_id, gen, entryOfPolicy(k, v));
   }
   return {
     policy,
     strays: { exact: strayExact, lpm: strayLpm },
+    records,
   };
 }
 
@@ -191,6 +208,8 @@ export interface PolicyRecordBatches {
   setPut: PolicyBatch;
   exactPut: PolicyBatch;
   lpmPut: PolicyBatch;
+  // Records each map gains (negative: loses) once the batches are applied; a put may rewrite a record.
+  added: PolicyRecordCounts;
 }
 
 const EMPTY: GroupLayout = { inline: [], exact: [], lpm: [] };
@@ -271,11 +290,16 @@ export function policyRecordBatches(
   const exactPut: PolicyEntryRef[] = [];
   const lpmDel: PolicyEntryRef[] = [];
   const lpmPut: PolicyEntryRef[] = [];
+  const added: PolicyRecordCounts = { sets: 0, exact: 0, lpm: 0 };
   for (const g of index.values()) {
     const want = wanted(g);
     const a = g.have ? arrangeGroup(g.have, INLINE) : EMPTY;
     const b = want.length > 0 ? arrangeGroup(want, INLINE) : EMPTY;
     g.layout = b;
+    // A group has its record while it has entries.
+    added.sets += (want.length > 0 ? 1 : 0) - (g.have ? 1 : 0);
+    added.exact += b.exact.length - a.exact.length;
+    added.lpm += b.lpm.length - a.lpm.length;
     if (want.length > 0) setPut.push(g);
     else if (g.have) setDel.push(g);
     if (a.exact.length + b.exact.length > 0) diffSpill(g.epId, g.gen, a.exact, b.exact, exactDel, exactPut);
@@ -288,6 +312,7 @@ export function policyRecordBatches(
     setPut: encodeSetBatch(setPut),
     exactPut: encodeExactBatch(exactPut),
     lpmPut: encodeLpmBatch(lpmPut),
+    added,
   };
 }
 
@@ -398,13 +423,16 @@ function bulkRecordBatches(
     if (s.big.length > 0) spillGroups(s, writes, from, to, exactPut, lpmPut);
     from = to;
   }
+  const setPut = s.sets.finish();
   return {
     setDel: NO_BATCH,
     exactDel: NO_BATCH,
     lpmDel: NO_BATCH,
-    setPut: s.sets.finish(),
+    setPut,
     exactPut: encodeExactBatch(exactPut),
     lpmPut: encodeLpmBatch(lpmPut),
+    // Every generation written held nothing: each record is new.
+    added: { sets: setPut.count, exact: exactPut.length, lpm: lpmPut.length },
   };
 }
 
@@ -531,13 +559,16 @@ export function applyPolicyRecords(maps: DatapathMaps, b: PolicyRecordBatches): 
   if (b.setPut.count > 0) maps.policySets.setManyRaw(b.setPut.keys, b.setPut.values, b.setPut.count);
 }
 
-// Applies the planner's entry deletes and writes of one phase to the maps.
+// Applies the planner's entry deletes and writes of one phase to the maps. Returns the records each
+// map gained (negative: lost).
 export function writePolicyChanges(
   maps: DatapathMaps,
   current: (epId: number, gen: Generation) => EntrySet,
   deletes: readonly EntryChange[],
   writes: readonly EntryChange[],
   scratch?: PolicyWriteScratch,
-): void {
-  applyPolicyRecords(maps, policyRecordBatches(current, deletes, writes, { scratch }));
+): PolicyRecordCounts {
+  const b = policyRecordBatches(current, deletes, writes, { scratch });
+  applyPolicyRecords(maps, b);
+  return b.added;
 }

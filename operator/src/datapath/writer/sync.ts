@@ -15,7 +15,13 @@ import { endpointValueOf, wildcardsMatch } from "./endpoint-value.ts";
 import { cidrOfHost, cidrOfIpcacheKey, hostOfCidr, ipcacheKeyOf } from "../codec/keys.ts";
 import { enums } from "../codec/layout.generated.ts";
 import type { DatapathMaps } from "../kernel/maps.ts";
-import { deleteStrays, PolicyWriteScratch, readPolicyMaps, writePolicyChanges } from "./policy-store.ts";
+import {
+  deleteStrays,
+  type PolicyRecordCounts,
+  PolicyWriteScratch,
+  readPolicyMaps,
+  writePolicyChanges,
+} from "./policy-store.ts";
 import {
   type AppliedState,
   type DesiredState,
@@ -39,15 +45,40 @@ export interface SyncReport {
   durationMs: number;
 }
 
-// endpointValues: the endpoint map's entries, when the caller has read them already.
+// One map's fill, for map-pressure metrics: entries held and max_entries.
+export interface MapUsage {
+  map: string;
+  entries: number;
+  capacity: number;
+}
+
+// Prefixes per ipcache map: the host hash of each family and the LPM trie.
+interface IpcacheCounts {
+  host4: number;
+  host6: number;
+  lpm: number;
+}
+
+function ipcacheMapOf(cidr: string): keyof IpcacheCounts {
+  const h = hostOfCidr(cidr);
+  return !h ? "lpm" : h.family === 4 ? "host4" : "host6";
+}
+
+// endpointValues: the endpoint map's entries, when the caller has read them already. counts, when
+// given, receives how many prefixes each ipcache map holds.
 function readEndpointsAndIpcache(
   maps: DatapathMaps,
   endpointValues: [EndpointKey, EndpointValue][] = maps.endpoints.entries(),
+  counts?: IpcacheCounts,
 ): Omit<AppliedState, "policy"> {
   const ipcache = new Map<string, number>();
-  for (const [k, v] of maps.ipHosts4.entries()) ipcache.set(cidrOfHost(k.addr), v.identity);
-  for (const [k, v] of maps.ipHosts6.entries()) ipcache.set(cidrOfHost(k.addr), v.identity);
-  for (const [k, v] of maps.ipcache.entries()) ipcache.set(cidrOfIpcacheKey(k), v.identity);
+  const host4 = maps.ipHosts4.entries();
+  const host6 = maps.ipHosts6.entries();
+  const nets = maps.ipcache.entries();
+  if (counts) Object.assign(counts, { host4: host4.length, host6: host6.length, lpm: nets.length });
+  for (const [k, v] of host4) ipcache.set(cidrOfHost(k.addr), v.identity);
+  for (const [k, v] of host6) ipcache.set(cidrOfHost(k.addr), v.identity);
+  for (const [k, v] of nets) ipcache.set(cidrOfIpcacheKey(k), v.identity);
   const endpoints = new Map<number, EndpointRecord>();
   for (const [k, v] of endpointValues) {
     if (v.gen !== 0 && v.gen !== 1)
@@ -69,13 +100,21 @@ export function readApplied(maps: DatapathMaps): AppliedState {
   return { ...readEndpointsAndIpcache(maps), policy: readPolicyMaps(maps).policy };
 }
 
+// What the writer knows each map holds without reading it again (MapSync.usage).
+interface MapCounts {
+  ipcache: IpcacheCounts;
+  policy: PolicyRecordCounts;
+}
+
 // As readApplied, and deletes spilled policy records no program can reach (left by an interrupted write)
-// and rewrites endpoint values whose wildcard groups are not those of their active generation.
-function readAppliedAndTidy(maps: DatapathMaps): AppliedState {
-  const { policy, strays } = readPolicyMaps(maps);
+// and rewrites endpoint values whose wildcard groups are not those of their active generation. Also
+// gives how many records the maps hold afterwards.
+function readAppliedAndTidy(maps: DatapathMaps): { applied: AppliedState; counts: MapCounts } {
+  const { policy, strays, records } = readPolicyMaps(maps);
   deleteStrays(maps, strays);
   const values = maps.endpoints.entries();
-  const applied = { ...readEndpointsAndIpcache(maps, values), policy };
+  const ipcacheCounts: IpcacheCounts = { host4: 0, host6: 0, lpm: 0 };
+  const applied = { ...readEndpointsAndIpcache(maps, values, ipcacheCounts), policy };
   const repair: [EndpointKey, EndpointValue][] = [];
   for (const [k, v] of values) {
     const rec = applied.endpoints.get(k.ifindex);
@@ -84,7 +123,7 @@ function readAppliedAndTidy(maps: DatapathMaps): AppliedState {
     if (!wildcardsMatch(v, active)) repair.push([k, endpointValueOf(rec, active)]);
   }
   if (repair.length > 0) maps.endpoints.setMany(repair);
-  return applied;
+  return { applied, counts: { ipcache: ipcacheCounts, policy: records } };
 }
 
 // Writes and deletes ipcache prefixes: full-length ones in the host hash of their family, the others
@@ -133,14 +172,21 @@ export class MapSync {
   readonly #maps: DatapathMaps;
   readonly #barrier: boolean;
   #applied: AppliedState;
+  #counts: MapCounts;
   #stale = false;
   // The policy writer's working memory, reused by every sync (it grows to the biggest write seen).
   readonly #scratch = new PolicyWriteScratch();
 
-  private constructor(addon: BpfAddon, maps: DatapathMaps, applied: AppliedState, o: MapSyncOptions) {
+  private constructor(
+    addon: BpfAddon,
+    maps: DatapathMaps,
+    read: { applied: AppliedState; counts: MapCounts },
+    o: MapSyncOptions,
+  ) {
     this.#addon = addon;
     this.#maps = maps;
-    this.#applied = applied;
+    this.#applied = read.applied;
+    this.#counts = read.counts;
     this.#barrier = o.barrier ?? true;
   }
 
@@ -150,6 +196,28 @@ export class MapSync {
 
   get applied(): AppliedState {
     return this.#applied;
+  }
+
+  // How full each map this writer fills is, from its own bookkeeping: no map is read, so a scrape costs
+  // nothing at a million entries. After a failed write the figures are those of the last good one until
+  // the next write reads the maps back.
+  usage(): MapUsage[] {
+    const m = this.#maps;
+    const { ipcache, policy } = this.#counts;
+    const row = (map: { name: string; maxEntries: number }, entries: number): MapUsage => ({
+      map: map.name,
+      entries,
+      capacity: map.maxEntries,
+    });
+    return [
+      row(m.ipHosts4, ipcache.host4),
+      row(m.ipHosts6, ipcache.host6),
+      row(m.ipcache, ipcache.lpm),
+      row(m.endpoints, this.#applied.endpoints.size),
+      row(m.policySets, policy.sets),
+      row(m.policyExact, policy.exact),
+      row(m.policyLpm, policy.lpm),
+    ];
   }
 
   // Applies a compiled MapState. ifindexOf maps an endpoint to its host-side interface.
@@ -162,7 +230,9 @@ export class MapSync {
     const t0 = performance.now();
     // After a failed write we no longer know the maps' content: read it back before planning.
     if (this.#stale) {
-      this.#applied = readAppliedAndTidy(this.#maps);
+      const read = readAppliedAndTidy(this.#maps);
+      this.#applied = read.applied;
+      this.#counts = read.counts;
       this.#stale = false;
     }
     const m = this.#maps;
@@ -174,8 +244,10 @@ export class MapSync {
     });
     const applied = this.#applied;
     const before = (epId: number, gen: Generation) => applied.policy.get(epId)?.[gen] ?? NO_ENTRIES;
+    let added1: PolicyRecordCounts;
+    let added3: PolicyRecordCounts;
     try {
-      writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write, this.#scratch);
+      added1 = writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write, this.#scratch);
       if (plan.phase2.deleteEndpoints.length > 0)
         m.endpoints.deleteMany(plan.phase2.deleteEndpoints.map((ifindex) => ({ ifindex })));
       for (const slot of plan.phase2.zeroCounters) m.counters.zero(slot);
@@ -192,13 +264,23 @@ export class MapSync {
       if (plan.barrier && phase3 && this.#barrier) this.#addon.waitForPrograms();
       // Phase 3 touches other (id, generation) pairs than phase 1 (planSync ensures it): what they
       // hold is still what `applied` says.
-      writePolicyChanges(m, before, plan.phase3.delete, plan.phase3.write, this.#scratch);
+      added3 = writePolicyChanges(m, before, plan.phase3.delete, plan.phase3.write, this.#scratch);
       for (const slot of plan.phase3.zeroCounters) m.counters.zero(slot);
       writeIpcache(m, plan.ipcache.delete, plan.ipcache.write);
     } catch (e) {
       this.#stale = true;
       throw e;
     }
+    const policy = this.#counts.policy;
+    for (const added of [added1, added3]) {
+      policy.sets += added.sets;
+      policy.exact += added.exact;
+      policy.lpm += added.lpm;
+    }
+    // Deletes are of prefixes the maps held; a write is new unless it only changes an identity.
+    const ipcache = this.#counts.ipcache;
+    for (const cidr of plan.ipcache.delete) ipcache[ipcacheMapOf(cidr)]--;
+    for (const [cidr] of plan.ipcache.write) if (!applied.ipcache.has(cidr)) ipcache[ipcacheMapOf(cidr)]++;
     this.#applied = plan.result;
     return {
       flips: plan.flips,
