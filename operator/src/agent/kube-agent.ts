@@ -76,6 +76,8 @@ const PENDING_RETRY_MS = 1000;
 
 export interface KubeAgentOptions {
   kubeconfig?: string;
+  /** The kubeconfig context to use (kubectl's --context); default its current context. */
+  context?: string;
   node: string;
   datapath: Datapath;
   resolver: InterfaceResolver;
@@ -180,7 +182,7 @@ export class KubeAgent {
   constructor(o: KubeAgentOptions) {
     this.#o = o;
     this.#log = o.logger;
-    const kc = loadKubeConfig(o.kubeconfig);
+    const kc = loadKubeConfig(o.kubeconfig, o.context);
     const clients = makeClients(kc);
     this.#enforcer = new Enforcer(o.datapath, {
       node: o.node,

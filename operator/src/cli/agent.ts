@@ -14,10 +14,11 @@ import { createLogger, type Logger, logArgOptions, logSettings, logUsage } from 
 import { type ListenAddress, newRegistry, ObserveServer, parseListenAddress } from "../observe/server.ts";
 import type { AllowLocalhost } from "../policy/index.ts";
 import { allowLocalhostOption } from "./lab-args.ts";
+import { kubeOptions } from "./kube-flags.ts";
 import { parseCommandArgs, UsageError } from "./usage.ts";
 
 const usage =
-  "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>] [options]\n" +
+  "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>] [--context <name>] [options]\n" +
   "       sluice agent --static -f <file or dir>... --node <name> --bpffs-root <dir> [--events] [options]\n" +
   "options: [--cni-socket <path>]   (Kubernetes mode: where the chained CNI plugin sluice-cni reaches the agent)\n" +
   "         [--cni-bin-dir <dir>]   (install sluice-cni there at start: the node's CNI binary directory)\n" +
@@ -43,7 +44,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       ...logArgOptions,
       "metrics-addr": { type: "string", default: ":9962" },
       static: { type: "boolean", default: false },
-      kubeconfig: { type: "string" },
+      ...kubeOptions,
       file: { type: "string", short: "f", multiple: true },
       node: { type: "string" },
       "bpffs-root": { type: "string" },
@@ -81,10 +82,10 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
   const listen = parseListenAddress(values["metrics-addr"]);
   const log = await createLogger({ ...logSettings(values), base: { component: "agent", node } });
   if (values.static && values["cni-socket"])
-    throw new Error("--cni-socket: the chained CNI plugin needs the agent in Kubernetes mode (not --static)");
+    throw new UsageError("--cni-socket: the chained CNI plugin needs the agent in Kubernetes mode (not --static)");
   if (values["cni-bin-dir"]) {
     if (!values["cni-socket"])
-      throw new Error("--cni-bin-dir: the plugin it installs needs --cni-socket to reach the agent");
+      throw new UsageError("--cni-bin-dir: the plugin it installs needs --cni-socket to reach the agent");
     await installCniPlugin(values["cni-bin-dir"]);
   }
   const common = { node, log, listen, readyFile: values["ready-file"] };
@@ -93,6 +94,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       ...common,
       pinRoot: values["bpffs-root"],
       kubeconfig: values.kubeconfig,
+      context: values.context,
       objectPath: values.object,
       sampling,
       attachMode,
@@ -189,6 +191,7 @@ function untilSignalled(): Promise<void> {
 interface KubeAgentCliOptions extends CommonOptions {
   pinRoot: string;
   kubeconfig: string | undefined;
+  context: string | undefined;
   objectPath: string | undefined;
   sampling: EventSampling;
   attachMode: AttachMode | "auto";
@@ -204,6 +207,7 @@ async function kubeAgent(o: KubeAgentCliOptions): Promise<number> {
   try {
     const agent = new KubeAgent({
       kubeconfig: o.kubeconfig,
+      context: o.context,
       node: o.node,
       datapath,
       resolver: new RouteInterfaceResolver(),

@@ -2,7 +2,8 @@
 // [--metrics-addr :9963] [--log-level info] [--log-format json]`: runs the operator (identities,
 // policy status) until SIGTERM/SIGINT, releasing its lease on the way out. Logs are pino JSON lines
 // on stderr; /metrics, /healthz and /readyz are served on --metrics-addr ("0" turns them off).
-import { loadKubeConfig, makeClients } from "../kube/client.ts";
+import { makeClients } from "../kube/client.ts";
+import { kubeConfigFromFlags, kubeOptions } from "./kube-flags.ts";
 import { Operator } from "../controllers/run.ts";
 import { OperatorMetrics } from "../controllers/metrics.ts";
 import { EventLoopCheck } from "../observe/health.ts";
@@ -12,7 +13,7 @@ import { parseDuration } from "./duration.ts";
 import { flagValue, parseCommandArgs, UsageError } from "./usage.ts";
 
 const usage =
-  "usage: sluice operator [--kubeconfig <path>] [--lease-namespace <ns>] [--identity-gc-grace 5m] [--id <replica id>] [--lease-duration 15s]\n" +
+  "usage: sluice operator [--kubeconfig <path>] [--context <name>] [--lease-namespace <ns>] [--identity-gc-grace 5m] [--id <replica id>] [--lease-duration 15s]\n" +
   "         [--metrics-addr :9963] (/metrics, /healthz, /readyz; 0 disables)\n" +
   `         ${logUsage}`;
 
@@ -21,7 +22,7 @@ export async function operatorMain(argv: readonly string[]): Promise<number> {
     {
       args: [...argv],
       options: {
-        kubeconfig: { type: "string" },
+        ...kubeOptions,
         "lease-namespace": { type: "string", default: process.env.POD_NAMESPACE ?? "kube-system" },
         "lease-name": { type: "string", default: "sluice-operator" },
         "identity-gc-grace": { type: "string", default: "5m" },
@@ -43,7 +44,7 @@ export async function operatorMain(argv: readonly string[]): Promise<number> {
   );
   const listen = parseListenAddress(values["metrics-addr"]);
   const log = await createLogger({ ...logSettings(values), base: { component: "operator" } });
-  const kc = loadKubeConfig(values.kubeconfig ?? process.env.KUBECONFIG);
+  const kc = kubeConfigFromFlags(values);
   const registry = newRegistry();
   const op = new Operator({
     clients: makeClients(kc),
