@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { loadObjects } from "../../operator/src/lab/inputs.ts";
+import { loadObjects } from "../../operator/src/manifests/load.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { topologyFromObjects } from "../../operator/src/lab/topology.ts";
 import { requirePrivileged } from "../support/privileged.ts";

@@ -2,7 +2,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { loadObjects } from "../../operator/src/lab/inputs.ts";
+import { loadObjects } from "../../operator/src/manifests/load.ts";
 import type { MatrixRow } from "../../operator/src/api/matrix-rows.ts";
 import { type LabTopology, topologyFromObjects } from "../../operator/src/lab/topology.ts";
 

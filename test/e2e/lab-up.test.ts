@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
-import { loadObjects } from "../../operator/src/lab/inputs.ts";
+import { loadObjects } from "../../operator/src/manifests/load.ts";
 import { type MatrixJson, type MatrixRow, sortRows } from "../../operator/src/api/matrix-rows.ts";
 import { cleanRuns, netnsPids, pidAlive, waitGone } from "../../operator/src/lab/stale.ts";
 import { removeLeftovers } from "../../operator/src/lab/up-leftovers.ts";

@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import { loadAddon } from "../../operator/src/datapath/kernel/bpf-addon.ts";
 import { type DatapathMaps, openPinnedMaps } from "../../operator/src/datapath/kernel/maps.ts";
 import { type AppliedView, readApplied, viewApplied } from "../../operator/src/datapath/writer/sync.ts";
-import { loadObjects } from "../../operator/src/lab/inputs.ts";
+import { loadObjects } from "../../operator/src/manifests/load.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
 import {
   DEMO_POLICIES,

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { labelSetKey, securityLabels } from "../../operator/src/identity/labels.ts";
 import { loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
-import { loadObjects } from "../../operator/src/lab/inputs.ts";
+import { loadObjects } from "../../operator/src/manifests/load.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
 import { type MatrixRow, sortRows } from "../../operator/src/api/matrix-rows.ts";
 import { inputsFromObjects } from "../../operator/src/policy/index.ts";

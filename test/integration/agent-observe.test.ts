@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { createLabCluster, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 import { NODE, NODE_FLAGS, SLUICE_MAIN } from "../../operator/src/lab/children.ts";
-import { loadObjects } from "../../operator/src/lab/inputs.ts";
+import { loadObjects } from "../../operator/src/manifests/load.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { DEMO_POLICIES, DEMO_TOPOLOGY, expectedMatrix } from "../support/kube-lab.ts";

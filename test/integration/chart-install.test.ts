@@ -17,7 +17,7 @@ import { parse, stringify } from "yaml";
 import { Operator } from "../../operator/src/controllers/run.ts";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { apiStatus } from "../../operator/src/kube/errors.ts";
-import { EventRecorder } from "../../operator/src/kube/events.ts";
+import { EventRecorder } from "../../operator/src/kube/event-recorder.ts";
 import { Informer, waitForCacheSync } from "../../operator/src/kube/informer.ts";
 import { publishNodeStatus } from "../../operator/src/kube/node-status.ts";
 import {

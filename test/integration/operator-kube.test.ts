@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { applyCustomObject, applyCustomStatus } from "../../operator/src/kube/apply.ts";
-import { EventRecorder } from "../../operator/src/kube/events.ts";
+import { EventRecorder } from "../../operator/src/kube/event-recorder.ts";
 import { Informer } from "../../operator/src/kube/informer.ts";
 import {
   NodeStatusPublisher,

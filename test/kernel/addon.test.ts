@@ -9,7 +9,7 @@ import {
   type LoadedObject,
   UpdateFlags,
 } from "../../operator/src/datapath/kernel/bpf-addon.ts";
-import { RecordStream } from "../../operator/src/datapath/events.ts";
+import { RecordStream } from "../../operator/src/datapath/flow-events.ts";
 import {
   attachedProgramId,
   attachOrReplace,

@@ -12,7 +12,7 @@ import { policyEntryKey } from "../../operator/src/policy/mapstate.ts";
 import { IPPROTO, arp, packet, quote, truncate } from "../support/packets.ts";
 import type { PacketSpec } from "../support/packets.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
-import { type FlowEvent, openFlowEvents } from "../../operator/src/datapath/events.ts";
+import { type FlowEvent, openFlowEvents } from "../../operator/src/datapath/flow-events.ts";
 import { canonicalEntry, dirCode } from "../../operator/src/datapath/codec/keys.ts";
 import { endpointValueOf } from "../../operator/src/datapath/writer/endpoint-value.ts";
 import { writePolicyChanges } from "../../operator/src/datapath/writer/policy-store.ts";

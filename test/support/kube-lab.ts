@@ -2,7 +2,7 @@
 // integration tests share it: kubectl against it, and probes until real packets measure what the
 // compiler says.
 import { join } from "node:path";
-import { loadObjects } from "../../operator/src/lab/inputs.ts";
+import { loadObjects } from "../../operator/src/manifests/load.ts";
 import type { Lab } from "../../operator/src/lab/lab.ts";
 import { type MatrixRow, sortRows } from "../../operator/src/api/matrix-rows.ts";
 import { computeMatrix, inputsFromObjects } from "../../operator/src/policy/index.ts";

@@ -519,9 +519,9 @@ const RBAC_USES: Record<string, Record<string, Record<string, Use[]>>> = {
     "/events": {
       create: [
         { file: "operator/src/controllers/run.ts", code: /new EventRecorder\(/ },
-        { file: "operator/src/kube/events.ts", code: /createNamespacedEvent\(/ },
+        { file: "operator/src/kube/event-recorder.ts", code: /createNamespacedEvent\(/ },
       ],
-      patch: [{ file: "operator/src/kube/events.ts", code: /patchNamespacedEvent\(/ }],
+      patch: [{ file: "operator/src/kube/event-recorder.ts", code: /patchNamespacedEvent\(/ }],
     },
     "sluice.dev/securitypolicies/status": { patch: STATUS },
     "sluice.dev/clustersecuritypolicies/status": { patch: STATUS },

@@ -1,8 +1,8 @@
 // The datapath is layered (docs/architecture.md, "Where it lives"): codec/ (layouts and byte codecs, pure)
 // under kernel/ (the addon binding, typed maps, programs, links) under writer/ (the map writer and its
-// planner) and the top-level events.ts and migrate.ts. A file may import its own layer and the layers
+// planner) and the top-level flow-events.ts and migrate.ts. A file may import its own layer and the layers
 // under it, never one above: codec/ imports nothing else of the datapath, kernel/ only codec/, and
-// writer/ neither events.ts nor migrate.ts. The datapath imports none of its users (only the compiler's
+// writer/ neither flow-events.ts nor migrate.ts. The datapath imports none of its users (only the compiler's
 // vocabulary), and the CLI's datapath command reaches the pins through datapath/, not the agent. Reads
 // every datapath file's import and re-export specifiers, as policy-boundary.test.ts does. No kernel.
 import assert from "node:assert/strict";

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { flowEvent } from "../../operator/src/datapath/codec/codecs.ts";
-import { decodeFlowEvent } from "../../operator/src/datapath/events.ts";
+import { decodeFlowEvent } from "../../operator/src/datapath/flow-events.ts";
 import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
 import {
   type AllowLocalhost,

@@ -2,7 +2,7 @@
 // server (the lab, air-gapped tests). SIGHUP re-reads the files; a bad file keeps the last good state.
 import { writeFileSync } from "node:fs";
 import { classifyObjects } from "../api/objects.ts";
-import { openFlowEvents } from "../datapath/events.ts";
+import { openFlowEvents } from "../datapath/flow-events.ts";
 import type { AttachMode } from "../datapath/kernel/links.ts";
 import { loadDatapath } from "../datapath/kernel/programs.ts";
 import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";

@@ -82,7 +82,9 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
   const listen = parseListenAddress(values["metrics-addr"]);
   const log = await createLogger({ ...logSettings(values), base: { component: "agent", node } });
   if (values.static && values["cni-socket"])
-    throw new UsageError("--cni-socket: the chained CNI plugin needs the agent in Kubernetes mode (not --static)");
+    throw new UsageError(
+      "--cni-socket: the chained CNI plugin needs the agent in Kubernetes mode (not --static)",
+    );
   if (values["cni-bin-dir"]) {
     if (!values["cni-socket"])
       throw new UsageError("--cni-bin-dir: the plugin it installs needs --cni-socket to reach the agent");

@@ -5,7 +5,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { diffMatrices, formatMatrixTable, type MatrixRow } from "../api/matrix-rows.ts";
-import { loadObjects } from "../lab/inputs.ts";
+import { loadObjects } from "../manifests/load.ts";
 import { matrixFromPaths } from "./matrix.ts";
 import { Lab } from "../lab/lab.ts";
 import { runLiveTraffic } from "../lab/traffic.ts";

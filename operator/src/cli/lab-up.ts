@@ -6,7 +6,7 @@ import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { parsePorts } from "../api/matrix-rows.ts";
 import { fileTail, NODE, NODE_FLAGS, SLUICE_MAIN } from "../lab/children.ts";
-import { loadObjects } from "../lab/inputs.ts";
+import { loadObjects } from "../manifests/load.ts";
 import { pidAlive, waitGone } from "../lab/stale.ts";
 import { topologyFromObjects } from "../lab/topology.ts";
 import { recordedProcesses, removeLeftovers } from "../lab/up-leftovers.ts";

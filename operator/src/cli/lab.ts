@@ -7,7 +7,7 @@
 //   probe  probes the lab that is up (same output as run); down removes it; clean removes what runs
 //          killed with -9 left behind.
 import { parsePorts } from "../api/matrix-rows.ts";
-import { loadObjects } from "../lab/inputs.ts";
+import { loadObjects } from "../manifests/load.ts";
 import { Lab } from "../lab/lab.ts";
 import { cleanStaleRuns } from "../lab/stale.ts";
 import { topologyFromObjects } from "../lab/topology.ts";

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { Registry } from "prom-client";
 import { identityRecord } from "../identity/allocator.ts";
 import { validatePolicy } from "../policy/validate.ts";
-import { EventRecorder } from "../kube/events.ts";
+import { EventRecorder } from "../kube/event-recorder.ts";
 import { Informer } from "../kube/informer.ts";
 import type { HealthCheck } from "../observe/health.ts";
 import { type Logger, silentLogger } from "../observe/log.ts";

@@ -10,7 +10,7 @@ import type { NetworkPolicy } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
 import { applyCustomStatus } from "../kube/apply.ts";
 import { isNotFound } from "../kube/errors.ts";
-import type { EventRecorder } from "../kube/events.ts";
+import type { EventRecorder } from "../kube/event-recorder.ts";
 import type { Informer } from "../kube/informer.ts";
 import {
   type NodeReport,

@@ -10,7 +10,7 @@ import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { type Child, NODE, NODE_FLAGS, SLUICE_MAIN, spawnLogged, stopChild } from "./children.ts";
 import { registerCleanup } from "./cleanup.ts";
 import { createLabCluster } from "./cluster-setup.ts";
-import { loadObjects } from "./inputs.ts";
+import { loadObjects } from "../manifests/load.ts";
 import type { Lab, ProbeOptions } from "./lab.ts";
 import { type LocalApiServer, startLocalApiServer } from "./local-apiserver.ts";
 import { newRunId } from "./netns-plan.ts";

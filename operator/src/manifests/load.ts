@@ -83,3 +83,10 @@ export function loadManifests(paths: readonly string[]): {
   }
   return { documents, errors };
 }
+
+/** The documents of files or directories as plain objects; any load error throws, naming file and line. */
+export function loadObjects(paths: readonly string[]): unknown[] {
+  const { documents, errors } = loadManifests(paths);
+  if (errors.length > 0) throw new Error(errors.map((e) => `${e.path}:${e.line}: ${e.message}`).join("\n"));
+  return documents.map((d) => d.object);
+}

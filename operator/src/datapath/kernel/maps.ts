@@ -106,7 +106,7 @@ export interface DatapathMaps {
   // Undefined only for pins of a build that predates the map (openPinnedMaps on an older agent's node).
   verdicts: VerdictCounterMap | undefined;
   config: ConfigMap;
-  // The ring buffer's fd, for datapath/events.ts.
+  // The ring buffer's fd, for datapath/flow-events.ts.
   eventsFd: number;
   // Closes fds this object opened itself (pins); fds of a loaded object belong to that object.
   close(): void;
