@@ -76,7 +76,7 @@ struct sl_pkt {
 	__u8 frag;             /* enum sl_frag_kind */
 	__u8 icmp;             /* enum sl_icmp_kind */
 	__u8 has_inner;        /* inner holds a usable tuple */
-	__u16 pad;
+	__u16 l4off;           /* where the outer transport header starts (a neighbor advertisement's target) */
 };
 
 /* Where the L4 header of one IP packet starts and what it holds. */
@@ -386,6 +386,7 @@ static __always_inline int sl_parse(struct __sk_buff *skb, struct sl_pkt *p)
 
 	p->frag = l3.frag;
 	p->frag_id = l3.frag_id;
+	p->l4off = l3.l4off;
 	if (l3.frag == SL_FRAG_LATER)
 		return SL_PARSE_OK;
 
@@ -395,6 +396,58 @@ static __always_inline int sl_parse(struct __sk_buff *skb, struct sl_pkt *p)
 	if (p->icmp == SL_ICMP_ERROR)
 		return sl_parse_inner(skb, v6, l3.l4off + 8, p);
 	return SL_PARSE_OK;
+}
+
+/* ARP for IPv4 over Ethernet: the fields up to the target protocol address. */
+struct sl_arp {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 oper;
+	__u8 sha[6];
+	__u8 spa[4];
+	__u8 tha[6];
+	__u8 tpa[4];
+} __attribute__((packed));
+
+enum sl_arp_result {
+	SL_ARP_NONE = 0,      /* not ARP, or ARP for another protocol than IPv4: nothing to check */
+	SL_ARP_IPV4 = 1,      /* spa and tpa hold the sender's and target's IPv4 addresses */
+	SL_ARP_MALFORMED = 2, /* ARP for IPv4 too short to hold its addresses */
+};
+
+/*
+ * A frame sl_parse found not to be IP: ARP for IPv4 fills spa and tpa. Only the source check reads it,
+ * so IP packets never pay for it. VLAN tags are looked through as sl_parse does.
+ */
+static __always_inline int sl_parse_arp(struct __sk_buff *skb, __u8 spa[4], __u8 tpa[4])
+{
+	__u32 off = ETH_HLEN;
+	__be16 h_proto;
+	struct sl_arp a;
+
+	if (sl_load(skb, offsetof(struct ethhdr, h_proto), &h_proto, sizeof(h_proto)))
+		return SL_ARP_NONE;
+	for (int i = 0; i < SL_MAX_VLAN; i++) {
+		if (h_proto != bpf_htons(ETH_P_8021Q) && h_proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if (sl_load(skb, off + 2, &h_proto, sizeof(h_proto)))
+			return SL_ARP_NONE;
+		off += 4;
+	}
+	if (h_proto != bpf_htons(ETH_P_ARP))
+		return SL_ARP_NONE;
+	/* The fixed part first: ptype and plen say whether the addresses are IPv4 ones. */
+	if (sl_load(skb, off, &a, 8))
+		return SL_ARP_MALFORMED;
+	if (a.ptype != bpf_htons(ETH_P_IP))
+		return SL_ARP_NONE;
+	if (a.hlen != 6 || a.plen != 4 || sl_load(skb, off, &a, sizeof(a)))
+		return SL_ARP_MALFORMED;
+	__builtin_memcpy(spa, a.spa, 4);
+	__builtin_memcpy(tpa, a.tpa, 4);
+	return SL_ARP_IPV4;
 }
 
 #endif /* SLUICE_PARSE_H */

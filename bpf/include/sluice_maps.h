@@ -59,6 +59,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_ep_v4 SEC(".maps");
 
+/*
+ * source addresses: (ep, family, address) of every local pod's own addresses. sl_from_pod drops what a
+ * pod with SL_EP_SOURCE_CHECK sends from any other, so no pod can borrow another's address and with it
+ * its identity in the peer's ipcache. A new map under a new pin name, like sl_vcnt: no layout change.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sl_source_key);
+	__type(value, struct sl_source_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_src_v4 SEC(".maps");
+
 /* policy groups: (ep, identity, gen, dir) -> inline entries and where the rest are. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

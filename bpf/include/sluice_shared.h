@@ -53,10 +53,15 @@ enum sl_proto {
 /* Address families as stored in keys (AF_INET / AF_INET6 values). */
 enum sl_family { SL_FAMILY_V4 = 2, SL_FAMILY_V6 = 10 };
 
-/* Endpoint flags: which directions fall back to deny when no policy entry matches. */
+/*
+ * Endpoint flags: which directions fall back to deny when no policy entry matches, and whether the pod's
+ * own addresses are in sl_src. A writer that predates sl_src never sets SL_EP_SOURCE_CHECK, so a program
+ * with the check, run over its maps, does not drop the pod's traffic for want of addresses.
+ */
 enum sl_endpoint_flags {
 	SL_EP_DEFAULT_DENY_INGRESS = 1,
 	SL_EP_DEFAULT_DENY_EGRESS = 2,
+	SL_EP_SOURCE_CHECK = 4, /* what the pod sends must come from an address sl_src holds for it */
 };
 
 /* Why an event was emitted or a packet dropped. A new reason goes last: SL_VERDICT_REASONS follows it. */
@@ -69,7 +74,8 @@ enum sl_reason {
 	SL_REASON_FRAGMENT = 5,    /* non-first fragment, decided by its first fragment */
 	SL_REASON_MALFORMED = 6,   /* could not be parsed: dropped */
 	SL_REASON_NO_ENDPOINT = 7, /* interface not managed: passed untouched */
-	SL_REASON_NDP = 8,         /* IPv6 neighbor discovery (ICMPv6 133-137): always passes, like ARP */
+	SL_REASON_NDP = 8,         /* IPv6 neighbor discovery (ICMPv6 133-137): passes, like ARP */
+	SL_REASON_SOURCE_SPOOFED = 9, /* sent by the pod from an address not its own (IP, ARP, NA): dropped */
 };
 
 /* Map capacities (max_entries of each pinned map); user space checks compiled state against them. */
@@ -80,6 +86,7 @@ enum sl_capacity {
 	SL_MAX_CONNTRACK = 262144,
 	SL_MAX_FRAGMENTS = 16384,
 	SL_MAX_COUNTERS = 16384,        /* SL_MAX_ENDPOINTS x SL_COUNTERS_PER_ENDPOINT */
+	SL_MAX_SOURCES = 16384,         /* SL_MAX_ENDPOINTS x 4 addresses (a dual-stack pod has 2) */
 	SL_EVENTS_RING_BYTES = 1048576, /* ring buffer size in bytes */
 };
 
@@ -250,6 +257,22 @@ _Static_assert(__builtin_offsetof(struct sl_ct4_key, saddr) == __builtin_offseto
 		       __builtin_offsetof(struct sl_ct4_key, dport) == __builtin_offsetof(struct sl_ct6_key, dport),
 	       "conntrack keys share their fields before the addresses");
 
+/*
+ * A local pod's own address (sl_src): what it may send from. IPv4 in the first 4 bytes, the rest zero.
+ * Keyed by ep_id, like policy, so an endpoint that moves to another interface keeps its addresses.
+ */
+struct sl_source_key {
+	__u32 ep_id;
+	__u8 family; /* enum sl_family */
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+/* sl_src value: presence is the answer; flags is reserved (0). */
+struct sl_source_value {
+	__u32 flags;
+};
+
 /* conntrack value: who started the flow, when it was last seen, under which policy revision it was allowed. */
 struct sl_ct_value {
 	__u64 last_seen_ns; /* CLOCK_MONOTONIC_COARSE (jiffy resolution) */
@@ -286,7 +309,7 @@ enum sl_counters { SL_COUNTERS_PER_ENDPOINT = 4 };
  * sl_counter_value. SL_REASON_NO_ENDPOINT has a slot but is never counted (such packets are not judged).
  */
 enum sl_verdict_counters {
-	SL_VERDICT_REASONS = SL_REASON_NDP + 1, /* every enum sl_reason: the last one + 1 */
+	SL_VERDICT_REASONS = SL_REASON_SOURCE_SPOOFED + 1, /* every enum sl_reason: the last one + 1 */
 	SL_VERDICT_COUNTERS = 2 * 2 * SL_VERDICT_REASONS,
 };
 

@@ -11,6 +11,9 @@
 // The node-wide verdict counter (one per-CPU array lookup per packet) is priced in the same run: every
 // path runs also on bpf/build/variants/sluice_no_vcnt.bpf.o (built with -DSL_NO_VERDICT_COUNTERS),
 // loaded over the same pinned maps, interleaved with the real program; a second table gives the difference.
+// The source check (one sl_src hash lookup per packet the pod sends, the endpoint carrying
+// SL_EP_SOURCE_CHECK and its address) is priced the same way against
+// bpf/build/variants/sluice_no_srccheck.bpf.o (-DSL_NO_SOURCE_CHECK), on the paths from the pod.
 // Run as root: node test/bench/packet.bench.ts [--repeat 1000000] [--trials 15]
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
@@ -21,7 +24,8 @@ import { endpointValueOf } from "../../operator/src/datapath/writer/endpoint-val
 import { canonicalEntry } from "../../operator/src/datapath/codec/keys.ts";
 import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/writer/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
-import { writeIpcache } from "../../operator/src/datapath/writer/sync.ts";
+import { writeIpcache, writeSources } from "../../operator/src/datapath/writer/sync.ts";
+import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 import { IPPROTO, packet } from "../support/packets.ts";
 import { machine, markdownTable, median, requireRoot } from "./table.ts";
@@ -54,8 +58,14 @@ const trivialPin = `${pinRoot}-trivial`;
 const pinOf = (size: number) => `${pinRoot}-${size}`;
 const datapaths = new Map<number, Datapath>();
 // The same maps, programs without the node-wide verdict counter.
-const variants = new Map<number, Datapath>();
-const VARIANT_OBJECT = join(repoRoot(), "bpf/build/variants/sluice_no_vcnt.bpf.o");
+// Builds with one feature compiled out, by what they leave out.
+const VARIANT_OBJECTS = {
+  vcnt: join(repoRoot(), "bpf/build/variants/sluice_no_vcnt.bpf.o"),
+  src: join(repoRoot(), "bpf/build/variants/sluice_no_srccheck.bpf.o"),
+} as const;
+type Variant = keyof typeof VARIANT_OBJECTS;
+const variants = new Map<string, Datapath>();
+const variantKey = (v: Variant, size: number) => `${v}/${size}`;
 let trivial: LoadedObject | undefined;
 
 function cleanup(): void {
@@ -101,8 +111,8 @@ interface Scenario {
   expect: number;
   // One run per BPF_PROG_RUN call, conntrack emptied after each (a path that creates state).
   single?: boolean;
-  // Runs the program built without the node-wide verdict counter.
-  variant?: boolean;
+  // Runs the program built without that feature.
+  variant?: Variant;
 }
 
 const SINGLE_RUNS = 1000;
@@ -201,11 +211,16 @@ function loadSize(size: number): Datapath {
   );
   const n = countPolicyEntries(m);
   if (n !== size) throw new Error(`policy maps hold ${n} entries, wanted ${size}`);
+  // Default deny both ways, and the source check on, as the agent writes every endpoint.
+  writeSources(m, [], [{ epId: EP_ID, address: POD }]);
+  const F = enums.sl_endpoint_flags;
+  const flags = F.SL_EP_DEFAULT_DENY_INGRESS | F.SL_EP_DEFAULT_DENY_EGRESS | F.SL_EP_SOURCE_CHECK;
   m.endpoints.set(
     { ifindex: 1 },
-    endpointValueOf({ id: EP_ID, identity: 300, policyRev: 1, gen: 0, flags: 3, slot: 0 }, all),
+    endpointValueOf({ id: EP_ID, identity: 300, policyRev: 1, gen: 0, flags, slot: 0 }, all),
   );
-  variants.set(size, loadDatapath({ pinRoot: pinOf(size), objectPath: VARIANT_OBJECT }));
+  for (const [v, objectPath] of Object.entries(VARIANT_OBJECTS))
+    variants.set(variantKey(v as Variant, size), loadDatapath({ pinRoot: pinOf(size), objectPath }));
   return d;
 }
 
@@ -230,6 +245,12 @@ async function main(): Promise<void> {
       prog: "from",
       frame: tcp(POD, PEER, 40000, 5432),
       expect: TC_ACT_OK,
+    },
+    {
+      name: "new flow from pod, denied by default (egress)",
+      prog: "from",
+      frame: tcp(POD, PEER2, 40005, 9999),
+      expect: TC_ACT_SHOT,
     },
     {
       name: "conntrack hit: reply (to pod)",
@@ -274,10 +295,16 @@ async function main(): Promise<void> {
   const withoutCounter = (s: Scenario): string => `${s.name} [no verdict counter]`;
   // Repeated paths only: a one-run call costs microseconds of cold caches, which hide a few nanoseconds.
   const priced = scenarios.filter((s) => s.prog !== "trivial" && !s.single);
-  const variantScenarios: Scenario[] = priced.map((s) => ({ ...s, name: withoutCounter(s), variant: true }));
+  const withoutCheck = (s: Scenario): string => `${s.name} [no source check]`;
+  // The check runs only on what the pod sends.
+  const checked = priced.filter((s) => s.prog === "from");
+  const variantScenarios: Scenario[] = [
+    ...priced.map((s): Scenario => ({ ...s, name: withoutCounter(s), variant: "vcnt" })),
+    ...checked.map((s): Scenario => ({ ...s, name: withoutCheck(s), variant: "src" })),
+  ];
   const fdOf = (size: number, s: Scenario) => {
     if (s.prog === "trivial") return trivialFd;
-    const d = s.variant ? variants.get(size) : dpOf(size);
+    const d = s.variant ? variants.get(variantKey(s.variant, size)) : dpOf(size);
     if (!d) throw new Error(`no variant datapath of size ${size}`);
     return d.programFor(s.prog === "from" ? "ingress" : "egress");
   };
@@ -342,6 +369,21 @@ async function main(): Promise<void> {
   );
   console.log(
     markdownTable(["path", "10 entries", "1k entries", "100k entries", "100k: with / without"], counterRows),
+  );
+  const checkRows = checked.map((s) => {
+    const w = results.get(s.name) ?? [];
+    const wo = results.get(withoutCheck(s)) ?? [];
+    return [
+      s.name,
+      ...SIZES.map((_, i) => `${(w[i] - wo[i]).toFixed(1)} ns (${(w[i] / wo[i]).toFixed(3)}×)`),
+      `${fmt(w[2])} / ${fmt(wo[2])}`,
+    ];
+  });
+  console.log(
+    "\n### Cost of the source check (with − compiled out, and the ratio; same run, paths from the pod)\n",
+  );
+  console.log(
+    markdownTable(["path", "10 entries", "1k entries", "100k entries", "100k: with / without"], checkRows),
   );
   console.log(
     `\nTargets: <= 100 ns at 100k entries (worst repeated path ${worst.toFixed(0)} ns: ${worst <= 100 ? "met" : "NOT met"}); ` +

@@ -338,6 +338,19 @@ describe("the chart on a real API server", () => {
     timeout: 60_000,
   }, async () => {
     const sa = asServiceAccount(NS_A, "sluice-agent");
+    // The chart's admission policy (templates/admission.yaml) admits an agent's node status only for
+    // the node its token is bound to: impersonate that claim too (what a pod's projected token carries;
+    // test/integration/node-status-admission.test.ts uses real ones). client-node's kubeconfig has no
+    // as-user-extra, hence the header.
+    sa.kc.addAuthenticator({
+      isAuthProvider: () => true,
+      applyAuthentication: async (_user, opts) => {
+        opts.headers = {
+          ...opts.headers,
+          "Impersonate-Extra-authentication.kubernetes.io%2fnode-name": "rbac-node",
+        };
+      },
+    });
     // kube-agent.ts WATCHED, listed and watched as the agent.
     const informers = [
       NAMESPACES,

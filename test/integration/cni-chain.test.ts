@@ -315,13 +315,26 @@ before(async () => {
 });
 
 // The agent's log lines about CNI requests (one per add/del/check, with its duration).
-function agentCniLog(): string[] {
+// The agent's JSON log lines about CNI requests (one per request, with its fields and duration).
+interface CniLogLine {
+  msg: string;
+  op?: string;
+  endpoint?: string;
+  container?: string;
+  iface?: string;
+  ifindex?: number;
+  ips?: string[];
+  duration_ms?: number;
+}
+
+function agentCniLog(): CniLogLine[] {
   const path = join(work, `agent-${NODE_NAME}.log`);
-  return existsSync(path)
-    ? readFileSync(path, "utf8")
-        .split("\n")
-        .filter((l) => / cni /.test(l))
-    : [];
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as CniLogLine)
+    .filter((l) => l.msg.startsWith("cni "));
 }
 
 after(async () => {
@@ -452,17 +465,25 @@ for (const kind of ["ptp", "bridge"] as const) {
     assert.match(JSON.parse(recheck.stdout).msg, /the agent has no declaration of container/);
     const saved = JSON.parse(readFileSync(declarationsPath(socket), "utf8")).declarations;
     assert.equal(saved[`shop/${name}`], undefined, "the declaration is forgotten");
-    // One log line per request, with its duration.
+    // One log line per request, with its fields and duration.
     const lines = await waitFor("the agent's log lines", () => {
-      const l = agentCniLog().filter((x) => / cni (add|del) /.test(x) && x.includes(`shop/${name} `));
+      const l = agentCniLog().filter(
+        (x) => (x.op === "add" || x.op === "del") && x.endpoint === `shop/${name}`,
+      );
       return l.length === 2 && l;
     });
-    assert.match(
-      lines[0],
-      / cni add shop\/backend-\w+ \(container \w{12}\) on veth\w+ #\d+ \[[\d.]+\]: ok in [\d.]+ ms$/,
-    );
-    assert.match(lines[1], / cni del shop\/backend-\w+ \(container \w{12}\): ok in [\d.]+ ms$/);
-    t.diagnostic(lines[0]);
+    const [add, delLine] = lines;
+    assert.ok(add && delLine);
+    assert.equal(add.msg, "cni add: ok");
+    assert.match(add.container ?? "", /^\w{12}$/);
+    assert.match(add.iface ?? "", /^veth\w+$/);
+    assert.ok(Number.isInteger(add.ifindex), "the interface's index");
+    assert.deepEqual(add.ips, [s.ip]);
+    assert.equal(delLine.msg, "cni del: ok");
+    assert.equal(delLine.container, add.container);
+    for (const l of lines)
+      assert.ok(typeof l.duration_ms === "number" && l.duration_ms >= 0, JSON.stringify(l));
+    t.diagnostic(JSON.stringify(add));
   });
 }
 

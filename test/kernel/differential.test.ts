@@ -5,6 +5,8 @@
 //   (c) the kernel program through BPF_PROG_RUN, with the compiled state written into real maps by the
 //       map writer (MapSync) and a packet crafted from the probe (v4 and v6; TCP, UDP, SCTP, ICMP and
 //       ICMPv6 echo and errors, and a protocol without ports).
+// And the source check: the endpoint is installed with its pod's addresses, as the agent writes it, and
+// the same probes sent from another pod's address (a borrowed identity) must drop whatever the policy.
 // BPF_PROG_RUN runs tc programs on the loopback device (ifindex 1), so one endpoint at a time is
 // installed there and probed from both of its sides. Runtime is bounded (SLUICE_DIFF_SECONDS, default
 // 45 s, at most SLUICE_DIFF_RUNS = 1000 clusters); SLUICE_DIFF_SEED replays a run, with the same SLUICE_DIFF_RUNS.
@@ -181,6 +183,7 @@ describe("differential: reference evaluator == compiled lookup == kernel", () =>
     let denies = 0;
     // Verdicts the allow-localhost entry decided, and clusters per mode.
     let localhost = 0;
+    let spoofed = 0;
     const modes = { always: 0, policy: 0 };
     const result = fc.check(
       fc.property(cluster, allowLocalhostMode, (c, allowLocalhost) => {
@@ -203,7 +206,8 @@ describe("differential: reference evaluator == compiled lookup == kernel", () =>
           for (const ep of state.endpoints) {
             const pod = c.pods.find((p) => `${p.metadata.namespace}/${p.metadata.name}` === ep.key);
             assert.ok(pod, `endpoint ${ep.key} is a pod of the cluster`);
-            k.install(state, ep);
+            k.install(state, { ...ep, addresses: podIps(pod) });
+            const podAddresses = new Set(c.pods.flatMap((p) => podIps(p)));
             for (const own of podIps(pod))
               for (const other of ips) {
                 if (other === own || isV6(own) !== isV6(other)) continue;
@@ -224,6 +228,13 @@ describe("differential: reference evaluator == compiled lookup == kernel", () =>
                     checks++;
                     if (got === "deny") denies++;
                   }
+                // The egress probe again, from the other pod's address instead of its own.
+                if (!podAddresses.has(other) || podIps(pod).includes(other)) continue;
+                for (const p of isV6(own) ? V6_PROBES : V4_PROBES) {
+                  const where = `${ep.key} egress from borrowed ${other} -> ${own} proto ${p.proto} port ${p.port}`;
+                  assert.equal(k.verdict("egress", frame(other, own, p)), "deny", `kernel: ${where}`);
+                  spoofed++;
+                }
               }
           }
         }
@@ -243,8 +254,9 @@ describe("differential: reference evaluator == compiled lookup == kernel", () =>
       );
     }
     t.diagnostic(
-      `${clusters} clusters (allow-localhost always ${modes.always}, policy ${modes.policy}), ${checks} verdicts (${denies} denies, ${localhost} by the allow-localhost entry) agreed; seed ${result.seed}`,
+      `${clusters} clusters (allow-localhost always ${modes.always}, policy ${modes.policy}), ${checks} verdicts (${denies} denies, ${localhost} by the allow-localhost entry) agreed, ${spoofed} probes from borrowed addresses dropped; seed ${result.seed}`,
     );
+    assert.ok(spoofed > 0, "probes from borrowed addresses were sent");
     assert.ok(clusters >= 5, `only ${clusters} clusters checked in ${SECONDS} s`);
     // A test that only ever saw one verdict proves little.
     assert.ok(denies > 0 && denies < checks, `verdicts were all the same (${denies} denies of ${checks})`);

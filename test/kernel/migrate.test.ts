@@ -197,12 +197,15 @@ describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => 
       const enforcer = new Enforcer(d, { node: "n", resolver });
       // Copied before any program is swapped, so the replies of these flows never miss.
       assert.equal(d.maps.conntrack4.count(), 2);
-      const first = enforcer.write(state, new Map([["ns/pod", { ifname: dev.name, ifindex }]]));
+      const wired = new Map([["ns/pod", { ifname: dev.name, ifindex, addresses: [POD4, POD6] }]]);
+      const first = enforcer.write(state, wired);
       assert.equal(first.endpoints, 1);
+      // The pod's addresses came with it: its source check has them.
+      assert.equal(d.maps.sources?.count(), 2);
       assert.deepEqual(first.migrated?.removedPins.sort(), ["sl_cnt_v3", "sl_ct_v3"]);
       assert.equal(first.migrated?.conntrack, 2);
       assert.deepEqual(d.pins.olderLayoutMaps(), []);
-      const again = enforcer.write(state, new Map([["ns/pod", { ifname: dev.name, ifindex }]]));
+      const again = enforcer.write(state, wired);
       assert.equal(again.migrated, undefined, "only the first write migrates");
     } finally {
       d?.close();

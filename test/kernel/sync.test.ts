@@ -253,7 +253,16 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     if (!requirePrivileged(t)) return;
     const m = dp.maps;
     const held = () =>
-      [m.ipHosts4, m.ipHosts6, m.ipcache, m.endpoints, m.policySets, m.policyExact, m.policyLpm].map((x) => ({
+      [
+        m.ipHosts4,
+        m.ipHosts6,
+        m.ipcache,
+        m.endpoints,
+        m.policySets,
+        m.policyExact,
+        m.policyLpm,
+        ...(m.sources ? [m.sources] : []),
+      ].map((x) => ({
         map: x.name,
         entries: x.count(),
         capacity: x.maxEntries,
@@ -276,14 +285,20 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
             { cidr: "fd00:2::7/128", identity: 306 },
             { cidr: "10.0.9.9/32", identity: 307 },
           ],
-          endpoints: [ep(1, 300, [...exact(many), ...blocks(many)]), B.endpoints[1]],
+          endpoints: [
+            { ...ep(1, 300, [...exact(many), ...blocks(many)]), addresses: ["10.0.0.1", "fd00::1"] },
+            B.endpoints[1],
+          ],
         },
       ],
       [
         "the group shrunk, a host's identity changed",
         {
           ipcache: [...B.ipcache, { cidr: "10.0.9.9/32", identity: 308 }],
-          endpoints: [ep(1, 300, [...exact(many), ...blocks(2)]), B.endpoints[1]],
+          endpoints: [
+            { ...ep(1, 300, [...exact(many), ...blocks(2)]), addresses: ["10.0.0.2"] },
+            { ...B.endpoints[1], addresses: ["10.0.0.3"] },
+          ],
         },
       ],
       ["back to B", B],

@@ -90,7 +90,7 @@ describe("node-wide verdict counters", { skip: skip ? privilegeProblem() : false
   test("every (direction, verdict, reason) row but no-endpoint, zeros included", (t) => {
     if (!requirePrivileged(t)) return;
     const rows = readVerdictCounters(dp);
-    assert.equal(rows.length, 2 * 2 * 8);
+    assert.equal(rows.length, 2 * 2 * 9);
     assert.equal(new Set(rows.map(rowKey)).size, rows.length);
     const reasons = [...new Set(rows.map((r) => r.reason))].sort();
     assert.deepEqual(reasons, [
@@ -102,6 +102,7 @@ describe("node-wide verdict counters", { skip: skip ? privilegeProblem() : false
       "malformed",
       "ndp",
       "policy",
+      "source-spoofed",
     ]);
   });
 

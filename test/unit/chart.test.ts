@@ -604,3 +604,105 @@ test("the agent records no events and gets nothing it does not watch", () => {
   const kubeAgent = readFileSync(join(repo, "operator/src/agent/kube-agent.ts"), "utf8");
   assert.doesNotMatch(kubeAgent, /EventRecorder|createNamespacedEvent/);
 });
+
+// --- the agent's node status admission policy (templates/admission.yaml) -------------------------
+
+interface AdmissionDoc {
+  kind: string;
+  metadata: { name: string };
+  spec: {
+    failurePolicy?: string;
+    policyName?: string;
+    validationActions?: string[];
+    matchConstraints?: {
+      resourceRules: { apiGroups: string[]; operations: string[]; resources: string[] }[];
+    };
+    matchConditions?: { name: string; expression: string }[];
+    variables?: { name: string; expression: string }[];
+    validations?: { expression: string; message?: string; messageExpression?: string }[];
+  };
+}
+const ADMISSION_KINDS = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"];
+const admission = (docs: Doc[], kind: string) => one(docs, kind) as unknown as AdmissionDoc;
+
+test("the node status admission policy is on by default, bound with Deny, for this release's agent only", () => {
+  for (const [docs, ns, agent] of [
+    [render(), "sluice-system", "sluice-agent"],
+    [renderIn("edge", "x"), "x", "edge-sluice-agent"],
+  ] as const) {
+    const policy = admission(docs, "ValidatingAdmissionPolicy");
+    const binding = admission(docs, "ValidatingAdmissionPolicyBinding");
+    // Cluster-scoped: named like the ClusterRoles, with the release's namespace.
+    const role = one(docs, "ClusterRole", "agent").metadata.name;
+    assert.equal(policy.metadata.name, `${role}-node-status`);
+    assert.equal(binding.spec.policyName, policy.metadata.name);
+    assert.deepEqual(binding.spec.validationActions, ["Deny"]);
+    assert.equal(policy.spec.failurePolicy, "Fail");
+    // The service account the DaemonSet runs as, in the release's namespace, and nothing else.
+    assert.equal(workload(docs, "agent").spec?.template?.spec.serviceAccountName, agent);
+    assert.deepEqual(
+      policy.spec.matchConditions?.map((c) => c.expression),
+      [`request.userInfo.username == "system:serviceaccount:${ns}:${agent}"`],
+    );
+    // The node comes from the token's claim, and the object is named after the node.
+    const vars = Object.fromEntries((policy.spec.variables ?? []).map((v) => [v.name, v.expression]));
+    assert.match(vars.tokenNode ?? "", /'authentication\.kubernetes\.io\/node-name'/);
+    assert.match(vars.objectName ?? "", /^object\.\?metadata\.name/);
+    assert.deepEqual(
+      policy.spec.validations?.map((v) => v.expression),
+      ["variables.tokenNode != ''", "variables.objectName == variables.tokenNode"],
+    );
+  }
+});
+
+test("the policy covers every write the agent's RBAC allows on securitynodestatuses, and every subresource of the CRD", () => {
+  const docs = render();
+  const rules = admission(docs, "ValidatingAdmissionPolicy").spec.matchConstraints?.resourceRules ?? [];
+  const covered = new Set(
+    rules.flatMap((r) =>
+      r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.operations.map((op) => `${g}/${res} ${op}`))),
+    ),
+  );
+  // What each RBAC verb can do to an object, as admission sees it (an apply is a patch that creates
+  // the object when absent).
+  const operations: Record<string, string[]> = {
+    create: ["CREATE"],
+    patch: ["CREATE", "UPDATE"],
+    update: ["UPDATE"],
+    delete: ["DELETE"],
+    deletecollection: ["DELETE"],
+  };
+  const agentRules = one(docs, "ClusterRole", "agent").rules ?? [];
+  let writes = 0;
+  for (const r of agentRules)
+    for (const g of r.apiGroups)
+      for (const res of r.resources.filter((x) => x.split("/")[0] === "securitynodestatuses"))
+        for (const v of r.verbs)
+          for (const op of operations[v] ?? []) {
+            writes++;
+            assert.ok(
+              covered.has(`${g}/${res} ${op}`),
+              `the agent may ${v} ${g}/${res}; the policy skips ${op}`,
+            );
+          }
+  assert.ok(writes > 0, "the agent writes its node status: the table above must see it");
+  // A status (or scale) subresource added to the CRD is a second way in: the policy must name it.
+  const crd = docs.find(
+    (d) => d.kind === "CustomResourceDefinition" && d.spec?.names?.kind === "SecurityNodeStatus",
+  );
+  assert.ok(crd);
+  const versions = (crd.spec as unknown as { versions: { subresources?: Record<string, unknown> }[] })
+    .versions;
+  for (const sub of new Set(versions.flatMap((v) => Object.keys(v.subresources ?? {}))))
+    assert.ok(
+      [...covered].some((c) => c.startsWith(`sluice.dev/securitynodestatuses/${sub} `)),
+      `the CRD has a ${sub} subresource the policy does not cover`,
+    );
+});
+
+test("agent.nodeStatusAdmission.enabled=false renders neither the policy nor its binding", () => {
+  const kinds = render("agent.nodeStatusAdmission.enabled=false").map((d) => d.kind);
+  for (const k of ADMISSION_KINDS) assert.ok(!kinds.includes(k), `${k} rendered while disabled`);
+  const on = render().map((d) => d.kind);
+  for (const k of ADMISSION_KINDS) assert.ok(on.includes(k), `${k} not rendered by default`);
+});

@@ -11,6 +11,7 @@ import {
   type SyncPlan,
 } from "../../operator/src/datapath/writer/sync-plan.ts";
 import { canonicalEntry } from "../../operator/src/datapath/codec/keys.ts";
+import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
 import { MapCapacityError } from "../../operator/src/datapath/kernel/typed-map.ts";
 import {
   type EndpointState,
@@ -19,7 +20,8 @@ import {
   policyEntryKey,
 } from "../../operator/src/policy/mapstate.ts";
 
-const CAP: Capacities = { ipcache: 1000, endpoints: 100, policy: 10000 };
+const CAP: Capacities = { ipcache: 1000, endpoints: 100, policy: 10000, sources: 100 };
+const SOURCE_CHECK = enums.sl_endpoint_flags.SL_EP_SOURCE_CHECK;
 const ifindexOf = (ep: EndpointState) => 100 + ep.id;
 
 function ep(id: number, entries: PolicyEntry[], ingress = true): EndpointState {
@@ -63,16 +65,29 @@ function simulate(applied: AppliedState, plan: SyncPlan): AppliedState {
     assert.ok(!phase1.has(`${w.epId}|${w.gen}`), "phase 3 must not touch a generation phase 1 touched");
   for (const w of plan.phase1.delete) get(w.epId)[w.gen].delete(policyEntryKey(w.entry));
   for (const w of plan.phase1.write) get(w.epId)[w.gen].set(policyEntryKey(w.entry), w.entry);
+  const sources = new Map([...applied.sources].map(([id, s]) => [id, new Set(s)]));
+  for (const w of plan.sources.write)
+    sources.set(w.epId, new Set([...(sources.get(w.epId) ?? []), w.address]));
   const endpoints = new Map(applied.endpoints);
   for (const i of plan.phase2.deleteEndpoints) endpoints.delete(i);
   for (const [i, r] of plan.phase2.writeEndpoints) endpoints.set(i, r);
+  // From the switch on, a checked endpoint finds every address it had and will have: nothing it sends
+  // from its own addresses is dropped in between.
+  for (const r of endpoints.values()) {
+    if (!(r.flags & SOURCE_CHECK)) continue;
+    const held = sources.get(r.id) ?? new Set();
+    for (const want of plan.result.sources.get(r.id) ?? [])
+      assert.ok(held.has(want), `endpoint ${r.id}: ${want} written before its value checks it`);
+  }
+  for (const w of plan.sources.delete) sources.get(w.epId)?.delete(w.address);
+  for (const [id, s] of sources) if (s.size === 0) sources.delete(id);
   for (const w of plan.phase3.delete) get(w.epId)[w.gen].delete(policyEntryKey(w.entry));
   for (const w of plan.phase3.write) get(w.epId)[w.gen].set(policyEntryKey(w.entry), w.entry);
   const ipcache = new Map(applied.ipcache);
   for (const c of plan.ipcache.delete) ipcache.delete(c);
   for (const [c, id] of plan.ipcache.write) ipcache.set(c, id);
   for (const [id, g] of gens) if (g[0].size === 0 && g[1].size === 0) gens.delete(id);
-  return { ipcache, endpoints, policy: gens };
+  return { ipcache, endpoints, policy: gens, sources };
 }
 
 function normalize(s: AppliedState) {
@@ -83,6 +98,7 @@ function normalize(s: AppliedState) {
       .filter(([, g]) => g[0].size + g[1].size > 0)
       .sort(([a], [b]) => a - b)
       .map(([id, g]) => [id, [...g[0]].sort(), [...g[1]].sort()]),
+    sources: [...s.sources].sort(([a], [b]) => a - b).map(([id, set]) => [id, [...set].sort()]),
   };
 }
 
@@ -203,6 +219,46 @@ test("bad input is refused naming the endpoint", () => {
   assert.deepEqual(pending, ["ns/p1"]);
 });
 
+test("own addresses: written before the value that checks them, removed after the barrier", () => {
+  const withAddresses = (addresses?: string[]) =>
+    desiredState({ ipcache: [], endpoints: [{ ...ep(1, []), ...(addresses && { addresses }) }] }, ifindexOf)
+      .desired;
+  // Unknown addresses: no check, nothing in sl_src.
+  const p0 = planSync(EMPTY_STATE, withAddresses(), CAP);
+  assert.equal(p0.phase2.writeEndpoints[0][1].flags & SOURCE_CHECK, 0);
+  assert.deepEqual(p0.sources, { write: [], delete: [] });
+  // Known: the check turns on, without a new policy revision (no tracked flow needs a recheck).
+  const p1 = planSync(p0.result, withAddresses(["10.0.0.1", "FD00:0::1"]), CAP);
+  assert.deepEqual(
+    p1.phase2.writeEndpoints.map(([, r]) => [r.flags & SOURCE_CHECK, r.policyRev]),
+    [[SOURCE_CHECK, 1]],
+  );
+  assert.deepEqual(
+    p1.sources.write.map((w) => w.address),
+    ["10.0.0.1", "fd00::1"],
+    "canonical text",
+  );
+  assert.deepEqual(normalize(simulate(p0.result, p1)), normalize(p1.result));
+  // An address changes: the new one before, the old one after the barrier; the value stays.
+  const p2 = planSync(p1.result, withAddresses(["10.0.0.2", "fd00::1"]), CAP);
+  assert.deepEqual(p2.phase2.writeEndpoints, []);
+  assert.deepEqual(p2.sources, {
+    write: [{ epId: 1, address: "10.0.0.2" }],
+    delete: [{ epId: 1, address: "10.0.0.1" }],
+  });
+  assert.ok(p2.barrier);
+  // The endpoint goes: its value in phase 2, its addresses after the barrier.
+  const p3 = planSync(p2.result, desiredState({ ipcache: [], endpoints: [] }, ifindexOf).desired, CAP);
+  assert.deepEqual(p3.phase2.deleteEndpoints, [101]);
+  assert.equal(p3.sources.delete.length, 2);
+  assert.ok(p3.barrier);
+  assert.throws(
+    () => planSync(p0.result, withAddresses(["10.0.0.1", "fd00::1"]), { ...CAP, sources: 1 }),
+    /sources/,
+  );
+  assert.throws(() => withAddresses(["10.0.0.0/8"]), /not an IP address/);
+});
+
 test("property: any sequence of states converges, and phase 1 never touches an active generation", () => {
   const entryArb = fc.record({
     direction: fc.constantFrom<"ingress" | "egress">("ingress", "egress"),
@@ -226,6 +282,9 @@ test("property: any sequence of states converges, and phase 1 never touches an a
         fc.record({
           id: fc.integer({ min: 1, max: 4 }),
           entries: fc.array(entryArb, { maxLength: 6 }),
+          addresses: fc.option(fc.subarray(["10.0.0.1", "10.0.0.2", "fd00::1", "fd00::2"]), {
+            nil: undefined,
+          }),
         }),
         { selector: (e) => e.id },
       )
@@ -238,6 +297,7 @@ test("property: any sequence of states converges, and phase 1 never touches an a
             id: e.id,
             identity: 256 + e.id,
             policy: { defaultDeny: { ingress: true, egress: false }, entries: [...byKey.values()] },
+            ...(e.addresses && { addresses: e.addresses }),
           };
         });
       }),

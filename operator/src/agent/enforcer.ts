@@ -2,7 +2,8 @@
 // cluster's objects to the BPF maps and program attachments. The compiler is pure; this is the thin
 // shell that resolves interfaces, writes maps (one delta, batched) and attaches programs. apply()
 // compiles the whole node (static agent); write() takes a state compiled elsewhere (the Kubernetes
-// agent's incremental compiler).
+// agent's incremental compiler). It also hands the writer each endpoint's own addresses, which the
+// datapath checks what the pod sends against (the compiler's state carries none).
 import type { ClusterObjects } from "../api/objects.ts";
 import type { Datapath } from "../datapath/kernel/programs.ts";
 import { attachAll, detachStale } from "../datapath/kernel/attachments.ts";
@@ -16,9 +17,19 @@ import {
   inputsFromObjects,
   type MapState,
 } from "../policy/index.ts";
+import type { EndpointState } from "../policy/mapstate.ts";
+import { podIps } from "../policy/universe.ts";
+import { podKey } from "../api/k8s.ts";
 import { DesiredStateCache } from "./desired-cache.ts";
-import { resolveLocalInterfaces } from "./endpoints.ts";
+import { localPods, resolveLocalInterfaces } from "./endpoints.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
+
+// A local endpoint's host-side interface, and its pod's addresses: all the pod may send from (the
+// datapath drops anything else it sends). The caller knows them: the compiler enforces only pods that
+// have addresses, and these are the ones it compiled the pod with.
+export interface EndpointInterface extends HostInterface {
+  addresses: readonly string[];
+}
 
 export interface EnforcerOptions {
   node: string;
@@ -57,6 +68,9 @@ export class Enforcer {
   readonly #attached = new Set<string>();
   // The maps' desired form of endpoints the compiler left untouched is kept between passes.
   readonly #desired = new DesiredStateCache();
+  // Each endpoint with its addresses, kept while neither changes: the desired cache reuses what it built
+  // for the same object.
+  readonly #addressed = new Map<string, { source: EndpointState; addresses: string; ep: EndpointState }>();
   // Until the first write: the maps of an older layout whose programs still run on the links.
   #migration: LayoutMigration | undefined;
   #migrationError: string | undefined;
@@ -111,15 +125,24 @@ export class Enforcer {
       allowLocalhost: o.allowLocalhost,
       hostAddresses: o.hostAddresses?.(),
     });
+    const wired = new Map<string, EndpointInterface>();
+    for (const pod of localPods(objects.pods, o.node)) {
+      const i = local.byKey.get(podKey(pod));
+      if (i) wired.set(podKey(pod), { ...i, addresses: podIps(pod) });
+    }
     // write() reports the compiled endpoints without an interface: the same pods local.pending names.
-    return { ...this.write(result.state, local.byKey), errors: result.errors };
+    return { ...this.write(result.state, wired), errors: result.errors };
   }
 
   // Writes a compiled state: the maps (one batched delta, nothing if they already hold it), then the
   // programs on interfaces not attached yet, then removes links of interfaces that are no endpoints.
-  write(state: MapState, interfaces: ReadonlyMap<string, HostInterface>): Omit<EnforceResult, "errors"> {
-    // Maps first, then programs: a program never runs on an interface without its endpoint entry.
-    const { desired, pending } = this.#desired.build(state, (ep) => interfaces.get(ep.key)?.ifindex);
+  write(state: MapState, interfaces: ReadonlyMap<string, EndpointInterface>): Omit<EnforceResult, "errors"> {
+    // Maps first, then programs: a program never runs on an interface without its endpoint entry (nor
+    // an endpoint's source check without its addresses: the writer orders those).
+    const { desired, pending } = this.#desired.build(
+      this.#withAddresses(state, interfaces),
+      (ep) => interfaces.get(ep.key)?.ifindex,
+    );
     const sync = { ...this.#sync.applyDesired(desired), pending };
     const compiled = new Set(state.endpoints.map((e) => e.key));
     const wired = [...interfaces].filter(([key]) => compiled.has(key)).map(([, i]) => i);
@@ -144,6 +167,25 @@ export class Enforcer {
       attachMs,
       migrationMs: performance.now() - tm,
     };
+  }
+
+  // The state with each wired endpoint's addresses; the same object for an endpoint whose compiled state
+  // and addresses are unchanged.
+  #withAddresses(state: MapState, interfaces: ReadonlyMap<string, EndpointInterface>): MapState {
+    const live = new Set<string>();
+    const endpoints = state.endpoints.map((ep) => {
+      const i = interfaces.get(ep.key);
+      if (!i) return ep; // no interface: pending, nothing is written for it
+      live.add(ep.key);
+      const addresses = i.addresses.join(",");
+      const c = this.#addressed.get(ep.key);
+      if (c && c.source === ep && c.addresses === addresses) return c.ep;
+      const out: EndpointState = { ...ep, addresses: [...i.addresses] };
+      this.#addressed.set(ep.key, { source: ep, addresses, ep: out });
+      return out;
+    });
+    for (const k of this.#addressed.keys()) if (!live.has(k)) this.#addressed.delete(k);
+    return { ipcache: state.ipcache, endpoints };
   }
 
   // After the first write every link runs this layout's programs (or is gone): once no old program

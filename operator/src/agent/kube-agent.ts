@@ -48,7 +48,7 @@ import type { Logger } from "../observe/log.ts";
 import { AgentHealth } from "./agent-health.ts";
 import { CniServer } from "./cni-server.ts";
 import { localPods, resolvePod } from "./endpoints.ts";
-import { type EnforceResult, Enforcer } from "./enforcer.ts";
+import { type EndpointInterface, type EnforceResult, Enforcer } from "./enforcer.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
 import { listLinks, staleInterfaces } from "./link-check.ts";
 import type { AgentMetrics } from "./metrics.ts";
@@ -134,6 +134,8 @@ type EnforceWrite = Omit<EnforceResult, "errors">;
 
 interface ResolvedInterface {
   ips: string;
+  // The same addresses, for the datapath's source check (Enforcer.write).
+  addresses: string[];
   iface?: HostInterface;
 }
 
@@ -545,15 +547,16 @@ export class KubeAgent {
     for (const pod of pods) {
       const key = podKey(pod);
       const iface = this.#cni?.interfaceOf(pod) ?? (await resolvePod(this.#o.resolver, pod));
-      this.#interfaces.set(key, { ips: podIps(pod).join(","), iface });
+      const addresses = podIps(pod);
+      this.#interfaces.set(key, { ips: addresses.join(","), addresses, iface });
       resolved.add(key);
     }
   }
 
   // The cached interfaces that were found, by endpoint key.
-  #wiredInterfaces(): Map<string, HostInterface> {
-    const byKey = new Map<string, HostInterface>();
-    for (const [k, v] of this.#interfaces) if (v.iface) byKey.set(k, v.iface);
+  #wiredInterfaces(): Map<string, EndpointInterface> {
+    const byKey = new Map<string, EndpointInterface>();
+    for (const [k, v] of this.#interfaces) if (v.iface) byKey.set(k, { ...v.iface, addresses: v.addresses });
     return byKey;
   }
 

@@ -1,19 +1,42 @@
-// networking.k8s.io/v1 NetworkPolicy as a structural schema (the API server's validation, reduced
-// to what a schema can say), for `sluice validate`.
+// networking.k8s.io/v1 NetworkPolicy and metav1.ObjectMeta as structural schemas of their Go types: what
+// the API server's JSON decoding checks (field types, int32 ranges, unknown fields under
+// fieldValidation=Strict) before its validation code runs. No field is required and no value is
+// constrained here: ValidateNetworkPolicy's rules are in networkpolicy.ts, with the API server's fields.
+const str = { type: "string" };
+const stringMap = { type: "object", additionalProperties: str };
+const int32 = { type: "integer", format: "int32" };
+const loose = { type: "object", "x-kubernetes-preserve-unknown-fields": true };
+
+export const objectMetaSchema = {
+  type: "object",
+  properties: {
+    name: str,
+    generateName: str,
+    namespace: str,
+    selfLink: str,
+    uid: str,
+    resourceVersion: str,
+    generation: { type: "integer", format: "int64" },
+    creationTimestamp: str,
+    deletionTimestamp: str,
+    deletionGracePeriodSeconds: { type: "integer", format: "int64" },
+    labels: stringMap,
+    annotations: stringMap,
+    ownerReferences: { type: "array", items: loose },
+    finalizers: { type: "array", items: str },
+    managedFields: { type: "array", items: loose },
+  },
+};
+
 const labelSelector = {
   type: "object",
   properties: {
-    matchLabels: { type: "object", additionalProperties: { type: "string" } },
+    matchLabels: stringMap,
     matchExpressions: {
       type: "array",
       items: {
         type: "object",
-        required: ["key", "operator"],
-        properties: {
-          key: { type: "string" },
-          operator: { type: "string", enum: ["In", "NotIn", "Exists", "DoesNotExist"] },
-          values: { type: "array", items: { type: "string" } },
-        },
+        properties: { key: str, operator: str, values: { type: "array", items: str } },
       },
     },
   },
@@ -21,9 +44,9 @@ const labelSelector = {
 const port = {
   type: "object",
   properties: {
-    protocol: { type: "string", enum: ["TCP", "UDP", "SCTP"] },
-    port: { "x-kubernetes-int-or-string": true },
-    endPort: { type: "integer", minimum: 1, maximum: 65535 },
+    protocol: str,
+    port: { "x-kubernetes-int-or-string": true, format: "int32" },
+    endPort: int32,
   },
 };
 const peer = {
@@ -31,26 +54,20 @@ const peer = {
   properties: {
     podSelector: labelSelector,
     namespaceSelector: labelSelector,
-    ipBlock: {
-      type: "object",
-      required: ["cidr"],
-      properties: { cidr: { type: "string" }, except: { type: "array", items: { type: "string" } } },
-    },
+    ipBlock: { type: "object", properties: { cidr: str, except: { type: "array", items: str } } },
   },
 };
 export const networkPolicySchema = {
   type: "object",
-  required: ["spec"],
   properties: {
-    apiVersion: { type: "string" },
-    kind: { type: "string" },
-    metadata: { type: "object" },
+    apiVersion: str,
+    kind: str,
+    metadata: objectMetaSchema,
     spec: {
       type: "object",
-      required: ["podSelector"],
       properties: {
         podSelector: labelSelector,
-        policyTypes: { type: "array", items: { type: "string", enum: ["Ingress", "Egress"] } },
+        policyTypes: { type: "array", items: str },
         ingress: {
           type: "array",
           items: {

@@ -67,6 +67,10 @@ export interface EndpointState {
   id: number;
   identity: number;
   policy: EndpointPolicy;
+  // The pod's own addresses: the datapath drops what the pod sends from any other (and ARP or neighbor
+  // advertisements that claim another). The agent always gives them; without them (tools, tests that
+  // write policy only) the endpoint's sources are not checked.
+  addresses?: readonly string[];
 }
 
 // An ipcache entry: every address in cidr has this identity. Misses mean world.

@@ -31,6 +31,8 @@ export const ct6Key = new StructCodec("sl_ct6_key", structs.sl_ct6_key, {
   sport: "be",
   dport: "be",
 } as const);
+export const sourceKey = new StructCodec("sl_source_key", structs.sl_source_key);
+export const sourceValue = new StructCodec("sl_source_value", structs.sl_source_value);
 export const ctValue = new StructCodec("sl_ct_value", structs.sl_ct_value);
 export const counterValue = new StructCodec("sl_counter_value", structs.sl_counter_value);
 // Layout 3's keys, read when migrating (datapath/migrate.ts).
@@ -60,6 +62,8 @@ export type PolicyValue = ReturnType<typeof policyValue.decode>;
 export type Ct4Key = ReturnType<typeof ct4Key.decode>;
 export type Ct6Key = ReturnType<typeof ct6Key.decode>;
 export type CtValue = ReturnType<typeof ctValue.decode>;
+export type SourceKey = ReturnType<typeof sourceKey.decode>;
+export type SourceValue = ReturnType<typeof sourceValue.decode>;
 export type CounterValue = ReturnType<typeof counterValue.decode>;
 export type Config = ReturnType<typeof config.decode>;
 export type V3CtKey = ReturnType<typeof v3CtKey.decode>;

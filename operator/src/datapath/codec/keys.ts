@@ -1,7 +1,7 @@
 // Construction of map keys/values from the compiler's MapState vocabulary, and back. Pure: no kernel.
-import { formatIp, formatPrefix, parseCidr } from "../../policy/cidr.ts";
+import { formatIp, formatPrefix, parseCidr, parseIp } from "../../policy/cidr.ts";
 import type { Direction, PolicyEntry, Verdict } from "../../policy/mapstate.ts";
-import type { IpcacheKey, PolicyKey, PolicyValue } from "./codecs.ts";
+import type { IpcacheKey, PolicyKey, PolicyValue, SourceKey } from "./codecs.ts";
 import { enums } from "./layout.generated.ts";
 
 const F = enums.sl_family;
@@ -72,6 +72,22 @@ export function cidrOfIpcacheKey(k: IpcacheKey): string {
     throw new Error(`sl_ipcache_key.family: unknown family ${k.family}`);
   const a = addressOfBytes(k.addr.slice(0, v4 ? 4 : 16));
   return formatPrefix({ ...a, len: k.prefixlen - IPCACHE_FIXED_BITS });
+}
+
+// An endpoint's own address as sl_src keys it.
+export function sourceKeyOf(epId: number, address: string): SourceKey {
+  const ip = parseIp(address);
+  if (!ip) throw new Error(`endpoint ${epId}: address ${JSON.stringify(address)} is not an IP address`);
+  const addr = new Uint8Array(16);
+  addr.set(addressBytes(ip.family, ip.addr));
+  return { ep_id: epId, family: ip.family === 4 ? F.SL_FAMILY_V4 : F.SL_FAMILY_V6, addr };
+}
+
+// The endpoint and address (canonical text) of an sl_src key.
+export function sourceOfKey(k: SourceKey): { epId: number; address: string } {
+  const v4 = k.family === F.SL_FAMILY_V4;
+  if (!v4 && k.family !== F.SL_FAMILY_V6) throw new Error(`sl_source_key.family: unknown family ${k.family}`);
+  return { epId: k.ep_id, address: formatAddressBytes(k.addr.slice(0, v4 ? 4 : 16)) };
 }
 
 // A word of an inline policy entry (struct sl_policy_rule's match or mask): a little-endian u32 whose

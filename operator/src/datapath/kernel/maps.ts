@@ -1,5 +1,6 @@
 // The datapath's maps, typed. Names carry the layout version (bpf/include/sluice_maps.h); they are
 // found either in a freshly loaded object or as pins under the bpffs root (CLI inspection, adoption).
+import { unlinkSync } from "node:fs";
 import { type BpfAddon, hasErrnoCode, type LoadedObject } from "./bpf-addon.ts";
 import * as C from "../codec/codecs.ts";
 import { enums } from "../codec/layout.generated.ts";
@@ -23,6 +24,7 @@ export const MapNames = {
   conntrack4: `sl_ct4_v${VERSION}`,
   conntrack6: `sl_ct6_v${VERSION}`,
   fragments: `sl_frag_v${VERSION}`,
+  sources: `sl_src_v${VERSION}`,
   counters: `sl_cnt_v${VERSION}`,
   verdicts: `sl_vcnt_v${VERSION}`,
   events: `sl_evt_v${VERSION}`,
@@ -102,6 +104,8 @@ export interface DatapathMaps {
   policyLpm: TypedMap<C.PolicyKey, C.PolicyValue>;
   conntrack4: TypedMap<C.Ct4Key, C.CtValue>;
   conntrack6: TypedMap<C.Ct6Key, C.CtValue>;
+  // Every local pod's own addresses (writer/sync.ts). Undefined only for pins of a build that predates it.
+  sources: TypedMap<C.SourceKey, C.SourceValue> | undefined;
   counters: CounterMap;
   // Undefined only for pins of a build that predates the map (openPinnedMaps on an older agent's node).
   verdicts: VerdictCounterMap | undefined;
@@ -120,6 +124,7 @@ function build(
   close: () => void,
 ): DatapathMaps {
   const verdictsFd = fdIfThere(MapNames.verdicts);
+  const sourcesFd = fdIfThere(MapNames.sources);
   return {
     ipHosts4: new TypedMap(addon, fdOf(MapNames.ipHosts4), MapNames.ipHosts4, C.ip4Key, C.ipcacheValue),
     ipHosts6: new TypedMap(addon, fdOf(MapNames.ipHosts6), MapNames.ipHosts6, C.ip6Key, C.ipcacheValue),
@@ -148,6 +153,10 @@ function build(
     policyLpm: new TypedMap(addon, fdOf(MapNames.policyLpm), MapNames.policyLpm, C.policyKey, C.policyValue),
     conntrack4: new TypedMap(addon, fdOf(MapNames.conntrack4), MapNames.conntrack4, C.ct4Key, C.ctValue),
     conntrack6: new TypedMap(addon, fdOf(MapNames.conntrack6), MapNames.conntrack6, C.ct6Key, C.ctValue),
+    sources:
+      sourcesFd === undefined
+        ? undefined
+        : new TypedMap(addon, sourcesFd, MapNames.sources, C.sourceKey, C.sourceValue),
     counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, u32, C.counterValue),
     verdicts:
       verdictsFd === undefined
@@ -157,6 +166,34 @@ function build(
     eventsFd: fdOf(MapNames.events),
     close,
   };
+}
+
+// Maps whose size follows an enum of the build (sl_vcnt: one slot per reason) and that hold only
+// counters. libbpf refuses to reuse a pin of another size, and the load would fail: such a pin, left by
+// a build with fewer reasons, is removed first, so the load creates the map anew. Its counters restart
+// from zero (Prometheus counters may reset); programs of the older build keep counting into the old map
+// until they are swapped. Returns the names of the pins removed.
+const RESIZABLE = [[MapNames.verdicts, enums.sl_verdict_counters.SL_VERDICT_COUNTERS]] as const;
+
+export function unpinResizedMaps(addon: BpfAddon, pins: DatapathPins): string[] {
+  const removed: string[] = [];
+  for (const [name, size] of RESIZABLE) {
+    let fd: number;
+    try {
+      fd = addon.objGet(pins.map(name));
+    } catch (e) {
+      if (hasErrnoCode(e, "ENOENT")) continue;
+      throw e;
+    }
+    try {
+      if (addon.mapInfo(fd).maxEntries === size) continue;
+      unlinkSync(pins.map(name));
+      removed.push(name);
+    } finally {
+      addon.closeFd(fd);
+    }
+  }
+  return removed;
 }
 
 export function mapsOfObject(addon: BpfAddon, obj: LoadedObject): DatapathMaps {

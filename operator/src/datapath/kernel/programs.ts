@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { type BpfAddon, type LoadedObject, loadAddon, repoRoot } from "./bpf-addon.ts";
 import type { AttachMode } from "./links.ts";
-import { type DatapathMaps, mapsOfObject } from "./maps.ts";
+import { type DatapathMaps, mapsOfObject, unpinResizedMaps } from "./maps.ts";
 import { DatapathPins } from "./pins.ts";
 
 // Program names in bpf/sluice.bpf.c. Traffic from the pod enters the host side's ingress hook.
@@ -42,6 +42,7 @@ export function loadDatapath(o: LoadOptions): Datapath {
   const addon = o.addon ?? loadAddon();
   const pins = new DatapathPins(o.pinRoot);
   pins.prepare();
+  unpinResizedMaps(addon, pins);
   const object = addon.loadObject(o.objectPath ?? defaultObjectPath(), { pinRoot: pins.root });
   try {
     const maps = mapsOfObject(addon, object);

@@ -2,13 +2,17 @@
 // the ordered batches that get there without a packet ever seeing a mix of old and new policy.
 //
 // Per endpoint the policy map holds two generations; the endpoint value names the active one.
-//   phase 1: the inactive generation is brought to the new content (stale entries deleted, new written);
+//   phase 1: the inactive generation is brought to the new content (stale entries deleted, new written),
+//            and the endpoint's new own addresses (sl_src) are written;
 //   phase 2: the counters of endpoints new to a counter slot are zeroed; each changed endpoint's value
 //            is rewritten once: new gen, flags, policy_rev + 1 (the switch); removed endpoints' values
 //            are deleted;
 //   barrier: wait until no program still runs with an endpoint value read before phase 2;
 //   phase 3: the old generation is brought to the same content (the next update is a delta again) and
-//            policy and counters of endpoints that are gone are deleted; ipcache changes follow the policy.
+//            policy and counters of endpoints that are gone are deleted, and addresses an endpoint no
+//            longer has; ipcache changes follow the policy.
+// So an endpoint's addresses are in sl_src before the value that turns its source check on
+// (SL_EP_SOURCE_CHECK), and leave only once no program can still read a value that names them.
 // Capacity is checked on the whole plan before anything is written.
 import {
   type EndpointState,
@@ -16,7 +20,7 @@ import {
   type PolicyEntry,
   policyEntryKey,
 } from "../../policy/mapstate.ts";
-import { canonicalCidr } from "../../policy/cidr.ts";
+import { canonicalCidr, formatIp, parseIp } from "../../policy/cidr.ts";
 import { enums } from "../codec/layout.generated.ts";
 import { canonicalEntry } from "../codec/keys.ts";
 import type { PolicyEntryRef } from "./policy-encoder.ts";
@@ -27,6 +31,12 @@ export type EntrySet = ReadonlyMap<string, PolicyEntry>;
 
 // Entry-level change of one endpoint generation, as the planner emits it (policy-store.ts writes it).
 export type EntryChange = PolicyEntryRef & { gen: Generation };
+
+// One of an endpoint's own addresses (sl_src), canonical text.
+export interface SourceRef {
+  epId: number;
+  address: string;
+}
 
 export interface EndpointRecord {
   id: number;
@@ -45,6 +55,8 @@ export interface AppliedState {
   endpoints: ReadonlyMap<number, EndpointRecord>;
   // endpoint id -> content of generation 0 and 1
   policy: ReadonlyMap<number, readonly [EntrySet, EntrySet]>;
+  // endpoint id -> its own addresses in sl_src (canonical text, sourceAddress); ids without any are absent
+  sources: ReadonlyMap<number, ReadonlySet<string>>;
 }
 
 export interface DesiredEndpoint {
@@ -52,8 +64,12 @@ export interface DesiredEndpoint {
   ifindex: number;
   id: number;
   identity: number;
+  // SL_EP_SOURCE_CHECK is set exactly when addresses is defined.
   flags: number;
   entries: EntrySet;
+  // The pod's own addresses (canonical text): all it may send from. Undefined: the caller does not know
+  // them, and the endpoint's sources are not checked.
+  addresses?: ReadonlySet<string>;
 }
 
 export interface DesiredState {
@@ -68,6 +84,8 @@ export interface SyncPlan {
   barrier: boolean;
   // zeroCounters: counter slots no endpoint holds any more.
   phase3: { delete: EntryChange[]; write: EntryChange[]; zeroCounters: number[] };
+  // write: with phase 1, before any endpoint value; delete: with phase 3, after the barrier.
+  sources: { write: SourceRef[]; delete: SourceRef[] };
   ipcache: { delete: string[]; write: [string, number][] };
   flips: number;
   result: AppliedState;
@@ -77,11 +95,27 @@ export interface Capacities {
   ipcache: number;
   endpoints: number;
   policy: number;
+  sources: number;
 }
 
-export const EMPTY_STATE: AppliedState = { ipcache: new Map(), endpoints: new Map(), policy: new Map() };
+export const EMPTY_STATE: AppliedState = {
+  ipcache: new Map(),
+  endpoints: new Map(),
+  policy: new Map(),
+  sources: new Map(),
+};
 
 const EPF = enums.sl_endpoint_flags;
+// The flags that change verdicts (a change rechecks tracked flows); the source check drops only what
+// no tracked flow of the pod can carry.
+const DENY_FLAGS = EPF.SL_EP_DEFAULT_DENY_INGRESS | EPF.SL_EP_DEFAULT_DENY_EGRESS;
+
+// An address as sl_src holds it, in the one text form the writer compares: "10.0.0.1", "fd00::1".
+export function sourceAddress(text: string): string {
+  const ip = parseIp(text);
+  if (!ip) throw new Error(`endpoint address ${JSON.stringify(text)} is not an IP address`);
+  return formatIp(ip.family, ip.addr);
+}
 
 export function endpointFlags(defaultDeny: { ingress: boolean; egress: boolean }): number {
   return (
@@ -139,13 +173,15 @@ export function desiredState(
         );
       entries.set(k, e);
     }
+    const addresses = ep.addresses && new Set(ep.addresses.map(sourceAddress));
     endpoints.set(ifindex, {
       key: ep.key,
       ifindex,
       id: ep.id,
       identity: ep.identity,
-      flags: endpointFlags(ep.policy.defaultDeny),
+      flags: endpointFlags(ep.policy.defaultDeny) | (addresses ? EPF.SL_EP_SOURCE_CHECK : 0),
       entries,
+      ...(addresses && { addresses }),
     });
   }
   return { desired: { ipcache, endpoints }, pending };
@@ -184,6 +220,7 @@ function diffInto(
 }
 
 const NO_ENTRIES: EntrySet = new Map();
+const NO_ADDRESSES: ReadonlySet<string> = new Set();
 const EMPTY_GENS: readonly [EntrySet, EntrySet] = [NO_ENTRIES, NO_ENTRIES];
 
 // Counter slots: an endpoint id keeps the slot it has; a new one takes the lowest slot no applied
@@ -237,6 +274,7 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
     phase2: { zeroCounters: [], deleteEndpoints: [], writeEndpoints: [] },
     barrier: false,
     phase3: { delete: [], write: [], zeroCounters: [] },
+    sources: { write: [], delete: [] },
     ipcache: { delete: [], write: [] },
     flips: 0,
     result: EMPTY_STATE,
@@ -295,13 +333,13 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
       added3 += diffInto(d.id, g, gens[g], d.entries, plan.phase3.delete, plan.phase3.write);
       removed3 += plan.phase3.delete.length - before3;
     } else {
-      // Active generation already right. Flags changing alter verdicts, so they bump the revision
-      // (conntrack rechecks forward flows); an identity change alone does not.
+      // Active generation already right. Default-deny flags changing alter verdicts, so they bump the
+      // revision (conntrack rechecks forward flows); an identity or source check change alone does not.
       const rec: EndpointRecord = {
         ...a,
         identity: d.identity,
         flags: d.flags,
-        policyRev: a.flags !== d.flags ? (a.policyRev + 1) >>> 0 : a.policyRev,
+        policyRev: (a.flags ^ d.flags) & DENY_FLAGS ? (a.policyRev + 1) >>> 0 : a.policyRev,
         slot,
       };
       if (rec.identity !== a.identity || rec.flags !== a.flags || rec.slot !== a.slot)
@@ -324,6 +362,23 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
   }
   plan.phase3.zeroCounters = slots.released();
 
+  // Own addresses: new ones before the values that may turn the check on, old ones after the barrier.
+  const resultSources = new Map<number, ReadonlySet<string>>();
+  let sourceCount = 0;
+  for (const have of applied.sources.values()) sourceCount += have.size;
+  for (const d of desired.endpoints.values()) {
+    const want = d.addresses ?? NO_ADDRESSES;
+    const have = applied.sources.get(d.id) ?? NO_ADDRESSES;
+    for (const address of want) if (!have.has(address)) plan.sources.write.push({ epId: d.id, address });
+    for (const address of have) if (!want.has(address)) plan.sources.delete.push({ epId: d.id, address });
+    if (want.size > 0) resultSources.set(d.id, want);
+  }
+  for (const [epId, have] of applied.sources)
+    if (!desiredIds.has(epId)) for (const address of have) plan.sources.delete.push({ epId, address });
+  if (plan.sources.delete.length > 0) plan.barrier = true;
+  const sourcePeak = sourceCount + plan.sources.write.length;
+  if (sourcePeak > cap.sources) throw new MapCapacityError("sources", cap.sources, sourcePeak);
+
   for (const cidr of applied.ipcache.keys()) if (!desired.ipcache.has(cidr)) plan.ipcache.delete.push(cidr);
   for (const [cidr, id] of desired.ipcache)
     if (applied.ipcache.get(cidr) !== id) plan.ipcache.write.push([cidr, id]);
@@ -336,6 +391,11 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
   if (desired.ipcache.size > cap.ipcache)
     throw new MapCapacityError("ipcache", cap.ipcache, desired.ipcache.size);
 
-  plan.result = { ipcache: new Map(desired.ipcache), endpoints: resultEndpoints, policy: resultPolicy };
+  plan.result = {
+    ipcache: new Map(desired.ipcache),
+    endpoints: resultEndpoints,
+    policy: resultPolicy,
+    sources: resultSources,
+  };
   return plan;
 }

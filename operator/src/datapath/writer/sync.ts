@@ -10,9 +10,18 @@ import type {
   Ip6Key,
   IpcacheKey,
   IpcacheValue,
+  SourceKey,
+  SourceValue,
 } from "../codec/codecs.ts";
 import { endpointValueOf, wildcardsMatch } from "./endpoint-value.ts";
-import { cidrOfHost, cidrOfIpcacheKey, hostOfCidr, ipcacheKeyOf } from "../codec/keys.ts";
+import {
+  cidrOfHost,
+  cidrOfIpcacheKey,
+  hostOfCidr,
+  ipcacheKeyOf,
+  sourceKeyOf,
+  sourceOfKey,
+} from "../codec/keys.ts";
 import { enums } from "../codec/layout.generated.ts";
 import type { DatapathMaps } from "../kernel/maps.ts";
 import {
@@ -30,6 +39,7 @@ import {
   type EntrySet,
   type Generation,
   planSync,
+  type SourceRef,
 } from "./sync-plan.ts";
 
 export interface SyncReport {
@@ -70,7 +80,7 @@ function readEndpointsAndIpcache(
   maps: DatapathMaps,
   endpointValues: [EndpointKey, EndpointValue][] = maps.endpoints.entries(),
   counts?: IpcacheCounts,
-): Omit<AppliedState, "policy"> {
+): Omit<AppliedState, "policy" | "sources"> {
   const ipcache = new Map<string, number>();
   const host4 = maps.ipHosts4.entries();
   const host6 = maps.ipHosts6.entries();
@@ -95,15 +105,41 @@ function readEndpointsAndIpcache(
   return { ipcache, endpoints };
 }
 
+// Every endpoint's own addresses in sl_src, by endpoint id (none when the pins predate the map).
+function readSources(maps: DatapathMaps): Map<number, Set<string>> {
+  const out = new Map<number, Set<string>>();
+  for (const [k] of maps.sources?.entries() ?? []) {
+    const { epId, address } = sourceOfKey(k);
+    let set = out.get(epId);
+    if (!set) {
+      set = new Set();
+      out.set(epId, set);
+    }
+    set.add(address);
+  }
+  return out;
+}
+
 // Reads every datapath map into the state the planner diffs against (what the programs can reach).
 export function readApplied(maps: DatapathMaps): AppliedState {
-  return { ...readEndpointsAndIpcache(maps), policy: readPolicyMaps(maps).policy };
+  return {
+    ...readEndpointsAndIpcache(maps),
+    policy: readPolicyMaps(maps).policy,
+    sources: readSources(maps),
+  };
 }
 
 // What the writer knows each map holds without reading it again (MapSync.usage).
 interface MapCounts {
   ipcache: IpcacheCounts;
   policy: PolicyRecordCounts;
+  sources: number;
+}
+
+function countSources(s: AppliedState["sources"]): number {
+  let n = 0;
+  for (const set of s.values()) n += set.size;
+  return n;
 }
 
 // As readApplied, and deletes spilled policy records no program can reach (left by an interrupted write)
@@ -114,7 +150,11 @@ function readAppliedAndTidy(maps: DatapathMaps): { applied: AppliedState; counts
   deleteStrays(maps, strays);
   const values = maps.endpoints.entries();
   const ipcacheCounts: IpcacheCounts = { host4: 0, host6: 0, lpm: 0 };
-  const applied = { ...readEndpointsAndIpcache(maps, values, ipcacheCounts), policy };
+  const applied = {
+    ...readEndpointsAndIpcache(maps, values, ipcacheCounts),
+    policy,
+    sources: readSources(maps),
+  };
   const repair: [EndpointKey, EndpointValue][] = [];
   for (const [k, v] of values) {
     const rec = applied.endpoints.get(k.ifindex);
@@ -123,7 +163,10 @@ function readAppliedAndTidy(maps: DatapathMaps): { applied: AppliedState; counts
     if (!wildcardsMatch(v, active)) repair.push([k, endpointValueOf(rec, active)]);
   }
   if (repair.length > 0) maps.endpoints.setMany(repair);
-  return { applied, counts: { ipcache: ipcacheCounts, policy: records } };
+  return {
+    applied,
+    counts: { ipcache: ipcacheCounts, policy: records, sources: countSources(applied.sources) },
+  };
 }
 
 // Writes and deletes ipcache prefixes: full-length ones in the host hash of their family, the others
@@ -156,6 +199,16 @@ export function writeIpcache(
   if (host4Put.length > 0) maps.ipHosts4.setMany(host4Put);
   if (host6Put.length > 0) maps.ipHosts6.setMany(host6Put);
   if (netPut.length > 0) maps.ipcache.setMany(netPut);
+}
+
+// Writes and deletes endpoints' own addresses (sl_src).
+export function writeSources(maps: DatapathMaps, del: readonly SourceRef[], put: readonly SourceRef[]): void {
+  if (del.length + put.length === 0) return;
+  const m = maps.sources;
+  if (!m) throw new Error("the pinned maps predate sl_src: load this build's object to write addresses");
+  const key = (r: SourceRef): SourceKey => sourceKeyOf(r.epId, r.address);
+  if (del.length > 0) m.deleteMany(del.map(key));
+  if (put.length > 0) m.setMany(put.map((r): [SourceKey, SourceValue] => [key(r), { flags: 0 }]));
 }
 
 const NO_ENTRIES: EntrySet = new Map();
@@ -203,7 +256,7 @@ export class MapSync {
   // the next write reads the maps back.
   usage(): MapUsage[] {
     const m = this.#maps;
-    const { ipcache, policy } = this.#counts;
+    const { ipcache, policy, sources } = this.#counts;
     const row = (map: { name: string; maxEntries: number }, entries: number): MapUsage => ({
       map: map.name,
       entries,
@@ -217,6 +270,7 @@ export class MapSync {
       row(m.policySets, policy.sets),
       row(m.policyExact, policy.exact),
       row(m.policyLpm, policy.lpm),
+      ...(m.sources ? [row(m.sources, sources)] : []),
     ];
   }
 
@@ -241,6 +295,7 @@ export class MapSync {
       endpoints: m.endpoints.maxEntries,
       // Every map of the policy holds at most one record per entry.
       policy: Math.min(m.policySets.maxEntries, m.policyExact.maxEntries, m.policyLpm.maxEntries),
+      sources: m.sources?.maxEntries ?? 0,
     });
     const applied = this.#applied;
     const before = (epId: number, gen: Generation) => applied.policy.get(epId)?.[gen] ?? NO_ENTRIES;
@@ -248,6 +303,8 @@ export class MapSync {
     let added3: PolicyRecordCounts;
     try {
       added1 = writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write, this.#scratch);
+      // Before the values: an endpoint's check never runs without its addresses.
+      writeSources(m, [], plan.sources.write);
       if (plan.phase2.deleteEndpoints.length > 0)
         m.endpoints.deleteMany(plan.phase2.deleteEndpoints.map((ifindex) => ({ ifindex })));
       for (const slot of plan.phase2.zeroCounters) m.counters.zero(slot);
@@ -260,12 +317,17 @@ export class MapSync {
           ]),
         );
       const phase3 =
-        plan.phase3.delete.length + plan.phase3.write.length + plan.phase3.zeroCounters.length > 0;
+        plan.phase3.delete.length +
+          plan.phase3.write.length +
+          plan.phase3.zeroCounters.length +
+          plan.sources.delete.length >
+        0;
       if (plan.barrier && phase3 && this.#barrier) this.#addon.waitForPrograms();
       // Phase 3 touches other (id, generation) pairs than phase 1 (planSync ensures it): what they
       // hold is still what `applied` says.
       added3 = writePolicyChanges(m, before, plan.phase3.delete, plan.phase3.write, this.#scratch);
       for (const slot of plan.phase3.zeroCounters) m.counters.zero(slot);
+      writeSources(m, plan.sources.delete, []);
       writeIpcache(m, plan.ipcache.delete, plan.ipcache.write);
     } catch (e) {
       this.#stale = true;
@@ -281,6 +343,7 @@ export class MapSync {
     const ipcache = this.#counts.ipcache;
     for (const cidr of plan.ipcache.delete) ipcache[ipcacheMapOf(cidr)]--;
     for (const [cidr] of plan.ipcache.write) if (!applied.ipcache.has(cidr)) ipcache[ipcacheMapOf(cidr)]++;
+    this.#counts.sources += plan.sources.write.length - plan.sources.delete.length;
     this.#applied = plan.result;
     return {
       flips: plan.flips,
@@ -306,6 +369,8 @@ export interface AppliedView {
     gen: Generation;
     policyRev: number;
     defaultDeny: { ingress: boolean; egress: boolean };
+    // The own addresses the program checks what the endpoint sends against; undefined: not checked.
+    addresses?: string[];
     entries: PolicyEntry[];
     inactiveMatches: boolean;
   }[];
@@ -335,6 +400,9 @@ export function viewApplied(a: AppliedState): AppliedView {
           ingress: (r.flags & EPF.SL_EP_DEFAULT_DENY_INGRESS) !== 0,
           egress: (r.flags & EPF.SL_EP_DEFAULT_DENY_EGRESS) !== 0,
         },
+        ...((r.flags & EPF.SL_EP_SOURCE_CHECK) !== 0 && {
+          addresses: [...(a.sources.get(r.id) ?? [])].sort(),
+        }),
         entries: active,
         inactiveMatches: JSON.stringify(sortedEntries(gens[r.gen === 0 ? 1 : 0])) === JSON.stringify(active),
       };
