@@ -2,12 +2,13 @@
 // same tree (a snapshot of this checkout, through --tree, each build in its own temporary copy) they
 // have the same manifest digest; the archives are OCI layouts `ctr images import` names right; the
 // sluice image's layers, unpacked into a directory, are a root filesystem its programs run in
-// (chroot: Node, the CLI, the addon and its libbpf, ip, mount, the probe); the pause image's binary
+// (chroot: Node, the CLI's bundle and nothing else of it, the addon and its libbpf, ip, mount, the
+// probe, a static agent enforcing from the bundle on a bpffs); the pause image's binary
 // runs and ends on SIGTERM. Root (chroot) and the Debian mirror (first build) are needed.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -159,9 +160,13 @@ test("the images are reproducible, self-contained and importable", { timeout: 30
   if (!requireImageBuild(t)) return;
   const tmp = mkdtempSync(join(tmpdir(), "sluice-image-test-"));
   const children: ChildProcess[] = [];
+  const mounts: string[] = []; // innermost first
   t.after(() => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    rmSync(tmp, { recursive: true, force: true });
+    // Never a recursive delete through a mount that is still there (sysfs, proc, the bpffs).
+    const stuck = mounts.filter((m) => run("umount", ["-l", m]).status !== 0);
+    if (stuck.length === 0) rmSync(tmp, { recursive: true, force: true });
+    else t.diagnostic(`left ${tmp}: could not unmount ${stuck.join(", ")}`);
   });
 
   // A snapshot, so that edits to this checkout during the builds cannot make them differ.
@@ -248,6 +253,92 @@ test("the images are reproducible, self-contained and importable", { timeout: 30
   ]);
   assert.equal(addon.status, 0, addon.stderr);
   assert.match(addon.stdout, /loaded/);
+
+  // What runs is the bundle (scripts/bundle.mjs): the entrypoint and the launcher name it, and there is
+  // nothing else to run: no CLI sources, no node_modules (every dependency is inside the bundle).
+  assert.equal(cfg.Entrypoint.at(-1), "/opt/sluice/app/dist/main.mjs");
+  assert.match(
+    readFileSync(join(rootfs, "opt/sluice/bin/sluice"), "utf8"),
+    /import\("\/opt\/sluice\/app\/dist\/main\.mjs"\)/,
+  );
+  for (const absent of [
+    "opt/sluice/app/node_modules",
+    "opt/sluice/app/operator/src/cli",
+    "opt/sluice/app/dist/meta.json",
+  ])
+    assert.ok(!existsSync(join(rootfs, absent)), `${absent} is in the image`);
+  assert.ok(
+    existsSync(join(rootfs, "opt/sluice/app/dist/licenses/@kubernetes/client-node/LICENSE")),
+    "bundled licences",
+  );
+  // The files the bundle finds relative to the app root: package.json (version), crds/ (validate).
+  const release = inImage(["/opt/sluice/bin/sluice", "--version", "-o", "json"]);
+  assert.equal(release.status, 0, release.stderr);
+  assert.equal(
+    (JSON.parse(release.stdout) as { version: string }).version,
+    (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version,
+  );
+  mkdirSync(join(rootfs, "tmp/manifests"), { recursive: true });
+  writeFileSync(
+    join(rootfs, "tmp/manifests/bad.yaml"),
+    "apiVersion: sluice.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {name: a, namespace: b}\nspec: {}\n",
+  );
+  const invalid = inImage([...cfg.Entrypoint, "validate", "/tmp/manifests/bad.yaml"]);
+  assert.equal(invalid.status, 1, invalid.stderr);
+  assert.match(invalid.stdout, /spec\.endpointSelector: Required value/);
+
+  // The agent from the bundle, in the image: a static agent loads the BPF object through the addon,
+  // pins its maps on a bpffs and reports ready; `datapath show` reads them back, `remove` clears them.
+  for (const [dir, type] of [
+    ["sys", "sysfs"],
+    ["proc", "proc"],
+    ["tmp/bpffs", "bpf"],
+  ] as const) {
+    mkdirSync(join(rootfs, dir), { recursive: true });
+    assert.equal(run("mount", ["-t", type, type, join(rootfs, dir)]).status, 0, `mount ${type}`);
+    mounts.unshift(join(rootfs, dir));
+  }
+  writeFileSync(
+    join(rootfs, "tmp/manifests/ns.yaml"),
+    "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+  );
+  const agent = spawn(
+    "chroot",
+    [
+      rootfs,
+      ...cfg.Entrypoint,
+      "agent",
+      "--static",
+      "-f",
+      "/tmp/manifests/ns.yaml",
+      "--node",
+      "n1",
+      "--bpffs-root",
+      "/tmp/bpffs/sluice",
+      "--metrics-addr",
+      "0",
+      "--ready-file",
+      "/tmp/ready",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  children.push(agent);
+  let agentLog = "";
+  agent.stderr?.on("data", (d: Buffer) => {
+    agentLog += d.toString();
+  });
+  for (let i = 0; !existsSync(join(rootfs, "tmp/ready")); i++) {
+    assert.ok(i < 200 && agent.exitCode === null, `the agent did not become ready:\n${agentLog}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.match(agentLog, /"msg":"agent ready"/);
+  const show = inImage([...cfg.Entrypoint, "datapath", "show", "--bpffs-root", "/tmp/bpffs/sluice"]);
+  assert.equal(show.status, 0, show.stderr);
+  assert.match(show.stdout, /ipcache: \d+ entries/);
+  agent.kill("SIGTERM");
+  assert.equal(await exited(agent, 10_000), 0, `the agent did not exit on SIGTERM:\n${agentLog}`);
+  const remove = inImage([...cfg.Entrypoint, "datapath", "remove", "--bpffs-root", "/tmp/bpffs/sluice"]);
+  assert.equal(remove.status, 0, remove.stderr);
 
   // The probe, both ends in the image: serve answers with its name, connect reports it.
   const [tcp, udp] = [await freePort(), await freePort()];

@@ -3,9 +3,24 @@
 // those datagrams pass only as replies of the tracked flow.
 //   server <port> <rate> <durationMs>: prints "ready", serves one client, prints {"sent": n, "startedAt": ms}
 //   (startedAt: the wall clock when the client's first datagram came, the push's start)
-//   client <ip> <port> <durationMs>: prints {"received": n, "lastSeq": s}
+//   client <ip> <port> <durationMs>: prints {"received": n, "lastSeq": s, "overflowed": m}
+//   (overflowed: datagrams the kernel dropped at a full socket receive buffer in the client's network
+//   namespace meanwhile, its UDP RcvbufErrors: a client starved of CPU loses datagrams the datapath
+//   delivered, which is not a datapath loss)
 import { createSocket } from "node:dgram";
+import { readFileSync } from "node:fs";
 import { isIPv6 } from "node:net";
+
+// This network namespace's UDP RcvbufErrors (/proc/net/snmp is per namespace).
+function rcvbufErrors(): number {
+  const [names, values] = readFileSync("/proc/net/snmp", "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("Udp:"))
+    .map((l) => l.trim().split(/\s+/));
+  const i = names?.indexOf("RcvbufErrors") ?? -1;
+  if (!values || i < 0) throw new Error("/proc/net/snmp has no Udp RcvbufErrors");
+  return Number(values[i]);
+}
 
 const [mode, ...args] = process.argv.slice(2);
 
@@ -42,9 +57,11 @@ function server(port: number, rate: number, durationMs: number): void {
 }
 
 function client(ip: string, port: number, durationMs: number): void {
-  const sock = createSocket(isIPv6(ip) ? "udp6" : "udp4");
+  // A larger buffer than the default rides out a short stall (the kernel caps it at net.core.rmem_max).
+  const sock = createSocket({ type: isIPv6(ip) ? "udp6" : "udp4", recvBufferSize: 4 << 20 });
   let received = 0;
   let lastSeq = -1;
+  const overflowedBefore = rcvbufErrors();
   sock.on("message", (msg) => {
     received++;
     lastSeq = Math.max(lastSeq, msg.readUInt32BE(0));
@@ -57,7 +74,9 @@ function client(ip: string, port: number, durationMs: number): void {
   sock.send("start", port, ip);
   setTimeout(() => {
     clearInterval(hello);
-    process.stdout.write(`${JSON.stringify({ received, lastSeq })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ received, lastSeq, overflowed: rcvbufErrors() - overflowedBefore })}\n`,
+    );
     sock.close();
   }, durationMs + 1500);
 }

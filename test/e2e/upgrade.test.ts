@@ -102,10 +102,17 @@ test("agent upgrade from layout 3 under traffic: 0 lost, 0 leaked, no TCP reset,
     const r = await traffic;
     t.diagnostic(`upgrade under traffic: ${JSON.stringify(r)}`);
     const { sent } = JSON.parse(await pushed) as { sent: number };
-    const { received } = JSON.parse(await pushClient) as { received: number };
-    t.diagnostic(`reply-only stream to the isolated pod: sent ${sent}, received ${received}`);
+    const { received, overflowed } = JSON.parse(await pushClient) as { received: number; overflowed: number };
+    t.diagnostic(
+      `reply-only stream to the isolated pod: sent ${sent}, received ${received}, socket overflows ${overflowed}`,
+    );
     assert.ok(sent >= 8000, `pushed ${sent}`);
-    assert.equal(received, sent, "every reply of the flow opened before the upgrade arrived");
+    // Every reply passed the datapath: it arrived, or the kernel counted it at the client's full
+    // socket buffer (a client starved of CPU on a loaded machine), which is not a datapath loss.
+    assert.ok(
+      received + overflowed >= sent,
+      `replies lost in the datapath: ${sent - received - overflowed} of ${sent}`,
+    );
     assert.ok(r.sent >= 10000, `sent ${r.sent}`);
     assert.equal(r.lost, 0, "no allowed datagram lost");
     assert.equal(r.leaked, 0, "no denied datagram leaked");

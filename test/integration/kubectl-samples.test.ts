@@ -7,6 +7,7 @@
 // test/unit/validate-crd-cases.test.ts (the same cases as here); the operator's Accepted=False for an
 // unknown ingress named port and Enforced/EnforcementFailed are in operator-status.test.ts.
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { join, relative } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadManifests, yamlFiles } from "../../operator/src/manifests/load.ts";
@@ -50,7 +51,10 @@ describe("kubectl against the CRDs (real API server)", () => {
   };
 
   before(async () => {
-    c = await startCluster();
+    // Sluice's CRDs and SIG Network's (crds/upstream/), whose samples are among samples/policies.
+    const upstream = readdirSync(join(repoRoot, "crds", "upstream")).filter((f) => f.endsWith(".yaml"));
+    const own = readdirSync(join(repoRoot, "crds")).filter((f) => f.endsWith(".yaml"));
+    c = await startCluster([...own, ...upstream.map((f) => `upstream/${f}`)]);
     await kubectlOk(["create", "namespace", NS], kc());
     op = await startTestOperator(c.clients, "kubectl-samples");
   });

@@ -7,6 +7,7 @@
 // on the fields of every reject. A disagreement found here becomes a fixed case in
 // test/unit/validate-differential-cases.test.ts. A kind is added by adding a KindGen.
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { request } from "node:https";
 import { after, before, describe, test } from "node:test";
 import { KNOWN_GROUP_VERSIONS } from "../../operator/src/api/admission.ts";
@@ -249,6 +250,110 @@ function clusterSecurityPolicy(g: Gen): Json {
   return { apiVersion: "sluice.dev/v1alpha1", kind: "ClusterSecurityPolicy", metadata: m, spec };
 }
 
+// SIG Network's policy API (crds/upstream/). One generator for both versions: they differ in the
+// subject's and peers' field names only where v1alpha2 renamed ports to protocols.
+function upstreamSubject(g: Gen): Json {
+  return g.chance(0.5)
+    ? { namespaces: selector(g) }
+    : { pods: { namespaceSelector: selector(g), podSelector: selector(g) } };
+}
+
+function upstreamPeer(g: Gen, egress: boolean, domainNames: boolean): Json {
+  const kinds = [
+    "namespaces",
+    "pods",
+    ...(egress ? ["networks", "nodes", ...(domainNames ? ["domainNames"] : [])] : []),
+  ];
+  switch (g.pick(kinds)) {
+    case "namespaces":
+      return { namespaces: selector(g) };
+    case "pods":
+      return { pods: { namespaceSelector: selector(g), podSelector: selector(g) } };
+    case "networks":
+      return { networks: g.some(2, () => g.pick(GOOD_CIDRS)[0]) };
+    case "nodes":
+      return { nodes: selector(g) };
+    default:
+      return { domainNames: [g.pick(["example.com", "*.example.com", "api.example.org."])] };
+  }
+}
+
+function v1alpha2Protocol(g: Gen): Json {
+  if (g.chance(0.15)) return { destinationNamedPort: g.pick(["http", "dns"]) };
+  const start = 1 + g.int(60000);
+  const destinationPort = g.chance(0.6)
+    ? { number: start }
+    : { range: { start, end: start + 1 + g.int(100) } };
+  return { [g.pick(["tcp", "udp", "sctp"])]: { destinationPort } };
+}
+
+function v1alpha1Port(g: Gen): Json {
+  if (g.chance(0.15)) return { namedPort: g.pick(["http", "dns"]) };
+  const start = 1 + g.int(60000);
+  const protocol = g.chance(0.7) ? { protocol: g.pick(["TCP", "UDP", "SCTP"]) } : {};
+  return g.chance(0.6)
+    ? { portNumber: { ...protocol, port: start } }
+    : { portRange: { ...protocol, start, end: start + g.int(100) } };
+}
+
+function upstreamRule(
+  g: Gen,
+  dir: "ingress" | "egress",
+  actions: readonly string[],
+  ports: "protocols" | "ports",
+  domainNames: boolean,
+): Json {
+  const r: Json = { action: g.pick(actions) };
+  if (g.chance(0.3)) r.name = `rule-${g.int(100)}`;
+  const peers = g.some(2, () => upstreamPeer(g, dir === "egress", domainNames));
+  r[dir === "ingress" ? "from" : "to"] = peers;
+  // Named ports only with peers that have them (the CRD's rule, which mutations then break).
+  const onlyPods = peers.every((p) => p.namespaces !== undefined || p.pods !== undefined);
+  if (g.chance(0.5))
+    r[ports] = g
+      .some(2, () => (ports === "protocols" ? v1alpha2Protocol(g) : v1alpha1Port(g)))
+      .filter((p) => onlyPods || (p.namedPort === undefined && p.destinationNamedPort === undefined));
+  if (Array.isArray(r[ports]) && (r[ports] as unknown[]).length === 0) delete r[ports];
+  return r;
+}
+
+function clusterNetworkPolicy(g: Gen): Json {
+  const spec: Json = {
+    tier: g.pick(["Admin", "Baseline"]),
+    priority: g.int(1001),
+    subject: upstreamSubject(g),
+  };
+  const actions = ["Accept", "Deny", "Pass"];
+  if (g.chance(0.7)) spec.ingress = g.some(2, () => upstreamRule(g, "ingress", actions, "protocols", true));
+  if (g.chance(0.6)) spec.egress = g.some(2, () => upstreamRule(g, "egress", actions, "protocols", true));
+  const m = meta(g, g.chance(0.1));
+  return { apiVersion: "policy.networking.k8s.io/v1alpha2", kind: "ClusterNetworkPolicy", metadata: m, spec };
+}
+
+function adminNetworkPolicy(g: Gen): Json {
+  const spec: Json = { priority: g.int(1001), subject: upstreamSubject(g) };
+  const actions = ["Allow", "Deny", "Pass"];
+  if (g.chance(0.7)) spec.ingress = g.some(2, () => upstreamRule(g, "ingress", actions, "ports", true));
+  if (g.chance(0.6)) spec.egress = g.some(2, () => upstreamRule(g, "egress", actions, "ports", true));
+  const m = meta(g, g.chance(0.1));
+  return { apiVersion: "policy.networking.k8s.io/v1alpha1", kind: "AdminNetworkPolicy", metadata: m, spec };
+}
+
+function baselineAdminNetworkPolicy(g: Gen): Json {
+  const spec: Json = { subject: upstreamSubject(g) };
+  const actions = ["Allow", "Deny"];
+  if (g.chance(0.7)) spec.ingress = g.some(2, () => upstreamRule(g, "ingress", actions, "ports", false));
+  if (g.chance(0.6)) spec.egress = g.some(2, () => upstreamRule(g, "egress", actions, "ports", false));
+  // The singleton's name, mostly: the API server creates nothing here (dryRun), so each case stands alone.
+  const m = { ...meta(g, g.chance(0.1)), name: g.chance(0.8) ? "default" : `p-${g.int(100)}` };
+  return {
+    apiVersion: "policy.networking.k8s.io/v1alpha1",
+    kind: "BaselineAdminNetworkPolicy",
+    metadata: m,
+    spec,
+  };
+}
+
 interface KindGen {
   kind: string;
   make(g: Gen): Json;
@@ -281,6 +386,28 @@ const KINDS: KindGen[] = [
     make: clusterSecurityPolicy,
     wrongKinds: ["ClusterSecurityPolcy", "SecurityPolicy"],
     wrongApiVersions: ["sluice.dev/v1beta1", "v1"],
+  },
+  {
+    kind: "ClusterNetworkPolicy",
+    make: clusterNetworkPolicy,
+    wrongKinds: ["ClusterNetworkPolcy", "AdminNetworkPolicy", "NetworkPolicy"],
+    wrongApiVersions: [
+      "policy.networking.k8s.io/v1alpha1",
+      "policy.networking.k8s.io/v1",
+      "networking.k8s.io/v1",
+    ],
+  },
+  {
+    kind: "AdminNetworkPolicy",
+    make: adminNetworkPolicy,
+    wrongKinds: ["AdminNetworkPolcy", "ClusterNetworkPolicy", "BaselineAdminNetworkPolicy"],
+    wrongApiVersions: ["policy.networking.k8s.io/v1alpha2", "policy.networking.k8s.io/v1beta1"],
+  },
+  {
+    kind: "BaselineAdminNetworkPolicy",
+    make: baselineAdminNetworkPolicy,
+    wrongKinds: ["BaselineAdminNetworkPolcy", "AdminNetworkPolicy"],
+    wrongApiVersions: ["policy.networking.k8s.io/v1alpha2", "sluice.dev/v1alpha1"],
   },
 ];
 
@@ -331,6 +458,12 @@ function poolFor(p: Path): string | undefined {
     type: "icmp",
     code: "icmp",
     entities: "entity",
+    networks: "cidr",
+    number: "port",
+    start: "port",
+    end: "port",
+    destinationNamedPort: "port",
+    namedPort: "port",
   };
   return byKey[key as string];
 }
@@ -451,7 +584,10 @@ describe("sluice validate agrees with the API server (differential)", () => {
   const mapping = new Map<string, Map<string, Resource>>();
 
   before(async () => {
-    c = await startCluster();
+    // Sluice's CRDs and SIG Network's (crds/upstream/), as a cluster with the upstream API has them.
+    const crds = new URL("../../crds/", import.meta.url);
+    const yaml = (d: URL) => readdirSync(d).filter((f) => f.endsWith(".yaml"));
+    c = await startCluster([...yaml(crds), ...yaml(new URL("upstream/", crds)).map((f) => `upstream/${f}`)]);
     for (const ns of NAMESPACES) await kubectlOk(["create", "namespace", ns], c.api.kubeconfigPath);
     for (const gv of Object.keys(KNOWN_GROUP_VERSIONS)) {
       const path = gv.includes("/") ? `/apis/${gv}` : `/api/${gv}`;

@@ -37,13 +37,17 @@ interface Schema {
   "x-kubernetes-validations"?: Array<{ rule: string; message: string; fieldPath?: string }>;
 }
 
-/** Every x-kubernetes-validations rule of every CRD in crds/, with where it sits. */
+/** Every x-kubernetes-validations rule of every CRD in crds/ and crds/upstream/, with where it sits. */
 export function celRules(): CelRule[] {
   const dir = join(repoRoot, "crds");
   const out: CelRule[] = [];
-  for (const f of readdirSync(dir)
-    .filter((x) => x.endsWith(".yaml"))
-    .sort()) {
+  const files = [
+    ...readdirSync(dir).filter((x) => x.endsWith(".yaml")),
+    ...readdirSync(join(dir, "upstream"))
+      .filter((x) => x.endsWith(".yaml"))
+      .map((x) => `upstream/${x}`),
+  ].sort();
+  for (const f of files) {
     const crd = parse(readFileSync(join(dir, f), "utf8")) as {
       spec: { names: { kind: string }; versions: Array<{ schema: { openAPIV3Schema: Schema } }> };
     };
@@ -109,6 +113,35 @@ function baseObject(kind: string, name: string): K8sObject {
         metadata: { name },
         spec: { labels: { "io.kubernetes.pod.namespace": NS } },
       };
+    // SIG Network's kinds: with one valid rule each way, so a fragment placed in a rule (a port
+    // range, a CIDR) lands in an otherwise valid one; the egress peer is a networks peer for that.
+    case "ClusterNetworkPolicy":
+      return {
+        apiVersion: "policy.networking.k8s.io/v1alpha2",
+        kind,
+        metadata: { name },
+        spec: {
+          tier: "Admin",
+          priority: 1,
+          subject: { namespaces: {} },
+          ingress: [{ action: "Accept", from: [{ namespaces: {} }] }],
+          egress: [{ action: "Accept", to: [{ networks: ["10.0.0.0/8"] }] }],
+        },
+      };
+    case "AdminNetworkPolicy":
+    case "BaselineAdminNetworkPolicy":
+      return {
+        apiVersion: "policy.networking.k8s.io/v1alpha1",
+        kind,
+        // The BaselineAdminNetworkPolicy is a singleton named default (each case is rejected: none is stored).
+        metadata: { name: kind === "AdminNetworkPolicy" ? name : "default" },
+        spec: {
+          ...(kind === "AdminNetworkPolicy" ? { priority: 1 } : {}),
+          subject: { namespaces: {} },
+          ingress: [{ action: "Allow", from: [{ namespaces: {} }] }],
+          egress: [{ action: "Allow", to: [{ networks: ["10.0.0.0/8"] }] }],
+        },
+      };
     default:
       throw new Error(`no base object for ${kind}: add one to test a rule of its CRD`);
   }
@@ -163,6 +196,24 @@ export const VIOLATIONS: Record<string, Violation[]> = {
       fragment: { labels: { app: "b" } },
     },
   ],
+  // SIG Network's policy API (crds/upstream/).
+  "isCIDR(self)": [{ fragment: "10.0.0.0/33" }, { fragment: "not-a-cidr" }],
+  "self.start < self.end": [{ fragment: { start: 90, end: 80 } }, { fragment: { start: 80, end: 80 } }],
+  "self.metadata.name == 'default'": [{ fragment: { metadata: { name: "mine" } } }],
+  "!(self.to.exists(peer, has(peer.networks) || has(peer.nodes) || has(peer.domainNames)) && has(self.protocols) && self.protocols.exists(protocol, has(protocol.destinationNamedPort)))":
+    [
+      {
+        fragment: {
+          action: "Accept",
+          to: [{ networks: ["10.0.0.0/8"] }],
+          protocols: [{ destinationNamedPort: "http" }],
+        },
+      },
+    ],
+  "!(self.to.exists(peer, has(peer.networks) || has(peer.nodes) || has(peer.domainNames)) && has(self.ports) && self.ports.exists(port, has(port.namedPort)))":
+    [{ fragment: { action: "Allow", to: [{ nodes: {} }], ports: [{ namedPort: "http" }] } }],
+  "!(self.to.exists(peer, has(peer.networks) || has(peer.nodes)) && has(self.ports) && self.ports.exists(port, has(port.namedPort)))":
+    [{ fragment: { action: "Deny", to: [{ networks: ["10.0.0.0/8"] }], ports: [{ namedPort: "http" }] } }],
   "self.metadata.name.matches('^[1-9][0-9]{2,9}$') && int(self.metadata.name) >= 256 && int(self.metadata.name) < 16777216":
     [
       { fragment: { metadata: { name: "255" } } },

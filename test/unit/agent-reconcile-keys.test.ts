@@ -265,3 +265,46 @@ test("link check: a cached interface whose name lost its ifindex is stale", () =
   ]);
   assert.deepEqual(staleInterfaces(cached, links), ["a/db", "a/gone"]);
 });
+
+test("SIG Network's kinds: a policy event keys the endpoints it selects; a status write keys nothing", () => {
+  const view = {
+    node: "n1",
+    endpoints: [
+      {
+        key: "shop/db",
+        labels: { namespace: "shop", namespaceLabels: { team: "shop" }, podLabels: { app: "db" } },
+      },
+      {
+        key: "shop/web",
+        labels: { namespace: "shop", namespaceLabels: { team: "shop" }, podLabels: { app: "web" } },
+      },
+    ],
+  };
+  const cnp = {
+    apiVersion: "policy.networking.k8s.io/v1alpha2",
+    kind: "ClusterNetworkPolicy",
+    metadata: { name: "db", generation: 1 },
+    spec: {
+      tier: "Admin",
+      priority: 1,
+      subject: { pods: { namespaceSelector: {}, podSelector: { matchLabels: { app: "db" } } } },
+      ingress: [{ action: "Deny", from: [{ namespaces: {} }] }],
+    },
+  } as unknown as WatchedObject;
+  assert.deepEqual(keysForEvent({ current: cnp }, view), [NODE_KEY, endpointKey("shop/db")]);
+  // Deleted (by kubectl, or with its CRD): the endpoints it selected.
+  assert.deepEqual(keysForEvent({ old: cnp }, view), [NODE_KEY, endpointKey("shop/db")]);
+  const withStatus = { ...cnp, status: { conditions: [] } } as WatchedObject;
+  assert.deepEqual(keysForEvent({ old: cnp, current: withStatus }, view), []);
+  const banp = {
+    apiVersion: "policy.networking.k8s.io/v1alpha1",
+    kind: "BaselineAdminNetworkPolicy",
+    metadata: { name: "default" },
+    spec: { subject: { namespaces: {} }, ingress: [{ action: "Deny", from: [{ namespaces: {} }] }] },
+  } as unknown as WatchedObject;
+  assert.deepEqual(keysForEvent({ current: banp }, view), [
+    NODE_KEY,
+    endpointKey("shop/db"),
+    endpointKey("shop/web"),
+  ]);
+});

@@ -3,7 +3,7 @@
 // release-derived names, and RBAC that grants only what the code calls (a table of uses below).
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -129,6 +129,30 @@ test("renders operator (2 replicas), agent DaemonSet and every CRD from crds/", 
 
 test("installCRDs=false leaves the CRDs out", () => {
   assert.equal(render("installCRDs=false").filter((d) => d.kind === "CustomResourceDefinition").length, 0);
+});
+
+const UPSTREAM_KINDS = ["ClusterNetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy"];
+const crdsOf = (docs: Doc[]) => docs.filter((d) => d.kind === "CustomResourceDefinition");
+
+test("upstreamCRDs.install renders SIG Network's policy CRDs from crds/upstream/, kept on uninstall; off by default", () => {
+  const kinds = (docs: Doc[]) => crdsOf(docs).map((d) => d.spec?.names?.kind ?? "");
+  for (const k of UPSTREAM_KINDS) assert.ok(!kinds(render()).includes(k), `${k} rendered by default`);
+  const docs = render("upstreamCRDs.install=true");
+  for (const k of UPSTREAM_KINDS) {
+    const crd = crdsOf(docs).find((d) => d.spec?.names?.kind === k);
+    assert.ok(crd, `CRD ${k} missing with upstreamCRDs.install (has ${kinds(docs).join(", ")})`);
+    assert.equal(crd.metadata.annotations?.["helm.sh/resource-policy"], "keep", k);
+    // One source of truth: the chart's copy is crds/upstream/'s file (files/crds is a symlink).
+    const files = readdirSync(join(repo, "crds/upstream")).filter((f) => f.endsWith(".yaml"));
+    const source = files
+      .map((f) => parse(readFileSync(join(repo, "crds/upstream", f), "utf8")) as Doc)
+      .find((d) => d.spec?.names?.kind === k);
+    assert.ok(source, `crds/upstream/ has no ${k}`);
+    assert.deepEqual(crd.spec, source.spec, `${k}: the chart's CRD differs from crds/upstream/`);
+  }
+  // Independent of installCRDs: Sluice's own CRDs can be managed elsewhere while these are not.
+  const only = kinds(render("installCRDs=false", "upstreamCRDs.install=true"));
+  assert.deepEqual(only.sort(), [...UPSTREAM_KINDS].sort());
 });
 
 // --- values schema -------------------------------------------------------------------------------
@@ -483,6 +507,17 @@ const agentInformer = (c: string): Use => ({
   file: "operator/src/agent/kube-agent.ts",
   code: new RegExp(`const WATCHED[^;]*\\b${c}\\b[\\s\\S]*WATCHED\\.map\\([\\s\\S]*new Informer`),
 });
+// ...and one OptionalInformer per entry of OPTIONAL_WATCHED (the CRDs a cluster may lack).
+const agentOptionalInformer = (c: string): Use => ({
+  file: "operator/src/agent/kube-agent.ts",
+  code: new RegExp(
+    `const OPTIONAL_WATCHED[^;]*\\b${c}\\b[\\s\\S]*OPTIONAL_WATCHED\\.map\\([\\s\\S]*new OptionalInformer`,
+  ),
+});
+const operatorOptionalInformer = (c: string): Use => ({
+  file: "operator/src/controllers/run.ts",
+  code: new RegExp(`new OptionalInformer[\\s\\S]*optional<[^>]*>\\(${c}\\)`),
+});
 const listWatch = (u: Use) => ({ list: [u], watch: [u] });
 const ELECTION = "operator/src/controllers/leader-election.ts";
 const IDENTITIES = "operator/src/controllers/identity-controller.ts";
@@ -525,6 +560,18 @@ const RBAC_USES: Record<string, Record<string, Record<string, Use[]>>> = {
     },
     "sluice.dev/securitypolicies/status": { patch: STATUS },
     "sluice.dev/clustersecuritypolicies/status": { patch: STATUS },
+    "policy.networking.k8s.io/clusternetworkpolicies": listWatch(
+      operatorOptionalInformer("CLUSTER_NETWORK_POLICIES"),
+    ),
+    "policy.networking.k8s.io/adminnetworkpolicies": listWatch(
+      operatorOptionalInformer("ADMIN_NETWORK_POLICIES"),
+    ),
+    "policy.networking.k8s.io/baselineadminnetworkpolicies": listWatch(
+      operatorOptionalInformer("BASELINE_ADMIN_NETWORK_POLICIES"),
+    ),
+    "policy.networking.k8s.io/clusternetworkpolicies/status": { patch: STATUS },
+    "policy.networking.k8s.io/adminnetworkpolicies/status": { patch: STATUS },
+    "policy.networking.k8s.io/baselineadminnetworkpolicies/status": { patch: STATUS },
   },
   "ClusterRole agent": {
     "/pods": listWatch(agentInformer("PODS")),
@@ -534,6 +581,15 @@ const RBAC_USES: Record<string, Record<string, Record<string, Use[]>>> = {
     "sluice.dev/securitypolicies": listWatch(agentInformer("SECURITY_POLICIES")),
     "sluice.dev/clustersecuritypolicies": listWatch(agentInformer("CLUSTER_SECURITY_POLICIES")),
     "sluice.dev/securityidentities": listWatch(agentInformer("SECURITY_IDENTITIES")),
+    "policy.networking.k8s.io/clusternetworkpolicies": listWatch(
+      agentOptionalInformer("CLUSTER_NETWORK_POLICIES"),
+    ),
+    "policy.networking.k8s.io/adminnetworkpolicies": listWatch(
+      agentOptionalInformer("ADMIN_NETWORK_POLICIES"),
+    ),
+    "policy.networking.k8s.io/baselineadminnetworkpolicies": listWatch(
+      agentOptionalInformer("BASELINE_ADMIN_NETWORK_POLICIES"),
+    ),
     // Server-side apply: a patch, authorized as a create too when the object is absent (the
     // integration test chart-install.test.ts gets a 403 without create).
     "sluice.dev/securitynodestatuses": { create: NODE_STATUS_APPLY, patch: NODE_STATUS_APPLY },
@@ -571,6 +627,8 @@ test("RBAC grants only what the code calls: every verb in the table of uses, eve
   const informerSource = readFileSync(join(repo, "operator/src/kube/informer.ts"), "utf8");
   assert.match(informerSource, /rawList</);
   assert.match(informerSource, /new Watch\(/);
+  // An OptionalInformer lists and watches through a plain Informer once discovery shows its resource.
+  assert.match(informerSource, /class OptionalInformer[\s\S]*new Informer<T>\(/);
   for (const [role, resources] of Object.entries(RBAC_USES))
     for (const [resource, verbs] of Object.entries(resources))
       for (const [verb, uses] of Object.entries(verbs)) {

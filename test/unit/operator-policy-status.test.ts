@@ -9,9 +9,12 @@ import {
 } from "../../operator/src/kube/node-status.ts";
 import {
   aggregate,
+  ownConditions,
   type PodView,
   type PolicyView,
+  sameConditions,
   sameStatus,
+  upstreamConditions,
 } from "../../operator/src/controllers/policy-status.ts";
 
 const policy = (over: Partial<PolicyView> = {}): PolicyView => ({
@@ -163,5 +166,68 @@ describe("policy status aggregation", () => {
       now,
     });
     assert.equal(stale.status.enforced, "0/1");
+  });
+});
+
+describe("conditions in SIG Network's shared conditions list", () => {
+  const now = new Date("2025-03-01T10:00:00Z");
+  const nodes = new Map([["n1", report("n1", { u1: 2 })]]);
+  const computed = (current?: ReturnType<typeof ownConditions>) =>
+    aggregate({
+      policy: policy(),
+      pods,
+      namespaceLabels: () => ({}),
+      nodes,
+      current: { conditions: current },
+      now,
+    }).status;
+  const foreign = {
+    type: "Ready-In-Zone-a",
+    status: "True" as const,
+    reason: "Programmed",
+    message: "another implementation",
+    lastTransitionTime: "2025-01-01T00:00:00Z",
+  };
+
+  it("qualifies Sluice's types with its domain and puts the counts into the Enforced message", () => {
+    const own = upstreamConditions(computed());
+    assert.deepEqual(
+      own.map((c) => c.type),
+      ["sluice.dev/Accepted", "sluice.dev/Enforced"],
+    );
+    const e = own.find((c) => c.type === "sluice.dev/Enforced");
+    assert.equal(e?.reason, "Pending");
+    assert.match(e?.message ?? "", /Nodes enforcing: 1\/2; selected pods: 3\.$/);
+    assert.ok(own.every((c) => c.observedGeneration === 2));
+  });
+
+  it("reads back only Sluice's own conditions, unqualified, so lastTransitionTime carries over", () => {
+    const written = upstreamConditions(computed());
+    const later = new Date("2025-03-01T11:00:00Z");
+    const current = ownConditions([foreign, ...written]);
+    assert.deepEqual(
+      current.map((c) => c.type),
+      ["Accepted", "Enforced"],
+    );
+    const again = upstreamConditions(
+      aggregate({
+        policy: policy(),
+        pods,
+        namespaceLabels: () => ({}),
+        nodes,
+        current: { conditions: current },
+        now: later,
+      }).status,
+    );
+    assert.deepEqual(again, written, "recomputing with nothing changed changes nothing");
+  });
+
+  it("compares only Sluice's conditions: another implementation's never cause a write", () => {
+    const own = upstreamConditions(computed());
+    assert.equal(sameConditions(own, [foreign, ...own]), true);
+    assert.equal(sameConditions(own, own.slice(0, 1)), false, "one missing");
+    assert.equal(sameConditions(own, [foreign]), false, "none written yet");
+    const stale = own.map((c) => (c.type === "sluice.dev/Enforced" ? { ...c, observedGeneration: 1 } : c));
+    assert.equal(sameConditions(own, stale), false, "an older generation");
   });
 });

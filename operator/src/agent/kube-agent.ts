@@ -9,7 +9,10 @@
 // Nothing is written to the maps before every cache has synced (a restart never writes a partial
 // view), and while the API server is unreachable the informers retry and the maps keep the last
 // good state. With --cni-socket the chained CNI plugin declares new pods' interfaces and addresses
-// before their containers start, and waits until they are enforced (cni-server.ts).
+// before their containers start, and waits until they are enforced (cni-server.ts). SIG Network's
+// policy kinds are watched through optional informers (OPTIONAL_WATCHED): while their CRDs are absent
+// the caches count as synced and empty, so neither readiness nor the first pass waits for them, and
+// CRDs installed (or deleted) later are picked up without a restart like any other policy change.
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { type ClusterObjects, classifyObjects, emptyObjects } from "../api/objects.ts";
 import { DATAPATH_VERSION } from "../datapath/kernel/maps.ts";
@@ -17,9 +20,12 @@ import type { Datapath } from "../datapath/kernel/programs.ts";
 import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { describeError } from "../kube/errors.ts";
-import { Informer, waitForCacheSync } from "../kube/informer.ts";
+import { Informer, OptionalInformer, type WatchCache, waitForCacheSync } from "../kube/informer.ts";
 import { type EnforcedPolicy, type NodeError, NodeStatusPublisher } from "../kube/node-status.ts";
 import {
+  ADMIN_NETWORK_POLICIES,
+  BASELINE_ADMIN_NETWORK_POLICIES,
+  CLUSTER_NETWORK_POLICIES,
   CLUSTER_SECURITY_POLICIES,
   NAMESPACES,
   NETWORK_POLICIES,
@@ -67,6 +73,12 @@ const WATCHED: readonly Resource[] = [
   CLUSTER_SECURITY_POLICIES,
   SECURITY_IDENTITIES,
 ];
+// Kinds whose CRDs a cluster may lack: watched while discovery shows them (kube/informer.ts).
+const OPTIONAL_WATCHED: readonly Resource[] = [
+  CLUSTER_NETWORK_POLICIES,
+  ADMIN_NETWORK_POLICIES,
+  BASELINE_ADMIN_NETWORK_POLICIES,
+];
 // The safety net: a full rebuild from the caches this often, whatever the events said.
 const RESYNC_MS = 5 * 60_000;
 // How often cached host-side interfaces are checked against the node's links (link-check.ts).
@@ -93,6 +105,8 @@ export interface KubeAgentOptions {
   // The node's own addresses (identity host, beside its Node object's); default: this network
   // namespace's (node-addresses.ts). Read again at every full pass.
   hostAddresses?: () => readonly string[];
+  // How often the optional informers ask discovery whether their CRDs are served (default 15 s).
+  discoveryIntervalMs?: number;
 }
 
 export type { PassReport } from "./pass-report.ts";
@@ -101,6 +115,7 @@ const POLICY_KINDS: ReadonlySet<string> = new Set([
   NETWORK_POLICIES.kind,
   SECURITY_POLICIES.kind,
   CLUSTER_SECURITY_POLICIES.kind,
+  ...OPTIONAL_WATCHED.map((r) => r.kind),
 ]);
 
 // What the node tells the operator: every policy it compiled at its generation, and what failed.
@@ -112,6 +127,12 @@ export function enforcementSummary(
     ...objects.networkPolicies.map((p) => ({ kind: "NetworkPolicy" as const, p })),
     ...objects.securityPolicies.map((p) => ({ kind: "SecurityPolicy" as const, p })),
     ...objects.clusterSecurityPolicies.map((p) => ({ kind: "ClusterSecurityPolicy" as const, p })),
+    ...(objects.clusterNetworkPolicies ?? []).map((p) => ({ kind: "ClusterNetworkPolicy" as const, p })),
+    ...(objects.adminNetworkPolicies ?? []).map((p) => ({ kind: "AdminNetworkPolicy" as const, p })),
+    ...(objects.baselineAdminNetworkPolicies ?? []).map((p) => ({
+      kind: "BaselineAdminNetworkPolicy" as const,
+      p,
+    })),
   ].map(({ kind, p }) => ({
     key: policyKey(kind, p.metadata?.namespace, p.metadata?.name ?? ""),
     metadata: p.metadata,
@@ -150,8 +171,8 @@ interface Compiled {
 
 export class KubeAgent {
   readonly #o: KubeAgentOptions;
-  readonly #informers: Informer<KubernetesObject>[];
-  readonly #byKind = new Map<string, Informer<KubernetesObject>>();
+  readonly #informers: WatchCache<KubernetesObject>[];
+  readonly #byKind = new Map<string, WatchCache<KubernetesObject>>();
   readonly #queue = new WorkQueue<string>({ baseDelayMs: 50, maxDelayMs: 30_000 });
   readonly #enforcer: Enforcer;
   readonly #status: NodeStatusPublisher;
@@ -199,18 +220,31 @@ export class KubeAgent {
     this.#status = new NodeStatusPublisher(clients, o.node, {
       onError: (e) => this.#log.warn({ error: describeError(e) }, "node status not published; retrying"),
     });
-    this.#informers = WATCHED.map(
-      (r) =>
-        new Informer<KubernetesObject>(kc, r, {
-          onError: (d, n) => {
-            o.metrics?.watchRestart(r.plural);
-            this.#log.warn(
-              { resource: r.plural, error: d, failures: n },
-              "watch failed; retrying, the maps keep the last good state",
-            );
-          },
-        }),
-    );
+    const onError = (r: Resource) => (d: string, n: number) => {
+      o.metrics?.watchRestart(r.plural);
+      this.#log.warn(
+        { resource: r.plural, error: d, failures: n },
+        "watch failed; retrying, the maps keep the last good state",
+      );
+    };
+    this.#informers = [
+      ...WATCHED.map((r) => new Informer<KubernetesObject>(kc, r, { onError: onError(r) })),
+      ...OPTIONAL_WATCHED.map(
+        (r) =>
+          new OptionalInformer<KubernetesObject>(kc, r, {
+            onError: onError(r),
+            discoveryIntervalMs: o.discoveryIntervalMs,
+            // Its objects arrive as adds (or leave as deletes) through the usual event path.
+            onServedChange: (served) =>
+              this.#log.info(
+                { resource: r.plural },
+                served
+                  ? "resource now served: watching it"
+                  : "resource no longer served: its policies are dropped",
+              ),
+          }),
+      ),
+    ];
     if (o.cniSocket)
       this.#cni = new CniServer(o.cniSocket, {
         node: o.node,
@@ -567,6 +601,9 @@ export class KubeAgent {
       networkPolicies: [...(inputs.networkPolicies ?? [])],
       securityPolicies: [...(inputs.securityPolicies ?? [])],
       clusterSecurityPolicies: [...(inputs.clusterSecurityPolicies ?? [])],
+      clusterNetworkPolicies: [...(inputs.clusterNetworkPolicies ?? [])],
+      adminNetworkPolicies: [...(inputs.adminNetworkPolicies ?? [])],
+      baselineAdminNetworkPolicies: [...(inputs.baselineAdminNetworkPolicies ?? [])],
     };
     const summary = enforcementSummary(objects, compiler.errors);
     this.#status.update({

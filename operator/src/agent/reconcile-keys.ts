@@ -12,7 +12,8 @@
 //   endpoints as last compiled: an endpoint whose labels changed since has its own key queued), and
 //   NODE_KEY (its CIDRs may change the ipcache; the node status reports the policy's generation even
 //   when it selects nothing here). A change that leaves the spec as it was (status, annotations) dirties
-//   nothing.
+//   nothing. SIG Network's kinds (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy)
+//   are policies like the others; their objects also leave as deletes when their CRD goes.
 // - Pod: only fields the compiler reads count (node, addresses, labels, named ports, whether it is
 //   networked). Any of them changed: NODE_KEY (ipcache, refined identities) and the endpoint's key if
 //   the pod is or was on this node.
@@ -21,7 +22,14 @@
 // - SecurityIdentity: every endpoint (any rule's peers, or an endpoint's own number, may change) and
 //   NODE_KEY. Identity changes are rare next to policy and pod changes, so this stays simple.
 import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
-import type { ClusterSecurityPolicy, SecurityIdentity, SecurityPolicy } from "../api/types.generated.ts";
+import type {
+  AdminNetworkPolicy,
+  BaselineAdminNetworkPolicy,
+  ClusterNetworkPolicy,
+  ClusterSecurityPolicy,
+  SecurityIdentity,
+  SecurityPolicy,
+} from "../api/types.generated.ts";
 import type { SplitLabels } from "../identity/labels.ts";
 import { selectsEndpoint } from "../policy/compile.ts";
 import { podKey } from "../api/k8s.ts";
@@ -49,6 +57,9 @@ export type WatchedObject =
   | NetworkPolicy
   | SecurityPolicy
   | ClusterSecurityPolicy
+  | ClusterNetworkPolicy
+  | AdminNetworkPolicy
+  | BaselineAdminNetworkPolicy
   | SecurityIdentity;
 
 // One informer event: old is the object as last recorded (undefined for an add), current as the
@@ -82,7 +93,13 @@ function addressesText(n: Node): string {
   return JSON.stringify((n.status?.addresses ?? []).map((a) => [a.type, a.address]));
 }
 
-type AnyPolicy = NetworkPolicy | SecurityPolicy | ClusterSecurityPolicy;
+type AnyPolicy =
+  | NetworkPolicy
+  | SecurityPolicy
+  | ClusterSecurityPolicy
+  | ClusterNetworkPolicy
+  | AdminNetworkPolicy
+  | BaselineAdminNetworkPolicy;
 
 function policyKeys(old: AnyPolicy | undefined, current: AnyPolicy | undefined, view: NodeView): string[] {
   if (old && current && JSON.stringify(old.spec) === JSON.stringify(current.spec)) return [];
@@ -100,6 +117,9 @@ export function keysForEvent(e: ObjectEvent, view: NodeView): string[] {
     case "NetworkPolicy":
     case "SecurityPolicy":
     case "ClusterSecurityPolicy":
+    case "ClusterNetworkPolicy":
+    case "AdminNetworkPolicy":
+    case "BaselineAdminNetworkPolicy":
       return policyKeys(e.old as AnyPolicy | undefined, e.current as AnyPolicy | undefined, view);
     case "Pod": {
       const old = e.old as Pod | undefined;

@@ -11,14 +11,28 @@ import { checkSchema, isCrdKind, schemaOf } from "./schemas.ts";
 
 export type { Finding } from "./crd-rules.ts";
 
-/** The policy kinds Sluice enforces, with the apiVersion each is served at. */
+/**
+ * The policy kinds Sluice enforces, with the apiVersion each is served at: SIG Network's policy API at
+ * the versions of crds/upstream/ (ClusterNetworkPolicy v1alpha2; AdminNetworkPolicy and
+ * BaselineAdminNetworkPolicy v1alpha1, for clusters still on it).
+ */
 export const POLICY_KINDS: Readonly<Record<string, string>> = {
   NetworkPolicy: "networking.k8s.io/v1",
   SecurityPolicy: "sluice.dev/v1alpha1",
   ClusterSecurityPolicy: "sluice.dev/v1alpha1",
+  ClusterNetworkPolicy: "policy.networking.k8s.io/v1alpha2",
+  AdminNetworkPolicy: "policy.networking.k8s.io/v1alpha1",
+  BaselineAdminNetworkPolicy: "policy.networking.k8s.io/v1alpha1",
 };
 
-const CLUSTER_SCOPED = new Set(["ClusterSecurityPolicy", "SecurityIdentity", "SecurityNodeStatus"]);
+const CLUSTER_SCOPED = new Set([
+  "ClusterSecurityPolicy",
+  "SecurityIdentity",
+  "SecurityNodeStatus",
+  "ClusterNetworkPolicy",
+  "AdminNetworkPolicy",
+  "BaselineAdminNetworkPolicy",
+]);
 
 /**
  * Group versions whose every kind is listed (the API server's discovery, Kubernetes 1.37; a test
@@ -32,6 +46,9 @@ export const KNOWN_GROUP_VERSIONS: Readonly<Record<string, readonly string[]>> =
     "SecurityNodeStatus",
   ],
   "networking.k8s.io/v1": ["NetworkPolicy", "Ingress", "IngressClass", "IPAddress", "ServiceCIDR"],
+  // With crds/upstream/ installed.
+  "policy.networking.k8s.io/v1alpha2": ["ClusterNetworkPolicy"],
+  "policy.networking.k8s.io/v1alpha1": ["AdminNetworkPolicy", "BaselineAdminNetworkPolicy"],
   v1: [
     "Binding",
     "ComponentStatus",
@@ -59,7 +76,13 @@ export const KNOWN_GROUP_VERSIONS: Readonly<Record<string, readonly string[]>> =
  * Groups whose served versions are all in KNOWN_GROUP_VERSIONS: another version is a mistake
  * (extensions, where NetworkPolicy once was, serves nothing since Kubernetes 1.22).
  */
-const KNOWN_GROUPS = new Set(["sluice.dev", "networking.k8s.io", "", "extensions"]);
+const KNOWN_GROUPS = new Set([
+  "sluice.dev",
+  "networking.k8s.io",
+  "policy.networking.k8s.io",
+  "",
+  "extensions",
+]);
 
 export type Role = "policy" | "sluice" | "other";
 

@@ -35,7 +35,18 @@ const cidrOf = (v: string) => {
 const noPass = (rules: unknown) =>
   rules === undefined || (rules as Obj[]).every((r) => !has(r, "action") || r.action !== "Pass");
 
-/** Rule text → whether `self` satisfies it. Transition rules (oldSelf) hold on create. */
+// SIG Network's egress rules (crds/upstream/): a named port cannot go with peers that have none.
+const namedPortWith = (peerFields: string[], ports: string, named: string) => (s: Obj) =>
+  !(
+    ((s.to as Obj[] | undefined) ?? []).some((p) => peerFields.some((f) => has(p, f))) &&
+    has(s, ports) &&
+    (s[ports] as Obj[]).some((p) => has(p, named))
+  );
+
+/**
+ * Rule text → whether `self` satisfies it. Transition rules (oldSelf) hold on create. `self` is an
+ * object but for the rules that sit on a string (isCIDR(self)): those cast it.
+ */
 const RULES: Record<string, (self: Obj) => boolean> = {
   "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)": (s) =>
     (s.operator === "In" || s.operator === "NotIn") ===
@@ -62,6 +73,15 @@ const RULES: Record<string, (self: Obj) => boolean> = {
   "self.tier == 'Admin' || ((!has(self.ingress) || self.ingress.all(r, !has(r.action) || r.action != 'Pass')) && (!has(self.egress) || self.egress.all(r, !has(r.action) || r.action != 'Pass')))":
     (s) => s.tier === "Admin" || (noPass(s.ingress) && noPass(s.egress)),
   "self == oldSelf": () => true,
+  "isCIDR(self)": (s) => isCidr(s as unknown),
+  "self.start < self.end": (s) => (s.start as number) < (s.end as number),
+  "self.metadata.name == 'default'": (s) => (s.metadata as Obj | undefined)?.name === "default",
+  "!(self.to.exists(peer, has(peer.networks) || has(peer.nodes) || has(peer.domainNames)) && has(self.protocols) && self.protocols.exists(protocol, has(protocol.destinationNamedPort)))":
+    namedPortWith(["networks", "nodes", "domainNames"], "protocols", "destinationNamedPort"),
+  "!(self.to.exists(peer, has(peer.networks) || has(peer.nodes) || has(peer.domainNames)) && has(self.ports) && self.ports.exists(port, has(port.namedPort)))":
+    namedPortWith(["networks", "nodes", "domainNames"], "ports", "namedPort"),
+  "!(self.to.exists(peer, has(peer.networks) || has(peer.nodes)) && has(self.ports) && self.ports.exists(port, has(port.namedPort)))":
+    namedPortWith(["networks", "nodes"], "ports", "namedPort"),
   "self.metadata.name.matches('^[1-9][0-9]{2,9}$') && int(self.metadata.name) >= 256 && int(self.metadata.name) < 16777216":
     (s) => {
       const name = String((s.metadata as Obj | undefined)?.name ?? "");
@@ -89,7 +109,8 @@ export function celFindings(schema: StructuralSchema, value: unknown, path = "")
   const out: Finding[] = [];
   const walk = (s: StructuralSchema, v: unknown, at: string) => {
     if (v === undefined) return;
-    if (v !== null && typeof v === "object" && !Array.isArray(v))
+    // Rules run on the value their schema describes: an object, or a scalar (a CIDR string).
+    if (v !== null && !Array.isArray(v))
       for (const rule of s["x-kubernetes-validations"] ?? []) {
         const pred = RULES[rule.rule];
         if (!pred) throw new Error(`CEL rule without a predicate in api/crd-rules.ts: ${rule.rule}`);

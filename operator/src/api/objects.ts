@@ -1,7 +1,14 @@
 // Sorts parsed manifests into the inputs the compiler takes. Unknown kinds are returned, not
 // dropped silently, so the CLI can say what it ignored.
 import type { Namespace, NetworkPolicy, Node, Pod } from "./k8s.ts";
-import type { ClusterSecurityPolicy, SecurityIdentity, SecurityPolicy } from "./types.generated.ts";
+import type {
+  AdminNetworkPolicy,
+  BaselineAdminNetworkPolicy,
+  ClusterNetworkPolicy,
+  ClusterSecurityPolicy,
+  SecurityIdentity,
+  SecurityPolicy,
+} from "./types.generated.ts";
 
 export interface ClusterObjects {
   namespaces: Namespace[];
@@ -10,6 +17,11 @@ export interface ClusterObjects {
   networkPolicies: NetworkPolicy[];
   securityPolicies: SecurityPolicy[];
   clusterSecurityPolicies: ClusterSecurityPolicy[];
+  // SIG Network's policy API, policy.networking.k8s.io v1alpha2 and v1alpha1. Optional so that
+  // objects built before these kinds existed still type-check; classifyObjects always fills them.
+  clusterNetworkPolicies?: ClusterNetworkPolicy[];
+  adminNetworkPolicies?: AdminNetworkPolicy[];
+  baselineAdminNetworkPolicies?: BaselineAdminNetworkPolicy[];
   securityIdentities: SecurityIdentity[];
   other: unknown[];
 }
@@ -22,6 +34,9 @@ export function emptyObjects(): ClusterObjects {
     networkPolicies: [],
     securityPolicies: [],
     clusterSecurityPolicies: [],
+    clusterNetworkPolicies: [],
+    adminNetworkPolicies: [],
+    baselineAdminNetworkPolicies: [],
     securityIdentities: [],
     other: [],
   };
@@ -64,6 +79,18 @@ export function classifyObjects(
         break;
       case "ClusterSecurityPolicy":
         into.clusterSecurityPolicies.push(obj as unknown as ClusterSecurityPolicy);
+        break;
+      case "ClusterNetworkPolicy":
+        into.clusterNetworkPolicies ??= [];
+        into.clusterNetworkPolicies.push(obj as unknown as ClusterNetworkPolicy);
+        break;
+      case "AdminNetworkPolicy":
+        into.adminNetworkPolicies ??= [];
+        into.adminNetworkPolicies.push(obj as unknown as AdminNetworkPolicy);
+        break;
+      case "BaselineAdminNetworkPolicy":
+        into.baselineAdminNetworkPolicies ??= [];
+        into.baselineAdminNetworkPolicies.push(obj as unknown as BaselineAdminNetworkPolicy);
         break;
       case "SecurityIdentity":
         into.securityIdentities.push(obj as unknown as SecurityIdentity);

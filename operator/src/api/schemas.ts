@@ -1,6 +1,7 @@
 // The API server's decoding and schema checks of an object, with its field paths: nulls as it reads
 // them, unknown fields (fieldValidation=Strict, kubectl's default since 1.27), then the OpenAPI schema
-// (ajv) — the CRDs' openAPIV3Schema read from crds/, or NetworkPolicy's Go types (networkpolicy.schema.ts).
+// (ajv) — the CRDs' openAPIV3Schema read from crds/ (SIG Network's policy API from crds/upstream/), or
+// NetworkPolicy's Go types (networkpolicy.schema.ts). Defaults are applied first, as the API server does.
 // CEL rules are in crd-rules.ts, NetworkPolicy's validation code in networkpolicy.ts.
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
@@ -14,6 +15,9 @@ const CRD_FILES: Record<string, string> = {
   ClusterSecurityPolicy: "clustersecuritypolicies.yaml",
   SecurityIdentity: "securityidentities.yaml",
   SecurityNodeStatus: "securitynodestatuses.yaml",
+  ClusterNetworkPolicy: "upstream/clusternetworkpolicies.yaml",
+  AdminNetworkPolicy: "upstream/adminnetworkpolicies.yaml",
+  BaselineAdminNetworkPolicy: "upstream/baselineadminnetworkpolicies.yaml",
 };
 
 // Kubernetes schema extensions ajv must accept as annotations.
@@ -23,6 +27,7 @@ const KEYWORDS = [
   "x-kubernetes-list-type",
   "x-kubernetes-list-map-keys",
   "x-kubernetes-preserve-unknown-fields",
+  "x-kubernetes-map-type",
 ];
 
 type Obj = Record<string, unknown>;
@@ -64,7 +69,8 @@ let compiled: Map<string, Compiled> | undefined;
 
 function getCompiled(): Map<string, Compiled> {
   if (compiled) return compiled;
-  const ajv = new Ajv({ allErrors: true, strict: false });
+  // useDefaults: the API server defaults (e.g. a port's protocol: TCP) before it validates `required`.
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
   for (const k of KEYWORDS) ajv.addKeyword(k);
   // ajv-formats is CommonJS: its default export arrives wrapped.
   const addFormats =
@@ -162,6 +168,30 @@ export function unknownFields(s: StructuralSchema | undefined, v: unknown, crd: 
   return out;
 }
 
+/** x-kubernetes-list-type: set: a value that repeats an earlier one, named by its index as the API server does. */
+export function duplicateSetItems(s: StructuralSchema | undefined, v: unknown, at = ""): Finding[] {
+  if (!s) return [];
+  const out: Finding[] = [];
+  if (Array.isArray(v)) {
+    if (s["x-kubernetes-list-type"] === "set") {
+      const seen = new Set<string>();
+      for (const [i, item] of v.entries()) {
+        const key = JSON.stringify(item);
+        if (seen.has(key)) out.push({ field: `${at}[${i}]`, message: `Duplicate value: ${key}` });
+        seen.add(key);
+      }
+    }
+    for (const [i, item] of v.entries()) out.push(...duplicateSetItems(s.items, item, `${at}[${i}]`));
+  } else if (isObj(v))
+    for (const [k, item] of Object.entries(v)) {
+      const sub =
+        s.properties?.[k] ??
+        (typeof s.additionalProperties === "object" ? s.additionalProperties : undefined);
+      out.push(...duplicateSetItems(sub, item, at ? `${at}.${k}` : k));
+    }
+  return out;
+}
+
 function fieldOf(e: ErrorObject): string {
   const path = e.instancePath
     .split("/")
@@ -223,5 +253,6 @@ export function checkSchema(kind: string, object: unknown): SchemaResult {
         !c.crd || f.field === "metadata" || f.field.startsWith("metadata.") ? decodeErrors : schemaErrors;
       if (!bucket.some((x) => x.field === f.field && x.message === f.message)) bucket.push(f);
     }
+  if (c.crd) schemaErrors.push(...duplicateSetItems(c.schema, decoded));
   return { decoded, decodeErrors, schemaErrors, structural };
 }

@@ -1,21 +1,19 @@
 // `sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>]`, or with `--static -f <files>`.
 // Runs until SIGTERM/SIGINT and leaves the datapath enforcing; in static mode SIGHUP re-reads the files.
 import { writeFileSync } from "node:fs";
-import { KubeAgent } from "../agent/kube-agent.ts";
 import { RouteInterfaceResolver } from "../agent/host-interfaces.ts";
 import { installCniPlugin } from "../agent/cni-install.ts";
 import { type EventSampling, writeEventSampling } from "../agent/event-config.ts";
 import { AgentMetrics } from "../agent/metrics.ts";
-import { StaticAgent } from "../agent/static-agent.ts";
+import type { StaticAgent } from "../agent/static-agent.ts";
 import type { AttachMode } from "../datapath/kernel/links.ts";
 import { loadDatapath } from "../datapath/kernel/programs.ts";
 import { EventLoopCheck, type HealthCheck } from "../observe/health.ts";
 import { createLogger, type Logger, logArgOptions, logSettings, logUsage } from "../observe/log.ts";
 import { type ListenAddress, newRegistry, ObserveServer, parseListenAddress } from "../observe/server.ts";
-import type { AllowLocalhost } from "../policy/index.ts";
-import { allowLocalhostOption } from "./lab-args.ts";
+import { ALLOW_LOCALHOST_MODES, type AllowLocalhost } from "../policy/mapstate.ts";
 import { kubeOptions } from "./kube-flags.ts";
-import { parseCommandArgs, UsageError } from "./usage.ts";
+import { oneOf, parseCommandArgs, UsageError } from "./usage.ts";
 
 const usage =
   "usage: sluice agent --node <name> --bpffs-root <dir> [--kubeconfig <path>] [--context <name>] [options]\n" +
@@ -73,7 +71,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
   const attachMode = values["attach-mode"];
   if (attachMode !== "auto" && attachMode !== "tcx" && attachMode !== "tc")
     throw new UsageError(`--attach-mode: ${JSON.stringify(attachMode)} is not one of auto, tcx, tc`);
-  const allowLocalhost = allowLocalhostOption(values["allow-localhost"]) ?? "always";
+  const allowLocalhost = oneOf("--allow-localhost", values["allow-localhost"], ALLOW_LOCALHOST_MODES);
   if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length))
     throw new UsageError(
       `${values.static && !values.file?.length ? "--static needs -f <files>; " : ""}--node and --bpffs-root are required (see sluice agent --help)`,
@@ -116,6 +114,9 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
     () => agent?.health.live,
   );
   try {
+    // Each mode loads its own agent: the static one the manifest reader (yaml), the Kubernetes one
+    // the API client; the DaemonSet's agent never pays for the other's.
+    const { StaticAgent } = await import("../agent/static-agent.ts");
     agent = await StaticAgent.start({
       files: values.file ?? [],
       node,
@@ -207,6 +208,7 @@ async function kubeAgent(o: KubeAgentCliOptions): Promise<number> {
   const metrics = o.listen ? new AgentMetrics(newRegistry()) : undefined;
   let server: ObserveServer | undefined;
   try {
+    const { KubeAgent } = await import("../agent/kube-agent.ts");
     const agent = new KubeAgent({
       kubeconfig: o.kubeconfig,
       context: o.context,

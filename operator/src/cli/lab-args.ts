@@ -6,7 +6,8 @@ import { formatMatrixTable, type MatrixJson } from "../api/matrix-rows.ts";
 import { DEFAULT_STATE_DIR } from "../lab/up-state.ts";
 import type { labSubcommands } from "./commands.ts";
 import { type OutputFormat, outputOption, plural, writeOutput } from "./output.ts";
-import { UsageError } from "./usage.ts";
+import { ALLOW_LOCALHOST_MODES, type AllowLocalhost } from "../policy/mapstate.ts";
+import { oneOf, UsageError } from "./usage.ts";
 
 const STATE = `The lab that is up keeps its state in ${DEFAULT_STATE_DIR} (SLUICE_LAB_STATE_DIR overrides).`;
 const ALLOW_LOCALHOST = `       --allow-localhost: the agents' flag (always, the default: each node reaches its own pods whatever
@@ -61,9 +62,8 @@ export function printReport(
 }
 
 // --allow-localhost as the agents take it (undefined: their default); `sluice agent` parses it here too.
-export function allowLocalhostOption(value: string | undefined): "always" | "policy" | undefined {
-  if (value === undefined || value === "always" || value === "policy") return value;
-  throw new UsageError(`--allow-localhost: ${JSON.stringify(value)} is not one of always, policy`);
+export function allowLocalhostOption(value: string | undefined): AllowLocalhost | undefined {
+  return value === undefined ? undefined : oneOf("--allow-localhost", value, ALLOW_LOCALHOST_MODES);
 }
 
 export const probeOptions = {

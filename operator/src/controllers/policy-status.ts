@@ -225,3 +225,50 @@ export function sameStatus(a: PolicyStatus, b: Partial<PolicyStatus> | undefined
   }
   return true;
 }
+
+// SIG Network's policy kinds (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy)
+// have only `status.conditions`, a list of metav1.Conditions keyed by type that every implementation
+// in the cluster shares; upstream leaves their content to each implementation. Sluice writes two, its
+// own Accepted and Enforced qualified by its domain so they never collide with another's, and owns
+// only those through server-side apply. The counts a Sluice policy has as fields would be pruned by
+// the upstream schema, so they go into the Enforced message.
+export const UPSTREAM_CONDITION_PREFIX = "sluice.dev/";
+
+/** Sluice's conditions among an upstream policy's, with the prefix taken off (aggregate's current). */
+export function ownConditions(conditions: readonly Condition[] | undefined): Condition[] {
+  return (conditions ?? [])
+    .filter((c) => c.type.startsWith(UPSTREAM_CONDITION_PREFIX))
+    .map((c) => ({ ...c, type: c.type.slice(UPSTREAM_CONDITION_PREFIX.length) }));
+}
+
+/** The conditions Sluice writes into an upstream policy's status, from the status it computed. */
+export function upstreamConditions(status: PolicyStatus): Condition[] {
+  return status.conditions.map((c) => ({
+    ...c,
+    type: `${UPSTREAM_CONDITION_PREFIX}${c.type}`,
+    message:
+      c.type === "Enforced"
+        ? `${c.message} Nodes enforcing: ${status.enforced}; selected pods: ${status.selectedEndpoints}.`
+        : c.message,
+  }));
+}
+
+/** Whether the written conditions already are these (other implementations' ignored). */
+export function sameConditions(
+  own: readonly Condition[],
+  current: readonly Condition[] | undefined,
+): boolean {
+  const mine = (current ?? []).filter((c) => c.type.startsWith(UPSTREAM_CONDITION_PREFIX));
+  if (mine.length !== own.length) return false;
+  return own.every((c) => {
+    const d = mine.find((x) => x.type === c.type);
+    return (
+      d !== undefined &&
+      d.status === c.status &&
+      d.reason === c.reason &&
+      d.message === c.message &&
+      d.observedGeneration === c.observedGeneration &&
+      d.lastTransitionTime === c.lastTransitionTime
+    );
+  });
+}

@@ -1,19 +1,25 @@
 // The operator process: shared informers (started on every replica, so a standby has warm caches
 // and takes over fast), leader election, and the leader-only controllers. Losing the lease aborts
-// the controllers at once; they re-run from the caches when this replica leads again.
+// the controllers at once; they re-run from the caches when this replica leads again. SIG Network's
+// policy kinds are watched through optional informers: a cluster without their CRDs is a normal
+// cluster (caches synced and empty), and one that installs them later is seen without a restart.
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { Registry } from "prom-client";
 import { identityRecord } from "../identity/allocator.ts";
+import type { AnyPolicy } from "../policy/normalize.ts";
 import { validatePolicy } from "../policy/validate.ts";
 import { EventRecorder } from "../kube/event-recorder.ts";
-import { Informer } from "../kube/informer.ts";
+import { Informer, OptionalInformer, type WatchCache } from "../kube/informer.ts";
 import type { HealthCheck } from "../observe/health.ts";
 import { type Logger, silentLogger } from "../observe/log.ts";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import type { KubeClients } from "../kube/client.ts";
 import type { SecurityNodeStatusObject } from "../kube/node-status.ts";
 import {
+  ADMIN_NETWORK_POLICIES,
+  BASELINE_ADMIN_NETWORK_POLICIES,
+  CLUSTER_NETWORK_POLICIES,
   CLUSTER_SECURITY_POLICIES,
   NAMESPACES,
   NETWORK_POLICIES,
@@ -37,6 +43,7 @@ import {
   type NetworkPolicyObject,
   type SecurityPolicyObject,
   StatusController,
+  type UpstreamPolicyObject,
 } from "./status-controller.ts";
 
 export interface OperatorOptions {
@@ -54,6 +61,8 @@ export interface OperatorOptions {
   log?: Logger;
   /** Default: metrics on a registry nobody scrapes. */
   metrics?: OperatorMetrics;
+  /** How often the optional informers ask discovery whether their CRDs are served (default 15 s). */
+  discoveryIntervalMs?: number;
 }
 
 export interface OperatorInformers {
@@ -64,6 +73,9 @@ export interface OperatorInformers {
   securityPolicies: Informer<SecurityPolicyObject>;
   clusterSecurityPolicies: Informer<ClusterSecurityPolicyObject>;
   networkPolicies: Informer<NetworkPolicyObject>;
+  clusterNetworkPolicies: OptionalInformer<UpstreamPolicyObject>;
+  adminNetworkPolicies: OptionalInformer<UpstreamPolicyObject>;
+  baselineAdminNetworkPolicies: OptionalInformer<UpstreamPolicyObject>;
 }
 
 export class Operator {
@@ -95,6 +107,19 @@ export class Operator {
           log.warn({ resource: r.plural, failures: n, err: d }, "watch failed; restarting with backoff");
         },
       });
+    const optional = <T extends KubernetesObject>(r: Resource) =>
+      new OptionalInformer<T>(kc, r, {
+        discoveryIntervalMs: o.discoveryIntervalMs,
+        onError: (d, n) => {
+          metrics.apiError(r.plural, "list_watch");
+          log.warn({ resource: r.plural, failures: n, err: d }, "watch failed; restarting with backoff");
+        },
+        onServedChange: (served) =>
+          log.info(
+            { resource: r.plural },
+            served ? "resource now served: watching it" : "resource no longer served: its cache is emptied",
+          ),
+      });
     this.informers = {
       pods: informer<PodObject>(PODS),
       namespaces: informer<NamespaceObject>(NAMESPACES),
@@ -103,6 +128,9 @@ export class Operator {
       securityPolicies: informer<SecurityPolicyObject>(SECURITY_POLICIES),
       clusterSecurityPolicies: informer<ClusterSecurityPolicyObject>(CLUSTER_SECURITY_POLICIES),
       networkPolicies: informer<NetworkPolicyObject>(NETWORK_POLICIES),
+      clusterNetworkPolicies: optional<UpstreamPolicyObject>(CLUSTER_NETWORK_POLICIES),
+      adminNetworkPolicies: optional<UpstreamPolicyObject>(ADMIN_NETWORK_POLICIES),
+      baselineAdminNetworkPolicies: optional<UpstreamPolicyObject>(BASELINE_ADMIN_NETWORK_POLICIES),
     };
     this.elector = new LeaderElector(kc, {
       namespace: o.leaseNamespace,
@@ -141,7 +169,9 @@ export class Operator {
 
   /** /readyz: caches synced, and this replica leads or knows who does. */
   readiness(): HealthCheck[] {
-    const byPlural = Object.fromEntries(Object.values(this.informers).map((i) => [i.resource.plural, i]));
+    const byPlural = Object.fromEntries(
+      Object.values(this.informers).map((i: WatchCache<KubernetesObject>) => [i.resource.plural, i]),
+    );
     return [cachesSyncedCheck(byPlural), leaderKnownCheck(this.id, this.elector)];
   }
 
@@ -183,12 +213,15 @@ export class Operator {
       securityPolicies: this.informers.securityPolicies,
       clusterSecurityPolicies: this.informers.clusterSecurityPolicies,
       networkPolicies: this.informers.networkPolicies,
+      clusterNetworkPolicies: this.informers.clusterNetworkPolicies,
+      adminNetworkPolicies: this.informers.adminNetworkPolicies,
+      baselineAdminNetworkPolicies: this.informers.baselineAdminNetworkPolicies,
       pods: this.informers.pods,
       namespaces: this.informers.namespaces,
       nodeStatuses: this.informers.nodeStatuses,
       isLeader,
       validate: (policy) =>
-        validatePolicy(policy, {
+        validatePolicy(policy as AnyPolicy, {
           pods: this.informers.pods.list(),
           namespaces: this.informers.namespaces.list(),
         }),

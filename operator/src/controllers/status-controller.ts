@@ -4,14 +4,17 @@
 // computed status differs from the object's, through the status subresource with server-side
 // apply. Node-report and pod changes are coalesced (debounceMs) so a policy change costs one status
 // write per node report at most: O(nodes), never O(nodes × policies). NetworkPolicy has no status
-// we own; it is only counted in the policy-set hash.
+// we own; it is only counted in the policy-set hash. SIG Network's kinds (ClusterNetworkPolicy,
+// AdminNetworkPolicy, BaselineAdminNetworkPolicy), whose CRDs may be absent, get the same
+// computation written as Sluice's own conditions in their shared conditions list (policy-status.ts
+// upstreamConditions); their informers are optional and simply empty while the CRDs are missing.
 import type { CustomObjectsApi, KubernetesObject } from "@kubernetes/client-node";
 import type { NetworkPolicy } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
 import { applyCustomStatus } from "../kube/apply.ts";
 import { isNotFound } from "../kube/errors.ts";
 import type { EventRecorder } from "../kube/event-recorder.ts";
-import type { Informer } from "../kube/informer.ts";
+import type { WatchCache } from "../kube/informer.ts";
 import {
   type NodeReport,
   parseNodeReport,
@@ -19,32 +22,62 @@ import {
   type SecurityNodeStatusObject,
 } from "../kube/node-status.ts";
 import {
+  ADMIN_NETWORK_POLICIES,
   apiVersionOf,
+  BASELINE_ADMIN_NETWORK_POLICIES,
+  CLUSTER_NETWORK_POLICIES,
   CLUSTER_SECURITY_POLICIES,
   type Resource,
   SECURITY_POLICIES,
 } from "../kube/resources.ts";
 import { WorkQueue } from "../kube/workqueue.ts";
 import { type Logger, silentLogger } from "../observe/log.ts";
-import { normalizePolicy } from "../policy/normalize.ts";
+import { type AnyPolicy, normalizePolicy } from "../policy/normalize.ts";
 import { runController } from "./frame.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import type { NamespaceObject, PodObject } from "./identity-controller.ts";
-import { aggregate, type PodView, type PolicyStatus, sameStatus } from "./policy-status.ts";
+import {
+  aggregate,
+  type Condition,
+  ownConditions,
+  type PodView,
+  type PolicyStatus,
+  sameConditions,
+  sameStatus,
+  upstreamConditions,
+} from "./policy-status.ts";
 
 export type SecurityPolicyObject = SecurityPolicy & KubernetesObject;
 export type ClusterSecurityPolicyObject = ClusterSecurityPolicy & KubernetesObject;
 export type NetworkPolicyObject = NetworkPolicy & KubernetesObject;
-type AnyStatusPolicy = SecurityPolicyObject | ClusterSecurityPolicyObject;
+/** A policy of SIG Network's kinds as far as status goes: its metadata and shared conditions. */
+export interface UpstreamPolicyObject extends KubernetesObject {
+  metadata: NonNullable<KubernetesObject["metadata"]>;
+  spec?: unknown;
+  status?: { conditions?: Condition[] };
+}
+type AnyStatusPolicy = SecurityPolicyObject | ClusterSecurityPolicyObject | UpstreamPolicyObject;
+
+// One kind whose status this controller writes.
+interface StatusKind {
+  resource: Resource;
+  informer: WatchCache<AnyStatusPolicy>;
+  // Conditions in a list shared with other implementations (SIG Network's kinds).
+  upstream: boolean;
+}
 
 export interface StatusControllerOptions {
   custom: CustomObjectsApi;
-  securityPolicies: Informer<SecurityPolicyObject>;
-  clusterSecurityPolicies: Informer<ClusterSecurityPolicyObject>;
-  networkPolicies?: Informer<NetworkPolicyObject>;
-  pods: Informer<PodObject>;
-  namespaces: Informer<NamespaceObject>;
-  nodeStatuses: Informer<SecurityNodeStatusObject>;
+  securityPolicies: WatchCache<SecurityPolicyObject>;
+  clusterSecurityPolicies: WatchCache<ClusterSecurityPolicyObject>;
+  networkPolicies?: WatchCache<NetworkPolicyObject>;
+  /** SIG Network's kinds (optional informers: empty while their CRDs are absent). */
+  clusterNetworkPolicies?: WatchCache<UpstreamPolicyObject>;
+  adminNetworkPolicies?: WatchCache<UpstreamPolicyObject>;
+  baselineAdminNetworkPolicies?: WatchCache<UpstreamPolicyObject>;
+  pods: WatchCache<PodObject>;
+  namespaces: WatchCache<NamespaceObject>;
+  nodeStatuses: WatchCache<SecurityNodeStatusObject>;
   isLeader: () => boolean;
   events?: EventRecorder;
   /** Semantic validation (the compiler's validatePolicy); default: normalization errors only. */
@@ -62,6 +95,7 @@ export class StatusController {
   private readonly queue = new WorkQueue<string>();
   private readonly handlers: Array<() => void> = [];
   private readonly log: Logger;
+  private readonly kinds: ReadonlyMap<string, StatusKind>;
   /** Status writes done (observability and the no-flapping tests). */
   writes = 0;
   readonly writesByKey = new Map<string, number>();
@@ -69,6 +103,17 @@ export class StatusController {
   constructor(o: StatusControllerOptions) {
     this.o = o;
     this.log = (o.log ?? silentLogger()).child({ controller: "status" });
+    const kinds: StatusKind[] = [
+      { resource: SECURITY_POLICIES, informer: o.securityPolicies, upstream: false },
+      { resource: CLUSTER_SECURITY_POLICIES, informer: o.clusterSecurityPolicies, upstream: false },
+    ];
+    for (const [resource, informer] of [
+      [CLUSTER_NETWORK_POLICIES, o.clusterNetworkPolicies],
+      [ADMIN_NETWORK_POLICIES, o.adminNetworkPolicies],
+      [BASELINE_ADMIN_NETWORK_POLICIES, o.baselineAdminNetworkPolicies],
+    ] as const)
+      if (informer) kinds.push({ resource, informer, upstream: true });
+    this.kinds = new Map(kinds.map((k) => [k.resource.kind, k]));
   }
 
   /** Runs until the signal aborts (leadership lost or shutdown). */
@@ -77,8 +122,7 @@ export class StatusController {
       {
         name: "status",
         caches: [
-          this.o.securityPolicies,
-          this.o.clusterSecurityPolicies,
+          ...[...this.kinds.values()].map((k) => k.informer),
           this.o.pods,
           this.o.namespaces,
           this.o.nodeStatuses,
@@ -103,14 +147,13 @@ export class StatusController {
   }
 
   private subscribe(): void {
-    const on = <T extends KubernetesObject>(inf: Informer<T>, cb: (o: T) => void) => {
+    const on = <T extends KubernetesObject>(inf: WatchCache<T>, cb: (o: T) => void) => {
       for (const ev of ["add", "update", "delete"] as const) {
         inf.on(ev, cb);
         this.handlers.push(() => inf.off(ev, cb));
       }
     };
-    on(this.o.securityPolicies, (p) => this.queue.add(keyOf(SECURITY_POLICIES, p)));
-    on(this.o.clusterSecurityPolicies, (p) => this.queue.add(keyOf(CLUSTER_SECURITY_POLICIES, p)));
+    for (const k of this.kinds.values()) on(k.informer, (p) => this.queue.add(keyOf(k.resource, p)));
     const debounce = this.o.debounceMs ?? 100;
     const all = () => this.enqueueAll(debounce);
     on(this.o.pods, all);
@@ -120,9 +163,8 @@ export class StatusController {
   }
 
   private enqueueAll(delayMs: number): void {
-    for (const p of this.o.securityPolicies.list()) this.queue.addAfter(keyOf(SECURITY_POLICIES, p), delayMs);
-    for (const p of this.o.clusterSecurityPolicies.list())
-      this.queue.addAfter(keyOf(CLUSTER_SECURITY_POLICIES, p), delayMs);
+    for (const k of this.kinds.values())
+      for (const p of k.informer.list()) this.queue.addAfter(keyOf(k.resource, p), delayMs);
   }
 
   private clusterSetHash(): string {
@@ -130,8 +172,8 @@ export class StatusController {
     const push = (o: KubernetesObject) => {
       if (o.metadata?.uid) all.push({ uid: o.metadata.uid, generation: o.metadata.generation ?? 0 });
     };
-    for (const p of this.o.securityPolicies.list()) push(p);
-    for (const p of this.o.clusterSecurityPolicies.list()) push(p);
+    // Every policy an agent compiles, as kube-agent.ts enforcementSummary lists them.
+    for (const k of this.kinds.values()) for (const p of k.informer.list()) push(p);
     for (const p of this.o.networkPolicies?.list() ?? []) push(p);
     return policySetHash(all);
   }
@@ -156,9 +198,11 @@ export class StatusController {
     status: PolicyStatus;
     nodeErrors: Array<{ node: string; message: string }>;
   } {
-    const norm = normalizePolicy(policy);
+    const norm = normalizePolicy(policy as AnyPolicy);
     // The compiler's validation includes the normalization errors; without it, use those alone.
     const errors = this.o.validate ? this.o.validate(policy) : norm.errors;
+    const upstream = this.kinds.get(policy.kind ?? "")?.upstream ?? false;
+    const conditions = policy.status?.conditions;
     const nodes = new Map<string, NodeReport>();
     for (const s of this.o.nodeStatuses.list()) {
       const r = parseNodeReport(s);
@@ -176,28 +220,37 @@ export class StatusController {
       namespaceLabels: (ns) => this.o.namespaces.get(ns)?.metadata.labels,
       nodes,
       clusterPolicySetHash: this.clusterSetHash(),
-      current: { conditions: policy.status?.conditions },
+      current: { conditions: upstream ? ownConditions(conditions) : conditions },
       now: new Date(),
     });
   }
 
   private async reconcile(key: string): Promise<undefined> {
-    const { resource, namespace, name } = parseKey(key);
-    const inf = resource === SECURITY_POLICIES ? this.o.securityPolicies : this.o.clusterSecurityPolicies;
-    const policy = inf.get(name, namespace) as AnyStatusPolicy | undefined;
-    if (!policy) return undefined;
+    const { kind, namespace, name } = parseKey(key);
+    const k = this.kinds.get(kind);
+    if (!k) return undefined;
+    const { resource } = k;
+    const cached = k.informer.get(name, namespace);
+    if (!cached) return undefined;
+    // Watch events carry no kind on their objects' behalf here: the cache is of one kind.
+    const policy = { ...cached, kind: resource.kind } as AnyStatusPolicy;
     const { status, nodeErrors } = this.compute(policy);
-    if (sameStatus(status, policy.status)) return undefined;
+    const current = policy.status?.conditions;
+    let body: Record<string, unknown>;
+    if (k.upstream) {
+      const own = upstreamConditions(status);
+      if (sameConditions(own, current)) return undefined;
+      // Only Sluice's entries: the list is a map keyed by type, so the apply leaves the other
+      // implementations' conditions to their managers.
+      body = { conditions: own };
+    } else {
+      if (sameStatus(status, policy.status as Partial<PolicyStatus> | undefined)) return undefined;
+      body = status as unknown as Record<string, unknown>;
+    }
     if (!this.o.isLeader()) throw new Error("not the leader any more");
     const t0 = performance.now();
     try {
-      await applyCustomStatus(
-        this.o.custom,
-        resource,
-        { name, namespace },
-        status as unknown as Record<string, unknown>,
-        FIELD_MANAGER,
-      );
+      await applyCustomStatus(this.o.custom, resource, { name, namespace }, body, FIELD_MANAGER);
     } catch (err) {
       if (isNotFound(err)) {
         this.o.metrics?.statusWrite("gone");
@@ -220,7 +273,13 @@ export class StatusController {
       },
       "policy status written",
     );
-    await this.emitEvents(resource, policy, status, nodeErrors);
+    await this.emitEvents(
+      resource,
+      policy,
+      status,
+      k.upstream ? ownConditions(current) : (current ?? []),
+      nodeErrors,
+    );
     return undefined;
   }
 
@@ -228,11 +287,11 @@ export class StatusController {
     resource: Resource,
     policy: AnyStatusPolicy,
     status: PolicyStatus,
+    prev: readonly Condition[],
     nodeErrors: Array<{ node: string; message: string }>,
   ): Promise<void> {
     const events = this.o.events;
     if (!events) return;
-    const prev = policy.status?.conditions ?? [];
     const ref = {
       apiVersion: apiVersionOf(resource),
       kind: resource.kind,
@@ -262,9 +321,8 @@ function keyOf(resource: Resource, o: KubernetesObject): string {
     : `${resource.kind}/${o.metadata?.name ?? ""}`;
 }
 
-function parseKey(key: string): { resource: Resource; namespace?: string; name: string } {
+function parseKey(key: string): { kind: string; namespace?: string; name: string } {
   const parts = key.split("/");
-  if (parts[0] === SECURITY_POLICIES.kind)
-    return { resource: SECURITY_POLICIES, namespace: parts[1], name: parts[2] };
-  return { resource: CLUSTER_SECURITY_POLICIES, name: parts[1] };
+  if (parts.length === 3) return { kind: parts[0], namespace: parts[1], name: parts[2] };
+  return { kind: parts[0], name: parts[1] };
 }

@@ -38,6 +38,31 @@ export const CLUSTER_SECURITY_POLICIES = sluice("clustersecuritypolicies", "Clus
 export const SECURITY_IDENTITIES = sluice("securityidentities", "SecurityIdentity", false);
 export const SECURITY_NODE_STATUSES = sluice("securitynodestatuses", "SecurityNodeStatus", false);
 
+/** SIG Network's policy API (kubernetes-sigs/network-policy-api). Cluster-scoped; their CRDs are in
+ *  crds/upstream/, installed by the cluster's owner, so a watch on a missing one must be tolerated. */
+export const UPSTREAM_POLICY_GROUP = "policy.networking.k8s.io";
+export const CLUSTER_NETWORK_POLICIES: Resource = {
+  group: UPSTREAM_POLICY_GROUP,
+  version: "v1alpha2",
+  plural: "clusternetworkpolicies",
+  kind: "ClusterNetworkPolicy",
+  namespaced: false,
+};
+export const ADMIN_NETWORK_POLICIES: Resource = {
+  group: UPSTREAM_POLICY_GROUP,
+  version: "v1alpha1",
+  plural: "adminnetworkpolicies",
+  kind: "AdminNetworkPolicy",
+  namespaced: false,
+};
+export const BASELINE_ADMIN_NETWORK_POLICIES: Resource = {
+  group: UPSTREAM_POLICY_GROUP,
+  version: "v1alpha1",
+  plural: "baselineadminnetworkpolicies",
+  kind: "BaselineAdminNetworkPolicy",
+  namespaced: false,
+};
+
 export function apiVersionOf(r: Resource): string {
   return r.group ? `${r.group}/${r.version}` : r.version;
 }

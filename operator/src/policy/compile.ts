@@ -3,7 +3,13 @@
 // datapath's two longest-prefix lookups (exact peer identity, then wildcard) give the verdict the
 // policies mean; the property tests hold this against reference.ts.
 import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
-import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
+import type {
+  AdminNetworkPolicy,
+  BaselineAdminNetworkPolicy,
+  ClusterNetworkPolicy,
+  ClusterSecurityPolicy,
+  SecurityPolicy,
+} from "../api/types.generated.ts";
 import { type LabelOptions, labelSetKey, type SplitLabels, splitLabels } from "../identity/labels.ts";
 import type { Identity } from "../identity/static.ts";
 import {
@@ -28,7 +34,7 @@ import {
   comparePolicies,
   type NormPolicy,
   type NormRule,
-  normalizePolicy,
+  normalizePolicyWith,
   type RuleRef,
   type Tier,
 } from "./normalize.ts";
@@ -53,6 +59,10 @@ export interface PolicyInputs {
   networkPolicies?: readonly NetworkPolicy[];
   securityPolicies?: readonly SecurityPolicy[];
   clusterSecurityPolicies?: readonly ClusterSecurityPolicy[];
+  // SIG Network's policy API (policy/upstream.ts): the Admin and Baseline tiers, with the above.
+  clusterNetworkPolicies?: readonly ClusterNetworkPolicy[];
+  adminNetworkPolicies?: readonly AdminNetworkPolicy[];
+  baselineAdminNetworkPolicies?: readonly BaselineAdminNetworkPolicy[];
   identities: readonly Identity[];
 }
 
@@ -109,11 +119,15 @@ interface ActiveRule {
 }
 
 export function collectPolicies(inputs: PolicyInputs): NormPolicy[] {
+  const ctx = { nodes: inputs.nodes ?? [] };
   const all = [
     ...(inputs.networkPolicies ?? []),
     ...(inputs.securityPolicies ?? []),
     ...(inputs.clusterSecurityPolicies ?? []),
-  ].map(normalizePolicy);
+    ...(inputs.clusterNetworkPolicies ?? []),
+    ...(inputs.adminNetworkPolicies ?? []),
+    ...(inputs.baselineAdminNetworkPolicies ?? []),
+  ].map((p) => normalizePolicyWith(p, ctx));
   return all.sort(comparePolicies);
 }
 
@@ -193,6 +207,8 @@ function decide(
     }
     if (allow >= 0) return allow;
     if (isolated) return encodeValue(true, 0);
+    // A Baseline Pass hands the packet to the default, which allows.
+    if (r.rule.action === "pass") return encodeValue(false, 0);
     return encodeValue(r.rule.action === "deny", r.rule.id);
   }
   if (allow >= 0) return allow;

@@ -8,8 +8,19 @@
 // gone, relabelled or renumbered, and every endpoint when the table of peer identities changed (any
 // rule's peer set may then differ). What it leaves to the caller: naming the endpoints a policy
 // change touches (those the old or the new version selects; see agent/reconcile-keys.ts).
+//
+// Node peers of the upstream kinds (policy/upstream.ts) are the selected Node objects' addresses, so a
+// Node change normalizes the policies that have one again; when that changes any of them, every
+// endpoint is recompiled (which endpoints a node peer's rule reaches is not known cheaply).
 import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
-import type { ClusterSecurityPolicy, SecurityIdentity, SecurityPolicy } from "../api/types.generated.ts";
+import type {
+  AdminNetworkPolicy,
+  BaselineAdminNetworkPolicy,
+  ClusterNetworkPolicy,
+  ClusterSecurityPolicy,
+  SecurityIdentity,
+  SecurityPolicy,
+} from "../api/types.generated.ts";
 import { labelSetKey } from "../identity/labels.ts";
 import type { Identity } from "../identity/static.ts";
 import {
@@ -30,16 +41,42 @@ import {
 } from "./compile.ts";
 import { diffEndpoint, diffIpcache, diffStates, type MapDelta } from "./diff.ts";
 import type { EndpointState, MapState } from "./mapstate.ts";
-import { comparePolicies, type NormPolicy, normalizePolicy, policyKey } from "./normalize.ts";
+import {
+  type AnyPolicy,
+  comparePolicies,
+  isPolicyKind,
+  type NormPolicy,
+  normalizePolicyWith,
+  policyKey,
+} from "./normalize.ts";
 import { namedPortsKey } from "./ports.ts";
 import type { Universe } from "./universe.ts";
 
-type Obj = Namespace | Pod | Node | NetworkPolicy | SecurityPolicy | ClusterSecurityPolicy | SecurityIdentity;
+type Obj =
+  | Namespace
+  | Pod
+  | Node
+  | NetworkPolicy
+  | SecurityPolicy
+  | ClusterSecurityPolicy
+  | ClusterNetworkPolicy
+  | AdminNetworkPolicy
+  | BaselineAdminNetworkPolicy
+  | SecurityIdentity;
 
 export type Change = { type: "upsert"; object: Obj } | { type: "delete"; object: Obj };
 
 export function objectKey(kind: string, namespace: string | undefined, name: string): string {
   return namespace ? `${kind}/${namespace}/${name}` : `${kind}/${name}`;
+}
+
+// The rules' peers and ports as a string: equal for two normalizations that compile alike.
+function rulesKey(p: NormPolicy): string {
+  // Prefixes hold bigint addresses, which JSON cannot write as they are.
+  return JSON.stringify(
+    p.rules.map((r) => [r.id, r.action, r.peers, r.ports]),
+    (_, v) => (typeof v === "bigint" ? v.toString() : v),
+  );
 }
 
 function prefixesOf(p: NormPolicy | undefined): string {
@@ -101,6 +138,9 @@ export class IncrementalCompiler {
   private current: MapState = { ipcache: [], endpoints: [] };
   private peerSignature = "";
   private universeDirty = false;
+  // A Node change altered a policy's node peers: the next recompile() compiles every endpoint.
+  private nodePeersChanged = false;
+  private readonly nodes = new Map<string, Node>();
   // Overflow errors by endpoint key, for endpoints compiled one at a time.
   private readonly overflow = new Map<string, CompileError>();
 
@@ -115,8 +155,12 @@ export class IncrementalCompiler {
       ...(inputs.networkPolicies ?? []),
       ...(inputs.securityPolicies ?? []),
       ...(inputs.clusterSecurityPolicies ?? []),
+      ...(inputs.clusterNetworkPolicies ?? []),
+      ...(inputs.adminNetworkPolicies ?? []),
+      ...(inputs.baselineAdminNetworkPolicies ?? []),
     ])
       this.objects.set(objectKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""), o);
+    for (const n of inputs.nodes ?? []) this.nodes.set(n.metadata.name ?? "", n);
     for (const i of inputs.identities) this.identities.set(i.id, i);
     this.rebuild();
   }
@@ -137,6 +181,9 @@ export class IncrementalCompiler {
       networkPolicies: of("NetworkPolicy"),
       securityPolicies: of("SecurityPolicy"),
       clusterSecurityPolicies: of("ClusterSecurityPolicy"),
+      clusterNetworkPolicies: of("ClusterNetworkPolicy"),
+      adminNetworkPolicies: of("AdminNetworkPolicy"),
+      baselineAdminNetworkPolicies: of("BaselineAdminNetworkPolicy"),
       identities: [...this.identities.values()].sort((a, b) => a.id - b.id),
     };
   }
@@ -167,6 +214,7 @@ export class IncrementalCompiler {
     this.current = parts.result.state;
     this.peerSignature = peerTableSignature(parts.compiler.universe);
     this.universeDirty = false;
+    this.nodePeersChanged = false;
     this.overflow.clear();
     for (const e of parts.result.errors)
       if (e.reason === "Overflow" && e.endpoint) this.overflow.set(e.endpoint, e);
@@ -181,7 +229,20 @@ export class IncrementalCompiler {
       this.replacePolicy(stored.oldNorm, stored.newNorm);
       return;
     }
+    if (change.object.kind === "Node") this.renormalizeNodePeers();
     this.universeDirty = true;
+  }
+
+  // After a Node change: the policies with node peers, normalized against the current Node objects.
+  private renormalizeNodePeers(): void {
+    for (const old of this.policies.filter((p) => p.usesNodes)) {
+      const o = this.objects.get(objectKey(old.kind, old.namespace, old.name));
+      if (!o || !isPolicyKind(o.kind)) continue;
+      const next = normalizePolicyWith(o as AnyPolicy, { nodes: [...this.nodes.values()] });
+      if (rulesKey(next) === rulesKey(old)) continue;
+      this.replacePolicy(old, next);
+      this.nodePeersChanged = true;
+    }
   }
 
   // Keeps the object (or identity) of a change; for a policy, its normalized form before and after.
@@ -201,12 +262,20 @@ export class IncrementalCompiler {
     const before = this.objects.get(key);
     if (change.type === "upsert") this.objects.set(key, o);
     else this.objects.delete(key);
-    if (o.kind !== "NetworkPolicy" && o.kind !== "SecurityPolicy" && o.kind !== "ClusterSecurityPolicy")
-      return { kind: "other" };
+    if (o.kind === "Node") {
+      if (change.type === "upsert") this.nodes.set(o.metadata.name ?? "", o);
+      else this.nodes.delete(o.metadata.name ?? "");
+    }
+    if (!isPolicyKind(o.kind)) return { kind: "other" };
+    const policy = o as AnyPolicy;
     const oldNorm = before
-      ? this.policies.find((p) => p.key === policyKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""))
+      ? this.policies.find(
+          (p) => p.key === policyKey(policy.kind, o.metadata.namespace, o.metadata.name ?? ""),
+        )
       : undefined;
-    return { kind: "policy", oldNorm, newNorm: change.type === "upsert" ? normalizePolicy(o) : undefined };
+    const newNorm =
+      change.type === "upsert" ? normalizePolicyWith(policy, { nodes: [...this.nodes.values()] }) : undefined;
+    return { kind: "policy", oldNorm, newNorm };
   }
 
   // Replaces the identity set (the agent resolves live identities from all SecurityIdentity objects).
@@ -233,6 +302,8 @@ export class IncrementalCompiler {
     let ipcache = before.ipcache;
     const universeRebuilt = this.universeDirty;
     let peersChanged = false;
+    if (this.nodePeersChanged) all = true;
+    this.nodePeersChanged = false;
     if (this.universeDirty) {
       const inputs = this.inputs();
       const universe = universeFor(inputs, this.policies, this.options);

@@ -2,8 +2,8 @@
 //
 //   compileCluster(objects, { node }) → CompileResult { state: MapState, rules, errors }
 //     objects: parsed Kubernetes manifests of any kind (Namespace, Pod, Node, NetworkPolicy,
-//     SecurityPolicy, ClusterSecurityPolicy, SecurityIdentity, and *List wrappers); other kinds are
-//     ignored. Identities: the SecurityIdentity objects when there are any, otherwise allocated
+//     SecurityPolicy, ClusterSecurityPolicy, ClusterNetworkPolicy, AdminNetworkPolicy,
+//     BaselineAdminNetworkPolicy, SecurityIdentity, and *List wrappers); other kinds are ignored. Identities: the SecurityIdentity objects when there are any, otherwise allocated
 //     statically (identity/static.ts) from the pods' security labels, the same in every process.
 //     state.endpoints: the pods with spec.nodeName === node; state.ipcache: every address known.
 //     Write state to the maps as is; report errors (they never make a partial state).

@@ -35,8 +35,8 @@ export const ReservedRuleId = {
 
 // Whether the local node reaches its own pods regardless of policy ("always", the default: kubelet
 // probes keep working under default deny) or only as policies allow the `host` entity ("policy").
-export type AllowLocalhost = "always" | "policy";
-export const ALLOW_LOCALHOST_MODES: readonly AllowLocalhost[] = ["always", "policy"];
+export const ALLOW_LOCALHOST_MODES = ["always", "policy"] as const;
+export type AllowLocalhost = (typeof ALLOW_LOCALHOST_MODES)[number];
 
 // One policy map entry of one endpoint. The BPF program looks up (identity, proto, port) with
 // longest-prefix match: first with the peer's identity, then with identity ANY; the first hit decides.

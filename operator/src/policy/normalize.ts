@@ -1,18 +1,48 @@
-// The three policy kinds (NetworkPolicy, SecurityPolicy, ClusterSecurityPolicy) reduced to one
-// rule model. Both the compiler and the reference evaluator start from here; they differ in how
+// The policy kinds (NetworkPolicy, SecurityPolicy, ClusterSecurityPolicy, and SIG Network's
+// ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy, in upstream.ts) reduced to
+// one rule model. Both the compiler and the reference evaluator start from here; they differ in how
 // they match peers (identities vs. concrete pods and addresses).
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
 import { type Prefix, formatPrefix, parsePrefix } from "./cidr.ts";
 import { fnv1a32 } from "./hash.ts";
 import { type Direction, ReservedRuleId } from "./mapstate.ts";
+import {
+  type NormalizeContext,
+  normalizeAdminNetworkPolicy,
+  normalizeBaselineAdminNetworkPolicy,
+  normalizeClusterNetworkPolicy,
+  type UpstreamPolicy,
+} from "./upstream.ts";
+
+export type { NormalizeContext } from "./upstream.ts";
 
 export type Tier = "admin" | "namespace" | "baseline";
 export type Action = "allow" | "deny" | "pass";
 export type ProtocolName = "TCP" | "UDP" | "SCTP" | "ICMP" | "ICMPv6" | "ANY";
 export type Entity = "world" | "cluster" | "host" | "remote-node" | "all";
-export type PolicyKind = "NetworkPolicy" | "SecurityPolicy" | "ClusterSecurityPolicy";
-export type AnyPolicy = NetworkPolicy | SecurityPolicy | ClusterSecurityPolicy;
+export type PolicyKind =
+  | "NetworkPolicy"
+  | "SecurityPolicy"
+  | "ClusterSecurityPolicy"
+  | "ClusterNetworkPolicy"
+  | "AdminNetworkPolicy"
+  | "BaselineAdminNetworkPolicy";
+export type AnyPolicy = NetworkPolicy | SecurityPolicy | ClusterSecurityPolicy | UpstreamPolicy;
+
+/** Every policy kind, in the order the compiler's inputs list them. */
+export const POLICY_KINDS: readonly PolicyKind[] = [
+  "NetworkPolicy",
+  "SecurityPolicy",
+  "ClusterSecurityPolicy",
+  "ClusterNetworkPolicy",
+  "AdminNetworkPolicy",
+  "BaselineAdminNetworkPolicy",
+];
+
+export function isPolicyKind(kind: string): kind is PolicyKind {
+  return (POLICY_KINDS as readonly string[]).includes(kind);
+}
 
 export interface PortSpec {
   protocol: ProtocolName;
@@ -20,6 +50,8 @@ export interface PortSpec {
   endPort?: number;
   type?: number;
   code?: number;
+  // Where the port is in the policy, when not `ports[j].port` of its rule (the upstream kinds).
+  field?: string;
 }
 
 export type NamespaceMatch = { kind: "name"; name: string } | { kind: "selector"; selector: LabelSelector };
@@ -79,6 +111,9 @@ export interface NormPolicy {
   isolates: { ingress: boolean; egress: boolean };
   rules: NormRule[];
   errors: Array<{ field: string; message: string }>;
+  // Some rule has a node peer: its addresses come from the Node objects (NormalizeContext.nodes), so
+  // the policy must be normalized again when they change.
+  usesNodes?: boolean;
 }
 
 export function policyKey(kind: PolicyKind, namespace: string | undefined, name: string): string {
@@ -92,7 +127,7 @@ export function ruleId(ref: RuleRef): number {
   return h === ReservedRuleId.DEFAULT || h === ReservedRuleId.LOCALHOST ? 1 : h;
 }
 
-function cidrPeer(
+export function cidrPeer(
   cidr: string,
   except: readonly string[] | undefined,
   field: string,
@@ -313,12 +348,23 @@ export function normalizeClusterSecurityPolicy(csp: ClusterSecurityPolicy): Norm
   };
 }
 
+// One argument, so `.map(normalizePolicy)` stays right; node peers then match nothing (no error).
 export function normalizePolicy(p: AnyPolicy): NormPolicy {
+  return normalizePolicyWith(p, {});
+}
+
+export function normalizePolicyWith(p: AnyPolicy, ctx: NormalizeContext): NormPolicy {
   switch (p.kind) {
     case "NetworkPolicy":
       return normalizeNetworkPolicy(p);
     case "SecurityPolicy":
       return normalizeSecurityPolicy(p);
+    case "ClusterNetworkPolicy":
+      return normalizeClusterNetworkPolicy(p, ctx);
+    case "AdminNetworkPolicy":
+      return normalizeAdminNetworkPolicy(p, ctx);
+    case "BaselineAdminNetworkPolicy":
+      return normalizeBaselineAdminNetworkPolicy(p, ctx);
     default:
       return normalizeClusterSecurityPolicy(p);
   }
@@ -327,7 +373,11 @@ export function normalizePolicy(p: AnyPolicy): NormPolicy {
 const TIER_RANK: Record<Tier, number> = { admin: 0, namespace: 1, baseline: 2 };
 
 // The evaluation order of policies: Admin tier by priority, namespace level, Baseline by priority;
-// ties by kind and key so the order is total and deterministic.
+// ties by key, which starts with the kind, so the order is total and deterministic. Equal priorities
+// in one tier therefore go by kind (AdminNetworkPolicy, BaselineAdminNetworkPolicy,
+// ClusterNetworkPolicy, ClusterSecurityPolicy), then by name: the upstream API leaves ties to the
+// implementation. A BaselineAdminNetworkPolicy has no priority and comes after every other Baseline
+// policy (upstream.ts BANP_PRIORITY).
 export function comparePolicies(a: NormPolicy, b: NormPolicy): number {
   return (
     TIER_RANK[a.tier] - TIER_RANK[b.tier] ||

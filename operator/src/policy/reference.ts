@@ -145,7 +145,7 @@ export class ReferenceEvaluator {
     if (nsHits.some((r) => r.action === "deny")) return "deny";
     if (nsHits.length > 0) return "allow";
     if (ns.some((p) => p.isolates[direction])) return "deny";
-    // Baseline tier: first matching rule decides.
+    // Baseline tier: first matching rule decides; a Pass there leaves it to the default (allow).
     for (const p of selecting.filter((x) => x.tier === "baseline"))
       for (const r of p.rules) if (hit(r)) return r.action === "deny" ? "deny" : "allow";
     return "allow";

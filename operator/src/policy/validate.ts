@@ -113,7 +113,7 @@ function semantic(
       const candidates = r.direction === "ingress" ? selected : pods;
       if (!candidates.some((pod) => namedPortsOf(pod).has(port.port as string)))
         out.push({
-          field: `${field(r)}.ports[${j}].port`,
+          field: port.field ?? `${field(r)}.ports[${j}].port`,
           message: `no ${r.direction === "ingress" ? "selected " : ""}pod has a port named ${JSON.stringify(port.port)}`,
         });
     }

@@ -74,7 +74,9 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
 
   test(`${shape}: helm install runs the operator and the agent from the image`, async (t) => {
     if (!requirePrivileged(t)) return;
-    const values = { ...c().chartValues, "operator.replicas": "1" };
+    // The upstream policy CRDs too: the samples include ClusterNetworkPolicy, AdminNetworkPolicy and
+    // BaselineAdminNetworkPolicy, which the agents then enforce on the cluster's traffic.
+    const values = { ...c().chartValues, "operator.replicas": "1", "upstreamCRDs.install": "true" };
     await c().helm([
       "install",
       "sluice",

@@ -133,6 +133,8 @@ const UDP_PUSH = readFileSync(join(REPO_ROOT, "test/e2e/udp-push.ts"), "utf8");
 export interface PushResult {
   sent: number;
   received: number;
+  /** Datagrams the client's network namespace dropped at a full socket buffer (not the datapath's). */
+  overflowed: number;
   /** Wall clock (ms) of the push's first datagram: pods and the test share the host's clock. */
   startedAt: number;
 }
@@ -186,8 +188,8 @@ export function udpPush(
     const [s, c] = await Promise.all([serverOut, clientOut]);
     // The server prints "ready", then its result.
     const { sent, startedAt } = JSON.parse(s.trim().split("\n").pop() ?? "{}") as PushResult;
-    const { received } = JSON.parse(c.trim()) as PushResult;
-    return { sent, received, startedAt };
+    const { received, overflowed } = JSON.parse(c.trim()) as PushResult;
+    return { sent, received, overflowed, startedAt };
   })();
   done.catch(() => {});
   return done;
