@@ -335,9 +335,111 @@ static __always_inline void sl_ct_touch(struct sl_ct_value *ct)
 		ct->last_seen_ns = now;
 }
 
+/* Whether sl_src holds addr (4 or 16 bytes by family) as one of endpoint ep_id's own addresses. */
+static __always_inline int sl_own_address(__u32 ep_id, __u8 family, const __u8 *addr)
+{
+	struct sl_source_key k = {.ep_id = ep_id, .family = family};
+
+	if (family == SL_FAMILY_V4)
+		__builtin_memcpy(k.addr, addr, 4);
+	else
+		__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&sl_src_v4, &k) != 0;
+}
+
+/* fe80::/10: scoped to the link, in no ipcache, and what NDP itself runs on. */
+static __always_inline int sl_link_local6(const __u8 *a)
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
+
+static __always_inline int sl_unspecified6(const __u8 *a)
+{
+	__u64 w0, w1;
+
+	__builtin_memcpy(&w0, a, 8);
+	__builtin_memcpy(&w1, a + 8, 8);
+	return (w0 | w1) == 0;
+}
+
+/* ICMPv6 Neighbor Advertisement: its target address is what the receivers' neighbor caches learn. */
+#define SL_ICMPV6_NA 136
+
+/*
+ * Source verification of a parsed IP packet the pod sends (SL_EP_SOURCE_CHECK), in two parts. Its source
+ * must be one of the pod's own addresses, or, in IPv6, link-local (NDP, and any link-scoped traffic:
+ * such an address maps to no identity) or the unspecified address of neighbor discovery and MLD
+ * (duplicate address detection sends from it); a Neighbor Advertisement must also advertise one of the
+ * pod's addresses or a link-local one.
+ *
+ * sl_source_precheck runs before conntrack and costs an ordinary packet two compares: it settles the
+ * unspecified source, and checks neighbor discovery whole (never tracked). The address lookup
+ * (sl_source_addr_ok) runs only where conntrack does not decide (a new flow, a revalidation, a later
+ * fragment without its first): conntrack keys hold the endpoint's id and the packet's own addresses, and
+ * an entry of this endpoint was made by a packet that passed the lookup or was addressed to this pod, so
+ * a packet from a borrowed address matches none. An address the pod loses bumps its policy revision
+ * (the map writer), so a flow tracked from it revalidates, and fails.
+ */
+static __always_inline int sl_source_addr_ok(const struct sl_endpoint_value *ep, const struct sl_pkt *p,
+					     __u8 family)
+{
+	if (family == SL_FAMILY_V4)
+		return sl_own_address(ep->ep_id, SL_FAMILY_V4, p->t.saddr);
+	/* The unspecified source was held to neighbor discovery and MLD by the precheck. */
+	return sl_unspecified6(p->t.saddr) || sl_link_local6(p->t.saddr) ||
+	       sl_own_address(ep->ep_id, SL_FAMILY_V6, p->t.saddr);
+}
+
+static __always_inline int sl_source_precheck(struct __sk_buff *skb, const struct sl_endpoint_value *ep,
+					      const struct sl_pkt *p)
+{
+	if (p->family == SL_FAMILY_V4)
+		return 1;
+	if (sl_unspecified6(p->t.saddr)) {
+		/* Only where RFC 4861 and 3810 allow it: neighbor discovery and MLD (130-137, 143). */
+		__u8 type = bpf_ntohs(p->policy_port) >> 8;
+		if (p->t.proto != SL_PROTO_ICMPV6 || p->frag == SL_FRAG_LATER ||
+		    !((type >= 130 && type <= 137) || type == 143))
+			return 0;
+	}
+	if (p->icmp != SL_ICMP_NDP)
+		return 1;
+	if (!sl_source_addr_ok(ep, p, SL_FAMILY_V6))
+		return 0;
+	if (bpf_ntohs(p->policy_port) >> 8 == SL_ICMPV6_NA) {
+		__u8 target[16];
+		if (sl_load(skb, p->l4off + 8, target, sizeof(target)))
+			return 0;
+		return sl_link_local6(target) || sl_own_address(ep->ep_id, SL_FAMILY_V6, target);
+	}
+	return 1;
+}
+
+/*
+ * A frame that is not IP, sent by a pod with SL_EP_SOURCE_CHECK: an ARP packet for IPv4 must announce
+ * one of the pod's addresses as its sender, or 0.0.0.0 (an address probe, RFC 5227). Other frames
+ * claim no IP address. Returns 0 to pass, else the reason to drop for.
+ */
+static __always_inline int sl_arp_spoofed(struct __sk_buff *skb, const struct sl_endpoint_value *ep,
+					  struct sl_pkt *p)
+{
+	int r = sl_parse_arp(skb, p->t.saddr, p->t.daddr);
+	if (r == SL_ARP_NONE)
+		return 0;
+	if (r == SL_ARP_MALFORMED)
+		return SL_REASON_MALFORMED;
+	/* For the event: the addresses the ARP packet claims and asks for. */
+	p->family = SL_FAMILY_V4;
+	__u32 spa;
+	__builtin_memcpy(&spa, p->t.saddr, 4);
+	if (spa == 0 || sl_own_address(ep->ep_id, SL_FAMILY_V4, p->t.saddr))
+		return 0;
+	return SL_REASON_SOURCE_SPOOFED;
+}
+
 /* Conntrack and policy for a packet of family (a constant: each family gets its own copy); fills d. */
 static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 dir, struct sl_pkt *p, __u8 family,
-				     struct sl_decision *d)
+				     int check_source, struct sl_decision *d)
 {
 	union sl_ct_key ck;
 
@@ -366,7 +468,16 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 			ct->packets += 1;
 			return;
 		}
-	} else if (p->icmp == SL_ICMP_ERROR && p->has_inner) {
+	}
+	/* Conntrack did not decide: the source must be the pod's own (see sl_source_precheck). */
+	if (check_source && !sl_source_addr_ok(ep, p, family)) {
+		d->verdict = SL_VERDICT_DENY;
+		d->reason = SL_REASON_SOURCE_SPOOFED;
+		if (ct) /* a flow from an address the pod lost: cut, as a revoked allow is */
+			bpf_map_delete_elem(sl_ct_map(family), &ck);
+		return;
+	}
+	if (!ct && p->icmp == SL_ICMP_ERROR && p->has_inner) {
 		/*
 		 * ICMP error about a tracked flow. The quoted packet was sent by the side receiving the error,
 		 * so it travelled in the other direction: the flow's own packet or a reply, both under one key.
@@ -406,88 +517,6 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 	bpf_map_update_elem(sl_ct_map(family), &ck, &nv, BPF_ANY);
 }
 
-/* Whether sl_src holds addr (4 or 16 bytes by family) as one of endpoint ep_id's own addresses. */
-static __always_inline int sl_own_address(__u32 ep_id, __u8 family, const __u8 *addr)
-{
-	struct sl_source_key k = {.ep_id = ep_id, .family = family};
-
-	if (family == SL_FAMILY_V4)
-		__builtin_memcpy(k.addr, addr, 4);
-	else
-		__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(&sl_src_v4, &k) != 0;
-}
-
-/* fe80::/10: scoped to the link, in no ipcache, and what NDP itself runs on. */
-static __always_inline int sl_link_local6(const __u8 *a)
-{
-	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
-}
-
-static __always_inline int sl_unspecified6(const __u8 *a)
-{
-	__u64 w0, w1;
-
-	__builtin_memcpy(&w0, a, 8);
-	__builtin_memcpy(&w1, a + 8, 8);
-	return (w0 | w1) == 0;
-}
-
-/* ICMPv6 Neighbor Advertisement: its target address is what the receivers' neighbor caches learn. */
-#define SL_ICMPV6_NA 136
-
-/*
- * Source verification of a parsed IP packet the pod sends (SL_EP_SOURCE_CHECK): its source must be one of
- * the pod's own addresses, or, in IPv6, link-local (NDP, and any link-scoped traffic: such an address
- * maps to no identity) or the unspecified address of neighbor discovery and MLD (duplicate address
- * detection sends from it). A
- * Neighbor Advertisement must also advertise one of the pod's addresses or a link-local one.
- */
-static __always_inline int sl_source_ok(struct __sk_buff *skb, const struct sl_endpoint_value *ep,
-					const struct sl_pkt *p)
-{
-	if (p->family == SL_FAMILY_V4)
-		return sl_own_address(ep->ep_id, SL_FAMILY_V4, p->t.saddr);
-	if (sl_unspecified6(p->t.saddr)) {
-		/* Only where RFC 4861 and 3810 allow it: neighbor discovery and MLD (130-137, 143). */
-		__u8 type = bpf_ntohs(p->policy_port) >> 8;
-		if (p->t.proto != SL_PROTO_ICMPV6 || p->frag == SL_FRAG_LATER ||
-		    !((type >= 130 && type <= 137) || type == 143))
-			return 0;
-	} else if (!sl_link_local6(p->t.saddr) && !sl_own_address(ep->ep_id, SL_FAMILY_V6, p->t.saddr)) {
-		return 0;
-	}
-	if (p->icmp == SL_ICMP_NDP && bpf_ntohs(p->policy_port) >> 8 == SL_ICMPV6_NA) {
-		__u8 target[16];
-		if (sl_load(skb, p->l4off + 8, target, sizeof(target)))
-			return 0;
-		return sl_link_local6(target) || sl_own_address(ep->ep_id, SL_FAMILY_V6, target);
-	}
-	return 1;
-}
-
-/*
- * A frame that is not IP, sent by a pod with SL_EP_SOURCE_CHECK: an ARP packet for IPv4 must announce
- * one of the pod's addresses as its sender, or 0.0.0.0 (an address probe, RFC 5227). Other frames
- * claim no IP address. Returns 0 to pass, else the reason to drop for.
- */
-static __always_inline int sl_arp_spoofed(struct __sk_buff *skb, const struct sl_endpoint_value *ep,
-					  struct sl_pkt *p)
-{
-	int r = sl_parse_arp(skb, p->t.saddr, p->t.daddr);
-	if (r == SL_ARP_NONE)
-		return 0;
-	if (r == SL_ARP_MALFORMED)
-		return SL_REASON_MALFORMED;
-	/* For the event: the addresses the ARP packet claims and asks for. */
-	p->family = SL_FAMILY_V4;
-	__u32 spa;
-	__builtin_memcpy(&spa, p->t.saddr, 4);
-	if (spa == 0 || sl_own_address(ep->ep_id, SL_FAMILY_V4, p->t.saddr))
-		return 0;
-	return SL_REASON_SOURCE_SPOOFED;
-}
-
 static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 {
 	struct sl_endpoint_key ek = {.ifindex = skb->ifindex};
@@ -521,8 +550,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 	} else if (r == SL_PARSE_MALFORMED) {
 		d.verdict = SL_VERDICT_DENY;
 		d.reason = SL_REASON_MALFORMED;
-	} else if (check_source && !sl_source_ok(skb, ep, &p)) {
-		/* Before conntrack: a borrowed source must not continue the flow of the pod it belongs to. */
+	} else if (check_source && !sl_source_precheck(skb, ep, &p)) {
 		d.verdict = SL_VERDICT_DENY;
 		d.reason = SL_REASON_SOURCE_SPOOFED;
 	} else if (p.frag == SL_FRAG_LATER) {
@@ -532,11 +560,14 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v4, &fk);
 		d.verdict = fv && fv->verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
 		d.reason = SL_REASON_FRAGMENT;
+		/* A fragment without its allowed first: say so if its source is borrowed (the key holds it). */
+		if (d.verdict != SL_VERDICT_ALLOW && check_source && !sl_source_addr_ok(ep, &p, p.family))
+			d.reason = SL_REASON_SOURCE_SPOOFED;
 	} else {
 		if (p.family == SL_FAMILY_V4)
-			sl_judge(ep, dir, &p, SL_FAMILY_V4, &d);
+			sl_judge(ep, dir, &p, SL_FAMILY_V4, check_source, &d);
 		else
-			sl_judge(ep, dir, &p, SL_FAMILY_V6, &d);
+			sl_judge(ep, dir, &p, SL_FAMILY_V6, check_source, &d);
 		if (p.frag == SL_FRAG_FIRST && d.verdict == SL_VERDICT_ALLOW) {
 			struct sl_frag_key fk;
 			struct sl_frag_value fv = {.verdict = SL_VERDICT_ALLOW};

@@ -66,6 +66,7 @@ function simulate(applied: AppliedState, plan: SyncPlan): AppliedState {
   for (const w of plan.phase1.delete) get(w.epId)[w.gen].delete(policyEntryKey(w.entry));
   for (const w of plan.phase1.write) get(w.epId)[w.gen].set(policyEntryKey(w.entry), w.entry);
   const sources = new Map([...applied.sources].map(([id, s]) => [id, new Set(s)]));
+  for (const w of plan.sources.deleteFirst) sources.get(w.epId)?.delete(w.address);
   for (const w of plan.sources.write)
     sources.set(w.epId, new Set([...(sources.get(w.epId) ?? []), w.address]));
   const endpoints = new Map(applied.endpoints);
@@ -226,12 +227,13 @@ test("own addresses: written before the value that checks them, removed after th
   // Unknown addresses: no check, nothing in sl_src.
   const p0 = planSync(EMPTY_STATE, withAddresses(), CAP);
   assert.equal(p0.phase2.writeEndpoints[0][1].flags & SOURCE_CHECK, 0);
-  assert.deepEqual(p0.sources, { write: [], delete: [] });
-  // Known: the check turns on, without a new policy revision (no tracked flow needs a recheck).
+  assert.deepEqual(p0.sources, { write: [], deleteFirst: [], delete: [] });
+  // Known: the check turns on, with a new policy revision (flows tracked without the check revalidate:
+  // the datapath looks addresses up only where conntrack does not decide).
   const p1 = planSync(p0.result, withAddresses(["10.0.0.1", "FD00:0::1"]), CAP);
   assert.deepEqual(
     p1.phase2.writeEndpoints.map(([, r]) => [r.flags & SOURCE_CHECK, r.policyRev]),
-    [[SOURCE_CHECK, 1]],
+    [[SOURCE_CHECK, (p0.result.endpoints.get(101)?.policyRev ?? 0) + 1]],
   );
   assert.deepEqual(
     p1.sources.write.map((w) => w.address),
@@ -239,14 +241,19 @@ test("own addresses: written before the value that checks them, removed after th
     "canonical text",
   );
   assert.deepEqual(normalize(simulate(p0.result, p1)), normalize(p1.result));
-  // An address changes: the new one before, the old one after the barrier; the value stays.
+  // An address changes: the new one written and the old one deleted before the value, whose revision
+  // goes up (a flow tracked from the old address revalidates, and fails).
   const p2 = planSync(p1.result, withAddresses(["10.0.0.2", "fd00::1"]), CAP);
-  assert.deepEqual(p2.phase2.writeEndpoints, []);
+  assert.deepEqual(
+    p2.phase2.writeEndpoints.map(([, r]) => r.policyRev),
+    [(p1.result.endpoints.get(101)?.policyRev ?? 0) + 1],
+  );
   assert.deepEqual(p2.sources, {
     write: [{ epId: 1, address: "10.0.0.2" }],
-    delete: [{ epId: 1, address: "10.0.0.1" }],
+    deleteFirst: [{ epId: 1, address: "10.0.0.1" }],
+    delete: [],
   });
-  assert.ok(p2.barrier);
+  assert.deepEqual(normalize(simulate(p1.result, p2)), normalize(p2.result));
   // The endpoint goes: its value in phase 2, its addresses after the barrier.
   const p3 = planSync(p2.result, desiredState({ ipcache: [], endpoints: [] }, ifindexOf).desired, CAP);
   assert.deepEqual(p3.phase2.deleteEndpoints, [101]);

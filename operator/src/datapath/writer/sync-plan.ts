@@ -85,7 +85,10 @@ export interface SyncPlan {
   // zeroCounters: counter slots no endpoint holds any more.
   phase3: { delete: EntryChange[]; write: EntryChange[]; zeroCounters: number[] };
   // write: with phase 1, before any endpoint value; delete: with phase 3, after the barrier.
-  sources: { write: SourceRef[]; delete: SourceRef[] };
+  // write and deleteFirst go before the endpoint values (an address the pod lost while its check stays
+  // on: the revision bump that makes its tracked flows revalidate must not find it); delete after the
+  // barrier (the endpoint or its check is going, and its old value may still run until then).
+  sources: { write: SourceRef[]; deleteFirst: SourceRef[]; delete: SourceRef[] };
   ipcache: { delete: string[]; write: [string, number][] };
   flips: number;
   result: AppliedState;
@@ -274,7 +277,7 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
     phase2: { zeroCounters: [], deleteEndpoints: [], writeEndpoints: [] },
     barrier: false,
     phase3: { delete: [], write: [], zeroCounters: [] },
-    sources: { write: [], delete: [] },
+    sources: { write: [], deleteFirst: [], delete: [] },
     ipcache: { delete: [], write: [] },
     flips: 0,
     result: EMPTY_STATE,
@@ -334,15 +337,26 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
       removed3 += plan.phase3.delete.length - before3;
     } else {
       // Active generation already right. Default-deny flags changing alter verdicts, so they bump the
-      // revision (conntrack rechecks forward flows); an identity or source check change alone does not.
+      // revision (conntrack rechecks forward flows); so do the source check turning on and an own address
+      // the pod lost while it stays on (the datapath checks addresses only where conntrack does not
+      // decide, so a flow tracked without the check, or from that address, must revalidate). An identity
+      // change alone does not.
       const rec: EndpointRecord = {
         ...a,
         identity: d.identity,
         flags: d.flags,
-        policyRev: (a.flags ^ d.flags) & DENY_FLAGS ? (a.policyRev + 1) >>> 0 : a.policyRev,
+        policyRev:
+          (a.flags ^ d.flags) & (DENY_FLAGS | EPF.SL_EP_SOURCE_CHECK) || lostAddress(applied, d)
+            ? (a.policyRev + 1) >>> 0
+            : a.policyRev,
         slot,
       };
-      if (rec.identity !== a.identity || rec.flags !== a.flags || rec.slot !== a.slot)
+      if (
+        rec.identity !== a.identity ||
+        rec.flags !== a.flags ||
+        rec.slot !== a.slot ||
+        rec.policyRev !== a.policyRev
+      )
         plan.phase2.writeEndpoints.push([ifindex, rec]);
       resultEndpoints.set(ifindex, rec);
       // Repair an inactive generation left behind by an interrupted sync; no program reads it.
@@ -370,7 +384,8 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
     const want = d.addresses ?? NO_ADDRESSES;
     const have = applied.sources.get(d.id) ?? NO_ADDRESSES;
     for (const address of want) if (!have.has(address)) plan.sources.write.push({ epId: d.id, address });
-    for (const address of have) if (!want.has(address)) plan.sources.delete.push({ epId: d.id, address });
+    const lost = d.addresses ? plan.sources.deleteFirst : plan.sources.delete;
+    for (const address of have) if (!want.has(address)) lost.push({ epId: d.id, address });
     if (want.size > 0) resultSources.set(d.id, want);
   }
   for (const [epId, have] of applied.sources)
@@ -398,4 +413,12 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
     sources: resultSources,
   };
   return plan;
+}
+
+// Whether the endpoint, checked before and after, lost one of its own addresses.
+function lostAddress(applied: AppliedState, d: DesiredEndpoint): boolean {
+  const had = applied.sources.get(d.id);
+  if (!had || !d.addresses) return false;
+  for (const address of had) if (!d.addresses.has(address)) return true;
+  return false;
 }

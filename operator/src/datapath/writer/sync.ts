@@ -304,7 +304,7 @@ export class MapSync {
     try {
       added1 = writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write, this.#scratch);
       // Before the values: an endpoint's check never runs without its addresses.
-      writeSources(m, [], plan.sources.write);
+      writeSources(m, plan.sources.deleteFirst, plan.sources.write);
       if (plan.phase2.deleteEndpoints.length > 0)
         m.endpoints.deleteMany(plan.phase2.deleteEndpoints.map((ifindex) => ({ ifindex })));
       for (const slot of plan.phase2.zeroCounters) m.counters.zero(slot);
@@ -343,7 +343,8 @@ export class MapSync {
     const ipcache = this.#counts.ipcache;
     for (const cidr of plan.ipcache.delete) ipcache[ipcacheMapOf(cidr)]--;
     for (const [cidr] of plan.ipcache.write) if (!applied.ipcache.has(cidr)) ipcache[ipcacheMapOf(cidr)]++;
-    this.#counts.sources += plan.sources.write.length - plan.sources.delete.length;
+    this.#counts.sources +=
+      plan.sources.write.length - plan.sources.deleteFirst.length - plan.sources.delete.length;
     this.#applied = plan.result;
     return {
       flips: plan.flips,
