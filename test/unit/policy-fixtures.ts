@@ -1,7 +1,13 @@
 // Random clusters and policies for the property tests.
 import fc from "fast-check";
 import type { Namespace, NetworkPolicy, Node, Pod } from "../../operator/src/api/k8s.ts";
-import type { ClusterSecurityPolicy, SecurityPolicy } from "../../operator/src/api/types.generated.ts";
+import type {
+  AdminNetworkPolicy,
+  BaselineAdminNetworkPolicy,
+  ClusterNetworkPolicy,
+  ClusterSecurityPolicy,
+  SecurityPolicy,
+} from "../../operator/src/api/types.generated.ts";
 
 export const NODES = ["n1", "n2"];
 // Addresses on the nodes' own interfaces that no Node object lists (CompileOptions.hostAddresses of
@@ -182,6 +188,181 @@ export const clusterPolicy = (i: number) =>
       } as ClusterSecurityPolicy;
     });
 
+// SIG Network's policy API (policy.networking.k8s.io; semantics in operator/src/policy/upstream.ts).
+// Only objects the API server admits (crds/upstream/*.yaml): subjects and peers with exactly one field,
+// 1–2 peers and ports per rule (within the 25/100-item limits), priorities 0–3 (ties with each other
+// and with ClusterSecurityPolicy, ordered by kind then name), ranges with start < end, networks as a set
+// of valid CIDRs, and no named port in an egress rule with a networks or nodes peer (a CEL rule).
+const upstreamNetworks = fc.uniqueArray(
+  fc.constantFrom(
+    "10.0.0.0/16",
+    "10.0.1.0/24",
+    "10.0.1.0/26",
+    "0.0.0.0/0",
+    "10.0.0.0/8",
+    "192.168.0.0/16",
+    "10.0.2.7/32",
+    "172.18.0.0/24",
+    "fd00::/8",
+    "fd00::/120",
+    "::/0",
+  ),
+  { minLength: 1, maxLength: 2 },
+);
+// Node objects carry no labels: {} selects both, the other selects none.
+const nodeSel = fc.constantFrom({}, { matchLabels: { "node-role": "edge" } });
+// v1alpha2 NamespacedPod: podSelector required, namespaceSelector optional (unset: every namespace).
+// v1alpha1 requires both.
+const upstreamPods = (v1alpha1: boolean) =>
+  v1alpha1
+    ? fc.record({ namespaceSelector: nsSel, podSelector: sel })
+    : fc
+        .record({ namespaceSelector: fc.option(nsSel, { nil: undefined, freq: 3 }), podSelector: sel })
+        .map(({ namespaceSelector, podSelector }) =>
+          namespaceSelector === undefined ? { podSelector } : { namespaceSelector, podSelector },
+        );
+const upstreamSubject = (v1alpha1: boolean) =>
+  fc.oneof(
+    nsSel.map((namespaces) => ({ namespaces })),
+    upstreamPods(v1alpha1).map((pods) => ({ pods })),
+  );
+type UpstreamPeer = {
+  namespaces?: object;
+  pods?: object;
+  networks?: string[];
+  nodes?: object;
+};
+const upstreamPeer = (egress: boolean, v1alpha1: boolean): fc.Arbitrary<UpstreamPeer> =>
+  egress
+    ? fc.oneof(
+        { arbitrary: nsSel.map((namespaces) => ({ namespaces })), weight: 2 },
+        { arbitrary: upstreamPods(v1alpha1).map((pods) => ({ pods })), weight: 2 },
+        { arbitrary: upstreamNetworks.map((networks) => ({ networks })), weight: 2 },
+        { arbitrary: nodeSel.map((nodes) => ({ nodes })), weight: 1 },
+      )
+    : fc.oneof(
+        nsSel.map((namespaces) => ({ namespaces })),
+        upstreamPods(v1alpha1).map((pods) => ({ pods })),
+      );
+// Ports as both versions spell them, tagged so the CEL rule can drop named ones.
+type UpstreamPort = { named: boolean; v1alpha1: object; v1alpha2: object };
+const number = (protocol: "TCP" | "UDP" | "SCTP", port: number, omitTcp = false): UpstreamPort => ({
+  named: false,
+  // protocol defaults to TCP: the API server fills it in when it is left out.
+  v1alpha1: { portNumber: omitTcp ? { port } : { protocol, port } },
+  v1alpha2: { [protocol.toLowerCase()]: { destinationPort: { number: port } } },
+});
+const span = (protocol: "TCP" | "UDP" | "SCTP", start: number, end: number): UpstreamPort => ({
+  named: false,
+  v1alpha1: { portRange: { protocol, start, end } },
+  v1alpha2: { [protocol.toLowerCase()]: { destinationPort: { range: { start, end } } } },
+});
+const named = (name: string): UpstreamPort => ({
+  named: true,
+  v1alpha1: { namedPort: name },
+  v1alpha2: { destinationNamedPort: name },
+});
+const upstreamPort = fc.constantFrom(
+  number("TCP", 80),
+  number("TCP", 80, true),
+  number("TCP", 8080),
+  span("TCP", 80, 90),
+  span("TCP", 84, 8080),
+  span("TCP", 1024, 65535),
+  number("UDP", 53),
+  span("UDP", 53, 80),
+  number("SCTP", 80),
+  span("SCTP", 79, 81),
+  named("http"),
+  named("dns"),
+);
+const upstreamRule = (egress: boolean, v1alpha1: boolean, actions: readonly string[]) =>
+  fc
+    .record({
+      action: fc.constantFrom(...actions),
+      peers: fc.array(upstreamPeer(egress, v1alpha1), { minLength: 1, maxLength: 2 }),
+      ports: fc.option(fc.array(upstreamPort, { minLength: 1, maxLength: 2 }), { nil: undefined }),
+    })
+    .map((r) => {
+      const noNamed = r.peers.some((p) => p.networks !== undefined || p.nodes !== undefined);
+      const kept = noNamed ? r.ports?.filter((x) => !x.named) : r.ports;
+      // An emptied list is left out (the schema wants at least one entry): every port.
+      const ports = kept?.length ? kept.map((x) => (v1alpha1 ? x.v1alpha1 : x.v1alpha2)) : undefined;
+      return {
+        action: r.action,
+        [egress ? "to" : "from"]: r.peers,
+        ...(ports ? (v1alpha1 ? { ports } : { protocols: ports }) : {}),
+      };
+    });
+const upstreamRules = (egress: boolean, v1alpha1: boolean, actions: readonly string[]) =>
+  fc.option(fc.array(upstreamRule(egress, v1alpha1, actions), { maxLength: 2 }), { nil: undefined });
+
+export const clusterNetworkPolicy = (i: number) =>
+  fc
+    .record({
+      tier: fc.constantFrom("Admin" as const, "Baseline" as const),
+      priority: fc.integer({ min: 0, max: 3 }),
+      subject: upstreamSubject(false),
+      ingress: upstreamRules(false, false, ["Accept", "Deny", "Pass"]),
+      egress: upstreamRules(true, false, ["Accept", "Deny", "Pass"]),
+    })
+    .map(
+      (r) =>
+        ({
+          kind: "ClusterNetworkPolicy",
+          metadata: { name: `cnp${i}` },
+          spec: {
+            tier: r.tier,
+            priority: r.priority,
+            subject: r.subject,
+            ...(r.ingress ? { ingress: r.ingress } : {}),
+            ...(r.egress ? { egress: r.egress } : {}),
+          },
+        }) as ClusterNetworkPolicy,
+    );
+
+export const adminNetworkPolicy = (i: number) =>
+  fc
+    .record({
+      priority: fc.integer({ min: 0, max: 3 }),
+      subject: upstreamSubject(true),
+      ingress: upstreamRules(false, true, ["Allow", "Deny", "Pass"]),
+      egress: upstreamRules(true, true, ["Allow", "Deny", "Pass"]),
+    })
+    .map(
+      (r) =>
+        ({
+          kind: "AdminNetworkPolicy",
+          metadata: { name: `anp${i}` },
+          spec: {
+            priority: r.priority,
+            subject: r.subject,
+            ...(r.ingress ? { ingress: r.ingress } : {}),
+            ...(r.egress ? { egress: r.egress } : {}),
+          },
+        }) as AdminNetworkPolicy,
+    );
+
+// The API server admits one, named default; it has no priority and no Pass.
+export const baselineAdminNetworkPolicy = fc
+  .record({
+    subject: upstreamSubject(true),
+    ingress: upstreamRules(false, true, ["Allow", "Deny"]),
+    egress: upstreamRules(true, true, ["Allow", "Deny"]),
+  })
+  .map(
+    (r) =>
+      ({
+        kind: "BaselineAdminNetworkPolicy",
+        metadata: { name: "default" },
+        spec: {
+          subject: r.subject,
+          ...(r.ingress ? { ingress: r.ingress } : {}),
+          ...(r.egress ? { egress: r.egress } : {}),
+        },
+      }) as BaselineAdminNetworkPolicy,
+  );
+
 const podArb = fc.record({
   ns: fc.constantFrom("a", "b"),
   app: fc.constantFrom("web", "db", "api"),
@@ -198,6 +379,11 @@ export const cluster = fc
     nps: fc.integer({ min: 0, max: 3 }),
     sps: fc.integer({ min: 0, max: 2 }),
     csps: fc.integer({ min: 0, max: 3 }),
+    // The upstream kinds: in about half the clusters none at all, so the others keep their coverage.
+    upstream: fc.boolean(),
+    cnps: fc.integer({ min: 0, max: 2 }),
+    anps: fc.integer({ min: 0, max: 2 }),
+    banp: fc.boolean(),
   })
   .chain((c) =>
     fc.record({
@@ -221,6 +407,15 @@ export const cluster = fc
       networkPolicies: fc.tuple(...Array.from({ length: c.nps }, (_, i) => networkPolicy(i))),
       securityPolicies: fc.tuple(...Array.from({ length: c.sps }, (_, i) => securityPolicy(i))),
       clusterSecurityPolicies: fc.tuple(...Array.from({ length: c.csps }, (_, i) => clusterPolicy(i))),
+      clusterNetworkPolicies: fc.tuple(
+        ...Array.from({ length: c.upstream ? c.cnps : 0 }, (_, i) => clusterNetworkPolicy(i)),
+      ),
+      adminNetworkPolicies: fc.tuple(
+        ...Array.from({ length: c.upstream ? c.anps : 0 }, (_, i) => adminNetworkPolicy(i)),
+      ),
+      baselineAdminNetworkPolicies: fc.tuple(
+        ...Array.from({ length: c.upstream && c.banp ? 1 : 0 }, () => baselineAdminNetworkPolicy),
+      ),
     }),
   );
 
@@ -249,6 +444,9 @@ export function asObjects(c: {
   networkPolicies: readonly NetworkPolicy[];
   securityPolicies: readonly SecurityPolicy[];
   clusterSecurityPolicies: readonly ClusterSecurityPolicy[];
+  clusterNetworkPolicies?: readonly ClusterNetworkPolicy[];
+  adminNetworkPolicies?: readonly AdminNetworkPolicy[];
+  baselineAdminNetworkPolicies?: readonly BaselineAdminNetworkPolicy[];
 }) {
   return {
     namespaces: [...c.namespaces],
@@ -257,6 +455,9 @@ export function asObjects(c: {
     networkPolicies: [...c.networkPolicies],
     securityPolicies: [...c.securityPolicies],
     clusterSecurityPolicies: [...c.clusterSecurityPolicies],
+    clusterNetworkPolicies: [...(c.clusterNetworkPolicies ?? [])],
+    adminNetworkPolicies: [...(c.adminNetworkPolicies ?? [])],
+    baselineAdminNetworkPolicies: [...(c.baselineAdminNetworkPolicies ?? [])],
     securityIdentities: [],
     other: [],
   };
