@@ -16,6 +16,7 @@ import type { Lab } from "../../operator/src/lab/lab.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
 import { DEMO_POLICIES, DEMO_TOPOLOGY, expectedMatrix } from "../support/kube-lab.ts";
 import { privilegeProblem } from "../support/privileged.ts";
+import { parseSamples } from "../support/prometheus.ts";
 
 const skip = privilegeProblem();
 if (skip && process.env.CI === "true")
@@ -57,19 +58,11 @@ function agentLog(node: string): LogLine[] {
 
 // Sum of a metric's samples whose labels include `labels` (Prometheus text format).
 function metric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  let seen = false;
-  for (const line of text.split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) {
-      sum += Number(m[3]);
-      seen = true;
-    }
-  }
-  assert.ok(seen, `${name}${JSON.stringify(labels)} is exported`);
-  return sum;
+  const matching = parseSamples(text).filter(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  );
+  assert.ok(matching.length > 0, `${name}${JSON.stringify(labels)} is exported`);
+  return matching.reduce((sum, s) => sum + s.value, 0);
 }
 
 async function metricsOfAllAgents(): Promise<string[]> {

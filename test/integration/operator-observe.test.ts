@@ -10,6 +10,7 @@ import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { parseSamples } from "../support/prometheus.ts";
 import {
   applyCrds,
   createNamespace,
@@ -26,25 +27,6 @@ interface LogLine {
   msg: string;
   component: string;
   [field: string]: unknown;
-}
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** The Prometheus text format's sample lines (comments and blank lines skipped). */
-function parseSamples(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)) labels[l[1] ?? ""] = l[2] ?? "";
-    out.push({ name: m[1] ?? "", labels, value: Number(m[3]) });
-  }
-  return out;
 }
 
 describe("sluice operator: JSON logs, /metrics, /healthz, /readyz (real API server, real process)", () => {

@@ -10,6 +10,7 @@ import {
   leaseRenewalCheck,
 } from "../../operator/src/controllers/checks.ts";
 import { OperatorMetrics } from "../../operator/src/controllers/metrics.ts";
+import { parseSamples, type Sample } from "../support/prometheus.ts";
 
 describe("operator readiness and liveness checks", () => {
   it("caches: names every unsynced cache until all have synced", () => {
@@ -54,24 +55,6 @@ describe("operator readiness and liveness checks", () => {
   });
 });
 
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-function samples(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)) labels[l[1] ?? ""] = l[2] ?? "";
-    out.push({ name: m[1] ?? "", labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
 describe("OperatorMetrics", () => {
   it("names carry the sluice_ prefix and their unit; counters end in _total", async () => {
     const registry = new Registry();
@@ -89,7 +72,7 @@ describe("OperatorMetrics", () => {
   it("gauges read their sources at scrape time; the frame's hooks land in the queue metrics", async () => {
     const registry = new Registry();
     const m = new OperatorMetrics(registry);
-    const scrape = async () => samples(await registry.metrics());
+    const scrape = async () => parseSamples(await registry.metrics());
     const value = (s: Sample[], name: string, labels: Record<string, string> = {}) =>
       s.find((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))?.value;
 

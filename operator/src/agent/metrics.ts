@@ -105,30 +105,25 @@ export class AgentMetrics {
       help: "Local endpoints whose policy is in the maps and whose interface carries the programs",
       registers,
     });
-    new Gauge({
-      name: "sluice_datapath_map_entries",
-      help: "Entries in each BPF map the agent writes",
-      labelNames: ["map"],
-      registers,
-      collect() {
-        const usage = sources().mapUsage;
-        if (!usage) return;
-        this.reset();
-        for (const u of usage()) this.set({ map: u.map }, u.entries);
-      },
-    });
-    new Gauge({
-      name: "sluice_datapath_map_capacity_entries",
-      help: "Capacity (max entries) of each BPF map the agent writes",
-      labelNames: ["map"],
-      registers,
-      collect() {
-        const usage = sources().mapUsage;
-        if (!usage) return;
-        this.reset();
-        for (const u of usage()) this.set({ map: u.map }, u.capacity);
-      },
-    });
+    const mapGauge = (name: string, help: string, field: "entries" | "capacity") =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["map"],
+        registers,
+        collect() {
+          const usage = sources().mapUsage;
+          if (!usage) return;
+          this.reset();
+          for (const u of usage()) this.set({ map: u.map }, u[field]);
+        },
+      });
+    mapGauge("sluice_datapath_map_entries", "Entries in each BPF map the agent writes", "entries");
+    mapGauge(
+      "sluice_datapath_map_capacity_entries",
+      "Capacity (max entries) of each BPF map the agent writes",
+      "capacity",
+    );
     this.#replacements = new Counter({
       name: "sluice_agent_live_replacements_total",
       help: "Live replacements of the datapath: program_swap counts attachments whose program was swapped in place, layout_migration the map layout upgrades",

@@ -27,11 +27,11 @@ import type {
   BaselineAdminNetworkPolicy,
   ClusterNetworkPolicy,
   ClusterSecurityPolicy,
-  SecurityIdentity,
   SecurityPolicy,
 } from "../api/types.generated.ts";
 import type { SplitLabels } from "../identity/labels.ts";
 import { selectsEndpoint } from "../policy/compile.ts";
+import type { CompilerObject } from "../policy/incremental.ts";
 import { podKey } from "../api/k8s.ts";
 import { normalizePolicy } from "../policy/normalize.ts";
 import { namedPortsKey, namedPortsOf } from "../policy/ports.ts";
@@ -50,17 +50,8 @@ export function endpointOfKey(key: string): string | undefined {
   return key.startsWith(EP_PREFIX) ? key.slice(EP_PREFIX.length) : undefined;
 }
 
-export type WatchedObject =
-  | Namespace
-  | Pod
-  | Node
-  | NetworkPolicy
-  | SecurityPolicy
-  | ClusterSecurityPolicy
-  | ClusterNetworkPolicy
-  | AdminNetworkPolicy
-  | BaselineAdminNetworkPolicy
-  | SecurityIdentity;
+// The agent watches exactly what the compiler takes.
+export type WatchedObject = CompilerObject;
 
 // One informer event: old is the object as last recorded (undefined for an add), current as the
 // cache holds it now (undefined for a delete).

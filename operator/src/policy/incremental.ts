@@ -52,7 +52,8 @@ import {
 import { namedPortsKey } from "./ports.ts";
 import type { Universe } from "./universe.ts";
 
-type Obj =
+/** Every kind of object the compiler takes: what the agent watches. */
+export type CompilerObject =
   | Namespace
   | Pod
   | Node
@@ -64,7 +65,7 @@ type Obj =
   | BaselineAdminNetworkPolicy
   | SecurityIdentity;
 
-export type Change = { type: "upsert"; object: Obj } | { type: "delete"; object: Obj };
+export type Change = { type: "upsert"; object: CompilerObject } | { type: "delete"; object: CompilerObject };
 
 export function objectKey(kind: string, namespace: string | undefined, name: string): string {
   return namespace ? `${kind}/${namespace}/${name}` : `${kind}/${name}`;
@@ -130,7 +131,7 @@ function sameLocalEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
 }
 
 export class IncrementalCompiler {
-  private readonly objects = new Map<string, Obj>();
+  private readonly objects = new Map<string, CompilerObject>();
   private readonly options: CompileOptions;
   private policies: NormPolicy[] = [];
   private compiler!: PolicyCompiler;
@@ -172,8 +173,8 @@ export class IncrementalCompiler {
   }
 
   inputs(): PolicyInputs {
-    const of = <K extends Obj["kind"]>(kind: K) =>
-      [...this.objects.values()].filter((o): o is Extract<Obj, { kind: K }> => o.kind === kind);
+    const of = <K extends CompilerObject["kind"]>(kind: K) =>
+      [...this.objects.values()].filter((o): o is Extract<CompilerObject, { kind: K }> => o.kind === kind);
     return {
       namespaces: of("Namespace"),
       pods: of("Pod"),
@@ -194,7 +195,7 @@ export class IncrementalCompiler {
   }
 
   // The object as last recorded, by kind, namespace and name.
-  object(kind: string, namespace: string | undefined, name: string): Obj | undefined {
+  object(kind: string, namespace: string | undefined, name: string): CompilerObject | undefined {
     return this.objects.get(objectKey(kind, namespace, name));
   }
 
