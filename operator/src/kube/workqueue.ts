@@ -24,6 +24,8 @@ export class WorkQueue<K = string> {
   private readonly processing = new Set<K>();
   private readonly failures = new Map<K, number>();
   private readonly waitingTimers = new Map<K, { at: number; timer: NodeJS.Timeout }>();
+  // How many waiting keys each delay timer still serves.
+  private readonly timerUsers = new Map<NodeJS.Timeout, number>();
   private waiters: Array<(k: K | undefined) => void> = [];
   private shuttingDown = false;
   private readonly baseDelayMs: number;
@@ -61,30 +63,70 @@ export class WorkQueue<K = string> {
 
   /** Queues a key after a delay; an earlier pending delayed add for the key wins. */
   addAfter(key: K, delayMs: number): void {
+    this.addAllAfter([key], delayMs);
+  }
+
+  /**
+   * Queues keys after a delay, all from one timer: keys that become ready together arrive in one
+   * timer callback, so a batch worker takes them in one pass (separate timers may fall a millisecond
+   * apart and split them). An earlier pending delayed add of a key wins.
+   */
+  addAllAfter(keys: readonly K[], delayMs: number): void {
     if (this.shuttingDown) return;
     if (delayMs <= 0) {
-      this.add(key);
+      for (const key of keys) this.add(key);
       return;
     }
     const at = Date.now() + delayMs;
-    const pending = this.waitingTimers.get(key);
-    if (pending) {
-      if (pending.at <= at) return;
-      clearTimeout(pending.timer);
-    }
+    const due = keys.filter((key) => {
+      const pending = this.waitingTimers.get(key);
+      if (!pending) return true;
+      if (pending.at <= at) return false;
+      this.#release(pending.timer);
+      return true;
+    });
+    if (due.length === 0) return;
     const timer = setTimeout(() => {
-      this.waitingTimers.delete(key);
-      this.add(key);
+      for (const key of due) {
+        if (this.waitingTimers.get(key)?.timer !== timer) continue; // moved to an earlier timer
+        this.waitingTimers.delete(key);
+        this.add(key);
+      }
+      this.timerUsers.delete(timer);
     }, delayMs);
-    this.waitingTimers.set(key, { at, timer });
+    this.timerUsers.set(timer, due.length);
+    for (const key of due) this.waitingTimers.set(key, { at, timer });
+  }
+
+  // One key no longer waits on a timer: the timer goes when no key does.
+  #release(timer: NodeJS.Timeout): void {
+    const users = (this.timerUsers.get(timer) ?? 1) - 1;
+    if (users > 0) {
+      this.timerUsers.set(timer, users);
+      return;
+    }
+    clearTimeout(timer);
+    this.timerUsers.delete(timer);
   }
 
   /** Requeues a failed key with backoff: max(per-key exponential, overall token bucket). */
   addRateLimited(key: K): void {
+    this.addAfter(key, this.#retryDelay(key));
+  }
+
+  /** Requeues a failed batch together, after the longest backoff among its keys. */
+  addAllRateLimited(keys: readonly K[]): void {
+    let delay = 0;
+    for (const key of keys) delay = Math.max(delay, this.#retryDelay(key));
+    this.addAllAfter(keys, delay);
+  }
+
+  // Counts the failure and returns the key's retry delay.
+  #retryDelay(key: K): number {
     const n = this.failures.get(key) ?? 0;
     this.failures.set(key, n + 1);
     const perKey = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.min(n, 40));
-    this.addAfter(key, Math.max(perKey, this.bucketDelay()));
+    return Math.max(perKey, this.bucketDelay());
   }
 
   private bucketDelay(): number {
@@ -166,6 +208,7 @@ export class WorkQueue<K = string> {
     this.shuttingDown = true;
     for (const { timer } of this.waitingTimers.values()) clearTimeout(timer);
     this.waitingTimers.clear();
+    this.timerUsers.clear();
     this.queue.length = 0;
     this.dirty.clear();
     const waiters = this.waiters;
@@ -238,7 +281,7 @@ export async function runBatchWorker<K>(
       for (const [k, ms] of result?.requeueAfterMs ?? []) queue.addAfter(k, ms);
     } catch (err) {
       onError?.(keys, err);
-      for (const k of keys) queue.addRateLimited(k);
+      queue.addAllRateLimited(keys);
     } finally {
       for (const k of keys) queue.done(k);
     }
