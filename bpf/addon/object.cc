@@ -1,13 +1,18 @@
 // loadObject: open + load a BPF ELF object with libbpf, reusing/pinning LIBBPF_PIN_BY_NAME maps under
-// a bpffs root, and describe its programs and maps. On failure the error carries the verifier log and
+// a bpffs root, and describe its programs and maps. options.maxEntries sizes maps by name between open
+// and load (bpf_map__set_max_entries): the agent's configured map sizes. options.pinPaths pins maps by
+// name elsewhere than under the root (bpf_map__set_pin_path): a map being resized is created beside
+// the one in use. On failure the error carries the verifier log and
 // libbpf's own messages, which are otherwise printed nowhere.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "addon.h"
@@ -63,11 +68,40 @@ Napi::Value LoadObject(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) return ThrowArg(env, "loadObject", "path must be a string");
   std::string path = info[0].As<Napi::String>();
   std::string pin_root;
+  std::vector<std::pair<std::string, uint32_t>> sizes;
+  std::vector<std::pair<std::string, std::string>> pin_paths;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Object o = info[1].As<Napi::Object>();
     Napi::Value pr = o.Get("pinRoot");
     if (pr.IsString()) pin_root = pr.As<Napi::String>();
     else if (!pr.IsUndefined()) return ThrowArg(env, "loadObject", "options.pinRoot must be a string");
+    Napi::Value me = o.Get("maxEntries");
+    if (me.IsObject()) {
+      Napi::Object m = me.As<Napi::Object>();
+      Napi::Array names = m.GetPropertyNames();
+      for (uint32_t k = 0; k < names.Length(); k++) {
+        std::string name = names.Get(k).As<Napi::String>();
+        int64_t n = 0;
+        if (!IntArg(m.Get(name), &n) || n < 1 || n > UINT32_MAX)
+          return ThrowArg(env, "loadObject", "options.maxEntries." + name + " must be an integer from 1 to 2^32-1");
+        sizes.emplace_back(name, static_cast<uint32_t>(n));
+      }
+    } else if (!me.IsUndefined()) {
+      return ThrowArg(env, "loadObject", "options.maxEntries must be an object");
+    }
+    Napi::Value pp = o.Get("pinPaths");
+    if (pp.IsObject()) {
+      Napi::Object m = pp.As<Napi::Object>();
+      Napi::Array names = m.GetPropertyNames();
+      for (uint32_t k = 0; k < names.Length(); k++) {
+        std::string name = names.Get(k).As<Napi::String>();
+        Napi::Value v = m.Get(name);
+        if (!v.IsString()) return ThrowArg(env, "loadObject", "options.pinPaths." + name + " must be a string");
+        pin_paths.emplace_back(name, v.As<Napi::String>());
+      }
+    } else if (!pp.IsUndefined()) {
+      return ThrowArg(env, "loadObject", "options.pinPaths must be an object");
+    }
   }
   if (!pin_root.empty()) {
     int err = MkdirP(pin_root);
@@ -90,14 +124,34 @@ Napi::Value LoadObject(const Napi::CallbackInfo& info) {
   bpf_object* obj = bpf_object__open_file(path.c_str(), &opts);
   int err = obj ? 0 : -errno;
   std::string op = "bpf_object__open_file";
-  if (obj) {
+  std::string detail = path;
+  for (const auto& [name, n] : sizes) {
+    if (!obj) break;
+    bpf_map* m = bpf_object__find_map_by_name(obj, name.c_str());
+    err = m ? bpf_map__set_max_entries(m, n) : -ENOENT;
+    if (err) {
+      op = "bpf_map__set_max_entries";
+      detail = path + ": map " + name;
+      break;
+    }
+  }
+  for (const auto& [name, where] : pin_paths) {
+    if (!obj || err) break;
+    bpf_map* m = bpf_object__find_map_by_name(obj, name.c_str());
+    err = m ? bpf_map__set_pin_path(m, where.c_str()) : -ENOENT;
+    if (err) {
+      op = "bpf_map__set_pin_path";
+      detail = path + ": map " + name;
+    }
+  }
+  if (obj && !err) {
     err = bpf_object__load(obj);
     op = "bpf_object__load";
   }
   g_libbpf_capture = nullptr;
   if (err) {
     if (obj) bpf_object__close(obj);
-    Napi::Error e = ErrnoError(env, op, err, path);
+    Napi::Error e = ErrnoError(env, op, err, detail);
     e.Set("verifierLog", Napi::String::New(env, log.get()));
     e.Set("libbpfLog", Napi::String::New(env, libbpf_log));
     e.ThrowAsJavaScriptException();

@@ -14,6 +14,10 @@
 // The source check (one sl_src hash lookup per packet the pod sends, the endpoint carrying
 // SL_EP_SOURCE_CHECK and its address) is priced the same way against
 // bpf/build/variants/sluice_no_srccheck.bpf.o (-DSL_NO_SOURCE_CHECK), on the paths from the pod.
+// The monitor's flow events are priced on the same programs and maps: every repeated path runs also
+// with the agent's monitor sampling in sl_config (1 of 1 denied, 1 of 100 allowed packets, 1000
+// events/s per CPU) and a consumer draining the ring buffer and naming each event as the agent does,
+// against the same path with events off (the config is written before each call, outside its timing).
 // Run as root: node test/bench/packet.bench.ts [--repeat 1000000] [--trials 15]
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
@@ -27,6 +31,9 @@ import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/
 import { writeIpcache, writeSources } from "../../operator/src/datapath/writer/sync.ts";
 import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
+import { openFlowEvents } from "../../operator/src/datapath/flow-events.ts";
+import { nameFlow } from "../../operator/src/monitor/name.ts";
+import { MONITOR_SAMPLING } from "../../operator/src/monitor/server.ts";
 import { IPPROTO, packet } from "../support/packets.ts";
 import { machine, markdownTable, median, requireRoot } from "./table.ts";
 
@@ -113,7 +120,17 @@ interface Scenario {
   single?: boolean;
   // Runs the program built without that feature.
   variant?: Variant;
+  // Runs with the monitor's event sampling on.
+  events?: boolean;
 }
+
+const EVENTS_OFF = { event_sample_allow: 0, event_sample_deny: 0, events_per_sec: 0, flags: 0 };
+const EVENTS_MONITOR = {
+  event_sample_allow: MONITOR_SAMPLING.allow,
+  event_sample_deny: MONITOR_SAMPLING.deny,
+  events_per_sec: 1000,
+  flags: 0,
+};
 
 const SINGLE_RUNS = 1000;
 
@@ -296,20 +313,37 @@ async function main(): Promise<void> {
   // Repeated paths only: a one-run call costs microseconds of cold caches, which hide a few nanoseconds.
   const priced = scenarios.filter((s) => s.prog !== "trivial" && !s.single);
   const withoutCheck = (s: Scenario): string => `${s.name} [no source check]`;
+  const withEvents = (s: Scenario): string => `${s.name} [monitor events]`;
   // The check runs only on what the pod sends.
   const checked = priced.filter((s) => s.prog === "from");
   const variantScenarios: Scenario[] = [
     ...priced.map((s): Scenario => ({ ...s, name: withoutCounter(s), variant: "vcnt" })),
     ...checked.map((s): Scenario => ({ ...s, name: withoutCheck(s), variant: "src" })),
+    ...priced.map((s): Scenario => ({ ...s, name: withEvents(s), events: true })),
   ];
+  // The monitor's reader: the ring buffer drained by the addon's thread, each event named (without a
+  // view: the naming's cost is the agent's, off the packet path).
+  let named = 0;
+  const readers = SIZES.map((size) => {
+    const d = dpOf(size);
+    const r = openFlowEvents(d.addon, d.maps.eventsFd, { pollMs: 10 });
+    r.on("events", (batch) => {
+      for (const e of batch) if (nameFlow(undefined, "bench", e, Date.now()).endpoint) named++;
+    });
+    return r;
+  });
   const fdOf = (size: number, s: Scenario) => {
     if (s.prog === "trivial") return trivialFd;
+    // Every call of a size's programs sets the sampling its row wants (the maps are shared).
+    dpOf(size).maps.config.write(s.events ? EVENTS_MONITOR : EVENTS_OFF);
     const d = s.variant ? variants.get(variantKey(s.variant, size)) : dpOf(size);
     if (!d) throw new Error(`no variant datapath of size ${size}`);
     return d.programFor(s.prog === "from" ? "ingress" : "egress");
   };
   const measured = [...scenarios, ...variantScenarios];
   const bySize = measureAll(fdOf, measured, c);
+  await new Promise((r) => setTimeout(r, 100));
+  for (const r of readers) r.stop();
   const results = new Map<string, number[]>(
     measured.map((s, j) => [s.name, SIZES.map((_, i) => median(bySize[i][j]))]),
   );
@@ -384,6 +418,21 @@ async function main(): Promise<void> {
   );
   console.log(
     markdownTable(["path", "10 entries", "1k entries", "100k entries", "100k: with / without"], checkRows),
+  );
+  const eventRows = priced.map((s) => {
+    const w = results.get(withEvents(s)) ?? [];
+    const wo = results.get(s.name) ?? [];
+    return [
+      s.name,
+      ...SIZES.map((_, i) => `${(w[i] - wo[i]).toFixed(1)} ns (${(w[i] / wo[i]).toFixed(3)}×)`),
+      `${fmt(w[2])} / ${fmt(wo[2])}`,
+    ];
+  });
+  console.log(
+    `\n### Cost of the monitor's flow events (events on − off, and the ratio; same run, repeated paths; sampling 1/${MONITOR_SAMPLING.deny} denied, 1/${MONITOR_SAMPLING.allow} allowed, 1000/s per CPU; ${named} events read and named)\n`,
+  );
+  console.log(
+    markdownTable(["path", "10 entries", "1k entries", "100k entries", "100k: on / off"], eventRows),
   );
   console.log(
     `\nTargets: <= 100 ns at 100k entries (worst repeated path ${worst.toFixed(0)} ns: ${worst <= 100 ? "met" : "NOT met"}); ` +

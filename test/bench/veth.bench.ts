@@ -5,14 +5,23 @@
 //   A (10.77.1.2) ──veth── R (router: r0 10.77.1.1, r1 10.77.2.1, forwarding) ──veth── B (10.77.2.2)
 // Sluice enforces on R's host-side interfaces r0 (A's endpoint) and r1 (B's endpoint), as on a node.
 // Traffic: test/bench/native/udp_flood.c (built here with gcc), one UDP flow A -> B for --seconds.
+// Sluice is measured twice in the same run, trial by trial: flow events off, and with the agent's
+// monitor streaming (its event sampling in sl_config, the agent's monitor reading and naming the ring
+// buffer's events, a `sluice monitor --follow` reader on its stream, all in this process).
 // Run as root: node test/bench/veth.bench.ts [--rules 50000] [--seconds 3] [--trials 3]
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
+import { AgentMonitor } from "../../operator/src/monitor/agent-monitor.ts";
+import { readFlows } from "../../operator/src/monitor/client.ts";
+import { MONITOR_SAMPLING } from "../../operator/src/monitor/server.ts";
+import { silentLogger } from "../../operator/src/observe/log.ts";
 import { machine, markdownTable, median, requireRoot } from "./table.ts";
 
 const { values: args } = parseArgs({
@@ -181,7 +190,25 @@ async function main(): Promise<void> {
     "r1",
   ]);
   const enforce = JSON.parse(out) as { entries: number; syncMs: number };
-  const sluice = await measure(bin);
+  // Events off and the monitor streaming, trial by trial, so that the machine's drift hits both alike.
+  const off: { rx: number; tx: number }[] = [];
+  const on: { rx: number; tx: number }[] = [];
+  let streamedFlows = 0;
+  for (let i = 0; i < TRIALS; i++) {
+    off.push(await flood(bin));
+    const s = await withMonitor(() => flood(bin));
+    on.push(s.result);
+    streamedFlows += s.flows;
+    console.error(
+      `[veth] trial ${i + 1}: events off ${pps(off[i]!.rx)}, monitor streaming ${pps(s.result.rx)}`,
+    );
+  }
+  const medianOf = (runs: { rx: number; tx: number }[]) => ({
+    rx: median(runs.map((r) => r.rx)),
+    tx: median(runs.map((r) => r.tx)),
+  });
+  const sluice = medianOf(off);
+  const streamed = { result: medianOf(on), flows: streamedFlows };
   // Enforced, not just attached: a port the policy does not allow gets nothing through.
   const denied = await flood(bin, PORT + 1, 1);
   if (denied.rx !== 0 || denied.tx === 0)
@@ -192,6 +219,14 @@ async function main(): Promise<void> {
     pps(sluice.rx),
     pps(sluice.tx),
     ratio(sluice.rx, none.rx),
+  ]);
+  if (streamed.flows === 0) throw new Error("the monitor streamed no flow of the allowed flood");
+  rows.push([
+    `Sluice, ${enforce.entries} policy entries, monitor streaming (${streamed.flows} flows read)`,
+    `1/${MONITOR_SAMPLING.allow} allowed sampled`,
+    pps(streamed.result.rx),
+    pps(streamed.result.tx),
+    `${ratio(streamed.result.rx, none.rx)} (${ratio(streamed.result.rx, sluice.rx)} of Sluice)`,
   ]);
   // Detach: the links live as long as their pins (and the devices).
   rmSync(join(pinRoot, "links"), { recursive: true, force: true });
@@ -220,6 +255,57 @@ async function main(): Promise<void> {
   );
   console.log(`Machine: ${await machine()}\n`);
   console.log(markdownTable(["path", "setup", "received", "offered", "× no policy"], rows));
+}
+
+// Runs `work` with the agent's monitor on the pinned datapath (its sampling, its reader of the ring
+// buffer, its server) and one follower reading the stream; events off again afterwards.
+async function withMonitor<T>(work: () => Promise<T>): Promise<{ result: T; flows: number }> {
+  const dp = loadDatapath({ pinRoot });
+  const sampling = {
+    sampleAllow: MONITOR_SAMPLING.allow,
+    sampleDeny: MONITOR_SAMPLING.deny,
+    perSecond: 1000,
+  };
+  const monitor = await AgentMonitor.start({
+    node: "bench",
+    datapath: dp,
+    sampling,
+    listen: { host: "127.0.0.1", port: 0 },
+    source: () => undefined,
+    logger: silentLogger(),
+  });
+  const abort = new AbortController();
+  let flows = 0;
+  const address = monitor.address as { host: string; port: number };
+  const target = {
+    node: "bench",
+    via: "bench",
+    connection: { connect: () => connect(address.port, address.host) },
+  };
+  const reading = (async () => {
+    try {
+      for await (const r of readFlows(target, new URLSearchParams({ follow: "true" }), abort.signal))
+        if (r.type === "flow") flows++;
+    } catch (e) {
+      if (!abort.signal.aborted) throw e;
+    }
+  })();
+  try {
+    dp.maps.config.write({
+      event_sample_allow: sampling.sampleAllow,
+      event_sample_deny: sampling.sampleDeny,
+      events_per_sec: sampling.perSecond,
+      flags: 0,
+    });
+    const result = await work();
+    return { result, flows };
+  } finally {
+    dp.maps.config.write({ event_sample_allow: 0, event_sample_deny: 0, events_per_sec: 0, flags: 0 });
+    abort.abort();
+    await reading;
+    await monitor.close();
+    dp.close();
+  }
 }
 
 function ratio(x: number, base: number): string {

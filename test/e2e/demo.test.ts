@@ -16,6 +16,22 @@ test("sluice demo: matrix before/after, 0 lost and 0 leaked under replacement, c
   assert.match(r.stdout, /Connectivity before policies/);
   assert.match(r.stdout, /Connectivity after policies/);
   assert.match(r.stdout, /matches `sluice matrix`/);
+  // One drop explained: the verdict and the rule (or default) that decided it.
+  assert.match(
+    r.stdout,
+    /Why one probe was dropped \(sluice explain [^\n]*\):\n[^\n]*: DENIED\n {2}dropped at /,
+  );
+  // The same drop in the agents' flows (sluice monitor), naming the rule explain named; the demo
+  // fails itself (exit 1, a FAILED line) when they differ.
+  const rule = /\n {2}dropped at [^\n]* by (\S+ (?:ingress|egress)\[\d+\])/.exec(r.stdout)?.[1];
+  assert.ok(rule, "explain names a rule");
+  assert.match(r.stdout, /The same drop as the datapath reported it \(sluice monitor [^\n]*\):\nTIME /);
+  assert.ok(r.stdout.includes(` denied `) && r.stdout.includes(`-> `), r.stdout);
+  assert.ok(
+    r.stdout.split("\n").some((l) => / denied /.test(l) && l.endsWith(rule)),
+    `a monitor line ending in ${rule}`,
+  );
+  assert.doesNotMatch(r.stdout, /FAILED/);
   assert.match(r.stdout, /lost 0\b/);
   assert.match(r.stdout, /leaked 0\b/);
   assert.match(r.stdout, /no reset/);

@@ -53,7 +53,7 @@ function startController(c: Cluster, gcGraceMs: number): Running {
   const informers = [pods, namespaces, identities, nodeStatuses];
   for (const i of informers) i.start();
   const ctl = new IdentityController({
-    custom: c.clients.custom,
+    kc: c.kc,
     pods,
     namespaces,
     identities,

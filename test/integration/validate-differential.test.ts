@@ -202,7 +202,8 @@ function networkPolicy(g: Gen): Json {
   return { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: meta(g, true), spec };
 }
 
-function sluiceRule(g: Gen, pass: boolean): Json {
+// cluster: a ClusterSecurityPolicy rule (Pass in the Admin tier, node peers).
+function sluiceRule(g: Gen, pass: boolean, cluster = false): Json {
   const r: Json = {};
   if (g.chance(0.3)) r.name = `rule-${g.int(100)}`;
   if (g.chance(0.5)) r.action = g.pick(pass ? ["Allow", "Deny", "Pass"] : ["Allow", "Deny"]);
@@ -215,6 +216,7 @@ function sluiceRule(g: Gen, pass: boolean): Json {
     });
   if (g.chance(0.3)) r.cidrs = g.some(2, () => cidrBlock(g));
   if (g.chance(0.2)) r.entities = [g.pick(["world", "cluster", "host", "remote-node", "all"])];
+  if (cluster && g.chance(0.3)) r.nodes = g.some(2, () => selector(g));
   if (g.chance(0.5))
     r.ports = g.some(2, () => {
       if (g.chance(0.2)) {
@@ -243,8 +245,8 @@ function clusterSecurityPolicy(g: Gen): Json {
   const tier = g.pick(["Admin", "Baseline"]);
   const spec: Json = { tier, priority: g.int(1001), endpointSelector: selector(g) };
   if (g.chance(0.5)) spec.namespaceSelector = selector(g);
-  if (g.chance(0.7)) spec.ingress = g.some(2, () => sluiceRule(g, tier === "Admin"));
-  if (g.chance(0.5)) spec.egress = g.some(2, () => sluiceRule(g, tier === "Admin"));
+  if (g.chance(0.7)) spec.ingress = g.some(2, () => sluiceRule(g, tier === "Admin", true));
+  if (g.chance(0.5)) spec.egress = g.some(2, () => sluiceRule(g, tier === "Admin", true));
   // The API server drops a cluster-scoped object's namespace; so must validate.
   const m = meta(g, g.chance(0.1));
   return { apiVersion: "sluice.dev/v1alpha1", kind: "ClusterSecurityPolicy", metadata: m, spec };

@@ -314,7 +314,7 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.deepEqual(MapSync.adopt(a, m).usage(), held(), "a restarted writer");
   });
 
-  test("capacity: an update that cannot fit is refused and nothing is written", (t) => {
+  test("capacity: endpoints that cannot fit are refused whole; a policy that cannot fit fails closed", (t) => {
     if (!requirePrivileged(t)) return;
     const sync = MapSync.adopt(a, dp.maps);
     const tooManyEndpoints: MapState = {
@@ -333,14 +333,26 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
       entry("ingress", 256 + Math.floor(i / 256), 6, (i % 256) * 256, 8, "allow", i),
     );
     const tooManyRules: MapState = { ipcache: B.ipcache, endpoints: [ep(1, 300, big), B.endpoints[1]] };
-    assert.throws(
-      () => sync.apply(tooManyRules, ifindexOf),
-      (e: unknown) => e instanceof MapCapacityError && e.map === "policy",
+    // Endpoint 1's policy does not fit: it fails closed (deny both ways; the state has no allow-localhost
+    // entry to keep), endpoint 3 keeps its policy. Never the old policy, never a partial one.
+    const r = sync.apply(tooManyRules, ifindexOf);
+    const cap = dp.maps.policySets.maxEntries;
+    assert.deepEqual(r.failedClosed, [{ key: "ns/pod-1", needed: 2 * n, available: cap - 2, capacity: cap }]);
+    assert.deepEqual(
+      comparable(dp),
+      expected({
+        ...B,
+        endpoints: [
+          { ...B.endpoints[0], policy: { defaultDeny: { ingress: true, egress: true }, entries: [] } },
+          B.endpoints[1],
+        ],
+      }),
     );
+    assert.equal(countPolicyEntries(dp.maps), 2 * 1);
+    // Capacity returns (the policy shrinks back): endpoint 1 gets its own again.
+    assert.deepEqual(sync.apply(B, ifindexOf).failedClosed, []);
     assert.deepEqual(comparable(dp), expected(B));
     assert.equal(countPolicyEntries(dp.maps), 2 * 4);
-    // The refused sync left the writer usable.
-    assert.equal(sync.apply(B, ifindexOf).flips, 0);
   });
 
   test("endpoint values carry the active generation's wildcard groups; adoption repairs a stale copy", (t) => {

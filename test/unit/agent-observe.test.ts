@@ -79,6 +79,7 @@ const sync = (o: Partial<SyncReport> = {}): SyncReport => ({
   ipcacheWritten: 0,
   ipcacheDeleted: 0,
   pending: [],
+  failedClosed: [],
   durationMs: 0,
   ...o,
 });

@@ -13,7 +13,7 @@ import {
   type WatchedObject,
 } from "../../operator/src/agent/reconcile-keys.ts";
 import { staleInterfaces } from "../../operator/src/agent/link-check.ts";
-import type { Namespace, NetworkPolicy, Pod } from "../../operator/src/api/k8s.ts";
+import type { Namespace, NetworkPolicy, Node, Pod } from "../../operator/src/api/k8s.ts";
 import { emptyObjects } from "../../operator/src/api/objects.ts";
 import type { SecurityIdentity } from "../../operator/src/api/types.generated.ts";
 import { compile, IncrementalCompiler, inputsFromObjects } from "../../operator/src/policy/index.ts";
@@ -92,6 +92,21 @@ test("keys: pods count only through what the compiler reads", () => {
   const fresh = pod("a", "new", { app: "web" }, "10.0.0.9", "n1");
   assert.deepEqual(sorted(keysForEvent({ current: fresh }, view(inc))), ["ep:a/new", NODE_KEY]);
   assert.deepEqual(sorted(keysForEvent({ old: db }, view(inc))), ["ep:a/db", NODE_KEY]);
+});
+
+test("keys: a Node's addresses and labels (node peers) are the node's; its status heartbeat is nothing", () => {
+  const inc = compiled(base);
+  const n: Node = {
+    kind: "Node",
+    metadata: { name: "n2", labels: { role: "worker" } },
+    status: { addresses: [{ type: "InternalIP", address: "172.18.0.2" }] },
+  };
+  const beat: Node = { ...n, metadata: { ...n.metadata, uid: "u2" } };
+  assert.deepEqual(keysForEvent({ old: n, current: beat }, view(inc)), []);
+  const relabelled: Node = { ...n, metadata: { ...n.metadata, labels: { role: "infra" } } };
+  assert.deepEqual(keysForEvent({ old: n, current: relabelled }, view(inc)), [NODE_KEY]);
+  const moved: Node = { ...n, status: { addresses: [{ type: "InternalIP", address: "172.18.0.9" }] } };
+  assert.deepEqual(keysForEvent({ old: n, current: moved }, view(inc)), [NODE_KEY]);
 });
 
 test("keys: namespace labels name the endpoints in it; identities name every endpoint", () => {

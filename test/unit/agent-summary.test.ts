@@ -33,7 +33,37 @@ test("the node reports every compiled policy at its generation, failed ones as e
     spec: { podSelector: {} },
   });
   const o = classifyObjects([np("ok", "u1", 3), np("bad", "u2", 1)]);
-  const s = enforcementSummary(o, [{ policies: ["NetworkPolicy/shop/bad"], message: "too big" }]);
+  const s = enforcementSummary(o, [
+    { reason: "InvalidPolicy", policies: ["NetworkPolicy/shop/bad"], message: "bad port" },
+  ]);
   assert.deepEqual(s.enforced, [{ uid: "u1", generation: 3 }]);
-  assert.deepEqual(s.errors, [{ policy: "NetworkPolicy/shop/bad", uid: "u2", message: "too big" }]);
+  assert.deepEqual(s.errors, [{ policy: "NetworkPolicy/shop/bad", uid: "u2", message: "bad port" }]);
+});
+
+test("an endpoint that fails closed: one error per policy selecting it, with the numbers", () => {
+  const np = (name: string, uid: string) => ({
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name, namespace: "shop", uid, generation: 1 },
+    spec: { podSelector: {} },
+  });
+  const o = classifyObjects([np("big", "u1"), np("small", "u2"), np("other", "u3")]);
+  const message =
+    "endpoint shop/db needs 70 policy entries, more than the 64 one endpoint may have; it fails closed";
+  const s = enforcementSummary(o, [
+    {
+      reason: "Overflow",
+      policies: ["NetworkPolicy/shop/big", "NetworkPolicy/shop/small"],
+      endpoint: "shop/db",
+      needed: 70,
+      capacity: 64,
+      message,
+    },
+  ]);
+  assert.deepEqual(s.enforced, [{ uid: "u3", generation: 1 }]);
+  const common = { message, reason: "CapacityExceeded", endpoint: "shop/db", needed: 70, capacity: 64 };
+  assert.deepEqual(s.errors, [
+    { policy: "NetworkPolicy/shop/big", uid: "u1", ...common },
+    { policy: "NetworkPolicy/shop/small", uid: "u2", ...common },
+  ]);
 });

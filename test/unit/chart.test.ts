@@ -248,7 +248,11 @@ test("metrics port, log level and format become flags; the probes and the port f
     assert.ok(c.args.includes(`--metrics-addr=:${port}`), `${component}: ${c.args.join(" ")}`);
     assert.ok(c.args.includes(`--log-level=${level}`), `${component}: ${c.args.join(" ")}`);
     assert.ok(c.args.includes(`--log-format=${format}`), `${component}: ${c.args.join(" ")}`);
-    assert.deepEqual(c.ports, [{ name: "metrics", containerPort: port, protocol: "TCP" }], component);
+    assert.deepEqual(
+      c.ports?.filter((p) => p.name === "metrics"),
+      [{ name: "metrics", containerPort: port, protocol: "TCP" }],
+      component,
+    );
     assert.deepEqual(c.startupProbe?.httpGet, { path: "/healthz", port: "metrics" }, component);
     assert.deepEqual(c.livenessProbe?.httpGet, { path: "/healthz", port: "metrics" }, component);
     assert.deepEqual(c.readinessProbe?.httpGet, { path: "/readyz", port: "metrics" }, component);
@@ -273,13 +277,34 @@ test("metrics port 0 turns the server off: --metrics-addr=0, no probes, port, Se
   const docs = render("agent.metrics.port=0", "serviceMonitor.enabled=true");
   const c = container(docs, "agent");
   assert.ok(c.args.includes("--metrics-addr=0"), c.args.join(" "));
-  assert.equal(c.ports, undefined);
+  // The monitor's port stays: it is not the metrics server's.
+  assert.deepEqual(
+    c.ports?.map((p) => p.name),
+    ["monitor"],
+  );
   assert.equal(c.livenessProbe ?? c.readinessProbe ?? c.startupProbe, undefined);
   const services = docs.filter((d) => d.kind === "Service" || d.kind === "ServiceMonitor");
   assert.deepEqual(services.map((d) => d.metadata.labels?.["app.kubernetes.io/component"]).sort(), [
     "operator",
     "operator",
   ]);
+});
+
+test("the agent's monitor: on loopback only, a named container port for port-forward, 0 turns it off", () => {
+  const on = container(render("agent.monitor.port=19964"), "agent");
+  assert.ok(on.args.includes("--monitor-addr=127.0.0.1:19964"), on.args.join(" "));
+  assert.deepEqual(
+    on.ports?.filter((p) => p.name === "monitor"),
+    [{ name: "monitor", containerPort: 19964, protocol: "TCP" }],
+  );
+  // Denied packets every one, allowed ones sampled.
+  assert.ok(on.args.includes("--event-sample-deny=1") && on.args.includes("--event-sample-allow=100"));
+  const off = container(render("agent.monitor.port=0", "agent.metrics.port=0"), "agent");
+  assert.ok(off.args.includes("--monitor-addr=0"), off.args.join(" "));
+  assert.equal(off.ports, undefined);
+  assert.ok(
+    !container(render("image.legacy=true"), "agent").args.some((a) => a.startsWith("--monitor-addr")),
+  );
 });
 
 test("resources: requests near the measured RSS (98-140 MiB), memory limits with headroom, no CPU limit", () => {
@@ -546,10 +571,27 @@ const RBAC_USES: Record<string, Record<string, Record<string, Use[]>>> = {
     "sluice.dev/securitynodestatuses": listWatch(operatorInformer("SECURITY_NODE_STATUSES")),
     "sluice.dev/securityidentities": {
       ...listWatch(operatorInformer("SECURITY_IDENTITIES")),
-      create: [{ file: IDENTITIES, code: /custom\.createClusterCustomObject\(/ }],
-      get: [{ file: IDENTITIES, code: /custom\.getClusterCustomObject\(/ }],
-      patch: [{ file: IDENTITIES, code: /custom\.patchClusterCustomObject\(/ }],
-      delete: [{ file: IDENTITIES, code: /custom\.deleteClusterCustomObject\(/ }],
+      create: [
+        {
+          file: IDENTITIES,
+          code: /rawRequest\(\s*this\.o\.kc,\s*"POST",\s*`\$\{collectionPath\(SECURITY_IDENTITIES\)/,
+        },
+      ],
+      get: [
+        {
+          file: IDENTITIES,
+          code: /rawRequest<IdentityObj>\(this\.o\.kc, "GET", objectPath\(SECURITY_IDENTITIES/,
+        },
+      ],
+      patch: [
+        {
+          file: IDENTITIES,
+          code: /rawRequest\(\s*this\.o\.kc,\s*"PATCH",\s*objectPath\(SECURITY_IDENTITIES/,
+        },
+      ],
+      delete: [
+        { file: IDENTITIES, code: /rawRequest\(this\.o\.kc, "DELETE", objectPath\(SECURITY_IDENTITIES/ },
+      ],
     },
     "/events": {
       create: [
@@ -626,7 +668,7 @@ test("RBAC grants only what the code calls: every verb in the table of uses, eve
   // The list and watch of every Informer: rawList (GET of the collection) and client-node's Watch.
   const informerSource = readFileSync(join(repo, "operator/src/kube/informer.ts"), "utf8");
   assert.match(informerSource, /rawList</);
-  assert.match(informerSource, /new Watch\(/);
+  assert.match(informerSource, /class ViewWatch extends Watch[\s\S]*new ViewWatch\(/);
   // An OptionalInformer lists and watches through a plain Informer once discovery shows its resource.
   assert.match(informerSource, /class OptionalInformer[\s\S]*new Informer<T>\(/);
   for (const [role, resources] of Object.entries(RBAC_USES))

@@ -8,6 +8,7 @@ import {
   inputsFromObjects,
 } from "../../operator/src/policy/index.ts";
 import type { Change } from "../../operator/src/policy/incremental.ts";
+import { ReservedIdentity, ReservedRuleId } from "../../operator/src/policy/mapstate.ts";
 import {
   allowLocalhostMode,
   cluster,
@@ -72,7 +73,9 @@ test("incremental: old state + delta == full recompile, after every change (both
           const before = inc.state;
           const { delta } = inc.apply(ch);
           const full = compile(inc.inputs(), options).state;
-          assert.deepEqual(applyDelta(before, delta), full);
+          // The delta carries policy entries, not the node's fail-closed policy (the compiler's own).
+          const { failClosed: _closed, ...fullWithout } = full;
+          assert.deepEqual(applyDelta(before, delta), fullWithout);
           assert.deepEqual(inc.state, full);
         }
       },
@@ -81,7 +84,7 @@ test("incremental: old state + delta == full recompile, after every change (both
   );
 });
 
-test("overflow: an endpoint over capacity keeps its last good state and names the policies", () => {
+test("overflow: an endpoint over capacity fails closed, names the policies and the numbers, and recovers", () => {
   const objects = [
     { kind: "Namespace", metadata: { name: "a" } },
     pod("a", "web", { app: "web" }, "10.0.0.1", "n1"),
@@ -109,13 +112,35 @@ test("overflow: an endpoint over capacity keeps its last good state and names th
   assert.equal(r.errors[0].reason, "Overflow");
   assert.equal(r.errors[0].endpoint, "a/web");
   assert.deepEqual(r.errors[0].policies.sort(), ["NetworkPolicy/a/big", "NetworkPolicy/a/small"]);
-  assert.deepEqual(inc.state.endpoints.find((e) => e.key === "a/web")!.policy, good.policy);
-  // A full compile with the previous state behaves the same; without it, the endpoint fails closed.
-  const full = compile(inc.inputs(), { node: "n1", capacity: 5, previous: inc.state });
-  assert.deepEqual(full.state.endpoints.find((e) => e.key === "a/web")!.policy, good.policy);
-  const cold = compile(inc.inputs(), { node: "n1", capacity: 5 });
-  assert.deepEqual(cold.state.endpoints.find((e) => e.key === "a/web")!.policy.defaultDeny, {
-    ingress: true,
-    egress: true,
+  assert.equal(r.errors[0].needed, 22, "20 ports, port 80, and the node's way in");
+  assert.equal(r.errors[0].capacity, 5);
+  assert.match(
+    r.errors[0].message,
+    /needs 22 policy entries, more than the 5 one endpoint may have; it fails closed/,
+  );
+  // Fails closed, not kept at its previous policy: deny both ways, only the node's way in (allow-localhost).
+  const closed = inc.state.endpoints.find((e) => e.key === "a/web")!.policy;
+  assert.deepEqual(closed.defaultDeny, { ingress: true, egress: true });
+  assert.ok(closed.entries.length > 0);
+  for (const e of closed.entries) {
+    assert.equal(e.direction, "ingress");
+    assert.equal(e.identity, ReservedIdentity.HOST);
+    assert.equal(e.ruleId, ReservedRuleId.LOCALHOST);
+  }
+  assert.deepEqual(inc.state.failClosed, closed);
+  // A full compile, with or without the previous state, fails it closed the same way.
+  for (const previous of [inc.state, undefined]) {
+    const full = compile(inc.inputs(), { node: "n1", capacity: 5, previous });
+    assert.deepEqual(full.state.endpoints.find((e) => e.key === "a/web")!.policy, closed);
+  }
+  // With allow-localhost "policy" not even the node gets in.
+  const strict = compile(inc.inputs(), { node: "n1", capacity: 5, allowLocalhost: "policy" });
+  assert.deepEqual(strict.state.endpoints.find((e) => e.key === "a/web")!.policy, {
+    defaultDeny: { ingress: true, egress: true },
+    entries: [],
   });
+  // Capacity returns (the big policy goes): the endpoint recovers its own policy.
+  const back = inc.apply({ type: "delete", object: big as never });
+  assert.equal(back.errors.length, 0);
+  assert.deepEqual(inc.state.endpoints.find((e) => e.key === "a/web")!.policy, good.policy);
 });

@@ -1,5 +1,8 @@
 // Random clusters and policies for the property tests.
 import fc from "fast-check";
+import type { AllowLocalhost, MapState } from "../../operator/src/policy/mapstate.ts";
+import { compile, inputsFromObjects, ReferenceEvaluator } from "../../operator/src/policy/index.ts";
+import { podIps } from "../../operator/src/policy/universe.ts";
 import type { Namespace, NetworkPolicy, Node, Pod } from "../../operator/src/api/k8s.ts";
 import type {
   AdminNetworkPolicy,
@@ -51,9 +54,27 @@ export function pod(
   };
 }
 
-export function node(name: string, ip: string): Node {
-  return { kind: "Node", metadata: { name }, status: { addresses: [{ type: "InternalIP", address: ip }] } };
+export function node(name: string, ip: string, labels: Record<string, string> = {}): Node {
+  return {
+    kind: "Node",
+    metadata: { name, labels },
+    status: { addresses: [{ type: "InternalIP", address: ip }] },
+  };
 }
+
+// The generated clusters' nodes, labelled so node selectors pick one, the other, both or none.
+export const NODE_OBJECTS = [
+  node("n1", "172.18.0.1", { "node-role": "edge", zone: "a" }),
+  node("n2", "172.18.0.2", { zone: "b" }),
+];
+// Node peers: every node, n1 only, n2 only (two spellings), none.
+export const nodeSel = fc.constantFrom(
+  {},
+  { matchLabels: { "node-role": "edge" } },
+  { matchLabels: { zone: "b" } },
+  { matchExpressions: [{ key: "node-role", operator: "DoesNotExist" as const }] },
+  { matchLabels: { zone: "c" } },
+);
 
 const sel = fc.oneof(
   fc.constant({}),
@@ -139,6 +160,8 @@ const slRule = (cluster: boolean) =>
       ),
       cidrs: fc.array(cidrBlock, { maxLength: 1 }),
       entities: fc.array(fc.constantFrom("world", "cluster", "host", "remote-node", "all"), { maxLength: 1 }),
+      // Node peers: ClusterSecurityPolicy only (the SecurityPolicy schema has none).
+      ...(cluster ? { nodes: fc.array(nodeSel, { maxLength: 2 }) } : {}),
       ports: fc.array(slPort, { maxLength: 2 }),
     },
     { requiredKeys: [] },
@@ -209,8 +232,6 @@ const upstreamNetworks = fc.uniqueArray(
   ),
   { minLength: 1, maxLength: 2 },
 );
-// Node objects carry no labels: {} selects both, the other selects none.
-const nodeSel = fc.constantFrom({}, { matchLabels: { "node-role": "edge" } });
 // v1alpha2 NamespacedPod: podSelector required, namespaceSelector optional (unset: every namespace).
 // v1alpha1 requires both.
 const upstreamPods = (v1alpha1: boolean) =>
@@ -403,7 +424,7 @@ export const cluster = fc
           ),
         ),
       ),
-      nodes: fc.constant([node("n1", "172.18.0.1"), node("n2", "172.18.0.2")]),
+      nodes: fc.constant(NODE_OBJECTS),
       networkPolicies: fc.tuple(...Array.from({ length: c.nps }, (_, i) => networkPolicy(i))),
       securityPolicies: fc.tuple(...Array.from({ length: c.sps }, (_, i) => securityPolicy(i))),
       clusterSecurityPolicies: fc.tuple(...Array.from({ length: c.csps }, (_, i) => clusterPolicy(i))),
@@ -461,4 +482,22 @@ export function asObjects(c: {
     securityIdentities: [],
     other: [],
   };
+}
+
+// A generated cluster ready to probe: its inputs, every node's compiled state, the reference, where
+// each pod address is, and the addresses to probe (every pod's, then EXTERNAL_IPS).
+export function compiledCluster(c: Parameters<typeof asObjects>[0], allowLocalhost: AllowLocalhost) {
+  const inputs = inputsFromObjects(asObjects(c));
+  const ref = new ReferenceEvaluator(inputs, { allowLocalhost, hostAddresses: NODE_ADDRESSES });
+  const states = new Map<string, MapState>(
+    NODES.map((n) => [
+      n,
+      compile(inputs, { node: n, allowLocalhost, hostAddresses: NODE_ADDRESSES.get(n) }).state,
+    ]),
+  );
+  const podAt = new Map<string, { key: string; node: string }>();
+  for (const p of c.pods)
+    for (const ip of podIps(p))
+      podAt.set(ip, { key: `${p.metadata.namespace}/${p.metadata.name}`, node: p.spec!.nodeName! });
+  return { inputs, ref, states, podAt, ips: [...podAt.keys(), ...EXTERNAL_IPS] };
 }

@@ -90,11 +90,22 @@ app.kubernetes.io/component: {{ .component }}
        minutes before liveness counts; liveness (/healthz) restarts a stuck process (event loop
        blocked); readiness (/readyz) reports when it serves (caches synced, datapath loaded). */}}
 {{- define "sluice.probes" -}}
-{{- if include "sluice.serves" . -}}
+{{- $serves := include "sluice.serves" . -}}
+{{- $monitor := and (not .root.Values.image.legacy) (gt (int (.monitorPort | default 0)) 0) -}}
+{{- if or $serves $monitor }}
 ports:
+{{- end }}
+{{- if $serves }}
   # hostNetwork: the port is also a host port, so the scheduler never puts two pods binding it on
   # one node.
   - { name: metrics, containerPort: {{ .values.metrics.port }}, protocol: TCP }
+{{- end }}
+{{- if $monitor }}
+  # The agent's monitor (sluice monitor): bound on the node's loopback only, reached through the
+  # API server's pods/portforward; named so that the CLI finds its number.
+  - { name: monitor, containerPort: {{ .monitorPort }}, protocol: TCP }
+{{- end }}
+{{- if $serves }}
 startupProbe:
   httpGet: { path: /healthz, port: metrics }
   periodSeconds: 2

@@ -4,7 +4,12 @@
 // object for every endpoint it did not recompile, so the desired form of those is kept and only new or
 // changed endpoints (and the ipcache when it changed) go through desiredState again. The checks that
 // span endpoints (one endpoint per interface, one per id) are made here on every pass.
-import { type DesiredEndpoint, type DesiredState, desiredState } from "../datapath/writer/sync-plan.ts";
+import {
+  closedEntries,
+  type DesiredEndpoint,
+  type DesiredState,
+  desiredState,
+} from "../datapath/writer/sync-plan.ts";
 import type { EndpointState, IpcacheEntry, MapState } from "../policy/mapstate.ts";
 
 interface Cached {
@@ -16,6 +21,8 @@ interface Cached {
 export class DesiredStateCache {
   #ipcacheSource?: readonly IpcacheEntry[];
   #ipcache: DesiredState["ipcache"] = new Map();
+  #closedSource?: MapState["failClosed"];
+  #closed: DesiredState["failClosed"];
   readonly #endpoints = new Map<string, Cached>();
   // Endpoints rebuilt by the last build() (observability, tests).
   rebuilt = 0;
@@ -31,6 +38,10 @@ export class DesiredStateCache {
         () => undefined,
       ).desired.ipcache;
       this.#ipcacheSource = state.ipcache;
+    }
+    if (state.failClosed !== this.#closedSource) {
+      this.#closed = state.failClosed && closedEntries(state.failClosed.entries);
+      this.#closedSource = state.failClosed;
     }
     const endpoints = new Map<number, DesiredEndpoint>();
     const ids = new Map<number, string>();
@@ -62,6 +73,7 @@ export class DesiredStateCache {
       endpoints.set(ifindex, c.desired);
     }
     for (const k of this.#endpoints.keys()) if (!live.has(k)) this.#endpoints.delete(k);
-    return { desired: { ipcache: this.#ipcache, endpoints }, pending };
+    const closed = this.#closed;
+    return { desired: { ipcache: this.#ipcache, endpoints, ...(closed && { failClosed: closed }) }, pending };
   }
 }

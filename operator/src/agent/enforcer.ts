@@ -8,15 +8,11 @@ import type { ClusterObjects } from "../api/objects.ts";
 import type { Datapath } from "../datapath/kernel/programs.ts";
 import { attachAll, detachStale } from "../datapath/kernel/attachments.ts";
 import { describeMigrationError, LayoutMigration, type MigrationReport } from "../datapath/migrate.ts";
-import { MapSync, type MapUsage, type SyncReport } from "../datapath/writer/sync.ts";
+import { describeResizeError, type ResizeReport } from "../datapath/kernel/map-resize.ts";
+import { MapSync, type MapUsage, type PolicyBudget, type SyncReport } from "../datapath/writer/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
-import {
-  type AllowLocalhost,
-  type CompileError,
-  compile,
-  inputsFromObjects,
-  type MapState,
-} from "../policy/index.ts";
+import { type AllowLocalhost, type CompileError, inputsFromObjects, type MapState } from "../policy/index.ts";
+import { type CompileParts, compileParts, type PolicyInputs } from "../policy/compile.ts";
 import type { EndpointState } from "../policy/mapstate.ts";
 import { podIps } from "../policy/universe.ts";
 import { podKey } from "../api/k8s.ts";
@@ -35,6 +31,7 @@ export interface EnforcerOptions {
   node: string;
   resolver: InterfaceResolver;
   labelOptions?: LabelOptions;
+  // Most policy entries one endpoint may have (CompileOptions.capacity).
   capacity?: number;
   // CompileOptions.allowLocalhost (default "always").
   allowLocalhost?: AllowLocalhost;
@@ -53,11 +50,20 @@ export interface EnforceResult {
   // nothing was.
   migrated?: MigrationReport;
   migrationError?: string;
+  // The first write on maps grown beyond their pins (datapath/kernel/map-resize.ts): what was grown,
+  // or why nothing was.
+  resized?: ResizeReport;
+  resizeError?: string;
   // Live replacement: attachments of an earlier agent whose program this write swapped in place,
-  // and how long attaching (swaps included) and the layout migration took.
+  // and how long attaching (swaps included) and the layout migration or map resize took.
   swapped: number;
   attachMs: number;
   migrationMs: number;
+}
+
+export interface ApplyResult extends EnforceResult {
+  inputs: PolicyInputs;
+  parts: CompileParts;
 }
 
 export class Enforcer {
@@ -74,6 +80,7 @@ export class Enforcer {
   // Until the first write: the maps of an older layout whose programs still run on the links.
   #migration: LayoutMigration | undefined;
   #migrationError: string | undefined;
+  #resizeReported = false;
 
   constructor(dp: Datapath, o: EnforcerOptions) {
     this.#dp = dp;
@@ -101,6 +108,11 @@ export class Enforcer {
     return this.#sync.usage();
   }
 
+  // How much of the policy maps' budget the enforced policy takes (the figure the writer checks).
+  policyBudget(): PolicyBudget {
+    return this.#sync.policyBudget();
+  }
+
   // Endpoint ids live in every map key: the ids the maps already hold for these interfaces, by
   // endpoint key (a restarted agent keeps them, so its first write is a delta).
   appliedEndpointIds(interfaces: ReadonlyMap<string, HostInterface>): Map<string, number> {
@@ -113,11 +125,13 @@ export class Enforcer {
     return endpointIds;
   }
 
-  // Compiles the whole node from a view of the cluster and writes it (the static agent's pass).
-  async apply(objects: ClusterObjects): Promise<EnforceResult> {
+  // Compiles the whole node from a view of the cluster and writes it (the static agent's pass). The
+  // compile's parts come back too: what names the flow events of this state (the static monitor).
+  async apply(objects: ClusterObjects): Promise<ApplyResult> {
     const o = this.#o;
     const local = await resolveLocalInterfaces(objects.pods, o.node, o.resolver);
-    const result = compile(inputsFromObjects(objects, o.labelOptions), {
+    const inputs = inputsFromObjects(objects, o.labelOptions);
+    const parts = compileParts(inputs, {
       node: o.node,
       capacity: o.capacity,
       labelOptions: o.labelOptions,
@@ -131,7 +145,7 @@ export class Enforcer {
       if (i) wired.set(podKey(pod), { ...i, addresses: podIps(pod) });
     }
     // write() reports the compiled endpoints without an interface: the same pods local.pending names.
-    return { ...this.write(result.state, wired), errors: result.errors };
+    return { ...this.write(parts.result.state, wired), errors: parts.result.errors, inputs, parts };
   }
 
   // Writes a compiled state: the maps (one batched delta, nothing if they already hold it), then the
@@ -157,12 +171,14 @@ export class Enforcer {
     const detached = detachStale(this.#dp, new Set(wired.map((i) => i.ifname)));
     const tm = performance.now();
     const migration = this.#finishMigration();
+    const resize = this.#finishResize();
     return {
       sync,
       pending: sync.pending,
       endpoints: wired.length,
       detached: detached.map((l) => `${l.ifname}-${l.hook}`),
       ...migration,
+      ...resize,
       swapped: attached.filter((a) => a.adopted).length,
       attachMs,
       migrationMs: performance.now() - tm,
@@ -186,6 +202,21 @@ export class Enforcer {
     });
     for (const k of this.#addressed.keys()) if (!live.has(k)) this.#addressed.delete(k);
     return { ipcache: state.ipcache, endpoints };
+  }
+
+  // After the first write every link runs this object's programs (or is gone): grown maps take their
+  // pins (MapResize.finish waits for the old programs first). Reported once.
+  #finishResize(): { resized?: ResizeReport; resizeError?: string } {
+    const dp = this.#dp;
+    if (this.#resizeReported) return {};
+    this.#resizeReported = true;
+    if (dp.resizeError) return { resizeError: dp.resizeError };
+    if (!dp.resize?.pending) return {};
+    try {
+      return { resized: dp.resize.finish() };
+    } catch (e) {
+      return { resizeError: describeResizeError(e) };
+    }
   }
 
   // After the first write every link runs this layout's programs (or is gone): once no old program

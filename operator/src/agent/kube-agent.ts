@@ -41,6 +41,7 @@ import { liveIdentities } from "../identity/live.ts";
 import {
   type AllowLocalhost,
   type Change,
+  type CompileError,
   IncrementalCompiler,
   identitiesFor,
   inputsFromObjects,
@@ -62,6 +63,7 @@ import { nodeAddresses } from "./node-addresses.ts";
 import { PassClock, type PassReport, passLogFields, passWroteNothing } from "./pass-report.ts";
 import { PolicyDelayTracker } from "./policy-delay.ts";
 import { reportWriteOutcome } from "./write-outcome.ts";
+import { failedClosedCounts, nodeCapacityErrors, nodeErrorsOf } from "./capacity-report.ts";
 import { ALL_KEY, endpointKey, endpointOfKey, keysForEvent, type WatchedObject } from "./reconcile-keys.ts";
 
 const WATCHED: readonly Resource[] = [
@@ -107,6 +109,8 @@ export interface KubeAgentOptions {
   hostAddresses?: () => readonly string[];
   // How often the optional informers ask discovery whether their CRDs are served (default 15 s).
   discoveryIntervalMs?: number;
+  // Most policy entries one endpoint may have (CompileOptions.capacity); over it the endpoint fails closed.
+  endpointPolicyEntries?: number;
 }
 
 export type { PassReport } from "./pass-report.ts";
@@ -121,7 +125,7 @@ const POLICY_KINDS: ReadonlySet<string> = new Set([
 // What the node tells the operator: every policy it compiled at its generation, and what failed.
 export function enforcementSummary(
   objects: ClusterObjects,
-  errors: readonly { policies: string[]; message: string }[],
+  errors: readonly CompileError[],
 ): { enforced: EnforcedPolicy[]; errors: NodeError[] } {
   const policies: { key: string; metadata: KubernetesObject["metadata"] }[] = [
     ...objects.networkPolicies.map((p) => ({ kind: "NetworkPolicy" as const, p })),
@@ -143,11 +147,7 @@ export function enforcementSummary(
     enforced: policies
       .filter((p) => p.metadata?.uid && !failed.has(p.key))
       .map((p) => ({ uid: p.metadata!.uid!, generation: p.metadata?.generation ?? 0 })),
-    errors: errors.map((e) => ({
-      policy: e.policies[0],
-      uid: uidOf.get(e.policies[0] ?? ""),
-      message: e.message,
-    })),
+    errors: nodeErrorsOf(errors, (p) => uidOf.get(p)),
   };
 }
 
@@ -201,6 +201,7 @@ export class KubeAgent {
   readonly #policyDelay = new PolicyDelayTracker();
   // What /healthz and /readyz report (AgentHealth.live and .ready).
   readonly health = new AgentHealth();
+  #passes = 0;
 
   constructor(o: KubeAgentOptions) {
     this.#o = o;
@@ -216,6 +217,7 @@ export class KubeAgent {
     o.metrics?.setSources({
       verdicts: () => readVerdictCounters(o.datapath),
       mapUsage: () => this.#enforcer.mapUsage(),
+      policyBudget: () => this.#enforcer.policyBudget(),
     });
     this.#status = new NodeStatusPublisher(clients, o.node, {
       onError: (e) => this.#log.warn({ error: describeError(e) }, "node status not published; retrying"),
@@ -340,6 +342,12 @@ export class KubeAgent {
     this.#linkCheck.unref();
   }
 
+  // The compiler as of the last successful pass and the number of passes: what `sluice monitor` names
+  // flow events with (monitor/view.ts); undefined before the first pass.
+  get compiled(): { compiler: IncrementalCompiler; passes: number } | undefined {
+    return this.#compiler && { compiler: this.#compiler, passes: this.#passes };
+  }
+
   snapshot(): ClusterObjects {
     const objects: unknown[] = [];
     for (const inf of this.#informers)
@@ -367,7 +375,7 @@ export class KubeAgent {
     const result = pass.time("sync", () =>
       this.#enforcer.write(step.compiler.state, this.#wiredInterfaces()),
     );
-    this.#publish(step.compiler, result.endpoints);
+    this.#publish(step.compiler, result);
     this.#settleCni(step.compiler);
     this.#passDone(keys, step, pass, result);
     // The compiled endpoints without an interface: every one was resolved above, and is looked up
@@ -411,6 +419,7 @@ export class KubeAgent {
       previous: this.#compiler?.state,
       allowLocalhost: this.#o.allowLocalhost,
       hostAddresses,
+      capacity: this.#o.endpointPolicyEntries,
     });
     this.#compiler = compiler;
     this.#needsFull = false;
@@ -498,6 +507,7 @@ export class KubeAgent {
       totalMs: pass.elapsedMs(),
     };
     this.health.passSucceeded();
+    this.#passes++;
     const metrics = this.#o.metrics;
     if (metrics) {
       metrics.pass(report);
@@ -511,7 +521,7 @@ export class KubeAgent {
     }
     const quiet = passWroteNothing(result.sync) && !step.full;
     this.#log[quiet ? "debug" : "info"](passLogFields(report), "reconciled");
-    reportWriteOutcome(result, this.#log, metrics);
+    reportWriteOutcome(result, this.#log, metrics, step.compiler.errors);
   }
 
   #passFailed(keys: readonly string[], e: unknown): void {
@@ -594,7 +604,7 @@ export class KubeAgent {
     return byKey;
   }
 
-  #publish(compiler: IncrementalCompiler, endpoints: number): void {
+  #publish(compiler: IncrementalCompiler, result: EnforceWrite): void {
     const inputs = compiler.inputs();
     const objects: ClusterObjects = {
       ...emptyObjects(),
@@ -605,12 +615,19 @@ export class KubeAgent {
       adminNetworkPolicies: [...(inputs.adminNetworkPolicies ?? [])],
       baselineAdminNetworkPolicies: [...(inputs.baselineAdminNetworkPolicies ?? [])],
     };
-    const summary = enforcementSummary(objects, compiler.errors);
+    const failed = result.sync.failedClosed;
+    const errors = [
+      ...compiler.errors,
+      ...nodeCapacityErrors(failed, (ep) => compiler.policiesSelecting(ep)),
+    ];
+    const summary = enforcementSummary(objects, errors);
+    const counts = failedClosedCounts(compiler.errors, failed);
     this.#status.update({
       datapathVersion: DATAPATH_VERSION,
-      endpoints,
+      endpoints: result.endpoints,
       enforced: summary.enforced,
       errors: summary.errors,
+      failedClosedEndpoints: counts.endpointLimit + counts.policyMap,
       // A high-water mark for the allocator: numbers at or below it are never handed out again.
       maxIdentity: inputs.identities.reduce((m, i) => Math.max(m, i.id), 0),
     });

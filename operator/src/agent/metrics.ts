@@ -4,6 +4,7 @@
 // map usage, the datapath's verdict counters) are read by collect() at scrape time, so the
 // reconcile and packet paths pay nothing for them; the rest are observed once per pass.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { FailedClosedCounts } from "./capacity-report.ts";
 import type { PassReport } from "./pass-report.ts";
 
 // The datapath's node-wide verdict counters, as the datapath's reader returns them (cumulative).
@@ -22,14 +23,21 @@ export interface MapUsage {
   capacity: number;
 }
 
+// The policy maps' budget as the writer checks it: every endpoint's two generations, and capacity.
+export interface PolicyBudget {
+  entries: number;
+  capacity: number;
+}
+
 // What collect() reads at scrape time; each is optional (a source not wired yet exports nothing).
 export interface AgentMetricSources {
   queueDepth?: () => number;
   mapUsage?: () => readonly MapUsage[];
+  policyBudget?: () => PolicyBudget;
   verdicts?: () => readonly VerdictRow[];
 }
 
-export type ReplacementKind = "program_swap" | "layout_migration";
+export type ReplacementKind = "program_swap" | "layout_migration" | "map_resize";
 
 // From half a millisecond (an incremental pass on a quiet node) up to a minute (a wedged one).
 const DELAY_BUCKETS = [
@@ -48,6 +56,7 @@ export class AgentMetrics {
   readonly #replacements: Counter<"kind">;
   readonly #replacementDuration: Histogram<"kind">;
   readonly #watchErrors: Counter<"resource">;
+  readonly #failedClosed: Gauge<"limit">;
   #sources: AgentMetricSources = {};
   readonly registry: Registry;
 
@@ -105,7 +114,7 @@ export class AgentMetrics {
       help: "Local endpoints whose policy is in the maps and whose interface carries the programs",
       registers,
     });
-    const mapGauge = (name: string, help: string, field: "entries" | "capacity") =>
+    const mapGauge = (name: string, help: string, value: (u: MapUsage) => number) =>
       new Gauge({
         name,
         help,
@@ -115,18 +124,42 @@ export class AgentMetrics {
           const usage = sources().mapUsage;
           if (!usage) return;
           this.reset();
-          for (const u of usage()) this.set({ map: u.map }, u[field]);
+          for (const u of usage()) this.set({ map: u.map }, value(u));
         },
       });
-    mapGauge("sluice_datapath_map_entries", "Entries in each BPF map the agent writes", "entries");
+    mapGauge("sluice_datapath_map_entries", "Entries in each BPF map the agent writes", (u) => u.entries);
     mapGauge(
       "sluice_datapath_map_capacity_entries",
       "Capacity (max entries) of each BPF map the agent writes",
-      "capacity",
+      (u) => u.capacity,
     );
+    mapGauge(
+      "sluice_datapath_map_fill_ratio",
+      "Entries over capacity of each BPF map the agent writes (0 to 1): map pressure before a limit is hit",
+      (u) => (u.capacity > 0 ? u.entries / u.capacity : 0),
+    );
+    new Gauge({
+      name: "sluice_datapath_policy_fill_ratio",
+      help: "Policy entries of every local endpoint's two generations over the policy maps' capacity, the figure the writer checks: at 1, endpoints whose policy does not fit fail closed",
+      registers,
+      collect() {
+        const budget = sources().policyBudget;
+        if (!budget) return;
+        const b = budget();
+        this.set(b.capacity > 0 ? b.entries / b.capacity : 0);
+      },
+    });
+    this.#failedClosed = new Gauge({
+      name: "sluice_agent_endpoints_failed_closed",
+      help: "Local endpoints that fail closed because their policy does not fit: limit endpoint (over --endpoint-policy-entries) or policy_map (the node's policy map is full)",
+      labelNames: ["limit"],
+      registers,
+    });
+    this.#failedClosed.set({ limit: "endpoint" }, 0);
+    this.#failedClosed.set({ limit: "policy_map" }, 0);
     this.#replacements = new Counter({
       name: "sluice_agent_live_replacements_total",
-      help: "Live replacements of the datapath: program_swap counts attachments whose program was swapped in place, layout_migration the map layout upgrades",
+      help: "Live replacements of the datapath: program_swap counts attachments whose program was swapped in place, layout_migration the map layout upgrades, map_resize the pinned maps grown to configured sizes",
       labelNames: ["kind"],
       registers,
     });
@@ -203,6 +236,12 @@ export class AgentMetrics {
   liveReplacement(kind: ReplacementKind, count: number, seconds: number): void {
     this.#replacements.inc({ kind }, count);
     this.#replacementDuration.observe({ kind }, seconds);
+  }
+
+  // After each write: endpoints failing closed, by the limit they hit.
+  failedClosed(c: FailedClosedCounts): void {
+    this.#failedClosed.set({ limit: "endpoint" }, c.endpointLimit);
+    this.#failedClosed.set({ limit: "policy_map" }, c.policyMap);
   }
 
   watchRestart(resource: string): void {

@@ -18,7 +18,7 @@
 //   networked). Any of them changed: NODE_KEY (ipcache, refined identities) and the endpoint's key if
 //   the pod is or was on this node.
 // - Namespace: only its labels count: the endpoints in it (their label sets change) and NODE_KEY.
-// - Node: only its addresses count: NODE_KEY.
+// - Node: only its addresses and labels count (node peers select by labels): NODE_KEY.
 // - SecurityIdentity: every endpoint (any rule's peers, or an endpoint's own number, may change) and
 //   NODE_KEY. Identity changes are rare next to policy and pod changes, so this stays simple.
 import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
@@ -80,8 +80,10 @@ function labelsText(l: Readonly<Record<string, string>> | undefined): string {
   return JSON.stringify(Object.entries(l ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-function addressesText(n: Node): string {
-  return JSON.stringify((n.status?.addresses ?? []).map((a) => [a.type, a.address]));
+// What of a Node the compiler reads: its addresses, and its labels for node peers.
+function nodeText(n: Node): string {
+  const addresses = JSON.stringify((n.status?.addresses ?? []).map((a) => [a.type, a.address]));
+  return `${addresses}|${labelsText(n.metadata.labels)}`;
 }
 
 type AnyPolicy =
@@ -133,7 +135,7 @@ export function keysForEvent(e: ObjectEvent, view: NodeView): string[] {
     case "Node": {
       const old = e.old as Node | undefined;
       const cur = e.current as Node | undefined;
-      if (old && cur && addressesText(old) === addressesText(cur)) return [];
+      if (old && cur && nodeText(old) === nodeText(cur)) return [];
       return [NODE_KEY];
     }
     case "SecurityIdentity":

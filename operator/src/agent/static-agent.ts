@@ -4,12 +4,16 @@ import { writeFileSync } from "node:fs";
 import { classifyObjects } from "../api/objects.ts";
 import { openFlowEvents } from "../datapath/flow-events.ts";
 import type { AttachMode } from "../datapath/kernel/links.ts";
+import { describeKeptSizes, type MapSizes } from "../datapath/kernel/map-sizes.ts";
 import { loadDatapath } from "../datapath/kernel/programs.ts";
 import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
 import { loadManifests } from "../manifests/load.ts";
 import { type Logger, silentLogger } from "../observe/log.ts";
 import { AgentHealth } from "./agent-health.ts";
-import { Enforcer, type EnforceResult } from "./enforcer.ts";
+import { formatMonitorAddress, type MonitorListen } from "../monitor/server.ts";
+import { staticMonitorSource } from "../monitor/static-source.ts";
+import type { MonitorSource } from "../monitor/view.ts";
+import { type ApplyResult, Enforcer } from "./enforcer.ts";
 import { type EventSampling, writeEventSampling } from "./event-config.ts";
 import { type InterfaceResolver, RouteInterfaceResolver } from "./host-interfaces.ts";
 import type { AgentMetrics } from "./metrics.ts";
@@ -29,6 +33,9 @@ export interface StaticAgentOptions {
   resolver?: InterfaceResolver;
   // Flow events to this sink (JSON lines), sampled as configured.
   onEvent?: (line: string) => void;
+  // Or: flows served for `sluice monitor`, named with the last reload's compile (its address goes in
+  // the ready file). Not with onEvent: the ring buffer has one reader.
+  monitor?: { listen: MonitorListen; buffer: number };
   sampling: EventSampling;
   // Default: silent (a library caller that wants no output).
   logger?: Logger;
@@ -39,13 +46,18 @@ export interface StaticAgentOptions {
   allowLocalhost?: AllowLocalhost;
   // The node's own addresses (identity host); default: this network namespace's, read at every reload.
   hostAddresses?: () => readonly string[];
+  // The BPF map sizes (default the build's) and the most policy entries one endpoint may have.
+  mapSizes?: MapSizes;
+  endpointPolicyEntries?: number;
 }
 
 export class StaticAgent {
   readonly #o: StaticAgentOptions;
   readonly #enforcer: Enforcer;
   readonly #log: Logger;
-  #stopEvents?: () => void;
+  #stopEvents?: () => void | Promise<void>;
+  // The last reload's compile, for the monitor's names, and how many reloads made it.
+  #compiled?: { compiler: MonitorSource; passes: number };
   // No caches here: ready once the files are enforced, not while the last reload failed.
   readonly health = new AgentHealth();
 
@@ -57,8 +69,14 @@ export class StaticAgent {
   }
 
   static async start(o: StaticAgentOptions): Promise<StaticAgent> {
-    const dp = loadDatapath({ pinRoot: o.pinRoot, objectPath: o.objectPath, attachMode: o.attachMode });
+    const dp = loadDatapath({
+      pinRoot: o.pinRoot,
+      objectPath: o.objectPath,
+      attachMode: o.attachMode,
+      mapSizes: o.mapSizes,
+    });
     writeEventSampling(dp, o.sampling);
+    if (dp.keptSizes.length > 0) o.logger?.warn(describeKeptSizes(dp.keptSizes));
 
     const agent = new StaticAgent(
       o,
@@ -67,6 +85,7 @@ export class StaticAgent {
         resolver: o.resolver ?? new RouteInterfaceResolver(),
         allowLocalhost: o.allowLocalhost,
         hostAddresses: o.hostAddresses ?? (() => nodeAddresses()),
+        capacity: o.endpointPolicyEntries,
       }),
     );
     o.metrics?.setSources({
@@ -85,20 +104,49 @@ export class StaticAgent {
         });
         agent.#stopEvents = () => stream.stop();
       }
+      let monitor: string | undefined;
+      if (o.monitor) {
+        // Observability, not enforcement: as in Kubernetes mode, an address it cannot bind is logged.
+        const { AgentMonitor } = await import("../monitor/agent-monitor.ts");
+        try {
+          const m = await AgentMonitor.start({
+            node: o.node,
+            datapath: dp,
+            sampling: o.sampling,
+            listen: o.monitor.listen,
+            source: () => agent.#compiled,
+            capacity: o.monitor.buffer,
+            logger: agent.#log,
+          });
+          agent.#stopEvents = () => m.close();
+          monitor = formatMonitorAddress(m.address);
+          agent.#log.info({ address: monitor }, "serving flows for sluice monitor on /v1/flows");
+        } catch (e) {
+          agent.#log.error(
+            { err: e, address: formatMonitorAddress(o.monitor.listen) },
+            "monitor not served; enforcing without it",
+          );
+        }
+      }
       if (o.readyFile)
         writeFileSync(
           o.readyFile,
-          JSON.stringify({ ...o.readyInfo, endpoints: result.endpoints, pending: result.pending }),
+          JSON.stringify({
+            ...o.readyInfo,
+            ...(monitor ? { monitor } : {}),
+            endpoints: result.endpoints,
+            pending: result.pending,
+          }),
         );
     } catch (e) {
-      agent.close();
+      await agent.close();
       throw e;
     }
     return agent;
   }
 
   // Re-reads the files and applies them. Returns undefined (and keeps the enforced state) on bad input.
-  async reload(): Promise<EnforceResult | undefined> {
+  async reload(): Promise<ApplyResult | undefined> {
     const t0 = performance.now();
     this.health.passStarted();
     const { documents, errors } = loadManifests(this.#o.files);
@@ -110,7 +158,7 @@ export class StaticAgent {
       );
       return undefined;
     }
-    let result: EnforceResult;
+    let result: ApplyResult;
     try {
       result = await this.#enforcer.apply(classifyObjects(documents.map((d) => d.object)));
     } catch (e) {
@@ -118,6 +166,10 @@ export class StaticAgent {
       throw e;
     }
     this.health.passSucceeded();
+    this.#compiled = {
+      compiler: staticMonitorSource(result.inputs, result.parts),
+      passes: (this.#compiled?.passes ?? 0) + 1,
+    };
     for (const e of result.errors)
       this.#log.error(
         { policy: e.policies.join(", "), ...(e.field ? { field: e.field } : {}) },
@@ -140,13 +192,13 @@ export class StaticAgent {
       },
       "enforcing",
     );
-    reportWriteOutcome(result, this.#log, this.#o.metrics);
+    reportWriteOutcome(result, this.#log, this.#o.metrics, result.errors);
     return result;
   }
 
   // Closes this process's handles. Pinned maps and links stay: the datapath keeps enforcing.
-  close(): void {
-    this.#stopEvents?.();
+  async close(): Promise<void> {
+    await this.#stopEvents?.();
     this.#enforcer.datapath.close();
   }
 }

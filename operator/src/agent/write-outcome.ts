@@ -1,17 +1,38 @@
 // What a write did besides the map delta, for both agents' logs and metrics: live replacement (the
-// programs of an earlier agent swapped in place, a map layout migrated) and links removed.
+// programs of an earlier agent swapped in place, a map layout migrated, maps grown), links removed, and endpoints
+// that fail closed because their policy does not fit.
+import { describeFailedClosed } from "../datapath/writer/capacity-fit.ts";
 import { describeMigration } from "../datapath/migrate.ts";
+import { describeResize } from "../datapath/kernel/map-resize.ts";
 import type { Logger } from "../observe/log.ts";
+import type { CompileError } from "../policy/index.ts";
+import { failedClosedCounts } from "./capacity-report.ts";
 import type { EnforceResult } from "./enforcer.ts";
 import type { AgentMetrics } from "./metrics.ts";
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
+// Endpoints named in one log line at most.
+const LOGGED_ENDPOINTS = 20;
 
 export function reportWriteOutcome(
   r: Omit<EnforceResult, "errors">,
   log: Logger,
   metrics: AgentMetrics | undefined,
+  compileErrors: readonly CompileError[] = [],
 ): void {
+  const failed = r.sync.failedClosed;
+  metrics?.failedClosed(failedClosedCounts(compileErrors, failed));
+  if (failed.length > 0)
+    log.warn(
+      {
+        endpoints: failed.slice(0, LOGGED_ENDPOINTS).map((f) => f.key),
+        failed_closed: failed.length,
+        needed: failed[0].needed,
+        available: failed[0].available,
+        capacity: failed[0].capacity,
+      },
+      `the node's policy map is full: ${failed.length} endpoint(s) fail closed; first: ${describeFailedClosed(failed[0])}`,
+    );
   if (r.swapped > 0) {
     metrics?.liveReplacement("program_swap", r.swapped, r.attachMs / 1000);
     log.info(
@@ -33,6 +54,17 @@ export function reportWriteOutcome(
     );
   }
   if (r.migrationError) log.error(r.migrationError);
+  if (r.resized) {
+    metrics?.liveReplacement("map_resize", 1, r.migrationMs / 1000);
+    log.info(
+      {
+        maps: r.resized.maps.map((m) => `${m.map}:${m.pinned}->${m.configured}`),
+        conntrack: r.resized.conntrack,
+      },
+      describeResize(r.resized),
+    );
+  }
+  if (r.resizeError) log.error(`${r.resizeError}; the maps keep their pinned size`);
   if (r.detached.length > 0)
     log.info({ links: r.detached }, "links of interfaces that are no endpoints removed");
 }

@@ -260,6 +260,20 @@ export type ClusterSecurityPolicySpec = {
     }[];
     /** world: outside the cluster; cluster: every pod and node; host: this node; remote-node: other nodes; all: everything. */
     entities?: Array<"world" | "cluster" | "host" | "remote-node" | "all">;
+    /** Nodes by label, as the upstream ClusterNetworkPolicy nodes peer: every address of each selected node (its Node object's InternalIP and ExternalIP addresses, and on the node itself every address of its own interfaces), so host-network pods too. Each item is one label selector over Node objects; an empty one selects every node. */
+    nodes?: Array<{
+      /** Labels that must all be present with these values. */
+      matchLabels?: Record<string, string>;
+      /** Set-based requirements; all must hold. */
+      matchExpressions?: Array<{
+        /** The label key. */
+        key: string;
+        /** In, NotIn, Exists or DoesNotExist. */
+        operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+        /** Values for In and NotIn; empty for Exists and DoesNotExist. */
+        values?: string[];
+      }>;
+    }>;
     /** Destination ports; absent matches every port and protocol. */
     ports?: Array<{
       /** TCP, UDP, SCTP, ICMP, ICMPv6 or ANY. Absent means ANY: with a port, TCP, UDP and SCTP. */
@@ -320,6 +334,20 @@ export type ClusterSecurityPolicySpec = {
     }[];
     /** world: outside the cluster; cluster: every pod and node; host: this node; remote-node: other nodes; all: everything. */
     entities?: Array<"world" | "cluster" | "host" | "remote-node" | "all">;
+    /** Nodes by label, as the upstream ClusterNetworkPolicy nodes peer: every address of each selected node (its Node object's InternalIP and ExternalIP addresses, and on the node itself every address of its own interfaces), so host-network pods too. Each item is one label selector over Node objects; an empty one selects every node. */
+    nodes?: Array<{
+      /** Labels that must all be present with these values. */
+      matchLabels?: Record<string, string>;
+      /** Set-based requirements; all must hold. */
+      matchExpressions?: Array<{
+        /** The label key. */
+        key: string;
+        /** In, NotIn, Exists or DoesNotExist. */
+        operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+        /** Values for In and NotIn; empty for Exists and DoesNotExist. */
+        values?: string[];
+      }>;
+    }>;
     /** Destination ports; absent matches every port and protocol. */
     ports?: Array<{
       /** TCP, UDP, SCTP, ICMP, ICMPv6 or ANY. Absent means ANY: with a port, TCP, UDP and SCTP. */

@@ -7,12 +7,23 @@ import { type EventSampling, writeEventSampling } from "../agent/event-config.ts
 import { AgentMetrics } from "../agent/metrics.ts";
 import type { StaticAgent } from "../agent/static-agent.ts";
 import type { AttachMode } from "../datapath/kernel/links.ts";
-import { loadDatapath } from "../datapath/kernel/programs.ts";
+import { describeKeptSizes, type MapSizes } from "../datapath/kernel/map-sizes.ts";
+import { type Datapath, loadDatapath } from "../datapath/kernel/programs.ts";
+import type { AgentMonitor, AgentMonitorOptions } from "../monitor/agent-monitor.ts";
+import {
+  DEFAULT_MONITOR_BUFFER,
+  formatMonitorAddress,
+  MONITOR_ADDR,
+  MONITOR_SAMPLING,
+  type MonitorListen,
+  parseMonitorAddress,
+} from "../monitor/server.ts";
 import { EventLoopCheck, type HealthCheck } from "../observe/health.ts";
 import { createLogger, type Logger, logArgOptions, logSettings, logUsage } from "../observe/log.ts";
 import { type ListenAddress, newRegistry, ObserveServer, parseListenAddress } from "../observe/server.ts";
 import { ALLOW_LOCALHOST_MODES, type AllowLocalhost } from "../policy/mapstate.ts";
 import { kubeOptions } from "./kube-flags.ts";
+import { datapathLimits, mapSizeOptions, mapSizeUsage } from "./map-flags.ts";
 import { oneOf, parseCommandArgs, UsageError } from "./usage.ts";
 
 const usage =
@@ -25,6 +36,10 @@ const usage =
   "         [--allow-localhost always|policy]   (always, the default: the node reaches its own pods whatever\n" +
   "                                              the policies say; policy: where a policy allows entity host)\n" +
   "         [--metrics-addr [host]:port|0]   (/metrics, /healthz, /readyz; default :9962, 0: none)\n" +
+  `         ${mapSizeUsage}\n` +
+  "         [--monitor-addr 127.0.0.1:port|unix:<path>|0] [--monitor-buffer N]   (flows for sluice monitor,\n" +
+  "                                          loopback only; default 127.0.0.1:9964, with --static or --events 0;\n" +
+  "                                          events then default to 1 of 1 denied, 1 of 100 allowed packets)\n" +
   `         ${logUsage}`;
 
 function count(v: string | undefined, name: string, fallback: number): number {
@@ -41,6 +56,8 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
     options: {
       ...logArgOptions,
       "metrics-addr": { type: "string", default: ":9962" },
+      "monitor-addr": { type: "string" },
+      "monitor-buffer": { type: "string" },
       static: { type: "boolean", default: false },
       ...kubeOptions,
       file: { type: "string", short: "f", multiple: true },
@@ -53,6 +70,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       events: { type: "boolean", default: false },
       "attach-mode": { type: "string", default: "auto" },
       "allow-localhost": { type: "string", default: "always" },
+      ...mapSizeOptions,
       "event-sample-allow": { type: "string" },
       "event-sample-deny": { type: "string" },
       "events-per-second": { type: "string" },
@@ -63,15 +81,27 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
+  // One ring buffer, one reader: its events go to --events or to the monitor, never split between them.
+  if (values.events && values["monitor-addr"] !== undefined && values["monitor-addr"] !== "0")
+    throw new UsageError("--monitor-addr: --events reads the flow events already; use one of them");
+  // A static agent serves the monitor only when asked (a lab's, the demo's): several run on one host.
+  const monitorAddr = values["monitor-addr"] ?? (values.static || values.events ? "0" : MONITOR_ADDR);
+  const monitor = parseMonitorAddress(monitorAddr);
+  const monitorBuffer = count(values["monitor-buffer"], "monitor-buffer", DEFAULT_MONITOR_BUFFER);
+  if (monitorBuffer < 1) throw new UsageError("--monitor-buffer: at least 1 flow");
+  // What is reported when nothing says otherwise: every event for --events, denied packets and a
+  // sample of allowed ones for the monitor, nothing when no one reads them.
+  const defaults = values.events ? { allow: 1, deny: 1 } : monitor ? MONITOR_SAMPLING : { allow: 0, deny: 0 };
   const sampling: EventSampling = {
-    sampleAllow: count(values["event-sample-allow"], "event-sample-allow", values.events ? 1 : 0),
-    sampleDeny: count(values["event-sample-deny"], "event-sample-deny", values.events ? 1 : 0),
+    sampleAllow: count(values["event-sample-allow"], "event-sample-allow", defaults.allow),
+    sampleDeny: count(values["event-sample-deny"], "event-sample-deny", defaults.deny),
     perSecond: count(values["events-per-second"], "events-per-second", 1000),
   };
   const attachMode = values["attach-mode"];
   if (attachMode !== "auto" && attachMode !== "tcx" && attachMode !== "tc")
     throw new UsageError(`--attach-mode: ${JSON.stringify(attachMode)} is not one of auto, tcx, tc`);
   const allowLocalhost = oneOf("--allow-localhost", values["allow-localhost"], ALLOW_LOCALHOST_MODES);
+  const limits = datapathLimits(values);
   if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length))
     throw new UsageError(
       `${values.static && !values.file?.length ? "--static needs -f <files>; " : ""}--node and --bpffs-root are required (see sluice agent --help)`,
@@ -99,7 +129,10 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       sampling,
       attachMode,
       allowLocalhost,
+      ...limits,
       cniSocket: values["cni-socket"],
+      monitor,
+      monitorBuffer,
     });
   // The server first, so that probes get an answer (503) while the files are read and enforced.
   const metrics = listen ? new AgentMetrics(newRegistry()) : undefined;
@@ -126,8 +159,10 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       readyFile: values["ready-file"],
       readyInfo: server ? { metrics: formatAddress(server.address) } : {},
       onEvent: values.events ? (line) => process.stdout.write(`${line}\n`) : undefined,
+      monitor: monitor && { listen: monitor, buffer: monitorBuffer },
       sampling,
       allowLocalhost,
+      ...limits,
       logger: log,
       metrics,
     });
@@ -145,7 +180,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
     });
     await untilSignalled();
     await reloading;
-    agent.close();
+    await agent.close();
   } finally {
     await server?.close();
   }
@@ -184,6 +219,36 @@ async function startObserveServer(
   return server;
 }
 
+// The monitor is observability, not enforcement: an address it cannot bind (another agent's default
+// port on a shared test host) is logged, and the agent runs on without it.
+async function startMonitor(
+  o: KubeAgentCliOptions,
+  listen: MonitorListen,
+  datapath: Datapath,
+  source: AgentMonitorOptions["source"],
+): Promise<AgentMonitor | undefined> {
+  const { AgentMonitor } = await import("../monitor/agent-monitor.ts");
+  try {
+    const m = await AgentMonitor.start({
+      node: o.node,
+      datapath,
+      sampling: o.sampling,
+      listen,
+      source,
+      capacity: o.monitorBuffer,
+      logger: o.log,
+    });
+    o.log.info({ address: formatMonitorAddress(m.address) }, "serving flows for sluice monitor on /v1/flows");
+    return m;
+  } catch (e) {
+    o.log.error(
+      { err: e, address: formatMonitorAddress(listen) },
+      "monitor not served; enforcing without it",
+    );
+    return undefined;
+  }
+}
+
 function untilSignalled(): Promise<void> {
   return new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);
@@ -199,14 +264,25 @@ interface KubeAgentCliOptions extends CommonOptions {
   sampling: EventSampling;
   attachMode: AttachMode | "auto";
   allowLocalhost: AllowLocalhost;
+  mapSizes: MapSizes;
+  endpointPolicyEntries: number;
   cniSocket: string | undefined;
+  monitor: MonitorListen | undefined;
+  monitorBuffer: number;
 }
 
 async function kubeAgent(o: KubeAgentCliOptions): Promise<number> {
-  const datapath = loadDatapath({ pinRoot: o.pinRoot, objectPath: o.objectPath, attachMode: o.attachMode });
+  const datapath = loadDatapath({
+    pinRoot: o.pinRoot,
+    objectPath: o.objectPath,
+    attachMode: o.attachMode,
+    mapSizes: o.mapSizes,
+  });
+  if (datapath.keptSizes.length > 0) o.log.warn(describeKeptSizes(datapath.keptSizes));
   writeEventSampling(datapath, o.sampling);
   const metrics = o.listen ? new AgentMetrics(newRegistry()) : undefined;
   let server: ObserveServer | undefined;
+  let monitor: AgentMonitor | undefined;
   try {
     const { KubeAgent } = await import("../agent/kube-agent.ts");
     const agent = new KubeAgent({
@@ -218,21 +294,28 @@ async function kubeAgent(o: KubeAgentCliOptions): Promise<number> {
       logger: o.log,
       metrics,
       allowLocalhost: o.allowLocalhost,
+      endpointPolicyEntries: o.endpointPolicyEntries,
       cniSocket: o.cniSocket,
     });
     // Listening before the caches sync: /readyz says why it is not ready yet.
     server = await startObserveServer(o, metrics, agent.health.ready, () => agent.health.live);
+    monitor = o.monitor && (await startMonitor(o, o.monitor, datapath, () => agent.compiled));
     await agent.start();
     if (o.readyFile)
       writeFileSync(
         o.readyFile,
-        JSON.stringify({ node: o.node, ...(server ? { metrics: formatAddress(server.address) } : {}) }),
+        JSON.stringify({
+          node: o.node,
+          ...(server ? { metrics: formatAddress(server.address) } : {}),
+          ...(monitor ? { monitor: formatMonitorAddress(monitor.address) } : {}),
+        }),
       );
     // "agent ready on node" is what the cluster's upgrade test waits for.
     o.log.info(`agent ready on node ${o.node}`);
     await untilSignalled();
     await agent.stop();
   } finally {
+    await monitor?.close();
     await server?.close();
     datapath.close();
   }

@@ -27,6 +27,14 @@ export const commands: Record<string, Command> = {
     summary: "the connectivity rows a change of policies opens or closes",
     run: async (argv) => (await import("./plan.ts")).planMain(argv),
   },
+  explain: {
+    summary: "the verdict for one packet and the policies and rules that decide it",
+    run: async (argv) => (await import("./explain.ts")).explainMain(argv),
+  },
+  monitor: {
+    summary: "the nodes' verdicts as they happen, with the pods and the deciding policy rule",
+    run: async (argv) => (await import("./monitor.ts")).monitorMain(argv),
+  },
   lab: {
     summary: "network-namespace lab: sluice lab run|up|probe|status|down|clean",
     run: async (argv) => (await import("./lab.ts")).labMain(argv),

@@ -1,11 +1,18 @@
 // `sluice demo` (what `npm run demo` runs): the lab from samples/demo, its connectivity matrix before
-// and after the sample policies, then the datapath replaced under traffic with the packets lost and
+// and after the sample policies with one drop explained (`sluice explain`) and as the datapath
+// reported it (`sluice monitor`), then the datapath replaced under traffic with the packets lost and
 // leaked, then cleanup. Prints the time of every step.
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { diffMatrices, formatMatrixTable, type MatrixRow } from "../api/matrix-rows.ts";
+import { diffMatrices, formatMatrixTable, formatPort, type MatrixRow } from "../api/matrix-rows.ts";
 import { loadObjects } from "../manifests/load.ts";
+import { inputsFromObjects } from "../policy/index.ts";
+import type { FlowRecord } from "../monitor/flow-record.ts";
+import { readFlows } from "../monitor/client.ts";
+import { formatFlow, tableHeader } from "../monitor/format.ts";
+import type { Explanation } from "../policy/explain.ts";
+import { explainRequest, formatExplanation } from "./explain.ts";
 import { matrixFromPaths } from "./matrix.ts";
 import { Lab } from "../lab/lab.ts";
 import { runLiveTraffic } from "../lab/traffic.ts";
@@ -58,7 +65,10 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
 
   const topology = topologyFromObjects(loadObjects(topologyFiles));
   let t = performance.now();
-  const lab = await Lab.create(topology, { extraPorts: [{ port: SPARE_UDP_PORT, protocol: "UDP" }] });
+  const lab = await Lab.create(topology, {
+    extraPorts: [{ port: SPARE_UDP_PORT, protocol: "UDP" }],
+    staticMonitor: true,
+  });
   try {
     out(
       `Lab ${lab.plan.runId}: ${plural(topology.nodes.length, "node")} (${topology.nodes.join(", ")}), ${plural(topology.pods.length, "pod")}, built in ${ms(t)}`,
@@ -101,6 +111,8 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
         : `Measured matrix DIFFERS from \`sluice matrix\`: ${disagree.join("; ")}`,
     );
     if (disagree.length > 0) process.exitCode = 1;
+    const explained = explainOneDrop(after.results, [...topologyFiles, policiesDir]);
+    if (explained) await monitorOneDrop(lab, explained);
     for (const n of [...before.notes, ...after.notes]) out(`note: ${n}`);
     if (before.skipped.length + after.skipped.length > 0)
       out(
@@ -143,6 +155,65 @@ export async function demoMain(argv: readonly string[]): Promise<number> {
     out(`Cleaned up in ${ms(t)}; demo took ${ms(start)}`);
   }
   return typeof process.exitCode === "number" ? process.exitCode : 0;
+}
+
+// `sluice explain` on one probe the policies drop (one a rule decides, where there is one): which
+// policy and rule decided it. Explain must call it a drop too.
+function explainOneDrop(rows: readonly MatrixRow[], files: readonly string[]): ExplainedDrop | undefined {
+  const inputs = inputsFromObjects(loadObjects(files));
+  const explained = rows
+    .filter((r) => r.verdict === "deny")
+    .map((r) => ({
+      port: formatPort(r),
+      r,
+      x: explainRequest(inputs, { from: r.from, to: r.to, port: formatPort(r) }),
+    }));
+  const byRule = (e: (typeof explained)[number]) =>
+    [e.x.explanation.egress, e.x.explanation.ingress].some(
+      (s) => s?.datapath.verdict === "deny" && s.decision.by === "rule",
+    );
+  const pick = explained.find(byRule) ?? explained[0];
+  if (!pick) return undefined;
+  out();
+  out(
+    `Why one probe was dropped (sluice explain --from ${pick.r.from} --to ${pick.r.to} --port ${pick.port}):`,
+  );
+  out(formatExplanation(pick.x.explanation, pick.x.portLabel));
+  if (pick.x.explanation.verdict !== "deny") {
+    out("FAILED: the lab dropped it, `sluice explain` says it is allowed");
+    process.exitCode = 1;
+  }
+  return { row: pick.r, port: pick.port, explanation: pick.x.explanation };
+}
+
+interface ExplainedDrop {
+  row: MatrixRow;
+  port: string;
+  explanation: Explanation;
+}
+
+// The same drop as the datapath reported it (`sluice monitor`: the agents' flows, named by each
+// agent): the side that denied it must name the rule explain named.
+async function monitorOneDrop(lab: Lab, d: ExplainedDrop): Promise<void> {
+  const query = new URLSearchParams({ verdict: "denied", from: d.row.from, to: d.row.to, port: d.port });
+  const flows: FlowRecord[] = [];
+  for (const node of lab.plan.nodes.map((n) => n.name)) {
+    const address = lab.agentMonitorAddress(node);
+    if (!address) continue;
+    const target = { node, via: address, connection: { socketPath: address.replace(/^unix:/, "") } };
+    for await (const r of readFlows(target, query)) if (r.type === "flow") flows.push(r);
+  }
+  out();
+  out(
+    `The same drop as the datapath reported it (sluice monitor --verdict denied --from ${d.row.from} --to ${d.row.to} --port ${d.port}):`,
+  );
+  out(tableHeader());
+  for (const f of flows.slice(-3)) out(formatFlow(f));
+  const side = d.explanation[flows.at(-1)?.direction ?? "ingress"];
+  if (flows.length === 0 || !side || flows.at(-1)?.rule?.ruleId !== (side.datapath.ruleId || undefined)) {
+    out("FAILED: the monitor does not show the drop with the rule `sluice explain` named");
+    process.exitCode = 1;
+  }
 }
 
 interface TrafficPair {

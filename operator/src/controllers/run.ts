@@ -198,7 +198,7 @@ export class Operator {
     const log = this.log;
     const metrics = this.metrics;
     this.identity = new IdentityController({
-      custom: clients.custom,
+      kc: clients.kc,
       pods: this.informers.pods,
       namespaces: this.informers.namespaces,
       identities: this.informers.identities,

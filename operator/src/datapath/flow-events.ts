@@ -70,12 +70,15 @@ export interface RecordStreamEvents<T> {
 
 // A ring buffer consumer: emits "events" with each delivered batch (decoded by `decode`), and iterates
 // asynchronously. Records that fail to decode are reported as "error" and skipped, never thrown into
-// the addon's callback. Call stop() to end polling (the iterator then finishes).
+// the addon's callback. Call stop() to end polling (the iterator then finishes). Records are queued for
+// the iterator only once it is iterated (a listener-only consumer, the agent's monitor, holds none),
+// and only up to maxQueued: the rest are counted in `dropped`.
 export class RecordStream<T> extends EventEmitter<RecordStreamEvents<T>> {
   readonly #rb: RingBufferHandle;
   readonly #queue: T[] = [];
   #waiter: (() => void) | undefined;
   #stopped = false;
+  #iterated = false;
   readonly #maxQueued: number;
   dropped = 0;
 
@@ -100,6 +103,7 @@ export class RecordStream<T> extends EventEmitter<RecordStreamEvents<T>> {
         }
         if (out.length === 0) return;
         this.emit("events", out);
+        if (!this.#iterated) return;
         for (const ev of out) {
           // Only buffer for the iterator up to a bound: a consumer that does not pull must not grow memory.
           if (this.#queue.length < this.#maxQueued) this.#queue.push(ev);
@@ -124,6 +128,7 @@ export class RecordStream<T> extends EventEmitter<RecordStreamEvents<T>> {
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<T> {
+    this.#iterated = true;
     for (;;) {
       while (this.#queue.length > 0) yield this.#queue.shift()!;
       if (this.#stopped) return;

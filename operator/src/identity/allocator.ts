@@ -98,7 +98,12 @@ export class IdentityIndex {
     const set = this.byHash.get(r.hash);
     set?.delete(id);
     if (set && set.size === 0) this.byHash.delete(r.hash);
-    if (id === this.max) this.max = Math.max(0, ...this.byId.keys());
+    if (id === this.max) {
+      // A loop, not Math.max(...keys): tens of thousands of arguments overflow the stack.
+      let max = 0;
+      for (const k of this.byId.keys()) if (k > max) max = k;
+      this.max = max;
+    }
   }
 
   get(id: number): IdentityRecord | undefined {

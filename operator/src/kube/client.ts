@@ -7,6 +7,7 @@ import {
   KubeConfig,
   KubernetesObjectApi,
 } from "@kubernetes/client-node";
+import { shareDispatcher } from "./shared-dispatcher.ts";
 
 export interface KubeClients {
   kc: KubeConfig;
@@ -33,7 +34,8 @@ export function loadKubeConfig(path?: string, context?: string): KubeConfig {
   if (!kc.getCurrentCluster()) {
     throw new Error(`kubeconfig ${path ?? "(default)"}: the current context names no cluster`);
   }
-  return kc;
+  // One connection pool instead of a TLS handshake per request (shared-dispatcher.ts).
+  return shareDispatcher(kc);
 }
 
 export function makeClients(kc: KubeConfig): KubeClients {

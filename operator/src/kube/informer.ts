@@ -14,6 +14,7 @@ import {
   ListWatch,
   Watch,
 } from "@kubernetes/client-node";
+import { cacheView } from "./cache-view.ts";
 import { describeError, isNotFound } from "./errors.ts";
 import { rawList, rawRequest } from "./raw.ts";
 import { collectionPath, type Resource } from "./resources.ts";
@@ -30,6 +31,40 @@ export interface InformerOptions {
   maxBackoffMs?: number;
   /** Called with a loggable description of each error (never the raw message). */
   onError?: (description: string, consecutiveFailures: number) => void;
+  /** What the cache keeps of each object; default cacheView(resource) (cache-view.ts). */
+  view?: <T extends KubernetesObject>(obj: T) => T;
+}
+
+// client-node's Watch, handing each event's object through the cache view before ListWatch sees it.
+class ViewWatch extends Watch {
+  private readonly view: <T extends KubernetesObject>(obj: T) => T;
+
+  constructor(kc: KubeConfig, view: <T extends KubernetesObject>(obj: T) => T) {
+    super(kc);
+    this.view = view;
+  }
+
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    return super.watch(
+      path,
+      queryParams,
+      (phase, apiObj, watchObj) =>
+        // ERROR and BOOKMARK events carry a Status or a bare object: passed on as they are.
+        callback(
+          phase,
+          phase === "ADDED" || phase === "MODIFIED" || phase === "DELETED"
+            ? this.view(apiObj as KubernetesObject)
+            : apiObj,
+          watchObj,
+        ),
+      done,
+    );
+  }
 }
 
 /** What the agent and the controllers read from an informer, required or optional. */
@@ -66,15 +101,25 @@ export class Informer<T extends KubernetesObject> implements WatchCache<T> {
     this.resource = resource;
     this.opts = opts;
     const path = collectionPath(resource, opts.namespace);
+    const view = opts.view ?? cacheView(resource);
     const listFn = async (): Promise<KubernetesListObject<T>> => {
-      const list = await rawList<T>(kc, path, {
-        labelSelector: opts.labelSelector,
-        fieldSelector: opts.fieldSelector,
-      });
+      const list = await rawList<T>(
+        kc,
+        path,
+        { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector },
+        view,
+      );
       this.listReturned = true;
       return list;
     };
-    this.lw = new ListWatch<T>(path, new Watch(kc), listFn, false, opts.labelSelector, opts.fieldSelector);
+    this.lw = new ListWatch<T>(
+      path,
+      new ViewWatch(kc, view),
+      listFn,
+      false,
+      opts.labelSelector,
+      opts.fieldSelector,
+    );
     // Registered before any start(): an error during the first list must not go unheard.
     this.lw.on("error", (err?: unknown) => this.onError(err));
     // Any delivered event proves the connection works: reset the backoff.

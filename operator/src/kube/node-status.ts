@@ -7,7 +7,9 @@
 // `policySetHash` (hash over every uid=generation the node enforces) lets the operator recognize
 // "this node enforces exactly the policies I see" for all the others; a truncated node that is
 // still converging counts as not enforcing the unlisted policies (never a false Enforced=True).
-// `errors` keeps at most MAX_ERRORS entries of MAX_ERROR_MESSAGE characters. The map is atomic
+// `errors` keeps at most MAX_ERRORS entries of MAX_ERROR_MESSAGE characters; an endpoint whose policy
+// does not fit (it fails closed) gives one per policy that selects it, with the numbers, and
+// `failedClosedEndpoints` counts such endpoints. The map is atomic
 // (x-kubernetes-map-type) so managedFields stays one entry instead of one per policy.
 import { createHash } from "node:crypto";
 import type { CustomObjectsApi, KubernetesObject } from "@kubernetes/client-node";
@@ -30,7 +32,16 @@ export interface NodeError {
   /** The policy's uid, when there is one (what the operator matches on). */
   uid?: string;
   message: string;
+  /** CapacityExceeded: an endpoint's policy did not fit, and the endpoint fails closed. */
+  reason?: NodeErrorReason;
+  /** The endpoint ("namespace/pod") that fails closed. */
+  endpoint?: string;
+  /** Entries its policy needs, and the most it may have: per endpoint, or what the node's map has left. */
+  needed?: number;
+  capacity?: number;
 }
+
+export type NodeErrorReason = "CapacityExceeded";
 
 /** What the agent knows about its node; publishNodeStatus bounds it. */
 export interface NodeStatusSummary {
@@ -42,6 +53,8 @@ export interface NodeStatusSummary {
   errors?: readonly NodeError[];
   /** Highest cluster identity number present in this node's maps (for the allocator's high-water). */
   maxIdentity?: number;
+  /** Local endpoints that fail closed because their policy does not fit. */
+  failedClosedEndpoints?: number;
   /** When the maps last matched the desired state. Default: now. */
   lastSyncTime?: Date;
 }
@@ -54,7 +67,8 @@ export interface NodeStatusFields {
   policies: Record<string, number>;
   policiesTruncated: boolean;
   policySetHash: string;
-  errors: Array<{ policy?: string; uid?: string; message: string }>;
+  errors: NodeError[];
+  failedClosedEndpoints: number;
   maxIdentity: number;
   lastSyncTime: string;
 }
@@ -78,12 +92,16 @@ export function buildNodeStatus(summary: NodeStatusSummary): NodeStatusFields {
   const policies: Record<string, number> = {};
   for (const uid of uids.slice(0, MAX_REPORTED_POLICIES)) policies[uid] = byUid.get(uid) as number;
   const errors = (summary.errors ?? []).slice(0, MAX_ERRORS).map((e) => {
-    const out: { policy?: string; uid?: string; message: string } = {
+    const out: NodeError = {
       message:
         e.message.length > MAX_ERROR_MESSAGE ? `${e.message.slice(0, MAX_ERROR_MESSAGE - 1)}…` : e.message,
     };
     if (e.policy) out.policy = e.policy.slice(0, 512);
     if (e.uid) out.uid = e.uid.slice(0, 64);
+    if (e.reason) out.reason = e.reason;
+    if (e.endpoint) out.endpoint = e.endpoint.slice(0, 317);
+    if (e.needed !== undefined) out.needed = e.needed;
+    if (e.capacity !== undefined) out.capacity = e.capacity;
     return out;
   });
   const fields: NodeStatusFields = {
@@ -94,6 +112,7 @@ export function buildNodeStatus(summary: NodeStatusSummary): NodeStatusFields {
     policiesTruncated: uids.length > MAX_REPORTED_POLICIES,
     policySetHash: policySetHash(all),
     errors,
+    failedClosedEndpoints: summary.failedClosedEndpoints ?? 0,
     maxIdentity: summary.maxIdentity ?? 0,
     lastSyncTime: (summary.lastSyncTime ?? new Date()).toISOString().replace(/\.\d{3}Z$/, "Z"),
   };
@@ -126,7 +145,8 @@ export interface NodeReport {
   policies: ReadonlyMap<string, number>;
   truncated: boolean;
   setHash: string;
-  errors: ReadonlyArray<{ policy?: string; uid?: string; message: string }>;
+  errors: ReadonlyArray<NodeError>;
+  failedClosedEndpoints: number;
   maxIdentity: number;
 }
 
@@ -141,6 +161,7 @@ export function parseNodeReport(obj: SecurityNodeStatusObject): NodeReport {
     truncated: s.policiesTruncated === true,
     setHash: s.policySetHash ?? "",
     errors: Array.isArray(s.errors) ? s.errors : [],
+    failedClosedEndpoints: typeof s.failedClosedEndpoints === "number" ? s.failedClosedEndpoints : 0,
     maxIdentity: typeof s.maxIdentity === "number" ? s.maxIdentity : 0,
   };
 }

@@ -32,11 +32,16 @@ export async function rawRequest<T>(
   }
   return new Promise<T>((resolve, reject) => {
     const req = request(url, req0, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
+      // Decoded as it arrives into a V8 string: a list page of tens of megabytes never becomes one
+      // native Buffer (Buffer.concat), whose freed space glibc kept as resident heap (test/scale
+      // measured 290 MB of it in an operator that had listed 50,000 pods and 1,000 node reports).
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        text += c;
+      });
       res.on("error", reject);
       res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
         const code = res.statusCode ?? 0;
         if (code < 200 || code >= 300) {
           reject(new KubeApiError(statusFromBody(code, text)));
@@ -55,11 +60,16 @@ export async function rawRequest<T>(
   });
 }
 
-/** Lists a collection (all pages) as wire JSON; the list's resourceVersion is the first page's. */
+/**
+ * Lists a collection (all pages) as wire JSON; the list's resourceVersion is the first page's.
+ * `view` maps each item as its page arrives (an informer's cache view), so the whole list is never
+ * held as the server sent it.
+ */
 export async function rawList<T extends KubernetesObject>(
   kc: KubeConfig,
   path: string,
   query: Record<string, string | undefined> = {},
+  view: (item: T) => T = (item) => item,
 ): Promise<KubernetesListObject<T>> {
   const items: T[] = [];
   let resourceVersion = "";
@@ -71,7 +81,7 @@ export async function rawList<T extends KubernetesObject>(
     if (cont) params.set("continue", cont);
     const page = await rawRequest<KubernetesListObject<T>>(kc, "GET", `${path}?${params}`);
     if (!resourceVersion) resourceVersion = page.metadata?.resourceVersion ?? "";
-    items.push(...(page.items ?? []));
+    for (const item of page.items ?? []) items.push(view(item));
     cont = (page.metadata as { continue?: string } | undefined)?.continue || undefined;
   } while (cont);
   return { apiVersion: "v1", kind: "List", metadata: { resourceVersion }, items };

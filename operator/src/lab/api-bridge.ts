@@ -10,14 +10,18 @@ import { fileURLToPath } from "node:url";
 function pipe(a: Socket, b: Socket): void {
   a.pipe(b);
   b.pipe(a);
-  const close = () => {
+  // An orderly close is passed on by pipe() as end(), after the bytes still queued for the other
+  // side; only an error tears both down at once. (Destroying the other side on "close" dropped the
+  // tail of a response the API server sent just before closing its connection: a client listing
+  // 50,000 pods through the bridge saw "aborted" on most attempts, test/scale.)
+  const abort = () => {
     a.destroy();
     b.destroy();
   };
-  a.on("error", close);
-  b.on("error", close);
-  a.on("close", close);
-  b.on("close", close);
+  a.on("error", abort);
+  b.on("error", abort);
+  a.on("close", (hadError) => (hadError ? b.destroy() : b.end()));
+  b.on("close", (hadError) => (hadError ? a.destroy() : a.end()));
 }
 
 // Host side: unix socket → TCP target.

@@ -1,6 +1,7 @@
-// The lab's manifests as an API server takes them: a Node for every spec.nodeName, pods with an
-// image (the API requires one; the lab runs no containers) and without status. Pod IPs and phase
-// then go through the status subresource, as a kubelet would write them.
+// The lab's manifests as an API server takes them: the Node objects given, a bare Node for every other
+// spec.nodeName, pods with an image (the API requires one; the lab runs no containers), all without
+// status. Pod IPs and phase, and the given Nodes' addresses, then go through the status subresource,
+// as a kubelet would write them.
 interface Loose {
   kind?: string;
   metadata?: { name?: string; namespace?: string };
@@ -17,12 +18,17 @@ export interface PodStatusWrite {
 export interface ApiRegistration {
   objects: unknown[];
   podStatuses: PodStatusWrite[];
+  nodeStatuses: Array<{ name: string; status: Record<string, unknown> }>;
 }
 
 export function apiRegistration(objects: readonly unknown[]): ApiRegistration {
   const all = objects as Loose[];
   const pods = all.filter((o) => o.kind === "Pod");
-  const nodes = [...new Set(pods.map((p) => p.spec?.nodeName).filter((n): n is string => !!n))];
+  const given = all.filter((o) => o.kind === "Node");
+  const named = new Set(given.map((n) => n.metadata?.name));
+  const nodes = [...new Set(pods.map((p) => p.spec?.nodeName).filter((n): n is string => !!n))].filter(
+    (n) => !named.has(n),
+  );
   return {
     objects: [
       ...nodes.map((name) => ({ apiVersion: "v1", kind: "Node", metadata: { name } })),
@@ -33,9 +39,14 @@ export function apiRegistration(objects: readonly unknown[]): ApiRegistration {
               status: undefined,
               spec: { ...o.spec, containers: o.spec?.containers?.map((c) => ({ image: "pause", ...c })) },
             }
-          : o,
+          : o.kind === "Node"
+            ? { ...o, status: undefined }
+            : o,
       ),
     ],
+    nodeStatuses: given
+      .filter((n) => n.status !== undefined)
+      .map((n) => ({ name: n.metadata?.name ?? "", status: n.status ?? {} })),
     podStatuses: pods.map((p) => ({
       namespace: p.metadata?.namespace ?? "default",
       name: p.metadata?.name ?? "",

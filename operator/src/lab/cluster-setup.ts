@@ -107,20 +107,17 @@ export async function registerLabCluster(
     reg.objects.map((d) => JSON.stringify(d)).join("\n---\n"),
     opts,
   );
-  // One kubectl process per pod status (kubectl patches one object a call): a few at a time.
-  await mapLimit(reg.podStatuses, 4, (p) =>
+  // One kubectl process per status (kubectl patches one object a call): a few at a time.
+  const patches: Array<[string[], Record<string, unknown>]> = [
+    ...reg.nodeStatuses.map((n): [string[], Record<string, unknown>] => [["node", n.name], n.status]),
+    ...reg.podStatuses.map((p): [string[], Record<string, unknown>] => [
+      ["pod", p.name, "-n", p.namespace],
+      p.status,
+    ]),
+  ];
+  await mapLimit(patches, 4, ([object, status]) =>
     kubectlOk(
-      [
-        "patch",
-        "pod",
-        p.name,
-        "-n",
-        p.namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        JSON.stringify({ status: p.status }),
-      ],
+      ["patch", ...object, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })],
       kubeconfig,
       undefined,
       opts,

@@ -44,6 +44,9 @@ export interface LabOptions {
   agentMain?: string;
   // `--allow-localhost` of every agent this lab starts (the agent's default, always, when not given).
   allowLocalhost?: "always" | "policy";
+  // Static agents serve `sluice monitor` too (Kubernetes-mode agents always do): the demo reads their
+  // flows. Off by default, since a test reading the pinned ring buffer itself needs it to itself.
+  staticMonitor?: boolean;
 }
 
 export interface ProbeOptions {
@@ -80,12 +83,15 @@ interface Agent {
   readyFile: string;
   // Where the agent serves /metrics, /healthz and /readyz, in its node's namespace (ready file).
   metrics?: string;
+  // Where it serves flows for `sluice monitor` (ready file): a unix socket, reachable from the host.
+  monitor?: string;
 }
 
 // What an agent's --ready-file holds (cli/agent.ts): the static agent's counts, the bound address.
 interface AgentReady {
   endpoints?: number;
   metrics?: string;
+  monitor?: string;
 }
 
 export class Lab {
@@ -96,6 +102,7 @@ export class Lab {
   private readonly log: (line: string) => void;
   private readonly agentArgs: readonly string[];
   private readonly agentLogDir: string | undefined;
+  private readonly staticMonitor: boolean;
   // The `sluice` entry point the next agents run: an upgrade test starts an older build's first.
   agentMain: string;
   // The next agents' --allow-localhost (LabOptions.allowLocalhost; undefined: the agent's default).
@@ -118,6 +125,7 @@ export class Lab {
     this.agentArgs = opts.agentArgs ?? [];
     this.allowLocalhost = opts.allowLocalhost;
     this.agentLogDir = opts.agentLogDir;
+    this.staticMonitor = opts.staticMonitor ?? false;
     this.agentMain = opts.agentMain ?? SLUICE_MAIN;
     this.serverPorts = new Map(
       topology.pods.map((p) => {
@@ -234,6 +242,17 @@ export class Lab {
     // contend for :9962, nor expose it on the fabric. An older build (upgrade tests) has no server.
     if (this.agentMain === SLUICE_MAIN && !args.includes("--metrics-addr"))
       args.push("--metrics-addr", "127.0.0.1:0");
+    // The monitor on a unix socket: a path, unlike a port on the namespace's loopback, that the host's
+    // `sluice monitor` reaches (static agents only with LabOptions.staticMonitor). A lab's traffic is a
+    // few probes: every allowed packet is reported too, not 1 in 100.
+    if (
+      this.agentMain === SLUICE_MAIN &&
+      (this.staticMonitor || !modeArgs.includes("--static")) &&
+      !args.includes("--monitor-addr")
+    ) {
+      args.push("--monitor-addr", `unix:${join(this.workDir, `monitor-${plan.fabricPeerIf}.sock`)}`);
+      if (!args.includes("--event-sample-allow")) args.push("--event-sample-allow", "1");
+    }
     const child = spawnIn(plan.netns, `agent ${node}`, args);
     child.proc.stdout?.resume();
     if (this.agentLogDir)
@@ -250,7 +269,7 @@ export class Lab {
           continue;
         }
         const agent = this.agents.get(node);
-        if (agent) agent.metrics = ready.metrics;
+        if (agent) Object.assign(agent, { metrics: ready.metrics, monitor: ready.monitor });
         this.log(
           `agent ${node}: ready with ${ready.endpoints ?? "?"} endpoints in ${Math.round(performance.now() - t0)} ms` +
             (ready.metrics ? `, metrics at ${ready.metrics} in its namespace` : ""),
@@ -285,6 +304,11 @@ export class Lab {
   // host:port of the running agent's /metrics, /healthz and /readyz, in its node's namespace.
   agentMetricsAddress(node: string): string | undefined {
     return this.agents.get(node)?.metrics;
+  }
+
+  // unix:<path> of the running agent's monitor (GET /v1/flows), from the host.
+  agentMonitorAddress(node: string): string | undefined {
+    return this.agents.get(node)?.monitor;
   }
 
   // GET of an agent's /metrics, /healthz or /readyz. The agent listens in its node's namespace, which
@@ -332,7 +356,8 @@ export class Lab {
       if (opts.from && !opts.from.includes(from.key)) continue;
       const targets: ProbeTarget[] = [];
       for (const to of this.topology.pods) {
-        if (to.key === from.key) continue;
+        // Between host-network pods nothing is enforced (no endpoint): `sluice matrix` has no row either.
+        if (to.key === from.key || (to.hostNetwork && from.hostNetwork)) continue;
         const ip = probeAddress(to, opts.family);
         for (const port of opts.ports ?? to.ports) {
           const row = { from: from.key, to: to.key, port: port.port, protocol: port.protocol };

@@ -6,7 +6,10 @@
 // eth0 with its pod addresses and a default route via a link-local gateway (169.254.1.1, fe80::1)
 // whose MAC is the host-side veth's, set as a permanent neighbour (no ARP/ND through the policy
 // programs). The node routes each local pod IP to its host-side veth and other nodes' pod IPs via
-// that node's fabric address.
+// that node's fabric address. A node's fabric address is the one the manifests give it (a Node
+// InternalIP, a host-network pod's address; on the link as a host route, every other node routing to
+// it on the bridge), else one of a subnet the lab picks. Host-network pods get no namespace of their
+// own: their server and prober run in their node's.
 import { createHash } from "node:crypto";
 import { BlockList, isIPv6 } from "node:net";
 import type { LabPod, LabTopology } from "./topology.ts";
@@ -29,6 +32,7 @@ export interface NodePlan {
 
 export interface PodPlan {
   pod: LabPod;
+  // The pod's namespace; for a host-network pod its node's (then hostIf, hostMac, podMac are unused).
   netns: string;
   nodeNetns: string;
   // Host-side veth, in the node namespace: where the agent attaches the pod's programs.
@@ -94,8 +98,10 @@ function hostAddress(net: string, family: "ipv4" | "ipv6", n: number): string {
 }
 
 export function planLab(topology: LabTopology, runId: string): LabPlan {
-  const v4s = topology.pods.flatMap((p) => (p.ipv4 ? [p.ipv4] : []));
-  const v6s = topology.pods.flatMap((p) => (p.ipv6 ? [p.ipv6] : []));
+  const given = [...(topology.nodeAddresses?.values() ?? [])];
+  // Host-network pods have their node's address, which the given ones hold already.
+  const v4s = [...topology.pods, ...given].flatMap((p) => (p.ipv4 ? [p.ipv4] : []));
+  const v6s = [...topology.pods, ...given].flatMap((p) => (p.ipv6 ? [p.ipv6] : []));
   const subnet4 = pickSubnet(nodeSubnets4, 24, "ipv4", v4s);
   const subnet6 = pickSubnet(nodeSubnets6, 64, "ipv6", v6s);
   const fabricNetns = netnsName(runId, "fabric");
@@ -105,18 +111,23 @@ export function planLab(topology: LabTopology, runId: string): LabPlan {
     fabricIf: "fab0",
     fabricPeerIf: `n${i}`,
     fabricMac: mac(3, i),
-    address4: hostAddress(subnet4, "ipv4", i + 1),
-    address6: hostAddress(subnet6, "ipv6", i + 1),
+    address4: topology.nodeAddresses?.get(name)?.ipv4 ?? hostAddress(subnet4, "ipv4", i + 1),
+    address6: topology.nodeAddresses?.get(name)?.ipv6 ?? hostAddress(subnet6, "ipv6", i + 1),
   }));
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
   const pods: PodPlan[] = topology.pods.map((pod, i) => ({
     pod,
-    netns: netnsName(runId, "p", `${pod.namespace}.${pod.name}`),
+    netns: pod.hostNetwork
+      ? nodeByName.get(pod.node)!.netns
+      : netnsName(runId, "p", `${pod.namespace}.${pod.name}`),
     nodeNetns: nodeByName.get(pod.node)!.netns,
     hostIf: `slp${i}`,
     hostMac: mac(1, i),
     podMac: mac(2, i),
   }));
+  // Addresses outside the picked subnets: a host route on the link, and one from every other node.
+  const inSubnet4 = (ip: string) => ip.startsWith(subnet4.replace(/0$/, ""));
+  const inSubnet6 = (ip: string) => ip.startsWith(subnet6);
 
   const links = new Map<string, string[]>();
   const config = new Map<string, string[]>();
@@ -139,11 +150,19 @@ export function planLab(topology: LabTopology, runId: string): LabPlan {
     add(config, fabricNetns, `link set ${n.fabricPeerIf} master br0 up`);
     add(config, n.netns, "link set lo up");
     add(config, n.netns, `link set ${n.fabricIf} up`);
-    add(config, n.netns, `addr add ${n.address4}/24 dev ${n.fabricIf}`);
-    add(config, n.netns, `addr add ${n.address6}/64 dev ${n.fabricIf} nodad`);
+    add(config, n.netns, `addr add ${n.address4}/${inSubnet4(n.address4) ? 24 : 32} dev ${n.fabricIf}`);
+    add(
+      config,
+      n.netns,
+      `addr add ${n.address6}/${inSubnet6(n.address6) ? 64 : 128} dev ${n.fabricIf} nodad`,
+    );
     // Static neighbours: no ARP/ND races while fresh links settle.
     for (const other of nodes) {
       if (other === n) continue;
+      if (!inSubnet4(other.address4) || !inSubnet4(n.address4))
+        add(config, n.netns, `route add ${other.address4}/32 dev ${n.fabricIf}`);
+      if (!inSubnet6(other.address6) || !inSubnet6(n.address6))
+        add(config, n.netns, `route add ${other.address6}/128 dev ${n.fabricIf}`);
       add(
         config,
         n.netns,
@@ -163,6 +182,8 @@ export function planLab(topology: LabTopology, runId: string): LabPlan {
     });
   }
   for (const p of pods) {
+    // A host-network pod is its node: nothing to wire.
+    if (p.pod.hostNetwork) continue;
     const node = nodeByName.get(p.pod.node)!;
     add(
       links,
@@ -207,7 +228,8 @@ export function planLab(topology: LabTopology, runId: string): LabPlan {
 }
 
 export function allNetns(plan: LabPlan): string[] {
-  return [plan.fabricNetns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
+  const pods = plan.pods.filter((p) => !p.pod.hostNetwork);
+  return [plan.fabricNetns, ...plan.nodes.map((n) => n.netns), ...pods.map((p) => p.netns)];
 }
 
 export function probeAddress(pod: LabPod, family?: 4 | 6): string | undefined {

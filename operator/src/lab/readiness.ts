@@ -37,7 +37,9 @@ export async function labNotReady(clients: KubeClients, topology: LabTopology): 
       Number(i.metadata.name),
     ]),
   );
-  const labPods = new Set(topology.pods.map((p) => p.key));
+  // Host-network pods get no identity and are no endpoint (they are their node).
+  const endpoints = topology.pods.filter((p) => !p.hostNetwork);
+  const labPods = new Set(endpoints.map((p) => p.key));
   let maxNeeded = 0;
   for (const p of pods.items) {
     const key = `${p.metadata?.namespace}/${p.metadata?.name}`;
@@ -63,7 +65,7 @@ export async function labNotReady(clients: KubeClients, topology: LabTopology): 
   for (const node of topology.nodes) {
     const s = statusByNode.get(node);
     if (!s) return `no SecurityNodeStatus for node ${node} yet`;
-    const want = topology.pods.filter((p) => p.node === node).length;
+    const want = endpoints.filter((p) => p.node === node).length;
     if (s.endpoints !== want) return `node ${node}: ${s.endpoints ?? 0} of ${want} endpoints enforced`;
     if ((s.maxIdentity ?? 0) < maxNeeded)
       return `node ${node}: the agent has not seen identity ${maxNeeded} yet (max ${s.maxIdentity ?? 0})`;

@@ -137,6 +137,12 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     const kubeconfig = api.kubeconfigPath;
     const l = lab;
     await Promise.all(topology.nodes.map((n) => l.startKubeAgent(n, kubeconfig)));
+    state.monitors = Object.fromEntries(
+      topology.nodes.flatMap((n) => {
+        const a = l.agentMonitorAddress(n);
+        return a ? [[n, a]] : [];
+      }),
+    );
     await waitLabReady(makeClients(loadKubeConfig(kubeconfig)), topology, o.readyTimeoutMs ?? 120_000);
     control = await listen(paths.socket, (req) => handle(req));
   } catch (err) {

@@ -44,6 +44,8 @@ export interface UpState {
   error?: string;
   // Nodes whose agent process runs (in `lab status` answers).
   agents?: string[];
+  // Each node's agent monitor (unix:<path>), for `sluice monitor --lab`.
+  monitors?: Record<string, string>;
   // Milliseconds from the supervisor's start to ready.
   readyMs?: number;
 }

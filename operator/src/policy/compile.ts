@@ -2,7 +2,7 @@
 // deterministic. Precedence (tiers, Pass, Deny over Allow, isolation) is folded in here so the
 // datapath's two longest-prefix lookups (exact peer identity, then wildcard) give the verdict the
 // policies mean; the property tests hold this against reference.ts.
-import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
+import type { LabelSelector, Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
 import type {
   AdminNetworkPolicy,
   BaselineAdminNetworkPolicy,
@@ -31,10 +31,11 @@ import type {
 } from "./mapstate.ts";
 import { ReservedIdentity, ReservedRuleId } from "./mapstate.ts";
 import {
+  type AnyPolicy,
   comparePolicies,
   type NormPolicy,
   type NormRule,
-  normalizePolicyWith,
+  normalizePolicy,
   type RuleRef,
   type Tier,
 } from "./normalize.ts";
@@ -69,10 +70,11 @@ export interface PolicyInputs {
 export interface CompileOptions {
   // The node whose pods are the local endpoints.
   node: string;
-  // Most policy entries one endpoint may have (the policy map's share per endpoint).
+  // Most policy entries one endpoint may have (agent flag --endpoint-policy-entries); an endpoint that
+  // needs more fails closed (capEndpoint).
   capacity?: number;
   labelOptions?: LabelOptions;
-  // The state currently enforced: an endpoint that overflows keeps its entry from here.
+  // The state currently enforced (the incremental compiler starts from it).
   previous?: MapState;
   // Fixed endpoint ids (e.g. read back from pinned maps); others get stable hashed ids.
   endpointIds?: ReadonlyMap<string, number>;
@@ -92,6 +94,9 @@ export interface CompileError {
   endpoint?: string;
   field?: string;
   message: string;
+  // Overflow: the entries the endpoint's policy needs and the most it may have.
+  needed?: number;
+  capacity?: number;
 }
 
 export interface CompileResult {
@@ -118,17 +123,20 @@ interface ActiveRule {
   ranges: PortRange[];
 }
 
-export function collectPolicies(inputs: PolicyInputs): NormPolicy[] {
-  const ctx = { nodes: inputs.nodes ?? [] };
-  const all = [
+// Every policy object of the inputs, kind by kind.
+export function policyObjects(inputs: PolicyInputs): AnyPolicy[] {
+  return [
     ...(inputs.networkPolicies ?? []),
     ...(inputs.securityPolicies ?? []),
     ...(inputs.clusterSecurityPolicies ?? []),
     ...(inputs.clusterNetworkPolicies ?? []),
     ...(inputs.adminNetworkPolicies ?? []),
     ...(inputs.baselineAdminNetworkPolicies ?? []),
-  ].map((p) => normalizePolicyWith(p, ctx));
-  return all.sort(comparePolicies);
+  ];
+}
+
+export function collectPolicies(inputs: PolicyInputs): NormPolicy[] {
+  return policyObjects(inputs).map(normalizePolicy).sort(comparePolicies);
 }
 
 export function policyPrefixes(policies: Iterable<NormPolicy>): Set<string> {
@@ -139,6 +147,14 @@ export function policyPrefixes(policies: Iterable<NormPolicy>): Set<string> {
         out.add(c.cidrKey);
         for (const e of c.exceptKeys) out.add(e);
       }
+  return out;
+}
+
+// The node selectors of the policies' node peers, by key: the universe refines node addresses by them.
+export function policyNodeSelectors(policies: Iterable<NormPolicy>): Map<string, LabelSelector> {
+  const out = new Map<string, LabelSelector>();
+  for (const p of policies)
+    for (const r of p.rules) for (const n of r.peers.nodes) out.set(n.key, n.selector);
   return out;
 }
 
@@ -274,6 +290,8 @@ function toEntries(
 
 export interface EndpointCompilation {
   policy: EndpointPolicy;
+  // What the endpoint enforces instead when its policy does not fit (PolicyCompiler.failClosed).
+  closed: EndpointPolicy;
   // Keys of the policies with rules for this endpoint, most entries first.
   involved: string[];
 }
@@ -284,6 +302,12 @@ export class PolicyCompiler {
   private readonly peerCache = new WeakMap<NormRule, Set<number>>();
   // Every identity of the local node: HOST and its refinements (node addresses policy CIDRs split).
   private readonly hostIdentities: number[];
+  // The policy of an endpoint whose own does not fit (compile-time or in the node's policy map): both
+  // directions deny by default and the only entries are allow-localhost's (with "always": the node
+  // opens connections into the pod, so kubelet probes keep it alive; with "policy": none). Nothing
+  // else: no DNS, no other pod, no world; replies of what the node opened pass by conntrack, and flows
+  // tracked before are checked again (the policy revision changes) and cut. Shared by every endpoint.
+  readonly failClosed: EndpointPolicy;
 
   constructor(universe: Universe, options: Pick<CompileOptions, "allowLocalhost"> = {}) {
     this.universe = universe;
@@ -292,6 +316,9 @@ export class PolicyCompiler {
       .filter((p) => p.base === ReservedIdentity.HOST)
       .map((p) => p.id)
       .sort((a, b) => a - b);
+    const entries: PolicyEntry[] = [];
+    if (this.allowLocalhost === "always") allowLocalhostIngress(entries, true, this.hostIdentities);
+    this.failClosed = { defaultDeny: { ingress: true, egress: true }, entries };
   }
 
   peersOf(rule: NormRule): Set<number> {
@@ -335,7 +362,7 @@ export class PolicyCompiler {
     const involved = [...new Set(applicable.map((p) => p.key))].sort(
       (a, b) => (counts.get(b) ?? 0) - (counts.get(a) ?? 0),
     );
-    return { policy: { defaultDeny, entries }, involved };
+    return { policy: { defaultDeny, entries }, closed: this.failClosed, involved };
   }
 
   private compileDirection(
@@ -450,23 +477,26 @@ export function policyErrors(policies: readonly NormPolicy[]): CompileError[] {
   return out;
 }
 
-// Applies the capacity limit: an endpoint over it keeps what it had (or, if it had nothing, denies
-// everything rather than enforce a partial policy) and the error names the policies involved.
+// Applies the per-endpoint capacity: an endpoint over it fails closed (c.closed) and the error names
+// the policies involved and the numbers. Never its previous policy: that is neither what the policies
+// say now nor closed (an endpoint kept open by a stale policy is what cilium#45788 describes).
 export function capEndpoint(
   key: string,
   c: EndpointCompilation,
   capacity: number,
-  previous: EndpointPolicy | undefined,
   errors: CompileError[],
 ): EndpointPolicy {
-  if (c.policy.entries.length <= capacity) return c.policy;
+  const needed = c.policy.entries.length;
+  if (needed <= capacity) return c.policy;
   errors.push({
     reason: "Overflow",
     policies: c.involved,
     endpoint: key,
-    message: `endpoint ${key} needs ${c.policy.entries.length} policy entries, more than its capacity of ${capacity}; it keeps its previous policy`,
+    needed,
+    capacity,
+    message: `endpoint ${key} needs ${needed} policy entries, more than the ${capacity} one endpoint may have; it fails closed`,
   });
-  return previous ?? { defaultDeny: { ingress: true, egress: true }, entries: [] };
+  return c.closed;
 }
 
 export interface CompileParts {
@@ -492,6 +522,7 @@ export function universeFor(
     nodes: inputs.nodes,
     identities: inputs.identities,
     policyPrefixes: policyPrefixes(policies),
+    policyNodeSelectors: policyNodeSelectors(policies),
     node: options.node,
     hostAddresses: options.hostAddresses,
     labelOptions: options.labelOptions,
@@ -508,7 +539,6 @@ export function compileParts(inputs: PolicyInputs, options: CompileOptions): Com
     eps.map((e) => e.key),
     options.endpointIds,
   );
-  const previous = new Map((options.previous?.endpoints ?? []).map((e) => [e.key, e.policy]));
   const cache = new Map<string, EndpointCompilation>();
   const endpoints: EndpointState[] = eps.map((ep) => {
     const cacheKey = `${ep.labelKey}|${namedPortsKey(ep.namedPorts)}`;
@@ -517,13 +547,17 @@ export function compileParts(inputs: PolicyInputs, options: CompileOptions): Com
       c = compiler.compileEndpoint(ep, policies);
       cache.set(cacheKey, c);
     }
-    const policy = capEndpoint(ep.key, c, options.capacity ?? DEFAULT_CAPACITY, previous.get(ep.key), errors);
+    const policy = capEndpoint(ep.key, c, options.capacity ?? DEFAULT_CAPACITY, errors);
     return { key: ep.key, id: ids.get(ep.key)!, identity: ep.identity, policy };
   });
   const rules = new Map<number, RuleRef>();
   for (const p of policies) for (const r of p.rules) rules.set(r.id, r.ref);
   return {
-    result: { state: { ipcache: universe.ipcache, endpoints }, rules, errors },
+    result: {
+      state: { ipcache: universe.ipcache, endpoints, failClosed: compiler.failClosed },
+      rules,
+      errors,
+    },
     policies,
     compiler,
     endpoints: eps,

@@ -9,9 +9,9 @@
 // rule's peer set may then differ). What it leaves to the caller: naming the endpoints a policy
 // change touches (those the old or the new version selects; see agent/reconcile-keys.ts).
 //
-// Node peers of the upstream kinds (policy/upstream.ts) are the selected Node objects' addresses, so a
-// Node change normalizes the policies that have one again; when that changes any of them, every
-// endpoint is recompiled (which endpoints a node peer's rule reaches is not known cheaply).
+// Node peers (normalize.ts NodePeer) refine node addresses in the universe like policy CIDRs do: a
+// policy change that adds or removes a node selector rebuilds it, and a Node change (labels,
+// addresses) rebuilds it like any Node change.
 import type { Namespace, NetworkPolicy, Node, Pod } from "../api/k8s.ts";
 import type {
   AdminNetworkPolicy,
@@ -46,7 +46,7 @@ import {
   comparePolicies,
   isPolicyKind,
   type NormPolicy,
-  normalizePolicyWith,
+  normalizePolicy,
   policyKey,
 } from "./normalize.ts";
 import { namedPortsKey } from "./ports.ts";
@@ -71,20 +71,14 @@ export function objectKey(kind: string, namespace: string | undefined, name: str
   return namespace ? `${kind}/${namespace}/${name}` : `${kind}/${name}`;
 }
 
-// The rules' peers and ports as a string: equal for two normalizations that compile alike.
-function rulesKey(p: NormPolicy): string {
-  // Prefixes hold bigint addresses, which JSON cannot write as they are.
-  return JSON.stringify(
-    p.rules.map((r) => [r.id, r.action, r.peers, r.ports]),
-    (_, v) => (typeof v === "bigint" ? v.toString() : v),
-  );
-}
-
+// What of a policy the universe depends on: its CIDRs and its node selectors.
 function prefixesOf(p: NormPolicy | undefined): string {
   if (!p) return "";
   const s = new Set<string>();
-  for (const r of p.rules)
+  for (const r of p.rules) {
     for (const c of r.peers.cidrs) for (const k of [c.cidrKey, ...c.exceptKeys]) s.add(k);
+    for (const n of r.peers.nodes) s.add(`node ${n.key}`);
+  }
   return [...s].sort().join(",");
 }
 
@@ -115,8 +109,9 @@ export function peerTableSignature(u: Universe): string {
     const labels = p.labels
       ? `${p.labels.namespace};${labelSetKey(p.labels.podLabels)};${labelSetKey(p.labels.namespaceLabels)}`
       : "-";
+    const nodes = [...(p.nodeSelectors ?? [])].sort().join(",");
     parts.push(
-      `${id}|${p.base}|${labels}|${[...p.prefixes].sort().join(",")}|${namedPortsKey(p.namedPorts)}`,
+      `${id}|${p.base}|${labels}|${[...p.prefixes].sort().join(",")}|${namedPortsKey(p.namedPorts)}|${nodes}`,
     );
   }
   return parts.join("\n");
@@ -139,13 +134,10 @@ export class IncrementalCompiler {
   private current: MapState = { ipcache: [], endpoints: [] };
   private peerSignature = "";
   private universeDirty = false;
-  // A Node change altered a policy's node peers: the next recompile() compiles every endpoint.
-  private nodePeersChanged = false;
-  private readonly nodes = new Map<string, Node>();
   // Overflow errors by endpoint key, for endpoints compiled one at a time.
   private readonly overflow = new Map<string, CompileError>();
 
-  // options.previous: the state enforced now (an endpoint over capacity keeps its entry from it).
+  // options.previous: the state enforced now.
   constructor(inputs: PolicyInputs, options: CompileOptions) {
     this.options = options;
     if (options.previous) this.current = options.previous;
@@ -161,7 +153,6 @@ export class IncrementalCompiler {
       ...(inputs.baselineAdminNetworkPolicies ?? []),
     ])
       this.objects.set(objectKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""), o);
-    for (const n of inputs.nodes ?? []) this.nodes.set(n.metadata.name ?? "", n);
     for (const i of inputs.identities) this.identities.set(i.id, i);
     this.rebuild();
   }
@@ -194,9 +185,25 @@ export class IncrementalCompiler {
     return this.endpoints;
   }
 
+  // The normalized policies and the peer universe as last compiled: what names a flow event's rule id
+  // and peer (monitor/view.ts). Read-only views; the compiler keeps replacing them.
+  get normalizedPolicies(): readonly NormPolicy[] {
+    return this.policies;
+  }
+
+  get universe(): Universe {
+    return this.compiler.universe;
+  }
+
   // The object as last recorded, by kind, namespace and name.
   object(kind: string, namespace: string | undefined, name: string): CompilerObject | undefined {
     return this.objects.get(objectKey(kind, namespace, name));
+  }
+
+  // Keys of the policies that select a local endpoint: those a failure of its policy concerns.
+  policiesSelecting(endpointKey: string): string[] {
+    const ep = this.endpoints.find((e) => e.key === endpointKey);
+    return ep ? this.policies.filter((p) => selectsEndpoint(p, ep.labels)).map((p) => p.key) : [];
   }
 
   // Every current error: invalid policies, then endpoints over capacity (as compile() orders them).
@@ -208,14 +215,13 @@ export class IncrementalCompiler {
   }
 
   private rebuild(): CompileError[] {
-    const parts = compileParts(this.inputs(), { ...this.options, previous: this.current });
+    const parts = compileParts(this.inputs(), this.options);
     this.policies = parts.policies;
     this.compiler = parts.compiler;
     this.endpoints = parts.endpoints;
     this.current = parts.result.state;
     this.peerSignature = peerTableSignature(parts.compiler.universe);
     this.universeDirty = false;
-    this.nodePeersChanged = false;
     this.overflow.clear();
     for (const e of parts.result.errors)
       if (e.reason === "Overflow" && e.endpoint) this.overflow.set(e.endpoint, e);
@@ -230,20 +236,7 @@ export class IncrementalCompiler {
       this.replacePolicy(stored.oldNorm, stored.newNorm);
       return;
     }
-    if (change.object.kind === "Node") this.renormalizeNodePeers();
     this.universeDirty = true;
-  }
-
-  // After a Node change: the policies with node peers, normalized against the current Node objects.
-  private renormalizeNodePeers(): void {
-    for (const old of this.policies.filter((p) => p.usesNodes)) {
-      const o = this.objects.get(objectKey(old.kind, old.namespace, old.name));
-      if (!o || !isPolicyKind(o.kind)) continue;
-      const next = normalizePolicyWith(o as AnyPolicy, { nodes: [...this.nodes.values()] });
-      if (rulesKey(next) === rulesKey(old)) continue;
-      this.replacePolicy(old, next);
-      this.nodePeersChanged = true;
-    }
   }
 
   // Keeps the object (or identity) of a change; for a policy, its normalized form before and after.
@@ -263,10 +256,6 @@ export class IncrementalCompiler {
     const before = this.objects.get(key);
     if (change.type === "upsert") this.objects.set(key, o);
     else this.objects.delete(key);
-    if (o.kind === "Node") {
-      if (change.type === "upsert") this.nodes.set(o.metadata.name ?? "", o);
-      else this.nodes.delete(o.metadata.name ?? "");
-    }
     if (!isPolicyKind(o.kind)) return { kind: "other" };
     const policy = o as AnyPolicy;
     const oldNorm = before
@@ -274,8 +263,7 @@ export class IncrementalCompiler {
           (p) => p.key === policyKey(policy.kind, o.metadata.namespace, o.metadata.name ?? ""),
         )
       : undefined;
-    const newNorm =
-      change.type === "upsert" ? normalizePolicyWith(policy, { nodes: [...this.nodes.values()] }) : undefined;
+    const newNorm = change.type === "upsert" ? normalizePolicy(policy) : undefined;
     return { kind: "policy", oldNorm, newNorm };
   }
 
@@ -303,8 +291,6 @@ export class IncrementalCompiler {
     let ipcache = before.ipcache;
     const universeRebuilt = this.universeDirty;
     let peersChanged = false;
-    if (this.nodePeersChanged) all = true;
-    this.nodePeersChanged = false;
     if (this.universeDirty) {
       const inputs = this.inputs();
       const universe = universeFor(inputs, this.policies, this.options);
@@ -345,7 +331,7 @@ export class IncrementalCompiler {
         cache.set(cacheKey, c);
       }
       const errors: CompileError[] = [];
-      const policy = capEndpoint(ep.key, c, capacity, prev?.policy, errors);
+      const policy = capEndpoint(ep.key, c, capacity, errors);
       this.overflow.delete(ep.key);
       for (const e of errors) this.overflow.set(ep.key, e);
       const next: EndpointState = { key: ep.key, id: ids.get(ep.key)!, identity: ep.identity, policy };
@@ -361,7 +347,7 @@ export class IncrementalCompiler {
       }
     if (ipcache !== before.ipcache) Object.assign(delta, diffIpcache(before.ipcache, ipcache));
     this.endpoints = eps;
-    this.current = { ipcache, endpoints };
+    this.current = { ipcache, endpoints, failClosed: this.compiler.failClosed };
     return { delta, recompiled, universeRebuilt, peersChanged };
   }
 
@@ -414,7 +400,7 @@ export class IncrementalCompiler {
       const i = byKey.get(ep.key)!;
       const prev = endpoints[i];
       const before = errors.length;
-      const policy = capEndpoint(ep.key, c, this.options.capacity ?? DEFAULT_CAPACITY, prev.policy, errors);
+      const policy = capEndpoint(ep.key, c, this.options.capacity ?? DEFAULT_CAPACITY, errors);
       this.overflow.delete(ep.key);
       if (errors.length > before) this.overflow.set(ep.key, errors[errors.length - 1]);
       const next: EndpointState = { ...prev, policy };
@@ -422,7 +408,7 @@ export class IncrementalCompiler {
       if (d) delta.endpoints.push(d);
       endpoints[i] = next;
     }
-    this.current = { ipcache: this.current.ipcache, endpoints };
+    this.current = { ipcache: this.current.ipcache, endpoints, failClosed: this.compiler.failClosed };
     return { delta, errors, recompiled };
   }
 }

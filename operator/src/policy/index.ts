@@ -15,6 +15,7 @@
 //   IncrementalCompiler: holds inputs, takes one change at a time, returns a MapDelta.
 //   ReferenceEvaluator: the oracle (interprets the objects directly for one probe).
 //   computeMatrix / connectivityRows: what `sluice matrix` prints.
+//   Explainer: one packet's verdict with the chain of policies and rules behind it (`sluice explain`).
 //   lookupVerdict / lookupIdentity: the datapath's decision, simulated.
 import { type ClusterObjects, classifyObjects } from "../api/objects.ts";
 import type { LabelOptions } from "../identity/labels.ts";
@@ -36,6 +37,7 @@ export { lookupIdentity, lookupVerdict } from "./lookup.ts";
 export * from "./mapstate.ts";
 export type { RuleRef } from "./normalize.ts";
 export { computeMatrix, type MatrixOptions } from "./matrix.ts";
+export { Explainer, type ExplainOptions, type Explanation } from "./explain.ts";
 
 export function identitiesFor(objects: ClusterObjects, labelOptions?: LabelOptions): Identity[] {
   if (objects.securityIdentities.length > 0)

@@ -82,6 +82,10 @@ export interface IpcacheEntry {
 export interface MapState {
   ipcache: IpcacheEntry[];
   endpoints: EndpointState[];
+  // The policy an endpoint enforces when its own does not fit in the node's policy map (the map writer
+  // fails it closed); the compiler's PolicyCompiler.failClosed. Absent: deny both ways, keeping only
+  // the endpoint's allow-localhost entries.
+  failClosed?: EndpointPolicy;
 }
 
 // Canonical string for one policy entry's key; two entries with the same key cannot coexist.

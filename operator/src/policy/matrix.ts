@@ -1,13 +1,19 @@
 // Pod-to-pod connectivity as the datapath would decide it: compile every node, then for each probe
 // look up the source's egress on its node and the destination's ingress on its node, through the
 // same longest-prefix lookups as the BPF program. Both must allow.
-import { type Pod, podKey } from "../api/k8s.ts";
+//
+// Host-network pods take part as their node's address (their status.podIPs, which a kubelet sets to the
+// node's; else the node's InternalIP and ExternalIP addresses): a pod on their node sees them as host,
+// a pod elsewhere as remote-node, refined by node selectors as the agents refine them. They are no
+// endpoint, so only the other side's policy decides; between two host-network pods nothing is
+// enforced and no row is printed.
+import { type Node, type Pod, podKey } from "../api/k8s.ts";
 import type { MatrixRow, ProbePort, ProbeProtocol } from "../api/matrix-rows.ts";
 import { type CompileOptions, compile, type PolicyInputs } from "./compile.ts";
 import { lookupIdentity, lookupVerdict } from "./lookup.ts";
-import type { EndpointState, MapState } from "./mapstate.ts";
+import type { Direction, EndpointState, MapState } from "./mapstate.ts";
 import { protocolName, protocolNumber } from "./ports.ts";
-import { isNetworkedPod, podIps } from "./universe.ts";
+import { isHostNetworkPod, isNetworkedPod, podIps } from "./universe.ts";
 
 export interface MatrixOptions extends Omit<CompileOptions, "node"> {
   // Probe these on every destination; default: each destination's container ports.
@@ -28,54 +34,64 @@ export function containerPorts(p: Pod): ProbePort[] {
   return out;
 }
 
+// The addresses a pod's traffic carries: its own, or for a host-network pod its node's.
+export function trafficAddresses(pod: Pod, nodes: readonly Node[]): string[] {
+  const own = podIps(pod);
+  if (own.length > 0 || !isHostNetworkPod(pod)) return own;
+  const node = nodes.find((n) => n.metadata.name === pod.spec?.nodeName);
+  return (node?.status?.addresses ?? [])
+    .filter((a) => a.type === "InternalIP" || a.type === "ExternalIP")
+    .map((a) => a.address);
+}
+
 // An address of dst and one of src in the same family (the pair a connection would use).
-export function addressPair(src: Pod, dst: Pod): { srcIp: string; dstIp: string } | undefined {
-  for (const d of podIps(dst)) {
+export function addressPair(
+  srcIps: readonly string[],
+  dstIps: readonly string[],
+): { srcIp: string; dstIp: string } | undefined {
+  for (const d of dstIps) {
     const v6 = d.includes(":");
-    const s = podIps(src).find((ip) => ip.includes(":") === v6);
+    const s = srcIps.find((ip) => ip.includes(":") === v6);
     if (s) return { srcIp: s, dstIp: d };
   }
   return undefined;
 }
 
 export function computeMatrix(inputs: PolicyInputs, options: MatrixOptions = {}): MatrixRow[] {
+  const nodes = inputs.nodes ?? [];
   const pods = inputs.pods
-    .filter((p) => isNetworkedPod(p) && p.spec?.nodeName)
+    .filter((p) => (isNetworkedPod(p) || isHostNetworkPod(p)) && p.spec?.nodeName)
     .sort((a, b) => (podKey(a) < podKey(b) ? -1 : 1));
+  const addresses = new Map(pods.map((p) => [p, trafficAddresses(p, nodes)]));
   const states = new Map<string, MapState>();
   const endpoint = new Map<string, EndpointState>();
-  for (const node of new Set(pods.map((p) => p.spec!.nodeName!))) {
+  for (const node of new Set(pods.filter(isNetworkedPod).map((p) => p.spec!.nodeName!))) {
     const { state } = compile(inputs, { ...options, node });
     states.set(node, state);
     for (const ep of state.endpoints) endpoint.set(ep.key, ep);
   }
+  // One side's verdict on its node, per protocol and port; a host-network pod's side (no endpoint)
+  // enforces nothing.
+  const side = (pod: Pod, ep: EndpointState | undefined, direction: Direction, peerIp: string) => {
+    const state = states.get(pod.spec!.nodeName!);
+    if (!ep || !state) return () => "allow";
+    const peer = lookupIdentity(state.ipcache, peerIp);
+    return (proto: number, port: number) => lookupVerdict(ep.policy, direction, peer, proto, port).verdict;
+  };
   const rows: MatrixRow[] = [];
   for (const src of pods)
     for (const dst of pods) {
       if (src === dst) continue;
-      const pair = addressPair(src, dst);
-      if (!pair) continue;
-      const srcState = states.get(src.spec!.nodeName!)!;
-      const dstState = states.get(dst.spec!.nodeName!)!;
-      const srcEp = endpoint.get(podKey(src))!;
-      const dstEp = endpoint.get(podKey(dst))!;
+      const pair = addressPair(addresses.get(src)!, addresses.get(dst)!);
+      const srcEp = endpoint.get(podKey(src));
+      const dstEp = endpoint.get(podKey(dst));
+      if (!pair || (!srcEp && !dstEp)) continue;
+      const egress = side(src, srcEp, "egress", pair.dstIp);
+      const ingress = side(dst, dstEp, "ingress", pair.srcIp);
       for (const pp of options.ports ?? containerPorts(dst)) {
         const proto = protocolNumber(pp.protocol);
-        const egress = lookupVerdict(
-          srcEp.policy,
-          "egress",
-          lookupIdentity(srcState.ipcache, pair.dstIp),
-          proto,
-          pp.port,
-        );
-        const ingress = lookupVerdict(
-          dstEp.policy,
-          "ingress",
-          lookupIdentity(dstState.ipcache, pair.srcIp),
-          proto,
-          pp.port,
-        );
-        const verdict = egress.verdict === "allow" && ingress.verdict === "allow" ? "allow" : "deny";
+        const allowed = egress(proto, pp.port) === "allow" && ingress(proto, pp.port) === "allow";
+        const verdict = allowed ? "allow" : "deny";
         rows.push({ from: podKey(src), to: podKey(dst), port: pp.port, protocol: pp.protocol, verdict });
       }
     }

@@ -8,14 +8,11 @@ import { type Prefix, formatPrefix, parsePrefix } from "./cidr.ts";
 import { fnv1a32 } from "./hash.ts";
 import { type Direction, ReservedRuleId } from "./mapstate.ts";
 import {
-  type NormalizeContext,
   normalizeAdminNetworkPolicy,
   normalizeBaselineAdminNetworkPolicy,
   normalizeClusterNetworkPolicy,
   type UpstreamPolicy,
 } from "./upstream.ts";
-
-export type { NormalizeContext } from "./upstream.ts";
 
 export type Tier = "admin" | "namespace" | "baseline";
 export type Action = "allow" | "deny" | "pass";
@@ -71,12 +68,41 @@ export interface CidrPeer {
   exceptKeys: string[];
 }
 
+// Nodes by label (the upstream kinds' and ClusterSecurityPolicy's `nodes` peer): every address of each
+// selected node, whatever identity it has where the packet is judged: host on the node itself (its
+// Node object's addresses and its own interfaces), remote-node elsewhere (its Node object's addresses).
+// The peer universe refines host and remote-node by the node selectors that pick each node, so a
+// selector that picks node A and not node B tells their addresses apart (universe.ts).
+export interface NodePeer {
+  selector: LabelSelector;
+  // selectorKey() of the selector: what identities carry (PeerIdentity.nodeSelectors).
+  key: string;
+}
+
 export interface PeerSpec {
   // Matches every peer (no peer given, or entity "all").
   any: boolean;
   endpoints: EndpointPeer[];
   cidrs: CidrPeer[];
   entities: Entity[];
+  nodes: NodePeer[];
+}
+
+/** A label selector as a canonical string: equal for selectors that are written alike (key order aside). */
+export function selectorKey(s: LabelSelector): string {
+  const labels = Object.entries(s.matchLabels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const exprs = (s.matchExpressions ?? [])
+    .map((e) => JSON.stringify([e.key, e.operator, [...(e.values ?? [])].sort()]))
+    .sort();
+  return JSON.stringify([labels, exprs]);
+}
+
+export function nodePeer(selector: LabelSelector): NodePeer {
+  return { selector, key: selectorKey(selector) };
+}
+
+export function emptyPeers(): PeerSpec {
+  return { any: false, endpoints: [], cidrs: [], entities: [], nodes: [] };
 }
 
 export interface RuleRef {
@@ -111,9 +137,6 @@ export interface NormPolicy {
   isolates: { ingress: boolean; egress: boolean };
   rules: NormRule[];
   errors: Array<{ field: string; message: string }>;
-  // Some rule has a node peer: its addresses come from the Node objects (NormalizeContext.nodes), so
-  // the policy must be normalized again when they change.
-  usesNodes?: boolean;
 }
 
 export function policyKey(kind: PolicyKind, namespace: string | undefined, name: string): string {
@@ -157,7 +180,7 @@ function npPeers(
   field: string,
   errors: NormPolicy["errors"],
 ) {
-  const out: PeerSpec = { any: false, endpoints: [], cidrs: [], entities: [] };
+  const out = emptyPeers();
   // An empty or missing from/to list matches every peer.
   if (!peers || peers.length === 0) return { ...out, any: true };
   for (const [i, p] of peers.entries()) {
@@ -231,7 +254,10 @@ export function normalizeNetworkPolicy(np: NetworkPolicy): NormPolicy {
   };
 }
 
-type SluiceRule = NonNullable<SecurityPolicy["spec"]["ingress"]>[number];
+// A SecurityPolicy rule, or a ClusterSecurityPolicy one (which may also have node peers).
+type SluiceRule = NonNullable<SecurityPolicy["spec"]["ingress"]>[number] & {
+  nodes?: NonNullable<ClusterSecurityPolicy["spec"]["ingress"]>[number]["nodes"];
+};
 
 function sluiceRule(
   kind: PolicyKind,
@@ -243,7 +269,7 @@ function sluiceRule(
   errors: NormPolicy["errors"],
 ): NormRule {
   const field = `spec.${direction}[${index}]`;
-  const peers: PeerSpec = { any: false, endpoints: [], cidrs: [], entities: [] };
+  const peers = emptyPeers();
   for (const e of r.endpoints ?? []) {
     const namespace: NamespaceMatch | undefined = e.namespaceSelector
       ? { kind: "selector", selector: e.namespaceSelector }
@@ -260,7 +286,11 @@ function sluiceRule(
     if (e === "all") peers.any = true;
     else peers.entities.push(e);
   }
-  const anyGiven = (r.endpoints?.length ?? 0) + (r.cidrs?.length ?? 0) + (r.entities?.length ?? 0) > 0;
+  // Node peers are ClusterSecurityPolicy's: a SecurityPolicy's schema has none (the API server prunes it).
+  const nodes = kind === "ClusterSecurityPolicy" ? (r.nodes ?? []) : [];
+  for (const n of nodes) peers.nodes.push(nodePeer(n));
+  const anyGiven =
+    (r.endpoints?.length ?? 0) + (r.cidrs?.length ?? 0) + (r.entities?.length ?? 0) + nodes.length > 0;
   if (!anyGiven) peers.any = true;
   const ref: RuleRef = { kind, namespace: ns, name, direction, index };
   const action = r.action === "Deny" ? "deny" : r.action === "Pass" ? "pass" : "allow";
@@ -348,23 +378,18 @@ export function normalizeClusterSecurityPolicy(csp: ClusterSecurityPolicy): Norm
   };
 }
 
-// One argument, so `.map(normalizePolicy)` stays right; node peers then match nothing (no error).
 export function normalizePolicy(p: AnyPolicy): NormPolicy {
-  return normalizePolicyWith(p, {});
-}
-
-export function normalizePolicyWith(p: AnyPolicy, ctx: NormalizeContext): NormPolicy {
   switch (p.kind) {
     case "NetworkPolicy":
       return normalizeNetworkPolicy(p);
     case "SecurityPolicy":
       return normalizeSecurityPolicy(p);
     case "ClusterNetworkPolicy":
-      return normalizeClusterNetworkPolicy(p, ctx);
+      return normalizeClusterNetworkPolicy(p);
     case "AdminNetworkPolicy":
-      return normalizeAdminNetworkPolicy(p, ctx);
+      return normalizeAdminNetworkPolicy(p);
     case "BaselineAdminNetworkPolicy":
-      return normalizeBaselineAdminNetworkPolicy(p, ctx);
+      return normalizeBaselineAdminNetworkPolicy(p);
     default:
       return normalizeClusterSecurityPolicy(p);
   }

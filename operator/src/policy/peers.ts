@@ -1,7 +1,7 @@
 // Which identities a rule's peers match, answered through the universe's indexes.
 import { matchesSelector, requiredLabels } from "./selector.ts";
 import { ReservedIdentity } from "./mapstate.ts";
-import type { EndpointPeer, Entity, PeerSpec } from "./normalize.ts";
+import type { EndpointPeer, Entity, NodePeer, PeerSpec } from "./normalize.ts";
 import type { PeerIdentity, Universe } from "./universe.ts";
 
 const CLUSTER_RESERVED = new Set<number>([
@@ -39,12 +39,18 @@ function endpointMatches(ep: EndpointPeer, p: PeerIdentity): boolean {
   return !ep.pod || matchesSelector(ep.pod, p.labels.podLabels);
 }
 
+// A node peer picks the node addresses refined by its selector (universe.ts), host or remote-node alike.
+function nodeMatches(n: NodePeer, p: PeerIdentity): boolean {
+  return p.nodeSelectors?.has(n.key) === true;
+}
+
 export function peerMatches(peers: PeerSpec, p: PeerIdentity): boolean {
   if (peers.any) return true;
   for (const ep of peers.endpoints) if (endpointMatches(ep, p)) return true;
   for (const c of peers.cidrs)
     if (p.prefixes.has(c.cidrKey) && !c.exceptKeys.some((k) => p.prefixes.has(k))) return true;
   for (const e of peers.entities) if (entityMatches(e, p)) return true;
+  for (const n of peers.nodes) if (nodeMatches(n, p)) return true;
   return false;
 }
 
@@ -72,5 +78,10 @@ export function peerIdentities(peers: PeerSpec, u: Universe): Set<number> {
     const pool = e === "cluster" ? u.identities.keys() : u.notLabeled;
     for (const id of pool) if (entityMatches(e, u.identities.get(id)!)) out.add(id);
   }
+  if (peers.nodes.length > 0)
+    for (const id of u.notLabeled) {
+      const p = u.identities.get(id)!;
+      if (peers.nodes.some((n) => nodeMatches(n, p))) out.add(id);
+    }
   return out;
 }

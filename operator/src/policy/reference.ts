@@ -44,6 +44,8 @@ export class ReferenceEvaluator {
   private readonly allowLocalhost: AllowLocalhost;
   // node name -> canonical addresses of its interfaces.
   private readonly local = new Map<string, Set<string>>();
+  // node name -> its Node object's labels (what node peers select by).
+  private readonly nodeLabels = new Map<string, Readonly<Record<string, string>>>();
 
   constructor(inputs: PolicyInputs, options: ReferenceOptions = {}) {
     const labelOptions = options.labelOptions;
@@ -65,6 +67,7 @@ export class ReferenceEvaluator {
       };
       for (const ip of podIps(pod)) this.claim(ip, { kind: "pod", pod: info });
     }
+    for (const n of inputs.nodes ?? []) this.nodeLabels.set(n.metadata.name ?? "", n.metadata.labels ?? {});
     for (const n of inputs.nodes ?? [])
       for (const a of (n as Node).status?.addresses ?? [])
         if (a.type === "InternalIP" || a.type === "ExternalIP")
@@ -129,7 +132,7 @@ export class ReferenceEvaluator {
       return "allow";
     const hit = (r: NormRule) =>
       r.direction === direction &&
-      peerMatches(r.peers, peerIp, peer, node) &&
+      peerMatches(r.peers, peerIp, peer, node, this.nodeLabels) &&
       inRanges(resolvePorts(r.ports, named), protocol, port);
 
     // Admin tier: first matching rule in priority order decides; Pass moves on to namespace level.
@@ -171,7 +174,13 @@ function endpointPeerMatches(ep: EndpointPeer, labels: SplitLabels): boolean {
   return !ep.pod || matchesSelector(ep.pod, labels.podLabels);
 }
 
-function peerMatches(peers: PeerSpec, ip: string, peer: Peer, node: string | undefined): boolean {
+function peerMatches(
+  peers: PeerSpec,
+  ip: string,
+  peer: Peer,
+  node: string | undefined,
+  nodeLabels: ReadonlyMap<string, Readonly<Record<string, string>>>,
+): boolean {
   if (peers.any) return true;
   if (peer.kind === "pod" && peers.endpoints.some((e) => endpointPeerMatches(e, peer.pod.labels)))
     return true;
@@ -184,6 +193,12 @@ function peerMatches(peers: PeerSpec, ip: string, peer: Peer, node: string | und
     if (e === "cluster" && peer.kind !== "external") return true;
     if (e === "host" && peer.kind === "node" && peer.node === node) return true;
     if (e === "remote-node" && peer.kind === "node" && peer.node !== node) return true;
+  }
+  // A node peer: the address is one of a node's whose labels the selector matches (a node without a
+  // Node object has none).
+  if (peer.kind === "node") {
+    const labels = nodeLabels.get(peer.node) ?? {};
+    if (peers.nodes.some((n) => matchesSelector(n.selector, labels))) return true;
   }
   return false;
 }

@@ -3,7 +3,9 @@
 // to them. Addresses whose pods share a cluster identity but differ in what a policy can tell
 // apart (one pod inside a policy CIDR, another outside; different numbers behind one port name)
 // get node-local refined identities, so identity-based lookups still decide exactly per address.
-import type { Namespace, Node, Pod } from "../api/k8s.ts";
+// Node addresses are refined the same way by the policies' node selectors: host and remote-node stay
+// one identity each until a node peer picks some nodes and not others.
+import type { LabelSelector, Namespace, Node, Pod } from "../api/k8s.ts";
 import {
   type LabelOptions,
   type LabelSet,
@@ -25,6 +27,7 @@ import {
 import { stableIds } from "./hash.ts";
 import { type IpcacheEntry, ReservedIdentity } from "./mapstate.ts";
 import { type NamedPorts, namedPortsKey, namedPortsOf } from "./ports.ts";
+import { matchesSelector } from "./selector.ts";
 
 // Node-local identities (CIDR blocks and refinements) live above every cluster identity.
 export const LOCAL_IDENTITY_BASE = 1 << 24;
@@ -38,6 +41,9 @@ export interface PeerIdentity {
   // formatPrefix() of every policy CIDR that contains all of this identity's addresses.
   prefixes: ReadonlySet<string>;
   namedPorts?: NamedPorts;
+  // Node addresses (base host or remote-node): the key of every policy node selector that picks the
+  // node they belong to (normalize.ts NodePeer.key). Undefined or empty: no node selector picks them.
+  nodeSelectors?: ReadonlySet<string>;
 }
 
 export interface Universe {
@@ -60,6 +66,8 @@ export interface UniverseInput {
   identities: readonly Identity[];
   // formatPrefix() of every CIDR and except in the policies.
   policyPrefixes: Iterable<string>;
+  // Every node selector of the policies' node peers, by key (normalize.ts NodePeer).
+  policyNodeSelectors?: ReadonlyMap<string, LabelSelector>;
   node: string;
   // Addresses of this node's own interfaces (found by the agent), identity HOST like the addresses of
   // its Node object: the sources the node's own stack uses towards its pods (kubelet probes).
@@ -73,10 +81,19 @@ export function podIps(pod: Pod): string[] {
   return ips;
 }
 
+function isFinished(pod: Pod): boolean {
+  const phase = pod.status?.phase;
+  return phase === "Succeeded" || phase === "Failed";
+}
+
 // Pods that own their addresses: not host-network, not finished.
 export function isNetworkedPod(pod: Pod): boolean {
-  const phase = pod.status?.phase;
-  return !pod.spec?.hostNetwork && phase !== "Succeeded" && phase !== "Failed" && podIps(pod).length > 0;
+  return !pod.spec?.hostNetwork && !isFinished(pod) && podIps(pod).length > 0;
+}
+
+// Host-network pods that run: no endpoint of their own, their traffic is their node's.
+export function isHostNetworkPod(pod: Pod): boolean {
+  return pod.spec?.hostNetwork === true && !isFinished(pod);
 }
 
 export function podLabelSet(
@@ -93,6 +110,8 @@ interface Address {
   base: number;
   labels?: SplitLabels;
   namedPorts?: NamedPorts;
+  // A node's address: the keys of the policy node selectors that pick that node, sorted.
+  nodeSelectors?: string[];
 }
 
 export function buildUniverse(input: UniverseInput): Universe {
@@ -136,18 +155,30 @@ export function buildUniverse(input: UniverseInput): Universe {
       if (ip) addresses.push({ text, ip, base: id, labels: info.labels, namedPorts: namedPortsOf(pod) });
     }
   }
+  const nodeLabels = new Map(
+    (input.nodes ?? []).map((n) => [n.metadata.name ?? "", n.metadata.labels ?? {}]),
+  );
+  const selectorsOf = (node: string) => {
+    const labels = nodeLabels.get(node) ?? {};
+    const keys: string[] = [];
+    for (const [k, sel] of input.policyNodeSelectors ?? []) if (matchesSelector(sel, labels)) keys.push(k);
+    return keys.sort();
+  };
   // The node's own interfaces, before other nodes' Node objects: an address configured here is this
   // node whatever another Node object claims (pods still come first).
+  const own = selectorsOf(input.node);
   for (const text of input.hostAddresses ?? []) {
     const ip = parseIp(text);
-    if (ip) addresses.push({ text, ip, base: ReservedIdentity.HOST });
+    if (ip) addresses.push({ text, ip, base: ReservedIdentity.HOST, nodeSelectors: own });
   }
   for (const node of input.nodes ?? []) {
-    const base = node.metadata.name === input.node ? ReservedIdentity.HOST : ReservedIdentity.REMOTE_NODE;
+    const name = node.metadata.name ?? "";
+    const base = name === input.node ? ReservedIdentity.HOST : ReservedIdentity.REMOTE_NODE;
+    const nodeSelectors = selectorsOf(name);
     for (const a of node.status?.addresses ?? []) {
       if (a.type !== "InternalIP" && a.type !== "ExternalIP") continue;
       const ip = parseIp(a.address);
-      if (ip) addresses.push({ text: a.address, ip, base });
+      if (ip) addresses.push({ text: a.address, ip, base, nodeSelectors });
     }
   }
 
@@ -157,11 +188,12 @@ export function buildUniverse(input: UniverseInput): Universe {
       .filter((p) => containsIp(p, a.ip))
       .map(formatPrefix)
       .sort();
-    return { covering, key: `${covering.join(" ")}|${namedPortsKey(a.namedPorts)}` };
+    const nodes = (a.nodeSelectors ?? []).join(" ");
+    return { covering, key: `${covering.join(" ")}|${namedPortsKey(a.namedPorts)}|${nodes}` };
   };
   const perBase = new Map<
     number,
-    Map<string, { covering: string[]; namedPorts?: NamedPorts; addrs: Address[] }>
+    Map<string, { covering: string[]; namedPorts?: NamedPorts; nodeSelectors?: string[]; addrs: Address[] }>
   >();
   for (const a of addresses) {
     const s = sigOf(a);
@@ -172,7 +204,7 @@ export function buildUniverse(input: UniverseInput): Universe {
     }
     let g = m.get(s.key);
     if (!g) {
-      g = { covering: s.covering, namedPorts: a.namedPorts, addrs: [] };
+      g = { covering: s.covering, namedPorts: a.namedPorts, nodeSelectors: a.nodeSelectors, addrs: [] };
       m.set(s.key, g);
     }
     g.addrs.push(a);
@@ -201,6 +233,7 @@ export function buildUniverse(input: UniverseInput): Universe {
         labels: baseInfo.labels,
         prefixes: new Set(g.covering),
         namedPorts: g.namedPorts,
+        ...(g.nodeSelectors?.length ? { nodeSelectors: new Set(g.nodeSelectors) } : {}),
       });
       for (const a of g.addrs) idOfAddress.set(a, id);
     }

@@ -14,23 +14,23 @@
 // `sluice validate` fails and the operator reports it Accepted=False), and the rule fails closed as the
 // API says a peer it cannot read must: an Accept/Allow rule's unreadable peer matches nothing, a
 // Deny/Pass rule with one denies every peer on every port. domainNames peers are such a peer. Node peers
-// are the addresses of the Node objects the selector picks (every address of status.addresses that is
-// an IP), as CIDR peers of one host each: the compiler's Node objects (the agent watches them; the CLI
-// reads them from the manifests given). With no Node objects, a node peer matches no address.
-import type { LabelSelector, Node } from "../api/k8s.ts";
+// are node selectors (normalize.ts NodePeer): the peer universe tells each node's addresses apart by
+// the selectors that pick it, so the rule holds per node, host-network pods included.
+import type { LabelSelector } from "../api/k8s.ts";
 import type {
   AdminNetworkPolicy,
   BaselineAdminNetworkPolicy,
   ClusterNetworkPolicy,
 } from "../api/types.generated.ts";
-import { formatPrefix, hostPrefix, parseIp } from "./cidr.ts";
 import type { Direction } from "./mapstate.ts";
 import {
   type Action,
   type CidrPeer,
   cidrPeer,
+  emptyPeers,
   type NormPolicy,
   type NormRule,
+  nodePeer,
   type PeerSpec,
   type PolicyKind,
   type PortSpec,
@@ -39,15 +39,8 @@ import {
   ruleId,
   type Tier,
 } from "./normalize.ts";
-import { matchesSelector } from "./selector.ts";
 
 export type UpstreamPolicy = ClusterNetworkPolicy | AdminNetworkPolicy | BaselineAdminNetworkPolicy;
-
-/** What normalizing may read beyond the policy itself. */
-export interface NormalizeContext {
-  /** The Node objects node peers select from; undefined: node peers match nothing (no error). */
-  nodes?: readonly Node[];
-}
 
 /** The BaselineAdminNetworkPolicy's place in the Baseline tier: after every priority (0–1000) of the others. */
 export const BANP_PRIORITY = 1001;
@@ -131,20 +124,8 @@ function selectorOrError(
   return undefined;
 }
 
-function nodeAddresses(nodes: readonly Node[], selector: LabelSelector): string[] {
-  const out = new Set<string>();
-  for (const n of nodes) {
-    if (!matchesSelector(selector, n.metadata.labels ?? {})) continue;
-    for (const a of n.status?.addresses ?? []) {
-      const ip = parseIp(a.address);
-      if (ip) out.add(formatPrefix(hostPrefix(ip)));
-    }
-  }
-  return [...out].sort();
-}
-
 // One peer into `into`; false when the peer cannot be enforced (the caller fails the rule closed).
-function peer(p: RawPeer, field: string, ctx: NormalizeContext, into: PeerSpec, errors: Errors): boolean {
+function peer(p: RawPeer, field: string, into: PeerSpec, errors: Errors): boolean {
   const given = Object.keys(p ?? {}).filter((k) => (p as Record<string, unknown>)[k] !== undefined);
   if (given.length !== 1) {
     errors.push({
@@ -182,10 +163,7 @@ function peer(p: RawPeer, field: string, ctx: NormalizeContext, into: PeerSpec, 
   if (p.nodes) {
     const sel = selectorOrError(p.nodes, `${field}.nodes`, errors);
     if (!sel) return false;
-    for (const a of nodeAddresses(ctx.nodes ?? [], sel)) {
-      const q = cidrPeer(a, undefined, `${field}.nodes`, errors);
-      if (q) into.cidrs.push(q);
-    }
+    into.nodes.push(nodePeer(sel));
     return true;
   }
   errors.push({
@@ -310,7 +288,6 @@ function rules(
   name: string,
   direction: Direction,
   raw: RawRule[],
-  ctx: NormalizeContext,
   errors: Errors,
   passAllowed: boolean,
 ): NormRule[] {
@@ -327,7 +304,7 @@ function rules(
       action = "deny";
       failed = true;
     }
-    const peers: PeerSpec = { any: false, endpoints: [], cidrs: [], entities: [] };
+    const peers = emptyPeers();
     const list = r.peers ?? [];
     if (list.length === 0) {
       errors.push({
@@ -337,8 +314,7 @@ function rules(
       failed = true;
     }
     for (const [i, p] of list.entries())
-      if (!peer(p, `${field}.${direction === "ingress" ? "from" : "to"}[${i}]`, ctx, peers, errors))
-        failed = true;
+      if (!peer(p, `${field}.${direction === "ingress" ? "from" : "to"}[${i}]`, peers, errors)) failed = true;
     // Fail closed: an allow keeps only the peers it could read; a deny or pass denies everything.
     if (failed && action !== "allow")
       return {
@@ -383,10 +359,6 @@ function subject(
     : { subjectPods: SELECTS_NOTHING };
 }
 
-function usesNodes(raw: readonly RawRule[]): boolean {
-  return raw.some((r) => (r.peers ?? []).some((p) => p?.nodes !== undefined));
-}
-
 function build(
   kind: PolicyKind,
   name: string,
@@ -395,7 +367,6 @@ function build(
   spec: { subject?: RawSubject },
   ingress: RawRule[],
   egress: RawRule[],
-  ctx: NormalizeContext,
   errors: Errors,
 ): NormPolicy {
   const passAllowed = kind !== "BaselineAdminNetworkPolicy";
@@ -409,11 +380,10 @@ function build(
     // Cluster-wide policies never isolate: what they do not decide falls through to the next tier.
     isolates: { ingress: false, egress: false },
     rules: [
-      ...rules(kind, name, "ingress", ingress, ctx, errors, passAllowed),
-      ...rules(kind, name, "egress", egress, ctx, errors, passAllowed),
+      ...rules(kind, name, "ingress", ingress, errors, passAllowed),
+      ...rules(kind, name, "egress", egress, errors, passAllowed),
     ],
     errors,
-    usesNodes: usesNodes(egress),
   };
 }
 
@@ -441,10 +411,7 @@ const anpPorts = (r: { ports?: V1Alpha1Port[] }, f: string, e: Errors) => v1alph
 const from = (r: { from?: unknown }) => r.from as RawPeer[] | undefined;
 const to = (r: { to?: unknown }) => r.to as RawPeer[] | undefined;
 
-export function normalizeClusterNetworkPolicy(
-  p: ClusterNetworkPolicy,
-  ctx: NormalizeContext = {},
-): NormPolicy {
+export function normalizeClusterNetworkPolicy(p: ClusterNetworkPolicy): NormPolicy {
   const name = p.metadata.name ?? "";
   const errors: Errors = [];
   const spec = p.spec ?? ({} as ClusterNetworkPolicy["spec"]);
@@ -457,22 +424,19 @@ export function normalizeClusterNetworkPolicy(
       field: "spec.tier",
       message: `${JSON.stringify(spec.tier)} is not Admin or Baseline: taken as Admin`,
     });
-  return build("ClusterNetworkPolicy", name, tier, spec.priority ?? 0, spec, ingress, egress, ctx, errors);
+  return build("ClusterNetworkPolicy", name, tier, spec.priority ?? 0, spec, ingress, egress, errors);
 }
 
-export function normalizeAdminNetworkPolicy(p: AdminNetworkPolicy, ctx: NormalizeContext = {}): NormPolicy {
+export function normalizeAdminNetworkPolicy(p: AdminNetworkPolicy): NormPolicy {
   const name = p.metadata.name ?? "";
   const errors: Errors = [];
   const spec = p.spec ?? ({} as AdminNetworkPolicy["spec"]);
   const ingress = rawRules<AnpRule>(spec.ingress, "ingress", from, anpPorts, errors);
   const egress = rawRules(spec.egress, "egress", to, anpPorts, errors);
-  return build("AdminNetworkPolicy", name, "admin", spec.priority ?? 0, spec, ingress, egress, ctx, errors);
+  return build("AdminNetworkPolicy", name, "admin", spec.priority ?? 0, spec, ingress, egress, errors);
 }
 
-export function normalizeBaselineAdminNetworkPolicy(
-  p: BaselineAdminNetworkPolicy,
-  ctx: NormalizeContext = {},
-): NormPolicy {
+export function normalizeBaselineAdminNetworkPolicy(p: BaselineAdminNetworkPolicy): NormPolicy {
   const name = p.metadata.name ?? "";
   const errors: Errors = [];
   const spec = p.spec ?? ({} as BaselineAdminNetworkPolicy["spec"]);
@@ -485,15 +449,5 @@ export function normalizeBaselineAdminNetworkPolicy(
       field: "metadata.name",
       message: 'a BaselineAdminNetworkPolicy must be named "default" (the cluster has one)',
     });
-  return build(
-    "BaselineAdminNetworkPolicy",
-    name,
-    "baseline",
-    BANP_PRIORITY,
-    spec,
-    ingress,
-    egress,
-    ctx,
-    errors,
-  );
+  return build("BaselineAdminNetworkPolicy", name, "baseline", BANP_PRIORITY, spec, ingress, egress, errors);
 }

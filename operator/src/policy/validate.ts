@@ -45,6 +45,7 @@ function matchesNothing(r: NormRule): string | undefined {
   if (
     r.peers.endpoints.length === 0 &&
     r.peers.entities.length === 0 &&
+    r.peers.nodes.length === 0 &&
     live.length === 0 &&
     r.peers.cidrs.length > 0
   )
@@ -98,7 +99,10 @@ function semantic(
           });
     }
   // Named ports: with pods in the inputs, each name must exist on some pod it would resolve against.
-  if (pods.length === 0) return;
+  // Without a named port nothing below applies: skip the pass over every pod (the operator validates
+  // each policy against the whole cluster's pods; 50,000 of them at issue 14's scale).
+  const named = norm.rules.some((r) => r.ports?.some((x) => typeof x.port === "string"));
+  if (pods.length === 0 || !named) return;
   const nsByName = new Map(namespaces.map((n) => [n.metadata.name ?? "", n]));
   const selected = pods.filter((pod) => {
     const l = splitLabels(securityLabels(pod, nsByName.get(pod.metadata.namespace ?? "default")));

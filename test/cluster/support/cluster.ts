@@ -39,6 +39,7 @@ export type { CniShape } from "./node-config.ts";
 
 const KUBECTL = join(REPO_ROOT, ".tooling/bin/kubectl");
 const HELM = join(REPO_ROOT, ".tooling/bin/helm");
+const SLUICE_BIN = join(REPO_ROOT, "bin/sluice");
 const RUN_PREFIX = "sluice-cl-";
 const API_PORT = 6443;
 const PAUSE_IMAGE = "localhost/sluice/pause:1";
@@ -70,6 +71,8 @@ export interface Cluster {
   chartValues: Record<string, string>;
   kubectl(args: readonly string[], input?: string): Promise<string>;
   helm(args: readonly string[]): Promise<string>;
+  /** The `sluice` CLI against the cluster (its kubeconfig), on the node. */
+  sluice(args: readonly string[]): Promise<string>;
   /** Runs a command in the node's network namespace (the host's, for an external cluster). */
   onNode(argv: readonly string[]): Promise<string>;
   /** Imports an OCI archive into the node's containerd. */
@@ -124,6 +127,7 @@ function externalCluster(): Cluster | undefined {
     ),
     kubectl: direct(KUBECTL),
     helm: direct(HELM),
+    sluice: direct(SLUICE_BIN),
     onNode: (argv) => run(argv[0], argv.slice(1)).then((r) => r.stdout),
     importImage: async () => {},
     logs: () => "",
@@ -346,6 +350,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       },
       kubectl,
       helm: (args) => inNode([HELM, "--kubeconfig", kubeconfig, ...args]),
+      sluice: (args) => inNode([SLUICE_BIN, ...args, "--kubeconfig", kubeconfig]),
       onNode: (argv) => inNode(argv),
       importImage,
       logs,

@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import { REPO_ROOT } from "../../../operator/src/lab/local-apiserver.ts";
 import { requirePrivileged } from "../../support/privileged.ts";
 import { builtImages, type Cluster, type CniShape, startCluster } from "./cluster.ts";
+import type { FlowRecord, MonitorRecord } from "../../../operator/src/monitor/flow-record.ts";
 import { measureFirstPacket } from "./first-packet.ts";
 import {
   deploymentManifests,
@@ -151,6 +152,62 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
           `${ns}/${p.pod} was not restarted under the policies`,
         );
       }
+  });
+
+  test(`${shape}: sluice monitor through pods/portforward names the probes' drops and the isolating policies`, {
+    timeout: 120_000,
+  }, async (t) => {
+    if (!requirePrivileged(t)) return;
+    assert.ok(enforced.length > 0, "the demo's matrix (an earlier test) is known");
+    const since = new Date().toISOString();
+    assert.deepEqual(await probeRows(c(), pods, enforced), sortVerdicts(enforced));
+    // The agent pod's loopback is the node's (host network): the API server's port-forward reaches its
+    // monitor there through kubelet and containerd.
+    const out = await c().sluice([
+      "monitor",
+      "--sluice-namespace",
+      RELEASE_NS,
+      "--since",
+      since,
+      "-o",
+      "json",
+    ]);
+    const records = out
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as MonitorRecord);
+    assert.equal(records[0]?.type, "stats", out.slice(0, 500));
+    const flows = records.filter((r): r is FlowRecord => r.type === "flow");
+    // Every denied TCP probe of the demo's policies shows as a denied flow between the two pods
+    // (denied packets are all reported), decided by a rule or by the default of an isolated pod.
+    const denied = enforced.filter((r) => r.verdict === "deny" && r.protocol === "TCP");
+    assert.ok(denied.length > 0);
+    for (const row of denied) {
+      const seen = flows.filter(
+        (f) =>
+          f.verdict === "denied" &&
+          f.source.pod === row.from &&
+          f.destination.pod === row.to &&
+          f.port === row.port,
+      );
+      assert.ok(
+        seen.length > 0,
+        `a denied flow ${row.from} -> ${row.to}:${row.port} in ${flows.length} flows`,
+      );
+      for (const f of seen)
+        assert.ok(f.rule || (f.isolatedBy?.length ?? 0) > 0, `${f.decidedBy}: names a rule or what isolates`);
+      // Dropped at a shop pod's ingress: the default of a pod the demo's default-deny-ingress isolates
+      // (prometheus' drops to db are its own egress, by the Baseline rule).
+      for (const f of seen.filter((x) => x.direction === "ingress" && row.to.startsWith("shop/")))
+        assert.ok(f.isolatedBy?.includes("NetworkPolicy/shop/default-deny-ingress"), JSON.stringify(f));
+    }
+    assert.ok(
+      flows.some(
+        (f) => f.verdict === "denied" && f.direction === "ingress" && (f.isolatedBy?.length ?? 0) > 0,
+      ),
+      "some drop is a default deny naming what isolates the pod",
+    );
+    t.diagnostic(`${flows.length} flows, ${denied.length} denied probe rows named`);
   });
 
   test(`${shape}: kubectl apply of every sample policy on top: probes follow sluice matrix; deleted again`, {

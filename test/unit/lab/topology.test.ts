@@ -124,3 +124,86 @@ test("matrix: diff and table", () => {
   assert.deepEqual(diffMatrices(a, a), []);
   assert.equal(formatMatrixTable(a), "FROM  TO   80/TCP  53/UDP\na/x   a/y  allow   deny");
 });
+
+const hostPod = (ns: string, name: string, node: string, ips: string[], ports: object[] = []) => {
+  const p = pod(ns, name, node, ips, ports);
+  return { ...p, spec: { ...p.spec, hostNetwork: true } };
+};
+const nodeObject = (name: string, ips: string[]) => ({
+  apiVersion: "v1",
+  kind: "Node",
+  metadata: { name },
+  status: { addresses: ips.map((address) => ({ type: "InternalIP", address })) },
+});
+
+test("topology: host-network pods carry their node's address (their podIPs, else the Node's)", () => {
+  const t = topologyFromObjects([
+    nodeObject("n1", ["172.29.0.11"]),
+    pod("a", "x", "n1", ["10.0.0.1"], [{ containerPort: 80 }]),
+    hostPod("m", "exp1", "n1", [], [{ containerPort: 9100 }]),
+    hostPod("m", "exp2", "n2", ["172.29.0.12"], [{ containerPort: 9100 }]),
+  ]);
+  assert.deepEqual(
+    t.pods.map((p) => [p.key, p.node, p.hostNetwork, p.ipv4, p.primaryIp]),
+    [
+      ["a/x", "n1", false, "10.0.0.1", "10.0.0.1"],
+      ["m/exp1", "n1", true, "172.29.0.11", "172.29.0.11"],
+      ["m/exp2", "n2", true, "172.29.0.12", "172.29.0.12"],
+    ],
+  );
+  // node n2 has no Node object: its host-network pod's address is the node's.
+  assert.deepEqual(Object.fromEntries(t.nodeAddresses), {
+    n1: { ipv4: "172.29.0.11", ipv6: undefined },
+    n2: { ipv4: "172.29.0.12", ipv6: undefined },
+  });
+});
+
+test("topology: host-network errors name the object and field", () => {
+  const cases: Array<[object[], RegExp]> = [
+    [[hostPod("m", "e", "n1", [])], /Pod\/m\/e: spec.hostNetwork: the lab needs node n1's address/],
+    [
+      [nodeObject("n1", ["172.29.0.11"]), hostPod("m", "e", "n1", ["172.29.0.99"])],
+      /Pod\/m\/e: status.podIPs: .*172.29.0.99 is not node n1's \(172.29.0.11\)/,
+    ],
+    [
+      [
+        hostPod("m", "e", "n1", ["172.29.0.11"], [{ containerPort: 9100 }]),
+        hostPod("m", "f", "n1", ["172.29.0.11"], [{ containerPort: 9100 }]),
+      ],
+      /Pod\/m\/f: port 9100\/TCP: Pod\/m\/e listens on it too/,
+    ],
+    [
+      [nodeObject("n1", ["10.0.0.1"]), pod("a", "x", "n1", ["10.0.0.1"])],
+      /Node\/n1: 10.0.0.1 is also the address of Pod\/a\/x/,
+    ],
+    [[nodeObject("n1", ["not-an-ip"]), pod("a", "x", "n1", ["10.0.0.1"])], /Node\/n1: status.addresses/],
+  ];
+  for (const [objs, re] of cases)
+    assert.throws(
+      () => topologyFromObjects(objs),
+      (e: Error) => e instanceof TopologyError && re.test(e.message),
+    );
+});
+
+test("plan: given node addresses are the nodes' fabric addresses; host-network pods get no namespace", () => {
+  const t = topologyFromObjects([
+    nodeObject("n1", ["172.29.0.11"]),
+    pod("a", "x", "n1", ["10.0.0.1"]),
+    pod("a", "y", "n2", ["10.0.0.2"]),
+    hostPod("m", "e", "n1", [], [{ containerPort: 9100 }]),
+  ]);
+  const plan = planLab(t, "beef");
+  const [n1, n2] = plan.nodes;
+  assert.equal(n1.address4, "172.29.0.11");
+  assert.ok(n2.address4.startsWith("172.31.255."));
+  // Outside the picked subnet: a host address, and a route to it from the other node.
+  assert.ok(plan.config.get(n1.netns)!.includes("addr add 172.29.0.11/32 dev fab0"));
+  assert.ok(plan.config.get(n1.netns)!.includes(`route add ${n2.address4}/32 dev fab0`));
+  assert.ok(plan.config.get(n2.netns)!.includes("route add 172.29.0.11/32 dev fab0"));
+  assert.ok(plan.config.get(n2.netns)!.includes("route add 10.0.0.1/32 via 172.29.0.11 dev fab0"));
+  const e = plan.pods.find((p) => p.pod.key === "m/e")!;
+  assert.equal(e.netns, n1.netns);
+  assert.ok(!allNetns(plan).includes(netnsName("beef", "p", "m.e")));
+  assert.equal(new Set(allNetns(plan)).size, allNetns(plan).length);
+  assert.ok(![...plan.links.values()].flat().some((l) => l.includes(e.hostIf)));
+});

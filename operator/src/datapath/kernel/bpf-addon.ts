@@ -93,7 +93,12 @@ export interface RingBufferHandle {
 }
 
 export interface BpfAddon {
-  loadObject(path: string, options?: { pinRoot?: string }): LoadedObject;
+  // maxEntries: max_entries by map name, set between open and load (a pin of another size is refused);
+  // pinPaths: a pin path by map name instead of <pinRoot>/<name> (a map being grown).
+  loadObject(
+    path: string,
+    options?: { pinRoot?: string; maxEntries?: Record<string, number>; pinPaths?: Record<string, string> },
+  ): LoadedObject;
   mapInfo(fd: number): MapInfo;
   mapLookup(fd: number, key: Uint8Array, valueOut: Uint8Array): boolean;
   mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags?: number): void;

@@ -178,22 +178,28 @@ const RESIZABLE = [[MapNames.verdicts, enums.sl_verdict_counters.SL_VERDICT_COUN
 export function unpinResizedMaps(addon: BpfAddon, pins: DatapathPins): string[] {
   const removed: string[] = [];
   for (const [name, size] of RESIZABLE) {
-    let fd: number;
-    try {
-      fd = addon.objGet(pins.map(name));
-    } catch (e) {
-      if (hasErrnoCode(e, "ENOENT")) continue;
-      throw e;
-    }
-    try {
-      if (addon.mapInfo(fd).maxEntries === size) continue;
-      unlinkSync(pins.map(name));
-      removed.push(name);
-    } finally {
-      addon.closeFd(fd);
-    }
+    const pinned = pinnedMaxEntries(addon, pins, name);
+    if (pinned === undefined || pinned === size) continue;
+    unlinkSync(pins.map(name));
+    removed.push(name);
   }
   return removed;
+}
+
+// max_entries of the map pinned under the root by that name, or undefined when none is pinned.
+export function pinnedMaxEntries(addon: BpfAddon, pins: DatapathPins, name: string): number | undefined {
+  let fd: number;
+  try {
+    fd = addon.objGet(pins.map(name));
+  } catch (e) {
+    if (hasErrnoCode(e, "ENOENT")) return undefined;
+    throw e;
+  }
+  try {
+    return addon.mapInfo(fd).maxEntries;
+  } finally {
+    addon.closeFd(fd);
+  }
 }
 
 export function mapsOfObject(addon: BpfAddon, obj: LoadedObject): DatapathMaps {

@@ -1,7 +1,8 @@
 // The one owner of a datapath's bpffs root: every path under it is derived here. A datapath pins its
 // maps by name (<root>/<map>), its tcx links (<root>/links/<ifname>-<hook>) and, for tc filters, which
 // live on their device and not in bpffs, an empty marker directory (<root>/tc/<ifname>-<hook>); an
-// upgrade finds the maps of older layouts beside its own. Code outside datapath/ passes the root once
+// upgrade finds the maps of older layouts beside its own, and maps being grown wait in
+// <root>/resize/<map> (datapath/resize.ts). Code outside datapath/ passes the root once
 // (loadDatapath, or new DatapathPins for inspection) and never joins a path under it.
 import { existsSync, readdirSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
@@ -21,6 +22,8 @@ export interface PinnedLink {
 
 const LINKS = "links";
 const TC_MARKERS = "tc";
+// Maps being grown (datapath/resize.ts) are pinned here until they take their final name.
+const RESIZE = "resize";
 const CURRENT = enums.sl_layout.SL_LAYOUT_VERSION;
 
 export class DatapathPins {
@@ -52,6 +55,15 @@ export class DatapathPins {
 
   map(name: string): string {
     return join(this.root, name);
+  }
+
+  // Where a map being grown is pinned until it replaces the map of its name, and their folder.
+  resizeStaging(name: string): string {
+    return join(this.root, RESIZE, name);
+  }
+
+  resizeDir(): string {
+    return join(this.root, RESIZE);
   }
 
   link(ifname: string, hook: HookDirection): string {

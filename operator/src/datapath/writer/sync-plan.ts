@@ -75,6 +75,9 @@ export interface DesiredEndpoint {
 export interface DesiredState {
   ipcache: ReadonlyMap<string, number>;
   endpoints: ReadonlyMap<number, DesiredEndpoint>;
+  // The entries of an endpoint failed closed (MapState.failClosed, capacity-fit.ts); absent: each
+  // endpoint's own allow-localhost entries.
+  failClosed?: EntrySet;
 }
 
 export interface SyncPlan {
@@ -187,7 +190,18 @@ export function desiredState(
       ...(addresses && { addresses }),
     });
   }
-  return { desired: { ipcache, endpoints }, pending };
+  const failClosed = state.failClosed && closedEntries(state.failClosed.entries);
+  return { desired: { ipcache, endpoints, ...(failClosed && { failClosed }) }, pending };
+}
+
+// The fail-closed policy's entries (MapState.failClosed) as the writer compares them.
+export function closedEntries(entries: readonly PolicyEntry[]): EntrySet {
+  const out = new Map<string, PolicyEntry>();
+  for (const raw of entries) {
+    const e = canonicalEntry(raw);
+    out.set(policyEntryKey(e), e);
+  }
+  return out;
 }
 
 function sameValue(a: PolicyEntry, b: PolicyEntry): boolean {

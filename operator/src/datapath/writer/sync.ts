@@ -31,14 +31,15 @@ import {
   readPolicyMaps,
   writePolicyChanges,
 } from "./policy-store.ts";
+import { type FailedClosedEndpoint, planWithinCapacity } from "./capacity-fit.ts";
 import {
   type AppliedState,
+  type Capacities,
   type DesiredState,
   desiredState,
   type EndpointRecord,
   type EntrySet,
   type Generation,
-  planSync,
   type SourceRef,
 } from "./sync-plan.ts";
 
@@ -52,7 +53,16 @@ export interface SyncReport {
   ipcacheDeleted: number;
   // Endpoints of the MapState left out because their interface is unknown.
   pending: string[];
+  // Endpoints whose policy did not fit in the node's policy maps: they enforce the fail-closed policy.
+  failedClosed: FailedClosedEndpoint[];
   durationMs: number;
+}
+
+// The policy maps' budget as the writer checks it: entries of every endpoint's two generations, and
+// the capacity (the smallest of the three policy maps: each holds at most one record per entry).
+export interface PolicyBudget {
+  entries: number;
+  capacity: number;
 }
 
 // One map's fill, for map-pressure metrics: entries held and max_entries.
@@ -212,6 +222,31 @@ export function writeSources(maps: DatapathMaps, del: readonly SourceRef[], put:
 }
 
 const NO_ENTRIES: EntrySet = new Map();
+const COUNTERS_PER_ENDPOINT = enums.sl_counters.SL_COUNTERS_PER_ENDPOINT;
+
+type WriteCounts = Pick<
+  SyncReport,
+  | "flips"
+  | "policyWritten"
+  | "policyDeleted"
+  | "endpointsWritten"
+  | "endpointsDeleted"
+  | "ipcacheWritten"
+  | "ipcacheDeleted"
+>;
+
+// What two writes of one apply did together.
+function sumCounts(a: WriteCounts, b: WriteCounts): WriteCounts {
+  return {
+    flips: a.flips + b.flips,
+    policyWritten: a.policyWritten + b.policyWritten,
+    policyDeleted: a.policyDeleted + b.policyDeleted,
+    endpointsWritten: a.endpointsWritten + b.endpointsWritten,
+    endpointsDeleted: a.endpointsDeleted + b.endpointsDeleted,
+    ipcacheWritten: a.ipcacheWritten + b.ipcacheWritten,
+    ipcacheDeleted: a.ipcacheDeleted + b.ipcacheDeleted,
+  };
+}
 
 export interface MapSyncOptions {
   // Wait for running programs between the flip and rewriting the old generation (default true).
@@ -280,8 +315,44 @@ export class MapSync {
     return { ...this.applyDesired(desired), pending };
   }
 
+  // The capacities the planner checks, from the maps' sizes in the kernel.
+  #capacities(): Capacities {
+    const m = this.#maps;
+    return {
+      ipcache: Math.min(m.ipcache.maxEntries, m.ipHosts4.maxEntries, m.ipHosts6.maxEntries),
+      // An endpoint needs its value and its counter slot.
+      endpoints: Math.min(
+        m.endpoints.maxEntries,
+        Math.floor(m.counters.info.maxEntries / COUNTERS_PER_ENDPOINT),
+      ),
+      // Every map of the policy holds at most one record per entry.
+      policy: Math.min(m.policySets.maxEntries, m.policyExact.maxEntries, m.policyLpm.maxEntries),
+      sources: m.sources?.maxEntries ?? 0,
+    };
+  }
+
+  // How much of the policy maps' budget the enforced state takes (metrics: pressure before the limit).
+  policyBudget(): PolicyBudget {
+    let entries = 0;
+    for (const gens of this.#applied.policy.values()) entries += gens[0].size + gens[1].size;
+    return { entries, capacity: this.#capacities().policy };
+  }
+
   applyDesired(desired: DesiredState): SyncReport {
     const t0 = performance.now();
+    let report = this.#applyOnce(desired);
+    // Endpoints failed closed while others were still being removed (their entries go only after the
+    // barrier, so the write's peak counted them): once those are gone, the endpoints may fit.
+    while (report.failedClosed.length > 0 && report.freed) {
+      const again = this.#applyOnce(desired);
+      if (again.failedClosed.length >= report.failedClosed.length) break;
+      report = { ...again, ...sumCounts(report, again) };
+    }
+    const { freed: _freed, ...out } = report;
+    return { ...out, durationMs: performance.now() - t0 };
+  }
+
+  #applyOnce(want: DesiredState): Omit<SyncReport, "durationMs"> & { freed: boolean } {
     // After a failed write we no longer know the maps' content: read it back before planning.
     if (this.#stale) {
       const read = readAppliedAndTidy(this.#maps);
@@ -290,13 +361,7 @@ export class MapSync {
       this.#stale = false;
     }
     const m = this.#maps;
-    const plan = planSync(this.#applied, desired, {
-      ipcache: Math.min(m.ipcache.maxEntries, m.ipHosts4.maxEntries, m.ipHosts6.maxEntries),
-      endpoints: m.endpoints.maxEntries,
-      // Every map of the policy holds at most one record per entry.
-      policy: Math.min(m.policySets.maxEntries, m.policyExact.maxEntries, m.policyLpm.maxEntries),
-      sources: m.sources?.maxEntries ?? 0,
-    });
+    const { plan, desired, failedClosed } = planWithinCapacity(this.#applied, want, this.#capacities());
     const applied = this.#applied;
     const before = (epId: number, gen: Generation) => applied.policy.get(epId)?.[gen] ?? NO_ENTRIES;
     let added1: PolicyRecordCounts;
@@ -355,7 +420,8 @@ export class MapSync {
       ipcacheWritten: plan.ipcache.write.length,
       ipcacheDeleted: plan.ipcache.delete.length,
       pending: [],
-      durationMs: performance.now() - t0,
+      failedClosed,
+      freed: plan.phase3.delete.length > 0,
     };
   }
 }
