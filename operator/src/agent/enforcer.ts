@@ -201,7 +201,7 @@ export class Enforcer {
       return out;
     });
     for (const k of this.#addressed.keys()) if (!live.has(k)) this.#addressed.delete(k);
-    return { ipcache: state.ipcache, endpoints };
+    return { ...state, endpoints };
   }
 
   // After the first write every link runs this object's programs (or is gone): grown maps take their

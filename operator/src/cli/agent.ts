@@ -20,7 +20,13 @@ import {
 } from "../monitor/server.ts";
 import { EventLoopCheck, type HealthCheck } from "../observe/health.ts";
 import { createLogger, type Logger, logArgOptions, logSettings, logUsage } from "../observe/log.ts";
-import { type ListenAddress, newRegistry, ObserveServer, parseListenAddress } from "../observe/server.ts";
+import {
+  formatListenAddress,
+  type ListenAddress,
+  newRegistry,
+  ObserveServer,
+  parseListenAddress,
+} from "../observe/server.ts";
 import { ALLOW_LOCALHOST_MODES, type AllowLocalhost } from "../policy/mapstate.ts";
 import { kubeOptions } from "./kube-flags.ts";
 import { datapathLimits, mapSizeOptions, mapSizeUsage } from "./map-flags.ts";
@@ -157,7 +163,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       objectPath: values.object,
       attachMode,
       readyFile: values["ready-file"],
-      readyInfo: server ? { metrics: formatAddress(server.address) } : {},
+      readyInfo: server ? { metrics: formatListenAddress(server.address) } : {},
       onEvent: values.events ? (line) => process.stdout.write(`${line}\n`) : undefined,
       monitor: monitor && { listen: monitor, buffer: monitorBuffer },
       sampling,
@@ -194,10 +200,6 @@ interface CommonOptions {
   readyFile: string | undefined;
 }
 
-function formatAddress(a: ListenAddress): string {
-  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
-
 // /metrics, /healthz and /readyz (none with --metrics-addr 0). The agent's own liveness check is
 // looked up at each probe: the static agent exists only once its files are enforced.
 async function startObserveServer(
@@ -215,7 +217,7 @@ async function startObserveServer(
     live: [eventLoop, reconciler],
     ready: [ready],
   });
-  o.log.info({ address: formatAddress(server.address) }, "serving /metrics, /healthz and /readyz");
+  o.log.info({ address: formatListenAddress(server.address) }, "serving /metrics, /healthz and /readyz");
   return server;
 }
 
@@ -306,7 +308,7 @@ async function kubeAgent(o: KubeAgentCliOptions): Promise<number> {
         o.readyFile,
         JSON.stringify({
           node: o.node,
-          ...(server ? { metrics: formatAddress(server.address) } : {}),
+          ...(server ? { metrics: formatListenAddress(server.address) } : {}),
           ...(monitor ? { monitor: formatMonitorAddress(monitor.address) } : {}),
         }),
       );

@@ -4,7 +4,7 @@
 // for its first address). The text is for people; -o json|yaml carries the whole explanation.
 import type { KubeConfig } from "@kubernetes/client-node";
 import { formatPort, type ProbePort, parsePorts } from "../api/matrix-rows.ts";
-import type { Node, Pod } from "../api/k8s.ts";
+import type { Pod } from "../api/k8s.ts";
 import { classifyObjects } from "../api/objects.ts";
 import { resourceServed } from "../kube/informer.ts";
 import { rawList } from "../kube/raw.ts";
@@ -30,7 +30,7 @@ import { Protocol } from "../policy/mapstate.ts";
 import { namedPortsOf, protocolName, protocolNumber } from "../policy/ports.ts";
 import { formatRule, ruleLabel } from "../policy/rule-names.ts";
 import { trafficAddresses } from "../policy/matrix.ts";
-import { isHostNetworkPod, podIps } from "../policy/universe.ts";
+import { isHostNetworkPod, nodeIps, podIps } from "../policy/universe.ts";
 import { checkInputs, loadInputs } from "./inputs.ts";
 import { kubeConfigFromFlags, kubeOptions, kubeUsage } from "./kube-flags.ts";
 import { allowLocalhostOption } from "./lab-args.ts";
@@ -56,13 +56,6 @@ interface End {
   pod?: Pod;
 }
 
-function nodeAddresses(n: Node): string[] {
-  const a = n.status?.addresses ?? [];
-  return [...a.filter((x) => x.type === "InternalIP"), ...a.filter((x) => x.type === "ExternalIP")].map(
-    (x) => x.address,
-  );
-}
-
 export function resolveEnd(flag: string, text: string, inputs: PolicyInputs): End {
   const ip = parseIp(text);
   if (ip) return { text, addresses: [text] };
@@ -75,7 +68,7 @@ export function resolveEnd(flag: string, text: string, inputs: PolicyInputs): En
   if (left === "node") {
     const n = (inputs.nodes ?? []).find((x) => x.metadata.name === right);
     if (!n) throw new Error(`${flag}: node ${right} not found`);
-    const addresses = nodeAddresses(n);
+    const addresses = nodeIps(n);
     if (addresses.length === 0) throw new Error(`${flag}: node ${right} has no InternalIP or ExternalIP`);
     return { text, addresses };
   }

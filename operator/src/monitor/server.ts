@@ -7,9 +7,14 @@
 // so who may read them is decided by Kubernetes RBAC. Plain node:http, like observe/server.ts.
 import { existsSync, lstatSync, unlinkSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { UsageError } from "../cli/usage.ts";
-import { type ListenAddress, parseListenAddress } from "../observe/server.ts";
+import {
+  closeServer,
+  formatListenAddress,
+  type ListenAddress,
+  listenOn,
+  parseListenAddress,
+} from "../observe/server.ts";
 import type { FlowBuffer } from "./buffer.ts";
 import { FilterError, type FlowFilter, matchesFlow, parseFlowFilter } from "./filter.ts";
 import type { FlowPeer, FlowRecord, StatsRecord } from "./flow-record.ts";
@@ -44,8 +49,7 @@ export function parseMonitorAddress(text: string): MonitorListen | undefined {
 }
 
 export function formatMonitorAddress(a: MonitorListen): string {
-  if ("path" in a) return `unix:${a.path}`;
-  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+  return "path" in a ? `unix:${a.path}` : formatListenAddress(a);
 }
 
 export interface MonitorServerOptions {
@@ -73,23 +77,11 @@ export class MonitorServer {
     // A socket file left by an agent that was killed: nothing listens on it any more.
     if ("path" in listen && existsSync(listen.path) && lstatSync(listen.path).isSocket())
       unlinkSync(listen.path);
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      const done = () => {
-        server.off("error", reject);
-        resolve();
-      };
-      if ("path" in listen) server.listen(listen.path, done);
-      else server.listen(listen.port, listen.host, done);
-    });
-    if ("path" in listen) return new MonitorServer(server, listen);
-    const a = server.address() as AddressInfo;
-    return new MonitorServer(server, { host: a.address, port: a.port });
+    return new MonitorServer(server, (await listenOn(server, listen)) ?? listen);
   }
 
-  async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  close(): Promise<void> {
+    return closeServer(this.#server);
   }
 }
 

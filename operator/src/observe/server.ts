@@ -13,6 +13,37 @@ export interface ListenAddress {
   port: number;
 }
 
+// "host:port", "[::1]:port": how the daemons log and record an address they listen on.
+export function formatListenAddress(a: ListenAddress): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+// Listens on a TCP address (port 0: a free one) or a unix socket path; resolves with the TCP address
+// bound, or undefined for a path. A bind error (port taken) rejects.
+export async function listenOn(
+  server: Server,
+  at: ListenAddress | { path: string },
+): Promise<ListenAddress | undefined> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    const done = () => {
+      server.off("error", reject);
+      resolve();
+    };
+    if ("path" in at) server.listen(at.path, done);
+    else server.listen(at.port, at.host, done);
+  });
+  if ("path" in at) return undefined;
+  const a = server.address() as AddressInfo;
+  return { host: a.address, port: a.port };
+}
+
+// Ends open connections (a /metrics scrape, a monitor stream) and waits for the server to close.
+export async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 /**
  * `--metrics-addr`: ":9962" (all addresses), "127.0.0.1:9962", "[::1]:9962"; "0" disables the server
  * (undefined). Port 0 (":0") picks a free port, reported by ObserveServer.address.
@@ -95,19 +126,10 @@ export class ObserveServer {
       res.writeHead(failed.length ? 503 : 200, { "content-type": "text/plain; charset=utf-8" }).end(body);
     });
     server.keepAliveTimeout = 5000;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(o.listen.port, o.listen.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    const a = server.address() as AddressInfo;
-    return new ObserveServer(server, { host: a.address, port: a.port });
+    return new ObserveServer(server, (await listenOn(server, o.listen))!);
   }
 
-  async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  close(): Promise<void> {
+    return closeServer(this.#server);
   }
 }

@@ -13,7 +13,7 @@ import { type CompileOptions, compile, type PolicyInputs } from "./compile.ts";
 import { lookupIdentity, lookupVerdict } from "./lookup.ts";
 import type { Direction, EndpointState, MapState } from "./mapstate.ts";
 import { protocolName, protocolNumber } from "./ports.ts";
-import { isHostNetworkPod, isNetworkedPod, podIps } from "./universe.ts";
+import { isHostNetworkPod, isNetworkedPod, nodeIps, podIps } from "./universe.ts";
 
 export interface MatrixOptions extends Omit<CompileOptions, "node"> {
   // Probe these on every destination; default: each destination's container ports.
@@ -39,9 +39,7 @@ export function trafficAddresses(pod: Pod, nodes: readonly Node[]): string[] {
   const own = podIps(pod);
   if (own.length > 0 || !isHostNetworkPod(pod)) return own;
   const node = nodes.find((n) => n.metadata.name === pod.spec?.nodeName);
-  return (node?.status?.addresses ?? [])
-    .filter((a) => a.type === "InternalIP" || a.type === "ExternalIP")
-    .map((a) => a.address);
+  return node ? nodeIps(node) : [];
 }
 
 // An address of dst and one of src in the same family (the pair a connection would use).

@@ -9,7 +9,7 @@ import type { EndpointPeer, NormPolicy, NormRule, PeerSpec } from "./normalize.t
 import { type PolicyInputs, collectPolicies } from "./compile.ts";
 import { inRanges, type NamedPorts, namedPortsOf, resolvePorts } from "./ports.ts";
 import { matchesSelector } from "./selector.ts";
-import { isNetworkedPod, podIps } from "./universe.ts";
+import { isNetworkedPod, nodeIps, podIps } from "./universe.ts";
 
 interface PodInfo {
   pod: Pod;
@@ -69,9 +69,7 @@ export class ReferenceEvaluator {
     }
     for (const n of inputs.nodes ?? []) this.nodeLabels.set(n.metadata.name ?? "", n.metadata.labels ?? {});
     for (const n of inputs.nodes ?? [])
-      for (const a of (n as Node).status?.addresses ?? [])
-        if (a.type === "InternalIP" || a.type === "ExternalIP")
-          this.claim(a.address, { kind: "node", node: n.metadata.name ?? "" });
+      for (const ip of nodeIps(n as Node)) this.claim(ip, { kind: "node", node: n.metadata.name ?? "" });
   }
 
   private claim(ip: string, peer: Peer): void {

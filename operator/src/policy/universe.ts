@@ -81,6 +81,15 @@ export function podIps(pod: Pod): string[] {
   return ips;
 }
 
+// The addresses a Node object gives its node, as policies see them: InternalIP first, then ExternalIP
+// (the one a connection from the node uses first).
+export function nodeIps(node: Node): string[] {
+  const a = node.status?.addresses ?? [];
+  return [...a.filter((x) => x.type === "InternalIP"), ...a.filter((x) => x.type === "ExternalIP")].map(
+    (x) => x.address,
+  );
+}
+
 function isFinished(pod: Pod): boolean {
   const phase = pod.status?.phase;
   return phase === "Succeeded" || phase === "Failed";
@@ -175,10 +184,9 @@ export function buildUniverse(input: UniverseInput): Universe {
     const name = node.metadata.name ?? "";
     const base = name === input.node ? ReservedIdentity.HOST : ReservedIdentity.REMOTE_NODE;
     const nodeSelectors = selectorsOf(name);
-    for (const a of node.status?.addresses ?? []) {
-      if (a.type !== "InternalIP" && a.type !== "ExternalIP") continue;
-      const ip = parseIp(a.address);
-      if (ip) addresses.push({ text: a.address, ip, base, nodeSelectors });
+    for (const text of nodeIps(node)) {
+      const ip = parseIp(text);
+      if (ip) addresses.push({ text, ip, base, nodeSelectors });
     }
   }
 
