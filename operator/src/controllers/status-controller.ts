@@ -140,7 +140,9 @@ export class StatusController {
   /** Nodes whose reported hash is no state seen yet, by that hash. */
   private readonly waiting = new Map<string, Set<string>>();
   private waitCheck: NodeJS.Timeout | undefined;
-  private debounce = 100;
+  private get debounceMs(): number {
+    return this.o.debounceMs ?? 100;
+  }
   /** policy uid → work queue key (the kinds this controller writes). */
   private readonly keyByUid = new Map<string, string>();
   // Bumped on every pod or namespace change: validations that read pods are redone after it.
@@ -205,8 +207,7 @@ export class StatusController {
         this.handlers.push(() => inf.off(ev, h));
       }
     };
-    const debounce = this.o.debounceMs ?? 100;
-    this.debounce = debounce;
+    const debounce = this.debounceMs;
     for (const k of this.kinds.values())
       on(k.informer, (p, deleted) => {
         this.recordSet(p, deleted);
@@ -295,7 +296,7 @@ export class StatusController {
       const key = this.keyByUid.get(uid);
       if (key) keys.push(key);
     }
-    this.queue.addAllAfter(keys, this.debounce);
+    this.queue.addAllAfter(keys, this.debounceMs);
   }
 
   private trackUid(r: Resource, p: KubernetesObject, deleted: boolean): void {

@@ -87,6 +87,13 @@ export function policySetHash(entries: Iterable<EnforcedPolicy>): string {
   return createHash("sha256").update(lines.join("\n")).digest("hex").slice(0, 32);
 }
 
+/** uid → the highest generation enforced of it (several endpoints may list one policy). */
+function generationsByUid(enforced: Iterable<EnforcedPolicy>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const e of enforced) out.set(e.uid, Math.max(e.generation, out.get(e.uid) ?? 0));
+  return out;
+}
+
 /**
  * The policies whose enforced generation changed most recently (added or a new generation), at most
  * MAX_RECENT_POLICIES, newest first; a policy no longer enforced leaves the list. Fed the whole
@@ -103,8 +110,7 @@ export class RecentPolicies {
   }
 
   observe(enforced: Iterable<EnforcedPolicy>): void {
-    const next = new Map<string, number>();
-    for (const e of enforced) next.set(e.uid, Math.max(e.generation, next.get(e.uid) ?? 0));
+    const next = generationsByUid(enforced);
     for (const uid of this.order.keys()) if (!next.has(uid)) this.order.delete(uid);
     // A first observation records nothing: the set hash covers what was enforced before.
     if (this.current.size > 0 || this.order.size > 0)
@@ -124,8 +130,7 @@ export class RecentPolicies {
 
 /** The status fields for a summary, bounded (pure). */
 export function buildNodeStatus(summary: NodeStatusSummary): NodeStatusFields {
-  const byUid = new Map<string, number>();
-  for (const e of summary.enforced) byUid.set(e.uid, Math.max(e.generation, byUid.get(e.uid) ?? 0));
+  const byUid = generationsByUid(summary.enforced);
   const all = [...byUid].map(([uid, generation]) => ({ uid, generation }));
   // Sorted by uid so an unchanged list is an unchanged object.
   const recent = (summary.recent ?? [])
