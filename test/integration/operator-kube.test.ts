@@ -9,6 +9,7 @@ import { EventRecorder } from "../../operator/src/kube/event-recorder.ts";
 import { Informer } from "../../operator/src/kube/informer.ts";
 import {
   NodeStatusPublisher,
+  policySetHash,
   publishNodeStatus,
   type SecurityNodeStatusObject,
 } from "../../operator/src/kube/node-status.ts";
@@ -205,7 +206,9 @@ describe("kube building blocks (real API server)", () => {
       name: "node-a",
     })) as SecurityNodeStatusObject;
     assert.equal(obj.status?.datapathVersion, "v1-test");
-    assert.deepEqual(obj.status?.policies, { "11111111-2222": 4 });
+    assert.equal(obj.status?.policySetHash, policySetHash([{ uid: "11111111-2222", generation: 4 }]));
+    assert.equal(obj.status?.policyCount, 1);
+    assert.deepEqual(obj.status?.recentPolicies, {}, "no change since the node started");
     assert.equal(obj.status?.errors?.[0].message.length, 256);
     const table = await kubectlOk(["get", "securitynodestatuses"], c.api.kubeconfigPath);
     assert.match(table, /DATAPATH\s+ENDPOINTS\s+POLICIES/);
@@ -221,6 +224,23 @@ describe("kube building blocks (real API server)", () => {
     assert.equal(pub.writes, 1, "unchanged content is not written again");
     pub.update({ ...summary, enforced: [{ uid: "p", generation: 2 }] });
     await waitFor("second write", () => pub.writes === 2);
+    const get = async () =>
+      (await c.clients.custom.getClusterCustomObject({
+        group: SECURITY_NODE_STATUSES.group,
+        version: SECURITY_NODE_STATUSES.version,
+        plural: SECURITY_NODE_STATUSES.plural,
+        name: "node-b",
+      })) as SecurityNodeStatusObject;
+    const written = await get();
+    assert.deepEqual(written.status?.recentPolicies, { p: 2 }, "the change is listed");
+    // The heartbeat: lastSyncTime alone, by merge patch; the report stays as it was.
+    await new Promise((r) => setTimeout(r, 1100));
+    await pub.flush(false, true);
+    assert.equal(pub.heartbeats, 1);
+    assert.equal(pub.writes, 2, "an unchanged report is not applied again");
+    const beat = await get();
+    assert.ok((beat.status?.lastSyncTime ?? "") > (written.status?.lastSyncTime ?? ""), "lastSyncTime moved");
+    assert.deepEqual({ ...beat.status, lastSyncTime: "" }, { ...written.status, lastSyncTime: "" });
     pub.stop();
   });
 });

@@ -7,9 +7,11 @@
 // SCALE_ENTRY (bundle, the default: the esbuild bundle the image runs, built here by
 // scripts/bundle.mjs; or sources: cli/main.ts as the tests run it), SCALE_MAIN (the `sluice` entry
 // point of another build, e.g. an earlier commit's bundle: `node scripts/bundle.mjs --src <its
-// checkout> --outdir <dir> --root .`, then SCALE_MAIN=<dir>/main.mjs).
+// checkout> --outdir <dir> --root .`, then SCALE_MAIN=<dir>/main.mjs), SCALE_NODE_OPTIONS (the
+// daemons' NODE_OPTIONS; default the chart's agent.nodeOptions, as a pod runs them; "" for Node's
+// defaults).
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { registerCleanup } from "../../operator/src/lab/cleanup.ts";
@@ -18,6 +20,16 @@ import { machine } from "../bench/table.ts";
 import { scaleTables } from "./report.ts";
 import { type RigResult, runRig } from "./rig.ts";
 import { scaled } from "./shape.ts";
+import { parse } from "yaml";
+
+// The V8 flags the chart gives the daemons (values.yaml agent.nodeOptions; the operator's are the
+// same), so the rig measures the memory a pod would have.
+function chartNodeOptions(): string {
+  const values = parse(readFileSync(join(REPO_ROOT, "charts/sluice/values.yaml"), "utf8")) as {
+    agent?: { nodeOptions?: string };
+  };
+  return values.agent?.nodeOptions ?? "";
+}
 
 export async function runScale(): Promise<void> {
   const factors = (process.env.SCALE_FACTORS ?? "0.1,1").split(",").map(Number);
@@ -27,6 +39,10 @@ export async function runScale(): Promise<void> {
   const entry = process.env.SCALE_MAIN
     ? `entry point ${process.env.SCALE_MAIN}`
     : (process.env.SCALE_ENTRY ?? "bundle");
+  // Inherited by the daemons the rig spawns.
+  const nodeOptions = process.env.SCALE_NODE_OPTIONS ?? chartNodeOptions();
+  if (nodeOptions) process.env.NODE_OPTIONS = nodeOptions;
+  else delete process.env.NODE_OPTIONS;
   const work = mkdtempSync(join(tmpdir(), "sluice-scale-bundle-"));
   const unregister = registerCleanup(async () => rmSync(work, { recursive: true, force: true }));
   let main = process.env.SCALE_MAIN;
@@ -61,7 +77,9 @@ export async function runScale(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
     unregister();
   }
-  console.log(`Scale rig on ${await machine()}; daemons run from the ${entry}\n`);
+  console.log(
+    `Scale rig on ${await machine()}; daemons run from the ${entry}, NODE_OPTIONS=${JSON.stringify(nodeOptions)}\n`,
+  );
   console.log(scaleTables(labels, results));
 }
 

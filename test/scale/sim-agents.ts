@@ -1,14 +1,22 @@
 // The 999 agents the rig does not run, simulated by what the operator sees of them: each node's
 // SecurityNodeStatus, written with server-side apply under the agent's field manager and shape
-// (kube/node-status.ts buildNodeStatus), reporting every policy it "enforces" at its generation.
-// Like a real agent, a node reports a policy change after a delay (its watch, queue, compile and
-// map write, plus the publisher's coalescing: uniform in [minDelayMs, maxDelayMs]), writes only when
-// its report changed, and re-publishes every heartbeatMs (spread over the interval). One shared
+// (kube/node-status.ts buildNodeStatus), reporting every policy it "enforces" at its generation (the
+// set's hash, the recent changes). Like a real agent (NodeStatusPublisher), a node reports a policy
+// change after a delay (its watch, queue, compile and map write, plus the publisher's coalescing:
+// uniform in [minDelayMs, maxDelayMs]), writes only when its report changed, and every heartbeatMs
+// (spread over the interval) merge-patches lastSyncTime alone. One shared
 // watch per policy kind stands for the 999 agents' watches (which the real API server would serve
 // from its watch cache); writes go through a bounded keep-alive pool as the simulated agents' user.
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { Informer, OptionalInformer, type WatchCache } from "../../operator/src/kube/informer.ts";
-import { buildNodeStatus, NODE_STATUS_FIELD_MANAGER } from "../../operator/src/kube/node-status.ts";
+import {
+  buildNodeStatus,
+  type EnforcedPolicy,
+  heartbeatPatch,
+  NODE_STATUS_FIELD_MANAGER,
+  type NodeStatusFields,
+  RecentPolicies,
+} from "../../operator/src/kube/node-status.ts";
 import {
   ADMIN_NETWORK_POLICIES,
   apiVersionOf,
@@ -39,14 +47,23 @@ export class SimulatedAgents {
   private readonly informers: WatchCache<KubernetesObject>[];
   private readonly scheduled = new Map<string, NodeJS.Timeout>();
   private readonly lastReport = new Map<string, string>();
+  // Nodes whose next write is a heartbeat (a merge patch of lastSyncTime) unless their report changed.
+  private readonly beating = new Set<string>();
+  // What every node enforces (they all see the same policies), rebuilt once per change.
+  private readonly recent = new RecentPolicies();
+  private version = 0;
+  private report:
+    | { version: number; enforced: EnforcedPolicy[]; status: NodeStatusFields; key: string }
+    | undefined;
   private readonly ready: string[] = [];
   // Nodes that have not yet written a report since the last policy change (heartbeats aside).
   private readonly owing = new Set<string>();
   private inFlight = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** Node status writes made, and failures (each retried). */
+  /** Node status reports written (applies), heartbeats (merge patches), and failures (each retried). */
   writes = 0;
+  heartbeats = 0;
   failures = 0;
 
   constructor(kc: KubeConfig, http: ApiHttp, nodes: readonly string[], o: SimOptions) {
@@ -79,6 +96,7 @@ export class SimulatedAgents {
       if (deleted) seen.delete(uid);
       else if (seen.get(uid) === generation) return;
       else seen.set(uid, generation);
+      this.version++;
       this.changed();
     };
     for (const inf of this.informers) {
@@ -94,7 +112,7 @@ export class SimulatedAgents {
     this.heartbeat = setInterval(
       () => {
         const node = this.nodes[next++ % this.nodes.length];
-        this.lastReport.delete(node);
+        this.beating.add(node);
         this.enqueue(node);
       },
       Math.max(1, this.o.heartbeatMs / this.nodes.length),
@@ -142,48 +160,63 @@ export class SimulatedAgents {
     }
   }
 
-  private enforced() {
-    const out: Array<{ uid: string; generation: number }> = [];
+  // The report every node would write now (its hash and recent list), built once per change.
+  private current() {
+    if (this.report?.version === this.version) return this.report;
+    const enforced: EnforcedPolicy[] = [];
     for (const inf of this.informers)
       for (const p of inf.list())
-        if (p.metadata?.uid) out.push({ uid: p.metadata.uid, generation: p.metadata.generation ?? 0 });
-    return out;
-  }
-
-  private async write(node: string): Promise<void> {
-    const enforced = this.enforced();
+        if (p.metadata?.uid) enforced.push({ uid: p.metadata.uid, generation: p.metadata.generation ?? 0 });
+    this.recent.observe(enforced);
     const status = buildNodeStatus({
       datapathVersion: "scale-sim",
       agentVersion: "scale-sim",
-      endpoints: this.o.endpoints(node),
+      endpoints: 0,
       enforced,
+      recent: this.recent.entries(),
     });
-    const { lastSyncTime: _time, ...content } = status;
-    const key = JSON.stringify(content);
-    if (this.lastReport.get(node) === key) {
+    const { lastSyncTime: _time, endpoints: _endpoints, ...content } = status;
+    this.report = { version: this.version, enforced, status, key: JSON.stringify(content) };
+    return this.report;
+  }
+
+  private async write(node: string): Promise<void> {
+    const { version, status: shared, key: sharedKey } = this.current();
+    const endpoints = this.o.endpoints(node);
+    const key = `${endpoints} ${sharedKey}`;
+    const heartbeat = this.beating.delete(node) && this.lastReport.get(node) === key;
+    if (!heartbeat && this.lastReport.get(node) === key) {
       this.owing.delete(node);
       return;
     }
-    const body = {
-      apiVersion: apiVersionOf(SECURITY_NODE_STATUSES),
-      kind: SECURITY_NODE_STATUSES.kind,
-      metadata: { name: node, labels: { "app.kubernetes.io/managed-by": NODE_STATUS_FIELD_MANAGER } },
-      status,
-    };
-    const r = await this.http
-      .send(
-        "PATCH",
-        `${objectPath(SECURITY_NODE_STATUSES, node)}?fieldManager=${NODE_STATUS_FIELD_MANAGER}&force=true`,
-        body,
-        "application/apply-patch+yaml",
-      )
-      .catch(() => ({ status: 0 }));
+    const status = { ...shared, endpoints, lastSyncTime: heartbeatPatch().status.lastSyncTime };
+    const r = await (heartbeat
+      ? this.http.send(
+          "PATCH",
+          `${objectPath(SECURITY_NODE_STATUSES, node)}?fieldManager=${NODE_STATUS_FIELD_MANAGER}`,
+          heartbeatPatch(),
+          "application/merge-patch+json",
+        )
+      : this.http.send(
+          "PATCH",
+          `${objectPath(SECURITY_NODE_STATUSES, node)}?fieldManager=${NODE_STATUS_FIELD_MANAGER}&force=true`,
+          {
+            apiVersion: apiVersionOf(SECURITY_NODE_STATUSES),
+            kind: SECURITY_NODE_STATUSES.kind,
+            metadata: { name: node, labels: { "app.kubernetes.io/managed-by": NODE_STATUS_FIELD_MANAGER } },
+            status,
+          },
+          "application/apply-patch+yaml",
+        )
+    ).catch(() => ({ status: 0 }));
     if (r.status >= 200 && r.status < 300) {
-      this.writes++;
+      if (heartbeat) this.heartbeats++;
+      else this.writes++;
       this.lastReport.set(node, key);
       // Only a report of what is enforced now settles the node (a change may have come meanwhile).
-      if (JSON.stringify(this.enforced()) === JSON.stringify(enforced)) this.owing.delete(node);
+      if (version === this.version) this.owing.delete(node);
     } else {
+      if (heartbeat) this.lastReport.delete(node);
       this.failures++;
       if (!this.stopped) setTimeout(() => this.enqueue(node), 1000).unref();
     }

@@ -1,14 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  buildNodeStatus,
-  MAX_REPORTED_POLICIES,
-  type NodeReport,
-  parseNodeReport,
-  policySetHash,
-} from "../../operator/src/kube/node-status.ts";
+import { PolicySetLog } from "../../operator/src/controllers/policy-set-log.ts";
 import {
   aggregate,
+  type NodeEnforcement,
   ownConditions,
   type PodView,
   type PolicyView,
@@ -16,6 +11,13 @@ import {
   sameStatus,
   upstreamConditions,
 } from "../../operator/src/controllers/policy-status.ts";
+import {
+  buildNodeStatus,
+  MAX_RECENT_POLICIES,
+  parseNodeReport,
+  policySetHash,
+  RecentPolicies,
+} from "../../operator/src/kube/node-status.ts";
 
 const policy = (over: Partial<PolicyView> = {}): PolicyView => ({
   uid: "u1",
@@ -32,22 +34,12 @@ const pods: PodView[] = [
   { namespace: "other", labels: { app: "web" }, nodeName: "n3" },
   { namespace: "shop", labels: { app: "web" } }, // not scheduled yet
 ];
+// What a node's report says about policy u1 (the status controller reads it out of the report).
 const report = (
-  node: string,
+  _node: string,
   policies: Record<string, number>,
-  errors: NodeReport["errors"] = [],
-): NodeReport =>
-  parseNodeReport({
-    metadata: { name: node },
-    status: {
-      ...buildNodeStatus({
-        datapathVersion: "1",
-        endpoints: 1,
-        enforced: Object.entries(policies).map(([uid, generation]) => ({ uid, generation })),
-        errors,
-      }),
-    },
-  });
+  errors: NodeEnforcement["errors"] = [],
+): NodeEnforcement => ({ errors, generation: policies.u1 });
 const now = new Date("2030-01-01T00:00:00Z");
 const cond = (s: ReturnType<typeof aggregate>["status"], type: string) =>
   s.conditions.find((c) => c.type === type)!;
@@ -128,44 +120,99 @@ describe("policy status aggregation", () => {
     assert.ok(sameStatus(again.status, first.status));
   });
 
-  it("node status is bounded and a truncated node is judged by the policy-set hash", () => {
-    const enforced = Array.from({ length: MAX_REPORTED_POLICIES + 500 }, (_, i) => ({
+  it("node status is compact whatever the number of policies: the set's hash, the recent changes", () => {
+    const enforced = Array.from({ length: 5000 }, (_, i) => ({
       uid: `p${String(i).padStart(5, "0")}`,
       generation: 1,
     }));
+    const recent = enforced.slice(0, 200).map((e) => ({ ...e, generation: 1 }));
     const s = buildNodeStatus({
       datapathVersion: "1",
       endpoints: 3,
       enforced,
+      recent,
       errors: Array.from({ length: 50 }, () => ({ message: "x".repeat(1000) })),
     });
-    assert.equal(Object.keys(s.policies).length, MAX_REPORTED_POLICIES);
-    assert.equal(s.policyCount, MAX_REPORTED_POLICIES + 500);
-    assert.ok(s.policiesTruncated);
+    assert.equal(s.policyCount, 5000);
+    assert.equal(s.policySetHash, policySetHash([...enforced].reverse()), "order-independent");
+    assert.equal(Object.keys(s.recentPolicies).length, MAX_RECENT_POLICIES);
     assert.equal(s.errors.length, 16);
     assert.ok(s.errors.every((e) => e.message.length <= 256));
-    assert.ok(JSON.stringify(s).length < 100_000);
+    const { errors: _e, ...rest } = s;
+    assert.ok(JSON.stringify(rest).length < 4_000, `${JSON.stringify(rest).length} bytes without errors`);
     const r = parseNodeReport({ metadata: { name: "n1" }, status: s });
-    const unlisted = policy({ uid: "p01400", generation: 1 });
-    const onN1: PodView[] = [{ namespace: "shop", labels: { app: "web" }, nodeName: "n1" }];
-    const ok = aggregate({
-      policy: unlisted,
-      pods: onN1,
-      namespaceLabels: () => ({}),
-      nodes: new Map([["n1", r]]),
-      clusterPolicySetHash: policySetHash(enforced),
-      now,
-    });
-    assert.equal(ok.status.enforced, "1/1");
-    const stale = aggregate({
-      policy: unlisted,
-      pods: onN1,
-      namespaceLabels: () => ({}),
-      nodes: new Map([["n1", r]]),
-      clusterPolicySetHash: "different",
-      now,
-    });
-    assert.equal(stale.status.enforced, "0/1");
+    assert.equal(r.setHash, s.policySetHash);
+    assert.equal(r.recent.size, MAX_RECENT_POLICIES);
+    // A recent entry names only a policy the node enforces.
+    const gone = buildNodeStatus({ datapathVersion: "1", endpoints: 0, enforced: [], recent });
+    assert.deepEqual(gone.recentPolicies, {});
+  });
+
+  it("recent policies: the last changes, newest first, bounded; the first set and deletions are not changes", () => {
+    const r = new RecentPolicies(3);
+    r.observe([
+      { uid: "a", generation: 1 },
+      { uid: "b", generation: 1 },
+    ]);
+    assert.deepEqual(r.entries(), [], "the set hash covers what was enforced at the start");
+    r.observe([
+      { uid: "a", generation: 2 },
+      { uid: "b", generation: 1 },
+    ]);
+    r.observe([
+      { uid: "a", generation: 2 },
+      { uid: "b", generation: 1 },
+      { uid: "c", generation: 1 },
+    ]);
+    assert.deepEqual(
+      r.entries().map((e) => `${e.uid}=${e.generation}`),
+      ["c=1", "a=2"],
+    );
+    r.observe([
+      { uid: "a", generation: 2 },
+      { uid: "b", generation: 2 },
+      { uid: "d", generation: 1 },
+      { uid: "e", generation: 1 },
+    ]);
+    assert.deepEqual(
+      r.entries().map((e) => e.uid),
+      ["e", "d", "b"],
+      "c is gone, a pushed out by the bound",
+    );
+  });
+
+  it("policy set log: a reported hash is a state seen, and gives each policy's generation then", () => {
+    const log = new PolicySetLog(4);
+    log.set("a", 1);
+    log.set("b", 1);
+    const h1 = log.currentHash();
+    const s1 = log.seq;
+    assert.equal(
+      h1,
+      policySetHash([
+        { uid: "a", generation: 1 },
+        { uid: "b", generation: 1 },
+      ]),
+    );
+    assert.equal(log.set("b", 1), false, "the same generation is no new state");
+    log.set("a", 2);
+    log.set("c", 5);
+    const h2 = log.currentHash();
+    assert.equal(log.stateOf(h1), s1);
+    assert.equal(log.generationAt(s1, "a"), 1, "a node at the old state enforces a's generation 1");
+    assert.equal(log.generationAt(s1, "b"), 1);
+    assert.equal(log.generationAt(s1, "c"), undefined, "c came later");
+    assert.equal(log.generationAt(log.stateOf(h2) as number, "a"), 2);
+    assert.equal(log.stateOf("unknown"), undefined);
+    assert.deepEqual([...(log.changedBetween(s1, log.seq) ?? [])].sort(), ["a", "c"]);
+    // Past the bound, old states are forgotten: never a guess.
+    log.set("b", undefined);
+    log.set("d", 1);
+    log.set("e", 1);
+    assert.equal(log.stateOf(h1), undefined);
+    assert.equal(log.generationAt(s1, "a"), undefined);
+    assert.equal(log.changedBetween(s1, log.seq), undefined);
+    assert.equal(log.generationAt(log.seq, "b"), undefined, "b deleted");
   });
 });
 

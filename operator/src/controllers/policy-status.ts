@@ -5,7 +5,7 @@
 // unchanged, so recomputing never changes it.
 import type { LabelSelector } from "../api/k8s.ts";
 import type { SecurityPolicyStatus } from "../api/types.generated.ts";
-import type { NodeReport } from "../kube/node-status.ts";
+import type { NodeError } from "../kube/node-status.ts";
 import type { NamespaceMatch } from "../policy/normalize.ts";
 import { matchesSelector } from "../policy/selector.ts";
 
@@ -29,13 +29,18 @@ export interface PodView {
   nodeName?: string;
 }
 
+/** What one node's report says about one policy (the status controller reads it out of the report). */
+export interface NodeEnforcement {
+  errors: ReadonlyArray<NodeError>;
+  /** The generation of the policy the node is known to enforce; undefined: none known. */
+  generation?: number;
+}
+
 export interface AggregationInput {
   policy: PolicyView;
   pods: Iterable<PodView>;
   namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined;
-  nodes: ReadonlyMap<string, NodeReport>;
-  /** policySetHash over every policy the operator sees (for nodes whose list is truncated). */
-  clusterPolicySetHash?: string;
+  nodes: ReadonlyMap<string, NodeEnforcement>;
   current?: { conditions?: Condition[] };
   now: Date;
 }
@@ -58,18 +63,6 @@ export function selects(
   if (subj?.kind === "selector" && !matchesSelector(subj.selector, nsLabels(pod.namespace) ?? {}))
     return false;
   return matchesSelector(policy.subjectPods, pod.labels);
-}
-
-/** Does this node enforce (at least) this generation of the policy? */
-export function nodeEnforces(
-  report: NodeReport,
-  uid: string,
-  generation: number,
-  clusterSetHash?: string,
-): boolean {
-  const g = report.policies.get(uid);
-  if (g !== undefined) return g >= generation;
-  return report.truncated && clusterSetHash !== undefined && report.setHash === clusterSetHash;
 }
 
 function condition(
@@ -115,7 +108,7 @@ export function aggregate(input: AggregationInput): Aggregation {
     const report = input.nodes.get(node);
     for (const e of report?.errors ?? [])
       if (e.uid === policy.uid) nodeErrors.push({ node, message: e.message });
-    if (report && nodeEnforces(report, policy.uid, gen, input.clusterPolicySetHash)) enforcing++;
+    if (report?.generation !== undefined && report.generation >= gen) enforcing++;
     else pending.push(node);
   }
   const accepted = policy.errors.length === 0;

@@ -6,14 +6,22 @@
 // write per node report at most: O(nodes), never O(nodes × policies). NetworkPolicy has no status
 // we own; it is only counted in the policy-set hash.
 //
+// What a node enforces: its report carries a hash of its enforced policy set and its last changes
+// (kube/node-status.ts); the controller keeps the policy sets it has seen (policy-set-log.ts) and
+// reads a report's hash as one of them, the node's known state. A node whose hash is not (yet) one
+// of them keeps its last known state (generations only grow, a failure is reported as an error) and
+// waits: when the operator's own view reaches that hash (its watch was behind the node's), the node
+// moves to it. A policy is enforced on a node at the generation its known state has, or its recent
+// changes list, whichever is higher; never from a guess, so a node that cannot be read counts as
+// pending (Enforced=False), not enforcing.
+//
 // Cost at scale (issue 14: 50,000 pods, 1,000 nodes, 1,000 policies), measured by test/scale: an
 // event recomputes only the policies it can change, and a recompute only reads what that policy
-// needs. A node report recomputes the policies whose reported generation (or error) changed in it,
-// found by comparing it with the node's previous report; a pod event the policies that select its
-// old or new label set; the selected pods come from an index by namespace and label set
-// (pod-groups.ts); only the reports of the nodes those pods run on are read, each for this policy's
-// uid alone; normalization, validation and the cluster's policy-set hash are cached until what they
-// depend on changes. SIG Network's kinds (ClusterNetworkPolicy,
+// needs. A node report recomputes the policies whose generation on that node may have changed: those
+// changed between its previous and new known state, and those whose recent entry or error changed;
+// a pod event the policies that select its old or new label set; the selected pods come from an
+// index by namespace and label set (pod-groups.ts); only the nodes those pods run on are read;
+// normalization and validation are cached until what they depend on changes. SIG Network's kinds (ClusterNetworkPolicy,
 // AdminNetworkPolicy, BaselineAdminNetworkPolicy), whose CRDs may be absent, get the same
 // computation written as Sluice's own conditions in their shared conditions list (policy-status.ts
 // upstreamConditions); their informers are optional and simply empty while the CRDs are missing.
@@ -24,12 +32,7 @@ import { applyCustomStatus } from "../kube/apply.ts";
 import { isNotFound } from "../kube/errors.ts";
 import type { EventRecorder } from "../kube/event-recorder.ts";
 import type { WatchCache } from "../kube/informer.ts";
-import {
-  type NodeReport,
-  parseNodeReport,
-  policySetHash,
-  type SecurityNodeStatusObject,
-} from "../kube/node-status.ts";
+import { type NodeReport, parseNodeReport, type SecurityNodeStatusObject } from "../kube/node-status.ts";
 import {
   ADMIN_NETWORK_POLICIES,
   apiVersionOf,
@@ -46,9 +49,11 @@ import { runController } from "./frame.ts";
 import type { OperatorMetrics } from "./metrics.ts";
 import type { NamespaceObject, PodObject } from "./identity-controller.ts";
 import { PodGroups } from "./pod-groups.ts";
+import { PolicySetLog } from "./policy-set-log.ts";
 import {
   aggregate,
   type Condition,
+  type NodeEnforcement,
   ownConditions,
   type PolicyStatus,
   type PolicyView,
@@ -114,12 +119,10 @@ interface Prepared {
   readsPods: boolean;
 }
 
-// What the controller compares a node's next report with: the previous one's policy map and errors.
+// A node's last report, and its errors serialized (to compare with the next one's).
 interface SeenReport {
-  policies: Record<string, unknown>;
+  report: NodeReport;
   errors: string;
-  truncated: boolean;
-  setHash: string;
 }
 
 export class StatusController {
@@ -131,9 +134,15 @@ export class StatusController {
   private readonly groups = new PodGroups();
   private readonly prepared = new Map<string, Prepared>();
   private readonly seenReports = new Map<string, SeenReport>();
+  /** The policy sets seen, and each node's known state among them. */
+  private readonly sets = new PolicySetLog();
+  private readonly knownState = new Map<string, number>();
+  /** Nodes whose reported hash is no state seen yet, by that hash. */
+  private readonly waiting = new Map<string, Set<string>>();
+  private waitCheck: NodeJS.Timeout | undefined;
+  private debounce = 100;
   /** policy uid → work queue key (the kinds this controller writes). */
   private readonly keyByUid = new Map<string, string>();
-  private setHash: string | undefined;
   // Bumped on every pod or namespace change: validations that read pods are redone after it.
   private podEpoch = 0;
   /** Status writes done (observability and the no-flapping tests). */
@@ -174,6 +183,8 @@ export class StatusController {
           this.enqueueAll(0);
           return () => {
             for (const off of this.handlers.splice(0)) off();
+            if (this.waitCheck) clearTimeout(this.waitCheck);
+            this.waitCheck = undefined;
           };
         },
         reconcile: (key) => this.reconcile(key),
@@ -195,14 +206,25 @@ export class StatusController {
       }
     };
     const debounce = this.o.debounceMs ?? 100;
+    this.debounce = debounce;
     for (const k of this.kinds.values())
       on(k.informer, (p, deleted) => {
-        this.setHash = undefined;
+        this.recordSet(p, deleted);
         this.trackUid(k.resource, p, deleted);
         this.queue.add(keyOf(k.resource, p));
       });
+    // Every policy an agent compiles, as kube-agent.ts enforcementSummary lists them.
+    for (const k of this.kinds.values()) for (const p of k.informer.list()) this.recordSet(p, false);
+    for (const p of this.o.networkPolicies?.list() ?? []) this.recordSet(p, false);
     for (const p of this.o.pods.list()) this.groups.update(p);
-    for (const s of this.o.nodeStatuses.list()) this.seenReports.set(s.metadata?.name ?? "", seen(s));
+    this.knownState.clear();
+    this.waiting.clear();
+    for (const s of this.o.nodeStatuses.list()) {
+      const node = s.metadata?.name ?? "";
+      const r = seen(s);
+      this.seenReports.set(node, r);
+      this.locate(node, r.report.setHash);
+    }
     on(this.o.pods, (p, deleted) => {
       this.podEpoch++;
       const touched = this.groups.update(p, deleted);
@@ -217,12 +239,63 @@ export class StatusController {
       );
     });
     on(this.o.nodeStatuses, (s, deleted) => this.onNodeReport(s, deleted, debounce));
-    if (this.o.networkPolicies)
-      on(this.o.networkPolicies, () => {
-        this.setHash = undefined;
-        // The set hash only matters for nodes whose report is truncated.
-        if ([...this.seenReports.values()].some((r) => r.truncated)) this.enqueueAll(debounce);
-      });
+    // A NetworkPolicy has no status of ours, but it is in every node's enforced set.
+    if (this.o.networkPolicies) on(this.o.networkPolicies, (p, deleted) => this.recordSet(p, deleted));
+  }
+
+  // A policy's generation into the set log; a new state may be one that waiting nodes reported.
+  private recordSet(p: KubernetesObject, deleted: boolean): void {
+    const uid = p.metadata?.uid;
+    if (!uid || !this.sets.set(uid, deleted ? undefined : (p.metadata?.generation ?? 0))) return;
+    if (this.waiting.size === 0 || this.waitCheck) return;
+    // Hashed once per burst of policy events, not per event.
+    this.waitCheck = setTimeout(() => {
+      this.waitCheck = undefined;
+      const nodes = this.waiting.get(this.sets.currentHash());
+      if (!nodes) return;
+      this.waiting.delete(this.sets.currentHash());
+      const changed = new Set<string>();
+      for (const node of nodes) this.moveTo(node, this.sets.seq, changed);
+      this.enqueueUids(changed);
+    }, 0);
+    this.waitCheck.unref();
+  }
+
+  // Where a node's reported hash puts it: a known state, or waiting for one.
+  private locate(node: string, hash: string, changed?: Set<string>): void {
+    this.unwait(node);
+    const state = this.sets.stateOf(hash);
+    if (state !== undefined) {
+      this.moveTo(node, state, changed);
+      return;
+    }
+    const nodes = this.waiting.get(hash);
+    if (nodes) nodes.add(node);
+    else this.waiting.set(hash, new Set([node]));
+  }
+
+  private unwait(node: string): void {
+    for (const [h, nodes] of this.waiting) if (nodes.delete(node) && nodes.size === 0) this.waiting.delete(h);
+  }
+
+  // The node's known state becomes `state`; the policies whose generation differs between the two
+  // go into `changed` (all of them when the node had none, or the old one is too old to compare).
+  private moveTo(node: string, state: number, changed?: Set<string>): void {
+    const before = this.knownState.get(node);
+    this.knownState.set(node, state);
+    if (!changed || before === state) return;
+    const between = before === undefined ? undefined : this.sets.changedBetween(before, state);
+    if (between) for (const uid of between) changed.add(uid);
+    else for (const uid of this.keyByUid.keys()) changed.add(uid);
+  }
+
+  private enqueueUids(uids: Iterable<string>): void {
+    const keys: string[] = [];
+    for (const uid of uids) {
+      const key = this.keyByUid.get(uid);
+      if (key) keys.push(key);
+    }
+    this.queue.addAllAfter(keys, this.debounce);
   }
 
   private trackUid(r: Resource, p: KubernetesObject, deleted: boolean): void {
@@ -234,41 +307,35 @@ export class StatusController {
     } else this.keyByUid.set(uid, keyOf(r, p));
   }
 
-  // A node's new report: the policies whose entry (generation or error) differs from its last one.
+  // A node's new report: the policies whose generation on it may differ from its last one's.
   private onNodeReport(s: SecurityNodeStatusObject, deleted: boolean, debounce: number): void {
     const node = s.metadata?.name ?? "";
     const before = this.seenReports.get(node);
     const now = deleted ? undefined : seen(s);
-    if (now) this.seenReports.set(node, now);
-    else this.seenReports.delete(node);
     const changed = new Set<string>();
-    const a = before?.policies ?? {};
-    const b = now?.policies ?? {};
-    // A truncated report stands for the policies it does not list through its set hash: when that
-    // changed, those policies (not every policy: the scale rig's 1,001 policies made each of 1,000
-    // node reports recompute all of them) are recomputed too.
-    if (
-      (before?.truncated || now?.truncated) &&
-      (before?.setHash !== now?.setHash || before?.truncated !== now?.truncated)
-    )
-      for (const uid of this.keyByUid.keys()) if (!(uid in a) || !(uid in b)) changed.add(uid);
-    for (const uid of Object.keys(a)) if (a[uid] !== b[uid]) changed.add(uid);
-    for (const uid of Object.keys(b)) if (a[uid] !== b[uid]) changed.add(uid);
+    if (now) {
+      this.seenReports.set(node, now);
+      if (now.report.setHash !== before?.report.setHash) this.locate(node, now.report.setHash, changed);
+    } else {
+      this.seenReports.delete(node);
+      this.knownState.delete(node);
+      this.unwait(node);
+      for (const uid of this.keyByUid.keys()) changed.add(uid);
+    }
+    const a = before?.report.recent ?? new Map<string, number>();
+    const b = now?.report.recent ?? new Map<string, number>();
+    for (const [uid, g] of a) if (b.get(uid) !== g) changed.add(uid);
+    for (const [uid, g] of b) if (a.get(uid) !== g) changed.add(uid);
     if (before?.errors !== now?.errors)
       for (const r of [before, now])
-        for (const e of JSON.parse(r?.errors ?? "[]") as Array<{ uid?: string }>) {
+        for (const e of r?.report.errors ?? []) {
           if (!e.uid) {
             this.enqueueAll(debounce);
             return;
           }
           changed.add(e.uid);
         }
-    const keys: string[] = [];
-    for (const uid of changed) {
-      const key = this.keyByUid.get(uid);
-      if (key) keys.push(key);
-    }
-    this.queue.addAllAfter(keys, debounce);
+    this.enqueueUids(changed);
   }
 
   private enqueueAll(delayMs: number): void {
@@ -298,19 +365,6 @@ export class StatusController {
         }
     }
     this.queue.addAllAfter(keys, delayMs);
-  }
-
-  private clusterSetHash(): string {
-    if (this.setHash !== undefined) return this.setHash;
-    const all: Array<{ uid: string; generation: number }> = [];
-    const push = (o: KubernetesObject) => {
-      if (o.metadata?.uid) all.push({ uid: o.metadata.uid, generation: o.metadata.generation ?? 0 });
-    };
-    // Every policy an agent compiles, as kube-agent.ts enforcementSummary lists them.
-    for (const k of this.kinds.values()) for (const p of k.informer.list()) push(p);
-    for (const p of this.o.networkPolicies?.list() ?? []) push(p);
-    this.setHash = policySetHash(all);
-    return this.setHash;
   }
 
   // Normalization and validation of a policy, cached per generation (validation reads the pods
@@ -350,24 +404,31 @@ export class StatusController {
     const conditions = policy.status?.conditions;
     const namespaceLabels = (ns: string) => this.o.namespaces.get(ns)?.metadata.labels;
     const pods = [...this.groups.selected(view, namespaceLabels)];
-    // The reports of the nodes running selected pods, each cut to this policy's entry (aggregate
-    // reads nothing else of a node's policy map), instead of every node's whole map.
-    const nodes = new Map<string, NodeReport>();
+    // What the nodes running selected pods say about this policy alone.
+    const nodes = new Map<string, NodeEnforcement>();
     for (const pod of pods) {
       const node = pod.nodeName;
       if (!node || nodes.has(node)) continue;
-      const s = this.o.nodeStatuses.get(node);
-      if (s) nodes.set(node, parseNodeReport(forPolicy(s, view.uid)));
+      const r = this.seenReports.get(node)?.report;
+      if (r) nodes.set(node, { errors: r.errors, generation: this.enforcedGeneration(node, r, view.uid) });
     }
     return aggregate({
       policy: view,
       pods,
       namespaceLabels,
       nodes,
-      clusterPolicySetHash: this.clusterSetHash(),
       current: { conditions: upstream ? ownConditions(conditions) : conditions },
       now: new Date(),
     });
+  }
+
+  // The generation of a policy a node is known to enforce: its known state's, or its recent list's.
+  private enforcedGeneration(node: string, report: NodeReport, uid: string): number | undefined {
+    const state = this.knownState.get(node);
+    const fromState = state === undefined ? undefined : this.sets.generationAt(state, uid);
+    const recent = report.recent.get(uid);
+    if (fromState === undefined) return recent;
+    return recent === undefined ? fromState : Math.max(fromState, recent);
   }
 
   private async reconcile(key: string): Promise<undefined> {
@@ -461,21 +522,8 @@ export class StatusController {
 }
 
 function seen(s: SecurityNodeStatusObject): SeenReport {
-  return {
-    policies: s.status?.policies ?? {},
-    errors: JSON.stringify(s.status?.errors ?? []),
-    truncated: s.status?.policiesTruncated === true,
-    setHash: s.status?.policySetHash ?? "",
-  };
-}
-
-// A node report with only one policy's entry in its policy map.
-function forPolicy(s: SecurityNodeStatusObject, uid: string): SecurityNodeStatusObject {
-  const generation = s.status?.policies?.[uid];
-  return {
-    ...s,
-    status: { ...s.status, policies: generation === undefined ? {} : { [uid]: generation } },
-  };
+  const report = parseNodeReport(s);
+  return { report, errors: JSON.stringify(report.errors) };
 }
 
 function keyOf(resource: Resource, o: KubernetesObject): string {

@@ -97,3 +97,28 @@ export async function applyCustomStatus(
   }
   return custom.patchClusterCustomObjectStatus({ ...common, body, fieldManager, force }, applyOptions());
 }
+
+/**
+ * A JSON merge patch of a cluster-scoped custom object: for a writer that changes one field of an
+ * object it otherwise applies (the node status heartbeat), so the request carries only that field.
+ * Fails with 404 when the object is absent (a merge patch does not create).
+ */
+export async function mergePatchCustomObject(
+  custom: CustomObjectsApi,
+  resource: Resource,
+  name: string,
+  patch: Record<string, unknown>,
+  fieldManager: string,
+): Promise<KubernetesObject> {
+  return custom.patchClusterCustomObject(
+    {
+      group: resource.group,
+      version: resource.version,
+      plural: resource.plural,
+      name,
+      body: patch,
+      fieldManager,
+    },
+    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+  );
+}

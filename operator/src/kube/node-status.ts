@@ -1,22 +1,25 @@
 // SecurityNodeStatus: one cluster-scoped object per node (name = node name), written only by that
-// node's agent with server-side apply. The operator reads them to aggregate policy status.
+// node's agent. The operator reads them to aggregate policy status.
 //
-// Size bound, whatever the number of policies: `policies` maps policy uid → the generation the
-// node enforces, at most MAX_REPORTED_POLICIES entries (~50 bytes each, ~50 KB). Beyond that the map
-// holds the first MAX_REPORTED_POLICIES uids in sorted order, `policiesTruncated` is true and
-// `policySetHash` (hash over every uid=generation the node enforces) lets the operator recognize
-// "this node enforces exactly the policies I see" for all the others; a truncated node that is
-// still converging counts as not enforcing the unlisted policies (never a false Enforced=True).
-// `errors` keeps at most MAX_ERRORS entries of MAX_ERROR_MESSAGE characters; an endpoint whose policy
-// does not fit (it fails closed) gives one per policy that selects it, with the numbers, and
-// `failedClosedEndpoints` counts such endpoints. The map is atomic
-// (x-kubernetes-map-type) so managedFields stays one entry instead of one per policy.
+// Compact whatever the number of policies (issue 14: 1,000 nodes each listing 1,000 policies kept
+// the API server busy with ~50 KB objects, rewritten by every heartbeat). The node reports what it
+// enforces as `policySetHash` (a hash over every uid=generation it enforces, policies that failed
+// left out) and `policyCount`; the operator recognizes the hash as one of the policy sets it has
+// seen (controllers/policy-set-log.ts) and so knows every generation the node enforces without a
+// list. `recentPolicies` adds the last MAX_RECENT_POLICIES policies whose enforced generation
+// changed on the node, so a change is confirmed even while the node's set differs from every set
+// the operator knows (a view that lags or leads, a policy failing elsewhere). `errors` keeps at most
+// MAX_ERRORS entries of MAX_ERROR_MESSAGE characters; an endpoint whose policy does not fit (it
+// fails closed) gives one per policy that selects it, with the numbers, and `failedClosedEndpoints`
+// counts such endpoints. A report is written by server-side apply when its content changes (the
+// map is atomic, x-kubernetes-map-type, so managedFields stays one entry); the heartbeat is a merge
+// patch of `lastSyncTime` alone, a few bytes.
 import { createHash } from "node:crypto";
 import type { CustomObjectsApi, KubernetesObject } from "@kubernetes/client-node";
-import { applyCustomObject } from "./apply.ts";
+import { applyCustomObject, mergePatchCustomObject } from "./apply.ts";
 import { SECURITY_NODE_STATUSES } from "./resources.ts";
 
-export const MAX_REPORTED_POLICIES = 1000;
+export const MAX_RECENT_POLICIES = 64;
 export const MAX_ERRORS = 16;
 export const MAX_ERROR_MESSAGE = 256;
 export const NODE_STATUS_FIELD_MANAGER = "sluice-agent";
@@ -50,6 +53,8 @@ export interface NodeStatusSummary {
   /** Local endpoints (pods) the datapath enforces. */
   endpoints: number;
   enforced: Iterable<EnforcedPolicy>;
+  /** The policies whose enforced generation changed last, newest first (RecentPolicies.entries). */
+  recent?: ReadonlyArray<EnforcedPolicy>;
   errors?: readonly NodeError[];
   /** Highest cluster identity number present in this node's maps (for the allocator's high-water). */
   maxIdentity?: number;
@@ -64,9 +69,8 @@ export interface NodeStatusFields {
   agentVersion?: string;
   endpoints: number;
   policyCount: number;
-  policies: Record<string, number>;
-  policiesTruncated: boolean;
   policySetHash: string;
+  recentPolicies: Record<string, number>;
   errors: NodeError[];
   failedClosedEndpoints: number;
   maxIdentity: number;
@@ -83,14 +87,56 @@ export function policySetHash(entries: Iterable<EnforcedPolicy>): string {
   return createHash("sha256").update(lines.join("\n")).digest("hex").slice(0, 32);
 }
 
+/**
+ * The policies whose enforced generation changed most recently (added or a new generation), at most
+ * MAX_RECENT_POLICIES, newest first; a policy no longer enforced leaves the list. Fed the whole
+ * enforced set after each map sync.
+ */
+export class RecentPolicies {
+  private current = new Map<string, number>();
+  // Insertion order = age: the newest change is the last key.
+  private readonly order = new Map<string, number>();
+  private readonly max: number;
+
+  constructor(max = MAX_RECENT_POLICIES) {
+    this.max = max;
+  }
+
+  observe(enforced: Iterable<EnforcedPolicy>): void {
+    const next = new Map<string, number>();
+    for (const e of enforced) next.set(e.uid, Math.max(e.generation, next.get(e.uid) ?? 0));
+    for (const uid of this.order.keys()) if (!next.has(uid)) this.order.delete(uid);
+    // A first observation records nothing: the set hash covers what was enforced before.
+    if (this.current.size > 0 || this.order.size > 0)
+      for (const [uid, generation] of next)
+        if (this.current.get(uid) !== generation) {
+          this.order.delete(uid);
+          this.order.set(uid, generation);
+        }
+    while (this.order.size > this.max) this.order.delete(this.order.keys().next().value as string);
+    this.current = next;
+  }
+
+  entries(): EnforcedPolicy[] {
+    return [...this.order].reverse().map(([uid, generation]) => ({ uid, generation }));
+  }
+}
+
 /** The status fields for a summary, bounded (pure). */
 export function buildNodeStatus(summary: NodeStatusSummary): NodeStatusFields {
   const byUid = new Map<string, number>();
   for (const e of summary.enforced) byUid.set(e.uid, Math.max(e.generation, byUid.get(e.uid) ?? 0));
   const all = [...byUid].map(([uid, generation]) => ({ uid, generation }));
-  const uids = [...byUid.keys()].sort();
-  const policies: Record<string, number> = {};
-  for (const uid of uids.slice(0, MAX_REPORTED_POLICIES)) policies[uid] = byUid.get(uid) as number;
+  // Sorted by uid so an unchanged list is an unchanged object.
+  const recent = (summary.recent ?? [])
+    .slice(0, MAX_RECENT_POLICIES)
+    .map((e) => e.uid)
+    .sort();
+  const recentPolicies: Record<string, number> = {};
+  for (const uid of recent) {
+    const generation = byUid.get(uid);
+    if (generation !== undefined) recentPolicies[uid] = generation;
+  }
   const errors = (summary.errors ?? []).slice(0, MAX_ERRORS).map((e) => {
     const out: NodeError = {
       message:
@@ -107,17 +153,20 @@ export function buildNodeStatus(summary: NodeStatusSummary): NodeStatusFields {
   const fields: NodeStatusFields = {
     datapathVersion: summary.datapathVersion,
     endpoints: summary.endpoints,
-    policyCount: uids.length,
-    policies,
-    policiesTruncated: uids.length > MAX_REPORTED_POLICIES,
+    policyCount: byUid.size,
     policySetHash: policySetHash(all),
+    recentPolicies,
     errors,
     failedClosedEndpoints: summary.failedClosedEndpoints ?? 0,
     maxIdentity: summary.maxIdentity ?? 0,
-    lastSyncTime: (summary.lastSyncTime ?? new Date()).toISOString().replace(/\.\d{3}Z$/, "Z"),
+    lastSyncTime: syncTime(summary.lastSyncTime ?? new Date()),
   };
   if (summary.agentVersion) fields.agentVersion = summary.agentVersion;
   return fields;
+}
+
+function syncTime(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /** Writes the node's status object (created when absent) with server-side apply. */
@@ -139,11 +188,30 @@ export async function publishNodeStatus(
   return status;
 }
 
+/** The heartbeat's body: a merge patch that sets lastSyncTime and nothing else. */
+export function heartbeatPatch(at: Date = new Date()): { status: { lastSyncTime: string } } {
+  return { status: { lastSyncTime: syncTime(at) } };
+}
+
+/** Refreshes only lastSyncTime of the node's existing status object (404 when it is gone). */
+export async function publishHeartbeat(
+  client: { custom: CustomObjectsApi },
+  nodeName: string,
+): Promise<void> {
+  await mergePatchCustomObject(
+    client.custom,
+    SECURITY_NODE_STATUSES,
+    nodeName,
+    heartbeatPatch(),
+    NODE_STATUS_FIELD_MANAGER,
+  );
+}
+
 /** What the operator reads back from a node status object. */
 export interface NodeReport {
   node: string;
-  policies: ReadonlyMap<string, number>;
-  truncated: boolean;
+  /** uid → generation, for the policies whose enforced generation changed last on the node. */
+  recent: ReadonlyMap<string, number>;
   setHash: string;
   errors: ReadonlyArray<NodeError>;
   failedClosedEndpoints: number;
@@ -152,13 +220,12 @@ export interface NodeReport {
 
 export function parseNodeReport(obj: SecurityNodeStatusObject): NodeReport {
   const s = obj.status ?? {};
-  const policies = new Map<string, number>();
-  for (const [uid, gen] of Object.entries(s.policies ?? {}))
-    if (typeof gen === "number") policies.set(uid, gen);
+  const recent = new Map<string, number>();
+  for (const [uid, gen] of Object.entries(s.recentPolicies ?? {}))
+    if (typeof gen === "number") recent.set(uid, gen);
   return {
     node: obj.metadata?.name ?? "",
-    policies,
-    truncated: s.policiesTruncated === true,
+    recent,
     setHash: s.policySetHash ?? "",
     errors: Array.isArray(s.errors) ? s.errors : [],
     failedClosedEndpoints: typeof s.failedClosedEndpoints === "number" ? s.failedClosedEndpoints : 0,
@@ -167,9 +234,9 @@ export function parseNodeReport(obj: SecurityNodeStatusObject): NodeReport {
 }
 
 /**
- * Publishes on change only, coalescing bursts (at most one write per minIntervalMs) and
- * re-publishing every heartbeatMs so lastSyncTime stays fresh. The agent calls update() after each
- * map sync; writes stay O(1) per node per policy change.
+ * Publishes on change only, coalescing bursts (at most one write per minIntervalMs), by server-side
+ * apply of the whole report; every heartbeatMs a merge patch refreshes lastSyncTime alone. The
+ * agent calls update() after each map sync; writes stay O(1) per node per policy change.
  */
 export class NodeStatusPublisher {
   private readonly client: { custom: CustomObjectsApi };
@@ -177,6 +244,7 @@ export class NodeStatusPublisher {
   private readonly minIntervalMs: number;
   private readonly heartbeatMs: number;
   private readonly onError?: (err: unknown) => void;
+  private readonly recent = new RecentPolicies();
   private latest: NodeStatusSummary | undefined;
   private lastKey = "";
   private lastWrite = 0;
@@ -184,7 +252,9 @@ export class NodeStatusPublisher {
   private heartbeat: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
   private stopped = false;
+  /** Reports written (applies), and heartbeats (merge patches of lastSyncTime). */
   writes = 0;
+  heartbeats = 0;
 
   constructor(
     client: { custom: CustomObjectsApi },
@@ -200,7 +270,9 @@ export class NodeStatusPublisher {
 
   update(summary: NodeStatusSummary): void {
     if (this.stopped) return;
-    this.latest = { ...summary, enforced: [...summary.enforced] };
+    const enforced = [...summary.enforced];
+    this.recent.observe(enforced);
+    this.latest = { ...summary, enforced, recent: this.recent.entries() };
     this.schedule();
   }
 
@@ -218,20 +290,31 @@ export class NodeStatusPublisher {
     }, wait);
   }
 
-  /** Writes now if the content changed (or force). Resolves when written. */
-  async flush(force = true): Promise<void> {
+  /**
+   * Writes now if the content changed (or force: the whole report again). A heartbeat whose report
+   * was written and is unchanged patches lastSyncTime only. Resolves when written.
+   */
+  async flush(force = true, heartbeat = false): Promise<void> {
     if (this.writing) await this.writing;
     const s = this.latest;
     if (!s || this.stopped) return;
     const key = this.keyOf(s);
-    if (!force && key === this.lastKey) return;
+    if (!force && !heartbeat && key === this.lastKey) return;
+    const patchOnly = heartbeat && !force && key === this.lastKey;
     this.writing = (async () => {
       try {
-        await publishNodeStatus(this.client, this.nodeName, s);
-        this.lastKey = key;
-        this.writes++;
+        if (patchOnly) {
+          await publishHeartbeat(this.client, this.nodeName);
+          this.heartbeats++;
+        } else {
+          await publishNodeStatus(this.client, this.nodeName, s);
+          this.lastKey = key;
+          this.writes++;
+        }
       } catch (err) {
         this.onError?.(err);
+        // The object may be gone (a heartbeat's 404): the retry applies the whole report.
+        if (patchOnly) this.lastKey = "";
         // Retry later with the newest summary.
         setTimeout(() => this.schedule(), Math.max(1000, this.minIntervalMs)).unref();
       } finally {
@@ -245,7 +328,7 @@ export class NodeStatusPublisher {
 
   private armHeartbeat(): void {
     if (this.heartbeat) clearTimeout(this.heartbeat);
-    this.heartbeat = setTimeout(() => void this.flush(true), this.heartbeatMs);
+    this.heartbeat = setTimeout(() => void this.flush(false, true), this.heartbeatMs);
     this.heartbeat.unref();
   }
 
