@@ -18,14 +18,22 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define SL_NSEC_PER_SEC 1000000000ULL
 
-/* The outcome of one packet, carried to accounting. */
+/*
+ * The outcome of one packet, carried to accounting. slot and audit_slot: the rule counters the packet
+ * adds to (0: none); flow: whether it was a policy decision, which counts a flow too.
+ */
 struct sl_decision {
 	__u32 peer_identity;
 	__u32 rule_id;
+	__u32 audit_rule_id;
+	__u16 slot;
+	__u16 audit_slot;
 	__u8 verdict;
 	__u8 reason;
 	__u8 peer_known;
-	__u8 pad;
+	__u8 audit_verdict; /* SL_VERDICT_NONE unless the Audit policies would decide otherwise */
+	__u8 flow;
+	__u8 pad[3];
 };
 
 /* The peer's identity: its host entry, else the longest prefix holding it, else world. */
@@ -37,11 +45,11 @@ static __always_inline __u32 sl_peer_identity(const struct sl_pkt *p, __u8 dir, 
 	if (family == SL_FAMILY_V4) {
 		struct sl_ip4_key hk;
 		__builtin_memcpy(hk.addr, addr, 4);
-		v = bpf_map_lookup_elem(&sl_ip4h_v4, &hk);
+		v = bpf_map_lookup_elem(&sl_ip4h_v5, &hk);
 	} else {
 		struct sl_ip6_key hk;
 		__builtin_memcpy(hk.addr, addr, 16);
-		v = bpf_map_lookup_elem(&sl_ip6h_v4, &hk);
+		v = bpf_map_lookup_elem(&sl_ip6h_v5, &hk);
 	}
 	if (v)
 		return v->identity;
@@ -54,7 +62,7 @@ static __always_inline __u32 sl_peer_identity(const struct sl_pkt *p, __u8 dir, 
 		k.prefixlen = 32 + 128;
 		__builtin_memcpy(k.addr, addr, 16);
 	}
-	v = bpf_map_lookup_elem(&sl_ipc_v4, &k);
+	v = bpf_map_lookup_elem(&sl_ipc_v5, &k);
 	return v ? v->identity : SL_ID_WORLD;
 }
 
@@ -88,7 +96,7 @@ __noinline int sl_policy_group(const struct sl_policy_set *s, __u32 ep_id, __u32
 				.proto = proto,
 			};
 			__builtin_memcpy(ek.port, &pport, 2);
-			v = bpf_map_lookup_elem(&sl_pexact_v4, &ek);
+			v = bpf_map_lookup_elem(&sl_pexact_v5, &ek);
 			if (v) {
 				*out = *v;
 				return 1;
@@ -116,7 +124,7 @@ __noinline int sl_policy_group(const struct sl_policy_set *s, __u32 ep_id, __u32
 			.proto = proto,
 		};
 		__builtin_memcpy(k.port, &pport, 2);
-		v = bpf_map_lookup_elem(&sl_pol_v4, &k);
+		v = bpf_map_lookup_elem(&sl_pol_v5, &k);
 		if (v) {
 			*out = *v;
 			return 1;
@@ -141,7 +149,7 @@ static __always_inline void sl_policy(const struct sl_endpoint_value *ep, __u8 d
 	}
 	__u64 what = (__u64)ep->gen << 32 | (__u32)dir << 24 | (__u32)p->t.proto << 16 | p->policy_port;
 	struct sl_policy_set_key sk = {.ep_id = ep->ep_id, .identity = d->peer_identity, .gen = ep->gen, .dir = dir};
-	const struct sl_policy_set *peer = bpf_map_lookup_elem(&sl_pset_v4, &sk);
+	const struct sl_policy_set *peer = bpf_map_lookup_elem(&sl_pset_v5, &sk);
 	const struct sl_policy_set *any = dir == SL_DIR_INGRESS ? &ep->any[SL_DIR_INGRESS] : &ep->any[SL_DIR_EGRESS];
 	if (sl_policy_group(peer, ep->ep_id, d->peer_identity, what, &v) ||
 	    sl_policy_group(any, ep->ep_id, SL_ID_ANY, what, &v)) {
@@ -149,12 +157,35 @@ static __always_inline void sl_policy(const struct sl_endpoint_value *ep, __u8 d
 		d->verdict = v.verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
 		d->reason = SL_REASON_POLICY;
 		d->rule_id = v.rule_id;
+		d->flow = 1;
+#ifndef SL_NO_RULE_COUNTERS
+		d->slot = v.slot;
+		if (v.audit_verdict != SL_VERDICT_NONE) {
+			__u8 av = v.audit_verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
+			if (av != d->verdict) {
+				d->audit_verdict = av;
+				d->audit_rule_id = v.audit_rule_id;
+				d->audit_slot = v.audit_slot;
+			}
+		}
+#endif
 		return;
 	}
 	__u8 deny_flag = dir == SL_DIR_INGRESS ? SL_EP_DEFAULT_DENY_INGRESS : SL_EP_DEFAULT_DENY_EGRESS;
 	d->verdict = (ep->flags & deny_flag) ? SL_VERDICT_DENY : SL_VERDICT_ALLOW;
 	d->reason = SL_REASON_DEFAULT;
 	d->rule_id = 0;
+	d->flow = 1;
+#ifndef SL_NO_RULE_COUNTERS
+	/* The Audit policies' default: reported where it differs (an Audit policy isolating the pod, say). */
+	__u8 audit_flag = dir == SL_DIR_INGRESS ? SL_EP_AUDIT_DENY_INGRESS : SL_EP_AUDIT_DENY_EGRESS;
+	__u8 av = (ep->flags & audit_flag) ? SL_VERDICT_DENY : SL_VERDICT_ALLOW;
+	if (av != d->verdict) {
+		d->audit_verdict = av;
+		d->audit_rule_id = 0;
+		d->audit_slot = dir == SL_DIR_INGRESS ? ep->audit_slot[SL_DIR_INGRESS] : ep->audit_slot[SL_DIR_EGRESS];
+	}
+#endif
 }
 
 /*
@@ -228,7 +259,7 @@ static __always_inline void sl_ct_key(union sl_ct_key *k, __u8 family, __u32 ep_
 /* The conntrack map of a family (a constant where family is one). */
 static __always_inline void *sl_ct_map(__u8 family)
 {
-	return family == SL_FAMILY_V4 ? (void *)&sl_ct4_v4 : (void *)&sl_ct6_v4;
+	return family == SL_FAMILY_V4 ? (void *)&sl_ct4_v5 : (void *)&sl_ct6_v5;
 }
 
 static __always_inline void sl_frag_key(struct sl_frag_key *k, __u32 ep_id, __u8 dir, const struct sl_pkt *p)
@@ -252,7 +283,7 @@ static __always_inline void sl_count(__u16 slot, __u8 dir, __u8 verdict, __u8 re
 {
 	__u32 denied = verdict != SL_VERDICT_ALLOW;
 	__u32 k = (__u32)slot * SL_COUNTERS_PER_ENDPOINT + dir * 2 + denied;
-	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v4, &k);
+	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_cnt_v5, &k);
 
 	if (v) {
 		v->packets += 1;
@@ -260,7 +291,7 @@ static __always_inline void sl_count(__u16 slot, __u8 dir, __u8 verdict, __u8 re
 	}
 #ifndef SL_NO_VERDICT_COUNTERS
 	__u32 vk = (dir * 2 + denied) * SL_VERDICT_REASONS + reason;
-	v = bpf_map_lookup_elem(&sl_vcnt_v4, &vk);
+	v = bpf_map_lookup_elem(&sl_vcnt_v5, &vk);
 	if (v) {
 		v->packets += 1;
 		v->bytes += len;
@@ -268,22 +299,55 @@ static __always_inline void sl_count(__u16 slot, __u8 dir, __u8 verdict, __u8 re
 #endif
 }
 
-/* Sampled (1 of N per verdict), then rate-limited per CPU per second; never waits. */
+/*
+ * A rule counter (sl_rcnt): the packet, and a flow when it was a policy decision. Slot 0 is no rule's.
+ * SL_NO_RULE_COUNTERS compiles rule counters and audit out, for the benchmark that prices them.
+ */
+static __always_inline void sl_count_rule(__u16 slot, __u8 flow, __u64 len)
+{
+#ifndef SL_NO_RULE_COUNTERS
+	if (!slot)
+		return;
+	__u32 k = slot;
+	struct sl_rule_counter *c = bpf_map_lookup_elem(&sl_rcnt_v5, &k);
+	if (c) {
+		c->packets += 1;
+		c->bytes += len;
+		c->flows += flow;
+	}
+#endif
+}
+
+/* The rule counters of a tracked flow's packet: those of the decision that allowed the flow. */
+static __always_inline void sl_ct_counted(const struct sl_ct_value *ct, struct sl_decision *d)
+{
+#ifndef SL_NO_RULE_COUNTERS
+	d->slot = ct->slot;
+	if (ct->flags & SL_CT_AUDIT)
+		d->audit_slot = ct->audit_slot;
+#endif
+}
+
+/*
+ * Sampled (1 of N per verdict; a packet whose fate the Audit policies would change is sampled as a
+ * denied one), then rate-limited per CPU per second; never waits.
+ */
 static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endpoint_value *ep, __u8 dir,
 				     const struct sl_pkt *p, struct sl_decision *d)
 {
 	__u32 zero = 0;
-	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v4, &zero);
+	struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v5, &zero);
 	if (!cfg)
 		return;
-	__u32 n = d->verdict == SL_VERDICT_ALLOW ? cfg->event_sample_allow : cfg->event_sample_deny;
+	__u32 n = d->verdict == SL_VERDICT_ALLOW && d->audit_verdict == SL_VERDICT_NONE ? cfg->event_sample_allow
+										       : cfg->event_sample_deny;
 	if (n == 0)
 		return;
 	if (n > 1 && bpf_get_prandom_u32() % n != 0)
 		return;
 
 	__u64 now = bpf_ktime_get_ns();
-	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v4, &zero);
+	struct sl_ratelimit *rl = bpf_map_lookup_elem(&sl_rl_v5, &zero);
 	if (!rl)
 		return;
 	if (now - rl->window_start_ns >= SL_NSEC_PER_SEC) {
@@ -295,7 +359,7 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 	if (cfg->events_per_sec != 0 && rl->emitted >= cfg->events_per_sec)
 		return;
 
-	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v4, sizeof(*e), 0);
+	struct sl_flow_event *e = bpf_ringbuf_reserve(&sl_evt_v5, sizeof(*e), 0);
 	if (!e)
 		return; /* ring full: the reader is behind, drop the event, never the packet */
 	rl->emitted += 1;
@@ -314,7 +378,8 @@ static __always_inline void sl_event(struct __sk_buff *skb, const struct sl_endp
 	e->reason = d->reason;
 	e->family = p->family;
 	e->proto = p->t.proto;
-	e->pad = 0;
+	e->audit_verdict = d->audit_verdict;
+	e->audit_rule_id = d->audit_rule_id;
 	e->sport = p->t.sport;
 	e->dport = p->t.proto == IPPROTO_ICMP || p->t.proto == SL_PROTO_ICMPV6 ? p->policy_port : p->t.dport;
 	e->len = skb->len > 0xffff ? 0xffff : skb->len;
@@ -344,7 +409,7 @@ static __always_inline int sl_own_address(__u32 ep_id, __u8 family, const __u8 *
 		__builtin_memcpy(k.addr, addr, 4);
 	else
 		__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(&sl_src_v4, &k) != 0;
+	return bpf_map_lookup_elem(&sl_src_v5, &k) != 0;
 }
 
 /* fe80::/10: scoped to the link, in no ipcache, and what NDP itself runs on. */
@@ -458,6 +523,9 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 			d->verdict = SL_VERDICT_ALLOW;
 			d->reason = SL_REASON_CT_REPLY;
 			sl_ct_touch(ct);
+			/* Counted to its rule only under the policy that allowed it: a slot may since be another's. */
+			if (ct->policy_rev == ep->policy_rev)
+				sl_ct_counted(ct, d);
 			return;
 		}
 		/* Established: a flow this endpoint initiated (or accepted) in this direction. */
@@ -466,6 +534,7 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 			d->reason = SL_REASON_CT_ESTABLISHED;
 			sl_ct_touch(ct);
 			ct->packets += 1;
+			sl_ct_counted(ct, d);
 			return;
 		}
 	}
@@ -503,16 +572,23 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 		ct->policy_rev = ep->policy_rev;
 		sl_ct_touch(ct);
 		ct->packets += 1;
+		ct->slot = d->slot;
+		ct->audit_slot = d->audit_slot;
+		ct->flags = d->audit_verdict != SL_VERDICT_NONE ? SL_CT_AUDIT : 0;
 		return;
 	}
 	if (d->verdict != SL_VERDICT_ALLOW || p->icmp == SL_ICMP_ERROR)
 		return; /* an error message is not a flow of its own */
 
+	/* Allowed, and the Audit policies disagree: they would have denied it. */
 	struct sl_ct_value nv = {
 		.last_seen_ns = bpf_ktime_get_coarse_ns(),
 		.policy_rev = ep->policy_rev,
 		.packets = 1,
 		.init_dir = dir,
+		.flags = d->audit_verdict != SL_VERDICT_NONE ? SL_CT_AUDIT : 0,
+		.slot = d->slot,
+		.audit_slot = d->audit_slot,
 	};
 	bpf_map_update_elem(sl_ct_map(family), &ck, &nv, BPF_ANY);
 }
@@ -524,7 +600,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 	 * Read in place, not copied (it is big): an update replaces the element and frees the old one only
 	 * after an RCU grace period, so every field read here comes from one endpoint version.
 	 */
-	const struct sl_endpoint_value *ep = bpf_map_lookup_elem(&sl_ep_v4, &ek);
+	const struct sl_endpoint_value *ep = bpf_map_lookup_elem(&sl_ep_v5, &ek);
 	if (!ep)
 		return TC_ACT_OK;
 
@@ -557,7 +633,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 		/* No ports to judge by: follow the datagram's first fragment, else drop. */
 		struct sl_frag_key fk;
 		sl_frag_key(&fk, ep->ep_id, dir, &p);
-		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v4, &fk);
+		struct sl_frag_value *fv = bpf_map_lookup_elem(&sl_frag_v5, &fk);
 		d.verdict = fv && fv->verdict == SL_VERDICT_ALLOW ? SL_VERDICT_ALLOW : SL_VERDICT_DENY;
 		d.reason = SL_REASON_FRAGMENT;
 		/* A fragment without its allowed first: say so if its source is borrowed (the key holds it). */
@@ -572,11 +648,13 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 			struct sl_frag_key fk;
 			struct sl_frag_value fv = {.verdict = SL_VERDICT_ALLOW};
 			sl_frag_key(&fk, ep->ep_id, dir, &p);
-			bpf_map_update_elem(&sl_frag_v4, &fk, &fv, BPF_ANY);
+			bpf_map_update_elem(&sl_frag_v5, &fk, &fv, BPF_ANY);
 		}
 	}
 
 	sl_count(ep->slot, dir, d.verdict, d.reason, skb->len);
+	sl_count_rule(d.slot, d.flow, skb->len);
+	sl_count_rule(d.audit_slot, d.flow, skb->len);
 	sl_event(skb, ep, dir, &p, &d);
 	return d.verdict == SL_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
 }

@@ -11,7 +11,7 @@
 #include <bpf/bpf_helpers.h>
 #include "sluice_shared.h"
 
-_Static_assert(SL_LAYOUT_VERSION == 4, "map names carry the layout version: rename the _v4 maps");
+_Static_assert(SL_LAYOUT_VERSION == 5, "map names carry the layout version: rename the _v5 maps");
 
 /*
  * ipcache: IP prefix -> security identity. Full-length prefixes (hosts: pods, nodes) are in a hash per
@@ -25,7 +25,7 @@ struct {
 	__type(key, struct sl_ip4_key);
 	__type(value, struct sl_ipcache_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ip4h_v4 SEC(".maps");
+} sl_ip4h_v5 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -34,7 +34,7 @@ struct {
 	__type(key, struct sl_ip6_key);
 	__type(value, struct sl_ipcache_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ip6h_v4 SEC(".maps");
+} sl_ip6h_v5 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -43,7 +43,7 @@ struct {
 	__type(key, struct sl_ipcache_key);
 	__type(value, struct sl_ipcache_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ipc_v4 SEC(".maps");
+} sl_ipc_v5 SEC(".maps");
 
 /*
  * endpoints: host-side ifindex -> local endpoint. Not preallocated on purpose: an update then
@@ -57,7 +57,7 @@ struct {
 	__type(key, struct sl_endpoint_key);
 	__type(value, struct sl_endpoint_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ep_v4 SEC(".maps");
+} sl_ep_v5 SEC(".maps");
 
 /*
  * source addresses: (ep, family, address) of every local pod's own addresses. sl_from_pod drops what a
@@ -71,7 +71,7 @@ struct {
 	__type(key, struct sl_source_key);
 	__type(value, struct sl_source_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_src_v4 SEC(".maps");
+} sl_src_v5 SEC(".maps");
 
 /* policy groups: (ep, identity, gen, dir) -> inline entries and where the rest are. */
 struct {
@@ -81,7 +81,7 @@ struct {
 	__type(key, struct sl_policy_set_key);
 	__type(value, struct sl_policy_set);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_pset_v4 SEC(".maps");
+} sl_pset_v5 SEC(".maps");
 
 /* full-port entries of big groups: (ep, identity, gen, dir, proto, port) -> verdict. */
 struct {
@@ -91,7 +91,7 @@ struct {
 	__type(key, struct sl_policy_exact_key);
 	__type(value, struct sl_policy_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_pexact_v4 SEC(".maps");
+} sl_pexact_v5 SEC(".maps");
 
 /* other entries of the biggest groups: (ep, identity, gen, dir, proto, port block) -> verdict, longest prefix wins. */
 struct {
@@ -101,7 +101,7 @@ struct {
 	__type(key, struct sl_policy_key);
 	__type(value, struct sl_policy_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_pol_v4 SEC(".maps");
+} sl_pol_v5 SEC(".maps");
 
 /* conntrack: flows as sent by their initiator, per endpoint and direction; IPv4 and IPv6 apart. */
 struct {
@@ -110,7 +110,7 @@ struct {
 	__type(key, struct sl_ct4_key);
 	__type(value, struct sl_ct_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ct4_v4 SEC(".maps");
+} sl_ct4_v5 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -118,7 +118,7 @@ struct {
 	__type(key, struct sl_ct6_key);
 	__type(value, struct sl_ct_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_ct6_v4 SEC(".maps");
+} sl_ct6_v5 SEC(".maps");
 
 /* fragments: verdict of each datagram's first fragment, for the fragments that follow it. */
 struct {
@@ -127,7 +127,7 @@ struct {
 	__type(key, struct sl_frag_key);
 	__type(value, struct sl_frag_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_frag_v4 SEC(".maps");
+} sl_frag_v5 SEC(".maps");
 
 /* counters: packets and bytes per (endpoint slot, direction, verdict), per CPU (enum sl_counters). */
 struct {
@@ -136,7 +136,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_counter_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_cnt_v4 SEC(".maps");
+} sl_cnt_v5 SEC(".maps");
 
 /*
  * verdict counters: packets and bytes per (direction, verdict, reason) over the whole node, per CPU
@@ -149,14 +149,26 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_counter_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_vcnt_v4 SEC(".maps");
+} sl_vcnt_v5 SEC(".maps");
+
+/*
+ * rule counters: packets, bytes and flows per (endpoint, rule, audit) slot, per CPU. The map writer
+ * hands out the slots (operator/src/datapath/writer/rule-slots.ts) and writes them into policy values.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_MAX_RULE_COUNTERS);
+	__type(key, __u32);
+	__type(value, struct sl_rule_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_rcnt_v5 SEC(".maps");
 
 /* events: sampled struct sl_flow_event records. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SL_EVENTS_RING_BYTES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_evt_v4 SEC(".maps");
+} sl_evt_v5 SEC(".maps");
 
 /* config: one struct sl_config written by the agent. */
 struct {
@@ -165,7 +177,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_cfg_v4 SEC(".maps");
+} sl_cfg_v5 SEC(".maps");
 
 /* event rate limiter: one window per CPU. */
 struct {
@@ -174,6 +186,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_ratelimit);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_rl_v4 SEC(".maps");
+} sl_rl_v5 SEC(".maps");
 
 #endif /* SLUICE_MAPS_H */

@@ -11,7 +11,7 @@
 #include <linux/types.h>
 
 /* Bumped whenever a map's key or value layout changes; it is part of every pinned map name. */
-enum sl_layout { SL_LAYOUT_VERSION = 4 };
+enum sl_layout { SL_LAYOUT_VERSION = 5 };
 
 /* Traffic direction as seen by the endpoint (pod), not by the host interface. */
 enum sl_dir {
@@ -62,6 +62,10 @@ enum sl_endpoint_flags {
 	SL_EP_DEFAULT_DENY_INGRESS = 1,
 	SL_EP_DEFAULT_DENY_EGRESS = 2,
 	SL_EP_SOURCE_CHECK = 4, /* what the pod sends must come from an address sl_src holds for it */
+	/* The default if the Audit policies were enforced; the writer sets them (equal to the two above when
+	 * those policies change no default). A difference is reported, never enforced. */
+	SL_EP_AUDIT_DENY_INGRESS = 8,
+	SL_EP_AUDIT_DENY_EGRESS = 16,
 };
 
 /* Why an event was emitted or a packet dropped. A new reason goes last: SL_VERDICT_REASONS follows it. */
@@ -87,6 +91,7 @@ enum sl_capacity {
 	SL_MAX_FRAGMENTS = 16384,
 	SL_MAX_COUNTERS = 16384,        /* SL_MAX_ENDPOINTS x SL_COUNTERS_PER_ENDPOINT */
 	SL_MAX_SOURCES = 16384,         /* SL_MAX_ENDPOINTS x 4 addresses (a dual-stack pod has 2) */
+	SL_MAX_RULE_COUNTERS = 65536,   /* rule counter slots (a __u16 slot; 0 is never counted) */
 	SL_EVENTS_RING_BYTES = 1048576, /* ring buffer size in bytes */
 };
 
@@ -155,11 +160,20 @@ struct sl_policy_rule {
 	__u32 mask;  /* bytes: port prefix mask (network order), 0xff (0 for any protocol), 0 */
 };
 
-/* exact and LPM policy value, and an inline entry's: the verdict resolved at compile time (tiers, deny, precedence folded in). */
+/*
+ * exact and LPM policy value, and an inline entry's: the verdict resolved at compile time (tiers, deny,
+ * precedence folded in), and what the Audit policies would decide where that differs. slot and
+ * audit_slot index the rule counters (sl_rcnt) of (endpoint, rule_id) and (endpoint, audit_rule_id);
+ * 0 is not counted.
+ */
 struct sl_policy_value {
-	__u8 verdict;   /* enum sl_verdict */
-	__u8 pad[3];
-	__u32 rule_id;  /* opaque id of the deciding rule, for events */
+	__u8 verdict;        /* enum sl_verdict */
+	__u8 audit_verdict;  /* SL_VERDICT_NONE: the Audit policies agree with verdict */
+	__u16 slot;
+	__u32 rule_id;       /* opaque id of the deciding rule, for events */
+	__u32 audit_rule_id; /* the rule the Audit policies would decide by (0: their default) */
+	__u16 audit_slot;
+	__u8 pad[2];
 };
 
 /*
@@ -220,6 +234,8 @@ struct sl_endpoint_value {
 	__u8 gen;         /* active policy generation (0 or 1): the half of the policy map in use */
 	__u8 flags;       /* enum sl_endpoint_flags */
 	__u16 slot;       /* dense index below SL_MAX_ENDPOINTS: the endpoint's counters */
+	__u16 audit_slot[2]; /* by enum sl_dir: rule counter of packets whose fate the audited default changes */
+	__u8 pad[2];
 	struct sl_policy_set any[2]; /* by enum sl_dir; count 0 and no flags: no wildcard entries */
 };
 
@@ -273,13 +289,25 @@ struct sl_source_value {
 	__u32 flags;
 };
 
-/* conntrack value: who started the flow, when it was last seen, under which policy revision it was allowed. */
+/* conntrack value flags. */
+enum sl_ct_flags {
+	SL_CT_AUDIT = 1, /* the Audit policies would have denied this flow: its packets count in audit_slot */
+};
+
+/*
+ * conntrack value: who started the flow, when it was last seen, under which policy revision it was
+ * allowed, and the rule counters its packets go to (those of the decision that allowed it). Layout 4's
+ * value is the same size with zeroes where flags and the slots are: a valid value here (uncounted).
+ */
 struct sl_ct_value {
 	__u64 last_seen_ns; /* CLOCK_MONOTONIC_COARSE (jiffy resolution) */
 	__u32 policy_rev;
 	__u32 packets;  /* packets in the initiator's direction */
 	__u8 init_dir;  /* direction of the flow's first packet: the one rechecked against policy */
-	__u8 pad[7];
+	__u8 flags;     /* enum sl_ct_flags */
+	__u16 slot;
+	__u16 audit_slot;
+	__u8 pad[2];
 };
 
 /* fragment tracking key: the datagram a non-first fragment belongs to. */
@@ -319,6 +347,16 @@ struct sl_counter_value {
 	__u64 bytes;
 };
 
+/*
+ * rule counters (sl_rcnt): per (endpoint, rule, audit) slot, per CPU. A policy decision adds a flow and
+ * its packet; a tracked flow's later packets add packets.
+ */
+struct sl_rule_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 flows;
+};
+
 /* datapath configuration: a single-entry array written by the agent. */
 struct sl_config {
 	__u32 event_sample_allow; /* emit 1 of N allowed-packet events; 0 = none */
@@ -346,18 +384,20 @@ struct sl_flow_event {
 	__u8 reason;
 	__u8 family;
 	__u8 proto;
-	__u8 pad;
+	__u8 audit_verdict; /* SL_VERDICT_NONE unless the Audit policies would decide otherwise */
 	__u16 sport;    /* network order */
 	__u16 dport;    /* network order */
 	__u16 len;
 	__u8 saddr[16];
 	__u8 daddr[16];
+	__u32 audit_rule_id; /* the rule the Audit policies would decide by, with audit_verdict */
 };
 
 /*
  * Layout 3's keys of the state an upgrading agent carries over into this layout: conntrack (sl_ct_v3,
  * values struct sl_ct_value) and counters (sl_cnt_v3, per-CPU struct sl_counter_value). No program uses
- * them; operator/src/datapath/migrate.ts reads the old maps through them.
+ * them; operator/src/datapath/migrate.ts reads the old maps through them. Layout 4's conntrack keys and
+ * values, and its counter map, are this layout's (struct sl_ct4_key, sl_ct6_key, sl_ct_value).
  */
 struct sl_v3_ct_key {
 	__u32 ep_id;
@@ -376,6 +416,21 @@ struct sl_v3_counter_key {
 	__u8 dir;
 	__u8 verdict;
 	__u8 pad[2];
+};
+
+/*
+ * Layout 4's endpoint value (sl_ep_v4), read by the migration for each endpoint's counter slot (the
+ * counters of sl_cnt_v4 are carried by endpoint id). any: layout 4's two struct sl_policy_set, 272 bytes
+ * each, never read.
+ */
+struct sl_v4_endpoint_value {
+	__u32 ep_id;
+	__u32 identity;
+	__u32 policy_rev;
+	__u8 gen;
+	__u8 flags;
+	__u16 slot;
+	__u8 any[544];
 };
 
 #endif /* SLUICE_SHARED_H */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * The node-wide verdict counters as a layout 4 build with 9 reasons pinned them (before
- * SL_REASON_SOURCE_SPOOFED): 36 slots. A build with more reasons must still load over such a pin
+ * The node-wide verdict counters as a build with 9 reasons pinned them (as layout 4 did before
+ * SL_REASON_SOURCE_SPOOFED), under this layout's name: 36 slots. A build with more reasons must still load over such a pin
  * (datapath/kernel/maps.ts unpinResizedMaps); the source check's kernel test stands a node on it.
  */
 #include <linux/bpf.h>
@@ -17,14 +17,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sl_counter_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_vcnt_v4 SEC(".maps");
+} sl_vcnt_v5 SEC(".maps");
 
 /* Keeps the map referenced by a program, as the datapath does. */
 SEC("tc")
 int vcnt9_touch(struct __sk_buff *skb)
 {
 	__u32 k = 0;
-	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_vcnt_v4, &k);
+	struct sl_counter_value *v = bpf_map_lookup_elem(&sl_vcnt_v5, &k);
 
 	if (v)
 		v->packets += 1;

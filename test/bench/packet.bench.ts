@@ -231,10 +231,18 @@ function loadSize(size: number): Datapath {
   // Default deny both ways, and the source check on, as the agent writes every endpoint.
   writeSources(m, [], [{ epId: EP_ID, address: POD }]);
   const F = enums.sl_endpoint_flags;
-  const flags = F.SL_EP_DEFAULT_DENY_INGRESS | F.SL_EP_DEFAULT_DENY_EGRESS | F.SL_EP_SOURCE_CHECK;
+  const flags =
+    F.SL_EP_DEFAULT_DENY_INGRESS |
+    F.SL_EP_DEFAULT_DENY_EGRESS |
+    F.SL_EP_AUDIT_DENY_INGRESS |
+    F.SL_EP_AUDIT_DENY_EGRESS |
+    F.SL_EP_SOURCE_CHECK;
   m.endpoints.set(
     { ifindex: 1 },
-    endpointValueOf({ id: EP_ID, identity: 300, policyRev: 1, gen: 0, flags, slot: 0 }, all),
+    endpointValueOf(
+      { id: EP_ID, identity: 300, policyRev: 1, gen: 0, flags, slot: 0, auditSlot: [0, 0] },
+      all,
+    ),
   );
   for (const [v, objectPath] of Object.entries(VARIANT_OBJECTS))
     variants.set(variantKey(v as Variant, size), loadDatapath({ pinRoot: pinOf(size), objectPath }));

@@ -24,8 +24,9 @@ const ALLOW = 1;
 const DENY = 2;
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
-const DENY_INGRESS = 1;
-const DENY_EGRESS = 2;
+// Default deny, audited alike (SL_EP_DEFAULT_DENY_* | SL_EP_AUDIT_DENY_*): no Audit policy here.
+const DENY_INGRESS = 1 | 8;
+const DENY_EGRESS = 2 | 16;
 
 const POD4 = "10.0.0.10";
 const PEER4 = "10.0.1.20";
@@ -65,6 +66,7 @@ class Rig {
       gen: ep.gen,
       flags: ep.flags,
       slot: ep.epId,
+      auditSlot: [0, 0],
     };
     this.#writeEndpoint();
   }

@@ -106,17 +106,17 @@ describe("maps grown on a live node", { skip: skip ? privilegeProblem() : false 
     assert.equal(r.swapped, 4, "both hooks of both endpoints swapped in place");
     assert.equal(r.resizeError, undefined);
     assert.deepEqual(r.resized?.maps.map((m) => [m.map, m.pinned, m.configured]).sort(), [
-      ["sl_cnt_v4", 32, 64],
-      ["sl_ct4_v4", 1024, 4096],
-      ["sl_ct6_v4", 1024, 4096],
-      ["sl_ep_v4", 8, 16],
-      ["sl_ip4h_v4", 128, 512],
-      ["sl_ip6h_v4", 128, 512],
-      ["sl_ipc_v4", 128, 512],
-      ["sl_pexact_v4", 64, 256],
-      ["sl_pol_v4", 64, 256],
-      ["sl_pset_v4", 64, 256],
-      ["sl_src_v4", 32, 64],
+      ["sl_cnt_v5", 32, 64],
+      ["sl_ct4_v5", 1024, 4096],
+      ["sl_ct6_v5", 1024, 4096],
+      ["sl_ep_v5", 8, 16],
+      ["sl_ip4h_v5", 128, 512],
+      ["sl_ip6h_v5", 128, 512],
+      ["sl_ipc_v5", 128, 512],
+      ["sl_pexact_v5", 64, 256],
+      ["sl_pol_v5", 64, 256],
+      ["sl_pset_v5", 64, 256],
+      ["sl_src_v5", 32, 64],
     ]);
     assert.ok((r.resized?.conntrack ?? 0) >= 1, "the flow the old programs started after the copy");
     assert.equal(reply(grown, 41002), OK, "... is tracked by the new programs");

@@ -1,6 +1,7 @@
-// Upgrading from layout 3: a node whose conntrack and counters live in layout 3's pinned maps (loaded
-// from bpf/testdata/layout3_maps.bpf.c, same names, types and sizes) gets them carried into this
-// layout's maps, and the replies of flows tracked before the upgrade keep passing the new program.
+// Upgrading from layout 4 (and 3): a node whose conntrack and counters live in an older layout's pinned
+// maps (loaded from bpf/testdata/layout4_maps.bpf.c and layout3_maps.bpf.c, same names, types and sizes)
+// gets them carried into this layout's maps, and the replies of flows tracked before the upgrade keep
+// passing the new program.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -12,13 +13,14 @@ import * as C from "../../operator/src/datapath/codec/codecs.ts";
 import { LayoutMigration } from "../../operator/src/datapath/migrate.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { MapSync } from "../../operator/src/datapath/writer/sync.ts";
-import { PerCpuMap, TypedMap } from "../../operator/src/datapath/kernel/typed-map.ts";
+import { PerCpuMap, TypedMap, u32Key } from "../../operator/src/datapath/kernel/typed-map.ts";
 import type { MapState } from "../../operator/src/policy/mapstate.ts";
 import { packet } from "../support/packets.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
 import { addon, pinRoot, testInterface } from "./addon-rig.ts";
 
 const layout3Object = join(repoRoot(), "bpf/build/testdata/layout3_maps.bpf.o");
+const layout4Object = join(repoRoot(), "bpf/build/testdata/layout4_maps.bpf.o");
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
 const EP_ID = 7;
@@ -161,6 +163,93 @@ describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => 
     }
   });
 
+  test("conntrack and counters of layout 4 are carried over as they are, then its pins removed", (t) => {
+    if (!requirePrivileged(t)) return;
+    const a = addon();
+    const old = pinRoot();
+    let d: Datapath | undefined;
+    const fds: number[] = [];
+    const open = (name: string) => {
+      const fd = a.objGet(join(old.path, name));
+      fds.push(fd);
+      return fd;
+    };
+    try {
+      a.loadObject(layout4Object, { pinRoot: old.path }).close();
+      d = loadDatapath({ pinRoot: old.path });
+      const dp4 = d;
+      const run4 = (prog: "from" | "to", frame: Uint8Array) =>
+        a.progTestRun(dp4.programFor(prog === "from" ? "ingress" : "egress"), { data: frame, ctx }).retval;
+      MapSync.adopt(a, d.maps).apply(state, () => 1);
+      assert.deepEqual(d.pins.olderLayoutMaps().sort(), [
+        "sl_cnt_v4",
+        "sl_ct4_v4",
+        "sl_ct6_v4",
+        "sl_ep_v4",
+        "sl_vcnt_v4",
+      ]);
+      // Flows the pod opened, tracked by the new program, then moved into layout 4's maps as its program
+      // stored them: same keys, and values without flags or slots.
+      assert.equal(run4("from", tcp(POD4, PEER4, 40000, 5432)), TC_ACT_OK);
+      assert.equal(run4("from", tcp(POD6, PEER6, 40000, 5432)), TC_ACT_OK);
+      const ct4 = new TypedMap(a, open("sl_ct4_v4"), "sl_ct4_v4", C.ct4Key, C.ctValue);
+      const ct6 = new TypedMap(a, open("sl_ct6_v4"), "sl_ct6_v4", C.ct6Key, C.ctValue);
+      const layout4 = (v: C.CtValue): C.CtValue => ({ ...v, flags: 0, slot: 0, audit_slot: 0 });
+      for (const [k, v] of d.maps.conntrack4.entries()) ct4.set(k, layout4(v));
+      for (const [k, v] of d.maps.conntrack6.entries()) ct6.set(k, layout4(v));
+      d.maps.conntrack4.deleteMany(d.maps.conntrack4.keys());
+      d.maps.conntrack6.deleteMany(d.maps.conntrack6.keys());
+      assert.equal(run4("to", tcp(PEER4, POD4, 5432, 40000)), TC_ACT_SHOT, "without migration: cut");
+
+      // Layout 4's endpoint EP_ID had counter slot 9; its counters and the node's verdict counters.
+      const ep4 = new TypedMap(a, open("sl_ep_v4"), "sl_ep_v4", C.endpointKey, C.v4EndpointValue);
+      ep4.set(
+        { ifindex: 5 },
+        { ep_id: EP_ID, identity: 500, policy_rev: 1, gen: 0, flags: 3, slot: 9, any: new Uint8Array(0) },
+      );
+      const cnt4 = new PerCpuMap(a, open("sl_cnt_v4"), "sl_cnt_v4", u32Key, C.counterValue);
+      const vcnt4 = new PerCpuMap(a, open("sl_vcnt_v4"), "sl_vcnt_v4", u32Key, C.counterValue);
+      const cpus = cnt4.cpus;
+      const per = (p: number) =>
+        Array.from({ length: cpus }, (_, c) => ({ packets: BigInt(p + c), bytes: 100n }));
+      cnt4.setPerCpu(9 * 4 + 1 * 2 + 0, per(10));
+      vcnt4.setPerCpu(3, per(20));
+      const slot = 3;
+      const before = d.maps.counters.total(slot, 1, 1);
+      const vBefore = d.maps.verdicts?.get(3)?.reduce((x, v) => x + v.packets, 0n) ?? 0n;
+
+      const m = LayoutMigration.open(d);
+      assert.ok(m);
+      assert.equal(m.report.fromVersion, 4);
+      assert.equal(m.copyConntrack(d.maps), 2);
+      assert.equal(run4("to", tcp(PEER4, POD4, 5432, 40000)), TC_ACT_OK);
+      assert.equal(run4("to", tcp(PEER6, POD6, 5432, 40000)), TC_ACT_OK);
+      assert.equal(m.copyCounters(d.maps, new Map([[EP_ID, slot]])), 2);
+      const sum = (p: number) =>
+        BigInt(Array.from({ length: cpus }, (_, c) => p + c).reduce((x, y) => x + y, 0));
+      assert.equal(d.maps.counters.total(slot, 1, 1).packets, before.packets + sum(10));
+      assert.equal(
+        d.maps.verdicts?.get(3)?.reduce((x, v) => x + v.packets, 0n),
+        vBefore + sum(20),
+      );
+      for (const fd of fds.splice(0)) a.closeFd(fd);
+      const report = m.finish();
+      assert.deepEqual(report.removedPins.sort(), [
+        "sl_cnt_v4",
+        "sl_ct4_v4",
+        "sl_ct6_v4",
+        "sl_ep_v4",
+        "sl_vcnt_v4",
+      ]);
+      assert.equal(LayoutMigration.open(d), undefined, "nothing left to migrate");
+      assert.equal(run4("to", tcp(PEER4, POD4, 5432, 40000)), TC_ACT_OK);
+    } finally {
+      for (const fd of fds) a.closeFd(fd);
+      d?.close();
+      old.remove();
+    }
+  });
+
   test("the enforcer carries layout 3's state over on its first write, after swapping the programs", (t) => {
     if (!requirePrivileged(t)) return;
     const a = addon();
@@ -186,7 +275,15 @@ describe("layout migration", { skip: skip ? privilegeProblem() : false }, () => 
         saddr: new Uint8Array([10, 0, 0, 10, ...new Array(12).fill(0)]),
         daddr: new Uint8Array([10, 1, 0, 20, ...new Array(12).fill(0)]),
       });
-      const value = { last_seen_ns: 1n, policy_rev: 1, packets: 1, init_dir: 1 };
+      const value = {
+        last_seen_ns: 1n,
+        policy_rev: 1,
+        packets: 1,
+        init_dir: 1,
+        flags: 0,
+        slot: 0,
+        audit_slot: 0,
+      };
       oldCt.set(flow(40001), value);
       oldCt.set(flow(40002), value);
       a.closeFd(oldCt.fd);

@@ -129,8 +129,9 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.equal(r1.flips, 2);
     assert.deepEqual(comparable(dp), expected(A));
     const e1 = endpointValue(dp, 1)!;
-    assert.deepEqual([e1.gen, e1.policy_rev, e1.flags], [0, 1, 1]);
-    assert.equal(endpointValue(dp, 2)!.flags, 2);
+    // Default deny, and the audited default alike (no Audit policy): SL_EP_AUDIT_DENY_* = DEFAULT_DENY_* << 3.
+    assert.deepEqual([e1.gen, e1.policy_rev, e1.flags], [0, 1, 1 | 8]);
+    assert.equal(endpointValue(dp, 2)!.flags, 2 | 16);
     // Both generations hold the policy: 2 x entries.
     assert.equal(countPolicyEntries(dp.maps), 2 * 3);
 
@@ -359,7 +360,11 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     if (!requirePrivileged(t)) return;
     const sync = MapSync.adopt(a, dp.maps);
     sync.apply(A, ifindexOf);
-    const active = (id: number) => A.endpoints.find((e) => e.id === id)?.policy.entries ?? [];
+    // The entries as written: the compiler's, with their rule counter slots.
+    const active = (id: number) => {
+      const r = [...sync.applied.endpoints.values()].find((e) => e.id === id);
+      return r ? [...(sync.applied.policy.get(id)?.[r.gen].values() ?? [])] : [];
+    };
     const v1 = endpointValue(dp, 1);
     assert.ok(v1 && wildcardsMatch(v1, active(1)));
     assert.ok(

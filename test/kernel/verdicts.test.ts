@@ -22,7 +22,8 @@ const TC_ACT_SHOT = 2;
 const POD = "10.0.0.10";
 const PEER = "10.0.1.20";
 const PEER_ID = 1000;
-const DENY_INGRESS = 1;
+// Ingress denied by default, audited alike (SL_EP_DEFAULT_DENY_INGRESS | SL_EP_AUDIT_DENY_INGRESS).
+const DENY_INGRESS = 1 | 8;
 const variantObject = join(repoRoot(), "bpf/build/variants/sluice_no_vcnt.bpf.o");
 
 const skip = privilegeProblem() !== undefined && process.env.CI !== "true";
@@ -74,7 +75,10 @@ describe("node-wide verdict counters", { skip: skip ? privilegeProblem() : false
     // Ingress denied by default, egress allowed by default.
     dp.maps.endpoints.set(
       { ifindex: 1 },
-      endpointValueOf({ id: 1, identity: 500, policyRev: 1, gen: 0, flags: DENY_INGRESS, slot: 0 }, entries),
+      endpointValueOf(
+        { id: 1, identity: 500, policyRev: 1, gen: 0, flags: DENY_INGRESS, slot: 0, auditSlot: [0, 0] },
+        entries,
+      ),
     );
   });
   after(() => {

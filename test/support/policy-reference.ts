@@ -1,6 +1,7 @@
 // Policy records encoded the slow, obvious way: through the generic StructCodecs of the generated
 // layout, one field at a time. The fast encoder's tests and the map-sync benchmark compare against it.
 import * as C from "../../operator/src/datapath/codec/codecs.ts";
+import { policyValueOf } from "../../operator/src/datapath/codec/keys.ts";
 import type { GroupLayout } from "../../operator/src/datapath/writer/group-arrangement.ts";
 import { exactFilterBit, INLINE } from "../../operator/src/datapath/writer/policy-encoder.ts";
 import type { PolicyEntry } from "../../operator/src/policy/mapstate.ts";
@@ -30,11 +31,7 @@ export function referenceSetRecord(
       rules,
       i * C.policyRule.size,
     );
-    C.policyValue.encode(
-      { verdict: e.verdict === "allow" ? 1 : 2, rule_id: e.ruleId },
-      results,
-      i * C.policyValue.size,
-    );
+    C.policyValue.encode(policyValueOf(e), results, i * C.policyValue.size);
   });
   const flags = (layout.exact.length > 0 ? 1 : 0) | (layout.lpm.length > 0 ? 2 : 0);
   let filter = 0n;

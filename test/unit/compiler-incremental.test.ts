@@ -18,13 +18,17 @@ import {
   pod,
   securityPolicy,
 } from "./policy-fixtures.ts";
-import { asObjects } from "./policy-fixtures.ts";
+import { asObjects, audited } from "./policy-fixtures.ts";
 
 const change = fc.oneof(
   networkPolicy(0).map((o): Change => ({ type: "upsert", object: o })),
   networkPolicy(7).map((o): Change => ({ type: "upsert", object: o })),
   securityPolicy(0).map((o): Change => ({ type: "upsert", object: o })),
   clusterPolicy(0).map((o): Change => ({ type: "upsert", object: o })),
+  // The same objects in audit mode: a change of enforcement alone (Audit <-> Enforce) is a change.
+  networkPolicy(0).map((o): Change => ({ type: "upsert", object: audited(o) })),
+  securityPolicy(0).map((o): Change => ({ type: "upsert", object: audited(o) })),
+  clusterPolicy(0).map((o): Change => ({ type: "upsert", object: audited(o) })),
   fc.constantFrom("a", "b").map(
     (n): Change => ({
       type: "delete",

@@ -25,7 +25,14 @@ import {
 } from "../../operator/src/policy/mapstate.ts";
 
 const EPF = enums.sl_endpoint_flags;
-const CLOSED = EPF.SL_EP_DEFAULT_DENY_INGRESS | EPF.SL_EP_DEFAULT_DENY_EGRESS;
+// Deny both ways, the audited default alike.
+const CLOSED =
+  EPF.SL_EP_DEFAULT_DENY_INGRESS |
+  EPF.SL_EP_DEFAULT_DENY_EGRESS |
+  EPF.SL_EP_AUDIT_DENY_INGRESS |
+  EPF.SL_EP_AUDIT_DENY_EGRESS;
+// Ingress default deny, audited alike (no Audit policy).
+const DENY_INGRESS = EPF.SL_EP_DEFAULT_DENY_INGRESS | EPF.SL_EP_AUDIT_DENY_INGRESS;
 const ifindexOf = (ep: EndpointState) => 100 + ep.id;
 const cap = (policy: number): Capacities => ({ ipcache: 100, endpoints: 100, policy, sources: 100 });
 
@@ -85,8 +92,8 @@ test("the biggest new policy that does not fit fails closed, with the numbers; t
   const f = planWithinCapacity(EMPTY_STATE, desired([ep(1, 10), ep(2, 20), ep(3, 40)]), cap(100));
   assert.deepEqual(f.failedClosed, [{ key: "ns/p3", needed: 82, available: 100 - 64, capacity: 100 }]);
   const e = enforced(f.plan.result);
-  assert.deepEqual(e.get(1), { size: 11, flags: EPF.SL_EP_DEFAULT_DENY_INGRESS });
-  assert.deepEqual(e.get(2), { size: 21, flags: EPF.SL_EP_DEFAULT_DENY_INGRESS });
+  assert.deepEqual(e.get(1), { size: 11, flags: DENY_INGRESS });
+  assert.deepEqual(e.get(2), { size: 21, flags: DENY_INGRESS });
   assert.deepEqual(e.get(3), { size: 1, flags: CLOSED }, "deny both ways, only the node's way in");
   const closed = [...(f.plan.result.policy.get(3)?.[0].values() ?? [])];
   assert.deepEqual(closed, [LOCALHOST]);
@@ -122,7 +129,7 @@ test("capacity returns (another endpoint goes): the endpoint failed closed recov
   const c = b.failedClosed.length > 0 ? planWithinCapacity(b.plan.result, desired([ep(2, 40)]), cap(100)) : b;
   // ...and the writer's next round (MapSync.applyDesired) admits p2 once they are gone.
   assert.deepEqual(c.failedClosed, []);
-  assert.deepEqual(enforced(c.plan.result).get(2), { size: 41, flags: EPF.SL_EP_DEFAULT_DENY_INGRESS });
+  assert.deepEqual(enforced(c.plan.result).get(2), { size: 41, flags: DENY_INGRESS });
 });
 
 test("without the compiler's fail-closed policy, an endpoint keeps only its own allow-localhost entries", () => {

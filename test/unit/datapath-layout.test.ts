@@ -67,6 +67,7 @@ test("encode refuses out-of-range values naming the field", () => {
         gen: 256,
         flags: 0,
         slot: 0,
+        audit_slot: new Uint8Array(4),
         any: new Uint8Array(224),
       }),
     /sl_endpoint_value\.gen/,

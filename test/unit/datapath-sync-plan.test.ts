@@ -115,7 +115,8 @@ test("new endpoint: write gen 0, switch, mirror into gen 1", () => {
     [0],
   );
   assert.deepEqual(plan.phase2.writeEndpoints, [
-    [101, { id: 1, identity: 257, policyRev: 1, gen: 0, flags: 1, slot: 0 }],
+    // Ingress default deny, audited alike (SL_EP_AUDIT_DENY_INGRESS): no Audit policy.
+    [101, { id: 1, identity: 257, policyRev: 1, gen: 0, flags: 1 | 8, slot: 0, auditSlot: [0, 0] }],
   ]);
   assert.deepEqual(plan.phase2.zeroCounters, [0], "a slot new to its endpoint starts from zero");
   assert.deepEqual(

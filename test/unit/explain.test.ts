@@ -341,6 +341,64 @@ describe("the chain", () => {
     );
     assert.equal(explain(objects, CLIENT, DB, 0, Protocol.ICMP).verdict, "deny");
   });
+
+  test("audit mode: an Audit deny shows [audit] in the chain and an audit: line, and decides nothing", () => {
+    const objects = [
+      np("a", "allow-all", { podSelector: {}, ingress: [{}] }),
+      sp("a", "no-client", {
+        enforcement: "Audit",
+        endpointSelector: { matchLabels: { app: "db" } },
+        ingress: [
+          {
+            name: "no-b",
+            action: "Deny",
+            endpoints: [{ namespaceSelector: { matchLabels: { team: "y" } } }],
+          },
+        ],
+      }),
+    ];
+    const x = explain(objects, CLIENT, DB, 80);
+    assert.equal(x.verdict, "allow");
+    assert.deepEqual(x.audit, { verdict: "deny" });
+    assert.deepEqual(chain(x.ingress), [
+      "namespace NetworkPolicy/a/allow-all ingress[0] allow *",
+      "namespace SecurityPolicy/a/no-client ingress[0] deny *",
+    ]);
+    assert.equal(x.ingress?.steps[1]?.audit, true);
+    assert.equal(x.ingress?.decision.by, "rule");
+    assert.equal(x.ingress?.audit?.verdict, "deny");
+    assert.equal(x.ingress?.audit?.rule?.ruleName, "no-b");
+    assert.equal(x.ingress?.datapath.audit?.ruleId, x.ingress?.audit?.ruleId);
+    const text = formatExplanation(x, "80/TCP");
+    assert.match(text, /^ {2}audit: the Audit policies would DENY it/m);
+    assert.match(
+      text,
+      /audit: the Audit policies would DENY by SecurityPolicy\/a\/no-client ingress\[0\] "no-b" \(Deny\)/,
+    );
+    assert.match(text, /\[audit\] SecurityPolicy\/a\/no-client: ingress\[0\] "no-b" Deny {3}<- would decide/);
+    // From a the Audit rule does not match: it changes nothing, no audit line.
+    const y = explain(objects, WEB, DB, 80);
+    assert.equal(y.audit, undefined);
+    assert.equal(y.ingress?.audit, undefined);
+    assert.doesNotMatch(formatExplanation(y, "80/TCP"), /audit:/);
+    // An Audit policy that isolates: default deny by the audited isolation.
+    const z = explain(
+      [np("b", "lockdown", { metadata: {}, podSelector: {}, policyTypes: ["Ingress"] })].map((o) => ({
+        ...o,
+        metadata: { ...o.metadata, annotations: { "sluice.dev/enforcement": "Audit" } },
+      })),
+      WEB,
+      "10.0.2.1",
+      80,
+    );
+    assert.equal(z.verdict, "allow");
+    assert.deepEqual(z.ingress?.audit?.isolatedBy, ["NetworkPolicy/b/lockdown"]);
+    assert.equal(z.ingress?.audit?.by, "default");
+    assert.match(
+      formatExplanation(z, "80/TCP"),
+      /would DENY by default deny \(isolated by NetworkPolicy\/b\/lockdown\)/,
+    );
+  });
 });
 
 describe("the command's inputs", () => {

@@ -102,6 +102,8 @@ function event(
     len: 60,
     saddr: ip(src),
     daddr: ip(dst),
+    audit_verdict: 0,
+    audit_rule_id: 0,
   });
   return decodeFlowEvent(buf);
 }

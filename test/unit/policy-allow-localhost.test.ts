@@ -257,6 +257,8 @@ test("flow events name the allow-localhost entry's decisions", () => {
         len: 60,
         saddr: new Uint8Array(16),
         daddr: new Uint8Array(16),
+        audit_verdict: 0,
+        audit_rule_id: 0,
       }),
     );
   const e = record(ReservedRuleId.LOCALHOST);

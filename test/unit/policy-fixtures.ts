@@ -3,6 +3,7 @@ import fc from "fast-check";
 import type { AllowLocalhost, MapState } from "../../operator/src/policy/mapstate.ts";
 import { compile, inputsFromObjects, ReferenceEvaluator } from "../../operator/src/policy/index.ts";
 import { podIps } from "../../operator/src/policy/universe.ts";
+import { ENFORCEMENT_ANNOTATION } from "../../operator/src/policy/enforcement.ts";
 import type { Namespace, NetworkPolicy, Node, Pod } from "../../operator/src/api/k8s.ts";
 import type {
   AdminNetworkPolicy,
@@ -405,40 +406,75 @@ export const cluster = fc
     cnps: fc.integer({ min: 0, max: 2 }),
     anps: fc.integer({ min: 0, max: 2 }),
     banp: fc.boolean(),
+    // Audit mode (policy/enforcement.ts): in about half the clusters, each policy by its bit of the mask.
+    audit: fc.boolean(),
+    auditMask: fc.integer({ min: 0, max: 0xffff }),
   })
   .chain((c) =>
-    fc.record({
-      namespaces: fc.constant([ns("a", { team: c.teams.a }), ns("b", { team: c.teams.b })]),
-      pods: fc.constant(
-        c.pods.map((p, i) =>
-          pod(
-            p.ns,
-            `p${i}`,
-            { app: p.app },
-            p.v6 ? [`${p.ip}${i + 1}`, `fd00::${i + 1}`] : `${p.ip}${i + 1}`,
-            p.node,
-            [
-              { name: "http", containerPort: p.http },
-              { name: "dns", containerPort: 53, protocol: "UDP" },
-            ],
+    fc
+      .record({
+        namespaces: fc.constant([ns("a", { team: c.teams.a }), ns("b", { team: c.teams.b })]),
+        pods: fc.constant(
+          c.pods.map((p, i) =>
+            pod(
+              p.ns,
+              `p${i}`,
+              { app: p.app },
+              p.v6 ? [`${p.ip}${i + 1}`, `fd00::${i + 1}`] : `${p.ip}${i + 1}`,
+              p.node,
+              [
+                { name: "http", containerPort: p.http },
+                { name: "dns", containerPort: 53, protocol: "UDP" },
+              ],
+            ),
           ),
         ),
-      ),
-      nodes: fc.constant(NODE_OBJECTS),
-      networkPolicies: fc.tuple(...Array.from({ length: c.nps }, (_, i) => networkPolicy(i))),
-      securityPolicies: fc.tuple(...Array.from({ length: c.sps }, (_, i) => securityPolicy(i))),
-      clusterSecurityPolicies: fc.tuple(...Array.from({ length: c.csps }, (_, i) => clusterPolicy(i))),
-      clusterNetworkPolicies: fc.tuple(
-        ...Array.from({ length: c.upstream ? c.cnps : 0 }, (_, i) => clusterNetworkPolicy(i)),
-      ),
-      adminNetworkPolicies: fc.tuple(
-        ...Array.from({ length: c.upstream ? c.anps : 0 }, (_, i) => adminNetworkPolicy(i)),
-      ),
-      baselineAdminNetworkPolicies: fc.tuple(
-        ...Array.from({ length: c.upstream && c.banp ? 1 : 0 }, () => baselineAdminNetworkPolicy),
-      ),
-    }),
+        nodes: fc.constant(NODE_OBJECTS),
+        networkPolicies: fc.tuple(...Array.from({ length: c.nps }, (_, i) => networkPolicy(i))),
+        securityPolicies: fc.tuple(...Array.from({ length: c.sps }, (_, i) => securityPolicy(i))),
+        clusterSecurityPolicies: fc.tuple(...Array.from({ length: c.csps }, (_, i) => clusterPolicy(i))),
+        clusterNetworkPolicies: fc.tuple(
+          ...Array.from({ length: c.upstream ? c.cnps : 0 }, (_, i) => clusterNetworkPolicy(i)),
+        ),
+        adminNetworkPolicies: fc.tuple(
+          ...Array.from({ length: c.upstream ? c.anps : 0 }, (_, i) => adminNetworkPolicy(i)),
+        ),
+        baselineAdminNetworkPolicies: fc.tuple(
+          ...Array.from({ length: c.upstream && c.banp ? 1 : 0 }, () => baselineAdminNetworkPolicy),
+        ),
+      })
+      .map((x) => (c.audit ? withAuditMask(x, c.auditMask) : x)),
   );
+
+type PolicyLike = {
+  kind: string;
+  metadata: { name?: string; annotations?: Record<string, string> };
+  spec?: object;
+};
+
+// One policy in audit mode, as its kind spells it: spec.enforcement for Sluice's kinds, the annotation
+// for the others.
+export function audited<T extends PolicyLike>(p: T): T {
+  if (p.kind === "SecurityPolicy" || p.kind === "ClusterSecurityPolicy")
+    return { ...p, spec: { ...p.spec, enforcement: "Audit" } };
+  return { ...p, metadata: { ...p.metadata, annotations: { [ENFORCEMENT_ANNOTATION]: "Audit" } } };
+}
+
+// The cluster with the policies whose bit of mask is set (in the order of the kinds) in audit mode.
+function withAuditMask<C extends Record<string, unknown>>(c: C, mask: number): C {
+  let bit = 0;
+  const out: Record<string, unknown> = { ...c };
+  for (const kind of [
+    "networkPolicies",
+    "securityPolicies",
+    "clusterSecurityPolicies",
+    "clusterNetworkPolicies",
+    "adminNetworkPolicies",
+    "baselineAdminNetworkPolicies",
+  ])
+    out[kind] = (c[kind] as PolicyLike[]).map((p) => (mask & (1 << (bit++ % 16)) ? audited(p) : p));
+  return out as C;
+}
 
 export const PROBES: Array<[number, number]> = [
   [6, 80],

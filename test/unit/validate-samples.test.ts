@@ -11,7 +11,12 @@ import { generateTypes } from "../../scripts/gen-types.mjs";
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
 test("every sample validates cleanly, one file at a time", () => {
-  const files = yamlFiles([`${root}samples/policies`, `${root}samples/demo`, `${root}samples/node-peers`]);
+  const files = yamlFiles([
+    `${root}samples/policies`,
+    `${root}samples/demo`,
+    `${root}samples/node-peers`,
+    `${root}samples/audit`,
+  ]);
   assert.ok(files.length >= 10);
   for (const f of files) {
     const { documents, errors } = loadManifests([f]);

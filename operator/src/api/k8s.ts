@@ -5,6 +5,7 @@ export interface ObjectMeta {
   name?: string;
   namespace?: string;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
   generation?: number;
   uid?: string;
 }

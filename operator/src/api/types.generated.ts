@@ -6,6 +6,8 @@ export const SecurityPolicyApiVersion = "sluice.dev/v1alpha1";
 
 /** Which pods of the namespace the policy applies to and what traffic it allows or denies. */
 export type SecurityPolicySpec = {
+  /** Enforce (default): the policy decides packets. Audit: it changes no packet's fate; the datapath reports every packet whose verdict it would change (audit events and counters), and `sluice plan` shows what promoting it to Enforce would close or open. */
+  enforcement?: "Enforce" | "Audit";
   /** Pods of this namespace the policy applies to; empty selects every pod of the namespace. */
   endpointSelector: {
     /** Labels that must all be present with these values. */
@@ -182,6 +184,8 @@ export const ClusterSecurityPolicyApiVersion = "sluice.dev/v1alpha1";
 
 /** A cluster-wide policy in the Admin tier (before namespace policies) or the Baseline tier (after them). */
 export type ClusterSecurityPolicySpec = {
+  /** Enforce (default): the policy decides packets. Audit: it changes no packet's fate; the datapath reports every packet whose verdict it would change (audit events and counters), and `sluice plan` shows what promoting it to Enforce would close or open. */
+  enforcement?: "Enforce" | "Audit";
   /** Admin: evaluated before namespace policies (first matching rule decides, Pass defers to them). Baseline: evaluated after namespace policies for pods no namespace policy isolates. */
   tier: "Admin" | "Baseline";
   /** Lower goes first within the tier. Two policies with the same priority are ordered by name. */

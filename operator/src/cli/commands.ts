@@ -35,6 +35,10 @@ export const commands: Record<string, Command> = {
     summary: "the nodes' verdicts as they happen, with the pods and the deciding policy rule",
     run: async (argv) => (await import("./monitor.ts")).monitorMain(argv),
   },
+  stats: {
+    summary: "packets, bytes and flows per policy rule, summed across the nodes",
+    run: async (argv) => (await import("./stats.ts")).statsMain(argv),
+  },
   lab: {
     summary: "network-namespace lab: sluice lab run|up|probe|status|down|clean",
     run: async (argv) => (await import("./lab.ts")).labMain(argv),

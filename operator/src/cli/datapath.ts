@@ -9,7 +9,7 @@ import { openPinnedMaps } from "../datapath/kernel/maps.ts";
 import { DatapathPins } from "../datapath/kernel/pins.ts";
 import { loadDatapath } from "../datapath/kernel/programs.ts";
 import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
-import { readApplied, viewApplied } from "../datapath/writer/sync.ts";
+import { readApplied, readRuleCounterTable, viewApplied } from "../datapath/writer/sync.ts";
 import type { datapathSubcommands } from "./commands.ts";
 import { type OutputFormat, outputFormat, outputOption, plural, writeOutput } from "./output.ts";
 import { dispatch, parseCommandArgs, type Subcommand, UsageError } from "./usage.ts";
@@ -96,8 +96,18 @@ function show(pins: DatapathPins, output: OutputFormat): number {
         }
     const links = pins.links().map((l) => `${l.ifname}-${l.hook}`);
     const verdicts = readVerdictCounters({ maps }).filter((v) => v.packets > 0);
+    // Per endpoint and rule (rule ids: the compiler's; names need the policies, `sluice stats` has them).
+    const rules = readRuleCounterTable(maps, applied).map((r) => ({
+      epId: r.epId,
+      direction: r.direction,
+      ruleId: r.ruleId,
+      audit: r.audit,
+      packets: Number(r.packets),
+      bytes: Number(r.bytes),
+      flows: Number(r.flows),
+    }));
     if (output !== "table") {
-      writeOutput(output, { ...view, counters, verdicts, links }, () => "");
+      writeOutput(output, { ...view, counters, rules, verdicts, links }, () => "");
       return 0;
     }
     process.stdout.write(
@@ -115,6 +125,11 @@ function show(pins: DatapathPins, output: OutputFormat): number {
     for (const c of counters)
       process.stdout.write(
         `counter ep ${c.epId} ${c.dir} ${c.verdict}: ${c.packets} pkts ${c.bytes} bytes\n`,
+      );
+    for (const r of rules)
+      process.stdout.write(
+        `rule ep ${r.epId} ${r.direction} ${r.ruleId === 0 ? "default" : `rule ${r.ruleId}`}` +
+          `${r.audit ? " (audit)" : ""}: ${r.packets} pkts ${r.bytes} bytes ${r.flows} flows\n`,
       );
     for (const v of verdicts)
       process.stdout.write(

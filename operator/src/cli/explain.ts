@@ -195,12 +195,14 @@ export async function clusterObjects(kc: KubeConfig): Promise<{ objects: unknown
 
 const ACTION: Record<string, string> = { allow: "Allow", deny: "Deny", pass: "Pass" };
 
-function decisionText(s: SideExplanation): string {
-  const d = s.decision;
+// The side's decision, or with `audit` what its Audit policies would decide instead.
+function decisionText(s: SideExplanation, audit = false): string {
+  const d = audit && s.audit ? s.audit : s.decision;
+  const isolatedBy = audit && s.audit ? s.audit.isolatedBy : s.isolatedBy;
   if (d.by === "allow-localhost")
     return "allow-localhost (the node reaches its own pods whatever the policies say)";
   if (d.by === "rule" && d.rule) return `${formatRule(d.rule)} (${ACTION[d.rule.action]})`;
-  if (d.verdict === "deny") return `default deny (isolated by ${s.isolatedBy.join(", ")})`;
+  if (d.verdict === "deny") return `default deny (isolated by ${isolatedBy.join(", ")})`;
   if (d.passedBy) return `default allow (after the Baseline Pass of ${formatRule(d.passedBy)})`;
   return `default allow (no policy isolates ${s.endpoint} for ${s.direction})`;
 }
@@ -231,7 +233,8 @@ function stepText(st: ExplainStep): string {
     overridden: `${rule}Allow, overridden by a Deny`,
     "not-reached": "not reached",
   };
-  return `    ${st.tier.padEnd(9)} ${where}: ${what[st.outcome]}${st.decides ? "   <- decides" : ""}`;
+  const decides = st.decides ? (st.audit ? "   <- would decide" : "   <- decides") : "";
+  return `    ${st.tier.padEnd(9)} ${st.audit ? "[audit] " : ""}${where}: ${what[st.outcome]}${decides}`;
 }
 
 function sideText(s: SideExplanation, unreached = false): string[] {
@@ -240,6 +243,11 @@ function sideText(s: SideExplanation, unreached = false): string[] {
   const lines = [
     `  ${s.direction} at ${s.endpoint} (node ${s.node}), ${s.direction === "egress" ? "to" : "from"} ${peerText(s)}: ${state}`,
     `    by ${decisionText(s)}`,
+    ...(s.audit
+      ? [
+          `    audit: the Audit policies would ${s.audit.verdict === "deny" ? "DENY" : "allow"} by ${decisionText(s, true)}`,
+        ]
+      : []),
     ...s.steps.map(stepText),
   ];
   if (s.decision.by === "default" && s.steps.length > 0)
@@ -261,9 +269,13 @@ export function formatExplanation(x: Explanation, portLabel: string): string {
     x.verdict === "deny" && denied
       ? `  dropped at ${denied.direction === "egress" ? "the source's egress" : "the destination's ingress"} by ${decisionText(denied)}`
       : undefined;
+  const audit = x.audit
+    ? `  audit: the Audit policies would ${x.audit.verdict === "deny" ? "DENY" : "allow"} it (in Audit they change nothing)`
+    : undefined;
   return [
     head,
     ...(summary ? [summary] : []),
+    ...(audit ? [audit] : []),
     ...(x.egress ? sideText(x.egress) : []),
     ...(x.ingress ? sideText(x.ingress, x.egress?.datapath.verdict === "deny") : []),
     ...x.notes.map((n) => `  note: ${n}`),

@@ -1,7 +1,8 @@
 // `sluice matrix -f <files|dirs|->... [--ports 80/TCP,81/UDP] [-o table|json|yaml]`
-import { formatMatrixTable, type MatrixRow, parsePorts } from "../api/matrix-rows.ts";
+import { formatMatrixTable, parsePorts } from "../api/matrix-rows.ts";
 import { inputsFromObjects } from "../policy/index.ts";
-import { computeMatrix } from "../policy/matrix.ts";
+import type { PolicyInputs } from "../policy/compile.ts";
+import { type AuditedRow, computeMatrix } from "../policy/matrix.ts";
 import { checkInputs, loadInputs } from "./inputs.ts";
 import { outputFormat, outputOption, writeOutput } from "./output.ts";
 import { flagValue, parseCommandArgs } from "./usage.ts";
@@ -13,11 +14,13 @@ const usage =
 export function matrixFromPaths(
   paths: readonly string[],
   ports?: string,
-): { rows: MatrixRow[]; errors: string[] } {
+  audit = false,
+): { rows: AuditedRow[]; errors: string[]; inputs: PolicyInputs } {
   const { documents, errors } = loadInputs(paths);
   const inputs = inputsFromObjects(documents.map((d) => d.object));
   return {
-    rows: computeMatrix(inputs, { ports: ports ? parsePorts(ports) : undefined }),
+    inputs,
+    rows: computeMatrix(inputs, { ports: ports ? parsePorts(ports) : undefined, audit }),
     errors: errors.map((e) => `${e.path}:${e.line}: ${e.message}`),
   };
 }

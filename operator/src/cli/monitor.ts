@@ -23,7 +23,7 @@ const usage =
   "                      [--sluice-namespace <ns>]   (where the agent pods run; default sluice-system)\n" +
   "       sluice monitor --lab [--follow] [filters] [-o table|json]   (the agents of `sluice lab up`)\n" +
   "filters (each given must match):\n" +
-  "  --verdict allowed|denied     --port PORT[/PROTOCOL][,...]\n" +
+  "  --verdict allowed|denied|audit   --port PORT[/PROTOCOL][,...]\n" +
   "  --namespace <ns>             source or destination pod in <ns>\n" +
   "  --pod <ns/pod|pod>           source or destination (a pod, an entity: world, host, remote-node, an address)\n" +
   "  --from <peer>  --to <peer>   the source / the destination, as --pod\n" +

@@ -1,6 +1,15 @@
 // `sluice plan --before <dir> --after <dir> [--ports ...] [-o table|json|yaml]`: the connectivity rows
-// that a change of manifests opens or closes.
+// that a change of manifests opens or closes. Audit mode (issue 13 §4): a policy whose enforcement
+// changes (Audit -> Enforce is a promotion) is named above the rows its change opens or closes, with
+// what the datapath observed of its rules when counters are given (planReport's `observed`, keyed by
+// rule id); the Audit policies still in Audit after the change are listed with the rows promoting
+// them would open or close.
 import { type MatrixRow, parsePorts } from "../api/matrix-rows.ts";
+import { collectPolicies, type PolicyInputs, policyObjects } from "../policy/compile.ts";
+import { enforcementName } from "../policy/enforcement.ts";
+import type { AuditedRow } from "../policy/matrix.ts";
+import { type NormPolicy, policyKey } from "../policy/normalize.ts";
+import { formatRule, ruleNameInSpec, ruleNameOf, type RuleName } from "../policy/rule-names.ts";
 import { checkInputs } from "./inputs.ts";
 import { matrixFromPaths } from "./matrix.ts";
 import { outputFormat, outputOption, writeOutput } from "./output.ts";
@@ -26,15 +35,162 @@ export function planRows(before: readonly MatrixRow[], after: readonly MatrixRow
   const out: PlanRow[] = [];
   for (const r of after) {
     const o = old.get(key(r));
+    const row = { from: r.from, to: r.to, port: r.port, protocol: r.protocol, verdict: r.verdict };
     if (!o) {
       // A new pod pair: only worth a line when it is open.
-      if (r.verdict === "allow") out.push({ ...r, change: "added" });
+      if (r.verdict === "allow") out.push({ ...row, change: "added" });
     } else if (o.verdict !== r.verdict)
-      out.push({ ...r, change: r.verdict === "allow" ? "opened" : "closed" });
+      out.push({ ...row, change: r.verdict === "allow" ? "opened" : "closed" });
   }
   for (const r of before)
-    if (!now.has(key(r)) && r.verdict === "allow") out.push({ ...r, change: "removed" });
+    if (!now.has(key(r)) && r.verdict === "allow")
+      out.push({
+        from: r.from,
+        to: r.to,
+        port: r.port,
+        protocol: r.protocol,
+        verdict: r.verdict,
+        change: "removed",
+      });
   return out;
+}
+
+/** What the datapath counted for one rule (sluice stats): the agent's per-rule counters summed. */
+export interface ObservedCounters {
+  packets: number;
+  flows: number;
+}
+
+export type EnforcementChange = "promote" | "demote" | "add-audit" | "delete-audit";
+
+const CHANGE_TEXT: Record<EnforcementChange, string> = {
+  promote: "promote Audit → Enforce",
+  demote: "demote Enforce → Audit",
+  "add-audit": "add in Audit",
+  "delete-audit": "delete while in Audit",
+};
+
+/** A policy in audit mode before or after the change, and what the change does to its mode. */
+export interface AuditPolicyPlan {
+  policy: string;
+  before?: "Enforce" | "Audit";
+  after?: "Enforce" | "Audit";
+  change?: EnforcementChange;
+  // Its rules (of the version in Audit), with what the datapath observed of each when counters were given.
+  rules: Array<RuleName & { observed?: ObservedCounters }>;
+}
+
+/** Rows the Audit policies still in Audit after the change would open or close if promoted. */
+export interface PendingRow extends PlanRow {
+  change: "opened" | "closed";
+}
+
+export interface PlanReport {
+  changes: PlanRow[];
+  audit: AuditPolicyPlan[];
+  pending: PendingRow[];
+}
+
+function auditPlans(
+  before: PolicyInputs,
+  after: PolicyInputs,
+  observed: ReadonlyMap<number, ObservedCounters> | undefined,
+): AuditPolicyPlan[] {
+  const index = (inputs: PolicyInputs) => new Map(collectPolicies(inputs).map((p) => [p.key, p]));
+  const [b, a] = [index(before), index(after)];
+  const specs = new Map<string, unknown>();
+  for (const inputs of [before, after])
+    for (const o of policyObjects(inputs)) {
+      const ns =
+        o.kind === "NetworkPolicy" || o.kind === "SecurityPolicy"
+          ? (o.metadata.namespace ?? "default")
+          : undefined;
+      specs.set(policyKey(o.kind, ns, o.metadata.name ?? ""), o.spec);
+    }
+  const out: AuditPolicyPlan[] = [];
+  for (const key of [...new Set([...b.keys(), ...a.keys()])].sort()) {
+    const [pb, pa] = [b.get(key), a.get(key)];
+    if (!pb?.audit && !pa?.audit) continue;
+    const change: EnforcementChange | undefined =
+      pb?.audit && pa && !pa.audit
+        ? "promote"
+        : pa?.audit && pb && !pb.audit
+          ? "demote"
+          : !pb
+            ? "add-audit"
+            : !pa
+              ? "delete-audit"
+              : undefined;
+    const shown = (pb?.audit ? pb : pa) as NormPolicy;
+    const rules = shown.rules.map((r) => {
+      const name = ruleNameOf(r.ref, r.action, r.id, ruleNameInSpec(specs.get(key), r.ref));
+      const seen = observed?.get(r.id);
+      return seen ? { ...name, observed: seen } : name;
+    });
+    out.push({
+      policy: key,
+      ...(pb ? { before: enforcementName(pb.audit) } : {}),
+      ...(pa ? { after: enforcementName(pa.audit) } : {}),
+      ...(change ? { change } : {}),
+      rules,
+    });
+  }
+  return out;
+}
+
+/**
+ * The plan of a change from the matrices (computed with their audit verdicts) and inputs of both sides.
+ * `observed`: per-rule counters by rule id, from the cluster (sluice stats); each Audit policy's rules
+ * show them.
+ */
+export function planReport(
+  before: { rows: readonly AuditedRow[]; inputs: PolicyInputs },
+  after: { rows: readonly AuditedRow[]; inputs: PolicyInputs },
+  observed?: ReadonlyMap<number, ObservedCounters>,
+): PlanReport {
+  const pending: PendingRow[] = after.rows
+    .filter((r) => r.audit !== undefined)
+    .map((r) => ({
+      from: r.from,
+      to: r.to,
+      port: r.port,
+      protocol: r.protocol,
+      verdict: r.audit!,
+      change: r.audit === "allow" ? "opened" : "closed",
+    }));
+  return {
+    changes: planRows(before.rows, after.rows),
+    audit: auditPlans(before.inputs, after.inputs, observed),
+    pending,
+  };
+}
+
+const rowText = (r: PlanRow) =>
+  `${r.change.padEnd(7)} ${r.from} -> ${r.to} ${r.port}/${r.protocol} (${r.verdict})`;
+
+export function formatPlan(report: PlanReport): string {
+  const lines: string[] = [];
+  const policyLines = (p: AuditPolicyPlan) => [
+    `${p.change ? CHANGE_TEXT[p.change] : "in Audit"}: ${p.policy}`,
+    ...p.rules.map(
+      (r) =>
+        `  ${formatRule(r)} (${r.action}${r.observed ? `; observed ${r.observed.packets} packets, ${r.observed.flows} flows` : ""})`,
+    ),
+  ];
+  const changing = report.audit.filter((p) => p.change === "promote" || p.change === "demote");
+  for (const p of changing) lines.push(...policyLines(p));
+  lines.push(...(report.changes.length === 0 ? ["no connectivity changes"] : report.changes.map(rowText)));
+  const still = report.audit.filter((p) => p.after === "Audit");
+  if (still.length > 0) {
+    lines.push("", "still in Audit after the change (they enforce nothing):");
+    for (const p of still) lines.push(...policyLines(p));
+    lines.push(
+      ...(report.pending.length === 0
+        ? ["promoting them would change no connectivity"]
+        : ["promoting them would change:", ...report.pending.map((r) => `  ${rowText(r)}`)]),
+    );
+  }
+  return lines.join("\n");
 }
 
 export async function planMain(argv: readonly string[]): Promise<number> {
@@ -58,18 +214,14 @@ export async function planMain(argv: readonly string[]): Promise<number> {
   checkInputs("--before", before);
   checkInputs("--after", after);
   checkInputs("--before/--after", [...before, ...after]);
-  const a = matrixFromPaths(before, values.ports);
-  const b = matrixFromPaths(after, values.ports);
+  const a = matrixFromPaths(before, values.ports, true);
+  const b = matrixFromPaths(after, values.ports, true);
   const errors = [...a.errors, ...b.errors];
   for (const e of errors) process.stderr.write(`${e}\n`);
   if (errors.length > 0) return 1;
-  const rows = planRows(a.rows, b.rows);
-  writeOutput(output, { changes: rows }, () =>
-    rows.length === 0
-      ? "no connectivity changes"
-      : rows
-          .map((r) => `${r.change.padEnd(7)} ${r.from} -> ${r.to} ${r.port}/${r.protocol} (${r.verdict})`)
-          .join("\n"),
-  );
+  const report = planReport(a, b);
+  // Without Audit policies on either side the output is what it always was.
+  const json = report.audit.length === 0 ? { changes: report.changes } : report;
+  writeOutput(output, json, () => formatPlan(report));
   return 0;
 }

@@ -1,11 +1,11 @@
 // Flow events from the ring buffer, decoded. The addon polls on its own thread and delivers batches;
 // here they become typed events, pushed to listeners or pulled through an async iterator.
 import { EventEmitter } from "node:events";
-import { type Direction, ReservedRuleId, type Verdict } from "../policy/mapstate.ts";
+import { type AuditOutcome, type Direction, ReservedRuleId, type Verdict } from "../policy/mapstate.ts";
 import type { BpfAddon, RingBufferHandle } from "./kernel/bpf-addon.ts";
 import { flowEvent } from "./codec/codecs.ts";
 import { enums } from "./codec/layout.generated.ts";
-import { dirOfCode, formatAddressBytes } from "./codec/keys.ts";
+import { dirOfCode, formatAddressBytes, verdictOfCode } from "./codec/keys.ts";
 
 export interface FlowEvent {
   tsNs: bigint;
@@ -25,6 +25,9 @@ export interface FlowEvent {
   sport: number;
   dport: number;
   length: number;
+  // Present where the Audit policies would decide otherwise: their verdict and rule (ruleId 0: their
+  // default). `verdict` is what was enforced.
+  audit?: AuditOutcome;
 }
 
 const reasonNames = new Map<number, string>(
@@ -60,6 +63,9 @@ export function decodeFlowEvent(buf: Uint8Array): FlowEvent {
     sport: r.sport,
     dport: r.dport,
     length: r.len,
+    ...(r.audit_verdict !== V.SL_VERDICT_NONE && {
+      audit: { verdict: verdictOfCode(r.audit_verdict), ruleId: r.audit_rule_id },
+    }),
   };
 }
 

@@ -1,9 +1,13 @@
-// An agent of this layout version starting on a node whose datapath an agent of layout 3 set up. Policy,
-// endpoints and ipcache are not copied: the agent writes them whole from its desired state before it
-// swaps any program. What it cannot recompute is carried over: conntrack (without it, a reply or an
-// established flow reaching a pod whose policy alone would drop it is cut at the upgrade) and the
+// An agent of this layout version starting on a node whose datapath an agent of layout 4 (or 3) set up.
+// Policy, endpoints and ipcache are not copied: the agent writes them whole from its desired state
+// before it swaps any program. What it cannot recompute is carried over: conntrack (without it, a reply
+// or an established flow reaching a pod whose policy alone would drop it is cut at the upgrade) and the
 // counters. Conntrack is copied before the swap and again after it (entries the old programs created
-// in between); then the old maps' pins go.
+// in between); then the old maps' pins go. Layout 4's conntrack keys and values are this layout's (a
+// layout 4 value has zeroes where this one has its audit flag and rule counter slots: uncounted), so
+// its entries are copied as they are; layout 3's keys are converted. Layout 4's endpoint counters are
+// carried by endpoint id (its sl_ep_v4 names each endpoint's slot), its node-wide verdict counters by
+// index; rule counters are new in layout 5.
 import { rmSync } from "node:fs";
 import type { BpfAddon } from "./kernel/bpf-addon.ts";
 import * as C from "./codec/codecs.ts";
@@ -11,13 +15,20 @@ import { enums } from "./codec/layout.generated.ts";
 import { counterIndex, type DatapathMaps } from "./kernel/maps.ts";
 import type { DatapathPins } from "./kernel/pins.ts";
 import type { PinnedDatapath } from "./kernel/programs.ts";
-import { PerCpuMap, TypedMap } from "./kernel/typed-map.ts";
+import { PerCpuMap, TypedMap, u32Key } from "./kernel/typed-map.ts";
 
-const OLD = 3;
-const OLD_CONNTRACK = `sl_ct_v${OLD}`;
-const OLD_COUNTERS = `sl_cnt_v${OLD}`;
-const V4 = enums.sl_family.SL_FAMILY_V4;
-const V6 = enums.sl_family.SL_FAMILY_V6;
+const V3_CONNTRACK = "sl_ct_v3";
+const V3_COUNTERS = "sl_cnt_v3";
+const V4 = {
+  conntrack4: "sl_ct4_v4",
+  conntrack6: "sl_ct6_v4",
+  endpoints: "sl_ep_v4",
+  counters: "sl_cnt_v4",
+  verdicts: "sl_vcnt_v4",
+} as const;
+const FAMILY4 = enums.sl_family.SL_FAMILY_V4;
+const FAMILY6 = enums.sl_family.SL_FAMILY_V6;
+const PER_ENDPOINT = enums.sl_counters.SL_COUNTERS_PER_ENDPOINT;
 
 export interface MigrationReport {
   fromVersion: number;
@@ -46,35 +57,60 @@ export class LayoutMigration {
   readonly #pins: DatapathPins;
   readonly #conntrack: TypedMap<C.V3CtKey, C.CtValue> | undefined;
   readonly #counters: PerCpuMap<C.V3CounterKey, C.CounterValue> | undefined;
-  readonly #report: MigrationReport = { fromVersion: OLD, conntrack: 0, counters: 0, removedPins: [] };
+  readonly #v4: {
+    conntrack4?: TypedMap<C.Ct4Key, C.CtValue>;
+    conntrack6?: TypedMap<C.Ct6Key, C.CtValue>;
+    endpoints?: TypedMap<C.EndpointKey, C.V4EndpointValue>;
+    counters?: PerCpuMap<number, C.CounterValue>;
+    verdicts?: PerCpuMap<number, C.CounterValue>;
+  } = {};
+  readonly #fds: number[] = [];
+  readonly #report: MigrationReport;
   #closed = false;
 
-  private constructor(addon: BpfAddon, pins: DatapathPins) {
+  private constructor(addon: BpfAddon, pins: DatapathPins, fromVersion: number) {
     this.#addon = addon;
     this.#pins = pins;
+    this.#report = { fromVersion, conntrack: 0, counters: 0, removedPins: [] };
     const open = (name: string): number | undefined => {
       try {
-        return addon.objGet(pins.map(name));
+        const fd = addon.objGet(pins.map(name));
+        this.#fds.push(fd);
+        return fd;
       } catch {
         return undefined;
       }
     };
-    const ct = open(OLD_CONNTRACK);
-    const cnt = open(OLD_COUNTERS);
     try {
-      if (ct !== undefined) this.#conntrack = new TypedMap(addon, ct, OLD_CONNTRACK, C.v3CtKey, C.ctValue);
+      const ct = open(V3_CONNTRACK);
+      const cnt = open(V3_COUNTERS);
+      if (ct !== undefined) this.#conntrack = new TypedMap(addon, ct, V3_CONNTRACK, C.v3CtKey, C.ctValue);
       if (cnt !== undefined)
-        this.#counters = new PerCpuMap(addon, cnt, OLD_COUNTERS, C.v3CounterKey, C.counterValue);
+        this.#counters = new PerCpuMap(addon, cnt, V3_COUNTERS, C.v3CounterKey, C.counterValue);
+      const v4 = this.#v4;
+      const ct4 = open(V4.conntrack4);
+      if (ct4 !== undefined) v4.conntrack4 = new TypedMap(addon, ct4, V4.conntrack4, C.ct4Key, C.ctValue);
+      const ct6 = open(V4.conntrack6);
+      if (ct6 !== undefined) v4.conntrack6 = new TypedMap(addon, ct6, V4.conntrack6, C.ct6Key, C.ctValue);
+      const ep = open(V4.endpoints);
+      if (ep !== undefined)
+        v4.endpoints = new TypedMap(addon, ep, V4.endpoints, C.endpointKey, C.v4EndpointValue);
+      const c = open(V4.counters);
+      if (c !== undefined) v4.counters = new PerCpuMap(addon, c, V4.counters, u32Key, C.counterValue);
+      const vc = open(V4.verdicts);
+      if (vc !== undefined) v4.verdicts = new PerCpuMap(addon, vc, V4.verdicts, u32Key, C.counterValue);
     } catch (e) {
-      for (const fd of [ct, cnt]) if (fd !== undefined) addon.closeFd(fd);
+      this.close();
       throw e;
     }
   }
 
   // A migration when the datapath's root holds pins of an older layout, else undefined.
   static open(dp: PinnedDatapath): LayoutMigration | undefined {
-    if (dp.pins.olderLayoutMaps().length === 0) return undefined;
-    return new LayoutMigration(dp.addon, dp.pins);
+    const older = dp.pins.olderLayoutMaps();
+    if (older.length === 0) return undefined;
+    const from = Math.max(...older.map((n) => Number(/_v(\d+)$/.exec(n)?.[1] ?? 0)));
+    return new LayoutMigration(dp.addon, dp.pins, from);
   }
 
   get report(): MigrationReport {
@@ -85,17 +121,22 @@ export class LayoutMigration {
   // seen since is theirs). Returns how many it copied.
   copyConntrack(maps: DatapathMaps): number {
     const old = this.#conntrack;
-    if (!old) return 0;
+    const { conntrack4, conntrack6 } = this.#v4;
+    if (!old && !conntrack4 && !conntrack6) return 0;
     const have4 = new Set(maps.conntrack4.keys().map((k) => hex(C.ct4Key.encode(k))));
     const have6 = new Set(maps.conntrack6.keys().map((k) => hex(C.ct6Key.encode(k))));
     const put4: [C.Ct4Key, C.CtValue][] = [];
     const put6: [C.Ct6Key, C.CtValue][] = [];
-    for (const [k, v] of old.entries()) {
+    for (const [k, v] of conntrack4?.entries() ?? [])
+      if (!have4.has(hex(C.ct4Key.encode(k)))) put4.push([k, v]);
+    for (const [k, v] of conntrack6?.entries() ?? [])
+      if (!have6.has(hex(C.ct6Key.encode(k)))) put6.push([k, v]);
+    for (const [k, v] of old?.entries() ?? []) {
       const base = { ep_id: k.ep_id, dir: k.dir, proto: k.proto, sport: k.sport, dport: k.dport };
-      if (k.family === V4) {
+      if (k.family === FAMILY4) {
         const k4 = { ...base, saddr: k.saddr.slice(0, 4), daddr: k.daddr.slice(0, 4) };
         if (!have4.has(hex(C.ct4Key.encode(k4)))) put4.push([k4, v]);
-      } else if (k.family === V6) {
+      } else if (k.family === FAMILY6) {
         const k6 = { ...base, saddr: k.saddr, daddr: k.daddr };
         if (!have6.has(hex(C.ct6Key.encode(k6)))) put6.push([k6, v]);
       }
@@ -109,19 +150,34 @@ export class LayoutMigration {
   // Adds the old counters of each endpoint to its slot's (slotOf: endpoint id -> counter slot), CPU by
   // CPU. Counters of endpoints without a slot any more are dropped.
   copyCounters(maps: DatapathMaps, slotOf: ReadonlyMap<number, number>): number {
-    const old = this.#counters;
-    if (!old) return 0;
     let n = 0;
-    for (const [k, perCpu] of old.entries()) {
+    for (const [k, perCpu] of this.#counters?.entries() ?? []) {
       const slot = slotOf.get(k.ep_id);
       if (slot === undefined) continue;
-      const index = counterIndex(slot, k.dir, k.verdict);
-      const now = maps.counters.get(index) ?? perCpu.map(() => ({ packets: 0n, bytes: 0n }));
-      maps.counters.setPerCpu(
-        index,
-        now.map((v, c) => ({ packets: v.packets + perCpu[c].packets, bytes: v.bytes + perCpu[c].bytes })),
-      );
+      addCounters(maps.counters, counterIndex(slot, k.dir, k.verdict), perCpu);
       n++;
+    }
+    const { endpoints, counters, verdicts } = this.#v4;
+    if (endpoints && counters) {
+      for (const [, ep] of endpoints.entries()) {
+        const slot = slotOf.get(ep.ep_id);
+        if (slot === undefined) continue;
+        for (let i = 0; i < PER_ENDPOINT; i++) {
+          const perCpu = counters.get(ep.slot * PER_ENDPOINT + i);
+          if (!perCpu || perCpu.every((v) => v.packets === 0n)) continue;
+          addCounters(maps.counters, slot * PER_ENDPOINT + i, perCpu);
+          n++;
+        }
+      }
+    }
+    if (verdicts && maps.verdicts) {
+      const size = Math.min(verdicts.info.maxEntries, maps.verdicts.info.maxEntries);
+      for (let i = 0; i < size; i++) {
+        const perCpu = verdicts.get(i);
+        if (!perCpu || perCpu.every((v) => v.packets === 0n)) continue;
+        addCounters(maps.verdicts, i, perCpu);
+        n++;
+      }
     }
     this.#report.counters += n;
     return n;
@@ -140,7 +196,19 @@ export class LayoutMigration {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#conntrack) this.#addon.closeFd(this.#conntrack.fd);
-    if (this.#counters) this.#addon.closeFd(this.#counters.fd);
+    for (const fd of this.#fds.splice(0)) this.#addon.closeFd(fd);
   }
+}
+
+// Adds old per-CPU counts to a counter of this layout, CPU by CPU.
+function addCounters(
+  to: PerCpuMap<number, C.CounterValue>,
+  index: number,
+  perCpu: readonly C.CounterValue[],
+): void {
+  const now = to.get(index) ?? perCpu.map(() => ({ packets: 0n, bytes: 0n }));
+  to.setPerCpu(
+    index,
+    now.map((v, c) => ({ packets: v.packets + perCpu[c].packets, bytes: v.bytes + perCpu[c].bytes })),
+  );
 }

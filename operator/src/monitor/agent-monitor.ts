@@ -9,6 +9,7 @@ import type { Datapath } from "../datapath/kernel/programs.ts";
 import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
 import type { Logger } from "../observe/log.ts";
 import type { EventSampling } from "../agent/event-config.ts";
+import { nodeRules, RuleActivity, type RuleCounterRow, type RulesRecord } from "../stats/rule-stats.ts";
 import { FlowBuffer } from "./buffer.ts";
 import type { FlowCounts, StatsRecord } from "./flow-record.ts";
 import { nameFlow } from "./name.ts";
@@ -23,6 +24,9 @@ export interface AgentMonitorOptions {
   // The compiler as of the agent's last pass and the pass count; undefined before the first pass.
   source: () => { compiler: MonitorSource; passes: number } | undefined;
   capacity?: number;
+  // The datapath's per-rule counter slots, named by endpoint (the map writer's slot table); absent: no
+  // GET /v1/rules.
+  ruleCounters?: () => { rows: readonly RuleCounterRow[]; uncounted: number };
   logger: Logger;
 }
 
@@ -35,6 +39,7 @@ export class AgentMonitor {
   #stream?: RecordStream<FlowEvent>;
   #server?: MonitorServer;
   #view?: { view: MonitorView; compiler: MonitorSource; passes: number };
+  readonly #activity = new RuleActivity();
 
   private constructor(o: AgentMonitorOptions) {
     this.#o = o;
@@ -49,6 +54,7 @@ export class AgentMonitor {
       buffer: m.buffer,
       stats: () => m.stats(),
       labels: (id) => m.#currentView()?.labels(id),
+      ...(o.ruleCounters ? { rules: () => m.rules() } : {}),
     });
     const stream = openFlowEvents(o.datapath.addon, o.datapath.maps.eventsFd);
     stream.on("events", (batch) => m.ingest(batch));
@@ -71,7 +77,7 @@ export class AgentMonitor {
     for (const ev of batch) {
       try {
         const r = nameFlow(view, this.#o.node, ev, Number((ev.tsNs + offsetNs) / 1_000_000n));
-        this.#received[r.verdict]++;
+        this.#received[r.enforced ?? (r.verdict === "denied" ? "denied" : "allowed")]++;
         this.buffer.push(r);
       } catch (e) {
         // Never let one odd event stop the stream; counted in the stats.
@@ -101,6 +107,19 @@ export class AgentMonitor {
       capacity: this.buffer.capacity,
       overwritten: this.buffer.overwritten,
     };
+  }
+
+  // The node's per-rule counters, named with the view of the agent's last pass.
+  rules(): RulesRecord {
+    const counters = this.#o.ruleCounters?.() ?? { rows: [], uncounted: 0 };
+    return nodeRules({
+      node: this.#o.node,
+      nowIso: new Date().toISOString(),
+      rows: counters.rows,
+      rules: this.#currentView()?.rules() ?? new Map(),
+      uncounted: counters.uncounted,
+      activity: this.#activity,
+    });
   }
 
   // Packets judged by the datapath, node-wide; undefined when the pins predate the verdict counters.

@@ -1,8 +1,10 @@
-// Reads one agent's monitor stream (GET /v1/flows, NDJSON) over whatever reaches the agent: a unix
-// socket (the lab) or a byte stream the API server's port-forward carries (a cluster, targets.ts).
-import { request } from "node:http";
+// Reads one agent's monitor stream (GET /v1/flows, NDJSON) and its rule counters (GET /v1/rules, JSON)
+// over whatever reaches the agent: a unix socket (the lab) or a byte stream the API server's
+// port-forward carries (a cluster, targets.ts).
+import { type IncomingMessage, request } from "node:http";
 import { createInterface } from "node:readline";
 import type { Duplex } from "node:stream";
+import type { RulesRecord } from "../stats/rule-stats.ts";
 import type { MonitorRecord } from "./flow-record.ts";
 
 // How to reach one agent's monitor server.
@@ -22,11 +24,33 @@ export async function* readFlows(
   query: URLSearchParams,
   signal?: AbortSignal,
 ): AsyncGenerator<MonitorRecord> {
+  const res = await get(target, `/v1/flows?${query}`, "application/x-ndjson", signal);
+  const lines = createInterface({ input: res, crlfDelay: Number.POSITIVE_INFINITY });
+  for await (const line of lines) {
+    if (line.trim() === "") continue;
+    yield JSON.parse(line) as MonitorRecord;
+  }
+}
+
+// The agent's per-rule counters (GET /v1/rules).
+export async function readRules(target: MonitorTarget, signal?: AbortSignal): Promise<RulesRecord> {
+  const res = await get(target, "/v1/rules", "application/json", signal);
+  let body = "";
+  for await (const chunk of res) body += String(chunk);
+  return JSON.parse(body) as RulesRecord;
+}
+
+async function get(
+  target: MonitorTarget,
+  path: string,
+  accept: string,
+  signal?: AbortSignal,
+): Promise<IncomingMessage> {
   const c = target.connection;
-  const res = await new Promise<import("node:http").IncomingMessage>((resolve, reject) => {
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
     const req = request({
-      path: `/v1/flows?${query}`,
-      headers: { host: "localhost", accept: "application/x-ndjson" },
+      path,
+      headers: { host: "localhost", accept },
       signal,
       ...("socketPath" in c
         ? { socketPath: c.socketPath }
@@ -41,9 +65,5 @@ export async function* readFlows(
     for await (const chunk of res) body += String(chunk);
     throw new Error(`${target.via}: ${res.statusCode} ${body.trim()}`);
   }
-  const lines = createInterface({ input: res, crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const line of lines) {
-    if (line.trim() === "") continue;
-    yield JSON.parse(line) as MonitorRecord;
-  }
+  return res;
 }

@@ -17,7 +17,7 @@ export const FILTER_PARAMS = [
 ] as const;
 export type FilterParam = (typeof FILTER_PARAMS)[number];
 
-const VERDICTS: readonly FlowVerdict[] = ["allowed", "denied"];
+const VERDICTS: readonly FlowVerdict[] = ["allowed", "denied", "audit"];
 
 export interface FlowFilter {
   verdicts?: ReadonlySet<FlowVerdict>;
@@ -28,7 +28,7 @@ export interface FlowFilter {
   from?: string;
   to?: string;
   ports?: readonly ProbePort[];
-  // The deciding rule's policy, or one that isolates the endpoint of a default deny.
+  // The deciding rule's policy, or one that isolates the endpoint of a default deny (or the Audit ones').
   policy?: string;
   // Flows at or after this time (ms since the epoch).
   sinceMs?: number;
@@ -125,7 +125,8 @@ function policyMatches(key: string, v: string): boolean {
 }
 
 export function matchesFlow(r: FlowRecord, f: FlowFilter): boolean {
-  if (f.verdicts && !f.verdicts.has(r.verdict)) return false;
+  // An audit flow is also what the datapath did with it: --verdict denied lists every drop.
+  if (f.verdicts && !f.verdicts.has(r.verdict) && !(r.enforced && f.verdicts.has(r.enforced))) return false;
   if (f.sinceMs !== undefined && Date.parse(r.time) < f.sinceMs) return false;
   if (f.namespace !== undefined) {
     const inNs = (p: FlowPeer) => p.pod?.startsWith(`${f.namespace}/`) ?? false;
@@ -138,7 +139,12 @@ export function matchesFlow(r: FlowRecord, f: FlowFilter): boolean {
   if (f.ports && !f.ports.some((p) => p.port === r.port && p.protocol === r.protocol)) return false;
   if (f.policy !== undefined) {
     const v = f.policy;
-    const keys = [...(r.rule ? [r.rule.policy] : []), ...(r.isolatedBy ?? [])];
+    const keys = [
+      ...(r.rule ? [r.rule.policy] : []),
+      ...(r.isolatedBy ?? []),
+      ...(r.audit?.rule ? [r.audit.rule.policy] : []),
+      ...(r.audit?.isolatedBy ?? []),
+    ];
     if (!keys.some((k) => policyMatches(k, v))) return false;
   }
   return true;

@@ -5,8 +5,10 @@
 import type { Direction } from "../policy/mapstate.ts";
 import type { RuleName } from "../policy/rule-names.ts";
 
-// "audit" joins these with per-policy audit mode (issue 13, section 4).
-export type FlowVerdict = "allowed" | "denied";
+// What the datapath did: allowed or denied; "audit" where the Audit policies would have decided this
+// packet's fate otherwise (`enforced` says what the datapath did, `audit` what they would have).
+export type FlowVerdict = "allowed" | "denied" | "audit";
+export type EnforcedVerdict = Exclude<FlowVerdict, "audit">;
 
 // What a peer address is, when no pod owns it: the identity's reserved base.
 export type PeerEntity = "pod" | "host" | "remote-node" | "world" | "init" | "unmanaged";
@@ -53,6 +55,17 @@ export interface FlowRecord {
   decidedBy: string;
   rule?: FlowRule;
   // reason default, verdict denied: the policies that isolate the endpoint in this direction.
+  isolatedBy?: string[];
+  // verdict audit: what the datapath did (decidedBy, rule) and what the Audit policies would have done.
+  enforced?: EnforcedVerdict;
+  audit?: AuditDecision;
+}
+
+// What the Audit policies would have decided: their rule, or the default of an endpoint they isolate.
+export interface AuditDecision {
+  verdict: EnforcedVerdict;
+  decidedBy: string;
+  rule?: FlowRule;
   isolatedBy?: string[];
 }
 

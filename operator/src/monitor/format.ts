@@ -63,7 +63,9 @@ export function formatFlow(r: FlowRecord, labels = false): string {
     "->",
     formatPeer(r.destination, labels),
     port,
-    r.decidedBy,
+    r.audit
+      ? `${r.enforced} by ${r.decidedBy}; audit would ${r.audit.verdict === "denied" ? "deny" : "allow"}: ${r.audit.decidedBy}`
+      : r.decidedBy,
   ]);
 }
 

@@ -5,7 +5,7 @@ import type { FlowEvent } from "../datapath/flow-events.ts";
 import { ReservedIdentity, ReservedRuleId } from "../policy/mapstate.ts";
 import { protocolName } from "../policy/ports.ts";
 import { formatRule } from "../policy/rule-names.ts";
-import type { FlowPeer, FlowRecord, PeerEntity } from "./flow-record.ts";
+import type { AuditDecision, FlowPeer, FlowRecord, PeerEntity } from "./flow-record.ts";
 import type { MonitorView } from "./view.ts";
 
 const ENTITY_OF_BASE = new Map<number, PeerEntity>([
@@ -35,12 +35,13 @@ export function nameFlow(
   const peer = peerOf(view, node, ingress ? ev.src : ev.dst, ingress ? ev.sport : ev.dport, ev.peerIdentity);
   const verdict = ev.verdict === "deny" ? "denied" : "allowed";
   const decision = decisionOf(view, ev, endpoint, verdict);
+  const audit = ev.audit && auditOf(view, ev.audit, endpoint, ev.direction);
   return {
     type: "flow",
     time: new Date(timeMs).toISOString(),
     node,
     direction: ev.direction,
-    verdict,
+    verdict: audit ? "audit" : verdict,
     reason: ev.reason,
     endpoint,
     source: ingress ? peer : local,
@@ -49,7 +50,31 @@ export function nameFlow(
     port: ev.dport,
     length: ev.length,
     ...decision,
+    ...(audit ? { enforced: verdict, audit } : {}),
   };
+}
+
+// The Audit policies' decision: a rule of theirs, or (rule id 0) the default of an endpoint they isolate.
+function auditOf(
+  view: MonitorView | undefined,
+  a: { verdict: "allow" | "deny"; ruleId: number },
+  endpoint: string,
+  direction: FlowRecord["direction"],
+): AuditDecision {
+  const verdict = a.verdict === "deny" ? "denied" : "allowed";
+  if (a.ruleId === ReservedRuleId.DEFAULT) {
+    if (verdict === "allowed") return { verdict, decidedBy: "default allow (not isolated)" };
+    const isolatedBy = view?.isolatedBy(endpoint, direction, true) ?? [];
+    return {
+      verdict,
+      decidedBy:
+        isolatedBy.length > 0 ? `default deny (isolated by ${isolatedBy.join(", ")})` : "default deny",
+      isolatedBy,
+    };
+  }
+  const rule = view?.rule(a.ruleId);
+  if (!rule) return { verdict, decidedBy: `rule ${a.ruleId} (not among the agent's policies)` };
+  return { verdict, decidedBy: formatRule(rule), rule };
 }
 
 function peerOf(

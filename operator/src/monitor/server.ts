@@ -1,6 +1,7 @@
 // The agent's monitor endpoint: GET /v1/flows streams named flows as NDJSON (flow-record.ts), the
 // buffered ones first, then (follow=true) new ones as they come, with a stats record first, every few
-// seconds while following, and last. Filters are the CLI's flags as query parameters (filter.ts).
+// seconds while following, and last. GET /v1/rules answers the node's per-rule counters, named
+// (stats/rule-stats.ts), one JSON object. Filters are the CLI's flags as query parameters (filter.ts).
 // A reader slower than the events never slows the agent: a few records wait for it, the rest are
 // dropped and counted in its stats. It listens on loopback only (or a unix socket, the lab's): flows
 // name pods and addresses, and `sluice monitor` reaches it through the API server's pods/portforward,
@@ -17,6 +18,7 @@ import {
 } from "../observe/server.ts";
 import type { FlowBuffer } from "./buffer.ts";
 import { FilterError, type FlowFilter, matchesFlow, parseFlowFilter } from "./filter.ts";
+import type { RulesRecord } from "../stats/rule-stats.ts";
 import type { FlowPeer, FlowRecord, StatsRecord } from "./flow-record.ts";
 
 export const DEFAULT_MONITOR_PORT = 9964;
@@ -59,6 +61,8 @@ export interface MonitorServerOptions {
   stats: () => Omit<StatsRecord, "type" | "time" | "readerDropped">;
   // An identity's labels, for ?labels=true (the agent's current view).
   labels: (identity: number) => Record<string, string> | undefined;
+  // The node's per-rule counters; absent: GET /v1/rules answers 404.
+  rules?: () => RulesRecord;
   statsIntervalMs?: number;
 }
 
@@ -91,8 +95,15 @@ function handle(o: MonitorServerOptions, req: IncomingMessage, res: ServerRespon
     res.writeHead(405, { allow: "GET" }).end();
     return;
   }
+  if (url.pathname === "/v1/rules" && o.rules) {
+    res
+      .writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
+      .end(`${JSON.stringify(o.rules())}\n`);
+    return;
+  }
   if (url.pathname !== "/v1/flows") {
-    res.writeHead(404, { "content-type": "text/plain" }).end("not found: GET /v1/flows\n");
+    const paths = o.rules ? "GET /v1/flows, GET /v1/rules" : "GET /v1/flows";
+    res.writeHead(404, { "content-type": "text/plain" }).end(`not found: ${paths}\n`);
     return;
   }
   let filter: FlowFilter;

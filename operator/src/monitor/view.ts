@@ -91,15 +91,27 @@ export class MonitorView {
     return l && { ...l.podLabels, [NAMESPACE_LABEL]: l.namespace };
   }
 
-  // The namespace-tier policies that select the endpoint and isolate it in `direction`, by key.
-  isolatedBy(endpoint: string, direction: Direction): string[] {
-    const k = `${endpoint}#${direction}`;
+  // Every rule of the agent's policies, by rule id (sluice stats lists those no entry carries).
+  rules(): ReadonlyMap<number, FlowRule> {
+    return this.#rules;
+  }
+
+  // The namespace-tier policies that select the endpoint and isolate it in `direction`, by key: the
+  // enforced ones, or (withAudit) those and the Audit ones, which isolate it only as audited.
+  isolatedBy(endpoint: string, direction: Direction, withAudit = false): string[] {
+    const k = `${endpoint}#${direction}#${withAudit}`;
     let out = this.#isolated.get(k);
     if (!out) {
       const ep = this.#source.localEndpoints.find((e) => e.key === endpoint);
       out = ep
         ? this.#source.normalizedPolicies
-            .filter((p) => p.tier === "namespace" && p.isolates[direction] && selectsEndpoint(p, ep.labels))
+            .filter(
+              (p) =>
+                p.tier === "namespace" &&
+                (withAudit || !p.audit) &&
+                p.isolates[direction] &&
+                selectsEndpoint(p, ep.labels),
+            )
             .map((p) => p.key)
         : [];
       this.#isolated.set(k, out);

@@ -20,6 +20,7 @@ import {
   type Interval,
   type ProtocolSpace,
 } from "./blocks.ts";
+import { mergeAudit } from "./audit.ts";
 import { stableIds } from "./hash.ts";
 import type {
   AllowLocalhost,
@@ -294,6 +295,9 @@ export interface EndpointCompilation {
   closed: EndpointPolicy;
   // Keys of the policies with rules for this endpoint, most entries first.
   involved: string[];
+  // Only where Audit policies select the endpoint: the policy without them (E1), which `policy`
+  // enforces exactly (audit.ts).
+  enforced?: EndpointPolicy;
 }
 
 export class PolicyCompiler {
@@ -332,10 +336,38 @@ export class PolicyCompiler {
 
   compileEndpoint(ep: LocalEndpoint, policies: readonly NormPolicy[]): EndpointCompilation {
     const applicable = policies.filter((p) => selectsEndpoint(p, ep.labels));
+    const involved = (entries: readonly PolicyEntry[]) => {
+      const perPolicy = new Map<number, string>();
+      for (const p of applicable) for (const r of p.rules) perPolicy.set(r.id, p.key);
+      const counts = new Map<string, number>();
+      for (const e of entries)
+        for (const id of e.audit ? [e.ruleId, e.audit.ruleId] : [e.ruleId]) {
+          const k = perPolicy.get(id);
+          if (k) counts.set(k, (counts.get(k) ?? 0) + 1);
+        }
+      return [...new Set(applicable.map((p) => p.key))].sort(
+        (a, b) => (counts.get(b) ?? 0) - (counts.get(a) ?? 0),
+      );
+    };
+    // No Audit policy selects the endpoint: what it compiled to before audit mode existed.
+    if (!applicable.some((p) => p.audit)) {
+      const policy = this.compileApplicable(ep, applicable);
+      return { policy, closed: this.failClosed, involved: involved(policy.entries) };
+    }
+    // E1 enforced, E2 with the Audit policies enforced too; merged (audit.ts).
+    const enforced = this.compileApplicable(
+      ep,
+      applicable.filter((p) => !p.audit),
+    );
+    const policy = mergeAudit(enforced, this.compileApplicable(ep, applicable));
+    policy.entries.sort(compareEntries);
+    return { policy, closed: this.failClosed, involved: involved(policy.entries), enforced };
+  }
+
+  // The endpoint's policy from the given policies (those that select it), all enforced.
+  private compileApplicable(ep: LocalEndpoint, applicable: readonly NormPolicy[]): EndpointPolicy {
     const entries: PolicyEntry[] = [];
     const defaultDeny = { ingress: false, egress: false };
-    const perPolicy = new Map<number, string>();
-    for (const p of applicable) for (const r of p.rules) perPolicy.set(r.id, p.key);
     for (const direction of ["ingress", "egress"] as const) {
       const isolated = applicable.some((p) => p.tier === "namespace" && p.isolates[direction]);
       defaultDeny[direction] = isolated;
@@ -354,15 +386,7 @@ export class PolicyCompiler {
     if (this.allowLocalhost === "always")
       allowLocalhostIngress(entries, defaultDeny.ingress, this.hostIdentities);
     entries.sort(compareEntries);
-    const counts = new Map<string, number>();
-    for (const e of entries) {
-      const k = perPolicy.get(e.ruleId);
-      if (k) counts.set(k, (counts.get(k) ?? 0) + 1);
-    }
-    const involved = [...new Set(applicable.map((p) => p.key))].sort(
-      (a, b) => (counts.get(b) ?? 0) - (counts.get(a) ?? 0),
-    );
-    return { policy: { defaultDeny, entries }, closed: this.failClosed, involved };
+    return { defaultDeny, entries };
   }
 
   private compileDirection(

@@ -1,4 +1,5 @@
 // Map deltas: what the agent writes to go from one MapState to another.
+import { sameOutcome } from "./audit.ts";
 import { compareEntries } from "./compile.ts";
 import {
   type EndpointState,
@@ -13,6 +14,8 @@ export interface EndpointDelta {
   id: number;
   identity: number;
   defaultDeny: { ingress: boolean; egress: boolean };
+  // As EndpointPolicy.auditDefaultDeny: absent where the Audit policies leave the defaults alone.
+  auditDefaultDeny?: { ingress: boolean; egress: boolean };
   // Entries to write (new, or changed value under an existing key) and keys to delete.
   upsert: PolicyEntry[];
   remove: PolicyEntry[];
@@ -31,8 +34,10 @@ export function isEmptyDelta(d: MapDelta): boolean {
   );
 }
 
-function sameEntry(a: PolicyEntry, b: PolicyEntry): boolean {
-  return a.verdict === b.verdict && a.ruleId === b.ruleId;
+// The defaults the Audit policies would give, in full (equal to defaultDeny when they change nothing).
+function auditDefaults(p: EndpointState["policy"]): string {
+  const d = p.auditDefaultDeny ?? p.defaultDeny;
+  return `${d.ingress}|${d.egress}`;
 }
 
 export function diffEndpoint(
@@ -46,7 +51,7 @@ export function diffEndpoint(
     const k = policyEntryKey(e);
     keep.add(k);
     const o = old.get(k);
-    if (!o || !sameEntry(o, e)) upsert.push(e);
+    if (!o || !sameOutcome(o, e)) upsert.push(e);
   }
   const remove = [...old.entries()].filter(([k]) => !keep.has(k)).map(([, e]) => e);
   const sameHeader =
@@ -54,13 +59,15 @@ export function diffEndpoint(
     before.id === after.id &&
     before.identity === after.identity &&
     before.policy.defaultDeny.ingress === after.policy.defaultDeny.ingress &&
-    before.policy.defaultDeny.egress === after.policy.defaultDeny.egress;
+    before.policy.defaultDeny.egress === after.policy.defaultDeny.egress &&
+    auditDefaults(before.policy) === auditDefaults(after.policy);
   if (sameHeader && upsert.length === 0 && remove.length === 0) return undefined;
   return {
     key: after.key,
     id: after.id,
     identity: after.identity,
     defaultDeny: { ...after.policy.defaultDeny },
+    ...(after.policy.auditDefaultDeny ? { auditDefaultDeny: { ...after.policy.auditDefaultDeny } } : {}),
     upsert,
     remove,
   };
@@ -104,7 +111,11 @@ export function applyDelta(state: MapState, delta: MapDelta): MapState {
       key: d.key,
       id: d.id,
       identity: d.identity,
-      policy: { defaultDeny: { ...d.defaultDeny }, entries: [...entries.values()].sort(compareEntries) },
+      policy: {
+        defaultDeny: { ...d.defaultDeny },
+        ...(d.auditDefaultDeny ? { auditDefaultDeny: { ...d.auditDefaultDeny } } : {}),
+        entries: [...entries.values()].sort(compareEntries),
+      },
     });
   }
   return {

@@ -25,6 +25,7 @@ import {
 import { lookupIdentity, lookupVerdict } from "./lookup.ts";
 import {
   type AllowLocalhost,
+  type AuditOutcome,
   type Direction,
   type EndpointPolicy,
   ReservedIdentity,
@@ -60,6 +61,9 @@ export interface ExplainStep {
   outcome: "allow" | "deny" | "pass" | "no-match" | "isolates" | "overridden" | "not-reached";
   decides: boolean;
   rule?: RuleName;
+  // An Audit policy (spec.enforcement: Audit): outcome and decides say what it would do if it were
+  // enforced (in the chain with the other Audit policies enforced too); it decides nothing now.
+  audit?: true;
 }
 
 export interface Decision {
@@ -97,8 +101,12 @@ export interface SideExplanation {
   isolatedBy: string[];
   steps: ExplainStep[];
   decision: Decision;
-  // What the endpoint's compiled map entries decide for this packet (the datapath's lookup).
-  datapath: { verdict: Verdict; ruleId: number };
+  // What the endpoint's compiled map entries decide for this packet (the datapath's lookup), with what
+  // they report as the Audit policies' verdict where it differs.
+  datapath: { verdict: Verdict; ruleId: number; audit?: AuditOutcome };
+  // Only where the Audit policies selecting the endpoint would change the verdict: what they would
+  // decide, and the namespace policies that would isolate the endpoint then.
+  audit?: Decision & { isolatedBy: string[] };
   // The compiled state decides as the chain says; false only with `problem` (or a compiler bug).
   agrees: boolean;
   problem?: string;
@@ -120,6 +128,8 @@ export interface Explanation {
   verdict: Verdict;
   egress?: SideExplanation;
   ingress?: SideExplanation;
+  // Only where the Audit policies would change the verdict: the verdict with them enforced.
+  audit?: { verdict: Verdict };
   // Why a side is missing: the end is not a pod, or not scheduled on a node.
   notes: string[];
 }
@@ -128,7 +138,7 @@ interface NodeView {
   universe: Universe;
   compiler: PolicyCompiler;
   endpoints: Map<string, LocalEndpoint>;
-  compiled: Map<string, { policy: EndpointPolicy; errors: CompileError[] }>;
+  compiled: Map<string, { policy: EndpointPolicy; enforced: EndpointPolicy; errors: CompileError[] }>;
 }
 
 // Pod ownership of an address: the first pod in input order claims it, as the universe does.
@@ -208,6 +218,9 @@ export class Explainer {
     out.ingress = side(dst, "ingress", srcIp, "the destination");
     if (out.egress?.datapath.verdict === "deny" || out.ingress?.datapath.verdict === "deny")
       out.verdict = "deny";
+    const would = (s?: SideExplanation) => s?.datapath.audit?.verdict ?? s?.datapath.verdict;
+    const audit = would(out.egress) === "deny" || would(out.ingress) === "deny" ? "deny" : "allow";
+    if (audit !== out.verdict) out.audit = { verdict: audit };
     return out;
   }
 
@@ -236,7 +249,10 @@ export class Explainer {
       const errors: CompileError[] = [];
       const compilation = v.compiler.compileEndpoint(ep, this.policies);
       const cap = this.options.capacity ?? DEFAULT_CAPACITY;
-      c = { policy: capEndpoint(ep.key, compilation, cap, errors), errors };
+      const policy = capEndpoint(ep.key, compilation, cap, errors);
+      // What the endpoint enforces without its Audit policies: the merged state enforces exactly that.
+      const enforced = policy === compilation.policy ? (compilation.enforced ?? policy) : policy;
+      c = { policy, enforced, errors };
       v.compiled.set(ep.key, c);
     }
     return c;
@@ -260,12 +276,17 @@ export class Explainer {
       prefixes: new Set<string>(),
     };
     const applicable = this.policies.filter((p) => selectsEndpoint(p, ep.labels));
-    const isolatedBy = applicable
-      .filter((p) => p.tier === "namespace" && p.isolates[direction])
-      .map((p) => p.key);
+    const enforcedPolicies = applicable.filter((p) => !p.audit);
+    const isolators = (list: readonly NormPolicy[]) =>
+      list.filter((p) => p.tier === "namespace" && p.isolates[direction]).map((p) => p.key);
+    const isolatedBy = isolators(enforcedPolicies);
     const compiled = this.compiledPolicy(v, ep);
     const hit = lookupVerdict(compiled.policy, direction, peerId, protocol, port);
-    const datapath = { verdict: hit.verdict, ruleId: hit.entry?.ruleId ?? ReservedRuleId.DEFAULT };
+    const datapath = {
+      verdict: hit.verdict,
+      ruleId: hit.entry?.ruleId ?? ReservedRuleId.DEFAULT,
+      ...(hit.audit ? { audit: hit.audit } : {}),
+    };
 
     // Named ports: ingress rules resolve them against this endpoint, egress rules against the peer.
     const named: NamedPorts | undefined = direction === "ingress" ? ep.namedPorts : peer.namedPorts;
@@ -274,22 +295,24 @@ export class Explainer {
       (r.peers.any || peerMatches(r.peers, peer)) &&
       inRanges(resolvePorts(r.ports, named), protocol, port);
 
-    const localhost =
+    // compile.ts allowLocalhostIngress: only where something could deny the node.
+    const localhostFor = (isolated: boolean, policy: EndpointPolicy) =>
       direction === "ingress" &&
       (this.options.allowLocalhost ?? "always") === "always" &&
       peer.base === ReservedIdentity.HOST &&
-      // compile.ts allowLocalhostIngress: only where something could deny the node.
-      (isolatedBy.length > 0 || compiled.policy.entries.some((e) => e.direction === "ingress"));
-    const { steps, decision } = localhost
-      ? {
-          steps: [],
-          decision: {
-            verdict: "allow" as const,
-            ruleId: ReservedRuleId.LOCALHOST,
-            by: "allow-localhost" as const,
-          },
-        }
-      : this.walk(applicable, direction, matches, isolatedBy.length > 0);
+      (isolated || policy.entries.some((e) => e.direction === "ingress"));
+    const chain = (list: readonly NormPolicy[], isolated: boolean, policy: EndpointPolicy) =>
+      localhostFor(isolated, policy)
+        ? {
+            steps: [],
+            decision: {
+              verdict: "allow" as const,
+              ruleId: ReservedRuleId.LOCALHOST,
+              by: "allow-localhost" as const,
+            },
+          }
+        : this.walk(list, direction, matches, isolated);
+    const { steps, decision } = chain(enforcedPolicies, isolatedBy.length > 0, compiled.enforced);
     const side: SideExplanation = {
       direction,
       endpoint: key,
@@ -303,10 +326,29 @@ export class Explainer {
       datapath,
       agrees: datapath.verdict === decision.verdict && datapath.ruleId === decision.ruleId,
     };
+    if (applicable.some((p) => p.audit)) {
+      // The chain again with the Audit policies enforced: their steps join the enforced chain in order.
+      const auditIsolatedBy = isolators(applicable);
+      const a = chain(applicable, auditIsolatedBy.length > 0, compiled.policy);
+      const own = new Map(steps.map((st) => [st.policy, st]));
+      const audited = new Set(applicable.filter((p) => p.audit).map((p) => p.key));
+      if (a.decision.by !== "allow-localhost")
+        side.steps = a.steps.flatMap((st) =>
+          audited.has(st.policy)
+            ? [{ ...st, audit: true as const }]
+            : own.has(st.policy)
+              ? [own.get(st.policy)!]
+              : [],
+        );
+      if (a.decision.verdict !== decision.verdict)
+        side.audit = { ...a.decision, isolatedBy: auditIsolatedBy };
+      const want = side.audit ? { verdict: side.audit.verdict, ruleId: side.audit.ruleId } : undefined;
+      side.agrees &&= datapath.audit?.verdict === want?.verdict && datapath.audit?.ruleId === want?.ruleId;
+    }
     const overflow = compiled.errors.find((e) => e.reason === "Overflow");
     if (overflow) side.problem = overflow.message;
     else if (!side.agrees)
-      side.problem = `the compiled map decides ${datapath.verdict} (rule id ${datapath.ruleId}), the policies ${decision.verdict} (rule id ${decision.ruleId}): a compiler bug, please report it`;
+      side.problem = `the compiled map decides ${outcomeText(datapath, datapath.audit)}, the policies ${outcomeText(decision, side.audit)}: a compiler bug, please report it`;
     return side;
   }
 
@@ -426,6 +468,11 @@ export class Explainer {
         return { ...base, kind: "pod", ...(pod ? { pod: podKey(pod) } : {}) };
     }
   }
+}
+
+function outcomeText(d: { verdict: Verdict; ruleId: number }, audit?: { verdict: Verdict; ruleId: number }) {
+  const text = `${d.verdict} (rule id ${d.ruleId})`;
+  return audit ? `${text}, audit ${audit.verdict} (rule id ${audit.ruleId})` : text;
 }
 
 // Each policy object's spec by policy key: where the rules' names are.

@@ -3,13 +3,16 @@
 // arrangement, the program must give this answer, and the differential tests check that it does.
 // Not a hot path.
 import { containsIp, parseIp, parsePrefix } from "./cidr.ts";
-import type { Direction, EndpointPolicy, PolicyEntry, Verdict } from "./mapstate.ts";
-import { ReservedIdentity } from "./mapstate.ts";
+import type { AuditOutcome, Direction, EndpointPolicy, PolicyEntry, Verdict } from "./mapstate.ts";
+import { ReservedIdentity, ReservedRuleId } from "./mapstate.ts";
 
 export interface LookupResult {
   verdict: Verdict;
   // The entry that decided, or undefined when the endpoint default did.
   entry?: PolicyEntry;
+  // What the Audit policies would decide instead, only where their verdict differs: the entry's
+  // audit outcome, or with no entry the audited default (auditDefaultDeny) as rule DEFAULT.
+  audit?: AuditOutcome;
 }
 
 // Whether entry e covers (protocol, port).
@@ -51,9 +54,18 @@ export function lookupVerdict(
   for (const identity of [peerIdentity, ReservedIdentity.ANY]) {
     const group = policy.entries.filter((e) => e.direction === direction && e.identity === identity);
     const entry = longestMatch(group, protocol, port);
-    if (entry) return { verdict: entry.verdict, entry };
+    if (entry)
+      return entry.audit
+        ? { verdict: entry.verdict, entry, audit: entry.audit }
+        : { verdict: entry.verdict, entry };
   }
-  return { verdict: policy.defaultDeny[direction] ? "deny" : "allow" };
+  const deny = policy.defaultDeny[direction];
+  const auditDeny = policy.auditDefaultDeny?.[direction] ?? deny;
+  if (auditDeny === deny) return { verdict: deny ? "deny" : "allow" };
+  return {
+    verdict: deny ? "deny" : "allow",
+    audit: { verdict: auditDeny ? "deny" : "allow", ruleId: ReservedRuleId.DEFAULT },
+  };
 }
 
 // The ipcache lookup: longest prefix containing the address; a miss means world.

@@ -51,11 +51,24 @@ export interface PolicyEntry {
   verdict: Verdict;
   // Opaque id of the rule that decided, reported in flow events; see RuleTable.
   ruleId: number;
+  // Present only where the Audit policies (spec.enforcement: Audit) change this entry's fate: the verdict
+  // and rule its packets would get if those policies were enforced. The datapath enforces `verdict` and
+  // reports (event, counter) every packet that takes this entry.
+  audit?: AuditOutcome;
+}
+
+// What the Audit policies would decide instead of the enforced verdict.
+export interface AuditOutcome {
+  verdict: Verdict;
+  ruleId: number;
 }
 
 export interface EndpointPolicy {
   // When no entry matches: deny if the endpoint is isolated in that direction, else allow.
   defaultDeny: { ingress: boolean; egress: boolean };
+  // The default if the Audit policies were enforced (an Audit policy can isolate the endpoint), where it
+  // differs from defaultDeny; absent: the same.
+  auditDefaultDeny?: { ingress: boolean; egress: boolean };
   entries: PolicyEntry[];
 }
 

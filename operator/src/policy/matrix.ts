@@ -11,14 +11,19 @@ import { type Node, type Pod, podKey } from "../api/k8s.ts";
 import type { MatrixRow, ProbePort, ProbeProtocol } from "../api/matrix-rows.ts";
 import { type CompileOptions, compile, type PolicyInputs } from "./compile.ts";
 import { lookupIdentity, lookupVerdict } from "./lookup.ts";
-import type { Direction, EndpointState, MapState } from "./mapstate.ts";
+import type { Direction, EndpointState, MapState, Verdict } from "./mapstate.ts";
 import { protocolName, protocolNumber } from "./ports.ts";
 import { isHostNetworkPod, isNetworkedPod, nodeIps, podIps } from "./universe.ts";
 
 export interface MatrixOptions extends Omit<CompileOptions, "node"> {
   // Probe these on every destination; default: each destination's container ports.
   ports?: ProbePort[];
+  // Also give each row's verdict with the Audit policies enforced (AuditedRow.audit), where it differs.
+  audit?: boolean;
 }
+
+// A row with, where the Audit policies would change it, the verdict if they were enforced.
+export type AuditedRow = MatrixRow & { audit?: Verdict };
 
 export function containerPorts(p: Pod): ProbePort[] {
   const seen = new Set<string>();
@@ -55,7 +60,7 @@ export function addressPair(
   return undefined;
 }
 
-export function computeMatrix(inputs: PolicyInputs, options: MatrixOptions = {}): MatrixRow[] {
+export function computeMatrix(inputs: PolicyInputs, options: MatrixOptions = {}): AuditedRow[] {
   const nodes = inputs.nodes ?? [];
   const pods = inputs.pods
     .filter((p) => (isNetworkedPod(p) || isHostNetworkPod(p)) && p.spec?.nodeName)
@@ -70,13 +75,17 @@ export function computeMatrix(inputs: PolicyInputs, options: MatrixOptions = {})
   }
   // One side's verdict on its node, per protocol and port; a host-network pod's side (no endpoint)
   // enforces nothing.
+  // Each side gives [enforced, audited] verdicts.
   const side = (pod: Pod, ep: EndpointState | undefined, direction: Direction, peerIp: string) => {
     const state = states.get(pod.spec!.nodeName!);
-    if (!ep || !state) return () => "allow";
+    if (!ep || !state) return (): Verdict[] => ["allow", "allow"];
     const peer = lookupIdentity(state.ipcache, peerIp);
-    return (proto: number, port: number) => lookupVerdict(ep.policy, direction, peer, proto, port).verdict;
+    return (proto: number, port: number): Verdict[] => {
+      const r = lookupVerdict(ep.policy, direction, peer, proto, port);
+      return [r.verdict, r.audit?.verdict ?? r.verdict];
+    };
   };
-  const rows: MatrixRow[] = [];
+  const rows: AuditedRow[] = [];
   for (const src of pods)
     for (const dst of pods) {
       if (src === dst) continue;
@@ -88,9 +97,18 @@ export function computeMatrix(inputs: PolicyInputs, options: MatrixOptions = {})
       const ingress = side(dst, dstEp, "ingress", pair.srcIp);
       for (const pp of options.ports ?? containerPorts(dst)) {
         const proto = protocolNumber(pp.protocol);
-        const allowed = egress(proto, pp.port) === "allow" && ingress(proto, pp.port) === "allow";
-        const verdict = allowed ? "allow" : "deny";
-        rows.push({ from: podKey(src), to: podKey(dst), port: pp.port, protocol: pp.protocol, verdict });
+        const [e, i] = [egress(proto, pp.port), ingress(proto, pp.port)];
+        const verdict = e[0] === "allow" && i[0] === "allow" ? "allow" : "deny";
+        const row: AuditedRow = {
+          from: podKey(src),
+          to: podKey(dst),
+          port: pp.port,
+          protocol: pp.protocol,
+          verdict,
+        };
+        const audit = e[1] === "allow" && i[1] === "allow" ? "allow" : "deny";
+        if (options.audit && audit !== verdict) row.audit = audit;
+        rows.push(row);
       }
     }
   return rows;

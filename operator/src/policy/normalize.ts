@@ -5,6 +5,7 @@
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort } from "../api/k8s.ts";
 import type { ClusterSecurityPolicy, SecurityPolicy } from "../api/types.generated.ts";
 import { type Prefix, formatPrefix, parsePrefix } from "./cidr.ts";
+import { auditMode } from "./enforcement.ts";
 import { fnv1a32 } from "./hash.ts";
 import { type Direction, ReservedRuleId } from "./mapstate.ts";
 import {
@@ -136,6 +137,9 @@ export interface NormPolicy {
   // Namespace level only: the selected pods are default-deny in these directions.
   isolates: { ingress: boolean; egress: boolean };
   rules: NormRule[];
+  // Audit mode (enforcement.ts): the policy changes no packet's fate; the compiler only reports where it
+  // would (compile.ts, audit.ts).
+  audit: boolean;
   errors: Array<{ field: string; message: string }>;
 }
 
@@ -250,6 +254,7 @@ export function normalizeNetworkPolicy(np: NetworkPolicy): NormPolicy {
     subjectPods: spec.podSelector ?? {},
     isolates: { ingress, egress },
     rules,
+    audit: auditMode(np, errors),
     errors,
   };
 }
@@ -336,6 +341,7 @@ export function normalizeSecurityPolicy(sp: SecurityPolicy): NormPolicy {
     subjectPods: spec.endpointSelector ?? {},
     isolates: { ingress: spec.ingress !== undefined, egress: spec.egress !== undefined },
     rules,
+    audit: auditMode(sp, errors),
     errors,
   };
 }
@@ -374,6 +380,7 @@ export function normalizeClusterSecurityPolicy(csp: ClusterSecurityPolicy): Norm
     subjectPods: spec.endpointSelector ?? {},
     isolates: { ingress: false, egress: false },
     rules,
+    audit: auditMode(csp, errors),
     errors,
   };
 }

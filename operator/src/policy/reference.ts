@@ -26,7 +26,12 @@ export interface ReferenceVerdict {
   // Undefined when the side is not a policy-enforcing pod.
   egress?: Verdict;
   ingress?: Verdict;
+  // The same with the Audit policies enforced too (the top level ignores them).
+  audit: { verdict: Verdict; egress?: Verdict; ingress?: Verdict };
 }
+
+// Which policies a verdict reads: the enforced ones only, or the Audit ones as if enforced as well.
+export type ReferenceMode = "enforced" | "audit";
 
 export interface ReferenceOptions {
   labelOptions?: LabelOptions;
@@ -92,18 +97,21 @@ export class ReferenceEvaluator {
   evaluate(srcIp: string, dstIp: string, protocol: number, port: number): ReferenceVerdict {
     const src = this.peerAt(srcIp);
     const dst = this.peerAt(dstIp);
-    const out: ReferenceVerdict = { verdict: "allow" };
+    const out: ReferenceVerdict = { verdict: "allow", audit: { verdict: "allow" } };
     const srcNode = src.kind === "pod" ? src.pod.pod.spec?.nodeName : undefined;
     const dstNode = dst.kind === "pod" ? dst.pod.pod.spec?.nodeName : undefined;
     if (src.kind === "pod" && srcNode) {
       const peer = this.peerAt(dstIp, srcNode);
       out.egress = this.endpointVerdict(src.pod, "egress", dstIp, peer, protocol, port);
+      out.audit.egress = this.endpointVerdict(src.pod, "egress", dstIp, peer, protocol, port, "audit");
     }
     if (dst.kind === "pod" && dstNode) {
       const peer = this.peerAt(srcIp, dstNode);
       out.ingress = this.endpointVerdict(dst.pod, "ingress", srcIp, peer, protocol, port);
+      out.audit.ingress = this.endpointVerdict(dst.pod, "ingress", srcIp, peer, protocol, port, "audit");
     }
     out.verdict = out.egress === "deny" || out.ingress === "deny" ? "deny" : "allow";
+    out.audit.verdict = out.audit.egress === "deny" || out.audit.ingress === "deny" ? "deny" : "allow";
     return out;
   }
 
@@ -114,8 +122,9 @@ export class ReferenceEvaluator {
     peer: Peer,
     protocol: number,
     port: number,
+    mode: ReferenceMode = "enforced",
   ): Verdict {
-    const selecting = this.policies.filter((p) => selects(p, ep.labels));
+    const selecting = this.policies.filter((p) => (mode === "audit" || !p.audit) && selects(p, ep.labels));
     // The namedPorts of the destination pod: the endpoint itself for ingress, the peer for egress.
     const named =
       direction === "ingress" ? ep.namedPorts : peer.kind === "pod" ? peer.pod.namedPorts : undefined;

@@ -22,6 +22,7 @@ import type {
   BaselineAdminNetworkPolicy,
   ClusterNetworkPolicy,
 } from "../api/types.generated.ts";
+import { auditMode } from "./enforcement.ts";
 import type { Direction } from "./mapstate.ts";
 import {
   type Action,
@@ -360,6 +361,7 @@ function subject(
 }
 
 function build(
+  p: UpstreamPolicy,
   kind: PolicyKind,
   name: string,
   tier: Tier,
@@ -383,6 +385,7 @@ function build(
       ...rules(kind, name, "ingress", ingress, errors, passAllowed),
       ...rules(kind, name, "egress", egress, errors, passAllowed),
     ],
+    audit: auditMode(p, errors),
     errors,
   };
 }
@@ -424,7 +427,7 @@ export function normalizeClusterNetworkPolicy(p: ClusterNetworkPolicy): NormPoli
       field: "spec.tier",
       message: `${JSON.stringify(spec.tier)} is not Admin or Baseline: taken as Admin`,
     });
-  return build("ClusterNetworkPolicy", name, tier, spec.priority ?? 0, spec, ingress, egress, errors);
+  return build(p, "ClusterNetworkPolicy", name, tier, spec.priority ?? 0, spec, ingress, egress, errors);
 }
 
 export function normalizeAdminNetworkPolicy(p: AdminNetworkPolicy): NormPolicy {
@@ -433,7 +436,7 @@ export function normalizeAdminNetworkPolicy(p: AdminNetworkPolicy): NormPolicy {
   const spec = p.spec ?? ({} as AdminNetworkPolicy["spec"]);
   const ingress = rawRules<AnpRule>(spec.ingress, "ingress", from, anpPorts, errors);
   const egress = rawRules(spec.egress, "egress", to, anpPorts, errors);
-  return build("AdminNetworkPolicy", name, "admin", spec.priority ?? 0, spec, ingress, egress, errors);
+  return build(p, "AdminNetworkPolicy", name, "admin", spec.priority ?? 0, spec, ingress, egress, errors);
 }
 
 export function normalizeBaselineAdminNetworkPolicy(p: BaselineAdminNetworkPolicy): NormPolicy {
@@ -449,5 +452,15 @@ export function normalizeBaselineAdminNetworkPolicy(p: BaselineAdminNetworkPolic
       field: "metadata.name",
       message: 'a BaselineAdminNetworkPolicy must be named "default" (the cluster has one)',
     });
-  return build("BaselineAdminNetworkPolicy", name, "baseline", BANP_PRIORITY, spec, ingress, egress, errors);
+  return build(
+    p,
+    "BaselineAdminNetworkPolicy",
+    name,
+    "baseline",
+    BANP_PRIORITY,
+    spec,
+    ingress,
+    egress,
+    errors,
+  );
 }

@@ -35,12 +35,15 @@ export const sourceKey = new StructCodec("sl_source_key", structs.sl_source_key)
 export const sourceValue = new StructCodec("sl_source_value", structs.sl_source_value);
 export const ctValue = new StructCodec("sl_ct_value", structs.sl_ct_value);
 export const counterValue = new StructCodec("sl_counter_value", structs.sl_counter_value);
+export const ruleCounter = new StructCodec("sl_rule_counter", structs.sl_rule_counter);
 // Layout 3's keys, read when migrating (datapath/migrate.ts).
 export const v3CtKey = new StructCodec("sl_v3_ct_key", structs.sl_v3_ct_key, {
   sport: "be",
   dport: "be",
 } as const);
 export const v3CounterKey = new StructCodec("sl_v3_counter_key", structs.sl_v3_counter_key);
+// Layout 4's endpoint value, read for each endpoint's counter slot when migrating.
+export const v4EndpointValue = new StructCodec("sl_v4_endpoint_value", structs.sl_v4_endpoint_value);
 export const config = new StructCodec("sl_config", structs.sl_config);
 export const flowEvent = new StructCodec("sl_flow_event", structs.sl_flow_event, {
   sport: "be",
@@ -65,7 +68,9 @@ export type CtValue = ReturnType<typeof ctValue.decode>;
 export type SourceKey = ReturnType<typeof sourceKey.decode>;
 export type SourceValue = ReturnType<typeof sourceValue.decode>;
 export type CounterValue = ReturnType<typeof counterValue.decode>;
+export type RuleCounter = ReturnType<typeof ruleCounter.decode>;
 export type Config = ReturnType<typeof config.decode>;
 export type V3CtKey = ReturnType<typeof v3CtKey.decode>;
 export type V3CounterKey = ReturnType<typeof v3CounterKey.decode>;
+export type V4EndpointValue = ReturnType<typeof v4EndpointValue.decode>;
 export type FlowEventRecord = ReturnType<typeof flowEvent.decode>;

@@ -151,11 +151,54 @@ export function policyKeyOf(epId: number, gen: number, e: PolicyEntry): PolicyKe
   };
 }
 
-export function policyValueOf(e: PolicyEntry): PolicyValue {
-  return { verdict: verdictCode(e.verdict), rule_id: e.ruleId };
+// A policy entry as the maps store it: the compiler's entry and the rule counters (sl_rcnt slots) its
+// packets and those the Audit policies would decide otherwise go to (writer/rule-slots.ts assigns them;
+// absent: 0, not counted).
+export interface StoredEntry extends PolicyEntry {
+  slot?: number;
+  auditSlot?: number;
 }
 
-export function entryOfPolicy(k: PolicyKey, v: PolicyValue): PolicyEntry {
+// Whether two entries of one key need the same policy value (verdict, rule, audit outcome, slots).
+export function sameStoredValue(a: StoredEntry, b: StoredEntry): boolean {
+  return (
+    a.verdict === b.verdict &&
+    a.ruleId === b.ruleId &&
+    (a.slot ?? 0) === (b.slot ?? 0) &&
+    a.audit?.verdict === b.audit?.verdict &&
+    (a.audit?.ruleId ?? 0) === (b.audit?.ruleId ?? 0) &&
+    (a.auditSlot ?? 0) === (b.auditSlot ?? 0)
+  );
+}
+
+export function policyValueOf(e: StoredEntry): PolicyValue {
+  return {
+    verdict: verdictCode(e.verdict),
+    audit_verdict: e.audit ? verdictCode(e.audit.verdict) : V.SL_VERDICT_NONE,
+    slot: e.slot ?? 0,
+    rule_id: e.ruleId,
+    audit_rule_id: e.audit?.ruleId ?? 0,
+    audit_slot: e.audit ? (e.auditSlot ?? 0) : 0,
+  };
+}
+
+// The entry fields a policy value holds, back from the map (the inverse of policyValueOf; slot 0 is
+// left out, as an entry without counters has it).
+export function valueFieldsOf(
+  v: PolicyValue,
+): Pick<StoredEntry, "verdict" | "ruleId" | "audit" | "slot" | "auditSlot"> {
+  return {
+    verdict: verdictOfCode(v.verdict),
+    ruleId: v.rule_id,
+    ...(v.audit_verdict !== V.SL_VERDICT_NONE && {
+      audit: { verdict: verdictOfCode(v.audit_verdict), ruleId: v.audit_rule_id },
+    }),
+    ...(v.slot !== 0 && { slot: v.slot }),
+    ...(v.audit_slot !== 0 && { auditSlot: v.audit_slot }),
+  };
+}
+
+export function entryOfPolicy(k: PolicyKey, v: PolicyValue): StoredEntry {
   const any = k.prefixlen === P.SL_POLICY_PREFIX_FIXED;
   if (!any && (k.prefixlen < P.SL_POLICY_PREFIX_PROTO || k.prefixlen > P.SL_POLICY_PREFIX_FULL))
     throw new Error(
@@ -167,7 +210,6 @@ export function entryOfPolicy(k: PolicyKey, v: PolicyValue): PolicyEntry {
     protocol: any ? 0 : k.proto,
     port: any ? 0 : k.port,
     portPrefixLen: any ? 0 : k.prefixlen - P.SL_POLICY_PREFIX_PROTO,
-    verdict: verdictOfCode(v.verdict),
-    ruleId: v.rule_id,
+    ...valueFieldsOf(v),
   };
 }

@@ -5,7 +5,8 @@ import { type BpfAddon, hasErrnoCode, type LoadedObject } from "./bpf-addon.ts";
 import * as C from "../codec/codecs.ts";
 import { enums } from "../codec/layout.generated.ts";
 import { DatapathPins } from "./pins.ts";
-import { PerCpuMap, TypedMap } from "./typed-map.ts";
+import { RuleCounterMap } from "./rule-counters.ts";
+import { PerCpuMap, TypedMap, u32Key } from "./typed-map.ts";
 
 // The one datapath version: SL_LAYOUT_VERSION of bpf/include/sluice_shared.h, read from the generated
 // layout. Every pinned map name carries it, and the node status reports it (DATAPATH_VERSION).
@@ -27,6 +28,7 @@ export const MapNames = {
   sources: `sl_src_v${VERSION}`,
   counters: `sl_cnt_v${VERSION}`,
   verdicts: `sl_vcnt_v${VERSION}`,
+  ruleCounters: `sl_rcnt_v${VERSION}`,
   events: `sl_evt_v${VERSION}`,
   config: `sl_cfg_v${VERSION}`,
 } as const;
@@ -74,23 +76,6 @@ export class ConfigMap extends TypedMap<number, C.Config> {
   }
 }
 
-const u32: {
-  name: string;
-  size: number;
-  encode(v: number, buf?: Uint8Array, off?: number): Uint8Array;
-  decode(buf: Uint8Array, off?: number): number;
-} = {
-  name: "u32",
-  size: 4,
-  encode(v, buf = new Uint8Array(4), off = 0) {
-    new DataView(buf.buffer, buf.byteOffset, buf.byteLength).setUint32(off, v, true);
-    return buf;
-  },
-  decode(buf, off = 0) {
-    return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(off, true);
-  },
-};
-
 export interface DatapathMaps {
   // Full-length prefixes (a hash per family) and the other prefixes (LPM trie) of the ipcache.
   ipHosts4: TypedMap<C.Ip4Key, C.IpcacheValue>;
@@ -109,6 +94,8 @@ export interface DatapathMaps {
   counters: CounterMap;
   // Undefined only for pins of a build that predates the map (openPinnedMaps on an older agent's node).
   verdicts: VerdictCounterMap | undefined;
+  // Packets, bytes and flows per rule counter slot (writer/rule-slots.ts hands the slots out).
+  ruleCounters: RuleCounterMap;
   config: ConfigMap;
   // The ring buffer's fd, for datapath/flow-events.ts.
   eventsFd: number;
@@ -157,12 +144,13 @@ function build(
       sourcesFd === undefined
         ? undefined
         : new TypedMap(addon, sourcesFd, MapNames.sources, C.sourceKey, C.sourceValue),
-    counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, u32, C.counterValue),
+    counters: new CounterMap(addon, fdOf(MapNames.counters), MapNames.counters, u32Key, C.counterValue),
     verdicts:
       verdictsFd === undefined
         ? undefined
-        : new PerCpuMap(addon, verdictsFd, MapNames.verdicts, u32, C.counterValue),
-    config: new ConfigMap(addon, fdOf(MapNames.config), MapNames.config, u32, C.config),
+        : new PerCpuMap(addon, verdictsFd, MapNames.verdicts, u32Key, C.counterValue),
+    ruleCounters: new RuleCounterMap(addon, fdOf(MapNames.ruleCounters), MapNames.ruleCounters),
+    config: new ConfigMap(addon, fdOf(MapNames.config), MapNames.config, u32Key, C.config),
     eventsFd: fdOf(MapNames.events),
     close,
   };

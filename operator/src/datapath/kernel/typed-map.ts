@@ -144,6 +144,19 @@ export class TypedMap<K, V> {
   }
 }
 
+// The key of an array map: a u32 index, host order.
+export const u32Key: Codec<number> = {
+  name: "u32",
+  size: 4,
+  encode(v, buf = new Uint8Array(4), off = 0) {
+    new DataView(buf.buffer, buf.byteOffset, buf.byteLength).setUint32(off, v, true);
+    return buf;
+  },
+  decode(buf, off = 0) {
+    return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(off, true);
+  },
+};
+
 // Per-CPU map: each value is one element per possible CPU, each padded to 8 bytes by the kernel.
 export class PerCpuMap<K, V> {
   readonly addon: BpfAddon;

@@ -23,7 +23,12 @@ import {
 } from "./sync-plan.ts";
 
 const EPF = enums.sl_endpoint_flags;
-const CLOSED_FLAGS = EPF.SL_EP_DEFAULT_DENY_INGRESS | EPF.SL_EP_DEFAULT_DENY_EGRESS;
+// Deny both ways, audited alike: a failed-closed endpoint reports no audit outcome.
+const CLOSED_FLAGS =
+  EPF.SL_EP_DEFAULT_DENY_INGRESS |
+  EPF.SL_EP_DEFAULT_DENY_EGRESS |
+  EPF.SL_EP_AUDIT_DENY_INGRESS |
+  EPF.SL_EP_AUDIT_DENY_EGRESS;
 
 // An endpoint that enforces its fail-closed policy because its own does not fit the node's policy map.
 export interface FailedClosedEndpoint {
@@ -52,7 +57,8 @@ function closedVariant(d: DesiredEndpoint, closed: EntrySet | undefined): Desire
       if (e.ruleId === ReservedRuleId.LOCALHOST && e.direction === "ingress") own.set(k, e);
     entries = own;
   }
-  return { ...d, flags: CLOSED_FLAGS | (d.flags & EPF.SL_EP_SOURCE_CHECK), entries };
+  const { auditSlot: _none, ...rest } = d;
+  return { ...rest, flags: CLOSED_FLAGS | (d.flags & EPF.SL_EP_SOURCE_CHECK), entries };
 }
 
 function isPolicyOverflow(e: unknown): e is MapCapacityError {

@@ -4,7 +4,7 @@
 // the unit test holds these encoders to (same bytes for random entries).
 import { arrangeGroup, type GroupLayout } from "./group-arrangement.ts";
 import type { Direction, PolicyEntry } from "../../policy/mapstate.ts";
-import { dirCode, portMask, ruleWord, verdictCode } from "../codec/keys.ts";
+import { dirCode, portMask, ruleWord, type StoredEntry, verdictCode } from "../codec/keys.ts";
 import { enums, type StructLayout, structs } from "../codec/layout.generated.ts";
 
 function offsetOf(struct: string, layout: StructLayout, field: string, size: number): number {
@@ -29,6 +29,11 @@ const K_PROTO = offsetOf("sl_policy_key", KL, "proto", 1);
 const K_PORT = offsetOf("sl_policy_key", KL, "port", 2);
 const V_VERDICT = offsetOf("sl_policy_value", VL, "verdict", 1);
 const V_RULE_ID = offsetOf("sl_policy_value", VL, "rule_id", 4);
+const V_AUDIT_VERDICT = offsetOf("sl_policy_value", VL, "audit_verdict", 1);
+const V_SLOT = offsetOf("sl_policy_value", VL, "slot", 2);
+const V_AUDIT_RULE_ID = offsetOf("sl_policy_value", VL, "audit_rule_id", 4);
+const V_AUDIT_SLOT = offsetOf("sl_policy_value", VL, "audit_slot", 2);
+const VERDICT_NONE = enums.sl_verdict.SL_VERDICT_NONE;
 
 const SKL = structs.sl_policy_set_key;
 const SL = structs.sl_policy_set;
@@ -148,10 +153,27 @@ function writeExactKey(
   keys[o + X_PORT + 1] = e.port & 0xff;
 }
 
-function writeValue(dv: DataView, values: Uint8Array, o: number, epId: number, e: PolicyEntry): void {
+function writeValue(dv: DataView, values: Uint8Array, o: number, epId: number, e: StoredEntry): void {
   if (!isU32(e.ruleId)) bad(epId, e, `rule id ${e.ruleId} is not a 32-bit unsigned integer`);
+  writeValueFields(dv, values, o, epId, e);
+}
+
+// The value fields of a checked entry (its rule id is): verdict and rule, audit outcome, counter slots.
+// Every field is written: an inline slot may hold a shifted entry's bytes.
+function writeValueFields(dv: DataView, values: Uint8Array, o: number, epId: number, e: StoredEntry): void {
   values[o + V_VERDICT] = verdictCode(e.verdict);
   dv.setUint32(o + V_RULE_ID, e.ruleId, true);
+  const slot = e.slot ?? 0;
+  if ((slot & 0xffff) !== slot) bad(epId, e, `counter slot ${slot} is not a 16-bit unsigned integer`);
+  dv.setUint16(o + V_SLOT, slot, true);
+  const a = e.audit;
+  if (a !== undefined && !isU32(a.ruleId))
+    bad(epId, e, `audit rule id ${a.ruleId} is not a 32-bit unsigned integer`);
+  values[o + V_AUDIT_VERDICT] = a ? verdictCode(a.verdict) : VERDICT_NONE;
+  dv.setUint32(o + V_AUDIT_RULE_ID, a ? a.ruleId : 0, true);
+  const as = a ? (e.auditSlot ?? 0) : 0;
+  if ((as & 0xffff) !== as) bad(epId, e, `audit counter slot ${as} is not a 16-bit unsigned integer`);
+  dv.setUint16(o + V_AUDIT_SLOT, as, true);
 }
 
 // The bit of sl_policy_set.exact_filter for a full-port entry (as sl_policy_group in bpf/sluice.bpf.c
@@ -262,9 +284,7 @@ function writeRule(
   dv.setUint32(at + R_MATCH, ruleWord(e.port & pm, e.protocol), true);
   dv.setUint32(at + R_MASK, ruleWord(pm, any ? 0 : 0xff), true);
   // checkRule checked the rule id.
-  const r = o + S_RESULTS + i * POLICY_VALUE_SIZE;
-  values[r + V_VERDICT] = verdictCode(e.verdict);
-  dv.setUint32(r + V_RULE_ID, e.ruleId, true);
+  writeValueFields(dv, values, o + S_RESULTS + i * POLICY_VALUE_SIZE, epId, e);
 }
 
 function writeSet(dv: DataView, values: Uint8Array, o: number, g: GroupRecord): void {

@@ -7,7 +7,14 @@
 import { arrangeGroup, type GroupLayout } from "./group-arrangement.ts";
 import { type PolicyEntry, policyEntryKey } from "../../policy/mapstate.ts";
 import * as C from "../codec/codecs.ts";
-import { dirOfCode, entryOfPolicy, ofRuleWord, portMask, verdictOfCode } from "../codec/keys.ts";
+import {
+  dirOfCode,
+  entryOfPolicy,
+  ofRuleWord,
+  portMask,
+  sameStoredValue,
+  valueFieldsOf,
+} from "../codec/keys.ts";
 import { enums } from "../codec/layout.generated.ts";
 import type { DatapathMaps } from "../kernel/maps.ts";
 import {
@@ -97,8 +104,7 @@ export function readPolicyMaps(maps: DatapathMaps): {
         protocol: proto,
         port: any ? 0 : port,
         portPrefixLen: any ? 0 : prefixLenOfMask(ofRuleWord(r.mask).port, where),
-        verdict: verdictOfCode(result.verdict),
-        ruleId: result.rule_id,
+        ...valueFieldsOf(result),
       });
     }
   }
@@ -116,8 +122,7 @@ export function readPolicyMaps(maps: DatapathMaps): {
       protocol: k.proto,
       port: k.port,
       portPrefixLen: 16,
-      verdict: verdictOfCode(v.verdict),
-      ruleId: v.rule_id,
+      ...valueFieldsOf(v),
     });
   }
   const strayLpm: C.PolicyKey[] = [];
@@ -161,10 +166,6 @@ interface TouchedGroup {
   layout: GroupLayout;
 }
 
-function sameValue(a: PolicyEntry, b: PolicyEntry): boolean {
-  return a.verdict === b.verdict && a.ruleId === b.ruleId;
-}
-
 // Spill records to delete and to (re)write when a group goes from layout a to layout b.
 function diffSpill(
   epId: number,
@@ -184,7 +185,7 @@ function diffSpill(
     const k = policyEntryKey(e);
     after.add(k);
     const old = before.get(k);
-    if (!old || !sameValue(old, e)) put.push({ epId, gen, entry: e });
+    if (!old || !sameStoredValue(old, e)) put.push({ epId, gen, entry: e });
   }
   for (const [k, e] of before) if (!after.has(k)) del.push({ epId, gen, entry: e });
 }

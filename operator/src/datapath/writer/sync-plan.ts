@@ -22,7 +22,7 @@ import {
 } from "../../policy/mapstate.ts";
 import { canonicalCidr, formatIp, parseIp } from "../../policy/cidr.ts";
 import { enums } from "../codec/layout.generated.ts";
-import { canonicalEntry } from "../codec/keys.ts";
+import { canonicalEntry, sameStoredValue } from "../codec/keys.ts";
 import type { PolicyEntryRef } from "./policy-encoder.ts";
 import { MapCapacityError } from "../kernel/typed-map.ts";
 
@@ -46,6 +46,8 @@ export interface EndpointRecord {
   flags: number;
   // Dense index (below the endpoint capacity) of the endpoint's counters.
   slot: number;
+  // By direction: the rule counter (sl_rcnt) of packets whose fate the audited default changes; 0: none.
+  auditSlot: readonly [number, number];
 }
 
 export interface AppliedState {
@@ -70,6 +72,8 @@ export interface DesiredEndpoint {
   // The pod's own addresses (canonical text): all it may send from. Undefined: the caller does not know
   // them, and the endpoint's sources are not checked.
   addresses?: ReadonlySet<string>;
+  // Rule counters of the audited default by direction (rule-slots.ts assigns them); absent: none.
+  auditSlot?: readonly [number, number];
 }
 
 export interface DesiredState {
@@ -114,7 +118,13 @@ export const EMPTY_STATE: AppliedState = {
 const EPF = enums.sl_endpoint_flags;
 // The flags that change verdicts (a change rechecks tracked flows); the source check drops only what
 // no tracked flow of the pod can carry.
-const DENY_FLAGS = EPF.SL_EP_DEFAULT_DENY_INGRESS | EPF.SL_EP_DEFAULT_DENY_EGRESS;
+// The audited default's flags are there too: a tracked flow's audit mark (SL_CT_AUDIT) follows them.
+const DENY_FLAGS =
+  EPF.SL_EP_DEFAULT_DENY_INGRESS |
+  EPF.SL_EP_DEFAULT_DENY_EGRESS |
+  EPF.SL_EP_AUDIT_DENY_INGRESS |
+  EPF.SL_EP_AUDIT_DENY_EGRESS;
+const NO_AUDIT_SLOTS: readonly [number, number] = [0, 0];
 
 // An address as sl_src holds it, in the one text form the writer compares: "10.0.0.1", "fd00::1".
 export function sourceAddress(text: string): string {
@@ -123,10 +133,16 @@ export function sourceAddress(text: string): string {
   return formatIp(ip.family, ip.addr);
 }
 
-export function endpointFlags(defaultDeny: { ingress: boolean; egress: boolean }): number {
+// The default-deny flags, and the audited default's (the same when the Audit policies change none).
+export function endpointFlags(
+  defaultDeny: { ingress: boolean; egress: boolean },
+  auditDefaultDeny: { ingress: boolean; egress: boolean } = defaultDeny,
+): number {
   return (
     (defaultDeny.ingress ? EPF.SL_EP_DEFAULT_DENY_INGRESS : 0) |
-    (defaultDeny.egress ? EPF.SL_EP_DEFAULT_DENY_EGRESS : 0)
+    (defaultDeny.egress ? EPF.SL_EP_DEFAULT_DENY_EGRESS : 0) |
+    (auditDefaultDeny.ingress ? EPF.SL_EP_AUDIT_DENY_INGRESS : 0) |
+    (auditDefaultDeny.egress ? EPF.SL_EP_AUDIT_DENY_EGRESS : 0)
   );
 }
 
@@ -173,7 +189,7 @@ export function desiredState(
       u32(`endpoint ${ep.key}: rule id`, e.ruleId);
       const k = policyEntryKey(e);
       const prev = entries.get(k);
-      if (prev && !sameValue(prev, e))
+      if (prev && !sameStoredValue(prev, e))
         throw new Error(
           `endpoint ${ep.key}: conflicting policy entries for ${k} (${prev.verdict}, ${e.verdict})`,
         );
@@ -185,7 +201,9 @@ export function desiredState(
       ifindex,
       id: ep.id,
       identity: ep.identity,
-      flags: endpointFlags(ep.policy.defaultDeny) | (addresses ? EPF.SL_EP_SOURCE_CHECK : 0),
+      flags:
+        endpointFlags(ep.policy.defaultDeny, ep.policy.auditDefaultDeny) |
+        (addresses ? EPF.SL_EP_SOURCE_CHECK : 0),
       entries,
       ...(addresses && { addresses }),
     });
@@ -204,15 +222,11 @@ export function closedEntries(entries: readonly PolicyEntry[]): EntrySet {
   return out;
 }
 
-function sameValue(a: PolicyEntry, b: PolicyEntry): boolean {
-  return a.verdict === b.verdict && a.ruleId === b.ruleId;
-}
-
 export function sameEntries(a: EntrySet, b: EntrySet): boolean {
   if (a.size !== b.size) return false;
   for (const [k, e] of a) {
     const o = b.get(k);
-    if (!o || !sameValue(e, o)) return false;
+    if (!o || !sameStoredValue(e, o)) return false;
   }
   return true;
 }
@@ -231,7 +245,7 @@ function diffInto(
   for (const [k, e] of want) {
     const h = have.get(k);
     if (!h) added++;
-    if (!h || !sameValue(h, e)) put.push({ epId, gen, entry: e });
+    if (!h || !sameStoredValue(h, e)) put.push({ epId, gen, entry: e });
   }
   return added;
 }
@@ -341,6 +355,7 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
         gen: h,
         flags: d.flags,
         slot,
+        auditSlot: d.auditSlot ?? NO_AUDIT_SLOTS,
       };
       plan.phase2.writeEndpoints.push([ifindex, rec]);
       resultEndpoints.set(ifindex, rec);
@@ -364,11 +379,14 @@ export function planSync(applied: AppliedState, desired: DesiredState, cap: Capa
             ? (a.policyRev + 1) >>> 0
             : a.policyRev,
         slot,
+        auditSlot: d.auditSlot ?? NO_AUDIT_SLOTS,
       };
       if (
         rec.identity !== a.identity ||
         rec.flags !== a.flags ||
         rec.slot !== a.slot ||
+        rec.auditSlot[0] !== a.auditSlot[0] ||
+        rec.auditSlot[1] !== a.auditSlot[1] ||
         rec.policyRev !== a.policyRev
       )
         plan.phase2.writeEndpoints.push([ifindex, rec]);

@@ -13,7 +13,7 @@ import type {
   SourceKey,
   SourceValue,
 } from "../codec/codecs.ts";
-import { endpointValueOf, wildcardsMatch } from "./endpoint-value.ts";
+import { auditSlotOfBytes, endpointValueOf, wildcardsMatch } from "./endpoint-value.ts";
 import {
   cidrOfHost,
   cidrOfIpcacheKey,
@@ -21,6 +21,7 @@ import {
   ipcacheKeyOf,
   sourceKeyOf,
   sourceOfKey,
+  type StoredEntry,
 } from "../codec/keys.ts";
 import { enums } from "../codec/layout.generated.ts";
 import type { DatapathMaps } from "../kernel/maps.ts";
@@ -32,6 +33,8 @@ import {
   writePolicyChanges,
 } from "./policy-store.ts";
 import { type FailedClosedEndpoint, planWithinCapacity } from "./capacity-fit.ts";
+import type { RuleCounts } from "../kernel/rule-counters.ts";
+import { type RuleSlot, RuleSlots } from "./rule-slots.ts";
 import {
   type AppliedState,
   type Capacities,
@@ -55,6 +58,8 @@ export interface SyncReport {
   pending: string[];
   // Endpoints whose policy did not fit in the node's policy maps: they enforce the fail-closed policy.
   failedClosed: FailedClosedEndpoint[];
+  // Rules left without a counter (every rule counter slot taken); absent when none.
+  uncountedRules?: number;
   durationMs: number;
 }
 
@@ -63,6 +68,22 @@ export interface SyncReport {
 export interface PolicyBudget {
   entries: number;
   capacity: number;
+}
+
+// One rule counter: what its slot counts (rule-slots.ts) and the counts, summed over CPUs.
+export type RuleCounterRow = RuleSlot & { endpointKey?: string } & RuleCounts;
+
+function countRows(maps: DatapathMaps, slots: (RuleSlot & { endpointKey?: string })[]): RuleCounterRow[] {
+  const counts = maps.ruleCounters.read(slots.map((s) => s.slot));
+  return slots.map((s) => ({ ...s, ...(counts.get(s.slot) ?? { packets: 0n, bytes: 0n, flows: 0n }) }));
+}
+
+// The rule counters of the state the maps hold (no writer at hand: `sluice datapath show`).
+export function readRuleCounterTable(
+  maps: DatapathMaps,
+  applied: AppliedState = readApplied(maps),
+): RuleCounterRow[] {
+  return countRows(maps, RuleSlots.fromApplied(applied, maps.ruleCounters.info.maxEntries).table());
 }
 
 // One map's fill, for map-pressure metrics: entries held and max_entries.
@@ -110,6 +131,7 @@ function readEndpointsAndIpcache(
       gen: v.gen,
       flags: v.flags,
       slot: v.slot,
+      auditSlot: auditSlotOfBytes(v.audit_slot),
     });
   }
   return { ipcache, endpoints };
@@ -264,6 +286,7 @@ export class MapSync {
   #stale = false;
   // The policy writer's working memory, reused by every sync (it grows to the biggest write seen).
   readonly #scratch = new PolicyWriteScratch();
+  #slots: RuleSlots;
 
   private constructor(
     addon: BpfAddon,
@@ -276,6 +299,7 @@ export class MapSync {
     this.#applied = read.applied;
     this.#counts = read.counts;
     this.#barrier = o.barrier ?? true;
+    this.#slots = RuleSlots.fromApplied(read.applied, maps.ruleCounters.info.maxEntries);
   }
 
   static adopt(addon: BpfAddon, maps: DatapathMaps, o: MapSyncOptions = {}): MapSync {
@@ -284,6 +308,17 @@ export class MapSync {
 
   get applied(): AppliedState {
     return this.#applied;
+  }
+
+  // Every rule counter slot the written state uses: what it counts, by endpoint id and (once a write
+  // named it) endpoint key. Read the counts with maps.ruleCounters.read, or ruleCounterTable.
+  ruleSlots(): (RuleSlot & { endpointKey?: string })[] {
+    return this.#slots.table();
+  }
+
+  // The rule counters of the written state, summed over CPUs: one row per slot.
+  ruleCounterTable(): RuleCounterRow[] {
+    return countRows(this.#maps, this.#slots.table());
   }
 
   // How full each map this writer fills is, from its own bookkeeping: no map is read, so a scrape costs
@@ -358,15 +393,23 @@ export class MapSync {
       const read = readAppliedAndTidy(this.#maps);
       this.#applied = read.applied;
       this.#counts = read.counts;
+      this.#slots = RuleSlots.fromApplied(read.applied, this.#maps.ruleCounters.info.maxEntries);
       this.#stale = false;
     }
     const m = this.#maps;
-    const { plan, desired, failedClosed } = planWithinCapacity(this.#applied, want, this.#capacities());
+    const slotted = this.#slots.assign(want);
+    const { plan, desired, failedClosed } = planWithinCapacity(
+      this.#applied,
+      slotted.desired,
+      this.#capacities(),
+    );
     const applied = this.#applied;
     const before = (epId: number, gen: Generation) => applied.policy.get(epId)?.[gen] ?? NO_ENTRIES;
     let added1: PolicyRecordCounts;
     let added3: PolicyRecordCounts;
     try {
+      // Before any value points at them: a slot handed out again starts from zero.
+      m.ruleCounters.zero(slotted.zero);
       added1 = writePolicyChanges(m, before, plan.phase1.delete, plan.phase1.write, this.#scratch);
       // Before the values: an endpoint's check never runs without its addresses.
       writeSources(m, plan.sources.deleteFirst, plan.sources.write);
@@ -421,6 +464,7 @@ export class MapSync {
       ipcacheDeleted: plan.ipcache.delete.length,
       pending: [],
       failedClosed,
+      ...(slotted.uncounted > 0 && { uncountedRules: slotted.uncounted }),
       freed: plan.phase3.delete.length > 0,
     };
   }
@@ -444,8 +488,11 @@ export interface AppliedView {
   orphanPolicyIds: number[];
 }
 
+// The compiler's entries: without the counter slots the writer gave them (ruleSlots lists those).
 function sortedEntries(s: EntrySet): PolicyEntry[] {
-  return [...s.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e);
+  return [...(s as ReadonlyMap<string, StoredEntry>).entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, { slot: _s, auditSlot: _a, ...e }]) => e);
 }
 
 export function viewApplied(a: AppliedState): AppliedView {
