@@ -5,10 +5,15 @@
 //   A (10.77.1.2) ──veth── R (router: r0 10.77.1.1, r1 10.77.2.1, forwarding) ──veth── B (10.77.2.2)
 // Sluice enforces on R's host-side interfaces r0 (A's endpoint) and r1 (B's endpoint), as on a node.
 // Traffic: test/bench/native/udp_flood.c (built here with gcc), one UDP flow A -> B for --seconds.
-// Sluice is measured twice in the same run, trial by trial: flow events off, and with the agent's
-// monitor streaming (its event sampling in sl_config, the agent's monitor reading and naming the ring
-// buffer's events, a `sluice monitor --follow` reader on its stream, all in this process).
-// Run as root: node test/bench/veth.bench.ts [--rules 50000] [--seconds 3] [--trials 3]
+// Trial by trial, each trial running every configuration once (the order rotating), so that the
+// machine's drift hits all alike: no policy; Sluice; Sluice built without rule counters and audit
+// (bpf/build/variants/sluice_no_rcnt.bpf.o swapped into the same links, the same maps); Sluice with
+// the agent's monitor streaming (its event sampling in sl_config, the agent's monitor reading and
+// naming the ring buffer's events, a `sluice monitor --follow` reader on its stream, all in this
+// process); and the previous layout (test/bench/previous-layout.ts: that commit's tree built in a
+// temporary directory, its own veth/enforce.ts writing its maps and attaching its programs; --no-previous
+// leaves it out). Each configuration detaches the others first. iptables is measured last.
+// Run as root: node test/bench/veth.bench.ts [--rules 50000] [--seconds 3] [--trials 3] [--no-previous]
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
@@ -17,19 +22,23 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { repoRoot } from "../../operator/src/datapath/kernel/bpf-addon.ts";
 import { loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { AgentMonitor } from "../../operator/src/monitor/agent-monitor.ts";
 import { readFlows } from "../../operator/src/monitor/client.ts";
 import { MONITOR_SAMPLING } from "../../operator/src/monitor/server.ts";
 import { silentLogger } from "../../operator/src/observe/log.ts";
+import { buildPreviousLayout, type PreviousLayout } from "./previous-layout.ts";
 import { machine, markdownTable, median, requireRoot } from "./table.ts";
 
 const { values: args } = parseArgs({
+  allowNegative: true,
   options: {
     rules: { type: "string", default: "50000" },
     seconds: { type: "string", default: "3" },
     trials: { type: "string", default: "3" },
     payload: { type: "string", default: "64" },
+    previous: { type: "boolean", default: true },
   },
 });
 const RULES = Number(args.rules);
@@ -46,6 +55,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 const tag = `${process.pid.toString(36)}${randomBytes(2).toString("hex")}`;
 const NS = { a: `slb-a-${tag}`, r: `slb-r-${tag}`, b: `slb-b-${tag}` };
 const pinRoot = `/sys/fs/bpf/sluice-bench-${tag}`;
+// The previous layout's maps and links.
+const previousPinRoot = `${pinRoot}-previous`;
+const NO_RCNT_OBJECT = join(repoRoot(), "bpf/build/variants/sluice_no_rcnt.bpf.o");
 const work = mkdtempSync(join(tmpdir(), "sluice-veth-"));
 const created: string[] = [];
 const children = new Set<ChildProcess>();
@@ -70,6 +82,7 @@ function cleanup(): void {
     }
   }
   rmSync(pinRoot, { recursive: true, force: true });
+  rmSync(previousPinRoot, { recursive: true, force: true });
   rmSync(work, { recursive: true, force: true });
 }
 for (const sig of ["SIGINT", "SIGTERM"] as const)
@@ -158,78 +171,143 @@ function iptablesRules(n: number): string {
   return lines.join("\n");
 }
 
+// Runs a tree's veth/enforce.ts inside the router namespace against a pin root; its JSON line.
+function enforce(tree: string, root: string, extra: readonly string[] = []): Record<string, unknown> {
+  const out = sh("nsenter", [
+    `--net=/run/netns/${NS.r}`,
+    process.execPath,
+    "--disable-warning=ExperimentalWarning",
+    join(tree, "test/bench/veth/enforce.ts"),
+    ...["--pin-root", root, "--rules", String(RULES), "--port", String(PORT)],
+    ...["--a-ip", A_IP, "--b-ip", B_IP, "--a-if", "r0", "--b-if", "r1"],
+    ...extra,
+  ]);
+  return JSON.parse(out) as Record<string, unknown>;
+}
+
+// Nothing attached: the links live as long as their pins (and the devices).
+function detachAll(): void {
+  for (const root of [pinRoot, previousPinRoot])
+    rmSync(join(root, "links"), { recursive: true, force: true });
+}
+
+// Enforced, not just attached: a port the policy does not allow gets nothing through.
+async function checkDenied(bin: string, what: string): Promise<void> {
+  const denied = await flood(bin, PORT + 1, 1);
+  if (denied.rx !== 0 || denied.tx === 0)
+    throw new Error(`${what} let ${denied.rx} pps of a denied flow through (offered ${denied.tx})`);
+}
+
+type Rate = { rx: number; tx: number };
+
+interface Config {
+  name: string;
+  // Attaches what the configuration enforces (the others detached).
+  attach(): void;
+  run(): Promise<Rate>;
+}
+
 async function main(): Promise<void> {
   const bin = join(work, "udp_flood");
   execFileSync("gcc", ["-O2", "-Wall", "-o", bin, join(here, "native/udp_flood.c")], { stdio: "inherit" });
   topology();
-  const rows: string[][] = [];
-
-  const none = await measure(bin);
-  rows.push(["no policy (baseline)", "-", pps(none.rx), pps(none.tx), "1.00×"]);
-
-  // Sluice: maps written and programs attached from inside the router namespace.
-  const node = process.execPath;
-  const out = sh("nsenter", [
-    `--net=/run/netns/${NS.r}`,
-    node,
-    "--disable-warning=ExperimentalWarning",
-    join(here, "veth/enforce.ts"),
-    "--pin-root",
-    pinRoot,
-    "--rules",
-    String(RULES),
-    "--port",
-    String(PORT),
-    "--a-ip",
-    A_IP,
-    "--b-ip",
-    B_IP,
-    "--a-if",
-    "r0",
-    "--b-if",
-    "r1",
-  ]);
-  const enforce = JSON.parse(out) as { entries: number; syncMs: number };
-  // Events off and the monitor streaming, trial by trial, so that the machine's drift hits both alike.
-  const off: { rx: number; tx: number }[] = [];
-  const on: { rx: number; tx: number }[] = [];
-  let streamedFlows = 0;
-  for (let i = 0; i < TRIALS; i++) {
-    off.push(await flood(bin));
-    const s = await withMonitor(() => flood(bin));
-    on.push(s.result);
-    streamedFlows += s.flows;
-    console.error(
-      `[veth] trial ${i + 1}: events off ${pps(off[i]!.rx)}, monitor streaming ${pps(s.result.rx)}`,
-    );
+  const root = repoRoot();
+  const written = enforce(root, pinRoot) as { entries: number; syncMs: number };
+  await checkDenied(bin, "Sluice");
+  let previous: (PreviousLayout & { syncMs: number }) | undefined;
+  if (args.previous) {
+    detachAll();
+    const built = buildPreviousLayout();
+    const w = enforce(built.dir, previousPinRoot) as { syncMs: number };
+    previous = { ...built, syncMs: w.syncMs };
+    await checkDenied(bin, `layout ${built.version}`);
   }
-  const medianOf = (runs: { rx: number; tx: number }[]) => ({
-    rx: median(runs.map((r) => r.rx)),
-    tx: median(runs.map((r) => r.tx)),
-  });
-  const sluice = medianOf(off);
-  const streamed = { result: medianOf(on), flows: streamedFlows };
-  // Enforced, not just attached: a port the policy does not allow gets nothing through.
-  const denied = await flood(bin, PORT + 1, 1);
-  if (denied.rx !== 0 || denied.tx === 0)
-    throw new Error(`Sluice let ${denied.rx} pps of a denied flow through (offered ${denied.tx})`);
+
+  let streamedFlows = 0;
+  const configs: Config[] = [
+    { name: "none", attach: detachAll, run: () => flood(bin) },
+    { name: "sluice", attach: () => enforce(root, pinRoot, ["--attach-only"]), run: () => flood(bin) },
+    {
+      name: "no-rcnt",
+      attach: () => enforce(root, pinRoot, ["--attach-only", "--object", NO_RCNT_OBJECT]),
+      run: () => flood(bin),
+    },
+    {
+      name: "monitor",
+      attach: () => enforce(root, pinRoot, ["--attach-only"]),
+      run: async () => {
+        const s = await withMonitor(() => flood(bin));
+        streamedFlows += s.flows;
+        return s.result;
+      },
+    },
+  ];
+  const prev = previous;
+  if (prev)
+    configs.push({
+      name: "previous",
+      // Its map writer again: the maps hold the policy already, so it writes nothing and attaches.
+      attach: () => enforce(prev.dir, previousPinRoot),
+      run: () => flood(bin),
+    });
+  const runs = new Map<string, Rate[]>(configs.map((c) => [c.name, []]));
+  for (let i = 0; i < TRIALS; i++) {
+    const line: string[] = [];
+    for (const [j] of configs.entries()) {
+      const c = configs[(i + j) % configs.length];
+      detachAll();
+      c.attach();
+      const r = await c.run();
+      runs.get(c.name)?.push(r);
+      line.push(`${c.name} ${pps(r.rx)}`);
+    }
+    console.error(`[veth] trial ${i + 1}: ${line.join(", ")}`);
+  }
+  detachAll();
+  const med = (name: string): Rate => {
+    const r = runs.get(name) ?? [];
+    return { rx: median(r.map((x) => x.rx)), tx: median(r.map((x) => x.tx)) };
+  };
+  const [none, sluice, noRcnt, streamed] = ["none", "sluice", "no-rcnt", "monitor"].map(med);
+  if (streamedFlows === 0) throw new Error("the monitor streamed no flow of the allowed flood");
+  // The flood counted where the agent's rule counters say (slots the map writer gave the entries).
+  const counted = ruleCounted();
+  if (counted === 0n) throw new Error("the rule counters counted none of the flood's packets");
+
+  const rows: string[][] = [["no policy (baseline)", "-", pps(none.rx), pps(none.tx), "1.00×"]];
   rows.push([
-    `Sluice, ${enforce.entries} policy entries (tcx on r0, r1)`,
-    `${enforce.syncMs.toFixed(0)} ms (MapSync)`,
+    `Sluice, ${written.entries} policy entries (tcx on r0, r1)`,
+    `${written.syncMs.toFixed(0)} ms (MapSync)`,
     pps(sluice.rx),
     pps(sluice.tx),
     ratio(sluice.rx, none.rx),
   ]);
-  if (streamed.flows === 0) throw new Error("the monitor streamed no flow of the allowed flood");
   rows.push([
-    `Sluice, ${enforce.entries} policy entries, monitor streaming (${streamed.flows} flows read)`,
-    `1/${MONITOR_SAMPLING.allow} allowed sampled`,
-    pps(streamed.result.rx),
-    pps(streamed.result.tx),
-    `${ratio(streamed.result.rx, none.rx)} (${ratio(streamed.result.rx, sluice.rx)} of Sluice)`,
+    "Sluice, rule counters and audit compiled out (same maps)",
+    "-",
+    pps(noRcnt.rx),
+    pps(noRcnt.tx),
+    `${ratio(noRcnt.rx, none.rx)} (Sluice: ${ratio(sluice.rx, noRcnt.rx)} of this)`,
   ]);
-  // Detach: the links live as long as their pins (and the devices).
-  rmSync(join(pinRoot, "links"), { recursive: true, force: true });
+  rows.push([
+    `Sluice, monitor streaming (${streamedFlows} flows read)`,
+    `1/${MONITOR_SAMPLING.allow} allowed sampled`,
+    pps(streamed.rx),
+    pps(streamed.tx),
+    `${ratio(streamed.rx, none.rx)} (${ratio(streamed.rx, sluice.rx)} of Sluice)`,
+  ]);
+  if (previous) {
+    const p = med("previous");
+    rows.push([
+      `layout ${previous.version} (commit ${previous.commit.slice(0, 7)}), ${written.entries} policy entries`,
+      `${previous.syncMs.toFixed(0)} ms (MapSync)`,
+      pps(p.rx),
+      pps(p.tx),
+      `${ratio(p.rx, none.rx)} (Sluice: ${ratio(sluice.rx, p.rx)} of this)`,
+    ]);
+    previous.remove();
+    rmSync(previousPinRoot, { recursive: true, force: true });
+  }
 
   const rulesFile = join(work, "rules");
   writeFileSync(rulesFile, iptablesRules(RULES));
@@ -251,10 +329,37 @@ async function main(): Promise<void> {
   inNs(NS.r, ["iptables-legacy", "-F", "FORWARD"]);
 
   console.log(
-    `\n### Throughput across a forwarded veth path (UDP, ${PAYLOAD}-byte payload, ${SECONDS} s, median of ${TRIALS})\n`,
+    `\n### Throughput across a forwarded veth path (UDP, ${PAYLOAD}-byte payload, ${SECONDS} s, median of ${TRIALS}; configurations interleaved trial by trial)\n`,
   );
   console.log(`Machine: ${await machine()}\n`);
   console.log(markdownTable(["path", "setup", "received", "offered", "× no policy"], rows));
+  // The same comparisons trial by trial (each trial's configurations ran back to back): the median of
+  // the ratios, less exposed to drift between trials than the ratio of medians.
+  const paired = (name: string, base: string) => {
+    const [a, b] = [runs.get(name) ?? [], runs.get(base) ?? []];
+    return `${median(a.map((x, i) => x.rx / (b[i]?.rx ?? Number.NaN))).toFixed(3)}×`;
+  };
+  console.log(
+    `\nTrial by trial (median of the per-trial ratios): Sluice / no policy ${paired("sluice", "none")}, ` +
+      `Sluice / rule counters compiled out ${paired("sluice", "no-rcnt")}, monitor streaming / Sluice ${paired("monitor", "sluice")}` +
+      (previous ? `, Sluice / layout ${previous.version} ${paired("sluice", "previous")}.` : "."),
+  );
+  const r = sluice.rx / none.rx;
+  console.log(
+    `\nTarget: Sluice with ${written.entries} entries >= 0.95× no policy (${r.toFixed(3)}×: ${r >= 0.95 ? "met" : "NOT met"}).`,
+  );
+}
+
+// Packets the layout's rule counters hold, summed over slots and CPUs.
+function ruleCounted(): bigint {
+  const dp = loadDatapath({ pinRoot });
+  try {
+    let n = 0n;
+    for (const c of dp.maps.ruleCounters.read().values()) n += c.packets;
+    return n;
+  } finally {
+    dp.close();
+  }
 }
 
 // Runs `work` with the agent's monitor on the pinned datapath (its sampling, its reader of the ring
@@ -309,7 +414,7 @@ async function withMonitor<T>(work: () => Promise<T>): Promise<{ result: T; flow
 }
 
 function ratio(x: number, base: number): string {
-  return `${(x / base).toPrecision(2)}×`;
+  return `${(x / base).toPrecision(3)}×`;
 }
 
 function pps(x: number): string {

@@ -1,17 +1,20 @@
 // `helm upgrade` across a datapath layout change on a real cluster, under traffic (issue 9 §4). The
-// chart is installed with the image of the last layout-3 commit (built from git history with
-// scripts/image-build.sh --tree), the demo's workloads and policies are enforced by that agent, then
-// `helm upgrade` rolls the agent (and the operator) to this tree's image while UDP streams cross the
-// enforced path: an allowed one (every datagram must arrive), a denied one (none may arrive) and a
-// reply-only one into an ingress-isolated pod (it passes only on the conntrack entry the old
-// datapath made). The new agent must carry conntrack over and remove layout 3's pins, no workload pod
-// may restart, and every probe must still give sluice matrix's verdict.
+// chart is installed with the image of the previous layout's last commit (test/support/
+// previous-layout.ts, built from git history with scripts/image-build.sh --tree), the demo's workloads
+// (with their kubelet probes) and policies are enforced by that agent, then `helm upgrade` rolls the
+// agent (and the operator) to this tree's image while UDP streams cross the enforced path: an allowed
+// one (every datagram must arrive), a denied one (none may arrive) and a reply-only one into an
+// ingress-isolated pod (it passes only on the conntrack entry the old datapath made). The new agent
+// must carry conntrack over and remove the previous layout's pins, no workload pod may restart (nor
+// fail kubelet's probes into a restart), and every probe must still give sluice matrix's verdict.
 //
-// Both installs use cni.install=false: the layout-3 agent has no --cni-socket (the chart then passes
-// none), and the node's conflist has no sluice-cni (chainSluice: false), so pods start without the
-// chained plugin and the agent finds their veths by the ptp route. The upgrade keeps it off: the
-// plugin only acts when a pod is created, which an in-place upgrade does not do, and turning it on
-// would mean rewriting the node's conflist in the middle of the test.
+// Both installs use cni.install=false, and the node's conflist has no sluice-cni (chainSluice: false):
+// pods start without the chained plugin and the agent finds their veths by the ptp route. The plugin
+// only acts when a pod is created, which an in-place upgrade does not do to the workloads, so it
+// would add nothing to what this test checks (the datapath carried across the agent swap); ptp.test.ts
+// and bridge.test.ts cover it. The old image's agent and operator already have every flag and
+// endpoint the chart uses (--metrics-addr, --log-*, /healthz, /readyz), so it is installed as a
+// current image is, not with image.legacy.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,12 +22,13 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { REPO_ROOT } from "../../operator/src/lab/local-apiserver.ts";
 import type { TrafficReport } from "../../operator/src/lab/traffic-protocol.ts";
-import { LAYOUT3_COMMIT } from "../support/layout3.ts";
+import { LAYOUT_VERSION } from "../../operator/src/datapath/kernel/maps.ts";
+import { PREVIOUS_LAYOUT_COMMIT, PREVIOUS_LAYOUT_VERSION as FROM } from "../support/previous-layout.ts";
 import { requirePrivileged } from "../support/privileged.ts";
 import { builtImages, type Cluster, type ImageRef, startCluster } from "./support/cluster.ts";
 import {
   agentPods,
-  buildLayout3Image,
+  buildPreviousLayoutImage,
   hostPinRoot,
   type PodFacts,
   type PushResult,
@@ -32,7 +36,6 @@ import {
   podFacts,
   RELEASE_NS,
   udpPush,
-  withoutKubeletProbes,
 } from "./support/upgrade.ts";
 import {
   deploymentManifests,
@@ -50,7 +53,10 @@ import {
 
 const CHART = join(REPO_ROOT, "charts/sluice");
 const POLICIES = join(REPO_ROOT, "samples/demo/policies");
-const OLD_TAG = "layout3";
+const OLD_TAG = `layout${FROM}`;
+const MIGRATED = new RegExp(
+  `upgraded the datapath from layout ${FROM}: (\\d+) conntrack entries and (\\d+) counters`,
+);
 // The streams: long enough to cover the whole rollout (the test checks that they did).
 const TRAFFIC_MS = 30_000;
 const RATE = 1000; // datagrams per second, each stream
@@ -84,8 +90,6 @@ function chartArgs(tag: string): string[] {
     "operator.replicas": "1",
     "image.tag": tag,
     "cni.install": "false",
-    // The layout-3 image predates --metrics-addr, --log-* and the probes' /healthz, /readyz.
-    "image.legacy": String(tag === OLD_TAG),
   };
   return Object.entries(values).flatMap(([k, v]) => ["--set", `${k}=${v}`]);
 }
@@ -105,7 +109,7 @@ before(async () => {
   imageDir = dir;
   // Also when the runner exits without after() (a timeout, --test-force-exit).
   process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-  const [built, oldImages] = await Promise.all([builtImages(), buildLayout3Image(imageDir, OLD_TAG)]);
+  const [built, oldImages] = await Promise.all([builtImages(), buildPreviousLayoutImage(imageDir, OLD_TAG)]);
   current = built.find((i) => i.image.includes("/sluice:"));
   const pause = built.find((i) => i.image.includes("/pause:"));
   old = oldImages.find((i) => i.image.includes("/sluice:"));
@@ -123,7 +127,7 @@ after(async () => {
   if (imageDir) rmSync(imageDir, { recursive: true, force: true });
 });
 
-test(`helm install of the layout-3 image (${LAYOUT3_COMMIT.slice(0, 7)}, cni.install=false) enforces the demo policies`, {
+test(`helm install of the layout-${FROM} image (${PREVIOUS_LAYOUT_COMMIT.slice(0, 7)}, cni.install=false) enforces the demo policies`, {
   timeout: 400_000,
 }, async (t) => {
   if (!requirePrivileged(t)) return;
@@ -141,11 +145,11 @@ test(`helm install of the layout-3 image (${LAYOUT3_COMMIT.slice(0, 7)}, cni.ins
     ...chartArgs(OLD_TAG),
   ]);
   const [agent] = await agentPods(c());
-  assert.equal(agent?.image, old.image, "the agent runs the layout-3 image");
+  assert.equal(agent?.image, old.image, `the agent runs the layout-${FROM} image`);
 
   pods = await deployWorkloads(
     c(),
-    withoutKubeletProbes(deploymentManifests(current.image, topo.namespaces, topo.workloads)),
+    deploymentManifests(current.image, topo.namespaces, topo.workloads),
     namespaces,
     topo.workloads,
   );
@@ -154,7 +158,7 @@ test(`helm install of the layout-3 image (${LAYOUT3_COMMIT.slice(0, 7)}, cni.ins
   assert.ok(enforced.some((r) => r.verdict === "deny") && enforced.some((r) => r.verdict === "allow"));
   assert.deepEqual(await probeUntil(c(), pods, enforced), sortVerdicts(enforced));
   const pinned = pins(hostPinRoot(c().chartValues));
-  assert.ok(pinned.includes("sl_ct_v3"), `layout 3's conntrack pinned: ${pinned.join(" ")}`);
+  assert.ok(pinned.includes(`sl_ct4_v${FROM}`), `layout ${FROM}'s conntrack pinned: ${pinned.join(" ")}`);
 });
 
 test("helm upgrade to this tree's image under traffic: 0 lost, 0 leaked, conntrack carried over, no pod restarted", {
@@ -234,9 +238,7 @@ test("helm upgrade to this tree's image under traffic: 0 lost, 0 leaked, conntra
   const received = counts[`${STREAM_PORT}/${allowed}`] ?? 0;
   const deniedSent = reports[1].udpSent[denied] ?? 0;
   const leaked = counts[`${STREAM_PORT}/${denied}`] ?? 0;
-  const migration = /upgraded the datapath from layout 3: (\d+) conntrack entries and (\d+) counters/.exec(
-    log,
-  );
+  const migration = MIGRATED.exec(log);
   t.diagnostic(
     `helm upgrade ${helmMs} ms, new agent enforcing ${upgradeMs} ms after it started; ` +
       `allowed: sent ${sent}, received ${received}; denied: sent ${deniedSent}, leaked ${leaked}; ` +
@@ -259,15 +261,18 @@ test("helm upgrade to this tree's image under traffic: 0 lost, 0 leaked, conntra
     [[current.image, true]],
     "the operator rolled to the new image",
   );
-  assert.ok(migration, `the new agent reports the migration from layout 3\n${log}`);
+  assert.ok(migration, `the new agent reports the migration from layout ${FROM}\n${log}`);
   assert.ok(Number(migration[1]) > 0, "the streams' conntrack entries were carried over");
   const pinned = pins(hostPinRoot(c().chartValues));
   assert.deepEqual(
-    pinned.filter((p) => /_v3$/.test(p)),
+    pinned.filter((p) => p.endsWith(`_v${FROM}`)),
     [],
-    "layout 3's pins removed",
+    `layout ${FROM}'s pins removed`,
   );
-  assert.ok(pinned.includes("sl_ct4_v4"), `layout 4's conntrack pinned: ${pinned.join(" ")}`);
+  assert.ok(
+    pinned.includes(`sl_ct4_v${LAYOUT_VERSION}`),
+    `layout ${LAYOUT_VERSION}'s conntrack pinned: ${pinned.join(" ")}`,
+  );
 
   // The streams covered the whole upgrade, from the old datapath to the new one.
   assert.ok(pushed.startedAt < tUpgrade, "the reply-only push began under the old datapath");

@@ -1,9 +1,10 @@
 // An agent upgrade across a map layout change, under traffic: the lab's nodes run the agent of the
-// last commit with layout 3 (built from git history into a temporary directory), then each node's
-// agent is replaced by this tree's while UDP streams and a TCP stream cross the enforced path. The new
-// agent writes layout 4's maps, swaps the programs and carries conntrack over from layout 3's maps:
-// nothing allowed is lost, nothing denied leaks, the TCP stream survives, a flow whose packets to an
-// ingress-isolated pod pass only as replies keeps passing, and no layout 3 pin is left.
+// last commit of the previous layout (test/support/previous-layout.ts, built from git history into a
+// temporary directory), then each node's agent is replaced by this tree's while UDP streams and a TCP
+// stream cross the enforced path. The new agent writes this layout's maps, swaps the programs and
+// carries conntrack over from the previous layout's maps: nothing allowed is lost, nothing denied
+// leaks, the TCP stream survives, a flow whose packets to an ingress-isolated pod pass only as replies
+// keeps passing, and no pin of the previous layout is left.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
@@ -18,19 +19,22 @@ import {
   SLUICE_MAIN,
   spawnIn,
 } from "../../operator/src/lab/children.ts";
+import { LAYOUT_VERSION } from "../../operator/src/datapath/kernel/maps.ts";
 import { Lab } from "../../operator/src/lab/lab.ts";
 import { runLiveTraffic } from "../../operator/src/lab/traffic.ts";
-import { layout3Tree } from "../support/layout3.ts";
+import { PREVIOUS_LAYOUT_VERSION as FROM, previousLayoutTree } from "../support/previous-layout.ts";
 import { requirePrivileged } from "../support/privileged.ts";
 import { agentMissing, basicTopology, DENIED_UDP, fixture, ROOT, STREAMS, TOPOLOGY } from "./lab-support.ts";
 
 const PUSH_PORT = 7070;
 const PUSH_SCRIPT = join(ROOT, "test/e2e/udp-push.ts");
+const MIGRATED = new RegExp(`upgraded the datapath from layout ${FROM}: (\\d+) conntrack entries`);
 
-// That commit's tree with its BPF objects, addon and generated layout built; the dependencies and the
-// toolchain are this tree's (the same lockfile).
-function buildLayout3(): string {
-  const dir = layout3Tree();
+// That commit's tree with its BPF objects, addon and generated layout built (its bpf/Makefile's
+// default target: everything its agent loads); the dependencies and the toolchain are this tree's
+// (the same lockfile).
+function buildPreviousLayout(): string {
+  const dir = previousLayoutTree();
   try {
     symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
     symlinkSync(join(ROOT, ".tooling"), join(dir, ".tooling"));
@@ -42,9 +46,9 @@ function buildLayout3(): string {
   }
 }
 
-test("agent upgrade from layout 3 under traffic: 0 lost, 0 leaked, no TCP reset, old maps gone", async (t) => {
+test(`agent upgrade from layout ${FROM} to ${LAYOUT_VERSION} under traffic: 0 lost, 0 leaked, no TCP reset, old maps gone`, async (t) => {
   if (!requirePrivileged(t, agentMissing)) return;
-  const old = buildLayout3();
+  const old = buildPreviousLayout();
   const logs = mkdtempSync(join(tmpdir(), "sluice-upgrade-logs-"));
   const files = [TOPOLOGY, fixture("traffic")];
   let lab: Lab | undefined;
@@ -57,7 +61,7 @@ test("agent upgrade from layout 3 under traffic: 0 lost, 0 leaked, no TCP reset,
     await lab.startAgents(files);
     const nodes = lab.plan.nodes.map((n) => n.name);
     for (const n of nodes)
-      assert.ok(readdirSync(lab.nodeBpffsRoot(n)).includes("sl_ct_v3"), `${n} runs layout 3`);
+      assert.ok(readdirSync(lab.nodeBpffsRoot(n)).includes(`sl_ct4_v${FROM}`), `${n} runs layout ${FROM}`);
 
     const l = lab;
     const verdicts = async () =>
@@ -122,25 +126,26 @@ test("agent upgrade from layout 3 under traffic: 0 lost, 0 leaked, no TCP reset,
     for (const n of nodes) {
       const pins = readdirSync(l.nodeBpffsRoot(n));
       assert.deepEqual(
-        pins.filter((p) => /_v3$/.test(p)),
+        pins.filter((p) => p.endsWith(`_v${FROM}`)),
         [],
-        `${n}: layout 3's maps removed`,
+        `${n}: layout ${FROM}'s maps removed`,
       );
-      assert.ok(pins.includes("sl_ct4_v4"), `${n} runs layout 4`);
+      assert.ok(pins.includes(`sl_ct4_v${LAYOUT_VERSION}`), `${n} runs layout ${LAYOUT_VERSION}`);
       const log = readFileSync(join(logs, `agent-${n}.log`), "utf8");
-      const m = /upgraded the datapath from layout 3: (\d+) conntrack entries/.exec(log);
+      const m = MIGRATED.exec(log);
       assert.ok(m, `${n}: the new agent reports the migration\n${log}`);
     }
-    // The streams' flows were tracked by layout 3's programs and carried over on some node.
+    // The streams' flows were tracked by the previous layout's programs and carried over on some node.
     const carried = nodes
       .map((n) => readFileSync(join(logs, `agent-${n}.log`), "utf8"))
-      .map((log) => Number(/from layout 3: (\d+) conntrack/.exec(log)?.[1] ?? 0));
+      .map((log) => Number(MIGRATED.exec(log)?.[1] ?? 0));
+    t.diagnostic(`conntrack entries carried over, by node: ${carried.join(", ")}`);
     assert.ok(
       carried.some((c) => c > 0),
       `conntrack entries carried over: ${carried.join(", ")}`,
     );
 
-    // Every probe gets the verdict it got from layout 3's datapath.
+    // Every probe gets the verdict it got from the previous layout's datapath.
     const after = await verdicts();
     assert.ok(before.some((v) => v.endsWith("deny")) && before.some((v) => v.endsWith("allow")));
     assert.deepEqual(after, before);

@@ -11,6 +11,7 @@ import { makeClients, loadKubeConfig } from "../../operator/src/kube/client.ts";
 import type { Operator } from "../../operator/src/controllers/run.ts";
 import type { MatrixRow } from "../../operator/src/api/matrix-rows.ts";
 import { runLiveTraffic } from "../../operator/src/lab/traffic.ts";
+import { MapNames } from "../../operator/src/datapath/kernel/maps.ts";
 import { loadObjects } from "../../operator/src/manifests/load.ts";
 import {
   DEMO_POLICIES,
@@ -214,7 +215,7 @@ test("a bigger map on a restart: node-b's maps grow in place and db, closed agai
     return st.status?.failedClosedEndpoints === 0 && (st.status.errors ?? []).length === 0;
   });
   assert.equal(
-    await metric("node-b", "sluice_datapath_map_capacity_entries", { map: "sl_pset_v4" }),
+    await metric("node-b", "sluice_datapath_map_capacity_entries", { map: MapNames.policySets }),
     4 * POLICY_MAP_ENTRIES,
   );
   assert.equal(await metric("node-b", "sluice_agent_live_replacements_total", { kind: "map_resize" }), 1);

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { publishNodeStatus } from "../../operator/src/kube/node-status.ts";
+import { kubectl } from "../../operator/src/lab/cluster-setup.ts";
 import type { Operator } from "../../operator/src/controllers/run.ts";
 import {
   type Cluster,
@@ -98,7 +99,7 @@ describe("policy status aggregation (real API server)", () => {
     assert.equal(p.status?.enforced, "2/2");
     assert.equal(p.status?.observedGeneration, 1);
     const table = await kubectlOk(["get", "securitypolicies", "-n", "shop"], c.api.kubeconfigPath);
-    assert.match(table, /allow-web\s+3\s+2\/2/);
+    assert.match(table, /allow-web\s+Enforce\s+3\s+2\/2/);
 
     // No change → no write: the resourceVersion stays put while nodes re-report the same thing.
     const rv = p.metadata.resourceVersion;
@@ -144,6 +145,28 @@ describe("policy status aggregation (real API server)", () => {
       });
       return ev.items.some((e) => e.reason === "EnforcementFailed" && e.type === "Warning");
     });
+  });
+
+  test("kubectl get shows each policy's mode; promoting Audit to Enforce is a new generation", async () => {
+    const audited = (mode: string) =>
+      policyYaml("try-web", "web").replace("spec:\n", `spec:\n  enforcement: ${mode}\n`);
+    await kubectlOk(["apply", "-f", "-"], c.api.kubeconfigPath, audited("Audit"));
+    const table = await kubectlOk(["get", "securitypolicies", "-n", "shop"], c.api.kubeconfigPath);
+    assert.match(table, /^NAME\s+MODE\s+SELECTED\s+ENFORCED/m);
+    assert.match(table, /try-web\s+Audit\s/);
+    assert.match(table, /allow-web\s+Enforce\s/);
+    const before = (await get("try-web")).metadata.generation;
+    await kubectlOk(["apply", "-f", "-"], c.api.kubeconfigPath, audited("Enforce"));
+    assert.equal((await get("try-web")).metadata.generation, (before ?? 0) + 1);
+    assert.match(
+      await kubectlOk(["get", "securitypolicy", "try-web", "-n", "shop"], c.api.kubeconfigPath),
+      /try-web\s+Enforce\s/,
+    );
+    // Neither mode nor anything else: the schema's enum refuses it, naming the field.
+    const bad = await kubectl(["apply", "-f", "-"], c.api.kubeconfigPath, { input: audited("Warn") });
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /spec\.enforcement/);
+    await kubectlOk(["delete", "securitypolicy", "try-web", "-n", "shop"], c.api.kubeconfigPath);
   });
 
   test("a semantically invalid policy is accepted by the API server but marked Accepted=False, with an event", async () => {

@@ -18,6 +18,7 @@ import { emptyObjects } from "../../operator/src/api/objects.ts";
 import type { SecurityIdentity } from "../../operator/src/api/types.generated.ts";
 import { compile, IncrementalCompiler, inputsFromObjects } from "../../operator/src/policy/index.ts";
 import { isEmptyDelta } from "../../operator/src/policy/diff.ts";
+import { ENFORCEMENT_ANNOTATION } from "../../operator/src/policy/enforcement.ts";
 import type { Change } from "../../operator/src/policy/incremental.ts";
 import {
   asObjects,
@@ -74,6 +75,16 @@ test("keys: a policy edit names the endpoints its old or new version selects, an
     metadata: { name: "p", namespace: "a", generation: 1, uid: "u2" },
   };
   assert.deepEqual(keysForEvent({ old, current: statusOnly }, view(inc)), []);
+  // ...except the audit annotation: a NetworkPolicy's mode is metadata, and no new generation.
+  const audited = {
+    ...np("p", "web", 80),
+    metadata: { ...statusOnly.metadata, annotations: { [ENFORCEMENT_ANNOTATION]: "Audit" } },
+  };
+  assert.deepEqual(sorted(keysForEvent({ old, current: audited }, view(inc))), ["ep:a/web", NODE_KEY]);
+  assert.deepEqual(sorted(keysForEvent({ old: audited, current: statusOnly }, view(inc))), [
+    "ep:a/web",
+    NODE_KEY,
+  ]);
 });
 
 test("keys: pods count only through what the compiler reads", () => {

@@ -326,8 +326,8 @@ test("resources: requests near the measured RSS (98-140 MiB), memory limits with
 });
 
 test("cni.install=false with image.legacy passes only flags an agent older than the CNI plugin and the metrics server knows", () => {
-  // Those of the last datapath layout-3 commit's agent (b1b8cee), which test/cluster/upgrade.test.ts
-  // installs with this chart before upgrading it.
+  // Those of the last datapath layout-3 commit's agent (b1b8cee), an image from before the CNI plugin
+  // and the metrics server (test/cluster/upgrade.test.ts upgraded from it until layout 5).
   const old = [
     "--node",
     "--bpffs-root",

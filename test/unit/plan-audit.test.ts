@@ -3,7 +3,7 @@
 // Audit policies that stay in Audit are listed with what promoting them would change.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatPlan, planReport } from "../../operator/src/cli/plan.ts";
+import { formatPlan, observedFromStats, planReport } from "../../operator/src/cli/plan.ts";
 import { inputsFromObjects } from "../../operator/src/policy/index.ts";
 import { computeMatrix } from "../../operator/src/policy/matrix.ts";
 import { ruleId } from "../../operator/src/policy/normalize.ts";
@@ -49,12 +49,13 @@ const RULE = ruleId({
   index: 0,
 });
 
+const LOCKDOWN = "SecurityPolicy/shop/db-lockdown";
+
 test("Audit -> Enforce: the rows promotion closes, the policy marked as promoted, observed counters shown", () => {
-  const report = planReport(
-    side([deny("Audit")]),
-    side([deny("Enforce")]),
-    new Map([[RULE, { packets: 42, flows: 3 }]]),
-  );
+  const report = planReport(side([deny("Audit")]), side([deny("Enforce")]), {
+    rules: new Map([[RULE, { packets: 42, flows: 3 }]]),
+    defaults: [],
+  });
   assert.deepEqual(report.changes, [
     { from: "other/intruder", to: "shop/db", port: 5432, protocol: "TCP", verdict: "deny", change: "closed" },
   ]);
@@ -101,4 +102,51 @@ test("Enforce -> Audit opens what the policy denied; deleting an Audit policy ch
   assert.deepEqual(gone.pending, []);
   // Without Audit policies there is nothing about audit at all.
   assert.deepEqual(planReport(side([]), side([])).audit, []);
+});
+
+test("--observed: sluice stats' JSON, audit rows summed per rule; bad input names the file and field", () => {
+  const stat = (ruleId: number, mode: string, packets: number, flows: number) => ({
+    policy: "SecurityPolicy/shop/db-lockdown",
+    ruleId,
+    mode,
+    packets,
+    bytes: packets * 60,
+    flows,
+    endpoints: 1,
+  });
+  const observed = observedFromStats(
+    JSON.stringify({
+      nodes: ["n1", "n2"],
+      rules: [
+        stat(RULE, "audit", 40, 2),
+        stat(RULE, "audit", 2, 1),
+        stat(RULE + 1, "enforce", 9, 9),
+        // The audited default of shop/db, which db-lockdown isolates: on two nodes.
+        ...[5, 2].map((n) => ({
+          ...stat(0, "audit", n, 1),
+          policy: "default",
+          direction: "ingress",
+          isolatedBy: [LOCKDOWN],
+        })),
+        { ...stat(0, "audit", 7, 7), policy: "default", direction: "egress", isolatedBy: ["Other/x"] },
+      ],
+    }),
+    "stats.json",
+  );
+  assert.deepEqual([...observed.rules], [[RULE, { packets: 42, flows: 3 }]]);
+  const report = planReport(side([deny("Audit")]), side([deny("Enforce")]), observed);
+  assert.deepEqual(report.audit[0].rules[0].observed, { packets: 42, flows: 3 });
+  assert.deepEqual(report.audit[0].isolation, [
+    { direction: "ingress", isolatedBy: [LOCKDOWN], packets: 7, flows: 2 },
+  ]);
+  assert.match(
+    formatPlan(report),
+    /^ {2}default ingress of the endpoints it isolates \(isolated by SecurityPolicy\/shop\/db-lockdown\) \(deny; observed 7 packets, 2 flows\)$/m,
+  );
+  assert.throws(() => observedFromStats("{", "s.json"), /--observed s\.json: not JSON/);
+  assert.throws(() => observedFromStats("[]", "s.json"), /no "rules" list/);
+  assert.throws(
+    () => observedFromStats(JSON.stringify({ rules: [{ ruleId: 1, packets: "3", flows: 0 }] }), "s.json"),
+    /rules\[0\]\.packets is not a number/,
+  );
 });

@@ -6,7 +6,13 @@ import { describe, test } from "node:test";
 import { statsTable } from "../../operator/src/cli/stats.ts";
 import { ReservedRuleId } from "../../operator/src/policy/mapstate.ts";
 import type { RuleName } from "../../operator/src/policy/rule-names.ts";
-import { matchesPolicy, nodeRules, RuleActivity, sumRules } from "../../operator/src/stats/rule-stats.ts";
+import {
+  matchesPolicy,
+  nodeRules,
+  RuleActivity,
+  type RuleCounterRow,
+  sumRules,
+} from "../../operator/src/stats/rule-stats.ts";
 
 const rule = (
   ruleId: number,
@@ -69,6 +75,87 @@ describe("nodeRules", () => {
     assert.deepEqual([dead?.packets, dead?.endpoints], [0, 0]);
     assert.equal(by("allow-localhost")?.bytes, 60);
     assert.equal(rec.uncounted, 2);
+  });
+
+  test("an Audit policy's rules without a slot are listed in mode audit, once across nodes", () => {
+    const rec = (node: string, rows: RuleCounterRow[]) =>
+      nodeRules({
+        node,
+        nowIso: "2026-12-03T10:00:00.000Z",
+        rows,
+        rules,
+        uncounted: 0,
+        inAudit: (p) => p === "SecurityPolicy/shop/audit-db",
+      });
+    const idle = rec("n1", []).rules.find((r) => r.ruleId === 21);
+    assert.deepEqual([idle?.mode, idle?.packets, idle?.endpoints], ["audit", 0, 0]);
+    const counted = { endpoint: "shop/db-0", ruleId: 21, audit: true, packets: 4, bytes: 40, flows: 4 };
+    const sum = sumRules([rec("n1", []), rec("n2", [counted])]).filter((r) => r.ruleId === 21);
+    assert.deepEqual(
+      sum.map((r) => [r.mode, r.packets, r.endpoints, r.nodes]),
+      [["audit", 4, 1, 1]],
+    );
+  });
+
+  test("the default's rows: one per direction and mode, naming the policies it is the default of", () => {
+    const isolatedBy = (endpoint: string, direction: string, audit: boolean) =>
+      endpoint === "shop/db-0" && direction === "ingress"
+        ? audit
+          ? ["SecurityPolicy/shop/audit-db", "SecurityPolicy/shop/db"]
+          : ["SecurityPolicy/shop/db"]
+        : audit
+          ? ["SecurityPolicy/shop/audit-db"]
+          : [];
+    const row = (endpoint: string, direction: "ingress" | "egress", audit: boolean, packets: number) => ({
+      endpoint,
+      direction,
+      ruleId: ReservedRuleId.DEFAULT,
+      audit,
+      packets,
+      bytes: packets * 100,
+      flows: packets,
+    });
+    const rec = (node: string) =>
+      nodeRules({
+        node,
+        nowIso: "2026-12-03T10:00:00.000Z",
+        rows: [
+          row("shop/db-0", "ingress", true, 3),
+          row("shop/db-1", "ingress", true, 2),
+          row("shop/db-0", "egress", true, 1),
+          row("shop/db-0", "ingress", false, 4),
+        ],
+        rules,
+        uncounted: 0,
+        isolatedBy,
+      });
+    const defaults = rec("n1").rules.filter((r) => r.policy === "default");
+    assert.deepEqual(
+      defaults.map((r) => [r.direction, r.mode, r.packets, r.endpoints, r.isolatedBy]),
+      [
+        ["egress", "audit", 1, 1, ["SecurityPolicy/shop/audit-db"]],
+        ["ingress", "audit", 5, 2, ["SecurityPolicy/shop/audit-db", "SecurityPolicy/shop/db"]],
+        ["ingress", "enforce", 4, 1, ["SecurityPolicy/shop/db"]],
+      ],
+    );
+    const sum = sumRules([rec("n1"), rec("n2")]).filter((r) => r.policy === "default");
+    assert.deepEqual(
+      sum.map((r) => [r.direction, r.mode, r.packets, r.nodes]),
+      [
+        ["egress", "audit", 2, 2],
+        ["ingress", "audit", 10, 2],
+        ["ingress", "enforce", 8, 2],
+      ],
+    );
+    // `sluice stats audit-db` lists the default it isolates; the table says whose default it is.
+    assert.deepEqual(
+      sum.filter((s) => matchesPolicy(s, "audit-db")).map((s) => `${s.direction} ${s.mode}`),
+      ["egress audit", "ingress audit"],
+    );
+    assert.match(
+      statsTable(sum),
+      /default\s+egress \(isolated by SecurityPolicy\/shop\/audit-db\)\s+-\s+audit\s+2\s+200\s+2\s+2\s/,
+    );
   });
 
   test("lastMatched moves only when a rule's packets rise between reads", () => {

@@ -11,6 +11,7 @@ import { describeMigrationError, LayoutMigration, type MigrationReport } from ".
 import { describeResizeError, type ResizeReport } from "../datapath/kernel/map-resize.ts";
 import { MapSync, type MapUsage, type PolicyBudget, type SyncReport } from "../datapath/writer/sync.ts";
 import type { LabelOptions } from "../identity/labels.ts";
+import { countsOf, type RuleCounterRow as StatsCounterRow } from "../stats/rule-stats.ts";
 import { type AllowLocalhost, type CompileError, inputsFromObjects, type MapState } from "../policy/index.ts";
 import { type CompileParts, compileParts, type PolicyInputs } from "../policy/compile.ts";
 import type { EndpointState } from "../policy/mapstate.ts";
@@ -106,6 +107,19 @@ export class Enforcer {
   // How full each map is, from the writer's own bookkeeping (metrics read it at scrape time).
   mapUsage(): MapUsage[] {
     return this.#sync.usage();
+  }
+
+  // The datapath's per-rule counters, one row per slot, named by endpoint key (sluice stats, GET
+  // /v1/rules). A slot read back after a restart names its endpoint by id until the first write.
+  ruleCounters(): { rows: StatsCounterRow[]; uncounted: number } {
+    const rows = this.#sync.ruleCounterTable().map((r) => ({
+      endpoint: r.endpointKey ?? `endpoint ${r.epId}`,
+      direction: r.direction,
+      ruleId: r.ruleId,
+      audit: r.audit,
+      ...countsOf(r),
+    }));
+    return { rows, uncounted: this.#sync.uncountedRules };
   }
 
   // How much of the policy maps' budget the enforced policy takes (the figure the writer checks).

@@ -348,6 +348,11 @@ export class KubeAgent {
     return this.#compiler && { compiler: this.#compiler, passes: this.#passes };
   }
 
+  // The node's per-rule counters (enforcer.ts ruleCounters): what GET /v1/rules names and sums.
+  ruleCounters(): ReturnType<Enforcer["ruleCounters"]> {
+    return this.#enforcer.ruleCounters();
+  }
+
   snapshot(): ClusterObjects {
     const objects: unknown[] = [];
     for (const inf of this.#informers)

@@ -12,7 +12,7 @@
 //   endpoints as last compiled: an endpoint whose labels changed since has its own key queued), and
 //   NODE_KEY (its CIDRs may change the ipcache; the node status reports the policy's generation even
 //   when it selects nothing here). A change that leaves the spec as it was (status, annotations) dirties
-//   nothing. SIG Network's kinds (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy)
+//   nothing, except the audit annotation (policy/enforcement.ts) of the kinds without spec.enforcement. SIG Network's kinds (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy)
 //   are policies like the others; their objects also leave as deletes when their CRD goes.
 // - Pod: only fields the compiler reads count (node, addresses, labels, named ports, whether it is
 //   networked). Any of them changed: NODE_KEY (ipcache, refined identities) and the endpoint's key if
@@ -33,6 +33,7 @@ import type { SplitLabels } from "../identity/labels.ts";
 import { selectsEndpoint } from "../policy/compile.ts";
 import type { CompilerObject } from "../policy/incremental.ts";
 import { podKey } from "../api/k8s.ts";
+import { ENFORCEMENT_ANNOTATION } from "../policy/enforcement.ts";
 import { normalizePolicy } from "../policy/normalize.ts";
 import { namedPortsKey, namedPortsOf } from "../policy/ports.ts";
 import { isNetworkedPod, podIps } from "../policy/universe.ts";
@@ -94,8 +95,14 @@ type AnyPolicy =
   | AdminNetworkPolicy
   | BaselineAdminNetworkPolicy;
 
+// What of a policy the compiler reads: its spec, and the audit annotation of the kinds whose schema is
+// not Sluice's (a metadata edit, so no new generation, yet it changes what is enforced).
+function policyText(p: AnyPolicy): string {
+  return `${JSON.stringify(p.spec)}|${p.metadata.annotations?.[ENFORCEMENT_ANNOTATION] ?? ""}`;
+}
+
 function policyKeys(old: AnyPolicy | undefined, current: AnyPolicy | undefined, view: NodeView): string[] {
-  if (old && current && JSON.stringify(old.spec) === JSON.stringify(current.spec)) return [];
+  if (old && current && policyText(old) === policyText(current)) return [];
   const norms = [old, current].filter((p) => p !== undefined).map(normalizePolicy);
   const keys = [NODE_KEY];
   for (const ep of view.endpoints)

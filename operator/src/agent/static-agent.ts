@@ -115,6 +115,7 @@ export class StaticAgent {
             sampling: o.sampling,
             listen: o.monitor.listen,
             source: () => agent.#compiled,
+            ruleCounters: () => agent.#enforcer.ruleCounters(),
             capacity: o.monitor.buffer,
             logger: agent.#log,
           });

@@ -228,6 +228,7 @@ async function startMonitor(
   listen: MonitorListen,
   datapath: Datapath,
   source: AgentMonitorOptions["source"],
+  ruleCounters: AgentMonitorOptions["ruleCounters"],
 ): Promise<AgentMonitor | undefined> {
   const { AgentMonitor } = await import("../monitor/agent-monitor.ts");
   try {
@@ -237,6 +238,7 @@ async function startMonitor(
       sampling: o.sampling,
       listen,
       source,
+      ruleCounters,
       capacity: o.monitorBuffer,
       logger: o.log,
     });
@@ -301,7 +303,15 @@ async function kubeAgent(o: KubeAgentCliOptions): Promise<number> {
     });
     // Listening before the caches sync: /readyz says why it is not ready yet.
     server = await startObserveServer(o, metrics, agent.health.ready, () => agent.health.live);
-    monitor = o.monitor && (await startMonitor(o, o.monitor, datapath, () => agent.compiled));
+    monitor =
+      o.monitor &&
+      (await startMonitor(
+        o,
+        o.monitor,
+        datapath,
+        () => agent.compiled,
+        () => agent.ruleCounters(),
+      ));
     await agent.start();
     if (o.readyFile)
       writeFileSync(

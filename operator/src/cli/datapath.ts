@@ -10,6 +10,7 @@ import { DatapathPins } from "../datapath/kernel/pins.ts";
 import { loadDatapath } from "../datapath/kernel/programs.ts";
 import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
 import { readApplied, readRuleCounterTable, viewApplied } from "../datapath/writer/sync.ts";
+import { countsOf } from "../stats/rule-stats.ts";
 import type { datapathSubcommands } from "./commands.ts";
 import { type OutputFormat, outputFormat, outputOption, plural, writeOutput } from "./output.ts";
 import { dispatch, parseCommandArgs, type Subcommand, UsageError } from "./usage.ts";
@@ -102,9 +103,7 @@ function show(pins: DatapathPins, output: OutputFormat): number {
       direction: r.direction,
       ruleId: r.ruleId,
       audit: r.audit,
-      packets: Number(r.packets),
-      bytes: Number(r.bytes),
-      flows: Number(r.flows),
+      ...countsOf(r),
     }));
     if (output !== "table") {
       writeOutput(output, { ...view, counters, rules, verdicts, links }, () => "");

@@ -1,9 +1,12 @@
 // `sluice stats [policy]`: packets, bytes and flows per policy rule, counted by the datapath on every
 // node and summed across nodes, with how many endpoints carry each rule and when it last matched. A rule
 // with no entry on any node, or that never matched, is the "dead or shadowed rule" answer. Audit policy
-// rules count what they would have decided differently (mode audit). Each agent serves its node's
+// rules count what they would have decided differently (mode audit); so does the default of the pods an
+// Audit policy isolates (policy "default", a row per direction naming the policies it is the default
+// of, listed with those policies' rules). Each agent serves its node's
 // counters next to its flows (GET /v1/rules, monitor/server.ts), reached like `sluice monitor` reaches
 // them: pods/portforward in a cluster, the lab's sockets with --lab.
+import { ruleLabel } from "../policy/rule-names.ts";
 import { matchesPolicy, type RuleStat, type RulesRecord, sumRules } from "../stats/rule-stats.ts";
 import { kubeConfigFromFlags, kubeOptions, kubeUsage } from "./kube-flags.ts";
 import { outputFormat, outputOption, writeOutput } from "./output.ts";
@@ -74,6 +77,14 @@ export async function statsMain(argv: readonly string[]): Promise<number> {
   return failures.length > 0 ? 1 : 0;
 }
 
+// `ingress[1] "name"`; the default's rows: its direction and the policies whose default it is.
+function ruleColumn(s: RuleStat): string {
+  if (s.direction === undefined) return "-";
+  if (s.index !== undefined)
+    return ruleLabel({ direction: s.direction, index: s.index, ruleName: s.ruleName });
+  return s.isolatedBy?.length ? `${s.direction} (isolated by ${s.isolatedBy.join(", ")})` : s.direction;
+}
+
 export function statsTable(stats: readonly RuleStat[]): string {
   const rows = [
     ["POLICY", "RULE", "ACTION", "MODE", "PACKETS", "BYTES", "FLOWS", "ENDPOINTS", "LAST MATCHED"],
@@ -81,9 +92,7 @@ export function statsTable(stats: readonly RuleStat[]): string {
   for (const s of stats)
     rows.push([
       s.policy,
-      s.direction === undefined
-        ? "-"
-        : `${s.direction}[${s.index}]${s.ruleName ? ` ${JSON.stringify(s.ruleName)}` : ""}`,
+      ruleColumn(s),
       s.action ?? "-",
       s.mode,
       String(s.packets),

@@ -112,13 +112,17 @@ export class AgentMonitor {
   // The node's per-rule counters, named with the view of the agent's last pass.
   rules(): RulesRecord {
     const counters = this.#o.ruleCounters?.() ?? { rows: [], uncounted: 0 };
+    const view = this.#currentView();
     return nodeRules({
       node: this.#o.node,
       nowIso: new Date().toISOString(),
       rows: counters.rows,
-      rules: this.#currentView()?.rules() ?? new Map(),
+      rules: view?.rules() ?? new Map(),
       uncounted: counters.uncounted,
       activity: this.#activity,
+      ...(view
+        ? { isolatedBy: (ep, dir, audit) => view.isolatedBy(ep, dir, audit), inAudit: (p) => view.inAudit(p) }
+        : {}),
     });
   }
 

@@ -44,6 +44,7 @@ export class MonitorView {
   readonly #nodes = new Map<string, string>();
   readonly #rules = new Map<number, FlowRule>();
   readonly #isolated = new Map<string, string[]>();
+  readonly #audited = new Set<string>();
 
   constructor(source: MonitorSource, node: string) {
     this.node = node;
@@ -56,6 +57,7 @@ export class MonitorView {
       for (const a of n.status?.addresses ?? [])
         this.#nodes.set(canonicalIp(a.address), n.metadata.name ?? "");
     for (const p of source.normalizedPolicies) {
+      if (p.audit) this.#audited.add(p.key);
       const spec = (source.object(p.kind, p.namespace, p.name) as { spec?: unknown } | undefined)?.spec;
       for (const r of p.rules)
         if (!this.#rules.has(r.id))
@@ -94,6 +96,11 @@ export class MonitorView {
   // Every rule of the agent's policies, by rule id (sluice stats lists those no entry carries).
   rules(): ReadonlyMap<number, FlowRule> {
     return this.#rules;
+  }
+
+  // Whether the policy (its key) is in Audit mode.
+  inAudit(policy: string): boolean {
+    return this.#audited.has(policy);
   }
 
   // The namespace-tier policies that select the endpoint and isolate it in `direction`, by key: the

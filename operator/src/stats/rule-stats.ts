@@ -11,6 +11,8 @@ import type { RuleName } from "../policy/rule-names.ts";
 // One counter slot as the datapath reader returns it (cumulative since the slot was given out).
 export interface RuleCounterRow {
   endpoint: string;
+  // The direction the slot counts (the rule's; for rule id 0, the endpoint default's).
+  direction?: Direction;
   ruleId: number;
   // Counts packets whose fate the Audit policies would change, not what the rule decided.
   audit: boolean;
@@ -25,6 +27,11 @@ export interface RuleCounts {
   flows: number;
 }
 
+// The datapath's 64-bit sums as JSON numbers (exact up to 2^53: years of packets on one rule).
+export function countsOf(c: { packets: bigint; bytes: bigint; flows: bigint }): RuleCounts {
+  return { packets: Number(c.packets), bytes: Number(c.bytes), flows: Number(c.flows) };
+}
+
 // One rule on one node (or, summed, on all): mode "audit" counts what the Audit policy rule would have
 // decided differently; "enforce" what the rule decided.
 export interface RuleStat extends RuleCounts {
@@ -36,6 +43,9 @@ export interface RuleStat extends RuleCounts {
   action?: string;
   ruleId: number;
   mode: "enforce" | "audit";
+  // The endpoint default (policy "default", one row per direction): the policies that isolate the
+  // counted endpoints in that direction (mode audit: the Audit ones too), whose default it is.
+  isolatedBy?: string[];
   // Local endpoints whose maps carry the rule (0: no entry of it on the node).
   endpoints: number;
   // The last time the agent saw the rule's counters rise (its reads, see RuleActivity); absent: not since
@@ -59,8 +69,9 @@ const RESERVED: ReadonlyMap<number, string> = new Map([
   [ReservedRuleId.LOCALHOST, "allow-localhost"],
 ]);
 
-function statKey(ruleId: number, mode: RuleStat["mode"]): string {
-  return `${ruleId}|${mode}`;
+// A rule id names its direction, but the default's (0) is both directions' defaults: one row each.
+function statKey(ruleId: number, mode: RuleStat["mode"], direction: Direction | undefined): string {
+  return ruleId === ReservedRuleId.DEFAULT ? `${ruleId}|${mode}|${direction ?? ""}` : `${ruleId}|${mode}`;
 }
 
 // When each rule's counters last rose, as seen by successive reads of the agent (per rule and mode).
@@ -89,18 +100,25 @@ export interface NodeRulesInput {
   rules: ReadonlyMap<number, RuleName>;
   uncounted: number;
   activity?: RuleActivity;
+  // The policies that isolate an endpoint in a direction (with the Audit ones: audit), for the default's
+  // rows (MonitorView.isolatedBy).
+  isolatedBy?: (endpoint: string, direction: Direction, audit: boolean) => readonly string[];
+  // Whether a policy (its key) is in Audit mode: its rules count only as audit, so those without a slot
+  // are listed in that mode.
+  inAudit?: (policy: string) => boolean;
 }
 
-// One node's record: the slots summed per rule and mode, then every known rule with no slot at 0.
+// One node's record: the slots summed per rule and mode, then every known rule with no slot at 0 (in
+// its policy's mode).
 export function nodeRules(i: NodeRulesInput): RulesRecord {
   const out = new Map<string, RuleStat>();
   for (const r of i.rows) {
     const mode = r.audit ? "audit" : "enforce";
-    const k = statKey(r.ruleId, mode);
+    const k = statKey(r.ruleId, mode, r.direction);
     let s = out.get(k);
     if (!s) {
       s = {
-        ...describe(r.ruleId, i.rules.get(r.ruleId)),
+        ...describe(r.ruleId, i.rules.get(r.ruleId), r.direction),
         mode,
         packets: 0,
         bytes: 0,
@@ -113,11 +131,21 @@ export function nodeRules(i: NodeRulesInput): RulesRecord {
     s.bytes += r.bytes;
     s.flows += r.flows;
     s.endpoints++;
+    if (r.ruleId === ReservedRuleId.DEFAULT && r.direction && i.isolatedBy)
+      s.isolatedBy = union(s.isolatedBy, i.isolatedBy(r.endpoint, r.direction, r.audit));
   }
   for (const [id, name] of i.rules) {
-    const k = statKey(id, "enforce");
-    if (!out.has(k) && !out.has(statKey(id, "audit")))
-      out.set(k, { ...describe(id, name), mode: "enforce", packets: 0, bytes: 0, flows: 0, endpoints: 0 });
+    if (out.has(statKey(id, "enforce", name.direction)) || out.has(statKey(id, "audit", name.direction)))
+      continue;
+    const mode = i.inAudit?.(name.policy) ? "audit" : "enforce";
+    out.set(statKey(id, mode, name.direction), {
+      ...describe(id, name),
+      mode,
+      packets: 0,
+      bytes: 0,
+      flows: 0,
+      endpoints: 0,
+    });
   }
   for (const [k, s] of out) {
     const at = i.activity?.observe(k, s.packets, i.nowIso);
@@ -135,6 +163,7 @@ export function nodeRules(i: NodeRulesInput): RulesRecord {
 function describe(
   ruleId: number,
   name: RuleName | undefined,
+  direction?: Direction,
 ): Omit<RuleStat, keyof RuleCounts | "mode" | "endpoints"> {
   if (name)
     return {
@@ -145,7 +174,12 @@ function describe(
       action: name.action,
       ruleId,
     };
-  return { policy: RESERVED.get(ruleId) ?? `rule ${ruleId} (not among the agent's policies)`, ruleId };
+  const policy = RESERVED.get(ruleId) ?? `rule ${ruleId} (not among the agent's policies)`;
+  return ruleId === ReservedRuleId.DEFAULT && direction ? { policy, direction, ruleId } : { policy, ruleId };
+}
+
+function union(a: readonly string[] | undefined, b: readonly string[]): string[] {
+  return [...new Set([...(a ?? []), ...b])].sort();
 }
 
 // The nodes' records summed per rule and mode: endpoints and nodes added, the latest lastMatched kept.
@@ -153,7 +187,7 @@ export function sumRules(records: readonly RulesRecord[]): RuleStat[] {
   const out = new Map<string, RuleStat>();
   for (const rec of records)
     for (const r of rec.rules) {
-      const k = statKey(r.ruleId, r.mode);
+      const k = statKey(r.ruleId, r.mode, r.direction);
       const s = out.get(k);
       if (!s) {
         out.set(k, { ...r, nodes: r.endpoints > 0 ? 1 : 0 });
@@ -164,6 +198,7 @@ export function sumRules(records: readonly RulesRecord[]): RuleStat[] {
       s.flows += r.flows;
       s.endpoints += r.endpoints;
       if (r.endpoints > 0) s.nodes = (s.nodes ?? 0) + 1;
+      if (r.isolatedBy) s.isolatedBy = union(s.isolatedBy, r.isolatedBy);
       if (r.lastMatched && (!s.lastMatched || r.lastMatched > s.lastMatched)) s.lastMatched = r.lastMatched;
     }
   return sortStats([...out.values()]);
@@ -180,7 +215,9 @@ function sortStats(stats: RuleStat[]): RuleStat[] {
   );
 }
 
-// `sluice stats <policy>`: Kind/namespace/name, namespace/name or name, as the monitor's --policy.
+// `sluice stats <policy>`: Kind/namespace/name, namespace/name or name, as the monitor's --policy: the
+// policy's rules, and the default of the endpoints it isolates.
 export function matchesPolicy(s: RuleStat, v: string): boolean {
-  return s.policy === v || s.policy.endsWith(`/${v}`);
+  const named = (p: string) => p === v || p.endsWith(`/${v}`);
+  return named(s.policy) || (s.isolatedBy?.some(named) ?? false);
 }

@@ -1,12 +1,11 @@
-// Pieces of the real-cluster upgrade test (test/cluster/upgrade.test.ts): the image of the last
-// datapath layout-3 commit built from git history, the workloads without kubelet probes, the lab's
-// reply-only UDP stream run inside pods with `kubectl exec`, and what the test reads back (pods, pins).
+// Pieces of the real-cluster upgrade test (test/cluster/upgrade.test.ts): the image of the previous
+// datapath layout's last commit built from git history, the lab's reply-only UDP stream run inside
+// pods with `kubectl exec`, and what the test reads back (pods, pins).
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, relative } from "node:path";
-import { parseAllDocuments, stringify } from "yaml";
 import { run } from "../../../operator/src/lab/exec.ts";
 import { REPO_ROOT } from "../../../operator/src/lab/local-apiserver.ts";
-import { layout3CommitTime, layout3Tree } from "../../support/layout3.ts";
+import { previousLayoutCommitTime, previousLayoutTree } from "../../support/previous-layout.ts";
 import type { Cluster, ImageRef } from "./cluster.ts";
 import type { LivePod } from "./workloads.ts";
 
@@ -14,15 +13,16 @@ export const RELEASE_NS = "sluice-system";
 const NODE_IN_IMAGE = ["/opt/sluice/node/bin/node", "--disable-warning=ExperimentalWarning"];
 
 /**
- * `scripts/image-build.sh --tree <layout-3 commit> --tag <tag> --out <out>`: the images of the last
- * layout-3 commit (its app layer; Node and the Debian layer are this checkout's), with the commit's
- * time as SOURCE_DATE_EPOCH. The tree is extracted to a temporary directory and removed again.
+ * `scripts/image-build.sh --tree <previous layout's commit> --tag <tag> --out <out>`: the images of the
+ * previous layout's last commit (its app layer; Node and the Debian layer are this checkout's), with
+ * the commit's time as SOURCE_DATE_EPOCH. The tree is extracted to a temporary directory and removed
+ * again.
  */
-export async function buildLayout3Image(out: string, tag: string): Promise<ImageRef[]> {
-  const tree = layout3Tree();
+export async function buildPreviousLayoutImage(out: string, tag: string): Promise<ImageRef[]> {
+  const tree = previousLayoutTree();
   try {
     const r = await run("env", [
-      `SOURCE_DATE_EPOCH=${layout3CommitTime()}`,
+      `SOURCE_DATE_EPOCH=${previousLayoutCommitTime()}`,
       "bash",
       join(REPO_ROOT, "scripts/image-build.sh"),
       "--tree",
@@ -39,28 +39,6 @@ export async function buildLayout3Image(out: string, tag: string): Promise<Image
   } finally {
     rmSync(tree, { recursive: true, force: true });
   }
-}
-
-/**
- * The Deployments without their kubelet probes (startup, readiness, liveness). An agent older than
- * --allow-localhost treats the node like any peer, so under shop's default deny its datapath drops
- * kubelet's probes and kubelet would restart the pods; the upgrade test counts restarts.
- */
-export function withoutKubeletProbes(manifests: string): string {
-  return parseAllDocuments(manifests)
-    .map((d) => {
-      const o = d.toJS() as {
-        kind: string;
-        spec?: { template?: { spec?: { containers?: Record<string, unknown>[] } } };
-      };
-      for (const c of o.spec?.template?.spec?.containers ?? []) {
-        delete c.startupProbe;
-        delete c.readinessProbe;
-        delete c.livenessProbe;
-      }
-      return stringify(o);
-    })
-    .join("---\n");
 }
 
 export interface PodFacts {

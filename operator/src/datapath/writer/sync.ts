@@ -287,6 +287,8 @@ export class MapSync {
   // The policy writer's working memory, reused by every sync (it grows to the biggest write seen).
   readonly #scratch = new PolicyWriteScratch();
   #slots: RuleSlots;
+  // Rules the last write left without a counter slot (every slot taken).
+  #uncounted = 0;
 
   private constructor(
     addon: BpfAddon,
@@ -319,6 +321,11 @@ export class MapSync {
   // The rule counters of the written state, summed over CPUs: one row per slot.
   ruleCounterTable(): RuleCounterRow[] {
     return countRows(this.#maps, this.#slots.table());
+  }
+
+  // Rules the last write could not give a counter slot (their packets are decided, not counted).
+  get uncountedRules(): number {
+    return this.#uncounted;
   }
 
   // How full each map this writer fills is, from its own bookkeeping: no map is read, so a scrape costs
@@ -398,6 +405,7 @@ export class MapSync {
     }
     const m = this.#maps;
     const slotted = this.#slots.assign(want);
+    this.#uncounted = slotted.uncounted;
     const { plan, desired, failedClosed } = planWithinCapacity(
       this.#applied,
       slotted.desired,
