@@ -52,6 +52,10 @@ export class RuleSlots {
   #next = 1;
   readonly #capacity: number;
   #endpointKeys = new Map<number, string>();
+  // The last write's endpoints by ifindex: the desired endpoint given, the one returned, and its pairs.
+  // The desired cache hands an unchanged endpoint over as the same object: it keeps its slots without
+  // a walk of its entries, so a write costs what its changed endpoints hold, not the node's whole policy.
+  #assigned = new Map<number, { given: DesiredEndpoint; out: DesiredEndpoint; pairs: readonly string[] }>();
 
   // capacity: the counter map's max_entries (at most 65536: the slot is 16 bits).
   constructor(capacity: number) {
@@ -111,9 +115,11 @@ export class RuleSlots {
     const zero: number[] = [];
     const seen = new Set<string>();
     const missed = new Set<string>();
+    let pairs = new Set<string>();
     const take = (epId: number, direction: Direction, ruleId: number, audit: boolean): number => {
       const k = pairKey(epId, direction, ruleId, audit);
       seen.add(k);
+      pairs.add(k);
       const have = this.#byKey.get(k);
       if (have) return have.slot;
       let slot = this.#free.pop();
@@ -128,12 +134,35 @@ export class RuleSlots {
     };
     const endpoints = new Map<number, DesiredEndpoint>();
     this.#endpointKeys = new Map();
+    const assigned = new Map<
+      number,
+      { given: DesiredEndpoint; out: DesiredEndpoint; pairs: readonly string[] }
+    >();
     for (const [ifindex, d] of desired.endpoints) {
       this.#endpointKeys.set(d.id, d.key);
+      const last = this.#assigned.get(ifindex);
+      if (last?.given === d) {
+        for (const k of last.pairs) seen.add(k);
+        endpoints.set(ifindex, last.out);
+        assigned.set(ifindex, last);
+        continue;
+      }
+      pairs = new Set();
+      const missedBefore = missed.size;
       let copied: Map<string, StoredEntry> | undefined;
+      // An endpoint's entries share few pairs: each is looked up once, by number (no key text per entry).
+      const mine = new Map<number, number>();
+      const takeMine = (direction: Direction, ruleId: number, audit: boolean): number => {
+        const n = ruleId * 4 + dirCode(direction) * 2 + (audit ? 1 : 0);
+        const have = mine.get(n);
+        if (have !== undefined) return have;
+        const slot = take(d.id, direction, ruleId, audit);
+        mine.set(n, slot);
+        return slot;
+      };
       for (const [k, e] of d.entries as ReadonlyMap<string, StoredEntry>) {
-        const slot = take(d.id, e.direction, e.ruleId, false);
-        const auditSlot = e.audit ? take(d.id, e.direction, e.audit.ruleId, true) : undefined;
+        const slot = takeMine(e.direction, e.ruleId, false);
+        const auditSlot = e.audit ? takeMine(e.direction, e.audit.ruleId, true) : undefined;
         if (e.slot === slot && e.auditSlot === auditSlot) continue;
         if (e.slot === undefined && e.auditSlot === undefined) {
           // Never written: no applied state shares it yet.
@@ -149,8 +178,12 @@ export class RuleSlots {
         ((d.flags & deny) !== 0) !== ((d.flags & audit) !== 0) ? take(d.id, DIRECTIONS[dir], 0, true) : 0,
       ) as [number, number];
       const same = (d.auditSlot?.[0] ?? 0) === auditSlot[0] && (d.auditSlot?.[1] ?? 0) === auditSlot[1];
-      endpoints.set(ifindex, copied || !same ? { ...d, entries: copied ?? d.entries, auditSlot } : d);
+      const out = copied || !same ? { ...d, entries: copied ?? d.entries, auditSlot } : d;
+      endpoints.set(ifindex, out);
+      // An endpoint left with an uncounted pair is walked again: a slot may be free by then.
+      if (missed.size === missedBefore) assigned.set(ifindex, { given: d, out, pairs: [...pairs] });
     }
+    this.#assigned = assigned;
     for (const [k, s] of this.#byKey)
       if (!seen.has(k)) {
         this.#byKey.delete(k);
