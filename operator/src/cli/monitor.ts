@@ -4,7 +4,8 @@
 // every agent through the API server's pods/portforward, against `sluice lab up` (--lab) through the
 // sockets the lab's state file names.
 import { parseDuration } from "./duration.ts";
-import { kubeConfigFromFlags, kubeOptions, kubeUsage } from "./kube-flags.ts";
+import { agentTargetsFromFlags } from "./agent-targets.ts";
+import { kubeOptions, kubeUsage } from "./kube-flags.ts";
 import { outputFormat, outputOption } from "./output.ts";
 import { parseCommandArgs, UsageError } from "./usage.ts";
 import {
@@ -62,21 +63,7 @@ export async function monitorMain(argv: readonly string[]): Promise<number> {
     if (e instanceof FilterError) throw new UsageError(e.message);
     throw e;
   }
-  const nodes = values.node
-    ?.split(",")
-    .map((n) => n.trim())
-    .filter((n) => n !== "");
-  if (values.lab && (values.kubeconfig !== undefined || values.context !== undefined))
-    throw new UsageError(
-      "--lab: the lab's agents are reached without a kubeconfig; drop --kubeconfig/--context",
-    );
-  const targets = values.lab
-    ? (await import("../monitor/targets.ts")).labTargets(nodes)
-    : await (await import("../monitor/targets.ts")).clusterTargets(
-        kubeConfigFromFlags(values),
-        values["sluice-namespace"],
-        nodes,
-      );
+  const targets = await agentTargetsFromFlags(values);
   const query = filterQuery(filter);
   if (values.follow) query.set("follow", "true");
   if (values.labels) query.set("labels", "true");

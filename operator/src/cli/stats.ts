@@ -8,7 +8,8 @@
 // them: pods/portforward in a cluster, the lab's sockets with --lab.
 import { ruleLabel } from "../policy/rule-names.ts";
 import { matchesPolicy, type RuleStat, type RulesRecord, sumRules } from "../stats/rule-stats.ts";
-import { kubeConfigFromFlags, kubeOptions, kubeUsage } from "./kube-flags.ts";
+import { agentTargetsFromFlags } from "./agent-targets.ts";
+import { kubeOptions, kubeUsage } from "./kube-flags.ts";
 import { outputFormat, outputOption, writeOutput } from "./output.ts";
 import { parseCommandArgs, UsageError } from "./usage.ts";
 
@@ -38,18 +39,7 @@ export async function statsMain(argv: readonly string[]): Promise<number> {
   );
   if (positionals.length > 1) throw new UsageError(`one policy at most (got ${positionals.join(" ")})`);
   const format = outputFormat(values.output);
-  const nodes = values.node
-    ?.split(",")
-    .map((n) => n.trim())
-    .filter((n) => n !== "");
-  if (values.lab && (values.kubeconfig !== undefined || values.context !== undefined))
-    throw new UsageError(
-      "--lab: the lab's agents are reached without a kubeconfig; drop --kubeconfig/--context",
-    );
-  const { labTargets, clusterTargets } = await import("../monitor/targets.ts");
-  const targets = values.lab
-    ? labTargets(nodes)
-    : await clusterTargets(kubeConfigFromFlags(values), values["sluice-namespace"], nodes);
+  const targets = await agentTargetsFromFlags(values);
   const { readRules } = await import("../monitor/client.ts");
   const records: RulesRecord[] = [];
   const failures: string[] = [];
