@@ -312,6 +312,27 @@ describe("the chain", () => {
     assert.equal(remote.ingress?.peer.kind, "remote-node");
     assert.equal(remote.ingress?.peer.node, "n1");
     assert.equal(remote.verdict, "deny");
+    // An Audit deny of the node's own address only, on a pod nothing else isolates: enforced, allow-
+    // localhost would keep the node in, so the Audit policy changes nothing and reports nothing (the
+    // merged map then holds no ingress entry at all: the condition is the compiler's, with it enforced).
+    const auditNode = [
+      node("n3", "172.18.0.3", { role: "edge" }),
+      pod("a", "edge-db", { app: "db" }, "10.0.1.9", "n3"),
+      csp("no-edge", {
+        tier: "Baseline",
+        enforcement: "Audit",
+        endpointSelector: {},
+        ingress: [{ action: "Deny", nodes: [{ matchLabels: { role: "edge" } }] }],
+      }),
+    ];
+    const own = explain(auditNode, "172.18.0.3", "10.0.1.9", 8080);
+    assert.equal(own.verdict, "allow");
+    assert.equal(own.ingress?.peer.kind, "host");
+    assert.equal(own.ingress?.audit, undefined);
+    assert.equal(own.ingress?.datapath.audit, undefined);
+    assert.equal(own.audit, undefined);
+    // From there to another node's pod allow-localhost does not apply: the Audit deny would drop it.
+    assert.equal(explain(auditNode, "172.18.0.3", DB, 8080).ingress?.audit?.verdict, "deny");
   });
 
   test("an endpoint over its map capacity: the datapath fails closed and the side says so", () => {

@@ -298,6 +298,9 @@ export interface EndpointCompilation {
   // Only where Audit policies select the endpoint: the policy without them (E1), which `policy`
   // enforces exactly (audit.ts).
   enforced?: EndpointPolicy;
+  // With it: the policy with the Audit policies enforced too (E2), which the merge reports as audit
+  // outcomes only where its verdict differs; explain walks it for the allow-localhost condition.
+  withAudit?: EndpointPolicy;
 }
 
 export class PolicyCompiler {
@@ -359,9 +362,10 @@ export class PolicyCompiler {
       ep,
       applicable.filter((p) => !p.audit),
     );
-    const policy = mergeAudit(enforced, this.compileApplicable(ep, applicable));
+    const withAudit = this.compileApplicable(ep, applicable);
+    const policy = mergeAudit(enforced, withAudit);
     policy.entries.sort(compareEntries);
-    return { policy, closed: this.failClosed, involved: involved(policy.entries), enforced };
+    return { policy, closed: this.failClosed, involved: involved(policy.entries), enforced, withAudit };
   }
 
   // The endpoint's policy from the given policies (those that select it), all enforced.

@@ -138,7 +138,10 @@ interface NodeView {
   universe: Universe;
   compiler: PolicyCompiler;
   endpoints: Map<string, LocalEndpoint>;
-  compiled: Map<string, { policy: EndpointPolicy; enforced: EndpointPolicy; errors: CompileError[] }>;
+  compiled: Map<
+    string,
+    { policy: EndpointPolicy; enforced: EndpointPolicy; withAudit: EndpointPolicy; errors: CompileError[] }
+  >;
 }
 
 // Pod ownership of an address: the first pod in input order claims it, as the universe does.
@@ -252,7 +255,8 @@ export class Explainer {
       const policy = capEndpoint(ep.key, compilation, cap, errors);
       // What the endpoint enforces without its Audit policies: the merged state enforces exactly that.
       const enforced = policy === compilation.policy ? (compilation.enforced ?? policy) : policy;
-      c = { policy, enforced, errors };
+      const withAudit = policy === compilation.policy ? (compilation.withAudit ?? policy) : policy;
+      c = { policy, enforced, withAudit, errors };
       v.compiled.set(ep.key, c);
     }
     return c;
@@ -329,7 +333,9 @@ export class Explainer {
     if (applicable.some((p) => p.audit)) {
       // The chain again with the Audit policies enforced: their steps join the enforced chain in order.
       const auditIsolatedBy = isolators(applicable);
-      const a = chain(applicable, auditIsolatedBy.length > 0, compiled.policy);
+      // The allow-localhost condition as the compiler saw it with the Audit policies enforced (E2): the
+      // merged state drops E2's localhost entries where the enforced state has the same verdict.
+      const a = chain(applicable, auditIsolatedBy.length > 0, compiled.withAudit);
       const own = new Map(steps.map((st) => [st.policy, st]));
       const audited = new Set(applicable.filter((p) => p.audit).map((p) => p.key));
       if (a.decision.by !== "allow-localhost")
