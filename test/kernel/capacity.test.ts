@@ -1,13 +1,15 @@
 // Issue 14 §2 on the real kernel: the configured map sizes reach the kernel's maps (a pin bigger than
 // configured keeps its size; one smaller is grown: map-resize.test.ts), and an endpoint whose policy
-// does not fit, per endpoint or in the node's policy map, fails closed: real policies compiled and written by the real writer, verdicts
-// from the real programs (BPF_PROG_RUN on each endpoint's interface), then recovery once capacity
-// returns. test/integration/capacity-lab.test.ts probes the same with real traffic, and the status.
+// does not fit, per endpoint or in the node's policy map, fails closed, and an endpoint the node's
+// endpoint map has no place for is refused while the rest of the write lands: real policies compiled
+// and written by the real writer, verdicts from the real programs (BPF_PROG_RUN on each endpoint's
+// interface), then recovery once capacity returns. test/integration/capacity-lab.test.ts probes the same with real traffic, and the status.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { maxEntriesOf } from "../../operator/src/datapath/kernel/map-sizes.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { MapSync } from "../../operator/src/datapath/writer/sync.ts";
+import { Enforcer, type EndpointInterface } from "../../operator/src/agent/enforcer.ts";
 import type { EndpointState } from "../../operator/src/policy/mapstate.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
 import { pinRoot } from "./addon-rig.ts";
@@ -17,6 +19,7 @@ import {
   BIG,
   CACHE,
   CLIENT,
+  DB,
   compiled,
   EndpointLinks,
   NODE,
@@ -150,5 +153,75 @@ describe("full maps fail closed", { skip: skip ? privilegeProblem() : false }, (
     assert.deepEqual(r.failedClosed, []);
     assert.equal(verdict("shop/cache", "to", CLIENT, CACHE, 2003), OK);
     assert.equal(verdict("shop/cache", "to", CLIENT, CACHE, 80), SHOT);
+  });
+});
+
+describe("a full endpoint map refuses new endpoints, not the node's write", {
+  skip: skip ? privilegeProblem() : false,
+}, () => {
+  let root: ReturnType<typeof pinRoot>;
+  let dp: Datapath;
+  let enforcer: Enforcer;
+  let eps: EndpointLinks;
+  let interfaces: Map<string, EndpointInterface>;
+
+  before(() => {
+    if (privilegeProblem()) return;
+    root = pinRoot();
+    dp = loadDatapath({ pinRoot: root.path, mapSizes: { ...SIZES, endpoints: 2 } });
+    enforcer = new Enforcer(dp, { node: NODE, resolver: { resolve: async () => undefined } });
+    eps = new EndpointLinks(dp, ["shop/web", "shop/db", "shop/cache"]);
+    interfaces = new Map(
+      [
+        ["shop/web", WEB],
+        ["shop/db", DB],
+        ["shop/cache", CACHE],
+      ].map(([key, ip]) => [
+        key,
+        { ifname: eps.ifname(key), ifindex: eps.ifindex.get(key)!, addresses: [ip] },
+      ]),
+    );
+  });
+  after(() => {
+    dp?.close();
+    root?.remove();
+    eps?.remove();
+  });
+
+  const cache = [pod("cache", CACHE, NODE), admit("cache", "cache", [6379])];
+  const held = () => new Set([...dp.maps.endpoints.entries()].map(([k]) => k.ifindex));
+  // The interfaces that have programs attached (pinned links), by endpoint key.
+  const attached = () => {
+    const names = new Set(dp.pins.links().map((l) => l.ifname));
+    return [...interfaces].filter(([, i]) => names.has(i.ifname)).map(([k]) => k);
+  };
+
+  test("a third endpoint has no place: refused with the numbers, no program on it; web's change lands", (t) => {
+    if (!requirePrivileged(t)) return;
+    const first = enforcer.write(compiled(BASE).state, interfaces);
+    assert.deepEqual(first.sync.refused, []);
+    assert.deepEqual(eps.web(dp), [OK, SHOT, OK, OK]);
+    const r = enforcer.write(
+      compiled([...BASE, ...cache, admit("web-more", "web", [1003])]).state,
+      interfaces,
+    );
+    assert.deepEqual(r.sync.refused, [{ key: "shop/cache", wanted: 3, capacity: 2 }]);
+    assert.deepEqual(r.sync.failedClosed, []);
+    assert.deepEqual(eps.web(dp), [OK, OK, OK, OK], "web's new rule is enforced: the node is not stalled");
+    assert.deepEqual(eps.db(dp), [OK, SHOT]);
+    assert.deepEqual(held(), new Set([eps.ifindex.get("shop/web"), eps.ifindex.get("shop/db")]));
+    assert.equal(r.endpoints, 2);
+    assert.deepEqual(attached().sort(), ["shop/db", "shop/web"], "no program where no endpoint value is");
+  });
+
+  test("a place frees (db goes): cache is admitted at the next write and enforces its policy", (t) => {
+    if (!requirePrivileged(t)) return;
+    const without = [...BASE.filter((o) => o.metadata.name !== "db"), ...cache];
+    const r = enforcer.write(compiled(without).state, interfaces);
+    assert.deepEqual(r.sync.refused, []);
+    assert.deepEqual(held(), new Set([eps.ifindex.get("shop/web"), eps.ifindex.get("shop/cache")]));
+    assert.deepEqual(attached().sort(), ["shop/cache", "shop/web"]);
+    assert.equal(eps.verdict(dp, "shop/cache", "to", CLIENT, CACHE, 6379), OK);
+    assert.equal(eps.verdict(dp, "shop/cache", "to", CLIENT, CACHE, 80), SHOT);
   });
 });

@@ -16,7 +16,6 @@ import {
 import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/writer/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { MapSync, readApplied, viewApplied } from "../../operator/src/datapath/writer/sync.ts";
-import { MapCapacityError } from "../../operator/src/datapath/kernel/typed-map.ts";
 import type { EndpointState, MapState, PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 import { policyEntryKey } from "../../operator/src/policy/mapstate.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
@@ -315,17 +314,18 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     assert.deepEqual(MapSync.adopt(a, m).usage(), held(), "a restarted writer");
   });
 
-  test("capacity: endpoints that cannot fit are refused whole; a policy that cannot fit fails closed", (t) => {
+  test("capacity: an endpoint past the endpoint map is refused alone; a policy that cannot fit fails closed", (t) => {
     if (!requirePrivileged(t)) return;
     const sync = MapSync.adopt(a, dp.maps);
+    const max = dp.maps.endpoints.maxEntries;
     const tooManyEndpoints: MapState = {
       ipcache: [{ cidr: "172.16.0.0/12", identity: 400 }],
-      endpoints: Array.from({ length: dp.maps.endpoints.maxEntries + 1 }, (_, i) => ep(1000 + i, 400, [])),
+      endpoints: Array.from({ length: max + 1 }, (_, i) => ep(1000 + i, 400, [])),
     };
-    assert.throws(
-      () => sync.apply(tooManyEndpoints, ifindexOf),
-      (e: unknown) => e instanceof MapCapacityError && e.map === "endpoints",
-    );
+    const over = sync.apply(tooManyEndpoints, ifindexOf);
+    assert.deepEqual(over.refused, [{ key: `ns/pod-${1000 + max}`, wanted: max + 1, capacity: max }]);
+    assert.equal(dp.maps.endpoints.entries().length, max, "every other endpoint is written");
+    sync.apply(B, ifindexOf);
     assert.deepEqual(comparable(dp), expected(B));
 
     // Two generations per endpoint: half the policy map's capacity, plus one, cannot fit.

@@ -59,6 +59,21 @@ test("a node-wide failure names every policy selecting the endpoint, with needed
   }
 });
 
+test("an endpoint refused by a full endpoint map: an error for each policy selecting it, with the node's numbers", () => {
+  const errors = nodeCapacityErrors([], () => ["NetworkPolicy/shop/a"], [
+    { key: "shop/web", wanted: 5, capacity: 4 },
+  ]);
+  assert.equal(errors.length, 1);
+  assert.match(
+    errors[0].message,
+    /endpoint shop\/web: the node's endpoint map is full \(5 endpoints want its 4 places\); it is not enforced/,
+  );
+  assert.deepEqual(
+    nodeErrorsOf(errors, (p) => uids[p]).map((e) => [e.policy, e.reason, e.endpoint, e.needed, e.capacity]),
+    [["NetworkPolicy/shop/a", "CapacityExceeded", "shop/web", 5, 4]],
+  );
+});
+
 test("metrics: fill ratios before the limit, endpoints failed closed by the limit they hit", async () => {
   const m = new AgentMetrics(newRegistry());
   m.setSources({
@@ -75,8 +90,10 @@ test("metrics: fill ratios before the limit, endpoints failed closed by the limi
   assert.equal(value(before, "sluice_datapath_policy_fill_ratio"), 0.9);
   assert.equal(value(before, "sluice_agent_endpoints_failed_closed", { limit: "policy_map" }), 0);
   assert.equal(value(before, "sluice_agent_endpoints_failed_closed", { limit: "endpoint" }), 0);
-  m.failedClosed({ endpointLimit: 2, policyMap: 1 });
+  assert.equal(value(before, "sluice_agent_endpoints_failed_closed", { limit: "endpoint_map" }), 0);
+  m.failedClosed({ endpointLimit: 2, policyMap: 1, endpointMap: 3 });
   const after = parseSamples(await m.registry.metrics());
   assert.equal(value(after, "sluice_agent_endpoints_failed_closed", { limit: "policy_map" }), 1);
   assert.equal(value(after, "sluice_agent_endpoints_failed_closed", { limit: "endpoint" }), 2);
+  assert.equal(value(after, "sluice_agent_endpoints_failed_closed", { limit: "endpoint_map" }), 3);
 });

@@ -201,6 +201,15 @@ test("add times out saying what was missing", async (t) => {
   assert.match(((await p3) as { error: string }).error, /^no security identity yet/);
 });
 
+test("an endpoint the node's endpoint map has no place for: the add fails at once with the reason", async (t) => {
+  const h = await harness(t);
+  h.pods.set("shop/web-1", pod());
+  const p = h.server.handle(line(ADD));
+  const reason = "endpoint shop/web-1: the node's endpoint map is full (5 endpoints want its 4 places)";
+  h.server.settle(enforced({ identity: 300, iface: onVeth, refused: reason }));
+  assert.deepEqual(await p, { ok: false, error: reason });
+});
+
 test("a pod of another node is refused at once; del forgets only its own container's declaration", async (t) => {
   const h = await harness(t);
   h.pods.set("shop/web-1", pod({ node: "n2" }));

@@ -80,6 +80,7 @@ const sync = (o: Partial<SyncReport> = {}): SyncReport => ({
   ipcacheDeleted: 0,
   pending: [],
   failedClosed: [],
+  refused: [],
   durationMs: 0,
   ...o,
 });

@@ -154,10 +154,52 @@ test("a map too small even for the fail-closed policies: the capacity error, not
   );
 });
 
-test("other capacities are not failed closed: the endpoint map's limit is thrown as before", () => {
+test("a full endpoint map: endpoints in it keep their place, new ones are admitted by key, the rest refused", () => {
+  // p9 is in the map; p1..p3 are new: p1 and p2 get the places left, p3 is refused (nothing written).
+  const first = planWithinCapacity(EMPTY_STATE, desired([ep(9, 1)]), { ...cap(100), endpoints: 3 });
+  assert.deepEqual(first.refused, []);
+  const eps = [ep(3, 1), ep(1, 1), ep(9, 1), ep(2, 1)];
+  const f = planWithinCapacity(first.plan.result, desired(eps), { ...cap(100), endpoints: 3 });
+  assert.deepEqual(f.refused, [{ key: "ns/p3", wanted: 4, capacity: 3 }]);
+  assert.deepEqual([...enforced(f.plan.result).keys()].sort(), [1, 2, 9]);
+  assert.equal(f.plan.result.policy.has(3), false, "no entry of a refused endpoint is written");
+  // A place frees (p1 goes): p3 is admitted at the next write.
+  const g = planWithinCapacity(f.plan.result, desired([ep(3, 1), ep(9, 1), ep(2, 1)]), {
+    ...cap(100),
+    endpoints: 3,
+  });
+  assert.deepEqual(g.refused, []);
+  assert.deepEqual([...enforced(g.plan.result).keys()].sort(), [2, 3, 9]);
+  // Policy fitting applies to the admitted ones only: the refused endpoint takes no policy entries.
+  const h = planWithinCapacity(first.plan.result, desired([ep(9, 1), ep(1, 40), ep(2, 1)]), {
+    ...cap(20),
+    endpoints: 2,
+  });
+  assert.deepEqual(
+    h.refused.map((r) => r.key),
+    ["ns/p2"],
+  );
+  assert.deepEqual(
+    h.failedClosed.map((x) => x.key),
+    ["ns/p1"],
+  );
+});
+
+test("other capacities are not failed closed: the ipcache's limit is thrown as before", () => {
+  const d = desiredState(
+    {
+      ipcache: [
+        { cidr: "10.0.0.1/32", identity: 300 },
+        { cidr: "10.0.0.2/32", identity: 300 },
+      ],
+      endpoints: [ep(1, 1)],
+      failClosed: FAIL_CLOSED,
+    },
+    ifindexOf,
+  ).desired;
   assert.throws(
-    () => planWithinCapacity(EMPTY_STATE, desired([ep(1, 1), ep(2, 1)]), { ...cap(100), endpoints: 1 }),
-    (e: unknown) => e instanceof MapCapacityError && e.map === "endpoints",
+    () => planWithinCapacity(EMPTY_STATE, d, { ...cap(100), ipcache: 1 }),
+    (e: unknown) => e instanceof MapCapacityError && e.map === "ipcache",
   );
 });
 

@@ -2,23 +2,44 @@
 // the writer's node-wide one become the same kind of error, and each becomes one node status error per
 // policy that selects the endpoint, with the numbers, so that every affected policy's Enforced
 // condition (the operator matches node errors by policy uid) and its event say why.
-import { describeFailedClosed, type FailedClosedEndpoint } from "../datapath/writer/capacity-fit.ts";
+import {
+  describeFailedClosed,
+  describeRefused,
+  type FailedClosedEndpoint,
+  type RefusedEndpoint,
+} from "../datapath/writer/capacity-fit.ts";
 import type { NodeError } from "../kube/node-status.ts";
 import type { CompileError } from "../policy/index.ts";
 
 // The writer's node-wide failures as compile errors; policiesOf names the policies selecting an endpoint.
+// A refused endpoint's numbers are the node's: endpoints that want a place, and the map's places.
 export function nodeCapacityErrors(
   failed: readonly FailedClosedEndpoint[],
   policiesOf: (endpoint: string) => string[],
+  refused: readonly RefusedEndpoint[] = [],
 ): CompileError[] {
-  return failed.map((f) => ({
-    reason: "Overflow",
-    policies: policiesOf(f.key),
-    endpoint: f.key,
-    needed: f.needed,
-    capacity: f.available,
-    message: describeFailedClosed(f),
-  }));
+  return [
+    ...failed.map(
+      (f): CompileError => ({
+        reason: "Overflow",
+        policies: policiesOf(f.key),
+        endpoint: f.key,
+        needed: f.needed,
+        capacity: f.available,
+        message: describeFailedClosed(f),
+      }),
+    ),
+    ...refused.map(
+      (r): CompileError => ({
+        reason: "Overflow",
+        policies: policiesOf(r.key),
+        endpoint: r.key,
+        needed: r.wanted,
+        capacity: r.capacity,
+        message: describeRefused(r),
+      }),
+    ),
+  ];
 }
 
 // Node status errors of compile errors: an overflow gives one per policy involved (each policy's
@@ -43,18 +64,22 @@ export function nodeErrorsOf(
   });
 }
 
-// Endpoints failing closed, by the limit they hit: the per-endpoint one (compiler) or the node's map.
+// Endpoints failing closed, by the limit they hit: the per-endpoint one (compiler), the node's policy
+// map, or the node's endpoint map (refused a place: no program, and sluice-cni holds their pods).
 export interface FailedClosedCounts {
   endpointLimit: number;
   policyMap: number;
+  endpointMap: number;
 }
 
 export function failedClosedCounts(
   compileErrors: readonly CompileError[],
   failed: readonly FailedClosedEndpoint[],
+  refused: readonly RefusedEndpoint[] = [],
 ): FailedClosedCounts {
   return {
     endpointLimit: compileErrors.filter((e) => e.reason === "Overflow").length,
     policyMap: failed.length,
+    endpointMap: refused.length,
   };
 }

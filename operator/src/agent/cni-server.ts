@@ -56,6 +56,9 @@ export interface CniHooks {
 export interface EndpointStatus {
   identity: number;
   iface?: HostInterface;
+  // Why the node cannot enforce it (its endpoint map is full): the request fails at once, and the
+  // runtime retries the sandbox later.
+  refused?: string;
 }
 
 export interface Declaration {
@@ -303,6 +306,7 @@ export class CniServer {
     if (podReason) return podReason;
     const s = status(w.key);
     if (!s) return { done: false, reason: "not an endpoint of this node yet" };
+    if (s.refused) return { done: false, final: true, reason: s.refused };
     if (s.identity === ReservedIdentity.INIT)
       return {
         done: false,

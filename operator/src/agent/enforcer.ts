@@ -172,7 +172,10 @@ export class Enforcer {
       (ep) => interfaces.get(ep.key)?.ifindex,
     );
     const sync = { ...this.#sync.applyDesired(desired), pending };
-    const compiled = new Set(state.endpoints.map((e) => e.key));
+    // An endpoint refused a place in the endpoint map gets no program: one would pass its traffic
+    // unchecked (no endpoint value); sluice-cni keeps its pod from starting instead.
+    const refused = new Set(sync.refused.map((r) => r.key));
+    const compiled = new Set(state.endpoints.filter((e) => !refused.has(e.key)).map((e) => e.key));
     const wired = [...interfaces].filter(([key]) => compiled.has(key)).map(([, i]) => i);
     const ta = performance.now();
     const attached = attachAll(

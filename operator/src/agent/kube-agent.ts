@@ -63,6 +63,7 @@ import { nodeAddresses } from "./node-addresses.ts";
 import { PassClock, type PassReport, passLogFields, passWroteNothing } from "./pass-report.ts";
 import { PolicyDelayTracker } from "./policy-delay.ts";
 import { reportWriteOutcome } from "./write-outcome.ts";
+import { describeRefused } from "../datapath/writer/capacity-fit.ts";
 import { failedClosedCounts, nodeCapacityErrors, nodeErrorsOf } from "./capacity-report.ts";
 import { ALL_KEY, endpointKey, endpointOfKey, keysForEvent, type WatchedObject } from "./reconcile-keys.ts";
 
@@ -381,7 +382,7 @@ export class KubeAgent {
       this.#enforcer.write(step.compiler.state, this.#wiredInterfaces()),
     );
     this.#publish(step.compiler, result);
-    this.#settleCni(step.compiler);
+    this.#settleCni(step.compiler, result);
     this.#passDone(keys, step, pass, result);
     // The compiled endpoints without an interface: every one was resolved above, and is looked up
     // again after a pause.
@@ -487,11 +488,19 @@ export class KubeAgent {
     );
   }
 
-  // Answers the CNI requests whose endpoint this pass enforced.
-  #settleCni(compiler: IncrementalCompiler): void {
-    this.#cni?.settle((key) => {
+  // Answers the CNI requests whose endpoint this pass enforced, and fails those it had no place for.
+  #settleCni(compiler: IncrementalCompiler, result: EnforceWrite): void {
+    if (!this.#cni) return;
+    const refused = new Map(result.sync.refused.map((r) => [r.key, describeRefused(r)]));
+    this.#cni.settle((key) => {
       const ep = compiler.state.endpoints.find((e) => e.key === key);
-      return ep && { identity: ep.identity, iface: this.#interfaces.get(key)?.iface };
+      return (
+        ep && {
+          identity: ep.identity,
+          iface: this.#interfaces.get(key)?.iface,
+          ...(refused.has(key) && { refused: refused.get(key) }),
+        }
+      );
     });
   }
 
@@ -623,16 +632,16 @@ export class KubeAgent {
     const failed = result.sync.failedClosed;
     const errors = [
       ...compiler.errors,
-      ...nodeCapacityErrors(failed, (ep) => compiler.policiesSelecting(ep)),
+      ...nodeCapacityErrors(failed, (ep) => compiler.policiesSelecting(ep), result.sync.refused),
     ];
     const summary = enforcementSummary(objects, errors);
-    const counts = failedClosedCounts(compiler.errors, failed);
+    const counts = failedClosedCounts(compiler.errors, failed, result.sync.refused);
     this.#status.update({
       datapathVersion: DATAPATH_VERSION,
       endpoints: result.endpoints,
       enforced: summary.enforced,
       errors: summary.errors,
-      failedClosedEndpoints: counts.endpointLimit + counts.policyMap,
+      failedClosedEndpoints: counts.endpointLimit + counts.policyMap + counts.endpointMap,
       // A high-water mark for the allocator: numbers at or below it are never handed out again.
       maxIdentity: inputs.identities.reduce((m, i) => Math.max(m, i.id), 0),
     });

@@ -151,12 +151,13 @@ export class AgentMetrics {
     });
     this.#failedClosed = new Gauge({
       name: "sluice_agent_endpoints_failed_closed",
-      help: "Local endpoints that fail closed because their policy does not fit: limit endpoint (over --endpoint-policy-entries) or policy_map (the node's policy map is full)",
+      help: "Local endpoints that fail closed because they do not fit: limit endpoint (policy over --endpoint-policy-entries), policy_map (the node's policy map is full) or endpoint_map (no place in the node's endpoint map: no program, and sluice-cni keeps the pod from starting)",
       labelNames: ["limit"],
       registers,
     });
     this.#failedClosed.set({ limit: "endpoint" }, 0);
     this.#failedClosed.set({ limit: "policy_map" }, 0);
+    this.#failedClosed.set({ limit: "endpoint_map" }, 0);
     this.#replacements = new Counter({
       name: "sluice_agent_live_replacements_total",
       help: "Live replacements of the datapath: program_swap counts attachments whose program was swapped in place, layout_migration the map layout upgrades, map_resize the pinned maps grown to configured sizes",
@@ -242,6 +243,7 @@ export class AgentMetrics {
   failedClosed(c: FailedClosedCounts): void {
     this.#failedClosed.set({ limit: "endpoint" }, c.endpointLimit);
     this.#failedClosed.set({ limit: "policy_map" }, c.policyMap);
+    this.#failedClosed.set({ limit: "endpoint_map" }, c.endpointMap);
   }
 
   watchRestart(resource: string): void {

@@ -1,7 +1,7 @@
 // What a write did besides the map delta, for both agents' logs and metrics: live replacement (the
 // programs of an earlier agent swapped in place, a map layout migrated, maps grown), links removed, and endpoints
 // that fail closed because their policy does not fit.
-import { describeFailedClosed } from "../datapath/writer/capacity-fit.ts";
+import { describeFailedClosed, describeRefused } from "../datapath/writer/capacity-fit.ts";
 import { describeMigration } from "../datapath/migrate.ts";
 import { describeResize } from "../datapath/kernel/map-resize.ts";
 import type { Logger } from "../observe/log.ts";
@@ -21,7 +21,18 @@ export function reportWriteOutcome(
   compileErrors: readonly CompileError[] = [],
 ): void {
   const failed = r.sync.failedClosed;
-  metrics?.failedClosed(failedClosedCounts(compileErrors, failed));
+  const refused = r.sync.refused;
+  metrics?.failedClosed(failedClosedCounts(compileErrors, failed, refused));
+  if (refused.length > 0)
+    log.warn(
+      {
+        endpoints: refused.slice(0, LOGGED_ENDPOINTS).map((f) => f.key),
+        refused: refused.length,
+        wanted: refused[0].wanted,
+        capacity: refused[0].capacity,
+      },
+      `the node's endpoint map is full: ${refused.length} endpoint(s) not enforced; first: ${describeRefused(refused[0])}`,
+    );
   if (failed.length > 0)
     log.warn(
       {

@@ -1,6 +1,8 @@
 // Node-wide fail-closed (issue 14 §2): when the policy every endpoint needs does not fit in the node's
 // policy maps, some endpoints enforce their fail-closed policy instead, so that the write fits and no
-// endpoint is left with an empty, half-written or stale policy. Pure: it only plans.
+// endpoint is left with an empty, half-written or stale policy; when there are more endpoints than the
+// endpoint map's places, the new ones past them are refused (admitEndpoints) and the rest of the write
+// goes on. Pure: it only plans.
 //
 // Which endpoints: those whose policy is already in the maps as it should be keep it (failing them
 // would drop their traffic for another endpoint's growth); endpoints of at most the fail-closed
@@ -40,11 +42,49 @@ export interface FailedClosedEndpoint {
   capacity: number;
 }
 
+// An endpoint the node's endpoint map cannot hold: nothing is written for it and no program is attached
+// on its interface, and sluice-cni fails its sandbox with this reason (the runtime retries it), so its
+// pod does not start until another endpoint goes. Endpoints already in the map keep their place.
+export interface RefusedEndpoint {
+  key: string;
+  // Endpoints of the node that want a place, and the map's capacity.
+  wanted: number;
+  capacity: number;
+}
+
 export interface FittedPlan {
   plan: SyncPlan;
   // What the plan writes: the desired state with the failed endpoints' fail-closed policy.
   desired: DesiredState;
   failedClosed: FailedClosedEndpoint[];
+  refused: RefusedEndpoint[];
+}
+
+const byKey = (a: DesiredEndpoint, b: DesiredEndpoint) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+// The endpoints the endpoint map can hold: those in it already, then new ones by key, up to capacity.
+export function admitEndpoints(
+  applied: AppliedState,
+  desired: DesiredState,
+  capacity: number,
+): { desired: DesiredState; refused: RefusedEndpoint[] } {
+  if (desired.endpoints.size <= capacity) return { desired, refused: [] };
+  const held: DesiredEndpoint[] = [];
+  const fresh: DesiredEndpoint[] = [];
+  for (const d of desired.endpoints.values())
+    (applied.endpoints.get(d.ifindex)?.id === d.id ? held : fresh).push(d);
+  const order = [...held.sort(byKey), ...fresh.sort(byKey)];
+  const endpoints = new Map<number, DesiredEndpoint>();
+  for (const d of order.slice(0, capacity)) endpoints.set(d.ifindex, d);
+  const wanted = desired.endpoints.size;
+  return {
+    desired: { ...desired, endpoints },
+    refused: order.slice(capacity).map((d) => ({ key: d.key, wanted, capacity })),
+  };
+}
+
+export function describeRefused(r: RefusedEndpoint): string {
+  return `endpoint ${r.key}: the node's endpoint map is full (${r.wanted} endpoints want its ${r.capacity} places); it is not enforced, and sluice-cni keeps its pod from starting until a place frees`;
 }
 
 // The endpoint as it enforces when failed closed: deny both ways, the fail-closed entries (without
@@ -65,17 +105,15 @@ function isPolicyOverflow(e: unknown): e is MapCapacityError {
   return e instanceof MapCapacityError && e.map === "policy";
 }
 
-// planSync, and when the policy maps cannot hold every endpoint's policy, the plan with as many
-// endpoints failed closed as it takes. Other capacity errors (endpoints, ipcache, sources) and a
-// policy map too small even with every changed endpoint closed are thrown as planSync throws them.
-export function planWithinCapacity(
-  applied: AppliedState,
-  desired: DesiredState,
-  cap: Capacities,
-): FittedPlan {
+// planSync of the endpoints the endpoint map can hold (admitEndpoints), and when the policy maps cannot
+// hold every endpoint's policy, the plan with as many endpoints failed closed as it takes. Other
+// capacity errors (ipcache, sources) and a policy map too small even with every changed endpoint
+// closed are thrown as planSync throws them.
+export function planWithinCapacity(applied: AppliedState, wanted: DesiredState, cap: Capacities): FittedPlan {
+  const { desired, refused } = admitEndpoints(applied, wanted, cap.endpoints);
   let overflow: MapCapacityError;
   try {
-    return { plan: planSync(applied, desired, cap), desired, failedClosed: [] };
+    return { plan: planSync(applied, desired, cap), desired, failedClosed: [], refused };
   } catch (e) {
     if (!isPolicyOverflow(e)) throw e;
     overflow = e;
@@ -90,7 +128,6 @@ export function planWithinCapacity(
     else if (enforcedAsIs(applied, d)) kept.push(d);
     else others.push(d);
   }
-  const byKey = (a: DesiredEndpoint, b: DesiredEndpoint) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
   kept.sort(byKey);
   others.sort((a, b) => a.entries.size - b.entries.size || byKey(a, b));
   const order = [...kept, ...others];
@@ -102,7 +139,7 @@ export function planWithinCapacity(
     });
     const fitted: DesiredState = { ...desired, endpoints };
     try {
-      return { plan: planSync(applied, fitted, cap), desired: fitted, failedClosed: [] };
+      return { plan: planSync(applied, fitted, cap), desired: fitted, failedClosed: [], refused };
     } catch (e) {
       if (isPolicyOverflow(e)) return undefined;
       throw e;

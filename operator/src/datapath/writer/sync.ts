@@ -32,7 +32,7 @@ import {
   readPolicyMaps,
   writePolicyChanges,
 } from "./policy-store.ts";
-import { type FailedClosedEndpoint, planWithinCapacity } from "./capacity-fit.ts";
+import { type FailedClosedEndpoint, planWithinCapacity, type RefusedEndpoint } from "./capacity-fit.ts";
 import type { RuleCounts } from "../kernel/rule-counters.ts";
 import { type RuleSlot, RuleSlots } from "./rule-slots.ts";
 import {
@@ -58,6 +58,8 @@ export interface SyncReport {
   pending: string[];
   // Endpoints whose policy did not fit in the node's policy maps: they enforce the fail-closed policy.
   failedClosed: FailedClosedEndpoint[];
+  // Endpoints the node's endpoint map cannot hold: not written (capacity-fit.ts admitEndpoints).
+  refused: RefusedEndpoint[];
   // Rules left without a counter (every rule counter slot taken); absent when none.
   uncountedRules?: number;
   durationMs: number;
@@ -406,7 +408,7 @@ export class MapSync {
     const m = this.#maps;
     const slotted = this.#slots.assign(want);
     this.#uncounted = slotted.uncounted;
-    const { plan, desired, failedClosed } = planWithinCapacity(
+    const { plan, desired, failedClosed, refused } = planWithinCapacity(
       this.#applied,
       slotted.desired,
       this.#capacities(),
@@ -472,6 +474,7 @@ export class MapSync {
       ipcacheDeleted: plan.ipcache.delete.length,
       pending: [],
       failedClosed,
+      refused,
       ...(slotted.uncounted > 0 && { uncountedRules: slotted.uncounted }),
       freed: plan.phase3.delete.length > 0,
     };
