@@ -241,6 +241,22 @@ describe("kube building blocks (real API server)", () => {
     const beat = await get();
     assert.ok((beat.status?.lastSyncTime ?? "") > (written.status?.lastSyncTime ?? ""), "lastSyncTime moved");
     assert.deepEqual({ ...beat.status, lastSyncTime: "" }, { ...written.status, lastSyncTime: "" });
+    // A write the node's maps refused whole: the last good report with the error, until a pass succeeds.
+    const full = {
+      reason: "CapacityExceeded" as const,
+      needed: 129,
+      capacity: 128,
+      message: "the node's ipcache map is full: the desired state needs 129 entries, it holds 128",
+    };
+    pub.writeFailed(full);
+    await waitFor("the failure's write", () => pub.writes === 3);
+    const failed = await get();
+    assert.deepEqual(failed.status?.errors, [full]);
+    assert.deepEqual(failed.status?.recentPolicies, { p: 2 }, "what the maps still hold");
+    assert.equal(failed.status?.lastSyncTime, written.status?.lastSyncTime, "when the maps last synced");
+    pub.update({ ...summary, enforced: [{ uid: "p", generation: 2 }] });
+    await waitFor("the recovery's write", () => pub.writes === 4);
+    assert.deepEqual((await get()).status?.errors, []);
     pub.stop();
   });
 });

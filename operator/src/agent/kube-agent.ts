@@ -64,6 +64,7 @@ import { PassClock, type PassReport, passLogFields, passWroteNothing } from "./p
 import { PolicyDelayTracker } from "./policy-delay.ts";
 import { reportWriteOutcome } from "./write-outcome.ts";
 import { describeRefused } from "../datapath/writer/capacity-fit.ts";
+import { MapCapacityError } from "../datapath/kernel/typed-map.ts";
 import { failedClosedCounts, nodeCapacityErrors, nodeErrorsOf } from "./capacity-report.ts";
 import { ALL_KEY, endpointKey, endpointOfKey, keysForEvent, type WatchedObject } from "./reconcile-keys.ts";
 
@@ -543,6 +544,15 @@ export class KubeAgent {
     this.#needsFull = true;
     this.health.passFailed(describeError(e));
     this.#o.metrics?.passFailed(keys.length);
+    // A node-wide map that cannot hold the state (capacity-fit.ts fails endpoints closed or refuses
+    // them for the policy and endpoint maps; the ipcache and source maps refuse the write whole).
+    if (e instanceof MapCapacityError)
+      this.#status.writeFailed({
+        reason: "CapacityExceeded",
+        needed: e.required,
+        capacity: e.maxEntries,
+        message: `the node's ${e.map} map is full: the desired state needs ${e.required} entries, it holds ${e.maxEntries}; nothing was written, the maps keep the last good state`,
+      });
     this.#log.error(
       { keys: keys.length, err: e },
       "reconcile failed; retrying with backoff, the maps keep the last good state",

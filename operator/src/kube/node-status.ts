@@ -251,6 +251,8 @@ export class NodeStatusPublisher {
   private readonly onError?: (err: unknown) => void;
   private readonly recent = new RecentPolicies();
   private latest: NodeStatusSummary | undefined;
+  // The last update()'s summary: what a failed write's report adds its error to.
+  private good: NodeStatusSummary | undefined;
   private lastKey = "";
   private lastWrite = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -277,7 +279,24 @@ export class NodeStatusPublisher {
     if (this.stopped) return;
     const enforced = [...summary.enforced];
     this.recent.observe(enforced);
-    this.latest = { ...summary, enforced, recent: this.recent.entries() };
+    this.latest = {
+      ...summary,
+      enforced,
+      recent: this.recent.entries(),
+      lastSyncTime: summary.lastSyncTime ?? new Date(),
+    };
+    this.good = this.latest;
+    this.schedule();
+  }
+
+  /**
+   * A write the node's maps could not take as a whole (a node-wide map full): the last good report
+   * (its lastSyncTime included: the maps still hold that state) with this error, until the next
+   * update().
+   */
+  writeFailed(error: NodeError): void {
+    if (this.stopped || !this.good) return;
+    this.latest = { ...this.good, errors: [...(this.good.errors ?? []), error] };
     this.schedule();
   }
 
