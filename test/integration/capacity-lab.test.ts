@@ -4,7 +4,9 @@
 // real packets show it denied both ways but for its own node (allow-localhost), the rest of the demo
 // unchanged; node-b's SecurityNodeStatus, the policies' Enforced condition, an event and the agent's
 // metrics say so with the numbers. Deleting the policy brings db back without a restart; so does an
-// agent restarted with a bigger map, which grows node-b's pinned maps under live traffic.
+// agent restarted with a bigger map, which grows node-b's pinned maps under live traffic. A policy
+// whose addresses overflow the ipcache (--map-ipcache-entries) is refused whole: the maps keep the
+// last good state and the node status carries the error until it is deleted.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { makeClients, loadKubeConfig } from "../../operator/src/kube/client.ts";
@@ -31,6 +33,8 @@ if (skip && process.env.CI === "true")
 
 // The demo's node-b (backend and db) needs a few dozen entries; db with BIG needs more than 2 x 70.
 const POLICY_MAP_ENTRIES = 128;
+// Prefixes each ipcache map holds: the demo's pods and nodes fit, WIDE's addresses do not.
+const IPCACHE_ENTRIES = 32;
 const DB = "shop/db";
 // Two rules of 35 ports (a rule holds at most 64), 3 apart: each its own entry.
 const ports = (from: number) =>
@@ -47,6 +51,26 @@ spec:
     ports: [${ports(7000)}]
 `;
 
+// 40 addresses outside the cluster, each its own prefix: more than the agents' ipcache maps hold.
+const WIDE = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: many-addresses, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: frontend}}
+  policyTypes: [Egress]
+  egress:
+  - to: [${Array.from({ length: 40 }, (_, i) => `{ipBlock: {cidr: 198.51.100.${i + 1}/32}}`).join(", ")}]
+`;
+const mapFlags = (policy: number) => [
+  "--map-policy-entries",
+  String(policy),
+  // No per-endpoint limit below the map's (default: half of it): the node's map is the limit here.
+  "--endpoint-policy-entries",
+  String(policy),
+  "--map-ipcache-entries",
+  String(IPCACHE_ENTRIES),
+];
+
 let kl: KubeLab | undefined;
 let op: Operator | undefined;
 const k = (args: string[], input?: string) => kl!.kubectl(args, input);
@@ -55,13 +79,7 @@ before(async () => {
   if (skip) return;
   kl = await startKubeLab();
   for (const n of kl.lab.plan.nodes)
-    await kl.lab.startKubeAgent(n.name, kl.api.kubeconfigPath, 60_000, [
-      "--map-policy-entries",
-      String(POLICY_MAP_ENTRIES),
-      // No per-endpoint limit below the map's (default: half of it): the node's map is the limit here.
-      "--endpoint-policy-entries",
-      String(POLICY_MAP_ENTRIES),
-    ]);
+    await kl.lab.startKubeAgent(n.name, kl.api.kubeconfigPath, 60_000, mapFlags(POLICY_MAP_ENTRIES));
   op = await startTestOperator(makeClients(loadKubeConfig(kl.api.kubeconfigPath)), "capacity-op");
 });
 
@@ -174,6 +192,49 @@ test("the policy is deleted: db recovers its policy without a restart, the repor
   assert.deepEqual(kl!.lab.runningAgents().sort(), agents, "the same agents: no restart");
 });
 
+test("a node-wide map is full (ipcache): the write is refused whole, the last good state stays, the status says so", {
+  skip,
+}, async () => {
+  const agents = kl!.lab.runningAgents().sort();
+  await k(["apply", "-f", "-"], WIDE);
+  try {
+    await refusedWhole();
+  } finally {
+    await k(["delete", "networkpolicy", "-n", "shop", "many-addresses", "--ignore-not-found"]);
+  }
+  await waitFor("node-a's report clears", async () => {
+    const st = await nodeStatus("node-a");
+    return (st.status?.errors ?? []).length === 0;
+  });
+  assert.equal((await kl!.lab.agentHttp("node-a", "/readyz")).status, 200);
+  assert.deepEqual(await kl!.probeUntil(demo()), demo());
+  assert.deepEqual(kl!.lab.runningAgents().sort(), agents, "the same agents: no restart");
+});
+
+async function refusedWhole(): Promise<void> {
+  // frontend's node holds the 40 prefixes' identities for its egress rule: they do not fit.
+  const full = await waitFor("node-a reports its full ipcache", async () => {
+    const errors = (await nodeStatus("node-a")).status?.errors ?? [];
+    return errors.find((e) => e.reason === "CapacityExceeded" && e.policy === undefined);
+  });
+  assert.match(
+    full.message,
+    new RegExp(
+      `^the node's ipcache map is full: the desired state needs \\d+ entries, it holds ${IPCACHE_ENTRIES}; nothing was written, the maps keep the last good state$`,
+    ),
+  );
+  assert.equal(full.capacity, IPCACHE_ENTRIES);
+  // The demo's prefixes and the 40 addresses.
+  assert.ok((full.needed ?? 0) > 40, `needed ${full.needed}`);
+  const ready = await kl!.lab.agentHttp("node-a", "/readyz");
+  assert.equal(ready.status, 503, "the agent is not ready while its passes fail");
+  assert.deepEqual(
+    await kl!.probeUntil(demo()),
+    demo(),
+    "the maps keep the last good state: nothing opened or closed",
+  );
+}
+
 test("a bigger map on a restart: node-b's maps grow in place and db, closed again, gets its policy", {
   skip,
 }, async () => {
@@ -198,12 +259,7 @@ test("a bigger map on a restart: node-b's maps grow in place and db, closed agai
   });
   await new Promise((resolve) => setTimeout(resolve, 1000));
   await kl!.lab.stopAgent("node-b");
-  await kl!.lab.startKubeAgent("node-b", kl!.api.kubeconfigPath, 60_000, [
-    "--map-policy-entries",
-    String(4 * POLICY_MAP_ENTRIES),
-    "--endpoint-policy-entries",
-    String(4 * POLICY_MAP_ENTRIES),
-  ]);
+  await kl!.lab.startKubeAgent("node-b", kl!.api.kubeconfigPath, 60_000, mapFlags(4 * POLICY_MAP_ENTRIES));
   const r = await traffic;
   assert.ok(r.sent >= 5000, `sent ${r.sent}`);
   assert.equal(r.lost, 0, "no allowed datagram lost while the maps grew");

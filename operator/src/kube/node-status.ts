@@ -35,9 +35,13 @@ export interface NodeError {
   /** The policy's uid, when there is one (what the operator matches on). */
   uid?: string;
   message: string;
-  /** CapacityExceeded: an endpoint's policy did not fit, and the endpoint fails closed. */
+  /**
+   * CapacityExceeded: a map of the node cannot hold what it needs. With an endpoint: its policy did not
+   * fit (it fails closed) or the endpoint map had no place for it (it is refused); without one: a
+   * node-wide map refused the write whole.
+   */
   reason?: NodeErrorReason;
-  /** The endpoint ("namespace/pod") that fails closed. */
+  /** The endpoint ("namespace/pod") that fails closed or is refused. */
   endpoint?: string;
   /** Entries its policy needs, and the most it may have: per endpoint, or what the node's map has left. */
   needed?: number;
