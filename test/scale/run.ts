@@ -46,16 +46,17 @@ export async function runScale(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "sluice-scale-bundle-"));
   const unregister = registerCleanup(async () => rmSync(work, { recursive: true, force: true }));
   let main = process.env.SCALE_MAIN;
-  if (main) {
-    // Another build's entry point (a bundle of an earlier commit: the "before" of a before/after).
-  } else if (entry === "bundle") {
-    execFileSync(process.execPath, ["scripts/bundle.mjs", "--outdir", work], {
-      cwd: REPO_ROOT,
-      stdio: "pipe",
-    });
-    main = join(work, "main.mjs");
-  } else if (entry !== "sources") throw new Error(`SCALE_ENTRY: bundle or sources, not ${entry}`);
   try {
+    if (main) {
+      // Another build's entry point (a bundle of an earlier commit: the "before" of a before/after).
+    } else if (entry === "bundle") {
+      // Inside the try: a bundle that fails to build (a NODE_OPTIONS Node refuses) leaves no directory.
+      execFileSync(process.execPath, ["scripts/bundle.mjs", "--outdir", work], {
+        cwd: REPO_ROOT,
+        stdio: "pipe",
+      });
+      main = join(work, "main.mjs");
+    } else if (entry !== "sources") throw new Error(`SCALE_ENTRY: bundle or sources, not ${entry}`);
     for (const f of factors) {
       const shape = scaled(f);
       console.error(`# scale ${f}: ${JSON.stringify(shape)}`);
