@@ -12,6 +12,7 @@ import { IDENTITY_TOMBSTONE_LABEL, labelSetHash } from "../../operator/src/ident
 import { securityLabels } from "../../operator/src/identity/labels.ts";
 import { publishNodeStatus } from "../../operator/src/kube/node-status.ts";
 import { rawRequest } from "../../operator/src/kube/raw.ts";
+import { isConflict } from "../../operator/src/kube/errors.ts";
 import { LeaderElector } from "../../operator/src/controllers/leader-election.ts";
 import {
   type Cluster,
@@ -84,20 +85,27 @@ describe("leader election (real API server)", () => {
     assert.equal(await holder("le-unit"), "a");
 
     // Someone else takes the lease (as if a's renewals had been lost): a must stop leading at once.
-    const lease = await rawRequest<LeaseJson & { metadata: object }>(
-      c.kc,
-      "GET",
-      "/apis/coordination.k8s.io/v1/namespaces/default/leases/le-unit",
-    );
-    const t0 = performance.now();
-    await rawRequest(c.kc, "PUT", "/apis/coordination.k8s.io/v1/namespaces/default/leases/le-unit", {
-      ...lease,
-      spec: {
-        ...lease.spec,
-        holderIdentity: "intruder",
-        renewTime: new Date().toISOString().replace("Z", "000Z"),
-      },
-    });
+    // a renews every 200 ms: a renewal between the read and the write makes it a conflict, and the
+    // intruder reads again, as any client of an optimistic-concurrency API does.
+    const path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/le-unit";
+    let t0 = 0;
+    for (let attempt = 0; ; attempt++) {
+      const lease = await rawRequest<LeaseJson & { metadata: object }>(c.kc, "GET", path);
+      t0 = performance.now();
+      try {
+        await rawRequest(c.kc, "PUT", path, {
+          ...lease,
+          spec: {
+            ...lease.spec,
+            holderIdentity: "intruder",
+            renewTime: new Date().toISOString().replace("Z", "000Z"),
+          },
+        });
+        break;
+      } catch (err) {
+        if (!isConflict(err) || attempt >= 20) throw err;
+      }
+    }
     await waitFor("a stops leading", () => a.state.signal?.aborted, 3000, 5);
     const lostMs = performance.now() - t0;
     assert.ok(lostMs < 600, `a noticed the loss after ${Math.round(lostMs)} ms (retry period 200 ms)`);
