@@ -5,6 +5,7 @@
 import { compile, inputsFromObjects } from "../../operator/src/policy/index.ts";
 import type { EndpointState, MapState } from "../../operator/src/policy/mapstate.ts";
 import type { Datapath } from "../../operator/src/datapath/kernel/programs.ts";
+import type { EndpointInterface } from "../../operator/src/agent/enforcer.ts";
 import { packet } from "../support/packets.ts";
 import { testInterface } from "./addon-rig.ts";
 
@@ -75,6 +76,16 @@ export class EndpointLinks {
 
   ifname(key: string): string {
     return this.#links[[...this.ifindex.keys()].indexOf(key)]!.name;
+  }
+
+  // What an Enforcer is handed for these endpoints: each key's interface, with its pod's one address.
+  interfaces(addresses: Readonly<Record<string, string>>): Map<string, EndpointInterface> {
+    return new Map(
+      Object.entries(addresses).map(([key, ip]) => [
+        key,
+        { ifname: this.ifname(key), ifindex: this.ifindex.get(key)!, addresses: [ip] },
+      ]),
+    );
   }
 
   // One TCP packet through dp's program on the endpoint's interface: to the pod (its ingress) or from

@@ -171,16 +171,7 @@ describe("a full endpoint map refuses new endpoints, not the node's write", {
     dp = loadDatapath({ pinRoot: root.path, mapSizes: { ...SIZES, endpoints: 2 } });
     enforcer = new Enforcer(dp, { node: NODE, resolver: { resolve: async () => undefined } });
     eps = new EndpointLinks(dp, ["shop/web", "shop/db", "shop/cache"]);
-    interfaces = new Map(
-      [
-        ["shop/web", WEB],
-        ["shop/db", DB],
-        ["shop/cache", CACHE],
-      ].map(([key, ip]) => [
-        key,
-        { ifname: eps.ifname(key), ifindex: eps.ifindex.get(key)!, addresses: [ip] },
-      ]),
-    );
+    interfaces = eps.interfaces({ "shop/web": WEB, "shop/db": DB, "shop/cache": CACHE });
   });
   after(() => {
     dp?.close();

@@ -34,15 +34,7 @@ describe("maps grown on a live node", { skip: skip ? privilegeProblem() : false 
     root = pinRoot();
     old = loadDatapath({ pinRoot: root.path, mapSizes: SMALL });
     eps = new EndpointLinks(old, ["shop/web", "shop/db"]);
-    interfaces = new Map(
-      [
-        ["shop/web", WEB],
-        ["shop/db", DB],
-      ].map(([key, ip]) => [
-        key,
-        { ifname: eps.ifname(key), ifindex: eps.ifindex.get(key)!, addresses: [ip] },
-      ]),
-    );
+    interfaces = eps.interfaces({ "shop/web": WEB, "shop/db": DB });
   });
   after(() => {
     grown?.close();
