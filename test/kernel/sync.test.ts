@@ -15,7 +15,12 @@ import {
 } from "../../operator/src/datapath/writer/policy-encoder.ts";
 import { countPolicyEntries, writePolicyChanges } from "../../operator/src/datapath/writer/policy-store.ts";
 import { type Datapath, loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
-import { MapSync, readApplied, viewApplied } from "../../operator/src/datapath/writer/sync.ts";
+import {
+  MapSync,
+  readApplied,
+  SCRATCH_KEPT_BYTES,
+  viewApplied,
+} from "../../operator/src/datapath/writer/sync.ts";
 import type { EndpointState, MapState, PolicyEntry } from "../../operator/src/policy/mapstate.ts";
 import { policyEntryKey } from "../../operator/src/policy/mapstate.ts";
 import { privilegeProblem, requirePrivileged } from "../support/privileged.ts";
@@ -245,6 +250,34 @@ describe("map sync", { skip: skip ? privilegeProblem() : false }, () => {
     sync.apply(withGroup([...exact(3), ...blocks(2)]), ifindexOf);
     assert.deepEqual(comparable(dp), expected(withGroup([...exact(3), ...blocks(2)])));
     assert.deepEqual(counts(), [0, 0]);
+    sync.apply(B, ifindexOf);
+    assert.deepEqual(comparable(dp), expected(B));
+  });
+
+  test("a big write's working memory is not kept: the syncs after it start small and write correctly", (t) => {
+    if (!requirePrivileged(t)) return;
+    const sync = MapSync.adopt(a, dp.maps);
+    // 4 endpoints × 2,000 peer identities: 8,000 records, about 3.3 MB of record buffers alone.
+    const wide = (n: number): MapState => ({
+      ipcache: A.ipcache,
+      endpoints: [1, 2, 3, 4].map((id) =>
+        ep(
+          id,
+          300 + id,
+          Array.from({ length: n }, (_, i) => entry("ingress", 1000 + i, 6, 443, 16, "allow", 100 + i)),
+        ),
+      ),
+    });
+    sync.apply(wide(2000), ifindexOf);
+    assert.deepEqual(comparable(dp), expected(wide(2000)));
+    assert.ok(
+      sync.scratchBytes <= SCRATCH_KEPT_BYTES,
+      `${sync.scratchBytes} bytes of scratch kept after the big write (at most ${SCRATCH_KEPT_BYTES})`,
+    );
+    sync.apply(wide(3), ifindexOf);
+    assert.deepEqual(comparable(dp), expected(wide(3)));
+    sync.apply(wide(2000), ifindexOf);
+    assert.deepEqual(comparable(dp), expected(wide(2000)));
     sync.apply(B, ifindexOf);
     assert.deepEqual(comparable(dp), expected(B));
   });

@@ -408,6 +408,11 @@ export class SetBatchWriter {
     this.#vv = view(values);
   }
 
+  // Bytes of its buffers (PolicyWriteScratch.bytes).
+  get bytes(): number {
+    return this.#keys.byteLength + this.#values.byteLength;
+  }
+
   finish(): PolicyBatch {
     return {
       keys: this.#keys.subarray(0, this.#count * SET_KEY_SIZE),

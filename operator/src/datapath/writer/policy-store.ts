@@ -340,6 +340,12 @@ export class PolicyWriteScratch {
   // Groups of the current run with more entries than fit inline.
   big: number[] = [];
 
+  // Bytes of its buffers: what a writer keeps between syncs (MapSync trims it).
+  get bytes(): number {
+    const arrays = [this.slots, this.groupKey, this.record, this.size, this.spec, this.proto, this.port];
+    return this.sets.bytes + arrays.reduce((n, a) => n + a.byteLength, 0);
+  }
+
   // Ready for a call.
   begin(): void {
     this.sets.reset();
