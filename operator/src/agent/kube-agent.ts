@@ -18,6 +18,7 @@ import { type ClusterObjects, classifyObjects, emptyObjects } from "../api/objec
 import { DATAPATH_VERSION } from "../datapath/kernel/maps.ts";
 import type { Datapath } from "../datapath/kernel/programs.ts";
 import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
+import { nodePodView } from "../kube/cache-view.ts";
 import { loadKubeConfig, makeClients } from "../kube/client.ts";
 import { describeError } from "../kube/errors.ts";
 import { Informer, OptionalInformer, type WatchCache, waitForCacheSync } from "../kube/informer.ts";
@@ -232,7 +233,14 @@ export class KubeAgent {
       );
     };
     this.#informers = [
-      ...WATCHED.map((r) => new Informer<KubernetesObject>(kc, r, { onError: onError(r) })),
+      ...WATCHED.map(
+        (r) =>
+          new Informer<KubernetesObject>(kc, r, {
+            onError: onError(r),
+            // Other nodes' pods are peers: only what the universe reads of them (cache-view.ts).
+            ...(r === PODS && { view: nodePodView(o.node) }),
+          }),
+      ),
       ...OPTIONAL_WATCHED.map(
         (r) =>
           new OptionalInformer<KubernetesObject>(kc, r, {
@@ -269,7 +277,7 @@ export class KubeAgent {
 
   // Informer callbacks run synchronously inside client-node: map to keys, mark dirty, queue.
   #onEvent(r: Resource, deleted: boolean, obj: KubernetesObject): void {
-    const current = deleted ? undefined : ({ ...this.#cniView(r.kind, obj), kind: r.kind } as WatchedObject);
+    const current = deleted ? undefined : (this.#cniView(obj) as WatchedObject);
     const compiler = this.#compiler;
     if (r.kind === "SecurityIdentity") {
       this.#identitiesDirty = true;
@@ -357,13 +365,7 @@ export class KubeAgent {
 
   snapshot(): ClusterObjects {
     const objects: unknown[] = [];
-    for (const inf of this.#informers)
-      for (const o of inf.list())
-        objects.push({
-          ...this.#cniView(inf.resource.kind, o),
-          kind: inf.resource.kind,
-          apiVersion: o.apiVersion,
-        });
+    for (const inf of this.#informers) for (const o of inf.list()) objects.push(this.#cniView(o));
     const o = classifyObjects(objects);
     o.securityIdentities = liveIdentities(o.securityIdentities);
     return o;
@@ -586,12 +588,13 @@ export class KubeAgent {
 
   #list(kind: string): readonly KubernetesObject[] {
     const inf = this.#byKind.get(kind);
-    return inf ? inf.list().map((o) => ({ ...this.#cniView(kind, o), kind })) : [];
+    return inf ? inf.list().map((o) => this.#cniView(o)) : [];
   }
 
-  // A pod as the compiler reads it: with the addresses its CNI ADD declared while its status has none.
-  #cniView(kind: string, o: KubernetesObject): KubernetesObject {
-    return this.#cni && kind === "Pod" ? (this.#cni.podView(o as Pod) as KubernetesObject) : o;
+  // An object as the compiler reads it (the caches' objects carry their kind, kube/cache-view.ts): a
+  // pod with the addresses its CNI ADD declared while its status has none.
+  #cniView(o: KubernetesObject): KubernetesObject {
+    return this.#cni && o.kind === "Pod" ? (this.#cni.podView(o as Pod) as KubernetesObject) : o;
   }
 
   // The dirty objects as the caches hold them now (level-triggered: whatever the events said).
@@ -603,8 +606,8 @@ export class KubeAgent {
       if (!inf) continue;
       const [ns, name] = rest.length === 2 ? rest : [undefined, rest[0]];
       const cached = inf.get(name, ns);
-      const o = cached && this.#cniView(kind, cached);
-      const object = (o ? { ...o, kind } : { kind, metadata: { name, namespace: ns } }) as Change["object"];
+      const o = cached && this.#cniView(cached);
+      const object = (o ?? { kind, metadata: { name, namespace: ns } }) as Change["object"];
       out.push({ type: o ? "upsert" : "delete", object });
     }
     this.#dirty.clear();

@@ -21,6 +21,8 @@ export const DEFAULT_EXCLUDED_LABELS: readonly string[] = [
   "controller-uid",
   "job-name",
 ];
+// Built once: securityLabels runs for every pod of every universe.
+const DEFAULT_EXCLUDED: ReadonlySet<string> = new Set(DEFAULT_EXCLUDED_LABELS);
 
 export interface LabelOptions {
   // Exact label keys to drop (pod and namespace labels).
@@ -34,7 +36,7 @@ export function securityLabels(
   namespace: Pick<Namespace, "metadata"> | undefined,
   options: LabelOptions = {},
 ): LabelSet {
-  const excluded = new Set(options.excluded ?? DEFAULT_EXCLUDED_LABELS);
+  const excluded = options.excluded ? new Set(options.excluded) : DEFAULT_EXCLUDED;
   const nsName = pod.metadata.namespace ?? "default";
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(pod.metadata.labels ?? {})) {

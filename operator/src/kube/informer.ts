@@ -14,7 +14,7 @@ import {
   ListWatch,
   Watch,
 } from "@kubernetes/client-node";
-import { cacheView } from "./cache-view.ts";
+import { cacheView, withKind } from "./cache-view.ts";
 import { describeError, isNotFound } from "./errors.ts";
 import { rawList, rawRequest } from "./raw.ts";
 import { collectionPath, type Resource } from "./resources.ts";
@@ -31,7 +31,8 @@ export interface InformerOptions {
   maxBackoffMs?: number;
   /** Called with a loggable description of each error (never the raw message). */
   onError?: (description: string, consecutiveFailures: number) => void;
-  /** What the cache keeps of each object; default cacheView(resource) (cache-view.ts). */
+  /** What the cache keeps of each object; default cacheView(resource) (cache-view.ts). Either way
+   *  the cached object carries the resource's kind. */
   view?: <T extends KubernetesObject>(obj: T) => T;
 }
 
@@ -101,7 +102,7 @@ export class Informer<T extends KubernetesObject> implements WatchCache<T> {
     this.resource = resource;
     this.opts = opts;
     const path = collectionPath(resource, opts.namespace);
-    const view = opts.view ?? cacheView(resource);
+    const view = withKind(resource, opts.view ?? cacheView(resource));
     const listFn = async (): Promise<KubernetesListObject<T>> => {
       const list = await rawList<T>(
         kc,

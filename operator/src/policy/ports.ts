@@ -35,9 +35,18 @@ export function protocolName(n: number): string {
   return String(n);
 }
 
+// Peer pods share one frozen container list per distinct spec (kube/cache-view.ts peerPodView): the
+// named ports of a shared list are computed once, not once per pod of a 50,000-pod universe.
+const ofSharedContainers = new WeakMap<object, NamedPorts>();
+
 export function namedPortsOf(pod: Pod): NamedPorts {
+  const containers = pod.spec?.containers;
+  const shared = containers !== undefined && Object.isFrozen(containers);
+  const known = shared ? ofSharedContainers.get(containers) : undefined;
+  if (known) return known;
   const out = new Map<string, NamedPort[]>();
-  for (const c of pod.spec?.containers ?? [])
+  if (shared) ofSharedContainers.set(containers, out);
+  for (const c of containers ?? [])
     for (const p of c.ports ?? []) {
       if (!p.name) continue;
       const list = out.get(p.name) ?? [];

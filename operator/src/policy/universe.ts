@@ -239,7 +239,7 @@ export function buildUniverse(input: UniverseInput): Universe {
         id,
         base,
         labels: baseInfo.labels,
-        prefixes: new Set(g.covering),
+        prefixes: g.covering.length > 0 ? new Set(g.covering) : empty,
         namedPorts: g.namedPorts,
         ...(g.nodeSelectors?.length ? { nodeSelectors: new Set(g.nodeSelectors) } : {}),
       });
