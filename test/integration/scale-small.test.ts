@@ -49,5 +49,9 @@ test("scale rig at 1/100: identities, enforcement status, agent maps and request
   assert.ok(r.policyChange.nodeStatusWrites >= shape.nodes - 1, "every simulated node reported");
   assert.ok(r.api.churn.perSecond["sluice-operator"] > 0, "the audit log counts the operator's requests");
   assert.ok(r.api.policyChange.perSecond["sluice-agent"] > 0, "...and the real agent's status write");
-  assert.ok(r.agent.rss > 0 && r.operator.rss > 0 && r.agent.heapUsed > 0);
+  assert.ok(r.agent.rss > 0 && r.agent.rssEnd > 0 && r.operator.rss > 0 && r.agent.heapUsed > 0);
+  assert.ok(
+    r.operator.cpuSeconds > 0 && r.agent.cpuSecondsAfterSteady > 0,
+    "CPU seconds from the daemons' metrics",
+  );
 });

@@ -33,6 +33,11 @@ const ROWS: Row[] = [
   { what: "operator: RSS at the end", value: (r) => r.operator.rss, format: mib, goal: "< 300 MiB" },
   { what: "operator: heap used at the end", value: (r) => r.operator.heapUsed, format: mib },
   { what: "operator: V8 young generation reserved", value: (r) => r.operator.newSpace, format: mib },
+  {
+    what: "operator: CPU seconds, start to end",
+    value: (r) => r.operator.cpuSeconds,
+    format: (v) => `${v.toFixed(1)} s`,
+  },
   { what: "agent: initial sync (start → maps written, ready)", value: (r) => r.agent.readyMs, format: s1 },
   {
     what: "agent: caches synced",
@@ -40,9 +45,15 @@ const ROWS: Row[] = [
     format: (v) => `${Math.round(v)} ms`,
   },
   { what: "agent: first full pass", value: (r) => r.agent.firstPassMs, format: (v) => `${Math.round(v)} ms` },
-  { what: "agent: RSS at scale", value: (r) => r.agent.rss, format: mib, goal: "< 150 MiB" },
+  { what: "agent: RSS at scale (steady)", value: (r) => r.agent.rss, format: mib, goal: "< 150 MiB" },
+  { what: "agent: RSS at the end (after the churn)", value: (r) => r.agent.rssEnd, format: mib },
   { what: "agent: heap used at scale", value: (r) => r.agent.heapUsed, format: mib },
   { what: "agent: V8 young generation reserved", value: (r) => r.agent.newSpace, format: mib },
+  {
+    what: "agent: CPU seconds, steady sample to end",
+    value: (r) => r.agent.cpuSecondsAfterSteady,
+    format: (v) => `${v.toFixed(1)} s`,
+  },
   {
     what: "policy change → Enforced=True on all nodes",
     value: (r) => r.policyChange.ms,

@@ -64,6 +64,8 @@ export interface RigResult {
     heapUsed: number;
     /** V8's young generation as reserved (heap space "new"): sized from the machine's memory. */
     newSpace: number;
+    /** CPU seconds (user + system) from its start to the end of the run. */
+    cpuSeconds: number;
   };
   agent: {
     readyMs: number;
@@ -71,9 +73,14 @@ export interface RigResult {
     firstPassMs: number;
     /** map → "entries/capacity" */
     maps: Record<string, string>;
+    /** Sampled at the end of the steady phase. */
     rss: number;
+    /** Sampled at the end of the run (after the policy change, the burst and the churn). */
+    rssEnd: number;
     heapUsed: number;
     newSpace: number;
+    /** CPU seconds from the steady sample to the end (the policy change, the burst, the churn). */
+    cpuSecondsAfterSteady: number;
   };
   policyChange: {
     ms: number;
@@ -310,6 +317,7 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
       rss: sampleValue(am, "process_resident_memory_bytes"),
       heapUsed: sampleValue(am, "nodejs_heap_size_used_bytes"),
       newSpace: sampleValue(am, "nodejs_heap_space_size_total_bytes", { space: "new" }),
+      cpuSeconds: sampleValue(am, "process_cpu_seconds_total"),
     };
     log(
       `agent at scale: rss ${(agent.rss / 2 ** 20).toFixed(0)} MiB, heap ${(agent.heapUsed / 2 ** 20).toFixed(0)} MiB, maps ${JSON.stringify(agent.maps)}`,
@@ -516,8 +524,13 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
         rss: op.rssBytes(),
         heapUsed: sampleValue(om, "nodejs_heap_size_used_bytes"),
         newSpace: sampleValue(om, "nodejs_heap_space_size_total_bytes", { space: "new" }),
+        cpuSeconds: sampleValue(om, "process_cpu_seconds_total"),
       },
-      agent: { ...agent, rss: Math.max(agent.rss, sampleValue(am2, "process_resident_memory_bytes")) },
+      agent: {
+        ...agent,
+        rssEnd: sampleValue(am2, "process_resident_memory_bytes"),
+        cpuSecondsAfterSteady: sampleValue(am2, "process_cpu_seconds_total") - agent.cpuSeconds,
+      },
       policyChange,
       burst: { labelSets: o.burst, createMs, allocMs, deleteMs, gcMs, gcDeleted },
       churn: { ops, seconds: churnSeconds, allocated: churnAllocated },
