@@ -55,6 +55,7 @@ import type { Pod } from "../api/k8s.ts";
 import type { Logger } from "../observe/log.ts";
 import { AgentHealth } from "./agent-health.ts";
 import { CniServer } from "./cni-server.ts";
+import { HeapRelief } from "../observe/heap-relief.ts";
 import { localPods, resolvePod } from "./endpoints.ts";
 import { type EndpointInterface, type EnforceResult, Enforcer } from "./enforcer.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
@@ -202,6 +203,7 @@ export class KubeAgent {
   readonly #cni?: CniServer;
   readonly #log: Logger;
   readonly #policyDelay = new PolicyDelayTracker();
+  readonly #heap = new HeapRelief();
   // What /healthz and /readyz report (AgentHealth.live and .ready).
   readonly health = new AgentHealth();
   #passes = 0;
@@ -338,7 +340,10 @@ export class KubeAgent {
     const t0 = performance.now();
     await waitForCacheSync(this.#informers);
     this.health.cachesSynced();
-    this.#log.info({ duration_ms: Math.round(performance.now() - t0) }, "caches synced");
+    this.#log.info(
+      { duration_ms: Math.round(performance.now() - t0), heap_relief: this.#heap.enabled },
+      "caches synced",
+    );
     this.#o.metrics?.setSources({ queueDepth: () => this.#queue.length });
     await this.reconcile([ALL_KEY]);
     this.#workers = runBatchWorker(
@@ -536,6 +541,7 @@ export class KubeAgent {
         ),
       );
     }
+    this.#heap.afterPass(step.universeRebuilt);
     const quiet = passWroteNothing(result.sync) && !step.full;
     this.#log[quiet ? "debug" : "info"](passLogFields(report), "reconciled");
     reportWriteOutcome(result, this.#log, metrics, step.compiler.errors);

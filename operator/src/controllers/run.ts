@@ -10,6 +10,7 @@ import { identityRecord } from "../identity/allocator.ts";
 import type { AnyPolicy } from "../policy/normalize.ts";
 import { validatePolicy } from "../policy/validate.ts";
 import { EventRecorder } from "../kube/event-recorder.ts";
+import { HeapRelief } from "../observe/heap-relief.ts";
 import { Informer, OptionalInformer, type WatchCache } from "../kube/informer.ts";
 import type { HealthCheck } from "../observe/health.ts";
 import { type Logger, silentLogger } from "../observe/log.ts";
@@ -90,6 +91,8 @@ export class Operator {
   status: StatusController | undefined;
   /** Times this replica started leading (tests). */
   terms = 0;
+  // Collections when the heap outgrows what the last one left (observe/heap-relief.ts).
+  private stopHeapWatch: () => void = () => {};
 
   constructor(o: OperatorOptions) {
     this.o = o;
@@ -183,6 +186,7 @@ export class Operator {
   start(): void {
     for (const inf of Object.values(this.informers)) inf.start();
     this.elector.start();
+    this.stopHeapWatch = new HeapRelief().watchGrowth();
   }
 
   isLeader(): boolean {
@@ -242,6 +246,7 @@ export class Operator {
 
   /** Stops leading (releasing the lease) and the informers. */
   async stop(): Promise<void> {
+    this.stopHeapWatch();
     await this.elector.stop();
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
   }
