@@ -41,7 +41,26 @@ test("a rebuild asks for one asynchronous major collection; other passes ask for
   assert.equal(r.relief.afterPass(false), false);
   assert.equal(r.relief.afterPass(true), true);
   await settle();
-  assert.deepEqual(r.calls, [{ type: "major", execution: "async" }]);
+  assert.deepEqual(r.calls, [{ type: "major", execution: "async", flavor: "last-resort" }]);
+});
+
+test("the first collection after a quiet minute is the thorough kind, back-to-back ones the plain kind", async () => {
+  const r = rig({ minIntervalMs: 1000 });
+  const flavors = async (gapsMs: number[]) => {
+    for (const gap of gapsMs) {
+      r.advance(gap);
+      r.relief.afterPass(true);
+      await settle();
+    }
+    return r.calls.map((c) => (c as { flavor: string }).flavor);
+  };
+  assert.deepEqual(await flavors([0, 2000, 2000, 61_000, 1500]), [
+    "last-resort",
+    "regular",
+    "regular",
+    "last-resort",
+    "regular",
+  ]);
 });
 
 test("rebuilds within the interval share one collection", async () => {
