@@ -15,5 +15,6 @@ bash scripts/image-build.sh >/dev/null
 shopt -s nullglob globstar
 files=(test/unit/**/*.test.ts test/kernel/**/*.test.ts test/e2e/**/*.test.ts test/integration/**/*.test.ts test/cluster/**/*.test.ts)
 # Kernel and lab tests share the host's bpffs and network namespaces: one file at a time. A file's
-# process exits when its tests are done, so a handle a failed test left open cannot hang the run.
-exec node --disable-warning=ExperimentalWarning --test --test-concurrency=1 --test-force-exit --test-reporter=spec "${files[@]}"
+# process exits when its tests are done, so a handle a failed test left open cannot hang the run; its
+# stdout made blocking first (test/support/blocking-stdout.ts), or that exit drops results unreported.
+exec node --disable-warning=ExperimentalWarning --import ./test/support/blocking-stdout.ts --test --test-concurrency=1 --test-force-exit --test-reporter=spec "${files[@]}"
