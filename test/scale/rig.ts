@@ -317,8 +317,8 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
       rss: sampleValue(am, "process_resident_memory_bytes"),
       heapUsed: sampleValue(am, "nodejs_heap_size_used_bytes"),
       newSpace: sampleValue(am, "nodejs_heap_space_size_total_bytes", { space: "new" }),
-      cpuSeconds: sampleValue(am, "process_cpu_seconds_total"),
     };
+    const agentCpuAtSteady = sampleValue(am, "process_cpu_seconds_total");
     log(
       `agent at scale: rss ${(agent.rss / 2 ** 20).toFixed(0)} MiB, heap ${(agent.heapUsed / 2 ** 20).toFixed(0)} MiB, maps ${JSON.stringify(agent.maps)}`,
     );
@@ -529,7 +529,7 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
       agent: {
         ...agent,
         rssEnd: sampleValue(am2, "process_resident_memory_bytes"),
-        cpuSecondsAfterSteady: sampleValue(am2, "process_cpu_seconds_total") - agent.cpuSeconds,
+        cpuSecondsAfterSteady: sampleValue(am2, "process_cpu_seconds_total") - agentCpuAtSteady,
       },
       policyChange,
       burst: { labelSets: o.burst, createMs, allocMs, deleteMs, gcMs, gcDeleted },

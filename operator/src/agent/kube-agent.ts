@@ -52,10 +52,10 @@ import { podKey } from "../api/k8s.ts";
 import { policyKey } from "../policy/normalize.ts";
 import { podIps } from "../policy/universe.ts";
 import type { Pod } from "../api/k8s.ts";
+import { HeapRelief } from "../observe/heap-relief.ts";
 import type { Logger } from "../observe/log.ts";
 import { AgentHealth } from "./agent-health.ts";
 import { CniServer } from "./cni-server.ts";
-import { HeapRelief } from "../observe/heap-relief.ts";
 import { localPods, resolvePod } from "./endpoints.ts";
 import { type EndpointInterface, type EnforceResult, Enforcer } from "./enforcer.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
@@ -283,10 +283,7 @@ export class KubeAgent {
     const compiler = this.#compiler;
     if (r.kind === "SecurityIdentity") {
       this.#identitiesDirty = true;
-      if (compiler)
-        this.#enqueue(
-          keysForEvent({ current, old: { ...obj, kind: r.kind } as WatchedObject }, this.#view(compiler)),
-        );
+      if (compiler) this.#enqueue(keysForEvent({ current, old: obj as WatchedObject }, this.#view(compiler)));
       return;
     }
     const ns = obj.metadata?.namespace;

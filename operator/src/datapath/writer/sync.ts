@@ -278,10 +278,10 @@ export interface MapSyncOptions {
   barrier?: boolean;
 }
 
-// Owns the maps' contents for one agent. Construct with adopt(): it starts from what the kernel holds.
-// The most policy-writer scratch a MapSync keeps between syncs (about 6,000 records' worth).
+// The most policy-writer scratch a MapSync keeps between syncs (about 5,000 records' worth).
 export const SCRATCH_KEPT_BYTES = 2 * 1024 * 1024;
 
+// Owns the maps' contents for one agent. Construct with adopt(): it starts from what the kernel holds.
 export class MapSync {
   readonly #addon: BpfAddon;
   readonly #maps: DatapathMaps;
