@@ -13,6 +13,7 @@ import {
   type WatchedObject,
 } from "../../operator/src/agent/reconcile-keys.ts";
 import { staleInterfaces } from "../../operator/src/agent/link-check.ts";
+import { nodePodView } from "../../operator/src/kube/cache-view.ts";
 import type { Namespace, NetworkPolicy, Node, Pod } from "../../operator/src/api/k8s.ts";
 import { emptyObjects } from "../../operator/src/api/objects.ts";
 import type { SecurityIdentity } from "../../operator/src/api/types.generated.ts";
@@ -169,20 +170,98 @@ test("keyed recompile: a policy edit recompiles and changes only the endpoints i
   assert.ok(isEmptyDelta(again.delta), "a second reconcile of the key writes nothing");
 });
 
-test("keyed recompile: a new identity makes every endpoint recompile (peer table changed)", () => {
-  const objects = [...base, np("p", "web", 80)];
+test("keyed recompile: a new identity recompiles the endpoints with a rule that reaches it, and its own", () => {
+  // web admits api pods of any namespace; db admits anyone (a wildcard peer gives no identity its own
+  // entries). b/api's identity is not allocated yet.
+  const fromApi: NetworkPolicy = {
+    kind: "NetworkPolicy",
+    metadata: { name: "from-api", namespace: "a", generation: 1 },
+    spec: {
+      podSelector: { matchLabels: { app: "web" } },
+      ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: "api" } } }] }],
+    },
+  };
+  const objects = [...base, fromApi, np("p", "db", 80)];
   const inputs = inputsFromObjects(objects);
-  const inc = new IncrementalCompiler({ ...inputs, identities: inputs.identities.slice(1) }, { node: "n1" });
+  const isApi = (i: { labels: Readonly<Record<string, string>> }) => i.labels.app === "api";
+  assert.equal(inputs.identities.filter(isApi).length, 1);
+  const inc = new IncrementalCompiler(
+    { ...inputs, identities: inputs.identities.filter((i) => !isApi(i)) },
+    { node: "n1" },
+  );
   inc.setIdentities(inputs.identities);
   const r = inc.recompile([]);
   assert.ok(r.peersChanged);
-  assert.deepEqual(sorted(r.recompiled), ["a/db", "a/web", "b/api"]);
+  assert.deepEqual(sorted(r.recompiled), ["a/web", "b/api"]);
   assert.deepEqual(inc.state, compile(inc.inputs(), { node: "n1" }).state);
   assert.ok(isEmptyDelta(inc.recompile(["a/web", "a/db"]).delta));
+  // A new identity no rule reaches (a label set of no local endpoint's peers): nothing recompiles.
+  inc.setIdentities([
+    ...inputs.identities,
+    { id: 90000, labels: { app: "batch", "io.kubernetes.pod.namespace": "c" } },
+  ]);
+  const quiet = inc.recompile([]);
+  assert.ok(quiet.peersChanged);
+  assert.deepEqual(quiet.recompiled, []);
+  assert.deepEqual(inc.state, compile(inc.inputs(), { node: "n1" }).state);
+});
+
+test("keyed recompile: a new identity with named ports recompiles the endpoints whose egress names a port to anyone", () => {
+  // db may reach "http" on any peer: each peer with a port of that name gets entries of its own.
+  const toHttp: NetworkPolicy = {
+    kind: "NetworkPolicy",
+    metadata: { name: "to-http", namespace: "a", generation: 1 },
+    spec: {
+      podSelector: { matchLabels: { app: "db" } },
+      policyTypes: ["Egress"],
+      egress: [{ ports: [{ port: "http" }] }],
+    },
+  };
+  const cache = pod("b", "cache", { app: "cache" }, "10.0.1.9", "n2", [
+    { name: "http", containerPort: 6379 },
+  ]);
+  const inputs = inputsFromObjects([...base, cache, toHttp]);
+  const isCache = (i: { labels: Readonly<Record<string, string>> }) => i.labels.app === "cache";
+  const inc = new IncrementalCompiler(
+    { ...inputs, identities: inputs.identities.filter((i) => !isCache(i)) },
+    { node: "n1" },
+  );
+  inc.setIdentities(inputs.identities);
+  const r = inc.recompile([]);
+  assert.deepEqual(r.recompiled, ["a/db"]);
+  assert.ok(r.delta.endpoints.some((d) => d.key === "a/db" && d.upsert.some((e) => e.port === 6379)));
+  assert.deepEqual(inc.state, compile(inc.inputs(), { node: "n1" }).state);
+});
+
+test("keyed recompile: a namespace relabelled, new object or in place, moves its peer pods to their new identity", () => {
+  const far = nodePodView("n1")(pod("a", "far", { app: "web" }, "10.0.1.1", "n2"));
+  assert.ok(Object.isFrozen(far.metadata.labels), "a peer's labels are shared and frozen");
+  const objects = [ns("a", { team: "x" }), far, web];
+  // Identities for both label sets the namespace can give its pods, allocated up front.
+  const identities = inputsFromObjects([ns("a", { team: "x" }), far]).identities.concat(
+    inputsFromObjects([ns("a", { team: "y" }), far]).identities.map((i) => ({ ...i, id: i.id + 1000 })),
+  );
+  const inc = new IncrementalCompiler({ ...inputsFromObjects(objects), identities }, { node: "n1" });
+  const idOf = () => inc.state.ipcache.find((e) => e.cidr === "10.0.1.1/32")?.identity;
+  const first = idOf();
+  assert.ok(first !== undefined);
+  const inPlace = inc.object("Namespace", undefined, "a") as Namespace;
+  inPlace.metadata.labels = { ...inPlace.metadata.labels, team: "y" };
+  inc.record({ type: "upsert", object: inPlace });
+  inc.recompile([]);
+  assert.notEqual(idOf(), first);
+  assert.deepEqual(inc.state, compile(inc.inputs(), { node: "n1" }).state);
+  // Changed where it is (the same labels object): the memo must not trust it.
+  const labels = inc.object("Namespace", undefined, "a")?.metadata.labels as Record<string, string>;
+  labels.team = "x";
+  inc.record({ type: "upsert", object: inc.object("Namespace", undefined, "a")! });
+  inc.recompile([]);
+  assert.equal(idOf(), first);
+  assert.deepEqual(inc.state, compile(inc.inputs(), { node: "n1" }).state);
 });
 
 // Events the agent sees: object upserts and deletes, and identity set changes.
-type Ev = { change: Change } | { identities: true };
+type Ev = { change: Change } | { identities: true } | { relabelInPlace: { n: string; team: string } };
 const event = fc.oneof(
   networkPolicy(0).map((o): Ev => ({ change: { type: "upsert", object: o } })),
   networkPolicy(5).map((o): Ev => ({ change: { type: "upsert", object: o } })),
@@ -218,6 +297,9 @@ const event = fc.oneof(
   fc
     .record({ n: fc.constantFrom("a", "b"), team: fc.constantFrom("x", "y", "z") })
     .map((x): Ev => ({ change: { type: "upsert", object: ns(x.n, { team: x.team }) } })),
+  fc
+    .record({ n: fc.constantFrom("a", "b"), team: fc.constantFrom("x", "y", "z") })
+    .map((x): Ev => ({ relabelInPlace: x })),
   fc.constant<Ev>({ identities: true }),
 );
 
@@ -227,56 +309,83 @@ const fakeIdentity = {
   spec: { labels: {} },
 } as WatchedObject;
 
-test("keyed recompile == full compile after every batch of events; every key twice writes nothing", () => {
-  fc.assert(
-    fc.property(
-      cluster,
-      fc.array(fc.array(event, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 4 }),
-      (c, batches) => {
-        const inc = new IncrementalCompiler(inputsFromObjects(asObjects(c)), { node: "n1" });
-        for (const batch of batches) {
-          // As the agent: map every event against the compiler as it is before the pass, then record
-          // the objects' final versions (what the caches hold when the pass runs).
-          const keys = new Set<string>();
-          const last = new Map<string, Change>();
-          let identities = false;
-          for (const e of batch) {
-            if ("identities" in e) {
-              identities = true;
-              for (const k of keysForEvent({ current: fakeIdentity }, view(inc))) keys.add(k);
-              continue;
+// As cached: plain objects, or pods as the agent's informer keeps them (peers with shared, frozen
+// labels, which the compiler's universe memo keys on).
+const asCached: Record<string, <T>(o: T) => T> = {
+  plain: <T>(o: T): T => o,
+  "agent views": <T>(o: T): T =>
+    (o as { kind?: string }).kind === "Pod" ? (nodePodView("n1")(o as never) as T) : o,
+};
+
+for (const [variant, cached] of Object.entries(asCached))
+  test(`keyed recompile == full compile after every batch of events (${variant}); every key twice writes nothing`, () => {
+    fc.assert(
+      fc.property(
+        cluster,
+        fc.array(fc.array(event, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 4 }),
+        (c, batches) => {
+          const objects = asObjects(c);
+          const inc = new IncrementalCompiler(
+            inputsFromObjects({ ...objects, pods: objects.pods.map(cached) }),
+            {
+              node: "n1",
+            },
+          );
+          for (const batch of batches) {
+            // As the agent: map every event against the compiler as it is before the pass, then record
+            // the objects' final versions (what the caches hold when the pass runs).
+            const keys = new Set<string>();
+            const last = new Map<string, Change>();
+            let identities = false;
+            for (const e of batch) {
+              if ("relabelInPlace" in e) {
+                // A namespace object changed where it is, then recorded: no pod label key may be reused.
+                const cur = inc.object("Namespace", undefined, e.relabelInPlace.n);
+                if (!cur?.metadata.labels) continue;
+                cur.metadata.labels.team = e.relabelInPlace.team;
+                for (const k of keysForEvent({ current: cur as WatchedObject }, view(inc))) keys.add(k);
+                last.set(`Namespace/${e.relabelInPlace.n}`, { type: "upsert", object: cur });
+                continue;
+              }
+              if ("identities" in e) {
+                identities = true;
+                for (const k of keysForEvent({ current: fakeIdentity }, view(inc))) keys.add(k);
+                continue;
+              }
+              const o = cached(e.change.object);
+              const old = inc.object(o.kind, o.metadata.namespace, o.metadata.name ?? "") as
+                | WatchedObject
+                | undefined;
+              const current = e.change.type === "upsert" ? (o as WatchedObject) : undefined;
+              for (const k of keysForEvent({ old, current }, view(inc))) keys.add(k);
+              last.set(`${o.kind}/${o.metadata.namespace}/${o.metadata.name}`, {
+                type: e.change.type,
+                object: o,
+              });
             }
-            const o = e.change.object;
-            const old = inc.object(o.kind, o.metadata.namespace, o.metadata.name ?? "") as
-              | WatchedObject
-              | undefined;
-            const current = e.change.type === "upsert" ? (o as WatchedObject) : undefined;
-            for (const k of keysForEvent({ old, current }, view(inc))) keys.add(k);
-            last.set(`${o.kind}/${o.metadata.namespace}/${o.metadata.name}`, e.change);
+            for (const ch of last.values()) inc.record(ch);
+            // The operator's allocation for the label sets present now.
+            if (identities)
+              inc.setIdentities(
+                inputsFromObjects({
+                  ...emptyObjects(),
+                  namespaces: [...inc.inputs().namespaces],
+                  pods: [...inc.inputs().pods],
+                }).identities,
+              );
+            const eps = [...keys].map(endpointOfKey).filter((k) => k !== undefined);
+            inc.recompile(eps);
+            const full = compile(inc.inputs(), { node: "n1" });
+            assert.deepEqual(inc.state, full.state);
+            assert.deepEqual(inc.errors, full.errors);
+            const again = inc.recompile(inc.localEndpoints.map((e) => e.key));
+            assert.ok(isEmptyDelta(again.delta), "reconciling every key again writes nothing");
           }
-          for (const ch of last.values()) inc.record(ch);
-          // The operator's allocation for the label sets present now.
-          if (identities)
-            inc.setIdentities(
-              inputsFromObjects({
-                ...emptyObjects(),
-                namespaces: [...inc.inputs().namespaces],
-                pods: [...inc.inputs().pods],
-              }).identities,
-            );
-          const eps = [...keys].map(endpointOfKey).filter((k) => k !== undefined);
-          inc.recompile(eps);
-          const full = compile(inc.inputs(), { node: "n1" });
-          assert.deepEqual(inc.state, full.state);
-          assert.deepEqual(inc.errors, full.errors);
-          const again = inc.recompile(inc.localEndpoints.map((e) => e.key));
-          assert.ok(isEmptyDelta(again.delta), "reconciling every key again writes nothing");
-        }
-      },
-    ),
-    { numRuns: 150 },
-  );
-});
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
 
 test("link check: a cached interface whose name lost its ifindex is stale", () => {
   const cached: [string, { ifname: string; ifindex: number } | undefined][] = [

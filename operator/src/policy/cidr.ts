@@ -123,6 +123,36 @@ export function formatPrefix(p: Prefix): string {
   return `${formatIp(p.family, p.addr)}/${p.len}`;
 }
 
+// The ipcache key of one address: formatPrefix() of its host prefix. Pod addresses are nearly always
+// IPv4 in dotted form without leading zeros, which formatIp() gives back unchanged: that form is
+// checked by hand and suffixed, with no bigint made, since a universe build asks this for every pod
+// address of the cluster. Anything else goes through parseIp().
+export function hostKey(text: string): string | undefined {
+  if (isDottedQuad(text)) return `${text}/32`;
+  const ip = parseIp(text);
+  return ip && formatPrefix(hostPrefix(ip));
+}
+
+// Four decimal octets, each 0..255 without a leading zero: the text formatIp(4, …) writes.
+function isDottedQuad(text: string): boolean {
+  let dots = 0;
+  let digits = 0;
+  let value = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || ++dots > 3) return false;
+      digits = 0;
+      value = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return false;
+      value = value * 10 + (c - 48);
+      if (++digits > 3 || value > 255) return false;
+    } else return false;
+  }
+  return dots === 3 && digits > 0;
+}
+
 // Canonical form (host bits cleared, shortest IPv6 text): two spellings of one prefix compare equal.
 export function canonicalCidr(text: string): string {
   return formatPrefix(parseCidr(text));

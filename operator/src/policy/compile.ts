@@ -40,7 +40,7 @@ import {
   type RuleRef,
   type Tier,
 } from "./normalize.ts";
-import { peerIdentities } from "./peers.ts";
+import { peerIdentities, peerMatches } from "./peers.ts";
 import {
   inRanges,
   type NamedPorts,
@@ -52,7 +52,14 @@ import {
   usesNamedPorts,
 } from "./ports.ts";
 import { matchesSelector } from "./selector.ts";
-import { buildUniverse, isNetworkedPod, podLabelSet, type Universe } from "./universe.ts";
+import {
+  buildUniverse,
+  isNetworkedPod,
+  type PeerIdentity,
+  podLabelSet,
+  type Universe,
+  type UniverseMemo,
+} from "./universe.ts";
 
 export interface PolicyInputs {
   namespaces: readonly Namespace[];
@@ -451,6 +458,16 @@ export class PolicyCompiler {
   }
 }
 
+// Whether compileDirection can give identity p entries for this rule: a rule whose peers match p
+// beyond the wildcard, or an egress rule with named ports (wildcard or not: they resolve per peer)
+// when p has named ports. A wildcard rule alone gives p nothing of its own (it is in identity 0's
+// entries). An endpoint with no rule reaching a peer that changed compiles to the entries it had
+// (incremental.ts); this must stay a superset of what compileDirection adds to `extra`.
+export function ruleReaches(rule: NormRule, p: PeerIdentity): boolean {
+  if (!rule.peers.any) return peerMatches(rule.peers, p);
+  return rule.direction === "egress" && usesNamedPorts(rule.ports) && (p.namedPorts?.size ?? 0) > 0;
+}
+
 // Allow-localhost "always": every identity of the local node gets one ingress entry allowing every
 // protocol and port, in place of whatever the policies compiled for it. The peer's own group is looked
 // up first and this entry matches everything, so it decides before any policy entry (a Deny of the
@@ -543,6 +560,7 @@ export function universeFor(
   inputs: PolicyInputs,
   policies: Iterable<NormPolicy>,
   options: Pick<CompileOptions, "node" | "labelOptions" | "hostAddresses">,
+  memo?: UniverseMemo,
 ): Universe {
   return buildUniverse({
     namespaces: inputs.namespaces,
@@ -554,12 +572,17 @@ export function universeFor(
     node: options.node,
     hostAddresses: options.hostAddresses,
     labelOptions: options.labelOptions,
+    memo,
   });
 }
 
-export function compileParts(inputs: PolicyInputs, options: CompileOptions): CompileParts {
+export function compileParts(
+  inputs: PolicyInputs,
+  options: CompileOptions,
+  memo?: UniverseMemo,
+): CompileParts {
   const policies = collectPolicies(inputs);
-  const universe = universeFor(inputs, policies, options);
+  const universe = universeFor(inputs, policies, options, memo);
   const compiler = new PolicyCompiler(universe, options);
   const errors = policyErrors(policies);
   const eps = localEndpoints(inputs, universe, options.node, options.labelOptions);

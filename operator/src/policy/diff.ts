@@ -73,13 +73,42 @@ export function diffEndpoint(
   };
 }
 
+// Both sides sorted by cidr (as every universe and applyDelta give them): one merge walk, no maps of
+// the 50,000 entries a large cluster has. Unsorted input takes the maps.
 export function diffIpcache(before: readonly IpcacheEntry[], after: readonly IpcacheEntry[]) {
+  if (sortedByCidr(before) && sortedByCidr(after)) {
+    const ipcacheUpsert: IpcacheEntry[] = [];
+    const ipcacheRemove: IpcacheEntry[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < before.length || j < after.length) {
+      const b = before[i];
+      const a = after[j];
+      if (a === undefined || (b !== undefined && b.cidr < a.cidr)) {
+        ipcacheRemove.push(b);
+        i++;
+      } else if (b === undefined || a.cidr < b.cidr) {
+        ipcacheUpsert.push(a);
+        j++;
+      } else {
+        if (a.identity !== b.identity) ipcacheUpsert.push(a);
+        i++;
+        j++;
+      }
+    }
+    return { ipcacheUpsert, ipcacheRemove };
+  }
   const old = new Map(before.map((e) => [e.cidr, e.identity]));
   const now = new Map(after.map((e) => [e.cidr, e.identity]));
   return {
     ipcacheUpsert: after.filter((e) => old.get(e.cidr) !== e.identity),
     ipcacheRemove: before.filter((e) => !now.has(e.cidr)),
   };
+}
+
+function sortedByCidr(entries: readonly IpcacheEntry[]): boolean {
+  for (let i = 1; i < entries.length; i++) if (!(entries[i - 1].cidr < entries[i].cidr)) return false;
+  return true;
 }
 
 export function diffStates(before: MapState, after: MapState): MapDelta {

@@ -21,7 +21,7 @@ import type {
   SecurityIdentity,
   SecurityPolicy,
 } from "../api/types.generated.ts";
-import { labelSetKey } from "../identity/labels.ts";
+import { labelSetKey, type SplitLabels } from "../identity/labels.ts";
 import type { Identity } from "../identity/static.ts";
 import {
   type CompileError,
@@ -36,11 +36,12 @@ import {
   PolicyCompiler,
   type PolicyInputs,
   policyErrors,
+  ruleReaches,
   selectsEndpoint,
   universeFor,
 } from "./compile.ts";
 import { diffEndpoint, diffIpcache, diffStates, type MapDelta } from "./diff.ts";
-import type { EndpointState, MapState } from "./mapstate.ts";
+import { type EndpointState, type MapState, ReservedIdentity } from "./mapstate.ts";
 import {
   type AnyPolicy,
   comparePolicies,
@@ -50,7 +51,7 @@ import {
   policyKey,
 } from "./normalize.ts";
 import { namedPortsKey } from "./ports.ts";
-import type { Universe } from "./universe.ts";
+import { type PeerIdentity, type Universe, UniverseMemo } from "./universe.ts";
 
 /** Every kind of object the compiler takes: what the agent watches. */
 export type CompilerObject =
@@ -99,23 +100,51 @@ export interface RecompileResult {
   peersChanged: boolean;
 }
 
-// What compiled endpoint policies depend on in the universe: the peer identities with everything a
-// rule can match them by. Equal signatures give equal peer sets for every rule.
-export function peerTableSignature(u: Universe): string {
-  const ids = [...u.identities.keys()].sort((a, b) => a - b);
-  const parts: string[] = [];
-  for (const id of ids) {
-    const p = u.identities.get(id)!;
-    const labels = p.labels
-      ? `${p.labels.namespace};${labelSetKey(p.labels.podLabels)};${labelSetKey(p.labels.namespaceLabels)}`
-      : "-";
-    const nodes = [...(p.nodeSelectors ?? [])].sort().join(",");
-    parts.push(
-      `${id}|${p.base}|${labels}|${[...p.prefixes].sort().join(",")}|${namedPortsKey(p.namedPorts)}|${nodes}`,
-    );
+// The peer identities that differ between two universes: in one only, or with anything a rule can
+// match them by changed. Only these can change a compiled endpoint's entries (ruleReaches).
+export function changedPeers(before: Universe, after: Universe): Set<number> {
+  const out = new Set<number>();
+  for (const [id, p] of after.identities) {
+    const q = before.identities.get(id);
+    if (!q || !samePeer(q, p)) out.add(id);
   }
-  return parts.join("\n");
+  for (const id of before.identities.keys()) if (!after.identities.has(id)) out.add(id);
+  return out;
 }
+
+function samePeer(a: PeerIdentity, b: PeerIdentity): boolean {
+  return (
+    a.base === b.base &&
+    sameLabels(a.labels, b.labels) &&
+    sameSet(a.prefixes, b.prefixes) &&
+    namedPortsKey(a.namedPorts) === namedPortsKey(b.namedPorts) &&
+    sameSet(a.nodeSelectors ?? EMPTY, b.nodeSelectors ?? EMPTY)
+  );
+}
+
+const EMPTY: ReadonlySet<string> = new Set();
+
+// The universe memo hands an unchanged identity the same split labels: compared by reference first.
+function sameLabels(a: SplitLabels | undefined, b: SplitLabels | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  return (
+    a.namespace === b.namespace &&
+    labelSetKey(a.podLabels) === labelSetKey(b.podLabels) &&
+    labelSetKey(a.namespaceLabels) === labelSetKey(b.namespaceLabels)
+  );
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
+}
+
+// More changed peers than this in one pass: every endpoint is recompiled rather than checked rule by
+// rule against each of them (a policy CIDR added refines thousands at once).
+const CHANGED_PEERS_CHECKED = 256;
 
 function sameLocalEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
   return (
@@ -126,20 +155,23 @@ function sameLocalEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
 }
 
 export class IncrementalCompiler {
-  private readonly objects = new Map<string, CompilerObject>();
+  // By kind, then objectKey(): each pass that rebuilds the universe lists the pods, namespaces and
+  // nodes apart.
+  private readonly objects = new Map<string, Map<string, CompilerObject>>();
   private readonly options: CompileOptions;
   private policies: NormPolicy[] = [];
   private compiler!: PolicyCompiler;
   private endpoints: LocalEndpoint[] = [];
   private current: MapState = { ipcache: [], endpoints: [] };
-  private peerSignature = "";
   private universeDirty = false;
+  private memo: UniverseMemo;
   // Overflow errors by endpoint key, for endpoints compiled one at a time.
   private readonly overflow = new Map<string, CompileError>();
 
   // options.previous: the state enforced now.
   constructor(inputs: PolicyInputs, options: CompileOptions) {
     this.options = options;
+    this.memo = new UniverseMemo(options.labelOptions);
     if (options.previous) this.current = options.previous;
     for (const o of [
       ...inputs.namespaces,
@@ -152,7 +184,7 @@ export class IncrementalCompiler {
       ...(inputs.adminNetworkPolicies ?? []),
       ...(inputs.baselineAdminNetworkPolicies ?? []),
     ])
-      this.objects.set(objectKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""), o);
+      this.kindMap(o.kind).set(objectKey(o.kind, o.metadata.namespace, o.metadata.name ?? ""), o);
     for (const i of inputs.identities) this.identities.set(i.id, i);
     this.rebuild();
   }
@@ -165,7 +197,7 @@ export class IncrementalCompiler {
 
   inputs(): PolicyInputs {
     const of = <K extends CompilerObject["kind"]>(kind: K) =>
-      [...this.objects.values()].filter((o): o is Extract<CompilerObject, { kind: K }> => o.kind === kind);
+      [...(this.objects.get(kind)?.values() ?? [])] as Extract<CompilerObject, { kind: K }>[];
     return {
       namespaces: of("Namespace"),
       pods: of("Pod"),
@@ -197,7 +229,7 @@ export class IncrementalCompiler {
 
   // The object as last recorded, by kind, namespace and name.
   object(kind: string, namespace: string | undefined, name: string): CompilerObject | undefined {
-    return this.objects.get(objectKey(kind, namespace, name));
+    return this.objects.get(kind)?.get(objectKey(kind, namespace, name));
   }
 
   // Keys of the policies that select a local endpoint: those a failure of its policy concerns.
@@ -215,12 +247,12 @@ export class IncrementalCompiler {
   }
 
   private rebuild(): CompileError[] {
-    const parts = compileParts(this.inputs(), this.options);
+    this.memo = new UniverseMemo(this.options.labelOptions);
+    const parts = compileParts(this.inputs(), this.options, this.memo);
     this.policies = parts.policies;
     this.compiler = parts.compiler;
     this.endpoints = parts.endpoints;
     this.current = parts.result.state;
-    this.peerSignature = peerTableSignature(parts.compiler.universe);
     this.universeDirty = false;
     this.overflow.clear();
     for (const e of parts.result.errors)
@@ -253,9 +285,12 @@ export class IncrementalCompiler {
       return { kind: "identity" };
     }
     const key = objectKey(o.kind, o.metadata.namespace, o.metadata.name ?? "");
-    const before = this.objects.get(key);
-    if (change.type === "upsert") this.objects.set(key, o);
-    else this.objects.delete(key);
+    const of = this.kindMap(o.kind);
+    const before = of.get(key);
+    // Pod label keys are kept per namespace labels object: one changed in place must not be reused.
+    if (o.kind === "Namespace") this.memo.namespaceChanged();
+    if (change.type === "upsert") of.set(key, o);
+    else of.delete(key);
     if (!isPolicyKind(o.kind)) return { kind: "other" };
     const policy = o as AnyPolicy;
     const oldNorm = before
@@ -273,7 +308,9 @@ export class IncrementalCompiler {
       ids.length === this.identities.size &&
       ids.every((i) => {
         const cur = this.identities.get(i.id);
-        return cur !== undefined && labelSetKey(cur.labels) === labelSetKey(i.labels);
+        return (
+          cur !== undefined && (cur.labels === i.labels || labelSetKey(cur.labels) === labelSetKey(i.labels))
+        );
       });
     if (same) return;
     this.identities.clear();
@@ -291,13 +328,23 @@ export class IncrementalCompiler {
     let ipcache = before.ipcache;
     const universeRebuilt = this.universeDirty;
     let peersChanged = false;
+    let reached: (ep: LocalEndpoint) => boolean = () => false;
     if (this.universeDirty) {
       const inputs = this.inputs();
-      const universe = universeFor(inputs, this.policies, this.options);
-      const sig = peerTableSignature(universe);
-      peersChanged = sig !== this.peerSignature;
-      if (peersChanged) all = true;
-      this.peerSignature = sig;
+      const universe = universeFor(inputs, this.policies, this.options, this.memo);
+      const changed = changedPeers(this.compiler.universe, universe);
+      peersChanged = changed.size > 0;
+      if (peersChanged) {
+        const peers = [...changed].flatMap((id) =>
+          [this.compiler.universe.identities.get(id), universe.identities.get(id)].filter(
+            (p) => p !== undefined,
+          ),
+        );
+        // The node's own identities are in every endpoint's allow-localhost entries and fail-closed policy.
+        if (changed.size > CHANGED_PEERS_CHECKED || peers.some((p) => p.base === ReservedIdentity.HOST))
+          all = true;
+        else reached = this.reachedBy(peers);
+      }
       this.compiler = new PolicyCompiler(universe, this.options);
       eps = localEndpoints(inputs, universe, this.options.node, this.options.labelOptions);
       ipcache = universe.ipcache;
@@ -319,7 +366,7 @@ export class IncrementalCompiler {
     for (const ep of eps) {
       const prev = prevState.get(ep.key);
       const old = prevEp.get(ep.key);
-      if (prev && old && !all && !named.has(ep.key) && sameLocalEndpoint(old, ep)) {
+      if (prev && old && !all && !named.has(ep.key) && sameLocalEndpoint(old, ep) && !reached(ep)) {
         endpoints.push(prev);
         continue;
       }
@@ -349,6 +396,32 @@ export class IncrementalCompiler {
     this.endpoints = eps;
     this.current = { ipcache, endpoints, failClosed: this.compiler.failClosed };
     return { delta, recompiled, universeRebuilt, peersChanged };
+  }
+
+  // Whether a rule of a policy selecting the endpoint can give any of these peers entries: if none
+  // can, its compiled entries are the same as before they changed (compile.ts ruleReaches).
+  private reachedBy(peers: readonly PeerIdentity[]): (ep: LocalEndpoint) => boolean {
+    const byLabels = new Map<string, boolean>();
+    return (ep) => {
+      let r = byLabels.get(ep.labelKey);
+      if (r === undefined) {
+        r = this.policies.some(
+          (p) =>
+            selectsEndpoint(p, ep.labels) && p.rules.some((rule) => peers.some((q) => ruleReaches(rule, q))),
+        );
+        byLabels.set(ep.labelKey, r);
+      }
+      return r;
+    };
+  }
+
+  private kindMap(kind: string): Map<string, CompilerObject> {
+    let m = this.objects.get(kind);
+    if (!m) {
+      m = new Map();
+      this.objects.set(kind, m);
+    }
+    return m;
   }
 
   private replacePolicy(oldNorm: NormPolicy | undefined, newNorm: NormPolicy | undefined): void {

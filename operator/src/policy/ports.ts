@@ -36,8 +36,10 @@ export function protocolName(n: number): string {
 }
 
 // Peer pods share one frozen container list per distinct spec (kube/cache-view.ts peerPodView): the
-// named ports of a shared list are computed once, not once per pod of a 50,000-pod universe.
+// named ports of a shared list are computed once, not once per pod of a 50,000-pod universe, and so
+// is their key (namedPortsKey), which the universe asks for every address.
 const ofSharedContainers = new WeakMap<object, NamedPorts>();
+const keyOfShared = new WeakMap<NamedPorts, string>();
 
 export function namedPortsOf(pod: Pod): NamedPorts {
   const containers = pod.spec?.containers;
@@ -45,7 +47,6 @@ export function namedPortsOf(pod: Pod): NamedPorts {
   const known = shared ? ofSharedContainers.get(containers) : undefined;
   if (known) return known;
   const out = new Map<string, NamedPort[]>();
-  if (shared) ofSharedContainers.set(containers, out);
   for (const c of containers ?? [])
     for (const p of c.ports ?? []) {
       if (!p.name) continue;
@@ -53,11 +54,19 @@ export function namedPortsOf(pod: Pod): NamedPorts {
       list.push({ port: p.containerPort, protocol: protocolNumber(p.protocol) });
       out.set(p.name, list);
     }
+  if (shared) {
+    ofSharedContainers.set(containers, out);
+    keyOfShared.set(out, keyOf(out));
+  }
   return out;
 }
 
 export function namedPortsKey(named: NamedPorts | undefined): string {
   if (!named || named.size === 0) return "";
+  return keyOfShared.get(named) ?? keyOf(named);
+}
+
+function keyOf(named: NamedPorts): string {
   return [...named.entries()]
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([n, ps]) => `${n}=${ps.map((p) => `${p.port}/${p.protocol}`).join("+")}`)

@@ -19,7 +19,7 @@ import {
   containsIp,
   containsPrefix,
   formatPrefix,
-  hostPrefix,
+  hostKey,
   type Prefix,
   parseIp,
   parsePrefix,
@@ -73,6 +73,65 @@ export interface UniverseInput {
   // its Node object: the sources the node's own stack uses towards its pods (kubelet probes).
   hostAddresses?: readonly string[];
   labelOptions?: LabelOptions;
+  // What earlier builds derived and this one may reuse (the incremental compiler keeps one).
+  memo?: UniverseMemo;
+}
+
+/**
+ * What a build derives per identity and per pod label set, kept between the builds of one
+ * incremental compiler: an identity change rebuilds the universe over every pod of the cluster, and
+ * without it each build recomputed 10,000 identities' split labels and 50,000 pods' security label
+ * keys that had not changed. Reuse is by reference: an identity whose labels object is the one seen
+ * before, a pod whose labels are a shared frozen object (kube/cache-view.ts peerPodView) in a
+ * namespace whose labels object is the one seen before. Anything else is derived afresh.
+ */
+export class UniverseMemo {
+  private readonly identities = new Map<number, { labels: LabelSet; key: string; split: SplitLabels }>();
+  // Frozen pod labels → namespace name → that namespace's labels object and the security label key.
+  private podKeys = new WeakMap<object, Map<string, { nsLabels: object | undefined; key: string }>>();
+
+  private readonly labelOptions: LabelOptions | undefined;
+
+  constructor(labelOptions: LabelOptions | undefined) {
+    this.labelOptions = labelOptions;
+  }
+
+  identity(ident: Identity): { key: string; split: SplitLabels } {
+    const known = this.identities.get(ident.id);
+    if (known?.labels === ident.labels) return known;
+    const entry = { labels: ident.labels, key: labelSetKey(ident.labels), split: splitLabels(ident.labels) };
+    this.identities.set(ident.id, entry);
+    return entry;
+  }
+
+  // Drops the identities not in `live` (after a build: what it did not ask for is gone).
+  keepIdentities(live: ReadonlyMap<number, unknown>): void {
+    if (this.identities.size > live.size)
+      for (const id of this.identities.keys()) if (!live.has(id)) this.identities.delete(id);
+  }
+
+  // A namespace object may have been changed in place: no pod label key is trusted any more.
+  namespaceChanged(): void {
+    this.podKeys = new WeakMap();
+  }
+
+  podKey(pod: Pod, nsByName: ReadonlyMap<string, Namespace>): string {
+    const labels = pod.metadata.labels;
+    if (labels === undefined || !Object.isFrozen(labels))
+      return labelSetKey(podLabelSet(pod, nsByName, this.labelOptions));
+    const nsName = pod.metadata.namespace ?? "default";
+    const nsLabels = nsByName.get(nsName)?.metadata.labels;
+    let perNs = this.podKeys.get(labels);
+    if (!perNs) {
+      perNs = new Map();
+      this.podKeys.set(labels, perNs);
+    }
+    const known = perNs.get(nsName);
+    if (known && known.nsLabels === nsLabels) return known.key;
+    const key = labelSetKey(podLabelSet(pod, nsByName, this.labelOptions));
+    perNs.set(nsName, { nsLabels, key });
+    return key;
+  }
 }
 
 export function podIps(pod: Pod): string[] {
@@ -115,12 +174,15 @@ export function podLabelSet(
 
 interface Address {
   text: string;
-  ip: { family: 4 | 6; addr: bigint };
+  // formatPrefix() of its host prefix: its ipcache key.
+  host: string;
   base: number;
   labels?: SplitLabels;
   namedPorts?: NamedPorts;
   // A node's address: the keys of the policy node selectors that pick that node, sorted.
   nodeSelectors?: string[];
+  // The identity it gets: its base, or the refinement of its group.
+  id: number;
 }
 
 export function buildUniverse(input: UniverseInput): Universe {
@@ -136,15 +198,13 @@ export function buildUniverse(input: UniverseInput): Universe {
     ReservedIdentity.REMOTE_NODE,
   ])
     identities.set(id, { id, base: id, prefixes: empty });
+  const memo = input.memo ?? new UniverseMemo(input.labelOptions);
   for (const ident of input.identities) {
-    identityByKey.set(labelSetKey(ident.labels), ident.id);
-    identities.set(ident.id, {
-      id: ident.id,
-      base: ident.id,
-      labels: splitLabels(ident.labels),
-      prefixes: empty,
-    });
+    const { key, split } = memo.identity(ident);
+    identityByKey.set(key, ident.id);
+    identities.set(ident.id, { id: ident.id, base: ident.id, labels: split, prefixes: empty });
   }
+  memo.keepIdentities(identities);
 
   const prefixes: Prefix[] = [];
   for (const t of new Set(input.policyPrefixes)) {
@@ -155,13 +215,14 @@ export function buildUniverse(input: UniverseInput): Universe {
   const addresses: Address[] = [];
   for (const pod of input.pods) {
     if (!isNetworkedPod(pod)) continue;
-    const id = identityByKey.get(labelSetKey(podLabelSet(pod, nsByName, input.labelOptions)));
+    const id = identityByKey.get(memo.podKey(pod, nsByName));
     // A pod without an identity yet is unknown to policy: its address stays world.
     if (id === undefined) continue;
     const info = identities.get(id)!;
     for (const text of podIps(pod)) {
-      const ip = parseIp(text);
-      if (ip) addresses.push({ text, ip, base: id, labels: info.labels, namedPorts: namedPortsOf(pod) });
+      const host = hostKey(text);
+      if (host)
+        addresses.push({ text, host, base: id, labels: info.labels, namedPorts: namedPortsOf(pod), id });
     }
   }
   const nodeLabels = new Map(
@@ -177,27 +238,43 @@ export function buildUniverse(input: UniverseInput): Universe {
   // node whatever another Node object claims (pods still come first).
   const own = selectorsOf(input.node);
   for (const text of input.hostAddresses ?? []) {
-    const ip = parseIp(text);
-    if (ip) addresses.push({ text, ip, base: ReservedIdentity.HOST, nodeSelectors: own });
+    const host = hostKey(text);
+    if (host)
+      addresses.push({
+        text,
+        host,
+        base: ReservedIdentity.HOST,
+        nodeSelectors: own,
+        id: ReservedIdentity.HOST,
+      });
   }
   for (const node of input.nodes ?? []) {
     const name = node.metadata.name ?? "";
     const base = name === input.node ? ReservedIdentity.HOST : ReservedIdentity.REMOTE_NODE;
     const nodeSelectors = selectorsOf(name);
     for (const text of nodeIps(node)) {
-      const ip = parseIp(text);
-      if (ip) addresses.push({ text, ip, base, nodeSelectors });
+      const host = hostKey(text);
+      if (host) addresses.push({ text, host, base, nodeSelectors, id: base });
     }
   }
 
   // Group addresses by base identity and what policies can tell apart about them.
+  const noneCovering: string[] = [];
   const sigOf = (a: Address) => {
-    const covering = prefixes
-      .filter((p) => containsIp(p, a.ip))
-      .map(formatPrefix)
-      .sort();
-    const nodes = (a.nodeSelectors ?? []).join(" ");
-    return { covering, key: `${covering.join(" ")}|${namedPortsKey(a.namedPorts)}|${nodes}` };
+    const ip = prefixes.length > 0 ? parseIp(a.text) : undefined;
+    const covering = ip
+      ? prefixes
+          .filter((p) => containsIp(p, ip))
+          .map(formatPrefix)
+          .sort()
+      : noneCovering;
+    const ports = namedPortsKey(a.namedPorts);
+    // Nearly every pod address: nothing but its named ports to tell apart, and their key (shared by
+    // the pods of one container spec) serves as is; a port name cannot hold the separator.
+    if (covering.length === 0 && !a.nodeSelectors?.length && !ports.includes("|"))
+      return { covering, key: ports };
+    const nodes = a.nodeSelectors ? a.nodeSelectors.join(" ") : "";
+    return { covering, key: `${covering.join(" ")}|${ports}|${nodes}` };
   };
   const perBase = new Map<
     number,
@@ -230,7 +307,6 @@ export function buildUniverse(input: UniverseInput): Universe {
     identities.set(id, { id, base: ReservedIdentity.WORLD, prefixes: covering });
     ipcache.set(key, id);
   }
-  const idOfAddress = new Map<Address, number>();
   for (const [base, groups] of perBase) {
     const baseInfo = identities.get(base)!;
     for (const [k, g] of groups) {
@@ -243,17 +319,19 @@ export function buildUniverse(input: UniverseInput): Universe {
         namedPorts: g.namedPorts,
         ...(g.nodeSelectors?.length ? { nodeSelectors: new Set(g.nodeSelectors) } : {}),
       });
-      for (const a of g.addrs) idOfAddress.set(a, id);
+      for (const a of g.addrs) a.id = id;
     }
   }
   // Two objects claiming one address: the first in input order keeps it. An address beats a policy
   // CIDR of the same length (the CIDR is in its prefixes anyway).
-  const claimed = new Set<string>();
+  const cidrKeys = new Set(ipcache.keys());
+  const claimedCidrs = new Set<string>();
   for (const a of addresses) {
-    const key = formatPrefix(hostPrefix(a.ip));
-    if (claimed.has(key)) continue;
-    claimed.add(key);
-    ipcache.set(key, idOfAddress.get(a)!);
+    if (cidrKeys.has(a.host)) {
+      if (claimedCidrs.has(a.host)) continue;
+      claimedCidrs.add(a.host);
+    } else if (ipcache.has(a.host)) continue;
+    ipcache.set(a.host, a.id);
   }
 
   const labelIndex = new Map<string, number[]>();
