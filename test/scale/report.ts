@@ -55,6 +55,11 @@ const ROWS: Row[] = [
     format: (v) => `${v.toFixed(1)} s`,
   },
   {
+    what: "agent: passes over that span, compile time per pass",
+    value: (r) => r.agent.compileMsPerPass,
+    format: (v, r) => `${r.agent.passesAfterSteady} passes, ${Math.round(v)} ms`,
+  },
+  {
     what: "policy change → Enforced=True on all nodes",
     value: (r) => r.policyChange.ms,
     format: (v, r) => `${s1(v)} (${r.policyChange.nodes} nodes)`,

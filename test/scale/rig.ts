@@ -81,6 +81,9 @@ export interface RigResult {
     newSpace: number;
     /** CPU seconds from the steady sample to the end (the policy change, the burst, the churn). */
     cpuSecondsAfterSteady: number;
+    /** Reconcile passes over the same span, and their compile phase's mean (the compiler's cost per pass). */
+    passesAfterSteady: number;
+    compileMsPerPass: number;
   };
   policyChange: {
     ms: number;
@@ -319,6 +322,10 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
       newSpace: sampleValue(am, "nodejs_heap_space_size_total_bytes", { space: "new" }),
     };
     const agentCpuAtSteady = sampleValue(am, "process_cpu_seconds_total");
+    const passesAtSteady = sampleValue(am, "sluice_agent_reconcile_duration_seconds_count");
+    const compileAtSteady = sampleValue(am, "sluice_agent_reconcile_phase_duration_seconds_sum", {
+      phase: "compile",
+    });
     log(
       `agent at scale: rss ${(agent.rss / 2 ** 20).toFixed(0)} MiB, heap ${(agent.heapUsed / 2 ** 20).toFixed(0)} MiB, maps ${JSON.stringify(agent.maps)}`,
     );
@@ -530,6 +537,12 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
         ...agent,
         rssEnd: sampleValue(am2, "process_resident_memory_bytes"),
         cpuSecondsAfterSteady: sampleValue(am2, "process_cpu_seconds_total") - agentCpuAtSteady,
+        passesAfterSteady: sampleValue(am2, "sluice_agent_reconcile_duration_seconds_count") - passesAtSteady,
+        compileMsPerPass:
+          (1000 *
+            (sampleValue(am2, "sluice_agent_reconcile_phase_duration_seconds_sum", { phase: "compile" }) -
+              compileAtSteady)) /
+          Math.max(1, sampleValue(am2, "sluice_agent_reconcile_duration_seconds_count") - passesAtSteady),
       },
       policyChange,
       burst: { labelSets: o.burst, createMs, allocMs, deleteMs, gcMs, gcDeleted },

@@ -64,3 +64,43 @@ test("runBatchWorker: a failed pass requeues its keys with backoff and reports t
   q.shutDown();
   await worker;
 });
+
+test("runBatchWorker pacing: under a steady stream, a pass of p ms is followed by p ms without one; an idle worker starts at once", async () => {
+  const passesOver = async (paceMs?: (ms: number) => number) => {
+    const q = new WorkQueue<string>();
+    const starts: number[] = [];
+    const worker = runBatchWorker(
+      q,
+      async () => {
+        starts.push(performance.now());
+        await sleep(20);
+        return undefined;
+      },
+      undefined,
+      undefined,
+      paceMs,
+    );
+    const t0 = performance.now();
+    for (let i = 0; performance.now() - t0 < 300; i++) {
+      q.add(`ep:${i}`);
+      await sleep(2);
+    }
+    await sleep(100);
+    const n = starts.length;
+    // Idle past the gap: the next key starts its pass without waiting.
+    const added = performance.now();
+    q.add("ep:late");
+    await sleep(10);
+    const lateStart = starts[n] - added;
+    q.shutDown();
+    await worker;
+    return { n, lateStart, gaps: starts.slice(1, n).map((s, i) => s - starts[i]) };
+  };
+  const free = await passesOver();
+  const paced = await passesOver((ms) => ms);
+  // Back to back: a pass every ~20 ms; paced: a 20 ms pass, then at least 20 ms without one.
+  assert.ok(Math.min(...free.gaps) < 38, `unpaced gaps ${free.gaps.map(Math.round)}`);
+  assert.ok(Math.min(...paced.gaps) >= 38, `paced gaps ${paced.gaps.map(Math.round)}`);
+  assert.ok(paced.n < free.n, `paced ${paced.n} passes vs unpaced ${free.n}`);
+  assert.ok(paced.lateStart < 15, `an idle paced worker waited ${paced.lateStart} ms`);
+});

@@ -91,6 +91,13 @@ const RESYNC_MS = 5 * 60_000;
 const LINK_CHECK_MS = 10_000;
 // Pods whose interface is not wired yet: look again after this long.
 const PENDING_RETRY_MS = 1000;
+// After a pass of p ms the next starts no sooner than min(p, this) later (workqueue.ts runBatchWorker
+// paceMs): under a steady stream of cluster events (identity churn at 50,000 pods: passes of hundreds
+// of ms) the agent uses at most about half a core and batches what arrived meanwhile, instead of
+// running passes back to back on a whole one; on a node the API server and the pods need the rest.
+// Idle, a pass starts at once; lab-sized passes (milliseconds) are paced by milliseconds. Cilium's
+// policy update trigger has a minimum interval for the same reason.
+const PASS_PACE_MAX_MS = 1000;
 
 export interface KubeAgentOptions {
   kubeconfig?: string;
@@ -347,6 +354,8 @@ export class KubeAgent {
       this.#queue,
       (keys) => this.reconcile(keys),
       (keys, e) => this.#passFailed(keys, e),
+      undefined,
+      (passMs) => Math.min(passMs, PASS_PACE_MAX_MS),
     );
     this.#resync = setInterval(() => this.#queue.add(ALL_KEY), RESYNC_MS);
     this.#resync.unref();

@@ -262,19 +262,29 @@ export interface BatchResult<K> {
  * One worker that reconciles every ready key in one pass: after the first key arrives it lets
  * already-received I/O run once (setImmediate), so events delivered together land in one batch.
  * Success forgets the keys' failures; a throw requeues every key of the batch rate-limited.
+ *
+ * `paceMs(passMs)`: after a pass that took passMs, the next one starts no sooner than that much
+ * later (a worker that is idle meanwhile starts at once). Keys arriving in the gap wait in the queue
+ * and land in one batch: under a steady stream of events a pass of p ms runs at most every
+ * p + paceMs(p) ms, instead of back to back on a whole core.
  */
 export async function runBatchWorker<K>(
   queue: WorkQueue<K>,
   reconcile: (keys: K[]) => Promise<BatchResult<K> | undefined>,
   onError?: (keys: readonly K[], err: unknown) => void,
   maxBatch?: number,
+  paceMs?: (passMs: number) => number,
 ): Promise<void> {
+  let notBefore = 0;
   for (;;) {
     const first = await queue.getBatch(1);
     if (first === undefined) return;
+    const wait = notBefore - performance.now();
+    if (wait > 0 && !queue.isShuttingDown) await new Promise((r) => setTimeout(r, wait));
     await new Promise((r) => setImmediate(r));
     const rest = queue.length > 0 && !queue.isShuttingDown ? await queue.getBatch(maxBatch) : [];
     const keys = [...first, ...(rest ?? [])];
+    const started = performance.now();
     try {
       const result = await reconcile(keys);
       for (const k of keys) queue.forget(k);
@@ -284,6 +294,8 @@ export async function runBatchWorker<K>(
       queue.addAllRateLimited(keys);
     } finally {
       for (const k of keys) queue.done(k);
+      const ended = performance.now();
+      notBefore = ended + (paceMs?.(ended - started) ?? 0);
     }
   }
 }
