@@ -32,6 +32,11 @@ const ROWS: Row[] = [
   { what: "operator: RSS after allocation", value: (r) => r.operator.rssAfterAllocation, format: mib },
   { what: "operator: RSS at the end", value: (r) => r.operator.rss, format: mib, goal: "< 300 MiB" },
   { what: "operator: heap used at the end", value: (r) => r.operator.heapUsed, format: mib },
+  {
+    what: "operator: heap committed, external memory at the end",
+    value: (r) => r.operator.heapTotal,
+    format: (v, r) => `${mib(v)}, ${mib(r.operator.external)}`,
+  },
   { what: "operator: V8 young generation reserved", value: (r) => r.operator.newSpace, format: mib },
   {
     what: "operator: CPU seconds, start to end",

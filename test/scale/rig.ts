@@ -62,6 +62,9 @@ export interface RigResult {
     rssAfterAllocation: number;
     rss: number;
     heapUsed: number;
+    /** V8's heap as committed (every space), and memory outside it that V8 accounts (Buffers). */
+    heapTotal: number;
+    external: number;
     /** V8's young generation as reserved (heap space "new"): sized from the machine's memory. */
     newSpace: number;
     /** CPU seconds (user + system) from its start to the end of the run. */
@@ -530,6 +533,8 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
         rssAfterAllocation,
         rss: op.rssBytes(),
         heapUsed: sampleValue(om, "nodejs_heap_size_used_bytes"),
+        heapTotal: sampleValue(om, "nodejs_heap_size_total_bytes"),
+        external: sampleValue(om, "nodejs_external_memory_bytes"),
         newSpace: sampleValue(om, "nodejs_heap_space_size_total_bytes", { space: "new" }),
         cpuSeconds: sampleValue(om, "process_cpu_seconds_total"),
       },

@@ -7,8 +7,9 @@ import {
   IncrementalCompiler,
   inputsFromObjects,
 } from "../../operator/src/policy/index.ts";
+import { diffIpcache } from "../../operator/src/policy/diff.ts";
 import type { Change } from "../../operator/src/policy/incremental.ts";
-import { ReservedIdentity, ReservedRuleId } from "../../operator/src/policy/mapstate.ts";
+import { type IpcacheEntry, ReservedIdentity, ReservedRuleId } from "../../operator/src/policy/mapstate.ts";
 import {
   allowLocalhostMode,
   cluster,
@@ -147,4 +148,30 @@ test("overflow: an endpoint over capacity fails closed, names the policies and t
   const back = inc.apply({ type: "delete", object: big as never });
   assert.equal(back.errors.length, 0);
   assert.deepEqual(inc.state.endpoints.find((e) => e.key === "a/web")!.policy, good.policy);
+});
+
+test("diffIpcache: the merge walk over sorted sides gives what the maps give, and unsorted sides still diff", () => {
+  const byMaps = (before: IpcacheEntry[], after: IpcacheEntry[]) => {
+    const old = new Map(before.map((e) => [e.cidr, e.identity]));
+    const now = new Map(after.map((e) => [e.cidr, e.identity]));
+    return {
+      ipcacheUpsert: after.filter((e) => old.get(e.cidr) !== e.identity),
+      ipcacheRemove: before.filter((e) => !now.has(e.cidr)),
+    };
+  };
+  const side = fc.uniqueArray(
+    fc.record({
+      cidr: fc.constantFrom(...Array.from({ length: 12 }, (_, i) => `10.0.0.${i}/32`)),
+      identity: fc.integer({ min: 256, max: 259 }),
+    }),
+    { selector: (e) => e.cidr, maxLength: 12 },
+  );
+  const sorted = (xs: IpcacheEntry[]) =>
+    [...xs].sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
+  fc.assert(
+    fc.property(side, side, (a, b) => {
+      assert.deepEqual(diffIpcache(sorted(a), sorted(b)), byMaps(sorted(a), sorted(b)));
+      assert.deepEqual(diffIpcache(a, b), byMaps(a, b));
+    }),
+  );
 });

@@ -2,7 +2,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { canonicalCidr, formatPrefix, parseCidr } from "../../operator/src/policy/cidr.ts";
+import {
+  canonicalCidr,
+  formatPrefix,
+  hostKey,
+  hostPrefix,
+  parseCidr,
+  parseIp,
+} from "../../operator/src/policy/cidr.ts";
 import * as C from "../../operator/src/datapath/codec/codecs.ts";
 import {
   canonicalEntry,
@@ -128,6 +135,44 @@ test("policy key prefix lengths: any protocol, protocol only, port blocks", () =
           entryOfPolicy(C.policyKey.decode(C.policyKey.encode(k)), policyValueOf(entry)),
           canonicalEntry(entry),
         );
+      },
+    ),
+  );
+});
+
+test("hostKey: the host prefix text of an address, as parseIp and formatPrefix give it, without them for dotted quads", () => {
+  const slow = (t: string) => {
+    const ip = parseIp(t);
+    return ip && formatPrefix(hostPrefix(ip));
+  };
+  for (const t of [
+    "10.1.2.3",
+    "0.0.0.0",
+    "255.255.255.255",
+    "010.1.2.3",
+    "1.2.3.256",
+    "1.2.3",
+    "1.2.3.4.5",
+    "1..2.3",
+    ".1.2.3",
+    "1.2.3.",
+    "",
+    "1.2.3.4 ",
+    "fd00::1",
+    "FD00:0::1",
+    "::ffff:1.2.3.4",
+    "x",
+  ])
+    assert.equal(hostKey(t), slow(t), t);
+  fc.assert(
+    fc.property(
+      fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }), fc.constantFrom("00", "01", "")), {
+        minLength: 3,
+        maxLength: 5,
+      }),
+      (parts) => {
+        const t = parts.join(".");
+        assert.equal(hostKey(t), slow(t), t);
       },
     ),
   );

@@ -65,6 +65,9 @@ const FIELD_MANAGER = "sluice-operator";
 interface Use {
   count: number;
   labels: LabelSet;
+  // The first pod's hash text, which every pod of the set keeps in podHash: one string per label set,
+  // not one per pod (each labelSetHash() is a new slice of a new digest; 50,000 pods held ~6 MiB).
+  hash: string;
 }
 
 export class IdentityController {
@@ -174,11 +177,11 @@ export class IdentityController {
     const old = this.podHash.get(key);
     if (old === hash) return;
     if (old !== undefined) this.release(old);
-    this.podHash.set(key, hash);
     const use = this.uses.get(hash);
+    this.podHash.set(key, use?.hash ?? hash);
     if (use) use.count++;
     else {
-      this.uses.set(hash, { count: 1, labels });
+      this.uses.set(hash, { count: 1, labels, hash });
       if (!this.pending.has(hash) && this.index.live(hash, labels).length === 0) this.waiting(hash);
       this.queue.add(hash);
     }
