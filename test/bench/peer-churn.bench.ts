@@ -66,7 +66,12 @@ const podSetIn = (nsIndex: number, pod: Record<string, string>) => {
 };
 // A namespace of a local endpoint: its namespace policies' peers (tier web) reach new label sets there.
 const localNs = Number(local[0].key.split("/")[0].slice("scale-".length));
-const unreached = (k: number) => podSetIn((localNs + 1) % s.namespaces, { app: `batch-${k}` });
+// A namespace without the rig's labels (no team): no policy's peers select its pods.
+const unreached = (k: number) => ({
+  app: `batch-${k}`,
+  "io.kubernetes.pod.namespace": "elsewhere",
+  "io.kubernetes.pod.namespace.labels.kubernetes.io/metadata.name": "elsewhere",
+});
 const reached = (k: number) => podSetIn(localNs, { app: `web-${k}`, tier: "web" });
 
 type Pass = { recompiled: number; ms: number };
