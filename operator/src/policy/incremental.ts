@@ -5,8 +5,10 @@
 //
 // The agent's keyed mode: record() takes changes without compiling, recompile(keys) then compiles
 // the named endpoints. It adds on its own what a caller cannot know cheaply: endpoints that are new,
-// gone, relabelled or renumbered, and every endpoint when the table of peer identities changed (any
-// rule's peer set may then differ). What it leaves to the caller: naming the endpoints a policy
+// gone, relabelled or renumbered, and when peer identities changed, the endpoints one of them
+// reaches (compile.ts ruleReaches: an identity's entries depend only on it and the rules; every
+// endpoint when the node's own identities changed). Its universe builds reuse what earlier ones
+// derived (universe.ts UniverseMemo). What it leaves to the caller: naming the endpoints a policy
 // change touches (those the old or the new version selects; see agent/reconcile-keys.ts).
 //
 // Node peers (normalize.ts NodePeer) refine node addresses in the universe like policy CIDRs do: a
@@ -95,7 +97,7 @@ export interface RecompileResult {
   // Keys of the endpoints compiled in this pass.
   recompiled: string[];
   // Whether recorded changes made it rebuild the peer universe, and whether the table of peer
-  // identities changed with it (then every endpoint was recompiled).
+  // identities changed with it (then the endpoints a changed peer reaches were recompiled).
   universeRebuilt: boolean;
   peersChanged: boolean;
 }
