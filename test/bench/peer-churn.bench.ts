@@ -8,6 +8,7 @@
 // Run: node --expose-gc test/bench/peer-churn.bench.ts
 import type { Namespace, Pod } from "../../operator/src/api/k8s.ts";
 import type { SecurityIdentity } from "../../operator/src/api/types.generated.ts";
+import { type LabelSet, securityLabels } from "../../operator/src/identity/labels.ts";
 import { nodePodView } from "../../operator/src/kube/cache-view.ts";
 import { IncrementalCompiler, inputsFromObjects } from "../../operator/src/policy/index.ts";
 import {
@@ -51,27 +52,18 @@ const scratch = [0, 1, 2].map(() => time(() => new IncrementalCompiler({ ...inpu
 const inc = new IncrementalCompiler({ ...inputs }, { node: NODE });
 const local = inc.localEndpoints;
 
-const identity = (id: number, labels: Record<string, string>): SecurityIdentity =>
+const identity = (id: number, labels: LabelSet): SecurityIdentity =>
   ({ kind: "SecurityIdentity", metadata: { name: String(id) }, spec: { labels } }) as SecurityIdentity;
-// Security labels of a pod in namespace `ns` (api/labels: pod labels, the namespace's, its name).
-const podSetIn = (nsIndex: number, pod: Record<string, string>) => {
+// Security labels of a pod with these labels in the rig's namespace i, or in a namespace without the
+// rig's labels (no team: no policy's peers select its pods).
+const podSetIn = (nsIndex: number, labels: Record<string, string>) => {
   const ns = namespaceObject(nsIndex);
-  const out: Record<string, string> = { ...pod, "io.kubernetes.pod.namespace": ns.metadata.name };
-  for (const [k, v] of Object.entries({
-    ...ns.metadata.labels,
-    "kubernetes.io/metadata.name": ns.metadata.name,
-  }))
-    out[`io.kubernetes.pod.namespace.labels.${k}`] = v;
-  return out;
+  return securityLabels({ metadata: { namespace: ns.metadata.name, labels } }, ns);
 };
 // A namespace of a local endpoint: its namespace policies' peers (tier web) reach new label sets there.
 const localNs = Number(local[0].key.split("/")[0].slice("scale-".length));
-// A namespace without the rig's labels (no team): no policy's peers select its pods.
-const unreached = (k: number) => ({
-  app: `batch-${k}`,
-  "io.kubernetes.pod.namespace": "elsewhere",
-  "io.kubernetes.pod.namespace.labels.kubernetes.io/metadata.name": "elsewhere",
-});
+const unreached = (k: number) =>
+  securityLabels({ metadata: { namespace: "elsewhere", labels: { app: `batch-${k}` } } }, undefined);
 const reached = (k: number) => podSetIn(localNs, { app: `web-${k}`, tier: "web" });
 
 type Pass = { recompiled: number; ms: number };

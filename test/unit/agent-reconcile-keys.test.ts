@@ -20,6 +20,7 @@ import type { SecurityIdentity } from "../../operator/src/api/types.generated.ts
 import { compile, IncrementalCompiler, inputsFromObjects } from "../../operator/src/policy/index.ts";
 import { isEmptyDelta } from "../../operator/src/policy/diff.ts";
 import { ENFORCEMENT_ANNOTATION } from "../../operator/src/policy/enforcement.ts";
+import type { Identity } from "../../operator/src/identity/static.ts";
 import type { Change } from "../../operator/src/policy/incremental.ts";
 import {
   asObjects,
@@ -170,6 +171,14 @@ test("keyed recompile: a policy edit recompiles and changes only the endpoints i
   assert.ok(isEmptyDelta(again.delta), "a second reconcile of the key writes nothing");
 });
 
+// A compiler over the objects whose identities lack those `later` picks (not allocated yet), and the
+// inputs with every identity.
+function allocatedLater(objects: unknown[], later: (i: Identity) => boolean) {
+  const inputs = inputsFromObjects(objects);
+  const identities = inputs.identities.filter((i) => !later(i));
+  return { inputs, inc: new IncrementalCompiler({ ...inputs, identities }, { node: "n1" }) };
+}
+
 test("keyed recompile: a new identity recompiles the endpoints with a rule that reaches it, and its own", () => {
   // web admits api pods of any namespace; db admits anyone (a wildcard peer gives no identity its own
   // entries). b/api's identity is not allocated yet.
@@ -181,14 +190,9 @@ test("keyed recompile: a new identity recompiles the endpoints with a rule that 
       ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: "api" } } }] }],
     },
   };
-  const objects = [...base, fromApi, np("p", "db", 80)];
-  const inputs = inputsFromObjects(objects);
-  const isApi = (i: { labels: Readonly<Record<string, string>> }) => i.labels.app === "api";
+  const isApi = (i: Identity) => i.labels.app === "api";
+  const { inputs, inc } = allocatedLater([...base, fromApi, np("p", "db", 80)], isApi);
   assert.equal(inputs.identities.filter(isApi).length, 1);
-  const inc = new IncrementalCompiler(
-    { ...inputs, identities: inputs.identities.filter((i) => !isApi(i)) },
-    { node: "n1" },
-  );
   inc.setIdentities(inputs.identities);
   const r = inc.recompile([]);
   assert.ok(r.peersChanged);
@@ -220,12 +224,7 @@ test("keyed recompile: a new identity with named ports recompiles the endpoints 
   const cache = pod("b", "cache", { app: "cache" }, "10.0.1.9", "n2", [
     { name: "http", containerPort: 6379 },
   ]);
-  const inputs = inputsFromObjects([...base, cache, toHttp]);
-  const isCache = (i: { labels: Readonly<Record<string, string>> }) => i.labels.app === "cache";
-  const inc = new IncrementalCompiler(
-    { ...inputs, identities: inputs.identities.filter((i) => !isCache(i)) },
-    { node: "n1" },
-  );
+  const { inputs, inc } = allocatedLater([...base, cache, toHttp], (i) => i.labels.app === "cache");
   inc.setIdentities(inputs.identities);
   const r = inc.recompile([]);
   assert.deepEqual(r.recompiled, ["a/db"]);

@@ -166,7 +166,8 @@ export class IncrementalCompiler {
   private endpoints: LocalEndpoint[] = [];
   private current: MapState = { ipcache: [], endpoints: [] };
   private universeDirty = false;
-  private memo: UniverseMemo;
+  // What universe builds derived, for the next ones (full rebuilds included).
+  private readonly memo: UniverseMemo;
   // Overflow errors by endpoint key, for endpoints compiled one at a time.
   private readonly overflow = new Map<string, CompileError>();
 
@@ -249,7 +250,6 @@ export class IncrementalCompiler {
   }
 
   private rebuild(): CompileError[] {
-    this.memo = new UniverseMemo(this.options.labelOptions);
     const parts = compileParts(this.inputs(), this.options, this.memo);
     this.policies = parts.policies;
     this.compiler = parts.compiler;
@@ -336,15 +336,15 @@ export class IncrementalCompiler {
       const universe = universeFor(inputs, this.policies, this.options, this.memo);
       const changed = changedPeers(this.compiler.universe, universe);
       peersChanged = changed.size > 0;
-      if (peersChanged) {
+      if (changed.size > CHANGED_PEERS_CHECKED) all = true;
+      else if (peersChanged) {
         const peers = [...changed].flatMap((id) =>
           [this.compiler.universe.identities.get(id), universe.identities.get(id)].filter(
             (p) => p !== undefined,
           ),
         );
         // The node's own identities are in every endpoint's allow-localhost entries and fail-closed policy.
-        if (changed.size > CHANGED_PEERS_CHECKED || peers.some((p) => p.base === ReservedIdentity.HOST))
-          all = true;
+        if (peers.some((p) => p.base === ReservedIdentity.HOST)) all = true;
         else reached = this.reachedBy(peers);
       }
       this.compiler = new PolicyCompiler(universe, this.options);
