@@ -327,11 +327,12 @@ test("the images are reproducible, self-contained and importable", { timeout: 30
   agent.stderr?.on("data", (d: Buffer) => {
     agentLog += d.toString();
   });
-  for (let i = 0; !existsSync(join(rootfs, "tmp/ready")); i++) {
+  // The ready file is written inside start(); the "agent ready" line follows it through a pipe,
+  // so both are waited for (reading the log as soon as the file shows raced the line).
+  for (let i = 0; !existsSync(join(rootfs, "tmp/ready")) || !/"msg":"agent ready"/.test(agentLog); i++) {
     assert.ok(i < 200 && agent.exitCode === null, `the agent did not become ready:\n${agentLog}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.match(agentLog, /"msg":"agent ready"/);
   const show = inImage([...cfg.Entrypoint, "datapath", "show", "--bpffs-root", "/tmp/bpffs/sluice"]);
   assert.equal(show.status, 0, show.stderr);
   assert.match(show.stdout, /ipcache: \d+ entries/);
