@@ -7,7 +7,9 @@
 // Traffic: test/bench/native/udp_flood.c (built here with gcc), one UDP flow A -> B for --seconds.
 // Trial by trial, each trial running every configuration once (the order rotating), so that the
 // machine's drift hits all alike: no policy; Sluice; Sluice built without rule counters and audit
-// (bpf/build/variants/sluice_no_rcnt.bpf.o swapped into the same links, the same maps); Sluice with
+// (bpf/build/variants/sluice_no_rcnt.bpf.o swapped into the same links, the same maps); the hooks alone
+// (sluice_pass_all.bpf.o: the programs pass every packet before any lookup, the floor of any tc
+// datapath on this path); Sluice with
 // the agent's monitor streaming (its event sampling in sl_config, the agent's monitor reading and
 // naming the ring buffer's events, a `sluice monitor --follow` reader on its stream, all in this
 // process); and the previous layout (test/bench/previous-layout.ts: that commit's tree built in a
@@ -58,6 +60,7 @@ const pinRoot = `/sys/fs/bpf/sluice-bench-${tag}`;
 // The previous layout's maps and links.
 const previousPinRoot = `${pinRoot}-previous`;
 const NO_RCNT_OBJECT = join(repoRoot(), "bpf/build/variants/sluice_no_rcnt.bpf.o");
+const PASS_ALL_OBJECT = join(repoRoot(), "bpf/build/variants/sluice_pass_all.bpf.o");
 const work = mkdtempSync(join(tmpdir(), "sluice-veth-"));
 const created: string[] = [];
 const children = new Set<ChildProcess>();
@@ -233,6 +236,11 @@ async function main(): Promise<void> {
       run: () => flood(bin),
     },
     {
+      name: "pass-all",
+      attach: () => enforce(root, pinRoot, ["--attach-only", "--object", PASS_ALL_OBJECT]),
+      run: () => flood(bin),
+    },
+    {
       name: "monitor",
       attach: () => enforce(root, pinRoot, ["--attach-only"]),
       run: async () => {
@@ -268,7 +276,9 @@ async function main(): Promise<void> {
     const r = runs.get(name) ?? [];
     return { rx: median(r.map((x) => x.rx)), tx: median(r.map((x) => x.tx)) };
   };
-  const [none, sluice, noRcnt, streamed] = ["none", "sluice", "no-rcnt", "monitor"].map(med);
+  const [none, sluice, noRcnt, passAll, streamed] = ["none", "sluice", "no-rcnt", "pass-all", "monitor"].map(
+    med,
+  );
   if (streamedFlows === 0) throw new Error("the monitor streamed no flow of the allowed flood");
   // The flood counted where the agent's rule counters say (slots the map writer gave the entries).
   const counted = ruleCounted();
@@ -288,6 +298,13 @@ async function main(): Promise<void> {
     pps(noRcnt.rx),
     pps(noRcnt.tx),
     `${ratio(noRcnt.rx, none.rx)} (Sluice: ${ratio(sluice.rx, noRcnt.rx)} of this)`,
+  ]);
+  rows.push([
+    "the hooks alone: programs that pass every packet (tcx on r0, r1)",
+    "-",
+    pps(passAll.rx),
+    pps(passAll.tx),
+    `${ratio(passAll.rx, none.rx)} (Sluice: ${ratio(sluice.rx, passAll.rx)} of this)`,
   ]);
   rows.push([
     `Sluice, monitor streaming (${streamedFlows} flows read)`,
@@ -341,6 +358,7 @@ async function main(): Promise<void> {
   };
   console.log(
     `\nTrial by trial (median of the per-trial ratios): Sluice / no policy ${paired("sluice", "none")}, ` +
+      `hooks alone / no policy ${paired("pass-all", "none")}, Sluice / hooks alone ${paired("sluice", "pass-all")}, ` +
       `Sluice / rule counters compiled out ${paired("sluice", "no-rcnt")}, monitor streaming / Sluice ${paired("monitor", "sluice")}` +
       (previous ? `, Sluice / layout ${previous.version} ${paired("sluice", "previous")}.` : "."),
   );
