@@ -48,6 +48,18 @@ tree="$(cd "$tree" && pwd -P)"
 mkdir -p "$out" && out="$(cd "$out" && pwd)"
 [ -d "$tree/operator/src" ] && [ -f "$tree/package-lock.json" ] || die "--tree $tree is not a Sluice checkout"
 
+# The image's environment besides PATH: the built tree's image/env, NAME=value lines (# comments).
+image_env=()
+preload=()
+if [ -f "$tree/image/env" ]; then
+  while IFS= read -r line; do
+    case "$line" in '' | '#'*) continue ;; esac
+    [[ "$line" =~ ^[A-Z_][A-Z0-9_]*= ]] || die "image/env: not a NAME=value line: $line"
+    image_env+=("$line")
+    if [[ "$line" == LD_PRELOAD=* ]]; then IFS=': ' read -ra preload <<<"${line#LD_PRELOAD=}"; fi
+  done <"$tree/image/env"
+fi
+
 NODE_VERSION="$(sed -n 's/^NODE_VERSION=//p' "$root/scripts/setup.sh")"
 [ -n "$NODE_VERSION" ] || die "no NODE_VERSION in scripts/setup.sh"
 export PATH="$root/.tooling/node/bin:$PATH"
@@ -102,8 +114,9 @@ layer_tar() { # DIR OUT MTIME
 #   sluice_bpf    libbpf1 libelf1 zlib1g (+ libstdc++6)
 #   ip            iproute2 libmnl0 libbsd0 libmd0 libcap2 (+ libbpf1 libelf1 zlib1g)  agent/host-interfaces.ts, link-check.ts
 #   mount         mount libmount1 libblkid1 libselinux1 libpcre2-8-0                  datapath/kernel/bpffs.ts
+#   malloc        libjemalloc2 (+ libstdc++6 libgcc-s1)                               image/env: LD_PRELOAD
 PACKAGES=(libc6 libgcc-s1 libstdc++6 libbpf1 libelf1 zlib1g iproute2 libmnl0 libbsd0 libmd0 libcap2
-  mount libmount1 libblkid1 libselinux1 libpcre2-8-0)
+  mount libmount1 libblkid1 libselinux1 libpcre2-8-0 libjemalloc2)
 
 # "name version arch" of the versions apt would install, one apt-cache call (each takes a second).
 candidates() {
@@ -267,8 +280,9 @@ fi
 
 # ---- libraries: exactly the closure of what runs ----------------------------------------------------
 # From every ELF file outside the library directories (node, the addon, ip, mount, sluice-cni) along
-# DT_NEEDED, plus what glibc loads by name (NSS for /etc/passwd and DNS); a library no one needs goes
-# (libc6 alone brings a dozen), a library someone needs and the image lacks fails the build.
+# DT_NEEDED, plus what glibc loads by name (NSS for /etc/passwd and DNS) and what image/env preloads; a
+# library no one needs goes (libc6 alone brings a dozen), a library someone needs and the image lacks
+# fails the build.
 log "library closure"
 libdirs=(lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu)
 declare -A keep=()
@@ -279,6 +293,10 @@ done < <(find "$base" "$nodel" "$work/app" -type f \( -perm -u+x -o -name '*.nod
   ! -path "$base/lib/x86_64-linux-gnu/*" ! -path "$base/usr/lib/x86_64-linux-gnu/*" -print0)
 for lib in ld-linux-x86-64.so.2 libnss_files.so.2 libnss_dns.so.2 libresolv.so.2; do
   keep[$lib]=1 && queue+=("$base/lib/x86_64-linux-gnu/$lib")
+done
+for path in "${preload[@]}"; do
+  [ -f "$base$path" ] || die "image/env preloads $path, which no package of the image holds"
+  keep[$(basename "$path")]=1 && queue+=("$base$path")
 done
 missing=""
 while [ "${#queue[@]}" -gt 0 ]; do
@@ -324,7 +342,7 @@ layer_tar "$work/pause" "$work/pause.tar" "$pause_epoch"
 source_url="https://github.com/sluice-dev/sluice"
 path_env="PATH=/opt/sluice/bin:/opt/sluice/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 node -e '
-const [work, out, ref, created, tag, revision, source, pathEnv, pauseRef, pauseCreated, pauseRevision] =
+const [work, out, ref, created, tag, revision, source, pathEnv, pauseRef, pauseCreated, pauseRevision, imageEnv] =
   process.argv.slice(1);
 const fs = require("node:fs");
 const labels = (version, revision) => ({
@@ -336,7 +354,7 @@ fs.writeFileSync(`${work}/sluice.json`, JSON.stringify({
   layoutDir: `${work}/oci-sluice`, cacheDir: `${out}`, ref, created,
   config: {
     User: "0",
-    Env: [pathEnv],
+    Env: [pathEnv, ...imageEnv.split("\n").filter(Boolean)],
     Entrypoint: ["/opt/sluice/node/bin/node", "--disable-warning=ExperimentalWarning", "/opt/sluice/app/dist/main.mjs"],
     WorkingDir: "/opt/sluice/app",
     Labels: labels(tag, revision),
@@ -353,7 +371,7 @@ fs.writeFileSync(`${work}/pause.json`, JSON.stringify({
   layers: [{ tar: `${work}/pause.tar`, createdBy: "scripts/image-build.sh: image/pause.c, static" }],
 }));
 ' "$work" "$cache/layers" "$ref" "$created" "$tag" "$revision" "$source_url" "$path_env" "$pause_ref" \
-  "$(date -u -d "@$pause_epoch" +%Y-%m-%dT%H:%M:%SZ)" "$pause_revision"
+  "$(date -u -d "@$pause_epoch" +%Y-%m-%dT%H:%M:%SZ)" "$pause_revision" "$(printf '%s\n' "${image_env[@]}")"
 
 : >"$work/images.json"
 for name in sluice pause; do

@@ -6,8 +6,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 NODE_VERSION=24.21.0
 # runc, containernetworking-plugins: the test cluster's runtime and CNI (test/cluster).
+# libjemalloc2: the daemons' allocator in the image (image/env); the memory and scale benches run them
+# with it on this machine too.
 APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 libelf-dev zlib1g-dev pkg-config lua5.1 iptables unzip make g++ golang-go git
-  runc containernetworking-plugins)
+  runc containernetworking-plugins libjemalloc2)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type TestContext, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { imageEnv, preloaded } from "../support/image-env.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BUILD = join(ROOT, "scripts/image-build.sh");
@@ -232,6 +233,15 @@ test("the images are reproducible, self-contained and importable", { timeout: 30
     /^libbpf1 \S+ amd64 [0-9a-f]{64}$/m,
   );
   assert.match(readFileSync(join(rootfs, "etc/passwd"), "utf8"), /^sluice:x:65532:65532:/m);
+  // image/env in the config, and what it preloads in the image (the agent below runs with it).
+  const env = imageEnv();
+  for (const [k, v] of Object.entries(env)) assert.ok(cfg.Env.includes(`${k}=${v}`), `${k} in ${cfg.Env}`);
+  const preloads = preloaded(env);
+  assert.ok(preloads.length > 0, "image/env preloads the allocator");
+  for (const lib of preloads) assert.ok(existsSync(join(rootfs, lib)), `${lib} is in the image`);
+  const configEnv = Object.fromEntries(
+    cfg.Env.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]),
+  );
 
   const inImage = (args: readonly string[], timeoutMs = 60_000) =>
     run("chroot", [rootfs, ...args], { timeoutMs });
@@ -320,7 +330,7 @@ test("the images are reproducible, self-contained and importable", { timeout: 30
       "--ready-file",
       "/tmp/ready",
     ],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], env: configEnv },
   );
   children.push(agent);
   let agentLog = "";
@@ -333,6 +343,15 @@ test("the images are reproducible, self-contained and importable", { timeout: 30
     assert.ok(i < 200 && agent.exitCode === null, `the agent did not become ready:\n${agentLog}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  // It stays up until signalled (with no metrics server it once exited 0 right after ready).
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.ok(
+    agent.exitCode === null && agent.signalCode === null,
+    `the agent exited unsignalled:\n${agentLog}`,
+  );
+  // chroot execs the entrypoint: the pid is the agent's, and its mappings show the preloaded allocator.
+  const maps = readFileSync(`/proc/${agent.pid}/maps`, "utf8");
+  for (const lib of preloads) assert.ok(maps.includes(lib), `the agent has not mapped ${lib}:\n${maps}`);
   const show = inImage([...cfg.Entrypoint, "datapath", "show", "--bpffs-root", "/tmp/bpffs/sluice"]);
   assert.equal(show.status, 0, show.stderr);
   assert.match(show.stdout, /ipcache: \d+ entries/);

@@ -253,10 +253,20 @@ async function startMonitor(
   }
 }
 
+// Signal listeners do not keep Node's event loop alive: a static agent without a metrics server or a
+// monitor had nothing else pending and exited 0 right after "agent ready". A timer holds the loop until
+// the signal comes.
 function untilSignalled(): Promise<void> {
   return new Promise<void>((resolve) => {
-    process.once("SIGTERM", resolve);
-    process.once("SIGINT", resolve);
+    const hold = setInterval(() => {}, 2 ** 30);
+    const done = () => {
+      clearInterval(hold);
+      process.off("SIGTERM", done);
+      process.off("SIGINT", done);
+      resolve();
+    };
+    process.once("SIGTERM", done);
+    process.once("SIGINT", done);
   });
 }
 
