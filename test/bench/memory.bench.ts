@@ -1,7 +1,8 @@
 // Memory of the daemons (issue 14 §1): RSS and V8 heap of `sluice agent` and `sluice operator`, run from
 // the sources (Node strips the types, as bin/sluice and the tests run them) and from the esbuild bundle
-// the image runs (scripts/bundle.mjs, built by this benchmark into a temporary directory), in the same
-// run against the same real kube-apiserver. Two states: idle (one node, 4 pods the agent enforces on
+// the image runs (scripts/bundle.mjs, built by this benchmark into a temporary directory), the bundle
+// again with the image's environment (image/env: jemalloc preloaded as malloc), in the same run against
+// the same real kube-apiserver. Two states: idle (one node, 4 pods the agent enforces on
 // real veth pairs, one NetworkPolicy) and at scale (SCALE_PODS pods on other nodes in SCALE_NS
 // namespaces, SCALE_POLICIES policies, the identities the operator allocates for them). Each daemon is
 // started fresh for each row, waited on until /readyz answers 200, left SETTLE_S seconds, then sampled:
@@ -17,6 +18,7 @@ import { join } from "node:path";
 import { CoreV1Api, KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { applyCrds, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
 import { type ApiServer, repoRoot, startApiServer } from "../support/apiserver.ts";
+import { hostImageEnv } from "../support/image-env.ts";
 import { machine, markdownTable, median, ratio, requireRoot } from "./table.ts";
 
 requireRoot("memory.bench");
@@ -134,9 +136,10 @@ interface Daemon {
   log: () => string;
 }
 
-function startDaemon(main: string, args: readonly string[]): Daemon {
+function startDaemon(main: string, args: readonly string[], env: Record<string, string> = {}): Daemon {
   const proc = spawn(process.execPath, [...NODE_FLAGS, main, ...args], {
     stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, ...env },
   });
   let stderr = "";
   const address = new Promise<string>((resolve, reject) => {
@@ -282,9 +285,12 @@ async function main(): Promise<void> {
   console.log(`${header}\n\nWhich modules cost what (a fresh Node importing them, after gc; median of 3):\n`);
   console.log(moduleTable(bundleDir));
 
+  // The image runs the bundle with jemalloc preloaded (image/env); the bundle with glibc's malloc
+  // prices the allocator, the sources the bundling.
   const builds = [
-    { name: "sources", main: join(repoRoot, "operator/src/cli/main.ts") },
-    { name: "bundle", main: join(bundleDir, "main.mjs") },
+    { name: "sources", main: join(repoRoot, "operator/src/cli/main.ts"), env: {} },
+    { name: "bundle", main: join(bundleDir, "main.mjs"), env: {} },
+    { name: "bundle + jemalloc (the image)", main: join(bundleDir, "main.mjs"), env: hostImageEnv() },
   ];
   const pinRoot = `/sys/fs/bpf/sluice-memory-bench-${process.pid}`;
   let api: ApiServer | undefined;
@@ -339,7 +345,7 @@ async function main(): Promise<void> {
           const other = role === "agent" ? "operator" : "agent";
           const helper = startDaemon(builds[0].main, daemonArgs[other]);
           live.add(helper);
-          const d = startDaemon(b.main, daemonArgs[role]);
+          const d = startDaemon(b.main, daemonArgs[role], b.env);
           live.add(d);
           const address = await untilReady(d, `${b.name} ${role}`);
           await untilReady(helper, `sources ${other}`);

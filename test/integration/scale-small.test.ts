@@ -11,6 +11,7 @@ import { test } from "node:test";
 import { runRig } from "../scale/rig.ts";
 import { scaled } from "../scale/shape.ts";
 import { requirePrivileged } from "../support/privileged.ts";
+import { hostImageEnv } from "../support/image-env.ts";
 
 test("scale rig at 1/100: identities, enforcement status, agent maps and request accounting", {
   timeout: 240_000,
@@ -25,6 +26,8 @@ test("scale rig at 1/100: identities, enforcement status, agent maps and request
     churnPerSecond: 20,
     steadySeconds: 2,
     gcGraceSeconds: 2,
+    // As in a pod: jemalloc preloaded (image/env).
+    env: hostImageEnv(),
     log: (l) => lines.push(l),
   });
   t.diagnostic(lines.join("\n"));

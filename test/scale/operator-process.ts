@@ -13,8 +13,17 @@ export class OperatorProcess {
   private metricsBase: string | undefined;
   private readonly exited: Promise<number | null>;
 
-  /** main: the `sluice` entry point (the sources' cli/main.ts, or a bundle's main.mjs). */
-  constructor(kubeconfig: string, gcGrace: string, runId: string, main = SLUICE_MAIN) {
+  /**
+   * main: the `sluice` entry point (the sources' cli/main.ts, or a bundle's main.mjs); env: added to
+   * this process's environment.
+   */
+  constructor(
+    kubeconfig: string,
+    gcGrace: string,
+    runId: string,
+    main = SLUICE_MAIN,
+    env: Readonly<Record<string, string>> = {},
+  ) {
     this.proc = spawn(
       NODE,
       [
@@ -34,7 +43,7 @@ export class OperatorProcess {
         "--log-format",
         "json",
       ],
-      { stdio: ["ignore", "ignore", "pipe"] },
+      { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } },
     );
     this.exited = new Promise((resolve) => this.proc.once("exit", (code) => resolve(code)));
     createInterface({ input: this.proc.stderr! }).on("line", (l) => {

@@ -7,6 +7,7 @@ import type { RigResult } from "./rig.ts";
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const s1 = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const perS = (n: number, ms: number) => `${Math.round((n * 1000) / ms)}/s`;
+const ofCeiling = (v: number, ceiling: number) => `${(v / ceiling).toFixed(2)}× the API server alone`;
 
 interface Row {
   what: string;
@@ -21,12 +22,17 @@ const ROWS: Row[] = [
     value: (r) => (r.shape.pods * 1000) / r.populate.podsMs,
     format: (v) => `${Math.round(v)}/s`,
   },
+  {
+    what: "API server alone: identity creates, deletes (16 in flight; the ceiling)",
+    value: (r) => r.ceiling.createsPerS,
+    format: (v, r) => `${Math.round(v)}/s, ${Math.round(r.ceiling.deletesPerS)}/s (${r.ceiling.n})`,
+  },
   { what: "operator: caches synced", value: (r) => r.operator.syncMs, format: s1 },
   {
     what: "operator: initial identity allocation (label sets/s)",
     value: (r) => (r.operator.initialLabelSets * 1000) / r.operator.initialAllocationMs,
     format: (v, r) =>
-      `${Math.round(v)}/s (${r.operator.initialLabelSets} in ${s1(r.operator.initialAllocationMs)})`,
+      `${Math.round(v)}/s (${r.operator.initialLabelSets} in ${s1(r.operator.initialAllocationMs)}; ${ofCeiling(v, r.ceiling.createsPerS)})`,
     goal: "≥ 500/s",
   },
   { what: "operator: RSS after allocation", value: (r) => r.operator.rssAfterAllocation, format: mib },
@@ -85,14 +91,14 @@ const ROWS: Row[] = [
     what: "burst: new label sets → identities",
     value: (r) => (r.burst.labelSets * 1000) / r.burst.allocMs,
     format: (v, r) =>
-      `${Math.round(v)}/s (${r.burst.labelSets}; pods created at ${perS(r.burst.labelSets, r.burst.createMs)})`,
+      `${Math.round(v)}/s (${r.burst.labelSets}; pods created at ${perS(r.burst.labelSets, r.burst.createMs)}; ${ofCeiling(v, r.ceiling.createsPerS)})`,
     goal: "≥ 500/s",
   },
   {
     what: "burst: identity GC (deletes; rate is a lower bound)",
     value: (r) => (r.burst.gcDeleted * 1000) / r.burst.gcMs,
     format: (v, r) =>
-      `${Math.round(v)}/s (${r.burst.gcDeleted} in ${s1(r.burst.gcMs)}; pods deleted over ${s1(r.burst.deleteMs)})`,
+      `${Math.round(v)}/s (${r.burst.gcDeleted} in ${s1(r.burst.gcMs)}; pods deleted over ${s1(r.burst.deleteMs)}; ${ofCeiling(v, r.ceiling.deletesPerS)})`,
     goal: "≥ 500/s",
   },
   {

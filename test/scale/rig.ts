@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { DEFAULT_WORKERS } from "../../operator/src/controllers/identity-controller.ts";
 import { labelSetHash } from "../../operator/src/identity/allocator.ts";
 import { securityLabels } from "../../operator/src/identity/labels.ts";
 import { loadKubeConfig } from "../../operator/src/kube/client.ts";
@@ -18,6 +19,7 @@ import { newRunId } from "../../operator/src/lab/netns-plan.ts";
 import { REPO_ROOT } from "../../operator/src/lab/local-apiserver.ts";
 import { parseSamples, type Sample } from "../support/prometheus.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
+import { identityWriteCeiling, type WriteCeiling } from "./ceiling.ts";
 import { ApiHttp } from "./http.ts";
 import { identityCensus } from "./identities.ts";
 import { OperatorProcess, sampleValue } from "./operator-process.ts";
@@ -42,6 +44,8 @@ export interface RigOptions {
   gcGraceSeconds: number;
   /** The `sluice` entry point both daemons run (default the sources, as the tests run them). */
   main?: string;
+  /** Environment both daemons get besides this process's (image/env: the image's allocator). */
+  env?: Record<string, string>;
   log: (line: string) => void;
 }
 
@@ -55,6 +59,8 @@ export interface Rates {
 export interface RigResult {
   shape: ScaleShape;
   populate: PopulateTimings;
+  /** The API server's own rate for identity creates and deletes, before the operator starts. */
+  ceiling: WriteCeiling;
   operator: {
     syncMs: number;
     initialAllocationMs: number;
@@ -234,7 +240,7 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
     const lab: Lab = await createLabCluster(
       api,
       labObjects(),
-      { agentLogDir: dir, log, ...(o.main ? { agentMain: o.main } : {}) },
+      { agentLogDir: dir, log, agentEnv: o.env, ...(o.main ? { agentMain: o.main } : {}) },
       {},
     );
     undo.push(() => lab.destroy());
@@ -247,8 +253,21 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
     await admin.must("POST", CSP_PATH, probePolicy(9000));
     const audit = new AuditCounter(req.auditLog);
 
+    // What the API server itself gives the operator's identity writes here (the allocation and GC rows'
+    // baseline), before the operator exists.
+    const ceiling = await identityWriteCeiling(admin, Math.min(1000, s.labelSets), DEFAULT_WORKERS);
+    log(
+      `API server: ${Math.round(ceiling.createsPerS)} identity creates/s, ${Math.round(ceiling.deletesPerS)} deletes/s (${ceiling.n}, ${DEFAULT_WORKERS} in flight)`,
+    );
+
     // The operator meets a populated cluster: every label set waits for its identity.
-    const op = new OperatorProcess(kubeconfigFor("sluice-operator"), `${o.gcGraceSeconds}s`, runId, o.main);
+    const op = new OperatorProcess(
+      kubeconfigFor("sluice-operator"),
+      `${o.gcGraceSeconds}s`,
+      runId,
+      o.main,
+      o.env,
+    );
     undo.push(() => op.stop());
     const tOp = performance.now();
     await until("the operator's /readyz", async () => (await op.get("/readyz")).status === 200, 600_000);
@@ -526,6 +545,7 @@ export async function runRig(o: RigOptions): Promise<RigResult> {
     return {
       shape: s,
       populate: pop,
+      ceiling,
       operator: {
         syncMs,
         initialAllocationMs,

@@ -9,7 +9,8 @@
 // point of another build, e.g. an earlier commit's bundle: `node scripts/bundle.mjs --src <its
 // checkout> --outdir <dir> --root .`, then SCALE_MAIN=<dir>/main.mjs), SCALE_NODE_OPTIONS (the
 // daemons' NODE_OPTIONS; default the chart's agent.nodeOptions, as a pod runs them; "" for Node's
-// defaults).
+// defaults), SCALE_IMAGE_ENV (1, the default: the daemons get the image's environment, image/env, so
+// jemalloc is their malloc as in a pod; 0: glibc's, for a before/after).
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +18,7 @@ import { join } from "node:path";
 import { registerCleanup } from "../../operator/src/lab/cleanup.ts";
 import { REPO_ROOT } from "../../operator/src/lab/local-apiserver.ts";
 import { machine } from "../bench/table.ts";
+import { hostImageEnv } from "../support/image-env.ts";
 import { scaleTables } from "./report.ts";
 import { type RigResult, runRig } from "./rig.ts";
 import { scaled } from "./shape.ts";
@@ -43,6 +45,7 @@ export async function runScale(): Promise<void> {
   const nodeOptions = process.env.SCALE_NODE_OPTIONS ?? chartNodeOptions();
   if (nodeOptions) process.env.NODE_OPTIONS = nodeOptions;
   else delete process.env.NODE_OPTIONS;
+  const env = process.env.SCALE_IMAGE_ENV === "0" ? {} : hostImageEnv();
   const work = mkdtempSync(join(tmpdir(), "sluice-scale-bundle-"));
   const unregister = registerCleanup(async () => rmSync(work, { recursive: true, force: true }));
   let main = process.env.SCALE_MAIN;
@@ -69,6 +72,7 @@ export async function runScale(): Promise<void> {
           steadySeconds: num("SCALE_STEADY_SECONDS", 20),
           gcGraceSeconds: 10,
           main,
+          env,
           log: (l) => console.error(`  ${l}`),
         }),
       );
@@ -79,7 +83,8 @@ export async function runScale(): Promise<void> {
     unregister();
   }
   console.log(
-    `Scale rig on ${await machine()}; daemons run from the ${entry}, NODE_OPTIONS=${JSON.stringify(nodeOptions)}\n`,
+    `Scale rig on ${await machine()}; daemons run from the ${entry}, NODE_OPTIONS=${JSON.stringify(nodeOptions)}, ` +
+      `malloc: ${env.LD_PRELOAD ? `${env.LD_PRELOAD} (image/env)` : "glibc's"}\n`,
   );
   console.log(scaleTables(labels, results));
 }

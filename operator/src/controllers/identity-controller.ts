@@ -58,8 +58,8 @@ export interface IdentityControllerOptions {
 const SWEEP = "sweep";
 // Deletes one sweep has in flight at once, and allocation workers: enough to hide the API server's
 // round trip (issue 14's goal is 500 label sets/s), few enough not to crowd out other clients.
-const GC_CONCURRENCY = 16;
-const DEFAULT_WORKERS = 16;
+export const GC_CONCURRENCY = 16;
+export const DEFAULT_WORKERS = 16;
 const FIELD_MANAGER = "sluice-operator";
 
 interface Use {

@@ -38,11 +38,18 @@ function track(proc: ChildProcess, name: string, stderr: () => string, onError?:
   return child;
 }
 
-// Runs argv inside a network namespace. nsenter execs the command, so the pid is the command's.
-export function spawnIn(netns: string, name: string, argv: readonly string[]): Child {
+// Runs argv inside a network namespace. nsenter execs the command, so the pid is the command's. env:
+// added to this process's environment.
+export function spawnIn(
+  netns: string,
+  name: string,
+  argv: readonly string[],
+  env?: Readonly<Record<string, string>>,
+): Child {
   const proc = spawn("nsenter", [`--net=/run/netns/${netns}`, "--", ...argv], {
     stdio: ["pipe", "pipe", "pipe"],
     detached: true,
+    ...(env && { env: { ...process.env, ...env } }),
   });
   let err = "";
   proc.stderr?.setEncoding("utf8").on("data", (d: string) => {

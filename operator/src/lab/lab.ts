@@ -38,6 +38,8 @@ export interface LabOptions {
   runId?: string;
   // Extra `sluice agent` flags for every agent this lab starts (e.g. --attach-mode tc).
   agentArgs?: string[];
+  // Environment added for every agent this lab starts (the scale rig: the image's, image/env).
+  agentEnv?: Record<string, string>;
   // Appends each agent's stderr to <agentLogDir>/agent-<node>.log (a long-lived lab keeps its logs).
   agentLogDir?: string;
   // The `sluice` entry point agents run (see Lab.agentMain).
@@ -101,6 +103,7 @@ export class Lab {
   readonly workDir: string;
   private readonly log: (line: string) => void;
   private readonly agentArgs: readonly string[];
+  private readonly agentEnv: Readonly<Record<string, string>> | undefined;
   private readonly agentLogDir: string | undefined;
   private readonly staticMonitor: boolean;
   // The `sluice` entry point the next agents run: an upgrade test starts an older build's first.
@@ -123,6 +126,7 @@ export class Lab {
     this.workDir = mkdtempSync(join(tmpdir(), labWorkDirPrefix(this.plan.runId)));
     this.log = opts.log ?? (() => {});
     this.agentArgs = opts.agentArgs ?? [];
+    this.agentEnv = opts.agentEnv;
     this.allowLocalhost = opts.allowLocalhost;
     this.agentLogDir = opts.agentLogDir;
     this.staticMonitor = opts.staticMonitor ?? false;
@@ -253,7 +257,7 @@ export class Lab {
       args.push("--monitor-addr", `unix:${join(this.workDir, `monitor-${plan.fabricPeerIf}.sock`)}`);
       if (!args.includes("--event-sample-allow")) args.push("--event-sample-allow", "1");
     }
-    const child = spawnIn(plan.netns, `agent ${node}`, args);
+    const child = spawnIn(plan.netns, `agent ${node}`, args, this.agentEnv);
     child.proc.stdout?.resume();
     if (this.agentLogDir)
       child.proc.stderr?.pipe(createWriteStream(join(this.agentLogDir, `agent-${node}.log`), { flags: "a" }));
