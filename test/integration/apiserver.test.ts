@@ -2,10 +2,13 @@
 // status subresource, server-side apply, watches and leases; and it stops cleanly.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { ApiException, CoordinationV1Api, CoreV1Api, KubeConfig, Watch } from "@kubernetes/client-node";
+import { loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
+import { rawRequest } from "../../operator/src/kube/raw.ts";
 import { type ApiServer, kubectl, startApiServer } from "../support/apiserver.ts";
 
 const suffix = randomBytes(3).toString("hex");
@@ -280,6 +283,29 @@ spec:
     );
     const now = await leases.readNamespacedLease({ name: "leader", namespace: ns });
     assert.equal(now.spec?.holderIdentity, "b");
+  });
+
+  test("raw requests and the generated clients keep their TLS connections (not one per request)", async () => {
+    // Each client socket is published on this channel as it is created.
+    const created: unknown[] = [];
+    const count = (m: unknown) => created.push(m);
+    subscribe("net.client.socket", count);
+    const connectionsFor = async (calls: () => Promise<unknown>) => {
+      const before = created.length;
+      for (let i = 0; i < 20; i++) await calls();
+      return created.length - before;
+    };
+    try {
+      const k = loadKubeConfig(api.kubeconfigPath);
+      const raw = await connectionsFor(() => rawRequest(k, "GET", "/api/v1/namespaces/default"));
+      const core = makeClients(k).core;
+      const generated = await connectionsFor(() => core.readNamespace({ name: "default" }));
+      // 20 sequential requests each: one connection (a second only if the server closed the first).
+      assert.ok(raw >= 1 && raw <= 2, `raw requests opened ${raw} connections`);
+      assert.ok(generated >= 1 && generated <= 2, `the generated client opened ${generated} connections`);
+    } finally {
+      unsubscribe("net.client.socket", count);
+    }
   });
 
   test("stop closes the port and removes the kubeconfig", async (t) => {
