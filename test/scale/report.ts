@@ -23,7 +23,7 @@ const ROWS: Row[] = [
     format: (v) => `${Math.round(v)}/s`,
   },
   {
-    what: "API server alone: identity creates, deletes (16 in flight; the ceiling)",
+    what: "API server alone: identity creates, deletes (16 in flight, before the operator starts)",
     value: (r) => r.ceiling.createsPerS,
     format: (v, r) => `${Math.round(v)}/s, ${Math.round(r.ceiling.deletesPerS)}/s (${r.ceiling.n})`,
   },
