@@ -4,7 +4,8 @@
 // agent's keyed pass does (record + recompile with no endpoint named). Pods are cached as the agent's
 // informer keeps them (kube/cache-view.ts nodePodView). The baseline is a compile from scratch of the
 // same inputs in the same run: what every such change cost before the compiler kept its universe's
-// derivations and recompiled only the endpoints a changed peer reaches.
+// derivations and recompiled only the endpoints a changed peer reaches. Also the heap the compiler
+// holds beside the objects (after gc), against the heap of the objects themselves as the baseline.
 // Run: node --expose-gc test/bench/peer-churn.bench.ts
 import type { Namespace, Pod } from "../../operator/src/api/k8s.ts";
 import type { SecurityIdentity } from "../../operator/src/api/types.generated.ts";
@@ -29,6 +30,12 @@ const RUNS = 15;
 const view = nodePodView(NODE);
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 
+const heapUsed = () => {
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+};
+const heapBefore = heapUsed();
 const sim = s.nodes - 1;
 const objects: unknown[] = [];
 for (let i = 0; i < s.namespaces; i++) objects.push(namespaceObject(i));
@@ -39,6 +46,7 @@ const podAt = (i: number, labels?: Record<string, string>): Pod => {
 };
 for (let i = 0; i < s.pods; i++) objects.push(podAt(i));
 for (let i = 0; i < s.policies; i++) objects.push(policyObject(s, i, true));
+const heapObjects = heapUsed();
 const inputs = inputsFromObjects(objects);
 
 function time(f: () => void): number {
@@ -51,6 +59,7 @@ gc();
 const scratch = [0, 1, 2].map(() => time(() => new IncrementalCompiler({ ...inputs }, { node: NODE })));
 const inc = new IncrementalCompiler({ ...inputs }, { node: NODE });
 const local = inc.localEndpoints;
+const heapCompiler = heapUsed();
 
 const identity = (id: number, labels: LabelSet): SecurityIdentity =>
   ({ kind: "SecurityIdentity", metadata: { name: String(id) }, spec: { labels } }) as SecurityIdentity;
@@ -122,3 +131,18 @@ const rows = [
 ];
 console.log(`peer churn at full scale — ${await machine()}`);
 console.log(markdownTable(["what", "time", "× baseline", "notes"], rows));
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+const [held, compiler] = [heapObjects - heapBefore, heapCompiler - heapObjects];
+console.log(
+  markdownTable(
+    ["heap held (after gc)", "MiB", "× baseline"],
+    [
+      ["the objects as the agent's caches hold them (baseline)", mib(held), "1.00×"],
+      [
+        "the incremental compiler built from them (its inputs, universe, endpoints)",
+        mib(compiler),
+        ratio(compiler, held),
+      ],
+    ],
+  ),
+);

@@ -60,7 +60,10 @@ export function classifyObjects(
       classifyObjects(o.items, into);
       continue;
     }
-    const obj = { ...o, metadata: (o.metadata as object | undefined) ?? {} };
+    // A copy only to give an object without metadata an empty one: the agent classifies its caches'
+    // objects (50,000 pods at issue 14's scale) on every full pass, and the compiler keeps what it gets,
+    // so a copy of each held a second object per pod beside the cache's.
+    const obj = o.metadata == null ? { ...o, metadata: {} } : o;
     switch (o.kind) {
       case "Namespace":
         into.namespaces.push(obj as unknown as Namespace);

@@ -70,8 +70,9 @@ export type CompilerObject =
 
 export type Change = { type: "upsert"; object: CompilerObject } | { type: "delete"; object: CompilerObject };
 
+// Joined, one flat string: a template literal's cons strings cost more than the key (cidr.ts formatPrefix).
 export function objectKey(kind: string, namespace: string | undefined, name: string): string {
-  return namespace ? `${kind}/${namespace}/${name}` : `${kind}/${name}`;
+  return namespace ? [kind, namespace, name].join("/") : [kind, name].join("/");
 }
 
 // What of a policy the universe depends on: its CIDRs and its node selectors.
