@@ -1,11 +1,11 @@
 // Raw JSON requests for what the generated clients do awkwardly: lists of any resource as the
 // wire JSON (the typed clients turn core objects into model classes with Date fields, while watch
 // events stay plain JSON; an informer's cache must hold one shape).
-import { createHash } from "node:crypto";
 import { Agent, request } from "node:https";
 import type { RequestOptions } from "node:https";
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from "@kubernetes/client-node";
 import { KubeApiError, statusFromBody } from "./errors.ts";
+import { credentialsKey } from "./tls-credentials.ts";
 
 // client-node's applyToHTTPSOptions gives every request of a kubeconfig one cached https.Agent, made
 // without keepAlive, so each request opened and closed its own TLS connection: in the operator's CPU
@@ -19,14 +19,8 @@ const pools = new Map<string, Agent>();
 const MAX_POOLS = 8;
 const RETIRE_AFTER_MS = 120_000;
 
-const keyPart = (v: unknown): string | Uint8Array =>
-  typeof v === "string" || v instanceof Uint8Array ? v : v === undefined ? "" : JSON.stringify(v);
-
 function keptAlive(server: string, o: RequestOptions): Agent {
-  const h = createHash("sha256").update(server);
-  for (const part of [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.servername, o.rejectUnauthorized])
-    for (const v of Array.isArray(part) ? part : [part]) h.update("\0").update(keyPart(v));
-  const key = h.digest("hex");
+  const key = credentialsKey(server, o);
   let agent = pools.get(key);
   if (!agent) {
     agent = new Agent({

@@ -5,8 +5,8 @@
 // and ~290/s over kept-alive connections on the same API server. shareDispatcher makes every request
 // of a KubeConfig reuse one Agent per set of TLS credentials (CA, client certificate and key, as the
 // kubeconfig gives them at that request, so a rotated certificate gets a new pool).
-import { createHash } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { credentialsKey } from "./tls-credentials.ts";
 
 type Dispatcher = NonNullable<
   ReturnType<Parameters<KubeConfig["applySecurityAuthentication"]>[0]["getDispatcher"]>
@@ -25,9 +25,7 @@ export function shareDispatcher(kc: KubeConfig): KubeConfig {
     if (!fresh) return;
     const tls: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
     await kc.applyToHTTPSOptions(tls);
-    const key = createHash("sha256")
-      .update(JSON.stringify([kc.getCurrentCluster()?.server, tls.ca, tls.cert, tls.key]))
-      .digest("hex");
+    const key = credentialsKey(kc.getCurrentCluster()?.server ?? "", tls);
     const shared = pools.get(key);
     if (!shared) {
       // Credentials changed (or the first request): a new pool; the previous ones drain and close.
