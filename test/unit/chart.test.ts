@@ -572,9 +572,14 @@ const RBAC_USES: Record<string, Record<string, Record<string, Use[]>>> = {
     "sluice.dev/securityidentities": {
       ...listWatch(operatorInformer("SECURITY_IDENTITIES")),
       create: [
+        // identityCreate() builds the collection's path; allocate() POSTs it.
         {
           file: IDENTITIES,
-          code: /rawRequest\(\s*this\.o\.kc,\s*"POST",\s*`\$\{collectionPath\(SECURITY_IDENTITIES\)/,
+          code: /path: `\$\{collectionPath\(SECURITY_IDENTITIES\)\}\?fieldManager=/,
+        },
+        {
+          file: IDENTITIES,
+          code: /= identityCreate\(candidate, hash, labels\);[\s\S]{0,120}rawRequest\(this\.o\.kc, "POST", path, body\)/,
         },
       ],
       get: [

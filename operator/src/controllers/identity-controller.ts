@@ -62,6 +62,22 @@ export const GC_CONCURRENCY = 16;
 export const DEFAULT_WORKERS = 16;
 const FIELD_MANAGER = "sluice-operator";
 
+/** The create the operator sends for identity `id` of a label set (also the scale rig's baseline). */
+export function identityCreate(id: number, hash: string, labels: LabelSet): { path: string; body: object } {
+  return {
+    path: `${collectionPath(SECURITY_IDENTITIES)}?fieldManager=${FIELD_MANAGER}`,
+    body: {
+      apiVersion: apiVersionOf(SECURITY_IDENTITIES),
+      kind: SECURITY_IDENTITIES.kind,
+      metadata: {
+        name: String(id),
+        labels: { [IDENTITY_HASH_LABEL]: hash, "app.kubernetes.io/managed-by": FIELD_MANAGER },
+      },
+      spec: { labels },
+    },
+  };
+}
+
 interface Use {
   count: number;
   labels: LabelSet;
@@ -279,24 +295,9 @@ export class IdentityController {
       ]);
       this.highWater = candidate;
       this.guard();
-      const body = {
-        apiVersion: apiVersionOf(SECURITY_IDENTITIES),
-        kind: SECURITY_IDENTITIES.kind,
-        metadata: {
-          name: String(candidate),
-          labels: { [IDENTITY_HASH_LABEL]: hash, "app.kubernetes.io/managed-by": FIELD_MANAGER },
-        },
-        spec: { labels },
-      };
+      const { path, body } = identityCreate(candidate, hash, labels);
       try {
-        await this.api("create", () =>
-          rawRequest(
-            this.o.kc,
-            "POST",
-            `${collectionPath(SECURITY_IDENTITIES)}?fieldManager=${FIELD_MANAGER}`,
-            body,
-          ),
-        );
+        await this.api("create", () => rawRequest(this.o.kc, "POST", path, body));
         this.pending.set(hash, candidate);
         this.stats.created++;
         this.allocated(hash, candidate, "created");
