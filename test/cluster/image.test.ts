@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type TestContext, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { imageEnv, preloaded } from "../support/image-env.ts";
+import { imageEnv, parseEnv, preloaded } from "../support/image-env.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BUILD = join(ROOT, "scripts/image-build.sh");
@@ -235,13 +235,11 @@ test("the images are reproducible, self-contained and importable", { timeout: 30
   assert.match(readFileSync(join(rootfs, "etc/passwd"), "utf8"), /^sluice:x:65532:65532:/m);
   // image/env in the config, and what it preloads in the image (the agent below runs with it).
   const env = imageEnv();
-  for (const [k, v] of Object.entries(env)) assert.ok(cfg.Env.includes(`${k}=${v}`), `${k} in ${cfg.Env}`);
+  const configEnv = parseEnv(cfg.Env, "the image config's Env");
+  for (const [k, v] of Object.entries(env)) assert.equal(configEnv[k], v, `${k} in ${cfg.Env}`);
   const preloads = preloaded(env);
   assert.ok(preloads.length > 0, "image/env preloads the allocator");
   for (const lib of preloads) assert.ok(existsSync(join(rootfs, lib)), `${lib} is in the image`);
-  const configEnv = Object.fromEntries(
-    cfg.Env.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]),
-  );
 
   const inImage = (args: readonly string[], timeoutMs = 60_000) =>
     run("chroot", [rootfs, ...args], { timeoutMs });

@@ -4,16 +4,24 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { repoRoot } from "../../operator/src/datapath/kernel/bpf-addon.ts";
 
-/** NAME=value lines of image/env, as an environment. */
-export function imageEnv(root = repoRoot()): Record<string, string> {
+/** NAME=value lines (image/env's, or an image config's Env) as an environment; `source` names them in errors. */
+export function parseEnv(lines: readonly string[], source: string): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const line of readFileSync(join(root, "image/env"), "utf8").split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
+  for (const line of lines) {
     const eq = line.indexOf("=");
-    if (eq <= 0) throw new Error(`image/env: not a NAME=value line: ${line}`);
+    if (eq <= 0) throw new Error(`${source}: not a NAME=value line: ${line}`);
     env[line.slice(0, eq)] = line.slice(eq + 1);
   }
   return env;
+}
+
+/** image/env, its comments and blank lines left out. */
+export function imageEnv(): Record<string, string> {
+  const lines = readFileSync(join(repoRoot(), "image/env"), "utf8").split("\n");
+  return parseEnv(
+    lines.filter((l) => l !== "" && !l.startsWith("#")),
+    "image/env",
+  );
 }
 
 /** The libraries image/env preloads. */
