@@ -14,12 +14,15 @@
 // naming the ring buffer's events, a `sluice monitor --follow` reader on its stream, all in this
 // process); and the previous layout (test/bench/previous-layout.ts: that commit's tree built in a
 // temporary directory, its own veth/enforce.ts writing its maps and attaching its programs; --no-previous
-// leaves it out). Each configuration detaches the others first. iptables is measured last.
+// leaves it out). Each configuration detaches the others first. Then, apart from those trials, the
+// time per run of each hook's program by the kernel's BPF statistics (kernel.bpf_stats_enabled on for
+// that phase only) for Sluice, Sluice without rule counters and the hooks alone: what Sluice's own work
+// adds to a packet. iptables is measured last.
 // Run as root: node test/bench/veth.bench.ts [--rules 50000] [--seconds 3] [--trials 3] [--no-previous]
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -84,6 +87,7 @@ function cleanup(): void {
       console.error(`veth.bench: could not delete netns ${ns}: ${(e as Error).message}`);
     }
   }
+  bpfStats(false);
   rmSync(pinRoot, { recursive: true, force: true });
   rmSync(previousPinRoot, { recursive: true, force: true });
   rmSync(work, { recursive: true, force: true });
@@ -326,6 +330,11 @@ async function main(): Promise<void> {
     rmSync(previousPinRoot, { recursive: true, force: true });
   }
 
+  const times = await programTimes(configs);
+  console.error(
+    `[veth] program time: ${[...times].map(([n, t]) => `${n} ${t.fromPod.toFixed(1)}/${t.toPod.toFixed(1)} ns`).join(", ")}`,
+  );
+
   const rulesFile = join(work, "rules");
   writeFileSync(rulesFile, iptablesRules(RULES));
   const t0 = performance.now();
@@ -362,9 +371,111 @@ async function main(): Promise<void> {
       `Sluice / rule counters compiled out ${paired("sluice", "no-rcnt")}, monitor streaming / Sluice ${paired("monitor", "sluice")}` +
       (previous ? `, Sluice / layout ${previous.version} ${paired("sluice", "previous")}.` : "."),
   );
+  printProgramTimes(times, none.rx);
   const r = sluice.rx / none.rx;
   console.log(
     `\nTarget: Sluice with ${written.entries} entries >= 0.95× no policy (${r.toFixed(3)}×: ${r >= 0.95 ? "met" : "NOT met"}).`,
+  );
+}
+
+// The kernel's run-time statistics of BPF programs (kernel.bpf_stats_enabled): on only for the program
+// time phase, then set back to what it was, also on failure (cleanup).
+const STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled";
+let statsWere: string | undefined;
+function bpfStats(on: boolean): void {
+  if (on) {
+    statsWere ??= readFileSync(STATS_SYSCTL, "utf8").trim();
+    writeFileSync(STATS_SYSCTL, "1\n");
+  } else if (statsWere !== undefined) {
+    writeFileSync(STATS_SYSCTL, `${statsWere}\n`);
+    statsWere = undefined;
+  }
+}
+
+// Run count and time so far of the programs in the pinned links that the flood crosses: r0's ingress
+// hook (A's packets leaving A: sl_from_pod) and r1's egress hook (toward B: sl_to_pod).
+function hookRuns(): { fromPod: { cnt: number; ns: number }; toPod: { cnt: number; ns: number } } {
+  const runs = (link: string) => {
+    const l = JSON.parse(sh("bpftool", ["link", "show", "pinned", join(pinRoot, "links", link), "-j"])) as {
+      prog_id: number;
+    };
+    const p = JSON.parse(sh("bpftool", ["prog", "show", "id", String(l.prog_id), "-j"])) as {
+      run_cnt?: number;
+      run_time_ns?: number;
+    };
+    return { cnt: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0 };
+  };
+  return { fromPod: runs("r0-ingress"), toPod: runs("r1-egress") };
+}
+
+type ProgramTime = { fromPod: number; toPod: number };
+
+// Nanoseconds per run of each hook's program on the flood's path, by the kernel's own clock: Sluice,
+// Sluice without rule counters, and the programs that pass everything, whose figure is what the
+// statistics themselves add to every run (two clock reads). Median over up to 3 floods each.
+async function programTimes(configs: readonly Config[]): Promise<Map<string, ProgramTime>> {
+  const out = new Map<string, ProgramTime>();
+  bpfStats(true);
+  try {
+    for (const name of ["sluice", "no-rcnt", "pass-all"]) {
+      const c = configs.find((x) => x.name === name);
+      if (!c) throw new Error(`no configuration ${name}`);
+      const per: ProgramTime[] = [];
+      for (let i = 0; i < Math.min(TRIALS, 3); i++) {
+        detachAll();
+        c.attach();
+        const before = hookRuns();
+        await c.run();
+        const after = hookRuns();
+        const ns = (a: { cnt: number; ns: number }, b: { cnt: number; ns: number }) => {
+          if (a.cnt <= b.cnt) throw new Error(`${name}: the hook's program did not run during the flood`);
+          return (a.ns - b.ns) / (a.cnt - b.cnt);
+        };
+        per.push({ fromPod: ns(after.fromPod, before.fromPod), toPod: ns(after.toPod, before.toPod) });
+      }
+      out.set(name, { fromPod: median(per.map((p) => p.fromPod)), toPod: median(per.map((p) => p.toPod)) });
+    }
+  } finally {
+    bpfStats(false);
+    detachAll();
+  }
+  return out;
+}
+
+// What the programs' own work adds to a packet, against the time a packet takes without policy.
+function printProgramTimes(times: Map<string, ProgramTime>, nonePps: number): void {
+  const floor = times.get("pass-all");
+  if (!floor) throw new Error("no program time for the hooks alone");
+  const packetNs = 1e9 / nonePps;
+  const rows = [
+    ["the hooks alone (pass every packet)", "sluice_pass_all.bpf.o"],
+    ["Sluice", "sluice.bpf.o"],
+    ["Sluice, rule counters and audit compiled out", "sluice_no_rcnt.bpf.o"],
+  ].map(([what, object], i) => {
+    const t = times.get(["pass-all", "sluice", "no-rcnt"][i]) as ProgramTime;
+    const extra = t.fromPod - floor.fromPod + (t.toPod - floor.toPod);
+    return [
+      `${what} (${object})`,
+      `${t.fromPod.toFixed(1)} ns`,
+      `${t.toPod.toFixed(1)} ns`,
+      i === 0
+        ? "-"
+        : `${extra.toFixed(0)} ns (${((100 * extra) / packetNs).toFixed(1)} % of ${(packetNs / 1000).toFixed(2)} µs)`,
+    ];
+  });
+  console.log(
+    "\nProgram time per run on the flood's path, by the kernel's BPF statistics (a separate phase: they add two clock reads to every run, which the hooks-alone row is), median of up to 3 floods:\n",
+  );
+  console.log(
+    markdownTable(
+      [
+        "program",
+        "from pod (r0 ingress)",
+        "to pod (r1 egress)",
+        "per packet above the hooks alone (of a no-policy packet)",
+      ],
+      rows,
+    ),
   );
 }
 
