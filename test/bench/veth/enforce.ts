@@ -1,7 +1,8 @@
 // Helper of test/bench/veth.bench.ts, run inside the bench's router namespace (nsenter --net): writes a
 // policy of --rules entries for the two endpoints through the agent's map writer (MapSync) and attaches
 // the datapath to both host-side interfaces with pinned tcx links, then exits (pins keep it enforcing).
-// The flow the bench sends (A -> B, UDP --port) is allowed; every other entry is for other identities.
+// The flows the bench sends (A -> B, UDP --port, and TCP --tcp-port when given) are allowed; every other
+// entry is for other identities.
 // --attach-only: the maps are written already, only attach (or swap in) the programs of --object (a
 // build with a feature compiled out, over the same pinned maps; default: the build's datapath).
 import { parseArgs } from "node:util";
@@ -15,6 +16,7 @@ const { values: o } = parseArgs({
     "pin-root": { type: "string" },
     rules: { type: "string" },
     port: { type: "string" },
+    "tcp-port": { type: "string" },
     "a-ip": { type: "string" },
     "b-ip": { type: "string" },
     "a-if": { type: "string" },
@@ -49,23 +51,26 @@ function filler(n: number, offset: number): PolicyEntry[] {
   return out;
 }
 
-const flow = (direction: "ingress" | "egress", identity: number): PolicyEntry => ({
-  direction,
-  identity,
-  protocol: 17,
-  port,
-  portPrefixLen: 16,
-  verdict: "allow",
-  ruleId: 0,
-});
-const half = Math.floor((rules - 2) / 2);
+// The bench's UDP flow, and with --tcp-port its TCP stream (its replies are conntrack's).
+const tcpPort = o["tcp-port"] === undefined ? undefined : Number(o["tcp-port"]);
+const flows = (direction: "ingress" | "egress", identity: number): PolicyEntry[] =>
+  [{ protocol: 17, port }, ...(tcpPort === undefined ? [] : [{ protocol: 6, port: tcpPort }])].map((f) => ({
+    direction,
+    identity,
+    ...f,
+    portPrefixLen: 16,
+    verdict: "allow",
+    ruleId: 0,
+  }));
+const flowCount = tcpPort === undefined ? 1 : 2;
+const half = Math.floor((rules - 2 * flowCount) / 2);
 const a: EndpointState = {
   key: "bench/a",
   id: 1,
   identity: A_ID,
   policy: {
     defaultDeny: { ingress: true, egress: true },
-    entries: [flow("egress", B_ID), ...filler(half, 0)],
+    entries: [...flows("egress", B_ID), ...filler(half, 0)],
   },
 };
 const b: EndpointState = {
@@ -74,7 +79,7 @@ const b: EndpointState = {
   identity: B_ID,
   policy: {
     defaultDeny: { ingress: true, egress: true },
-    entries: [flow("ingress", A_ID), ...filler(rules - 2 - half, 100_000)],
+    entries: [...flows("ingress", A_ID), ...filler(rules - 2 * flowCount - half, 100_000)],
   },
 };
 
