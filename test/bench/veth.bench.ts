@@ -27,7 +27,7 @@ import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { repoRoot } from "../../operator/src/datapath/kernel/bpf-addon.ts";
@@ -150,15 +150,21 @@ function spawnIn(ns: string, argv: string[]): { child: ChildProcess; out: Promis
   return { child, out: done };
 }
 
-// One measurement: packets per second received by B (and offered by A).
-async function flood(bin: string, port = PORT, seconds = SECONDS): Promise<{ rx: number; tx: number }> {
-  const recv = spawnIn(NS.b, [bin, "recv", String(port), String(seconds)]);
+// A receiver started in B (udp_flood's or tcp_stream's), once it says it listens.
+async function receiver(argv: string[]): Promise<ReturnType<typeof spawnIn>> {
+  const recv = spawnIn(NS.b, argv);
   await new Promise<void>((resolve, reject) => {
     recv.child.stdout?.on("data", (d: Buffer) => {
       if (d.toString().includes("ready")) resolve();
     });
     recv.out.catch(reject);
   });
+  return recv;
+}
+
+// One measurement: packets per second received by B (and offered by A).
+async function flood(bin: string, port = PORT, seconds = SECONDS): Promise<{ rx: number; tx: number }> {
+  const recv = await receiver([bin, "recv", String(port), String(seconds)]);
   const send = spawnIn(NS.a, [bin, "send", B_IP, String(port), String(seconds), String(PAYLOAD)]);
   const tx = Number((await send.out).trim());
   const rx = Number((await recv.out).trim().split("\n").pop());
@@ -167,13 +173,7 @@ async function flood(bin: string, port = PORT, seconds = SECONDS): Promise<{ rx:
 
 // One bulk TCP stream A -> B: bytes per second received by B (segments of up to 64 KiB: GSO/GRO).
 async function stream(bin: string): Promise<number> {
-  const recv = spawnIn(NS.b, [bin, "recv", String(TCP_PORT), String(SECONDS)]);
-  await new Promise<void>((resolve, reject) => {
-    recv.child.stdout?.on("data", (d: Buffer) => {
-      if (d.toString().includes("ready")) resolve();
-    });
-    recv.out.catch(reject);
-  });
+  const recv = await receiver([bin, "recv", String(TCP_PORT), String(SECONDS)]);
   const send = spawnIn(NS.a, [bin, "send", B_IP, String(TCP_PORT), String(SECONDS)]);
   await send.out;
   const rx = Number((await recv.out).trim().split("\n").pop());
@@ -494,9 +494,9 @@ function printProgramTimes(times: Map<string, ProgramTime>, nonePps: number): vo
   if (!floor) throw new Error("no program time for the hooks alone");
   const packetNs = 1e9 / nonePps;
   const programs: [config: string, what: string, object: string][] = [
-    ["pass-all", "the hooks alone (pass every packet)", "sluice_pass_all.bpf.o"],
+    ["pass-all", "the hooks alone (pass every packet)", basename(PASS_ALL_OBJECT)],
     ["sluice", "Sluice", "sluice.bpf.o"],
-    ["no-rcnt", "Sluice, rule counters and audit compiled out", "sluice_no_rcnt.bpf.o"],
+    ["no-rcnt", "Sluice, rule counters and audit compiled out", basename(NO_RCNT_OBJECT)],
   ];
   const rows = programs.map(([config, what, object]) => {
     const t = times.get(config);

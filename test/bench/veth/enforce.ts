@@ -62,15 +62,16 @@ const flows = (direction: "ingress" | "egress", identity: number): PolicyEntry[]
     verdict: "allow",
     ruleId: 0,
   }));
-const flowCount = tcpPort === undefined ? 1 : 2;
-const half = Math.floor((rules - 2 * flowCount) / 2);
+const aFlows = flows("egress", B_ID);
+const bFlows = flows("ingress", A_ID);
+const half = Math.floor((rules - aFlows.length - bFlows.length) / 2);
 const a: EndpointState = {
   key: "bench/a",
   id: 1,
   identity: A_ID,
   policy: {
     defaultDeny: { ingress: true, egress: true },
-    entries: [...flows("egress", B_ID), ...filler(half, 0)],
+    entries: [...aFlows, ...filler(half, 0)],
   },
 };
 const b: EndpointState = {
@@ -79,7 +80,7 @@ const b: EndpointState = {
   identity: B_ID,
   policy: {
     defaultDeny: { ingress: true, egress: true },
-    entries: [...flows("ingress", A_ID), ...filler(rules - 2 * flowCount - half, 100_000)],
+    entries: [...bFlows, ...filler(rules - aFlows.length - bFlows.length - half, 100_000)],
   },
 };
 
