@@ -6,8 +6,11 @@
 // Sluice enforces on R's host-side interfaces r0 (A's endpoint) and r1 (B's endpoint), as on a node.
 // Traffic: test/bench/native/udp_flood.c (built here with gcc), one UDP flow A -> B for --seconds: the
 // packet rate of small datagrams, the worst case of a per-packet cost. No policy, Sluice and the hooks
-// alone are also measured, in the same trials, with one bulk TCP stream A -> B
-// (test/bench/native/tcp_stream.c): what a transfer between pods moves, in segments of up to 64 KiB.
+// alone are also measured, in the same trials, over TCP A -> B as netperf measures a path: one bulk
+// stream (test/bench/native/tcp_stream.c: what a transfer between pods moves, in segments of up to
+// 64 KiB), 1-byte transactions on one connection and whole connections (test/bench/native/tcp_rr.c:
+// netperf's TCP_RR and TCP_CRR, client and server on one CPU; a connection's first packet is a new flow
+// at both hooks until the client's ports come round again).
 // Trial by trial, each trial running every configuration once (the order rotating), so that the
 // machine's drift hits all alike: no policy; Sluice; Sluice built without rule counters and audit
 // (bpf/build/variants/sluice_no_rcnt.bpf.o swapped into the same links, the same maps); the hooks alone
@@ -54,8 +57,10 @@ const SECONDS = Number(args.seconds);
 const TRIALS = Number(args.trials);
 const PAYLOAD = Number(args.payload);
 const PORT = 5001;
-// The TCP stream's port (PORT + 1 is the denied one).
+// The TCP measures' port (PORT + 1 is the denied one).
 const TCP_PORT = 5003;
+type TcpMeasure = "stream" | "rr" | "crr";
+const TCP_MEASURES: readonly TcpMeasure[] = ["stream", "rr", "crr"];
 const A_IP = "10.77.1.2";
 const B_IP = "10.77.2.2";
 
@@ -181,6 +186,21 @@ async function stream(bin: string): Promise<number> {
   return rx / SECONDS;
 }
 
+// Client and server of the transactions share one CPU, with the path's softirq (raised on the sending
+// CPU): the rate is then what a transaction costs in CPU time, not how fast an idle vCPU wakes up.
+const ONE_CPU = ["taskset", "-c", "0"];
+
+// Transactions per second A -> B: 1-byte request and response on one connection (rr), or each on a
+// connection of its own (crr: connect, request, response, close).
+async function transactions(bin: string, mode: "rr" | "crr"): Promise<number> {
+  const server = await receiver([...ONE_CPU, bin, "serve", String(TCP_PORT), String(SECONDS)]);
+  const client = spawnIn(NS.a, [...ONE_CPU, bin, mode, B_IP, String(TCP_PORT), String(SECONDS)]);
+  const done = Number((await client.out).trim());
+  await server.out;
+  if (!(done > 0)) throw new Error(`TCP ${mode} completed no transaction`);
+  return done / SECONDS;
+}
+
 async function measure(bin: string): Promise<{ rx: number; tx: number }> {
   const runs: { rx: number; tx: number }[] = [];
   for (let i = 0; i < TRIALS; i++) runs.push(await flood(bin));
@@ -244,6 +264,13 @@ async function main(): Promise<void> {
   execFileSync("gcc", ["-O2", "-Wall", "-o", tcpBin, join(here, "native/tcp_stream.c")], {
     stdio: "inherit",
   });
+  const rrBin = join(work, "tcp_rr");
+  execFileSync("gcc", ["-O2", "-Wall", "-o", rrBin, join(here, "native/tcp_rr.c")], { stdio: "inherit" });
+  const tcp: Record<TcpMeasure, () => Promise<number>> = {
+    stream: () => stream(tcpBin),
+    rr: () => transactions(rrBin, "rr"),
+    crr: () => transactions(rrBin, "crr"),
+  };
   topology();
   const root = repoRoot();
   const written = enforce(root, pinRoot, ["--tcp-port", String(TCP_PORT)]) as {
@@ -299,7 +326,10 @@ async function main(): Promise<void> {
       run: () => flood(bin),
     });
   const runs = new Map<string, Rate[]>(configs.map((c) => [c.name, []]));
-  const tcpRuns = new Map<string, number[]>(configs.filter((c) => c.tcp).map((c) => [c.name, []]));
+  // Per TCP measure, per configuration, one figure per trial.
+  const tcpRuns = new Map<TcpMeasure, Map<string, number[]>>(
+    TCP_MEASURES.map((m) => [m, new Map(configs.filter((c) => c.tcp).map((c) => [c.name, []]))]),
+  );
   for (let i = 0; i < TRIALS; i++) {
     const line: string[] = [];
     for (const [j] of configs.entries()) {
@@ -310,9 +340,13 @@ async function main(): Promise<void> {
       runs.get(c.name)?.push(r);
       line.push(`${c.name} ${pps(r.rx)}`);
       if (c.tcp) {
-        const bytes = await stream(tcpBin);
-        tcpRuns.get(c.name)?.push(bytes);
-        line.push(`(TCP ${gbps(bytes)})`);
+        const got: string[] = [];
+        for (const m of TCP_MEASURES) {
+          const x = await tcp[m]();
+          tcpRuns.get(m)?.get(c.name)?.push(x);
+          got.push(m === "stream" ? gbps(x) : `${m} ${tps(x)}`);
+        }
+        line.push(`(TCP ${got.join(" ")})`);
       }
     }
     console.error(`[veth] trial ${i + 1}: ${line.join(", ")}`);
@@ -414,13 +448,16 @@ async function main(): Promise<void> {
       (previous ? `, Sluice / layout ${previous.version} ${paired("sluice", "previous")}.` : "."),
   );
   printProgramTimes(times, none.rx);
-  printStreams(tcpRuns);
-  const r = sluice.rx / none.rx;
-  const t = median(tcpRuns.get("sluice") ?? []) / median(tcpRuns.get("none") ?? []);
+  printTcp(tcpRuns);
   const met = (x: number) => `${x.toFixed(3)}×: ${x >= 0.95 ? "met" : "NOT met"}`;
+  const tcpRatio = (m: TcpMeasure) => {
+    const of = (name: string) => median(tcpRuns.get(m)?.get(name) ?? []);
+    return met(of("sluice") / of("none"));
+  };
   console.log(
     `\nTarget: Sluice with ${written.entries} entries >= 0.95× no policy. Packet rate of 64-byte UDP datagrams ` +
-      `(the worst case): ${met(r)}. Bulk TCP stream: ${met(t)}.`,
+      `(the worst case): ${met(sluice.rx / none.rx)}. TCP: bulk stream ${tcpRatio("stream")}; ` +
+      `transactions on one connection ${tcpRatio("rr")}; connections ${tcpRatio("crr")}.`,
   );
 }
 
@@ -590,32 +627,46 @@ async function withMonitor<T>(work: () => Promise<T>): Promise<{ result: T; flow
   }
 }
 
-// The bulk TCP stream through the same configurations, in the same trials.
-function printStreams(tcpRuns: Map<string, number[]>): void {
-  const of = (name: string) => tcpRuns.get(name) ?? [];
-  const none = of("none");
-  const row = (name: string, what: string) => {
-    const r = of(name);
-    const paired = median(r.map((x, i) => x / (none[i] ?? Number.NaN)));
-    return [
-      what,
-      gbps(median(r)),
-      name === "none" ? "1.00×" : `${ratio(median(r), median(none))} (${paired.toFixed(3)}× trial by trial)`,
-    ];
+// The TCP measures through the same configurations, in the same trials.
+function printTcp(tcpRuns: Map<TcpMeasure, Map<string, number[]>>): void {
+  const what: Record<TcpMeasure, [title: string, unit: (x: number) => string]> = {
+    stream: ["one bulk stream (128 KiB writes; its ACKs are conntrack replies)", gbps],
+    rr: ["1-byte request/response on one connection (netperf TCP_RR)", tps],
+    crr: [
+      "connect, 1-byte request/response, close (netperf TCP_CRR; a new flow per connection until ports come round)",
+      tps,
+    ],
   };
+  const paths: [name: string, label: string][] = [
+    ["none", "no policy (baseline)"],
+    ["sluice", `Sluice, ${RULES} policy entries (tcx on r0, r1)`],
+    ["pass-all", "the hooks alone: programs that pass every packet"],
+  ];
+  const rows: string[][] = [];
+  for (const m of TCP_MEASURES) {
+    const of = (name: string) => tcpRuns.get(m)?.get(name) ?? [];
+    const none = of("none");
+    for (const [name, label] of paths) {
+      const r = of(name);
+      const paired = median(r.map((x, i) => x / (none[i] ?? Number.NaN)));
+      rows.push([
+        name === "none" ? what[m][0] : "",
+        label,
+        what[m][1](median(r)),
+        name === "none"
+          ? "1.00×"
+          : `${ratio(median(r), median(none))} (${paired.toFixed(3)}× trial by trial)`,
+      ]);
+    }
+  }
   console.log(
-    `\nOne bulk TCP stream A -> B (port ${TCP_PORT}, 128 KiB writes, ${SECONDS} s; its ACKs are conntrack replies), in the same trials, median of ${TRIALS}:\n`,
+    `\nTCP A -> B (port ${TCP_PORT}, ${SECONDS} s each), in the same trials, median of ${TRIALS}:\n`,
   );
-  console.log(
-    markdownTable(
-      ["path", "received", "× no policy"],
-      [
-        row("none", "no policy (baseline)"),
-        row("sluice", `Sluice, ${RULES} policy entries (tcx on r0, r1)`),
-        row("pass-all", "the hooks alone: programs that pass every packet"),
-      ],
-    ),
-  );
+  console.log(markdownTable(["measure", "path", "received", "× no policy"], rows));
+}
+
+function tps(perSecond: number): string {
+  return `${(perSecond / 1000).toFixed(1)} k/s`;
 }
 
 function gbps(bytesPerSecond: number): string {
