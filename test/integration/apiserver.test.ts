@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { ApiException, CoordinationV1Api, CoreV1Api, KubeConfig, Watch } from "@kubernetes/client-node";
 import { loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { rawRequest } from "../../operator/src/kube/raw.ts";
+import { waitCrdsEstablished } from "../../operator/src/lab/cluster-setup.ts";
 import { type ApiServer, kubectl, startApiServer } from "../support/apiserver.ts";
 
 const suffix = randomBytes(3).toString("hex");
@@ -143,7 +144,7 @@ spec:
   test("CRD with a CEL rule rejects a violating object with the rule's message", async () => {
     const k = api.kubeconfigPath;
     await ok(["apply", "-f", "-"], k, crd);
-    await ok(["wait", "--for=condition=Established", `crd/${crdName}`, "--timeout=30s"], k);
+    await waitCrdsEstablished(k, [crdName], {}, 30_000);
     // Discovery of a just-established CRD can lag a moment behind.
     let r = await kubectl(["apply", "-f", "-"], k, { input: widget("good", 80, 90) });
     for (

@@ -11,7 +11,7 @@ import { inputsFromObjects } from "../../operator/src/policy/index.ts";
 import type { PolicyInputs } from "../../operator/src/policy/compile.ts";
 import { podIps } from "../../operator/src/policy/universe.ts";
 import { fixture, sluice } from "../e2e/lab-support.ts";
-import { type Cluster, kubectlOk, repoRoot, startCluster } from "./operator-helpers.ts";
+import { type Cluster, kubectlOk, repoRoot, startCluster, waitCrdsEstablished } from "./operator-helpers.ts";
 
 const DIR = fixture("explain");
 const CNP_CRD = join(repoRoot, "crds/upstream/clusternetworkpolicies.yaml");
@@ -89,15 +89,7 @@ describe("sluice explain against an API server", () => {
     assert.match(before.stderr, /not served by the cluster, so not read: .*ClusterNetworkPolicy/);
 
     await kubectlOk(["apply", "--server-side", "-f", CNP_CRD], c.api.kubeconfigPath);
-    await kubectlOk(
-      [
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/clusternetworkpolicies.policy.networking.k8s.io",
-      ],
-      c.api.kubeconfigPath,
-    );
+    await waitCrdsEstablished(c.api.kubeconfigPath, ["clusternetworkpolicies.policy.networking.k8s.io"]);
     await kubectlOk(
       ["apply", "-f", "-"],
       c.api.kubeconfigPath,

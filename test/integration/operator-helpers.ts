@@ -5,9 +5,9 @@ import type { Logger } from "../../operator/src/observe/log.ts";
 import { type KubeClients, loadKubeConfig, makeClients } from "../../operator/src/kube/client.ts";
 import { Operator } from "../../operator/src/controllers/run.ts";
 import { type ApiServer, startApiServer } from "../support/apiserver.ts";
-import { applyCrds, kubectlOk } from "../../operator/src/lab/cluster-setup.ts";
+import { applyCrds, kubectlOk, waitCrdsEstablished } from "../../operator/src/lab/cluster-setup.ts";
 
-export { applyCrds, kubectlOk };
+export { applyCrds, kubectlOk, waitCrdsEstablished };
 export { repoRoot } from "../support/apiserver.ts";
 
 export interface Cluster {

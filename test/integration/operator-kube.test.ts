@@ -14,7 +14,14 @@ import {
   type SecurityNodeStatusObject,
 } from "../../operator/src/kube/node-status.ts";
 import { type Resource, SECURITY_NODE_STATUSES } from "../../operator/src/kube/resources.ts";
-import { type Cluster, createNamespace, kubectlOk, startCluster, waitFor } from "./operator-helpers.ts";
+import {
+  type Cluster,
+  createNamespace,
+  kubectlOk,
+  startCluster,
+  waitCrdsEstablished,
+  waitFor,
+} from "./operator-helpers.ts";
 
 const GROUP = "kube-it.sluice.dev";
 const WIDGETS: Resource = {
@@ -58,7 +65,7 @@ describe("kube building blocks (real API server)", () => {
     c = await startCluster(["securitynodestatuses.yaml"]);
     await createNamespace(c.clients, ns);
     await kubectlOk(["apply", "-f", "-"], c.api.kubeconfigPath, crd);
-    await kubectlOk(["wait", "--for=condition=Established", `crd/widgets.${GROUP}`], c.api.kubeconfigPath);
+    await waitCrdsEstablished(c.api.kubeconfigPath, [`widgets.${GROUP}`]);
   });
   after(async () => {
     await c?.stop();
@@ -137,7 +144,7 @@ describe("kube building blocks (real API server)", () => {
     assert.ok(inf.consecutiveFailures >= 1);
     // The cache keeps the last good state while the resource is unavailable (what the agent needs).
     await kubectlOk(["apply", "-f", "-"], c.api.kubeconfigPath, crd);
-    await kubectlOk(["wait", "--for=condition=Established", `crd/widgets.${GROUP}`], c.api.kubeconfigPath);
+    await waitCrdsEstablished(c.api.kubeconfigPath, [`widgets.${GROUP}`]);
     await waitFor("the CRD served again", async () => {
       try {
         await applyCustomObject(c.clients.custom, WIDGETS, widget("w3", 3), "sluice-test");

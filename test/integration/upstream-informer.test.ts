@@ -8,7 +8,14 @@ import { after, before, describe, test } from "node:test";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { OptionalInformer, resourceServed } from "../../operator/src/kube/informer.ts";
 import { CLUSTER_NETWORK_POLICIES, NETWORK_POLICIES } from "../../operator/src/kube/resources.ts";
-import { type Cluster, kubectlOk, repoRoot, startCluster, waitFor } from "./operator-helpers.ts";
+import {
+  type Cluster,
+  kubectlOk,
+  repoRoot,
+  startCluster,
+  waitCrdsEstablished,
+  waitFor,
+} from "./operator-helpers.ts";
 
 const CRD_FILE = join(repoRoot, "crds/upstream/clusternetworkpolicies.yaml");
 const CRD_NAME = "clusternetworkpolicies.policy.networking.k8s.io";
@@ -69,7 +76,7 @@ describe("optional informer (real API server)", () => {
 
   test("CRD installed later: watched, its objects delivered as adds", async () => {
     await kubectlOk(["apply", "--server-side", "-f", CRD_FILE], c.api.kubeconfigPath);
-    await kubectlOk(["wait", "--for=condition=Established", `crd/${CRD_NAME}`], c.api.kubeconfigPath);
+    await waitCrdsEstablished(c.api.kubeconfigPath, [CRD_NAME]);
     await kubectlOk(["apply", "-f", "-"], c.api.kubeconfigPath, cnp("deny-red"));
     await waitFor("deny-red in the cache", () => names().includes("deny-red"), 15_000);
     assert.equal(inf.served, true);
@@ -96,7 +103,7 @@ describe("optional informer (real API server)", () => {
   test("CRD installed again: watched again, the new objects delivered", async () => {
     events.length = 0;
     await kubectlOk(["apply", "--server-side", "-f", CRD_FILE], c.api.kubeconfigPath);
-    await kubectlOk(["wait", "--for=condition=Established", `crd/${CRD_NAME}`], c.api.kubeconfigPath);
+    await waitCrdsEstablished(c.api.kubeconfigPath, [CRD_NAME]);
     await kubectlOk(["apply", "-f", "-"], c.api.kubeconfigPath, cnp("deny-red-3"));
     await waitFor("deny-red-3 in the cache", () => names().includes("deny-red-3"), 15_000);
     assert.deepEqual(names(), ["deny-red-3"]);

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { parseAllDocuments } from "yaml";
 import { loadObjects } from "../../operator/src/manifests/load.ts";
+import { waitCrdsEstablished } from "../../operator/src/lab/cluster-setup.ts";
 import { repoRoot } from "../support/apiserver.ts";
 import { DEMO_TOPOLOGY, expectedMatrix, type KubeLab, startKubeLab } from "../support/kube-lab.ts";
 import { privilegeProblem } from "../support/privileged.ts";
@@ -88,7 +89,7 @@ test("CRDs absent: the agents start and enforce as the compiler says (everything
 
 test("CRDs installed and a ClusterNetworkPolicy applied: enforced without a restart", { skip }, async () => {
   await k(["apply", "--server-side", "-f", join(repoRoot, "crds/upstream/")]);
-  await k(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+  await waitCrdsEstablished(kl!.api.kubeconfigPath, ["--all"]);
   await k(["apply", "-f", "-"], CNP);
   const want = expected(CNP);
   assert.ok(

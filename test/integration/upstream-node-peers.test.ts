@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { MatrixRow } from "../../operator/src/api/matrix-rows.ts";
 import { loadObjects } from "../../operator/src/manifests/load.ts";
+import { waitCrdsEstablished } from "../../operator/src/lab/cluster-setup.ts";
 import { repoRoot } from "../support/apiserver.ts";
 import { expectedMatrix, type KubeLab, startKubeLab } from "../support/kube-lab.ts";
 import { privilegeProblem } from "../support/privileged.ts";
@@ -45,7 +46,7 @@ before(async () => {
   if (skip) return;
   kl = await startKubeLab(TOPOLOGY);
   await k(["apply", "--server-side", "-f", join(repoRoot, "crds/upstream/")]);
-  await k(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+  await waitCrdsEstablished(kl.api.kubeconfigPath, ["--all"]);
   await kl.startAgents();
 });
 

@@ -16,6 +16,7 @@ import {
   repoRoot,
   startCluster,
   waitFor,
+  waitCrdsEstablished,
 } from "./operator-helpers.ts";
 
 interface Condition {
@@ -124,9 +125,9 @@ describe("status of SIG Network's policy kinds (real API server)", () => {
 
   test("CRDs installed later: each kind gets Sluice's Accepted and Enforced conditions", async () => {
     await kubectlOk(["apply", "--server-side", "-f", join(repoRoot, "crds/upstream/")], c.api.kubeconfigPath);
-    await kubectlOk(
-      ["wait", "--for=condition=Established", ...KINDS.map((k) => `crd/${k.resource}`)],
+    await waitCrdsEstablished(
       c.api.kubeconfigPath,
+      KINDS.map((k) => k.resource),
     );
     for (const k of KINDS) await kubectlOk(["apply", "-f", "-"], c.api.kubeconfigPath, k.yaml());
     for (const k of KINDS) {

@@ -86,12 +86,35 @@ export async function applyCrds(
     undefined,
     opts,
   );
-  await kubectlOk(
-    ["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
-    kubeconfig,
-    undefined,
-    opts,
-  );
+  await waitCrdsEstablished(kubeconfig, ["--all"], opts);
+}
+
+/**
+ * Waits until the CRDs named (or every CRD: `--all`) are Established. kubectl wait fails at
+ * once, instead of waiting, on a CRD the API server has not yet given any condition (".status.conditions
+ * accessor error: <nil>"), which a CRD just applied can be for a moment: that answer is asked again.
+ */
+export async function waitCrdsEstablished(
+  kubeconfig: string,
+  targets: readonly string[],
+  opts: Omit<KubectlOptions, "input"> = {},
+  timeoutMs = 60_000,
+): Promise<void> {
+  const args = [
+    "wait",
+    "--for=condition=Established",
+    `--timeout=${Math.ceil(timeoutMs / 1000)}s`,
+    "crd",
+    ...targets,
+  ];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await kubectl(args, kubeconfig, opts);
+    if (r.code === 0) return;
+    if (!r.stderr.includes(".status.conditions accessor error") || Date.now() > deadline)
+      throw new Error(`kubectl ${args.join(" ")} failed: ${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
 }
 
 /** Registers a lab topology's objects as a kubelet-less cluster would hold them. */
