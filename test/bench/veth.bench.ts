@@ -61,6 +61,15 @@ const PORT = 5001;
 const TCP_PORT = 5003;
 type TcpMeasure = "stream" | "rr" | "crr";
 const TCP_MEASURES: readonly TcpMeasure[] = ["stream", "rr", "crr"];
+// How each measure is named in the table, and its figure printed.
+const TCP_SHOWN: Record<TcpMeasure, [title: string, unit: (x: number) => string]> = {
+  stream: ["one bulk stream (128 KiB writes; its ACKs are conntrack replies)", gbps],
+  rr: ["1-byte request/response on one connection (netperf TCP_RR)", tps],
+  crr: [
+    "connect, 1-byte request/response, close (netperf TCP_CRR; a new flow per connection until ports come round)",
+    tps,
+  ],
+};
 const A_IP = "10.77.1.2";
 const B_IP = "10.77.2.2";
 
@@ -344,7 +353,7 @@ async function main(): Promise<void> {
         for (const m of TCP_MEASURES) {
           const x = await tcp[m]();
           tcpRuns.get(m)?.get(c.name)?.push(x);
-          got.push(m === "stream" ? gbps(x) : `${m} ${tps(x)}`);
+          got.push(`${m} ${TCP_SHOWN[m][1](x)}`);
         }
         line.push(`(TCP ${got.join(" ")})`);
       }
@@ -629,14 +638,6 @@ async function withMonitor<T>(work: () => Promise<T>): Promise<{ result: T; flow
 
 // The TCP measures through the same configurations, in the same trials.
 function printTcp(tcpRuns: Map<TcpMeasure, Map<string, number[]>>): void {
-  const what: Record<TcpMeasure, [title: string, unit: (x: number) => string]> = {
-    stream: ["one bulk stream (128 KiB writes; its ACKs are conntrack replies)", gbps],
-    rr: ["1-byte request/response on one connection (netperf TCP_RR)", tps],
-    crr: [
-      "connect, 1-byte request/response, close (netperf TCP_CRR; a new flow per connection until ports come round)",
-      tps,
-    ],
-  };
   const paths: [name: string, label: string][] = [
     ["none", "no policy (baseline)"],
     ["sluice", `Sluice, ${RULES} policy entries (tcx on r0, r1)`],
@@ -650,9 +651,9 @@ function printTcp(tcpRuns: Map<TcpMeasure, Map<string, number[]>>): void {
       const r = of(name);
       const paired = median(r.map((x, i) => x / (none[i] ?? Number.NaN)));
       rows.push([
-        name === "none" ? what[m][0] : "",
+        name === "none" ? TCP_SHOWN[m][0] : "",
         label,
-        what[m][1](median(r)),
+        TCP_SHOWN[m][1](median(r)),
         name === "none"
           ? "1.00×"
           : `${ratio(median(r), median(none))} (${paired.toFixed(3)}× trial by trial)`,
