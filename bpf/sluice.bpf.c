@@ -8,6 +8,8 @@
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
+#include <linux/if_packet.h>
+#include <stddef.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "sluice_shared.h"
@@ -502,6 +504,36 @@ static __always_inline int sl_arp_spoofed(struct __sk_buff *skb, const struct sl
 	return SL_REASON_SOURCE_SPOOFED;
 }
 
+/*
+ * What conntrack decides for a packet of the tracked flow ct, travelling in dir at endpoint ep: 1 when
+ * it decides (d filled, the entry touched), 0 when the policy must (the endpoint's policy changed since
+ * the flow was allowed).
+ */
+static __always_inline int sl_ct_decides(const struct sl_endpoint_value *ep, __u8 dir, struct sl_ct_value *ct,
+					 struct sl_decision *d)
+{
+	if (ct->init_dir != dir) {
+		/* Reply: the flow was started from the other side and allowed there. */
+		d->verdict = SL_VERDICT_ALLOW;
+		d->reason = SL_REASON_CT_REPLY;
+		sl_ct_touch(ct);
+		/* Counted to its rule only under the policy that allowed it: a slot may since be another's. */
+		if (ct->policy_rev == ep->policy_rev)
+			sl_ct_counted(ct, d);
+		return 1;
+	}
+	/* Established: a flow this endpoint initiated (or accepted) in this direction. */
+	if (ct->policy_rev == ep->policy_rev) {
+		d->verdict = SL_VERDICT_ALLOW;
+		d->reason = SL_REASON_CT_ESTABLISHED;
+		sl_ct_touch(ct);
+		ct->packets += 1;
+		sl_ct_counted(ct, d);
+		return 1;
+	}
+	return 0;
+}
+
 /* Conntrack and policy for a packet of family (a constant: each family gets its own copy); fills d. */
 static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 dir, struct sl_pkt *p, __u8 family,
 				     int check_source, struct sl_decision *d)
@@ -517,27 +549,8 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 	/* One lookup finds the flow whether this packet continues it or replies to it. */
 	sl_ct_key(&ck, family, ep->ep_id, dir, &p->t);
 	struct sl_ct_value *ct = bpf_map_lookup_elem(sl_ct_map(family), &ck);
-	if (ct) {
-		if (ct->init_dir != dir) {
-			/* Reply: the flow was started from the other side and allowed there. */
-			d->verdict = SL_VERDICT_ALLOW;
-			d->reason = SL_REASON_CT_REPLY;
-			sl_ct_touch(ct);
-			/* Counted to its rule only under the policy that allowed it: a slot may since be another's. */
-			if (ct->policy_rev == ep->policy_rev)
-				sl_ct_counted(ct, d);
-			return;
-		}
-		/* Established: a flow this endpoint initiated (or accepted) in this direction. */
-		if (ct->policy_rev == ep->policy_rev) {
-			d->verdict = SL_VERDICT_ALLOW;
-			d->reason = SL_REASON_CT_ESTABLISHED;
-			sl_ct_touch(ct);
-			ct->packets += 1;
-			sl_ct_counted(ct, d);
-			return;
-		}
-	}
+	if (ct && sl_ct_decides(ep, dir, ct, d))
+		return;
 	/* Conntrack did not decide: the source must be the pod's own (see sl_source_precheck). */
 	if (check_source && !sl_source_addr_ok(ep, p, family)) {
 		d->verdict = SL_VERDICT_DENY;
@@ -593,6 +606,109 @@ static __always_inline void sl_judge(const struct sl_endpoint_value *ep, __u8 di
 	bpf_map_update_elem(sl_ct_map(family), &ck, &nv, BPF_ANY);
 }
 
+/* A judged packet's counters (endpoint, node, rules) and its sampled event. */
+static __always_inline void sl_account(struct __sk_buff *skb, const struct sl_endpoint_value *ep, __u8 dir,
+				       const struct sl_pkt *p, struct sl_decision *d)
+{
+	sl_count(ep->slot, dir, d->verdict, d->reason, skb->len);
+	sl_count_rule(d->slot, d->flow, skb->len);
+	sl_count_rule(d->audit_slot, d->flow, skb->len);
+	sl_event(skb, ep, dir, p, d);
+}
+
+/*
+ * Host routing in BPF (SL_CFG_HOST_ROUTING), for a whole (unfragmented, not ICMP error) packet its
+ * sender's egress allowed. When the host would route it to another local endpoint and that endpoint's
+ * conntrack already decides it (a flow established under the receiver's current policy, or a reply),
+ * the receiver's ingress is judged and accounted here, the packet is forwarded as the host would
+ * forward it (hop limit, next hop's addresses) and put straight into the receiver's namespace
+ * (bpf_redirect_peer): the host's forwarding path and the second hook are skipped.
+ *
+ * Anything else returns TC_ACT_OK and goes the host's way, to be judged by the receiver's own hook: a
+ * new flow, a revalidation, an expiring hop limit, an unresolved neighbor. So does every flow whose
+ * tuple the host rewrites (a Service's DNAT, its replies, masquerading): the receiver's conntrack then
+ * holds the rewritten tuple, which this packet does not carry, so it never matches here, and the
+ * host's NAT keeps seeing all of it.
+ */
+static __always_inline int sl_host_route(struct __sk_buff *skb, const struct sl_pkt *p, __u8 family)
+{
+	/* Only what the host would route: a frame addressed to the host-side interface itself. */
+	if (skb->pkt_type != PACKET_HOST)
+		return TC_ACT_OK;
+	__u32 zero = 0;
+	const struct sl_config *cfg = bpf_map_lookup_elem(&sl_cfg_v5, &zero);
+	if (!cfg || !(cfg->flags & SL_CFG_HOST_ROUTING))
+		return TC_ACT_OK;
+
+	struct bpf_fib_lookup f = {
+		.family = family,
+		.l4_protocol = p->t.proto,
+		.sport = p->t.sport,
+		.dport = p->t.dport,
+		.ifindex = skb->ifindex,
+	};
+	__u8 hops;
+	__u8 l3proto = 0;
+	if (family == SL_FAMILY_V4) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return TC_ACT_OK;
+		hops = ip.ttl;
+		l3proto = ip.protocol;
+		f.tos = ip.tos;
+		f.ipv4_src = ip.saddr;
+		f.ipv4_dst = ip.daddr;
+	} else {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)))
+			return TC_ACT_OK;
+		hops = ip6.hop_limit;
+		__be32 head;
+		__builtin_memcpy(&head, &ip6, 4);
+		f.flowinfo = head & bpf_htonl(0x0fffffff);
+		__builtin_memcpy(f.ipv6_src, &ip6.saddr, 16);
+		__builtin_memcpy(f.ipv6_dst, &ip6.daddr, 16);
+	}
+	/* An expiring packet gets the host's ICMP error. */
+	if (hops <= 1)
+		return TC_ACT_OK;
+	/*
+	 * No tot_len: the lookup then checks the packet itself against the next hop's MTU, segments of a
+	 * GSO packet by their own length; one too big goes the host's way (fragmented, or its ICMP error).
+	 */
+	if (bpf_fib_lookup(skb, &f, sizeof(f), 0) != BPF_FIB_LKUP_RET_SUCCESS || f.ifindex == skb->ifindex)
+		return TC_ACT_OK;
+	struct sl_endpoint_key ek = {.ifindex = f.ifindex};
+	const struct sl_endpoint_value *to = bpf_map_lookup_elem(&sl_ep_v5, &ek);
+	if (!to)
+		return TC_ACT_OK;
+	union sl_ct_key ck;
+	sl_ct_key(&ck, family, to->ep_id, SL_DIR_INGRESS, &p->t);
+	struct sl_ct_value *ct = bpf_map_lookup_elem(sl_ct_map(family), &ck);
+	struct sl_decision d = {};
+	if (!ct || !sl_ct_decides(to, SL_DIR_INGRESS, ct, &d))
+		return TC_ACT_OK;
+
+	/*
+	 * A failed rewrite (no memory to make the packet writable) leaves a packet the host still forwards
+	 * correctly, one hop shorter at worst: it goes the host's way, and is judged there again.
+	 */
+	hops -= 1;
+	if (family == SL_FAMILY_V4) {
+		__be16 was = bpf_htons((__u16)(hops + 1) << 8 | l3proto);
+		__be16 now = bpf_htons((__u16)hops << 8 | l3proto);
+		if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), was, now, sizeof(now)) ||
+		    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), &hops, 1, 0))
+			return TC_ACT_OK;
+	} else if (bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct ipv6hdr, hop_limit), &hops, 1, 0)) {
+		return TC_ACT_OK;
+	}
+	if (bpf_skb_store_bytes(skb, 0, f.dmac, ETH_ALEN, 0) || bpf_skb_store_bytes(skb, ETH_ALEN, f.smac, ETH_ALEN, 0))
+		return TC_ACT_OK;
+	sl_account(skb, to, SL_DIR_INGRESS, p, &d);
+	return bpf_redirect_peer(f.ifindex, 0);
+}
+
 static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 {
 #ifdef SL_PASS_ALL
@@ -610,6 +726,7 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 
 	struct sl_pkt p = {};
 	struct sl_decision d = {};
+	int routable = 0;
 	/*
 	 * Only what the pod sends is checked (dir is a constant: the program for the other direction has no
 	 * such code), and only where the writer recorded the pod's addresses (SL_EP_SOURCE_CHECK).
@@ -654,13 +771,16 @@ static __always_inline int sl_decide(struct __sk_buff *skb, __u8 dir)
 			sl_frag_key(&fk, ep->ep_id, dir, &p);
 			bpf_map_update_elem(&sl_frag_v5, &fk, &fv, BPF_ANY);
 		}
+		routable = p.frag == SL_FRAG_NONE && p.icmp != SL_ICMP_ERROR && p.icmp != SL_ICMP_NDP;
 	}
 
-	sl_count(ep->slot, dir, d.verdict, d.reason, skb->len);
-	sl_count_rule(d.slot, d.flow, skb->len);
-	sl_count_rule(d.audit_slot, d.flow, skb->len);
-	sl_event(skb, ep, dir, &p, &d);
-	return d.verdict == SL_VERDICT_ALLOW ? TC_ACT_OK : TC_ACT_SHOT;
+	sl_account(skb, ep, dir, &p, &d);
+	if (d.verdict != SL_VERDICT_ALLOW)
+		return TC_ACT_SHOT;
+	/* dir is a constant: only the host-side ingress hook, where a peer redirect may start, has this. */
+	if (dir == SL_DIR_EGRESS && routable)
+		return p.family == SL_FAMILY_V4 ? sl_host_route(skb, &p, SL_FAMILY_V4) : sl_host_route(skb, &p, SL_FAMILY_V6);
+	return TC_ACT_OK;
 }
 
 SEC("tc")

@@ -362,7 +362,21 @@ struct sl_config {
 	__u32 event_sample_allow; /* emit 1 of N allowed-packet events; 0 = none */
 	__u32 event_sample_deny;  /* emit 1 of N denied-packet events; 0 = none */
 	__u32 events_per_sec;     /* per-CPU rate limit of emitted events; 0 = unlimited */
-	__u32 flags;
+	__u32 flags;              /* enum sl_config_flags */
+};
+
+/*
+ * Datapath configuration flags. A writer that predates a flag never sets it, so a program that knows
+ * it, run with that writer's configuration, behaves as before.
+ */
+enum sl_config_flags {
+	/*
+	 * Host routing in BPF: a packet between two pods of this node whose flow conntrack already tracks at
+	 * both ends goes from the sender's host-side hook straight into the receiver's namespace
+	 * (bpf_redirect_peer), past the host's forwarding path. The agent sets it only while every
+	 * endpoint's host-side interface is one end of a pair (veth, netkit): the redirect needs the peer.
+	 */
+	SL_CFG_HOST_ROUTING = 1,
 };
 
 /* event rate limiter state: per CPU. */

@@ -12,7 +12,11 @@
 // netperf's TCP_RR and TCP_CRR, client and server on one CPU; a connection's first packet is a new flow
 // at both hooks until the client's ports come round again).
 // Trial by trial, each trial running every configuration once (the order rotating), so that the
-// machine's drift hits all alike: no policy; Sluice; Sluice built without rule counters and audit
+// machine's drift hits all alike: no policy; Sluice (host routing in BPF, the agent's default: once both
+// ends track the flow, r0's program puts B's packets straight into B's namespace, so r1's program and the
+// router's forwarding path see only a flow's first packets); Sluice with host routing by the kernel
+// (--host-routing off: every packet forwarded by R and judged again at r1; also over TCP); Sluice built
+// without rule counters and audit
 // (bpf/build/variants/sluice_no_rcnt.bpf.o swapped into the same links, the same maps); the hooks alone
 // (sluice_pass_all.bpf.o: the programs pass every packet before any lookup, the floor of any tc
 // datapath on this path); Sluice with
@@ -21,8 +25,8 @@
 // process); and the previous layout (test/bench/previous-layout.ts: that commit's tree built in a
 // temporary directory, its own veth/enforce.ts writing its maps and attaching its programs; --no-previous
 // leaves it out). Each configuration detaches the others first. Then, apart from those trials, the
-// time per run of each hook's program by the kernel's BPF statistics (kernel.bpf_stats_enabled on for
-// that phase only) for Sluice, Sluice without rule counters and the hooks alone: what Sluice's own work
+// time of each hook's program by the kernel's BPF statistics (kernel.bpf_stats_enabled on for that phase
+// only) for both Sluice routings, Sluice without rule counters and the hooks alone: what Sluice's own work
 // adds to a packet. iptables is measured last.
 // Run as root: node test/bench/veth.bench.ts [--rules 50000] [--seconds 3] [--trials 3] [--no-previous]
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -33,6 +37,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { enums } from "../../operator/src/datapath/codec/layout.generated.ts";
 import { repoRoot } from "../../operator/src/datapath/kernel/bpf-addon.ts";
 import { loadDatapath } from "../../operator/src/datapath/kernel/programs.ts";
 import { AgentMonitor } from "../../operator/src/monitor/agent-monitor.ts";
@@ -301,13 +306,20 @@ async function main(): Promise<void> {
     { name: "none", attach: detachAll, run: () => flood(bin), tcp: true },
     {
       name: "sluice",
-      attach: () => enforce(root, pinRoot, ["--attach-only"]),
+      attach: () => enforce(root, pinRoot, ["--attach-only", "--host-routing", "on"]),
+      run: () => flood(bin),
+      tcp: true,
+    },
+    {
+      name: "kernel-routing",
+      attach: () => enforce(root, pinRoot, ["--attach-only", "--host-routing", "off"]),
       run: () => flood(bin),
       tcp: true,
     },
     {
       name: "no-rcnt",
-      attach: () => enforce(root, pinRoot, ["--attach-only", "--object", NO_RCNT_OBJECT]),
+      attach: () =>
+        enforce(root, pinRoot, ["--attach-only", "--host-routing", "on", "--object", NO_RCNT_OBJECT]),
       run: () => flood(bin),
     },
     {
@@ -318,7 +330,7 @@ async function main(): Promise<void> {
     },
     {
       name: "monitor",
-      attach: () => enforce(root, pinRoot, ["--attach-only"]),
+      attach: () => enforce(root, pinRoot, ["--attach-only", "--host-routing", "on"]),
       run: async () => {
         const s = await withMonitor(() => flood(bin));
         streamedFlows += s.flows;
@@ -365,9 +377,14 @@ async function main(): Promise<void> {
     const r = runs.get(name) ?? [];
     return { rx: median(r.map((x) => x.rx)), tx: median(r.map((x) => x.tx)) };
   };
-  const [none, sluice, noRcnt, passAll, streamed] = ["none", "sluice", "no-rcnt", "pass-all", "monitor"].map(
-    med,
-  );
+  const [none, sluice, kernelRouting, noRcnt, passAll, streamed] = [
+    "none",
+    "sluice",
+    "kernel-routing",
+    "no-rcnt",
+    "pass-all",
+    "monitor",
+  ].map(med);
   if (streamedFlows === 0) throw new Error("the monitor streamed no flow of the allowed flood");
   // The flood counted where the agent's rule counters say (slots the map writer gave the entries).
   const counted = ruleCounted();
@@ -375,11 +392,18 @@ async function main(): Promise<void> {
 
   const rows: string[][] = [["no policy (baseline)", "-", pps(none.rx), pps(none.tx), "1.00×"]];
   rows.push([
-    `Sluice, ${written.entries} policy entries (tcx on r0, r1)`,
+    `Sluice, ${written.entries} policy entries (tcx on r0, r1; host routing in BPF, the default)`,
     `${written.syncMs.toFixed(0)} ms (MapSync)`,
     pps(sluice.rx),
     pps(sluice.tx),
     ratio(sluice.rx, none.rx),
+  ]);
+  rows.push([
+    "Sluice, host routing by the kernel (--host-routing kernel; same maps)",
+    "-",
+    pps(kernelRouting.rx),
+    pps(kernelRouting.tx),
+    `${ratio(kernelRouting.rx, none.rx)} (Sluice: ${ratio(sluice.rx, kernelRouting.rx)} of this)`,
   ]);
   rows.push([
     "Sluice, rule counters and audit compiled out (same maps)",
@@ -417,7 +441,7 @@ async function main(): Promise<void> {
 
   const times = await programTimes(configs);
   console.error(
-    `[veth] program time: ${[...times].map(([n, t]) => `${n} ${t.fromPod.toFixed(1)}/${t.toPod.toFixed(1)} ns`).join(", ")}`,
+    `[veth] program time per packet: ${[...times].map(([n, t]) => `${n} ${t.perPacket.toFixed(1)} ns`).join(", ")}`,
   );
 
   const rulesFile = join(work, "rules");
@@ -452,6 +476,7 @@ async function main(): Promise<void> {
   };
   console.log(
     `\nTrial by trial (median of the per-trial ratios): Sluice / no policy ${paired("sluice", "none")}, ` +
+      `host routing by the kernel / no policy ${paired("kernel-routing", "none")}, ` +
       `hooks alone / no policy ${paired("pass-all", "none")}, Sluice / hooks alone ${paired("sluice", "pass-all")}, ` +
       `Sluice / rule counters compiled out ${paired("sluice", "no-rcnt")}, monitor streaming / Sluice ${paired("monitor", "sluice")}` +
       (previous ? `, Sluice / layout ${previous.version} ${paired("sluice", "previous")}.` : "."),
@@ -459,15 +484,19 @@ async function main(): Promise<void> {
   printProgramTimes(times, none.rx);
   printTcp(tcpRuns);
   const met = (x: number) => `${x.toFixed(3)}×: ${x >= 0.95 ? "met" : "NOT met"}`;
-  const tcpRatio = (m: TcpMeasure) => {
+  const tcpRatio = (config: string, m: TcpMeasure) => {
     const of = (name: string) => median(tcpRuns.get(m)?.get(name) ?? []);
-    return met(of("sluice") / of("none"));
+    return met(of(config) / of("none"));
   };
-  console.log(
-    `\nTarget: Sluice with ${written.entries} entries >= 0.95× no policy. Packet rate of 64-byte UDP datagrams ` +
-      `(the worst case): ${met(sluice.rx / none.rx)}. TCP: bulk stream ${tcpRatio("stream")}; ` +
-      `transactions on one connection ${tcpRatio("rr")}; connections ${tcpRatio("crr")}.`,
-  );
+  for (const [name, what, udp] of [
+    ["sluice", "host routing in BPF (the agent's default)", sluice],
+    ["kernel-routing", "host routing by the kernel", kernelRouting],
+  ] as const)
+    console.log(
+      `\nTarget: Sluice with ${written.entries} entries >= 0.95× no policy; ${what}. Packet rate of 64-byte UDP ` +
+        `datagrams (the worst case): ${met(udp.rx / none.rx)}. TCP: bulk stream ${tcpRatio(name, "stream")}; ` +
+        `transactions on one connection ${tcpRatio(name, "rr")}; connections ${tcpRatio(name, "crr")}.`,
+    );
 }
 
 // The kernel's run-time statistics of BPF programs (kernel.bpf_stats_enabled): on only for the program
@@ -500,16 +529,20 @@ function hookRuns(): { fromPod: { cnt: number; ns: number }; toPod: { cnt: numbe
   return { fromPod: runs("r0-ingress"), toPod: runs("r1-egress") };
 }
 
-type ProgramTime = { fromPod: number; toPod: number };
+// fromPod, toPod: ns per run of each hook's program (toPod undefined when it did not run); toShare: its
+// runs per packet through r0 (under host routing only the packets that go the host's way reach r1);
+// perPacket: both programs' time per packet.
+type ProgramTime = { fromPod: number; toPod: number | undefined; toShare: number; perPacket: number };
+const PROGRAM_TIMED = ["sluice", "kernel-routing", "no-rcnt", "pass-all"];
 
-// Nanoseconds per run of each hook's program on the flood's path, by the kernel's own clock: Sluice,
-// Sluice without rule counters, and the programs that pass everything, whose figure is what the
-// statistics themselves add to every run (two clock reads). Median over up to 3 floods each.
+// Time of each hook's program on the flood's path, by the kernel's own clock: Sluice (host routing in
+// BPF and kernel), Sluice without rule counters, and the programs that pass everything, whose figure is
+// what the statistics themselves add to every run (two clock reads). Median over up to 3 floods each.
 async function programTimes(configs: readonly Config[]): Promise<Map<string, ProgramTime>> {
   const out = new Map<string, ProgramTime>();
   bpfStats(true);
   try {
-    for (const name of ["sluice", "no-rcnt", "pass-all"]) {
+    for (const name of PROGRAM_TIMED) {
       const c = configs.find((x) => x.name === name);
       if (!c) throw new Error(`no configuration ${name}`);
       const per: ProgramTime[] = [];
@@ -519,13 +552,26 @@ async function programTimes(configs: readonly Config[]): Promise<Map<string, Pro
         const before = hookRuns();
         await c.run();
         const after = hookRuns();
-        const ns = (a: { cnt: number; ns: number }, b: { cnt: number; ns: number }) => {
-          if (a.cnt <= b.cnt) throw new Error(`${name}: the hook's program did not run during the flood`);
-          return (a.ns - b.ns) / (a.cnt - b.cnt);
+        const from = {
+          cnt: after.fromPod.cnt - before.fromPod.cnt,
+          ns: after.fromPod.ns - before.fromPod.ns,
         };
-        per.push({ fromPod: ns(after.fromPod, before.fromPod), toPod: ns(after.toPod, before.toPod) });
+        const to = { cnt: after.toPod.cnt - before.toPod.cnt, ns: after.toPod.ns - before.toPod.ns };
+        if (from.cnt <= 0) throw new Error(`${name}: r0's program did not run during the flood`);
+        per.push({
+          fromPod: from.ns / from.cnt,
+          toPod: to.cnt > 0 ? to.ns / to.cnt : undefined,
+          toShare: to.cnt / from.cnt,
+          perPacket: (from.ns + to.ns) / from.cnt,
+        });
       }
-      out.set(name, { fromPod: median(per.map((p) => p.fromPod)), toPod: median(per.map((p) => p.toPod)) });
+      const to = per.flatMap((p) => (p.toPod === undefined ? [] : [p.toPod]));
+      out.set(name, {
+        fromPod: median(per.map((p) => p.fromPod)),
+        toPod: to.length > 0 ? median(to) : undefined,
+        toShare: median(per.map((p) => p.toShare)),
+        perPacket: median(per.map((p) => p.perPacket)),
+      });
     }
   } finally {
     bpfStats(false);
@@ -541,31 +587,38 @@ function printProgramTimes(times: Map<string, ProgramTime>, nonePps: number): vo
   const packetNs = 1e9 / nonePps;
   const programs: [config: string, what: string, object: string][] = [
     ["pass-all", "the hooks alone (pass every packet)", basename(PASS_ALL_OBJECT)],
-    ["sluice", "Sluice", "sluice.bpf.o"],
-    ["no-rcnt", "Sluice, rule counters and audit compiled out", basename(NO_RCNT_OBJECT)],
+    ["sluice", "Sluice, host routing in BPF", "sluice.bpf.o"],
+    ["kernel-routing", "Sluice, host routing by the kernel", "sluice.bpf.o"],
+    [
+      "no-rcnt",
+      "Sluice, host routing in BPF, rule counters and audit compiled out",
+      basename(NO_RCNT_OBJECT),
+    ],
   ];
   const rows = programs.map(([config, what, object]) => {
     const t = times.get(config);
     if (!t) throw new Error(`no program time for ${config}`);
-    const extra = t.fromPod - floor.fromPod + (t.toPod - floor.toPod);
+    const extra = t.perPacket - floor.perPacket;
     return [
       `${what} (${object})`,
       `${t.fromPod.toFixed(1)} ns`,
-      `${t.toPod.toFixed(1)} ns`,
+      t.toPod === undefined ? "-" : `${t.toPod.toFixed(1)} ns × ${t.toShare.toFixed(3)}`,
+      `${t.perPacket.toFixed(1)} ns`,
       t === floor
         ? "-"
         : `${extra.toFixed(0)} ns (${((100 * extra) / packetNs).toFixed(1)} % of ${(packetNs / 1000).toFixed(2)} µs)`,
     ];
   });
   console.log(
-    "\nProgram time per run on the flood's path, by the kernel's BPF statistics (a separate phase: they add two clock reads to every run, which the hooks-alone row is), median of up to 3 floods:\n",
+    "\nProgram time on the flood's path, by the kernel's BPF statistics (a separate phase: they add two clock reads to every run, which the hooks-alone row is), median of up to 3 floods. The to-pod hook runs only for packets that go the host's way: its time per run × its runs per packet.\n",
   );
   console.log(
     markdownTable(
       [
         "program",
-        "from pod (r0 ingress)",
-        "to pod (r1 egress)",
+        "from pod (r0 ingress), per run",
+        "to pod (r1 egress), per run × runs per packet",
+        "both, per packet",
         "per packet above the hooks alone (of a no-policy packet)",
       ],
       rows,
@@ -623,12 +676,17 @@ async function withMonitor<T>(work: () => Promise<T>): Promise<{ result: T; flow
       event_sample_allow: sampling.sampleAllow,
       event_sample_deny: sampling.sampleDeny,
       events_per_sec: sampling.perSecond,
-      flags: 0,
+      flags: enums.sl_config_flags.SL_CFG_HOST_ROUTING,
     });
     const result = await work();
     return { result, flows };
   } finally {
-    dp.maps.config.write({ event_sample_allow: 0, event_sample_deny: 0, events_per_sec: 0, flags: 0 });
+    dp.maps.config.write({
+      event_sample_allow: 0,
+      event_sample_deny: 0,
+      events_per_sec: 0,
+      flags: enums.sl_config_flags.SL_CFG_HOST_ROUTING,
+    });
     abort.abort();
     await reading;
     await monitor.close();
@@ -640,7 +698,8 @@ async function withMonitor<T>(work: () => Promise<T>): Promise<{ result: T; flow
 function printTcp(tcpRuns: Map<TcpMeasure, Map<string, number[]>>): void {
   const paths: [name: string, label: string][] = [
     ["none", "no policy (baseline)"],
-    ["sluice", `Sluice, ${RULES} policy entries (tcx on r0, r1)`],
+    ["sluice", `Sluice, ${RULES} policy entries (host routing in BPF)`],
+    ["kernel-routing", "Sluice, host routing by the kernel"],
     ["pass-all", "the hooks alone: programs that pass every packet"],
   ];
   const rows: string[][] = [];

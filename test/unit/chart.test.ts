@@ -183,6 +183,7 @@ test("the schema refuses an unknown key, also in a values file, naming it", () =
 test("the schema refuses values the daemons would reject at run time", () => {
   for (const [set, message] of [
     ["agent.allowLocalhost=alwyas", /\/agent\/allowLocalhost': value must be one of/],
+    ["agent.hostRouting=ebpf", /\/agent\/hostRouting': value must be one of/],
     ["operator.logFormat=text", /\/operator\/logFormat': value must be one of 'json', 'pretty'/],
     ["agent.metrics.port=70000", /\/agent\/metrics\/port': maximum: got 70,000, want 65,535/],
     ["operator.leaseDuration=15", /\/operator\/leaseDuration': got number, want string/],
@@ -810,4 +811,13 @@ test("agent.nodeStatusAdmission.enabled=false renders neither the policy nor its
   for (const k of ADMISSION_KINDS) assert.ok(!kinds.includes(k), `${k} rendered while disabled`);
   const on = render().map((d) => d.kind);
   for (const k of ADMISSION_KINDS) assert.ok(on.includes(k), `${k} not rendered by default`);
+});
+
+test("agent.hostRouting becomes --host-routing only when it is not the agent's default (bpf)", () => {
+  const routing = (...set: string[]) =>
+    container(render(...set), "agent").args.filter((a) => a.startsWith("--host-routing"));
+  assert.deepEqual(routing(), []);
+  assert.deepEqual(routing("agent.hostRouting=bpf"), []);
+  assert.deepEqual(routing("agent.hostRouting="), []);
+  assert.deepEqual(routing("agent.hostRouting=kernel"), ["--host-routing=kernel"]);
 });

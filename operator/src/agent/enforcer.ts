@@ -19,7 +19,9 @@ import { podIps } from "../policy/universe.ts";
 import { podKey } from "../api/k8s.ts";
 import { DesiredStateCache } from "./desired-cache.ts";
 import { localPods, resolveLocalInterfaces } from "./endpoints.ts";
+import { writeHostRouting } from "./datapath-config.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
+import { type HostRoutingDecision, type HostRoutingGate, KERNEL_ROUTING } from "./host-routing.ts";
 
 // A local endpoint's host-side interface, and its pod's addresses: all the pod may send from (the
 // datapath drops anything else it sends). The caller knows them: the compiler enforces only pods that
@@ -38,6 +40,8 @@ export interface EnforcerOptions {
   allowLocalhost?: AllowLocalhost;
   // The node's own addresses (node-addresses.ts), read again at every apply.
   hostAddresses?: () => readonly string[];
+  // Whether the datapath routes between the node's pods itself (host-routing.ts); absent: it never does.
+  hostRouting?: HostRoutingGate;
 }
 
 export interface EnforceResult {
@@ -60,6 +64,8 @@ export interface EnforceResult {
   swapped: number;
   attachMs: number;
   migrationMs: number;
+  // Host routing in BPF as this write left it, when it changed (the first write reports it too).
+  hostRouting?: HostRoutingDecision;
 }
 
 export interface ApplyResult extends EnforceResult {
@@ -82,6 +88,8 @@ export class Enforcer {
   #migration: LayoutMigration | undefined;
   #migrationError: string | undefined;
   #resizeReported = false;
+  // The host routing decision last written (undefined: none yet).
+  #hostRouting: HostRoutingDecision | undefined;
 
   constructor(dp: Datapath, o: EnforcerOptions) {
     this.#dp = dp;
@@ -171,6 +179,8 @@ export class Enforcer {
       this.#withAddresses(state, interfaces),
       (ep) => interfaces.get(ep.key)?.ifindex,
     );
+    // Off before an endpoint the datapath could not route to is written; on only when none is left.
+    const hostRouting = this.#routeHosts(state, interfaces);
     const sync = { ...this.#sync.applyDesired(desired), pending };
     // An endpoint refused a place in the endpoint map gets no program: one would pass its traffic
     // unchecked (no endpoint value); sluice-cni keeps its pod from starting instead.
@@ -199,7 +209,25 @@ export class Enforcer {
       swapped: attached.filter((a) => a.adopted).length,
       attachMs,
       migrationMs: performance.now() - tm,
+      ...(hostRouting && { hostRouting }),
     };
+  }
+
+  // Decides host routing for the interfaces of the compiled endpoints and writes it; returns the
+  // decision when it changed.
+  #routeHosts(
+    state: MapState,
+    interfaces: ReadonlyMap<string, EndpointInterface>,
+  ): HostRoutingDecision | undefined {
+    const gate = this.#o.hostRouting;
+    const decision: HostRoutingDecision = gate
+      ? gate.decide(state.endpoints.flatMap((e) => interfaces.get(e.key) ?? []))
+      : KERNEL_ROUTING;
+    const changed = writeHostRouting(this.#dp, decision.on);
+    const said = (d: HostRoutingDecision | undefined) => (d?.on ? "on" : d?.reason);
+    const last = said(this.#hostRouting);
+    this.#hostRouting = decision;
+    return changed || last !== said(decision) ? decision : undefined;
   }
 
   // The state with each wired endpoint's addresses; the same object for an endpoint whose compiled state

@@ -59,6 +59,7 @@ import { CniServer } from "./cni-server.ts";
 import { localPods, resolvePod } from "./endpoints.ts";
 import { type EndpointInterface, type EnforceResult, Enforcer } from "./enforcer.ts";
 import type { HostInterface, InterfaceResolver } from "./host-interfaces.ts";
+import { type HostRouting, HostRoutingGate } from "./host-routing.ts";
 import { listLinks, staleInterfaces } from "./link-check.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import { nodeAddresses } from "./node-addresses.ts";
@@ -115,6 +116,8 @@ export interface KubeAgentOptions {
   cniSocket?: string;
   // CompileOptions.allowLocalhost (default "always").
   allowLocalhost?: AllowLocalhost;
+  // Whether the datapath routes between the node's pods itself (host-routing.ts; default "kernel").
+  hostRouting?: HostRouting;
   // The node's own addresses (identity host, beside its Node object's); default: this network
   // namespace's (node-addresses.ts). Read again at every full pass.
   hostAddresses?: () => readonly string[];
@@ -224,6 +227,7 @@ export class KubeAgent {
       node: o.node,
       resolver: o.resolver,
       labelOptions: o.labelOptions,
+      hostRouting: new HostRoutingGate(o.hostRouting ?? "kernel"),
     });
     // Read at scrape time only.
     o.metrics?.setSources({

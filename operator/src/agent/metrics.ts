@@ -57,6 +57,7 @@ export class AgentMetrics {
   readonly #replacementDuration: Histogram<"kind">;
   readonly #watchErrors: Counter<"resource">;
   readonly #failedClosed: Gauge<"limit">;
+  readonly #hostRouting: Gauge;
   #sources: AgentMetricSources = {};
   readonly registry: Registry;
 
@@ -108,6 +109,11 @@ export class AgentMetrics {
         const depth = sources().queueDepth;
         if (depth) this.set(depth());
       },
+    });
+    this.#hostRouting = new Gauge({
+      name: "sluice_agent_host_routing",
+      help: "1 while the datapath routes between this node's pods itself (host routing in BPF), 0 while the host forwards them",
+      registers,
     });
     this.#endpoints = new Gauge({
       name: "sluice_agent_endpoints_enforced",
@@ -237,6 +243,10 @@ export class AgentMetrics {
   liveReplacement(kind: ReplacementKind, count: number, seconds: number): void {
     this.#replacements.inc({ kind }, count);
     this.#replacementDuration.observe({ kind }, seconds);
+  }
+
+  hostRouting(on: boolean): void {
+    this.#hostRouting.set(on ? 1 : 0);
   }
 
   // After each write: endpoints failing closed, by the limit they hit.

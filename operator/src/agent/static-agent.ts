@@ -14,12 +14,13 @@ import { formatMonitorAddress, type MonitorListen } from "../monitor/server.ts";
 import { staticMonitorSource } from "../monitor/static-source.ts";
 import type { MonitorSource } from "../monitor/view.ts";
 import { type ApplyResult, Enforcer } from "./enforcer.ts";
-import { type EventSampling, writeEventSampling } from "./event-config.ts";
+import { type EventSampling, writeEventSampling } from "./datapath-config.ts";
 import { type InterfaceResolver, RouteInterfaceResolver } from "./host-interfaces.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import { nodeAddresses } from "./node-addresses.ts";
 import { reportWriteOutcome } from "./write-outcome.ts";
 import type { AllowLocalhost } from "../policy/index.ts";
+import { type HostRouting, HostRoutingGate } from "./host-routing.ts";
 
 export interface StaticAgentOptions {
   files: string[];
@@ -44,6 +45,8 @@ export interface StaticAgentOptions {
   // Whether the node reaches its own pods whatever the policies say (default "always"; see
   // CompileOptions.allowLocalhost).
   allowLocalhost?: AllowLocalhost;
+  // Whether the datapath routes between the node's pods itself (host-routing.ts; default "kernel").
+  hostRouting?: HostRouting;
   // The node's own addresses (identity host); default: this network namespace's, read at every reload.
   hostAddresses?: () => readonly string[];
   // The BPF map sizes (default the build's) and the most policy entries one endpoint may have.
@@ -84,6 +87,7 @@ export class StaticAgent {
         node: o.node,
         resolver: o.resolver ?? new RouteInterfaceResolver(),
         allowLocalhost: o.allowLocalhost,
+        hostRouting: new HostRoutingGate(o.hostRouting ?? "kernel"),
         hostAddresses: o.hostAddresses ?? (() => nodeAddresses()),
         capacity: o.endpointPolicyEntries,
       }),

@@ -1,6 +1,6 @@
 // What a write did besides the map delta, for both agents' logs and metrics: live replacement (the
-// programs of an earlier agent swapped in place, a map layout migrated, maps grown), links removed, and endpoints
-// that fail closed because their policy does not fit.
+// programs of an earlier agent swapped in place, a map layout migrated, maps grown), links removed, endpoints
+// that fail closed because their policy does not fit, and host routing turned on or off.
 import { describeFailedClosed, describeRefused } from "../datapath/writer/capacity-fit.ts";
 import { describeMigration } from "../datapath/migrate.ts";
 import { describeResize } from "../datapath/kernel/map-resize.ts";
@@ -76,6 +76,16 @@ export function reportWriteOutcome(
     );
   }
   if (r.resizeError) log.error(`${r.resizeError}; the maps keep their pinned size`);
+  const routing = r.hostRouting;
+  if (routing) {
+    metrics?.hostRouting(routing.on);
+    if (routing.on)
+      log.info(
+        "host routing in BPF on: packets between this node's pods go into the receiver's namespace once both ends track their flow",
+      );
+    else if (routing.by === "interface") log.warn(`host routing in BPF off: ${routing.reason}`);
+    else log.info(`host routing in BPF off: ${routing.reason}`);
+  }
   if (r.detached.length > 0)
     log.info({ links: r.detached }, "links of interfaces that are no endpoints removed");
 }

@@ -3,7 +3,7 @@
 import { writeFileSync } from "node:fs";
 import { RouteInterfaceResolver } from "../agent/host-interfaces.ts";
 import { installCniPlugin } from "../agent/cni-install.ts";
-import { type EventSampling, writeEventSampling } from "../agent/event-config.ts";
+import { type EventSampling, writeEventSampling } from "../agent/datapath-config.ts";
 import { AgentMetrics } from "../agent/metrics.ts";
 import type { StaticAgent } from "../agent/static-agent.ts";
 import type { AttachMode } from "../datapath/kernel/links.ts";
@@ -27,6 +27,7 @@ import {
   ObserveServer,
   parseListenAddress,
 } from "../observe/server.ts";
+import { HOST_ROUTING_MODES, type HostRouting } from "../agent/host-routing.ts";
 import { ALLOW_LOCALHOST_MODES, type AllowLocalhost } from "../policy/mapstate.ts";
 import { kubeOptions } from "./kube-flags.ts";
 import { datapathLimits, mapSizeOptions, mapSizeUsage } from "./map-flags.ts";
@@ -41,6 +42,9 @@ const usage =
   "         [--attach-mode auto|tcx|tc]   (auto: tcx links, tc filters where the kernel refuses tcx)\n" +
   "         [--allow-localhost always|policy]   (always, the default: the node reaches its own pods whatever\n" +
   "                                              the policies say; policy: where a policy allows entity host)\n" +
+  "         [--host-routing bpf|kernel]   (bpf, the default: packets between this node's pods whose flow both\n" +
+  "                                       ends track go straight into the receiver's namespace; kernel: the\n" +
+  "                                       host forwards every packet)\n" +
   "         [--metrics-addr [host]:port|0]   (/metrics, /healthz, /readyz; default :9962, 0: none)\n" +
   `         ${mapSizeUsage}\n` +
   "         [--monitor-addr 127.0.0.1:port|unix:<path>|0] [--monitor-buffer N]   (flows for sluice monitor,\n" +
@@ -76,6 +80,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       events: { type: "boolean", default: false },
       "attach-mode": { type: "string", default: "auto" },
       "allow-localhost": { type: "string", default: "always" },
+      "host-routing": { type: "string", default: "bpf" },
       ...mapSizeOptions,
       "event-sample-allow": { type: "string" },
       "event-sample-deny": { type: "string" },
@@ -107,6 +112,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
   if (attachMode !== "auto" && attachMode !== "tcx" && attachMode !== "tc")
     throw new UsageError(`--attach-mode: ${JSON.stringify(attachMode)} is not one of auto, tcx, tc`);
   const allowLocalhost = oneOf("--allow-localhost", values["allow-localhost"], ALLOW_LOCALHOST_MODES);
+  const hostRouting = oneOf("--host-routing", values["host-routing"], HOST_ROUTING_MODES);
   const limits = datapathLimits(values);
   if (!values.node || !values["bpffs-root"] || (values.static && !values.file?.length))
     throw new UsageError(
@@ -135,6 +141,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       sampling,
       attachMode,
       allowLocalhost,
+      hostRouting,
       ...limits,
       cniSocket: values["cni-socket"],
       monitor,
@@ -168,6 +175,7 @@ export async function agentMain(argv: readonly string[]): Promise<number> {
       monitor: monitor && { listen: monitor, buffer: monitorBuffer },
       sampling,
       allowLocalhost,
+      hostRouting,
       ...limits,
       logger: log,
       metrics,
@@ -278,6 +286,7 @@ interface KubeAgentCliOptions extends CommonOptions {
   sampling: EventSampling;
   attachMode: AttachMode | "auto";
   allowLocalhost: AllowLocalhost;
+  hostRouting: HostRouting;
   mapSizes: MapSizes;
   endpointPolicyEntries: number;
   cniSocket: string | undefined;
@@ -308,6 +317,7 @@ async function kubeAgent(o: KubeAgentCliOptions): Promise<number> {
       logger: o.log,
       metrics,
       allowLocalhost: o.allowLocalhost,
+      hostRouting: o.hostRouting,
       endpointPolicyEntries: o.endpointPolicyEntries,
       cniSocket: o.cniSocket,
     });

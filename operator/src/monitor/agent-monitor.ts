@@ -8,7 +8,7 @@ import { openFlowEvents, type RecordStream } from "../datapath/flow-events.ts";
 import type { Datapath } from "../datapath/kernel/programs.ts";
 import { readVerdictCounters } from "../datapath/kernel/verdicts.ts";
 import type { Logger } from "../observe/log.ts";
-import type { EventSampling } from "../agent/event-config.ts";
+import type { EventSampling } from "../agent/datapath-config.ts";
 import { nodeRules, RuleActivity, type RuleCounterRow, type RulesRecord } from "../stats/rule-stats.ts";
 import { FlowBuffer } from "./buffer.ts";
 import type { FlowCounts, StatsRecord } from "./flow-record.ts";

@@ -5,7 +5,10 @@
 // entry is for other identities.
 // --attach-only: the maps are written already, only attach (or swap in) the programs of --object (a
 // build with a feature compiled out, over the same pinned maps; default: the build's datapath).
+// --host-routing on|off: the datapath configuration's SL_CFG_HOST_ROUTING (default off), written
+// in either mode.
 import { parseArgs } from "node:util";
+import { enums } from "../../../operator/src/datapath/codec/layout.generated.ts";
 import { attachOrReplace } from "../../../operator/src/datapath/kernel/links.ts";
 import { loadDatapath } from "../../../operator/src/datapath/kernel/programs.ts";
 import { MapSync } from "../../../operator/src/datapath/writer/sync.ts";
@@ -23,6 +26,7 @@ const { values: o } = parseArgs({
     "b-if": { type: "string" },
     object: { type: "string" },
     "attach-only": { type: "boolean", default: false },
+    "host-routing": { type: "string", default: "off" },
   },
 });
 const need = (k: keyof typeof o): string => {
@@ -31,6 +35,9 @@ const need = (k: keyof typeof o): string => {
   return v;
 };
 const rules = Number(need("rules"));
+if (o["host-routing"] !== "on" && o["host-routing"] !== "off")
+  throw new Error(`veth/enforce: --host-routing is on or off, not ${o["host-routing"]}`);
+const configFlags = o["host-routing"] === "on" ? enums.sl_config_flags.SL_CFG_HOST_ROUTING : 0;
 const port = Number(need("port"));
 const A_ID = 1000;
 const B_ID = 1001;
@@ -99,7 +106,6 @@ function attach(): void {
 
 // The policy through the map writer, and how long it took.
 function write(): { policyWritten: number; syncMs: number } {
-  dp.maps.config.write({ event_sample_allow: 0, event_sample_deny: 0, events_per_sec: 0, flags: 0 });
   const t0 = performance.now();
   const report = MapSync.adopt(dp.addon, dp.maps).apply(
     {
@@ -115,6 +121,12 @@ function write(): { policyWritten: number; syncMs: number } {
 }
 
 try {
+  dp.maps.config.write({
+    event_sample_allow: 0,
+    event_sample_deny: 0,
+    events_per_sec: 0,
+    flags: configFlags,
+  });
   if (o["attach-only"]) {
     attach();
     console.log(JSON.stringify({ attached: [...ifname.values()] }));
