@@ -690,8 +690,8 @@ static __always_inline int sl_host_route(struct __sk_buff *skb, const struct sl_
 		return TC_ACT_OK;
 
 	/*
-	 * A failed rewrite (no memory to make the packet writable) leaves a packet the host still forwards
-	 * correctly, one hop shorter at worst: it goes the host's way, and is judged there again.
+	 * Only the first write can fail (no memory to make the packet's head writable); the later ones lie
+	 * within the part it made writable. The packet is then unchanged, and goes the host's way.
 	 */
 	hops -= 1;
 	if (family == SL_FAMILY_V4) {
