@@ -121,6 +121,16 @@ export function clusterSuite(shape: CniShape, opts: SuiteOptions): void {
       "no policy: the matrix allows everything",
     );
     assert.deepEqual(await probeUntil(c(), pods, open), sortVerdicts(open));
+    // Host routing in BPF (the chart's default) over the CNI's own veths: the agent's last word on it is
+    // that it is on (off would name the interface that keeps it off).
+    const said = (await c().kubectl(["logs", "-n", RELEASE_NS, await agentPod()]))
+      .split("\n")
+      .filter((l) => l.includes("host routing in BPF"));
+    assert.match(
+      said.at(-1) ?? "",
+      /host routing in BPF on/,
+      `the agent on host routing: ${said.join(" | ")}`,
+    );
   });
 
   test(`${shape}: kubectl apply of the demo policies: probes follow sluice matrix`, {
