@@ -3,9 +3,10 @@
 // interface it has not seen.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { HostRoutingGate, type LinkKind } from "../../operator/src/agent/host-routing.ts";
+import { HostRoutingGate } from "../../operator/src/agent/host-routing.ts";
+import type { Link } from "../../operator/src/agent/link-check.ts";
 
-function lister(links: LinkKind[]): { list: () => LinkKind[]; calls: () => number } {
+function lister(links: Link[]): { list: () => Link[]; calls: () => number } {
   let calls = 0;
   return {
     list: () => {
@@ -16,7 +17,7 @@ function lister(links: LinkKind[]): { list: () => LinkKind[]; calls: () => numbe
   };
 }
 
-const veth = (ifname: string, ifindex: number): LinkKind => ({ ifname, ifindex, kind: "veth" });
+const veth = (ifname: string, ifindex: number): Link => ({ ifname, ifindex, kind: "veth" });
 
 test("kernel: off by the configuration, without listing links", () => {
   const l = lister([veth("a", 2)]);

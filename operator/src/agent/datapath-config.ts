@@ -25,7 +25,7 @@ export function writeEventSampling(dp: Datapath, s: EventSampling): void {
   });
 }
 
-export function hostRoutingOn(c: Config): boolean {
+function hostRoutingOn(c: Config): boolean {
   return (c.flags & HOST_ROUTING) !== 0;
 }
 

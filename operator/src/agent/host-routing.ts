@@ -4,19 +4,13 @@
 // an interface with a peer in another namespace (veth, netkit) and drops the packet for any other, so
 // the agent turns it on only while every endpoint's host-side interface is one, and says which is not.
 import { execFileSync } from "node:child_process";
+import { type Link, parseLinks } from "./link-check.ts";
 
 export const HOST_ROUTING_MODES = ["bpf", "kernel"] as const;
 export type HostRouting = (typeof HOST_ROUTING_MODES)[number];
 
 // Link kinds whose device has a peer in another namespace (ndo_get_peer_dev in the kernel).
 export const PAIR_KINDS: ReadonlySet<string> = new Set(["veth", "netkit"]);
-
-export interface LinkKind {
-  ifname: string;
-  ifindex: number;
-  // linkinfo.info_kind; undefined for a device without one (a physical NIC, loopback).
-  kind?: string;
-}
 
 // Off by the configuration (--host-routing kernel), or because of an interface, which reason names.
 export type HostRoutingDecision =
@@ -30,38 +24,22 @@ export const KERNEL_ROUTING: HostRoutingDecision = {
 };
 
 // Every link of the agent's network namespace with its kind: one `ip -d -j link show`.
-export function listLinkKinds(): LinkKind[] {
-  const out = execFileSync("ip", ["-d", "-j", "link", "show"], { encoding: "utf8" });
-  const links = JSON.parse(out) as { ifname?: string; ifindex?: number; linkinfo?: { info_kind?: string } }[];
-  return links.flatMap((l) =>
-    typeof l.ifname === "string" && typeof l.ifindex === "number"
-      ? [
-          {
-            ifname: l.ifname,
-            ifindex: l.ifindex,
-            ...(l.linkinfo?.info_kind && { kind: l.linkinfo.info_kind }),
-          },
-        ]
-      : [],
-  );
+export function listLinkKinds(): Link[] {
+  return parseLinks(execFileSync("ip", ["-d", "-j", "link", "show"], { encoding: "utf8" }));
 }
 
 const keyOf = (i: { ifname: string; ifindex: number }): string => `${i.ifname}#${i.ifindex}`;
 
 export class HostRoutingGate {
   readonly #mode: HostRouting;
-  readonly #list: () => LinkKind[];
+  readonly #list: () => Link[];
   // Kind by ifname#ifindex, of the interfaces last asked about: a device keeps its kind for life, so
   // the links are listed again only when a new interface comes.
   #kinds = new Map<string, string | undefined>();
 
-  constructor(mode: HostRouting, list: () => LinkKind[] = listLinkKinds) {
+  constructor(mode: HostRouting, list: () => Link[] = listLinkKinds) {
     this.#mode = mode;
     this.#list = list;
-  }
-
-  get mode(): HostRouting {
-    return this.#mode;
   }
 
   // The decision for a datapath whose endpoints are on these interfaces.

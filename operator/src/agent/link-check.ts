@@ -19,11 +19,35 @@ export function staleInterfaces(
   return out;
 }
 
+export interface Link {
+  ifname: string;
+  ifindex: number;
+  // linkinfo.info_kind, when `ip -d` printed it; undefined for a device without one (a NIC, loopback).
+  kind?: string;
+}
+
+// The links of `ip [-d] -j link show`'s output.
+export function parseLinks(stdout: string): Link[] {
+  const links = JSON.parse(stdout) as {
+    ifname?: string;
+    ifindex?: number;
+    linkinfo?: { info_kind?: string };
+  }[];
+  return links.flatMap((l) =>
+    l.ifname && typeof l.ifindex === "number"
+      ? [
+          {
+            ifname: l.ifname,
+            ifindex: l.ifindex,
+            ...(l.linkinfo?.info_kind && { kind: l.linkinfo.info_kind }),
+          },
+        ]
+      : [],
+  );
+}
+
 // ifname → ifindex of every link in this network namespace.
 export async function listLinks(): Promise<Map<string, number>> {
   const { stdout } = await run("ip", ["-j", "link", "show"]);
-  const links = JSON.parse(stdout) as { ifname?: string; ifindex?: number }[];
-  const out = new Map<string, number>();
-  for (const l of links) if (l.ifname && typeof l.ifindex === "number") out.set(l.ifname, l.ifindex);
-  return out;
+  return new Map(parseLinks(stdout).map((l) => [l.ifname, l.ifindex]));
 }
