@@ -7,9 +7,10 @@ cd "$root"
 NODE_VERSION=24.21.0
 # runc, containernetworking-plugins: the test cluster's runtime and CNI (test/cluster).
 # libjemalloc2: the daemons' allocator in the image (image/env); the memory and scale benches run them
-# with it on this machine too.
+# with it on this machine too. python3: the lab tests' raw ICMP sender (spoof) and TTL receiver
+# (host-routing), which Node's sockets cannot be.
 APT_PACKAGES=(clang llvm libbpf-dev bpftool iproute2 libelf-dev zlib1g-dev pkg-config lua5.1 iptables unzip make g++ golang-go git
-  runc containernetworking-plugins libjemalloc2)
+  runc containernetworking-plugins libjemalloc2 python3)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
